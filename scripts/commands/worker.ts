@@ -1,0 +1,18 @@
+import { runWorker } from '../../workers/worker';
+import { parseFlags, type Command } from './common';
+
+const usage = 'tenant-restore worker [--task-queue <name>] [--max-activities N]';
+
+export const workerCommand: Command = {
+  name: 'worker',
+  summary: 'run a worker that executes restores (stops on SIGINT/SIGTERM)',
+  usage,
+  async run(argv) {
+    const { values } = parseFlags(argv, { 'task-queue': { type: 'string' }, 'max-activities': { type: 'string' } }, usage);
+    await runWorker({
+      taskQueue: values['task-queue'],
+      maxConcurrentActivities: values['max-activities'] ? Number(values['max-activities']) : undefined,
+    });
+    return 0;
+  },
+};

@@ -1,0 +1,103 @@
+/**
+ * What every integration test needs from the real stack: its environment, a fresh database per test file
+ * (kept when a test fails, so the failure can be read), a task queue of its own, and a worker on it.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { afterAll, afterEach, inject } from 'vitest';
+import { readStackEnv, type StackEnv } from '../../scripts/stack';
+
+/** Loads `.stack/env` into process.env (PGPASSFILE, AWS_*, TEMPORAL_*) and returns it. */
+export function useStackEnv(): StackEnv {
+  const env = readStackEnv();
+  Object.assign(process.env, env);
+  return env;
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+}
+
+/** The stack's superuser URL without its password: the password comes from PGPASSFILE, as it would in production. */
+export function serverUrl(database = 'postgres'): string {
+  const url = new URL(useStackEnv().STACK_PG_URL);
+  url.password = '';
+  url.pathname = `/${database}`;
+  return url.toString().replace(':@', '@');
+}
+
+export async function adminQuery(sql: string, values?: unknown[]): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: useStackEnv().STACK_PG_URL });
+  await client.connect();
+  try {
+    return await client.query(sql, values);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function createDatabase(name: string, template?: string): Promise<string> {
+  await adminQuery(`CREATE DATABASE ${pg.escapeIdentifier(name)}${template ? ` TEMPLATE ${pg.escapeIdentifier(template)}` : ''}`);
+  return serverUrl(name);
+}
+
+export async function dropDatabase(name: string): Promise<void> {
+  await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+}
+
+/**
+ * Registers hooks that track failures in this file; databases made with `fresh()` are dropped at the end only when
+ * every test passed. Call once at the top of a test file.
+ */
+export function useFreshDatabases(): { fresh: (prefix: string, template?: string) => Promise<{ name: string; url: string }> } {
+  const made: string[] = [];
+  let failed = false;
+  afterEach((context) => {
+    if (context.task.result?.state === 'fail') failed = true;
+  });
+  afterAll(async () => {
+    if (failed) {
+      if (made.length) process.stderr.write(`[test] kept databases for inspection: ${made.join(', ')}\n`);
+      return;
+    }
+    for (const name of made) await dropDatabase(name);
+  });
+  return {
+    fresh: async (prefix, template) => {
+      const name = uniqueName(prefix);
+      made.push(name);
+      return { name, url: await createDatabase(name, template) };
+    },
+  };
+}
+
+export async function temporalClient(): Promise<{ client: Client; close: () => Promise<void> }> {
+  const env = useStackEnv();
+  const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
+  return { client: new Client({ connection, namespace: env.TEMPORAL_NAMESPACE }), close: () => connection.close() };
+}
+
+/** Starts a worker on its own task queue using the workflow bundle made once by the global setup. */
+export async function startWorker(options: Omit<WorkerOptions, 'connection' | 'workflowBundle' | 'workflowsPath'>): Promise<{ worker: Worker; running: Promise<void>; stop: () => Promise<void> }> {
+  const env = useStackEnv();
+  const connection = await NativeConnection.connect({ address: env.TEMPORAL_ADDRESS });
+  const worker = await Worker.create({
+    ...options,
+    connection,
+    namespace: env.TEMPORAL_NAMESPACE,
+    workflowBundle: { code: readFileSync(inject('workflowBundlePath'), 'utf8') },
+  });
+  const running = worker.run();
+  return {
+    worker,
+    running,
+    stop: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * A stateless worker: polls one task queue, holds database pools and an S3 client, and resolves every secret from
+ * its own environment. Run N of them on N hosts; concurrency is bounded by what live can take.
+ */
+import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel, type LogMetadata } from '@temporalio/worker';
+import pino from 'pino';
+import { createActivities } from '../activities';
+import { Pools } from '../activities/db';
+import { createS3Client } from '../activities/s3';
+import { temporalConnectionOptions } from './temporal-connection';
+
+export const defaultTaskQueue = process.env.TENANT_RESTORE_TASK_QUEUE ?? 'tenant-restore';
+
+export interface RunWorkerOptions {
+  taskQueue?: string;
+  maxConcurrentActivities?: number;
+}
+
+let runtimeInstalled = false;
+
+/** Routes the SDK's own logs to pino, once per process. */
+export function installRuntimeLogger(logger: pino.Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({
+    logger: {
+      log: (level: LogLevel, message: string, meta?: LogMetadata) => logger[level.toLowerCase() as 'info']({ ...meta }, message),
+      trace: (message: string, meta?: LogMetadata) => logger.trace({ ...meta }, message),
+      debug: (message: string, meta?: LogMetadata) => logger.debug({ ...meta }, message),
+      info: (message: string, meta?: LogMetadata) => logger.info({ ...meta }, message),
+      warn: (message: string, meta?: LogMetadata) => logger.warn({ ...meta }, message),
+      error: (message: string, meta?: LogMetadata) => logger.error({ ...meta }, message),
+    },
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } },
+  });
+}
+
+export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
+  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { component: 'worker' } });
+  installRuntimeLogger(logger);
+  const pools = new Pools();
+  const s3 = createS3Client();
+  const connection = await NativeConnection.connect(temporalConnectionOptions());
+  const taskQueue = options.taskQueue ?? defaultTaskQueue;
+  const worker = await Worker.create({
+    connection,
+    namespace: process.env.TEMPORAL_NAMESPACE ?? 'default',
+    taskQueue,
+    workflowsPath: require.resolve('../workflows'),
+    activities: createActivities({ pools, s3, logger }),
+    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 20,
+    shutdownGraceTime: '10 seconds',
+  });
+  logger.info({ taskQueue, address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' }, 'worker started');
+  try {
+    await worker.run();
+  } finally {
+    await pools.closeAll();
+    s3.destroy();
+    await connection.close();
+    logger.info('worker stopped');
+  }
+}

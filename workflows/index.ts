@@ -1,0 +1,2 @@
+// What the worker loads: every workflow type, and nothing that is not deterministic.
+export { stackCheck } from './stack-check';
