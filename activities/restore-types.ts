@@ -1,0 +1,123 @@
+/**
+ * Types that cross the line between the restore engine (plan, preflight, copy, validate: plain functions over pg
+ * pools, callable without Temporal) and the orchestration (activities and workflows). Everything here is plain
+ * JSON: it may travel through Temporal payloads, so it carries ids, counts and digests, never row data and never a
+ * password.
+ */
+
+/** A tenant id as text. The engine casts it to the root key's type in SQL (`$1::<type>`). */
+export type TenantId = string;
+
+/** What to do when a row to restore already exists in live with the same key (and belongs to the same tenant). */
+export type ConflictPolicy = 'skip' | 'overwrite' | 'fail';
+export const conflictPolicies: readonly ConflictPolicy[] = ['skip', 'overwrite', 'fail'];
+
+/** A foreign key the schema does not declare, given in the config file. */
+export interface LogicalForeignKey {
+  /** `schema.table` holding the referencing columns. */
+  from: string;
+  columns: string[];
+  /** `schema.table` being referenced. */
+  to: string;
+  referencedColumns: string[];
+}
+
+export interface SqlAction {
+  name: string;
+  type: 'sql';
+  /** Runs against live with `$1` = tenant id and `$2` = idempotency key (`restoreId/tenantId/action`). */
+  sql: string;
+  /** Held until an operator approves (see `approval`). */
+  requiresApproval?: boolean;
+}
+
+export interface WebhookAction {
+  name: string;
+  type: 'webhook';
+  url: string;
+  method?: 'POST' | 'PUT';
+  /** Header values may name an environment variable of the worker as `env:NAME`, so that no secret is in config. */
+  headers?: Record<string, string>;
+  requiresApproval?: boolean;
+}
+
+export type ReenableAction = SqlAction | WebhookAction;
+
+/** The config file (`--config`, JSON). Every field is optional. */
+export interface RestoreConfig {
+  logicalForeignKeys?: LogicalForeignKey[];
+  /** `schema.table` names never written by a restore (sessions, caches). */
+  excludeTables?: string[];
+  /** A tenant with more rows than this in one table is copied in idempotent chunks instead of one transaction. */
+  chunkRows?: number;
+  /** Post-restore actions: switch billing and apps back on. */
+  actions?: ReenableAction[];
+}
+
+/** Per-table summary a caller may rely on. The engine's full Plan extends this with whatever it needs. */
+export interface PlannedTableSummary {
+  /** `schema.table`, as read from the catalog (display form; SQL always quotes the parts separately). */
+  key: string;
+  schema: string;
+  name: string;
+  /** root: the tenant root; owned: reachable from the root; shared: reference data, written only as parent closure. */
+  role: 'root' | 'owned' | 'shared';
+  /** Estimated rows for the tenants the plan was built for (undefined when no tenants were given). */
+  estimatedRows?: number;
+}
+
+export interface PlanSummary {
+  tenantRoot: string;
+  /** Tables in restore order, parents first. */
+  tables: PlannedTableSummary[];
+  /** Stable digest of the plan's content, so that activities can check they work from the same plan. */
+  digest: string;
+}
+
+export interface PreflightResult {
+  tenantId: TenantId;
+  /** absent: no root row in live; present: root row in live; partial: some tenant rows in live but no root row. */
+  liveState: 'absent' | 'partial' | 'present';
+  /** Rows of this tenant in the backup, per table key. */
+  rowsInBackup: Record<string, number>;
+  /** Keys of this tenant that already exist in live, per table key (resolved by the conflict policy). */
+  conflicts: Record<string, number>;
+}
+
+/** A resumable position in a chunked copy: the table being copied and the last primary key written. */
+export interface CopyCheckpoint {
+  tableIndex: number;
+  /** The last key copied in that table, as text values in primary-key column order. */
+  lastKey?: string[];
+  /** Rows written so far per table key, so that a resumed copy reports complete counts. */
+  rows: Record<string, number>;
+}
+
+export interface CopyResult {
+  tenantIds: TenantId[];
+  /** Rows inserted or overwritten in live, per table key. */
+  rows: Record<string, number>;
+  /** Rows that already existed and were kept (policy skip), per table key. */
+  skipped: Record<string, number>;
+  /** Parent rows outside the tenant (shared or other tables) that were missing in live and were restored. */
+  parentClosure: Array<{ table: string; rows: number }>;
+  chunked: boolean;
+  durationMs: number;
+}
+
+export interface TableValidation {
+  table: string;
+  scratchCount: number;
+  liveCount: number;
+  scratchChecksum: string;
+  liveChecksum: string;
+  match: boolean;
+}
+
+export interface ValidationResult {
+  tenantId: TenantId;
+  ok: boolean;
+  tables: TableValidation[];
+  /** FK orphans found among the tenant's rows in live, per FK. Empty when ok. */
+  orphans: Array<{ table: string; constraint: string; rows: number }>;
+}
