@@ -292,7 +292,9 @@ async function upMinio(say: Say, env: StackEnv): Promise<void> {
       MINIO_UPDATE: 'off',
       MINIO_CI_CD: '1',
     });
-  } else if (!alive(readPid('minio'))) {
+  } else if (alive(readPid('minio'))) {
+    say(`minio already up on :${ports.minio}`);
+  } else {
     throw new Error(`Port ${ports.minio} is taken by a process that is not this stack's MinIO. Stop it or set STACK_MINIO_PORT.`);
   }
   const s3 = new S3Client({ endpoint: env.AWS_ENDPOINT_URL_S3, region: env.AWS_REGION, forcePathStyle: true,

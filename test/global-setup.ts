@@ -7,7 +7,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { stackDir, stackStatus, stackUp } from '../scripts/stack';
+import { projectRoot, stackDir, stackStatus, stackUp } from '../scripts/stack';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -22,7 +22,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   } catch (error) {
     throw new Error(`The test stack could not start, so no integration test can run:\n${(error as Error).message}`);
   }
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietLogger });
+  const { code } = await bundleWorkflowCode({ workflowsPath: join(projectRoot, 'workflows', 'index.ts'), logger: quietLogger });
   mkdirSync(join(stackDir, 'bundles'), { recursive: true });
   const bundlePath = join(stackDir, 'bundles', `workflows-${process.pid}.js`);
   writeFileSync(bundlePath, code);

@@ -3,7 +3,7 @@
  * (kept when a test fails, so the failure can be read), a task queue of its own, and a worker on it.
  */
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
@@ -81,8 +81,15 @@ export async function temporalClient(): Promise<{ client: Client; close: () => P
 }
 
 /** Starts a worker on its own task queue using the workflow bundle made once by the global setup. */
+let runtimeInstalled = false;
+
 export async function startWorker(options: Omit<WorkerOptions, 'connection' | 'workflowBundle' | 'workflowsPath'>): Promise<{ worker: Worker; running: Promise<void>; stop: () => Promise<void> }> {
   const env = useStackEnv();
+  if (!runtimeInstalled) {
+    // Only warnings from the SDK: its INFO lines would drown the test output.
+    Runtime.install({ logger: new DefaultLogger((process.env.TEST_SDK_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
+    runtimeInstalled = true;
+  }
   const connection = await NativeConnection.connect({ address: env.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
     ...options,
