@@ -32,6 +32,9 @@ export function resolveConnectionString(ref: DatabaseRef, env: NodeJS.ProcessEnv
     if (!url) throw new DatabaseRefError(`Unknown database alias '${ref}': set TENANT_RESTORE_DB_${ref.toUpperCase()}=postgres://user@host:port/db in the worker's environment.`);
     return url;
   }
+  // `alias/database`: another database on an aliased server (a scratch database next to live, for instance).
+  const onAlias = /^([A-Za-z][A-Za-z0-9_]*)\/([A-Za-z0-9_]+)$/.exec(ref);
+  if (onAlias) return withDatabase(resolveConnectionString(onAlias[1], env), onAlias[2]);
   throw new DatabaseRefError(`'${ref}' is neither a postgres:// URL nor a database alias (letters, digits, _).`);
 }
 

@@ -1,0 +1,193 @@
+/**
+ * The restore report: every child writes its TenantResult to `<artifacts>/tenants/<tenantId>.json`; at the end the
+ * parent's report activity gathers them into `<artifacts>/report.json` and `report.md` (rows per table, conflicts,
+ * checksums, durations, actions). The workflow result stays a small summary that points to them.
+ */
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { heartbeat } from '@temporalio/activity';
+import { formatS3Url, getJson, putJson, putText } from './s3';
+import type { TenantId } from './restore-types';
+import type { ArtifactsRef, BulkRestoreResult, ObjectRef, PlanRef, ScratchInfo, TenantResult } from '../workflows/definitions';
+
+export interface ReportTenant {
+  tenantId: TenantId;
+  status: TenantResult['status'] | 'not-started';
+  error?: string;
+  rows: Record<string, number>;
+  skipped: Record<string, number>;
+  conflicts: Record<string, number>;
+  liveState?: string;
+  parentClosure: Array<{ table: string; rows: number }>;
+  validation: Array<{ table: string; scratchCount: number; liveCount: number; checksum: string; match: boolean }>;
+  orphans: Array<{ table: string; constraint: string; rows: number }>;
+  actions: TenantResult['actions'];
+  durations: TenantResult['durations'];
+}
+
+export interface RestoreReport {
+  restoreId: string;
+  status: BulkRestoreResult['status'];
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  live: string;
+  tenantRoot: string;
+  conflict: string;
+  source: { backup?: string; scratch?: string; sha256?: string; bytes?: number; verifiedBy?: string; reused?: boolean; scratchMs?: number };
+  plan?: { digest: string; location: string; tables: number };
+  totals: { tenants: number; restored: number; failed: number; cancelled: number; notStarted: number; rows: Record<string, number>; skipped: Record<string, number>; conflicts: Record<string, number> };
+  timing: { copyMsTotal: number; tenantMsTotal: number; tenantMsMedian: number; tenantMsMax: number };
+  error?: string;
+  tenants: ReportTenant[];
+}
+
+export interface WriteReportInput {
+  restoreId: string;
+  artifacts: ArtifactsRef;
+  status: BulkRestoreResult['status'];
+  startedAt: number;
+  finishedAt: number;
+  live: string;
+  tenantRoot: string;
+  conflict: string;
+  backup?: string;
+  scratch?: ScratchInfo;
+  plan?: PlanRef;
+  tenantList?: ObjectRef;
+  error?: string;
+}
+
+const add = (into: Record<string, number>, from: Record<string, number> | undefined) => {
+  for (const [k, v] of Object.entries(from ?? {})) into[k] = (into[k] ?? 0) + v;
+};
+
+export function tenantRow(tenantId: TenantId, result: TenantResult | undefined): ReportTenant {
+  if (!result) return { tenantId, status: 'not-started', rows: {}, skipped: {}, conflicts: {}, parentClosure: [], validation: [], orphans: [], actions: [], durations: {} };
+  return {
+    tenantId,
+    status: result.status,
+    error: result.error ? `${result.error.type ? `${result.error.type}: ` : ''}${result.error.message}` : undefined,
+    rows: result.copy?.rows ?? {},
+    skipped: result.copy?.skipped ?? {},
+    conflicts: result.preflight?.conflicts ?? {},
+    liveState: result.preflight?.liveState,
+    parentClosure: result.copy?.parentClosure ?? [],
+    validation: (result.validation?.tables ?? []).map((t) => ({ table: t.table, scratchCount: t.scratchCount, liveCount: t.liveCount, checksum: t.liveChecksum, match: t.match })),
+    orphans: result.validation?.orphans ?? [],
+    actions: result.actions,
+    durations: result.durations,
+  };
+}
+
+export function renderMarkdown(report: RestoreReport): string {
+  const t = report.totals;
+  const lines = [
+    `# Restore ${report.restoreId}: ${report.status}`,
+    '',
+    `- started ${report.startedAt}, finished ${report.finishedAt} (${(report.durationMs / 1000).toFixed(1)} s)`,
+    `- live \`${report.live}\`, tenant root \`${report.tenantRoot}\`, conflict policy \`${report.conflict}\``,
+    report.source.backup ? `- backup \`${report.source.backup}\` (${report.source.bytes ?? '?'} bytes, sha256 \`${report.source.sha256 ?? '?'}\`, verified by ${report.source.verifiedBy ?? '?'}${report.source.reused ? ', scratch reused' : ''})` : `- scratch \`${report.source.scratch}\``,
+    report.plan ? `- plan digest \`${report.plan.digest}\` (${report.plan.tables} tables, ${report.plan.location})` : '- no plan',
+    report.error ? `- **error**: ${report.error}` : '',
+    '',
+    `| tenants | restored | failed | cancelled | not started |`,
+    `|---:|---:|---:|---:|---:|`,
+    `| ${t.tenants} | ${t.restored} | ${t.failed} | ${t.cancelled} | ${t.notStarted} |`,
+    '',
+    '## Rows restored per table',
+    '',
+    '| table | rows | kept (skip) | conflicts |',
+    '|---|---:|---:|---:|',
+    ...Object.keys({ ...t.rows, ...t.skipped, ...t.conflicts }).sort().map((k) => `| ${k} | ${t.rows[k] ?? 0} | ${t.skipped[k] ?? 0} | ${t.conflicts[k] ?? 0} |`),
+    '',
+    '## Tenants',
+    '',
+    '| tenant | status | rows | validated tables | actions | duration (ms) | error |',
+    '|---|---|---:|---|---|---:|---|',
+    ...report.tenants.map((x) => {
+      const rows = Object.values(x.rows).reduce((a, b) => a + b, 0);
+      const valid = x.validation.length ? `${x.validation.filter((v) => v.match).length}/${x.validation.length}` : '-';
+      const actions = x.actions.map((a) => `${a.name}:${a.status}`).join(', ') || '-';
+      return `| ${x.tenantId} | ${x.status} | ${rows} | ${valid} | ${actions} | ${x.durations.total ?? '-'} | ${(x.error ?? '').replace(/\|/g, '\\|').slice(0, 200)} |`;
+    }),
+    '',
+  ];
+  return lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n');
+}
+
+export function createReportActivities({ s3 }: { s3: S3Client }) {
+  async function listKeys(bucket: string, prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      heartbeat({ listed: keys.length });
+    } while (token);
+    return keys;
+  }
+
+  return {
+    /** Written by each child when it ends, whatever the outcome, so the report has every tenant's evidence. */
+    async recordTenantResult(input: { artifacts: ArtifactsRef; result: TenantResult }): Promise<ObjectRef> {
+      const ref = { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${input.result.tenantId}.json` };
+      await putJson(s3, ref, input.result);
+      return ref;
+    },
+
+    async writeRestoreReport(input: WriteReportInput): Promise<{ json: string; markdown: string }> {
+      const { bucket, prefix } = input.artifacts;
+      const ids: TenantId[] = input.tenantList ? await getJson<string[]>(s3, input.tenantList) : [];
+      const keys = await listKeys(bucket, `${prefix}tenants/`);
+      const results = new Map<string, TenantResult>();
+      for (let i = 0; i < keys.length; i += 32) {
+        const batch = await Promise.all(keys.slice(i, i + 32).map((key) => getJson<TenantResult>(s3, { bucket, key })));
+        for (const r of batch) if (r.restoreId === input.restoreId) results.set(r.tenantId, r);
+        heartbeat({ read: i });
+      }
+      const tenants = ids.map((id) => tenantRow(id, results.get(id)));
+      const totals = { tenants: tenants.length, restored: 0, failed: 0, cancelled: 0, notStarted: 0, rows: {} as Record<string, number>, skipped: {} as Record<string, number>, conflicts: {} as Record<string, number> };
+      const tenantMs: number[] = [];
+      let copyMsTotal = 0;
+      for (const x of tenants) {
+        if (x.status === 'restored') totals.restored++;
+        else if (x.status === 'failed') totals.failed++;
+        else if (x.status === 'cancelled') totals.cancelled++;
+        else totals.notStarted++;
+        add(totals.rows, x.rows);
+        add(totals.skipped, x.skipped);
+        add(totals.conflicts, x.conflicts);
+        if (x.durations.total !== undefined) tenantMs.push(x.durations.total);
+        copyMsTotal += x.durations.copy ?? 0;
+      }
+      tenantMs.sort((a, b) => a - b);
+      const report: RestoreReport = {
+        restoreId: input.restoreId,
+        status: input.status,
+        startedAt: new Date(input.startedAt).toISOString(),
+        finishedAt: new Date(input.finishedAt).toISOString(),
+        durationMs: input.finishedAt - input.startedAt,
+        live: input.live,
+        tenantRoot: input.tenantRoot,
+        conflict: input.conflict,
+        source: { backup: input.backup, scratch: input.scratch?.ref, sha256: input.scratch?.sha256, bytes: input.scratch?.bytes, verifiedBy: input.scratch?.verifiedBy, reused: input.scratch?.reused, scratchMs: input.scratch?.durationMs },
+        plan: input.plan ? { digest: input.plan.digest, location: formatS3Url(input.plan), tables: input.plan.tables } : undefined,
+        totals,
+        timing: {
+          copyMsTotal,
+          tenantMsTotal: tenantMs.reduce((a, b) => a + b, 0),
+          tenantMsMedian: tenantMs.length ? tenantMs[Math.floor(tenantMs.length / 2)] : 0,
+          tenantMsMax: tenantMs.length ? tenantMs[tenantMs.length - 1] : 0,
+        },
+        error: input.error,
+        tenants,
+      };
+      const json = { bucket, key: `${prefix}report.json` };
+      const markdown = { bucket, key: `${prefix}report.md` };
+      await putJson(s3, json, report);
+      await putText(s3, markdown, renderMarkdown(report), 'text/markdown');
+      return { json: formatS3Url(json), markdown: formatS3Url(markdown) };
+    },
+  };
+}

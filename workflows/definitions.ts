@@ -1,0 +1,187 @@
+/**
+ * The messages, queries and search attribute keys of the restore workflows, and the plain-JSON shapes that travel
+ * through Temporal. Nothing here carries row data or a password (invariant I5): databases are aliases or URLs
+ * without a password, the plan travels as an S3 location plus its digest, tenant lists longer than a page live in S3.
+ */
+import { defineSearchAttributeKey } from '@temporalio/common';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { ConflictPolicy, CopyResult, PreflightResult, ReenableAction, RestoreConfig, TenantId, ValidationResult } from '../activities/restore-types';
+
+// ---------------------------------------------------------------------------------------------------------------
+// search attributes (registered by scripts/stack.ts; `temporal operator search-attribute create` in production)
+
+export const RestoreIdKey = defineSearchAttributeKey('RestoreId', 'KEYWORD');
+export const RestorePhaseKey = defineSearchAttributeKey('RestorePhase', 'KEYWORD');
+export const RestoreKindKey = defineSearchAttributeKey('RestoreKind', 'KEYWORD');
+export const TenantIdKey = defineSearchAttributeKey('TenantId', 'KEYWORD');
+export const TenantsTotalKey = defineSearchAttributeKey('TenantsTotal', 'INT');
+export const TenantsRestoredKey = defineSearchAttributeKey('TenantsRestored', 'INT');
+export const TenantsFailedKey = defineSearchAttributeKey('TenantsFailed', 'INT');
+
+/** Workflow ids read as paths: the parent is `restore/<id>`, each child `restore/<id>/tenant/<tenantId>`. */
+export const bulkWorkflowId = (restoreId: string): string => `restore/${restoreId}`;
+export const tenantWorkflowId = (restoreId: string, tenantId: TenantId): string => `restore/${restoreId}/tenant/${tenantId}`;
+
+// ---------------------------------------------------------------------------------------------------------------
+// shapes
+
+/** An S3 object named by bucket and key (never a presigned URL: those carry credentials). */
+export interface ObjectRef { bucket: string; key: string }
+
+/** Where a restore keeps its artifacts: `<prefix>plan.json`, `<prefix>tenants.json`, `<prefix>tenants/<id>.json`, `<prefix>report.{json,md}`. */
+export interface ArtifactsRef { bucket: string; prefix: string }
+
+/** The plan is built once, stored in S3, and passed to children by location and digest (a plan per child input would bloat history). */
+export interface PlanRef extends ObjectRef { digest: string; tables: number }
+
+/** The scratch database, however it was obtained. `ref` is an alias, `alias/database`, or a URL without password. */
+export interface ScratchInfo {
+  ref: string;
+  /** The server it was created on (to drop it from); absent for `--scratch <url>`. */
+  server?: string;
+  /** true when this restore created it (and so may drop it); false for `--scratch <url>`. */
+  owned: boolean;
+  reused: boolean;
+  backup?: string;
+  bytes?: number;
+  sha256?: string;
+  /** How the archive was checked: against `<key>.manifest.json`, the object's metadata, or only its size. */
+  verifiedBy?: 'manifest' | 'metadata' | 'size-only';
+  durationMs: number;
+}
+
+export type RestoreSource =
+  | { kind: 'backup'; backup: string; scratchServer?: string }
+  | { kind: 'scratch'; scratch: string };
+
+export interface BulkRestoreInput {
+  restoreId: string;
+  source: RestoreSource;
+  /** Alias or URL without password. */
+  live: string;
+  tenantRoot: string;
+  /** A short list inline; a long one as an S3 object holding a JSON array of ids (see `tenantsObject`). */
+  tenants?: TenantId[];
+  tenantsObject?: ObjectRef;
+  conflict: ConflictPolicy;
+  concurrency: number;
+  config?: RestoreConfig;
+  keepScratch?: boolean;
+  artifacts: ArtifactsRef;
+  /** Upper bound of children started by one run before it continues-as-new (history stays far below its limits). */
+  maxChildrenPerRun?: number;
+}
+
+/** Where a tenant is. `waiting` holds a window slot no more: it waits for approval, not for live's capacity. */
+export type TenantPhase = 'preflight' | 'copy' | 'validate' | 'awaiting-approval' | 'reenable' | 'restored' | 'failed' | 'cancelled';
+export type TenantStatus = 'restored' | 'failed' | 'cancelled';
+
+export type BulkPhase = 'preparing-scratch' | 'planning' | 'restoring' | 'paused' | 'cancelling' | 'reporting' | 'cleanup' | 'completed' | 'partial' | 'cancelled' | 'failed';
+
+export interface FailedTenant { tenantId: TenantId; reason: string }
+
+/** State a bulk restore carries across continue-as-new. Small: counts, the running set, a bounded failure list. */
+export interface BulkRestoreState {
+  startedAt: number;
+  scratch?: ScratchInfo;
+  plan?: PlanRef;
+  tenantList?: ObjectRef & { count: number };
+  /** Index in the tenant list of the next tenant to start. */
+  nextIndex: number;
+  running: Record<TenantId, TenantPhase>;
+  restored: number;
+  failed: number;
+  cancelledTenants: number;
+  /** The first failures with reasons (the full list is in the report). */
+  failures: FailedTenant[];
+  concurrency: number;
+  paused: boolean;
+  cancelRequested: boolean;
+  approvedAll: boolean;
+  approvedTenants: TenantId[];
+  runs: number;
+  childrenStarted: number;
+}
+
+export interface TenantRestoreInput {
+  restoreId: string;
+  tenantId: TenantId;
+  scratch: string;
+  live: string;
+  plan: PlanRef;
+  conflict: ConflictPolicy;
+  chunkRows?: number;
+  actions: ReenableAction[];
+  approved: boolean;
+  artifacts: ArtifactsRef;
+}
+
+export interface ActionOutcome { name: string; type: 'sql' | 'webhook'; status: 'done' | 'failed'; attempts?: number; detail?: string; durationMs: number }
+
+/** Everything a child learned about its tenant; written to S3 for the report (counts and digests only). */
+export interface TenantResult {
+  restoreId: string;
+  tenantId: TenantId;
+  status: TenantStatus;
+  error?: { type?: string; message: string; step?: string };
+  preflight?: PreflightResult;
+  copy?: CopyResult;
+  validation?: ValidationResult;
+  actions: ActionOutcome[];
+  durations: Partial<Record<'preflight' | 'copy' | 'validate' | 'approvalWait' | 'reenable' | 'total', number>>;
+  startedAt: number;
+  finishedAt: number;
+}
+
+/** The small outcome a child signals to its parent. */
+export interface TenantOutcome { tenantId: TenantId; status: TenantStatus; reason?: string; rows?: number }
+
+export interface RestoreProgress {
+  restoreId: string;
+  phase: BulkPhase;
+  paused: boolean;
+  cancelRequested: boolean;
+  concurrency: number;
+  total: number;
+  started: number;
+  counts: Record<TenantPhase | 'pending', number>;
+  failures: FailedTenant[];
+  approvedAll: boolean;
+  scratch?: string;
+  planDigest?: string;
+  runs: number;
+  artifacts: ArtifactsRef;
+}
+
+export interface BulkRestoreResult {
+  restoreId: string;
+  status: 'succeeded' | 'partial' | 'cancelled' | 'failed';
+  total: number;
+  restored: number;
+  failed: number;
+  cancelled: number;
+  failures: FailedTenant[];
+  report?: { json: string; markdown: string };
+  scratch?: { ref: string; dropped: boolean };
+  durationMs: number;
+  error?: string;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// messages
+
+export const pauseSignal = defineSignal('pause');
+export const resumeSignal = defineSignal('resume');
+/** Stops starting tenants, cancels the running ones (each rolls back or keeps only idempotent chunks), then reports. */
+export const cancelSignal = defineSignal('cancel');
+export const setConcurrencySignal = defineSignal<[number]>('setConcurrency');
+/** Approve the held re-enable actions: of the listed tenants, or of every tenant when the list is absent. */
+export const approveSignal = defineSignal<[{ tenantIds?: TenantId[] }]>('approve');
+export const progressQuery = defineQuery<RestoreProgress>('progress');
+
+/** Child → parent, by workflow id, so that it reaches the parent's current run after continue-as-new. */
+export const tenantPhaseSignal = defineSignal<[{ tenantId: TenantId; phase: TenantPhase }]>('tenantPhase');
+export const tenantDoneSignal = defineSignal<[TenantOutcome]>('tenantDone');
+/** Parent → child: its held actions are approved. */
+export const approveTenantSignal = defineSignal('approveTenant');
+export const tenantStatusQuery = defineQuery<{ tenantId: TenantId; phase: TenantPhase; approved: boolean }>('tenantStatus');

@@ -1,0 +1,173 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
+  isCancellation,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import {
+  approveTenantSignal,
+  RestorePhaseKey,
+  tenantDoneSignal,
+  tenantPhaseSignal,
+  tenantStatusQuery,
+  type ActionOutcome,
+  type TenantOutcome,
+  type TenantPhase,
+  type TenantRestoreInput,
+  type TenantResult,
+} from './definitions';
+
+/** Short database steps: retried on transient errors (connection loss, restarts); named engine errors are non-retryable. */
+const steps = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '20 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
+});
+
+/** The copy: long, heartbeating its checkpoint; a retry on another worker resumes from it. */
+const copy = proxyActivities<Activities>({
+  startToCloseTimeout: '6 hours',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 50 },
+});
+
+/** Re-enable actions call other systems: back off longer, give up after a while and report the action as failed. */
+const actions = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
+});
+
+const bookkeeping = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
+});
+
+function failureMessage(error: unknown): { type?: string; message: string } {
+  // An activity failure wraps the real cause; report the cause (its type is the engine's error name).
+  let e = error as { cause?: unknown; type?: string; message?: string; name?: string };
+  while (e?.cause && (e as { name?: string }).name === 'ActivityFailure') e = e.cause as typeof e;
+  return { type: e?.type ?? e?.name, message: e?.message ?? String(error) };
+}
+
+/**
+ * tenantRestore: one tenant, preflight → copy → validate → re-enable. Invariants:
+ * - Every step is an idempotent activity; a retry (crash, redeploy) converges to the same rows (I4).
+ * - Rows never pass through this workflow: its payloads are ids, counts and digests (I5).
+ * - A tenant is reported `restored` only after validation matched scratch and live (I3) and its actions ran.
+ * - Whatever the outcome, it records its evidence in S3 and tells its parent (by workflow id, so the signal reaches
+ *   the parent's current run after continue-as-new); a failure is this tenant's alone.
+ * - Actions with `requiresApproval` wait for `approveTenant` (sent by the parent on `approve`).
+ */
+export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOutcome> {
+  const { tenantId, restoreId } = input;
+  const startedAt = Date.now();
+  let phase: TenantPhase = 'preflight';
+  let approved = input.approved;
+  const parent = workflowInfo().parent;
+  const result: TenantResult = { restoreId, tenantId, status: 'failed', actions: [], durations: {}, startedAt, finishedAt: startedAt };
+
+  setHandler(approveTenantSignal, () => {
+    approved = true;
+  });
+  setHandler(tenantStatusQuery, () => ({ tenantId, phase, approved }));
+
+  async function enter(next: TenantPhase): Promise<void> {
+    phase = next;
+    upsertSearchAttributes([{ key: RestorePhaseKey, value: next }]);
+    if (parent) await tellParent(() => getExternalWorkflowHandle(parent.workflowId).signal(tenantPhaseSignal, { tenantId, phase: next }));
+  }
+
+  /** A parent that is gone (terminated, or a test running this workflow alone) is not this tenant's failure. */
+  async function tellParent(send: () => Promise<void>): Promise<void> {
+    try {
+      await send();
+    } catch (error) {
+      if (isCancellation(error)) throw error;
+      log.warn('could not signal the parent', { tenantId, error: (error as Error).message });
+    }
+  }
+
+  async function timed<T>(name: keyof TenantResult['durations'], fn: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    try {
+      return await fn();
+    } finally {
+      result.durations[name] = (result.durations[name] ?? 0) + (Date.now() - t0);
+    }
+  }
+
+  const stepInput = { restoreId, scratch: input.scratch, live: input.live, plan: input.plan, tenantId, conflict: input.conflict };
+  let step = 'preflight';
+  let cancelledBy: unknown;
+  try {
+    await enter('preflight');
+    result.preflight = await timed('preflight', () => steps.preflightTenantRestore(stepInput));
+
+    step = 'copy';
+    await enter('copy');
+    result.copy = await timed('copy', () => copy.copyTenantRows({ ...stepInput, chunkRows: input.chunkRows }));
+
+    step = 'validate';
+    await enter('validate');
+    result.validation = await timed('validate', () => steps.validateTenantRows(stepInput));
+    if (!result.validation.ok) {
+      const bad = result.validation.tables.filter((t) => !t.match).map((t) => `${t.table} (scratch ${t.scratchCount}, live ${t.liveCount})`);
+      const orphans = result.validation.orphans.map((o) => `${o.rows} orphan(s) on ${o.constraint}`);
+      throw ApplicationFailure.nonRetryable(`Validation failed: ${[...bad, ...orphans].join('; ')}`, 'ValidationFailed');
+    }
+
+    step = 'reenable';
+    for (const action of input.actions) {
+      if (action.requiresApproval && !approved) {
+        await enter('awaiting-approval');
+        log.info('waiting for approval', { tenantId, action: action.name });
+        await timed('approvalWait', () => condition(() => approved));
+      }
+      if ((phase as TenantPhase) !== 'reenable') await enter('reenable');
+      const t0 = Date.now();
+      try {
+        const done = await timed('reenable', () => actions.runReenableAction({ restoreId, tenantId, live: input.live, action }));
+        result.actions.push({ name: action.name, type: action.type, status: 'done', attempts: done.attempts, detail: done.detail, durationMs: Date.now() - t0 } satisfies ActionOutcome);
+      } catch (error) {
+        if (isCancellation(error)) throw error;
+        result.actions.push({ name: action.name, type: action.type, status: 'failed', detail: failureMessage(error).message, durationMs: Date.now() - t0 });
+        throw ApplicationFailure.nonRetryable(`Re-enable action ${action.name} failed: ${failureMessage(error).message}`, 'ReenableFailed');
+      }
+    }
+    result.status = 'restored';
+    phase = 'restored';
+  } catch (error) {
+    const cancelled = isCancellation(error);
+    if (cancelled) cancelledBy = error;
+    result.status = cancelled ? 'cancelled' : 'failed';
+    const { type, message } = failureMessage(error);
+    result.error = cancelled ? { type: 'Cancelled', message: 'cancelled by operator', step } : { type, message, step };
+    phase = result.status;
+  }
+
+  result.finishedAt = Date.now();
+  result.durations.total = result.finishedAt - startedAt;
+  const outcome: TenantOutcome = {
+    tenantId,
+    status: result.status,
+    reason: result.error ? `${result.error.step}: ${result.error.type ? `${result.error.type}: ` : ''}${result.error.message}`.slice(0, 500) : undefined,
+    rows: result.copy ? Object.values(result.copy.rows).reduce((a, b) => a + b, 0) : undefined,
+  };
+  // Evidence and the parent's bookkeeping must happen even when this tenant was cancelled.
+  await CancellationScope.nonCancellable(async () => {
+    upsertSearchAttributes([{ key: RestorePhaseKey, value: result.status }]);
+    await bookkeeping.recordTenantResult({ artifacts: input.artifacts, result });
+    if (parent) await tellParent(() => getExternalWorkflowHandle(parent.workflowId).signal(tenantDoneSignal, outcome));
+  });
+  // The execution's own status says it too, so the Web UI can list failed tenants.
+  if (cancelledBy) throw cancelledBy;
+  if (result.status === 'failed') throw ApplicationFailure.nonRetryable(outcome.reason ?? 'failed', 'TenantRestoreFailed');
+  return outcome;
+}
