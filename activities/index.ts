@@ -6,6 +6,11 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import { createConnectivityActivities } from './connectivity';
 import type { Pools } from './db';
+import { createReenableActivities } from './reenable';
+import { createReportActivities } from './report';
+// TODO(engine landing): import { createRestoreActivities } from './restore-activities';
+import { createScratchActivities } from './scratch';
+import { createTenantListActivities } from './tenant-list';
 
 export interface ActivityDeps {
   pools: Pools;
@@ -16,6 +21,11 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createConnectivityActivities(deps),
+    ...createScratchActivities(deps),
+    ...createTenantListActivities(deps),
+    // ...createRestoreActivities(deps),
+    ...createReenableActivities(deps),
+    ...createReportActivities(deps),
   };
 }
 
