@@ -146,7 +146,8 @@ export async function ensureGoBinary(name: string, modules: string[], say: Say =
     });
     const timer = setInterval(() => {
       const lines = readFileSync(logFile, 'utf8').trim().split('\n').filter(Boolean);
-      say(`  ... still building ${name}: ${Math.round((Date.now() - started) / 1000)} s, ${lines.length} modules fetched so far`);
+      const fetched = lines.filter((l) => l.startsWith('go: downloading')).length;
+      say(`  ... still building ${name}: ${Math.round((Date.now() - started) / 1000)} s elapsed, ${fetched} modules downloaded, now compiling`);
     }, 15_000);
     const code: number = await new Promise((r) => child.on('exit', (c) => r(c ?? 1)));
     clearInterval(timer);
