@@ -1,0 +1,424 @@
+/**
+ * copyTenant: moves one tenant (or a small batch) from scratch into live, table by table in plan order.
+ *
+ * Per table: `COPY (SELECT ... WHERE <ownership>) TO STDOUT` on scratch is piped (stream.pipeline, no row ever held
+ * in Node) into `COPY <temp staging> FROM STDIN` on live; then one set-based statement merges staging into the
+ * target with `INSERT ... ON CONFLICT` under the policy. Shared tables only receive the parent closure: rows that
+ * restored rows reference and that live lacks (`ON CONFLICT DO NOTHING`, live always wins).
+ *
+ * Safety (DESIGN.md I1-I3):
+ * - Never DELETE or TRUNCATE on live (I2); staging tables are temporary and dropped at COMMIT.
+ * - Before merging a table, every unique key of the staged rows is looked up in live; a key held by a row of another
+ *   tenant stops the copy with CrossTenantConflictError, inside the transaction, so nothing is committed (I1). The
+ *   overwrite merge repeats the ownership test in its `DO UPDATE ... WHERE`, so a row that changed hands between the
+ *   check and the merge is still never overwritten.
+ * - Triggers: other tenants keep writing, so no trigger is ever disabled for a table. Instead, when the role may,
+ *   `SET LOCAL session_replication_role = replica` turns off user triggers (Pagila's last_updated, which would
+ *   rewrite last_update on an overwrite) and FK triggers for this transaction's session only. Because FK triggers
+ *   are then off, the engine checks every FK of the written rows itself before COMMIT (the orphan scan), taking
+ *   FOR KEY SHARE locks on the parents exactly as PostgreSQL's own FK check would, so a concurrent delete of a
+ *   parent cannot slip in before COMMIT. A dangling reference aborts with DanglingReferenceError.
+ * - Sequences move forward past restored ids, never backwards.
+ *
+ * One transaction per tenant by default. When a table holds more than `chunkRows` rows of the tenant, the copy
+ * goes in chunks of `chunkRows` rows by primary-key keyset, one transaction each; after each chunk the cursor is
+ * reported through `onCheckpoint` and a later call may resume from it. Chunks are idempotent: a row already in live
+ * with the same content is neither a conflict nor written again.
+ */
+import { pipeline } from 'node:stream/promises';
+import { copyFrom, copyTo, escapeIdentifier as q, type Pool, type PoolClient } from './db';
+import { ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, TenantNotInBackupError, UnbreakableCycleError } from './errors';
+import { assertPlan, qualify, renderContext, type Plan, type PlanTable } from './plan';
+import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql, type RenderContext } from './plan/ownership';
+import { columnList, keyMatch, keysetAfter, rowText, writtenNames } from './plan/sql';
+import type { ConflictPolicy, CopyCheckpoint, CopyResult, TenantId } from './restore-types';
+
+export interface CopyTenantInput {
+  scratch: Pool;
+  live: Pool;
+  plan: Plan;
+  tenantIds: TenantId[];
+  conflict: ConflictPolicy;
+  /** Above this many rows of the tenant in one table, copy in chunks (one transaction each). */
+  chunkRows?: number;
+  resumeFrom?: CopyCheckpoint;
+  onCheckpoint?: (checkpoint: CopyCheckpoint) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+const keysetSetting = 'tenant_restore.after_key';
+
+class Aborted extends Error {
+  override name = 'AbortError';
+}
+
+function checkAbort(signal?: AbortSignal): void {
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Aborted('copy cancelled');
+}
+
+/** Opens a REPEATABLE READ READ ONLY transaction on scratch: every table is read from the same snapshot. */
+async function openScratch(scratch: Pool, tenantIds: TenantId[]): Promise<PoolClient> {
+  const client = await scratch.connect();
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(setTenantIdsSql, [tenantIds]);
+    return client;
+  } catch (error) {
+    client.release(true);
+    throw error;
+  }
+}
+
+/** Begins a live transaction for the tenant: triggers suspended for this session when the plan says so. */
+async function beginLive(client: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<void> {
+  await client.query('BEGIN');
+  // Only this transaction: user triggers and FK triggers stay on for every other session (other tenants writing).
+  if (plan.fkEnforcement === 'replica') await client.query('SET LOCAL session_replication_role = replica');
+  // Deferrable constraints (cycle strategy 'defer') are checked at COMMIT.
+  await client.query('SET CONSTRAINTS ALL DEFERRED');
+  await client.query(setTenantIdsSql, [tenantIds]);
+}
+
+export async function assertTenantsInBackup(scratch: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<void> {
+  const root = plan.tables.find((t) => t.role === 'root')!;
+  const { rows } = await scratch.query<{ missing: string[] | null }>(
+    `SELECT array_agg(id::text ORDER BY id::text) AS missing FROM unnest($1::text[]) AS id
+     WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, root.key)} r WHERE r.${q(plan.rootKey.column)}::text = id)`,
+    [tenantIds],
+  );
+  const missing = rows[0]?.missing;
+  if (missing?.length) {
+    throw new TenantNotInBackupError(
+      `Tenant(s) ${missing.join(', ')} have no row in ${plan.tenantRoot} of the backup: check the tenant ids and that the backup was taken before the deletion.`,
+      { tenantIds: missing },
+    );
+  }
+}
+
+interface TableOutcome {
+  staged: number;
+  written: number;
+  /** Staged keys already in live with other content, and kept (skip). */
+  kept: number;
+}
+
+/** Streams the selected scratch rows into a fresh staging table on live. Returns the staged row count. */
+async function stage(scratch: PoolClient, live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, opts: { limit?: number; afterKey?: boolean; signal?: AbortSignal }): Promise<number> {
+  const names = writtenNames(table);
+  // Staging takes live's column types, so a retyped column (drift) is parsed by live's input function.
+  await live.query(`CREATE TEMP TABLE ${stagingName} ON COMMIT DROP AS SELECT ${columnList(names)} FROM ${qualify(plan, table.key)} WITH NO DATA`);
+  const where = [ownedPredicate(table.key, 't', ctx)];
+  if (opts.afterKey) where.push(keysetAfter(table, 't', keysetSetting));
+  const tail = opts.limit ? ` ORDER BY ${columnList(table.primaryKey, 't')} LIMIT ${Math.floor(opts.limit)}` : '';
+  const source = scratch.query(copyTo(`COPY (SELECT ${columnList(names, 't')} FROM ${qualify(plan, table.key)} t WHERE ${where.join(' AND ')}${tail}) TO STDOUT`));
+  const sink = live.query(copyFrom(`COPY ${stagingName} (${columnList(names)}) FROM STDIN`));
+  await pipeline(source, sink, { signal: opts.signal });
+  return sink.rowCount;
+}
+
+/**
+ * Merges staging into the target. Owned tables: cross-tenant check on every unique key, then the policy. Shared
+ * tables: insert the missing parents only.
+ */
+async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, staged: number, policy: ConflictPolicy, tenantIds: TenantId[], trackWritten: string | null): Promise<TableOutcome> {
+  const target = qualify(plan, table.key);
+  const names = writtenNames(table);
+  const overriding = table.overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
+  const selectList = names.map((c) => (table.nullThenUpdate.includes(c) ? 'NULL' : `s.${q(c)}`)).join(', ');
+  if (staged === 0) return { staged, written: 0, kept: 0 };
+
+  if (table.role === 'shared') {
+    const { rowCount } = await live.query(`INSERT INTO ${target} (${columnList(names)})${overriding} SELECT ${selectList} FROM ${stagingName} s ON CONFLICT DO NOTHING`);
+    return { staged, written: rowCount ?? 0, kept: 0 };
+  }
+
+  // A key held in live by a row of a tenant outside the set, in any unique key: stop before writing anything.
+  for (const key of table.uniqueKeys) {
+    const { rows } = await live.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${stagingName} s JOIN ${target} t ON ${keyMatch(key, 's', 't')} WHERE ${otherOwnerPredicate(table.key, 't', ctx)}`,
+    );
+    const n = Number(rows[0]!.n);
+    if (n > 0) {
+      throw new CrossTenantConflictError(
+        `${n} row(s) of ${table.key} that tenant(s) ${tenantIds.join(', ')} would restore have a key (${key.join(', ')}) that another tenant holds in live. ` +
+          `Nothing was written for these tenants, and the other tenant's rows are untouched. Find the rows with that key in live, decide which tenant owns them, then run the restore for these tenants again.`,
+        { table: table.key, key, rows: n, tenantIds },
+      );
+    }
+  }
+
+  // Same-tenant keys already in live with other content: these are the policy's conflicts. An identical row is
+  // already restored (a rerun or a resumed chunk) and is left as it is under every policy.
+  const sameContent = rowText(names.filter((c) => !table.nullThenUpdate.includes(c)), 's');
+  const liveContent = rowText(names.filter((c) => !table.nullThenUpdate.includes(c)), 't');
+  const { rows: conflictRows } = await live.query<{ n: string }>(
+    `SELECT count(*) AS n FROM ${stagingName} s WHERE EXISTS (SELECT 1 FROM ${target} t WHERE ${keyMatch(table.primaryKey, 's', 't')} AND ${liveContent} IS DISTINCT FROM ${sameContent})`,
+  );
+  const conflicts = Number(conflictRows[0]!.n);
+  if (policy === 'fail' && conflicts > 0) {
+    throw new ConflictPolicyError(
+      `${conflicts} row(s) of ${table.key} of tenant(s) ${tenantIds.join(', ')} already exist in live with other content, and the conflict policy is 'fail'. ` +
+        `Nothing was written. Rerun with --conflict skip (keep live's rows) or --conflict overwrite (take the backup's), or inspect the tenant first.`,
+      { table: table.key, rows: conflicts, tenantIds },
+    );
+  }
+
+  let insert: string;
+  if (policy === 'overwrite') {
+    const nonKey = names.filter((c) => !table.primaryKey.includes(c));
+    const set = nonKey.length ? nonKey.map((c) => `${q(c)} = EXCLUDED.${q(c)}`).join(', ') : `${q(table.primaryKey[0]!)} = EXCLUDED.${q(table.primaryKey[0]!)}`;
+    // The WHERE repeats the ownership test on the row being replaced: a row of another tenant is never overwritten,
+    // even if it appeared after the check above.
+    insert = `INSERT INTO ${target} AS t (${columnList(names)})${overriding} SELECT ${selectList} FROM ${stagingName} s
+      ON CONFLICT (${columnList(table.primaryKey)}) DO UPDATE SET ${set}
+      WHERE NOT ${otherOwnerPredicate(table.key, 't', ctx)} AND ${rowText(names, 't')} IS DISTINCT FROM ${rowText(names, 'EXCLUDED')}`;
+  } else {
+    insert = `INSERT INTO ${target} (${columnList(names)})${overriding} SELECT ${selectList} FROM ${stagingName} s ON CONFLICT DO NOTHING`;
+  }
+  let written: number;
+  if (trackWritten) {
+    await live.query(`CREATE TEMP TABLE ${trackWritten} ON COMMIT DROP AS SELECT ${columnList(table.primaryKey)} FROM ${target} WITH NO DATA`);
+    const r = await live.query(`WITH w AS (${insert} RETURNING ${columnList(table.primaryKey)}) INSERT INTO ${trackWritten} SELECT * FROM w`);
+    written = r.rowCount ?? 0;
+  } else {
+    written = (await live.query(insert)).rowCount ?? 0;
+  }
+  return { staged, written, kept: policy === 'skip' ? conflicts : 0 };
+}
+
+/** Cycle strategy null-then-update: now that every table of the tenant is in, set the FK columns we inserted as NULL. */
+async function applyDeferredColumns(live: PoolClient, plan: Plan, table: PlanTable, stagingName: string, writtenName: string): Promise<void> {
+  const set = table.nullThenUpdate.map((c) => `${q(c)} = s.${q(c)}`).join(', ');
+  await live.query(
+    `UPDATE ${qualify(plan, table.key)} t SET ${set} FROM ${stagingName} s JOIN ${writtenName} w ON ${keyMatch(table.primaryKey, 's', 'w')}
+     WHERE ${keyMatch(table.primaryKey, 't', 's')}`,
+  );
+}
+
+/** Moves each sequence past the largest restored value, never backwards (a concurrent nextval may be ahead). */
+async function advanceSequences(live: PoolClient, table: PlanTable, stagingName: string): Promise<void> {
+  for (const { column, sequence } of table.sequences) {
+    await live.query(
+      `SELECT setval($1::regclass, x.m, true) FROM (SELECT max(${q(column)})::bigint AS m FROM ${stagingName}) x, ${sequence} seq
+       WHERE x.m IS NOT NULL AND (x.m > seq.last_value OR (x.m = seq.last_value AND NOT seq.is_called))`,
+      [sequence],
+    );
+  }
+}
+
+/**
+ * FK check of the written rows (needed when FK triggers are suspended). For each FK of the table, the parents that
+ * the staged keys' live rows reference are locked FOR KEY SHARE (what PostgreSQL's own check does), and references
+ * without a parent are counted. `skip` lists FKs checked later (chunked copies: parents in a later chunk).
+ */
+async function orphanScan(live: PoolClient, plan: Plan, table: PlanTable, stagingName: string, skip: (to: string) => boolean): Promise<Array<{ constraint: string; rows: number }>> {
+  const found: Array<{ constraint: string; rows: number }> = [];
+  for (const fk of table.foreignKeys) {
+    if (skip(fk.to) || !plan.tables.some((t) => t.key === fk.to)) continue;
+    const parent = qualify(plan, fk.to);
+    const refs = fk.columns.map((c, i) => `t.${q(c)} AS r${i}`).join(', ');
+    const notNull = fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ');
+    const match = fk.referencedColumns.map((c, i) => `p.${q(c)} = r.r${i}`).join(' AND ');
+    const { rows } = await live.query<{ n: string }>(
+      `WITH r AS (SELECT DISTINCT ${refs} FROM ${qualify(plan, table.key)} t JOIN ${stagingName} s ON ${keyMatch(table.primaryKey, 't', 's')} WHERE ${notNull}),
+            locked AS (SELECT ${fk.referencedColumns.map((c, i) => `p.${q(c)} AS k${i}`).join(', ')} FROM ${parent} p WHERE EXISTS (SELECT 1 FROM r WHERE ${match}) FOR KEY SHARE OF p)
+       SELECT count(*) AS n FROM r WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE ${fk.referencedColumns.map((_, i) => `l.k${i} = r.r${i}`).join(' AND ')})`,
+    );
+    const n = Number(rows[0]!.n);
+    if (n > 0) found.push({ constraint: fk.constraint, rows: n });
+  }
+  return found;
+}
+
+function danglingError(table: string, orphans: Array<{ constraint: string; rows: number }>, tenantIds: TenantId[]): DanglingReferenceError {
+  return new DanglingReferenceError(
+    `Restored rows of ${table} for tenant(s) ${tenantIds.join(', ')} reference parents that exist neither in live nor in the backup's share of these tenants ` +
+      `(${orphans.map((o) => `${o.constraint}: ${o.rows}`).join(', ')}). Nothing was committed. Usually the parents belong to another deleted tenant: restore it in the same batch.`,
+    { table, orphans, tenantIds },
+  );
+}
+
+/** Rows of the tenant per table in scratch, to decide between one transaction and chunks. */
+async function countRows(scratch: PoolClient, plan: Plan, ctx: RenderContext): Promise<number[]> {
+  const counts: number[] = [];
+  for (const t of plan.tables) {
+    const { rows } = await scratch.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualify(plan, t.key)} t WHERE ${ownedPredicate(t.key, 't', ctx)}`);
+    counts.push(Number(rows[0]!.n));
+  }
+  return counts;
+}
+
+export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
+  const started = Date.now();
+  const { plan, tenantIds, signal } = input;
+  assertPlan(plan);
+  checkAbort(signal);
+  const ctx = renderContext(plan);
+  const scratch = await openScratch(input.scratch, tenantIds);
+  let scratchBroken = false;
+  try {
+    await assertTenantsInBackup(scratch, plan, tenantIds);
+    const chunkRows = input.chunkRows;
+    const counts = chunkRows || input.resumeFrom ? await countRows(scratch, plan, ctx) : null;
+    const chunked = Boolean(input.resumeFrom) || (chunkRows !== undefined && counts!.some((n) => n > chunkRows));
+    const result = chunked
+      ? await copyChunked(input, scratch, ctx, chunkRows ?? Math.max(...counts!, 1))
+      : await copyOneTransaction(input, scratch, ctx);
+    return { ...result, tenantIds, chunked, durationMs: Date.now() - started };
+  } catch (error) {
+    scratchBroken = true;
+    throw error;
+  } finally {
+    await scratch.query('ROLLBACK').catch(() => (scratchBroken = true));
+    scratch.release(scratchBroken);
+  }
+}
+
+type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure'>;
+
+function emptyTotals(plan: Plan, from?: CopyCheckpoint): CopyTotals {
+  const rows: Record<string, number> = {};
+  const skipped: Record<string, number> = {};
+  for (const t of plan.tables) if (t.role !== 'shared') {
+    rows[t.key] = from?.rows[t.key] ?? 0;
+    skipped[t.key] = 0;
+  }
+  const parentClosure = plan.tables.filter((t) => t.role === 'shared' && (from?.rows[t.key] ?? 0) > 0).map((t) => ({ table: t.key, rows: from!.rows[t.key]! }));
+  return { rows, skipped, parentClosure };
+}
+
+function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableOutcome): void {
+  if (table.role === 'shared') {
+    if (outcome.written === 0) return;
+    const entry = totals.parentClosure.find((p) => p.table === table.key);
+    if (entry) entry.rows += outcome.written;
+    else totals.parentClosure.push({ table: table.key, rows: outcome.written });
+    return;
+  }
+  totals.rows[table.key] = (totals.rows[table.key] ?? 0) + outcome.written;
+  totals.skipped[table.key] = (totals.skipped[table.key] ?? 0) + outcome.kept;
+}
+
+/** The default: every table of the tenant in one live transaction, all or nothing. */
+async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, ctx: RenderContext): Promise<CopyTotals> {
+  const { plan, tenantIds, conflict, signal } = input;
+  const live = await input.live.connect();
+  let broken = false;
+  const totals = emptyTotals(plan);
+  try {
+    await beginLive(live, plan, tenantIds);
+    const staged: Array<{ table: PlanTable; name: string; written: string | null }> = [];
+    for (const [i, table] of plan.tables.entries()) {
+      checkAbort(signal);
+      const name = `tr_stage_${i}`;
+      const written = table.nullThenUpdate.length ? `tr_written_${i}` : null;
+      const n = await stage(scratch, live, plan, ctx, table, name, { signal });
+      addOutcome(totals, table, await merge(live, plan, ctx, table, name, n, conflict, tenantIds, written));
+      staged.push({ table, name, written });
+    }
+    for (const s of staged) if (s.written) await applyDeferredColumns(live, plan, s.table, s.name, s.written);
+    for (const s of staged) await advanceSequences(live, s.table, s.name);
+    if (plan.fkEnforcement === 'replica') {
+      for (const s of staged) {
+        checkAbort(signal);
+        const orphans = await orphanScan(live, plan, s.table, s.name, () => false);
+        if (orphans.length) throw danglingError(s.table.key, orphans, tenantIds);
+      }
+    }
+    checkAbort(signal);
+    await live.query('COMMIT');
+    return totals;
+  } catch (error) {
+    await live.query('ROLLBACK').catch(() => (broken = true));
+    // A COPY interrupted mid-stream can leave the connection in an unknown protocol state: do not reuse it.
+    if (signal?.aborted) broken = true;
+    throw error;
+  } finally {
+    live.release(broken);
+  }
+}
+
+/**
+ * Large tenants: each chunk of `chunkRows` rows of one table is its own transaction, by primary-key keyset. FKs to
+ * tables later in the order or to the same table (cycles) cannot be checked per chunk; they are checked once at the
+ * end over all the tenant's rows.
+ */
+async function copyChunked(input: CopyTenantInput, scratch: PoolClient, ctx: RenderContext, chunkRows: number): Promise<CopyTotals> {
+  const { plan, tenantIds, conflict, signal, resumeFrom } = input;
+  if (resumeFrom && (resumeFrom.tableIndex < 0 || resumeFrom.tableIndex > plan.tables.length || (resumeFrom.lastKey && resumeFrom.lastKey.length !== plan.tables[resumeFrom.tableIndex]?.primaryKey.length))) {
+    throw new InvalidCheckpointError(`The checkpoint (table ${resumeFrom.tableIndex}, key of ${resumeFrom.lastKey?.length ?? 0} values) does not fit this plan: start the copy over without a checkpoint.`);
+  }
+  const nullBroken = plan.tables.filter((t) => t.nullThenUpdate.length);
+  if (plan.fkEnforcement !== 'replica' && (nullBroken.length || plan.cycles.some((c) => c.edges.some((e) => e.strategy === 'single-statement')))) {
+    throw new UnbreakableCycleError(`A chunked copy of a schema with FK cycles needs FK checks suspended inside each chunk's transaction; this role may not. Grant it SET on session_replication_role, or copy the tenant in one transaction (no chunkRows).`);
+  }
+  const totals = emptyTotals(plan, resumeFrom);
+  const progress: Record<string, number> = { ...(resumeFrom?.rows ?? {}) };
+  for (let i = resumeFrom?.tableIndex ?? 0; i < plan.tables.length; i++) {
+    const table = plan.tables[i]!;
+    let lastKey = i === resumeFrom?.tableIndex ? resumeFrom.lastKey : undefined;
+    for (;;) {
+      checkAbort(signal);
+      if (lastKey) await scratch.query(`SELECT set_config('${keysetSetting}', $1::text[]::text, true)`, [lastKey]);
+      const live = await input.live.connect();
+      let broken = false;
+      let staged = 0;
+      try {
+        await beginLive(live, plan, tenantIds);
+        const name = 'tr_stage_chunk';
+        staged = await stage(scratch, live, plan, ctx, { ...table, nullThenUpdate: [] }, name, { limit: chunkRows, afterKey: Boolean(lastKey), signal });
+        // In chunks, cycle columns go in with their values: FK triggers are off (replica) and the final scan checks them.
+        const outcome = await merge(live, plan, ctx, { ...table, nullThenUpdate: [] }, name, staged, conflict, tenantIds, null);
+        await advanceSequences(live, table, name);
+        if (plan.fkEnforcement === 'replica') {
+          const later = new Set(plan.tables.slice(i).map((t) => t.key));
+          const orphans = await orphanScan(live, plan, table, name, (to) => later.has(to));
+          if (orphans.length) throw danglingError(table.key, orphans, tenantIds);
+        }
+        if (staged > 0) {
+          const { rows } = await live.query<{ key: string[] }>(`SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${name} ORDER BY ${columnList(table.primaryKey)} DESC LIMIT 1`);
+          lastKey = rows[0]!.key;
+        }
+        checkAbort(signal);
+        await live.query('COMMIT');
+        addOutcome(totals, table, outcome);
+        progress[table.key] = (progress[table.key] ?? 0) + outcome.written;
+      } catch (error) {
+        await live.query('ROLLBACK').catch(() => (broken = true));
+        if (signal?.aborted) broken = true;
+        throw error;
+      } finally {
+        live.release(broken);
+      }
+      const done = staged < chunkRows;
+      await input.onCheckpoint?.(done ? { tableIndex: i + 1, rows: { ...progress } } : { tableIndex: i, lastKey, rows: { ...progress } });
+      if (done) break;
+    }
+  }
+  // The FKs skipped per chunk (parents later in the order, or in the same table), now over all the tenant's rows.
+  if (plan.fkEnforcement === 'replica') await finalOrphanCheck(input.live, plan, ctx, tenantIds);
+  return totals;
+}
+
+async function finalOrphanCheck(pool: Pool, plan: Plan, ctx: RenderContext, tenantIds: TenantId[]): Promise<void> {
+  const live = await pool.connect();
+  try {
+    await live.query('BEGIN READ ONLY');
+    await live.query(setTenantIdsSql, [tenantIds]);
+    for (const [i, table] of plan.tables.entries()) {
+      const later = new Set(plan.tables.slice(i).map((t) => t.key));
+      for (const fk of table.foreignKeys.filter((f) => later.has(f.to))) {
+        const { rows } = await live.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}
+             AND ${fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ')}
+             AND NOT EXISTS (SELECT 1 FROM ${qualify(plan, fk.to)} p WHERE ${fk.columns.map((c, k) => `p.${q(fk.referencedColumns[k]!)} = t.${q(c)}`).join(' AND ')})`,
+        );
+        const n = Number(rows[0]!.n);
+        if (n > 0) throw danglingError(table.key, [{ constraint: fk.constraint, rows: n }], tenantIds);
+      }
+    }
+  } finally {
+    await live.query('ROLLBACK').catch(() => undefined);
+    live.release();
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Reads what the plan needs from pg_catalog (never information_schema alone: it hides partitions, identity details,
+ * deferrability and constraints on tables the role does not own). A partitioned table is read through its top-level
+ * parent: partitions are not tables of the plan, and FKs declared on partitions (Pagila's payment) are lifted to the
+ * parent and deduplicated.
+ */
+import type { Pool } from '../db';
+
+export interface CatalogColumn {
+  name: string;
+  /** format_type() of the column, e.g. `integer`, `character varying(50)`, `public.mpaa_rating`. */
+  type: string;
+  notNull: boolean;
+  /** Default expression as text, or null. */
+  default: string | null;
+  /** '' (none), 'a' (GENERATED ALWAYS AS IDENTITY) or 'd' (BY DEFAULT). */
+  identity: '' | 'a' | 'd';
+  /** A stored generated column: never written, PostgreSQL computes it. */
+  generated: boolean;
+  /** The sequence that feeds this column (serial, identity or `DEFAULT nextval(...)`), schema-qualified and quoted. */
+  sequence: string | null;
+}
+
+export interface CatalogTable {
+  /** `schema.table` */
+  key: string;
+  schema: string;
+  name: string;
+  partitioned: boolean;
+  columns: CatalogColumn[];
+  primaryKey: string[] | null;
+  /** Every unique key without predicate or expression, the primary key first. */
+  uniqueKeys: string[][];
+  /** Non-internal triggers (on the table or its partitions), for the report. */
+  userTriggers: string[];
+}
+
+export interface CatalogForeignKey {
+  name: string;
+  from: string;
+  columns: string[];
+  to: string;
+  referencedColumns: string[];
+  deferrable: boolean;
+  /** Declared in the config file, not in the schema. */
+  logical: boolean;
+}
+
+export interface Catalog {
+  tables: Record<string, CatalogTable>;
+  foreignKeys: CatalogForeignKey[];
+  /** May this role `SET session_replication_role` (superuser, or `GRANT SET ON PARAMETER` on PostgreSQL 15+)? */
+  canSetReplicationRole: boolean;
+  serverVersionNum: number;
+}
+
+// Top-level user tables: ordinary ('r') and partitioned ('p'), partitions excluded (they are read through their parent).
+const tablesSql = `
+  SELECT c.oid::int AS oid, n.nspname::text AS schema, c.relname::text AS name, c.relkind = 'p' AS partitioned
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+  ORDER BY 2, 3`;
+
+// The sequence of a column comes from pg_depend: an identity or OWNED BY sequence depends on the column ('a'/'i'),
+// and a `DEFAULT nextval('s')` expression depends on its sequence (pg_attrdef -> pg_class 'n'), even when not owned.
+const columnsSql = `
+  SELECT a.attrelid::int AS oid, a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS "notNull",
+         pg_get_expr(d.adbin, d.adrelid) AS "default", a.attidentity AS identity, a.attgenerated = 's' AS generated,
+         coalesce(
+           (SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) FROM pg_depend dep
+              JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace
+             WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+               AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i') LIMIT 1),
+           (SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) FROM pg_depend dep
+              JOIN pg_class s ON s.oid = dep.refobjid AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace
+             WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid AND dep.refclassid = 'pg_class'::regclass LIMIT 1)
+         ) AS sequence
+  FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+  ORDER BY a.attrelid, a.attnum`;
+
+const uniqueKeysSql = `
+  SELECT i.indrelid::int AS oid, i.indisprimary AS primary,
+         ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns
+  FROM pg_index i
+  WHERE i.indrelid = ANY($1::oid[]) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+  ORDER BY i.indrelid, NOT i.indisprimary, i.indexrelid::regclass::text`;
+
+// FKs on a partition are lifted to the partition root on both sides; attnums are resolved to names on the relation
+// that declares them (a partition's attnums may differ from its parent's), and duplicates are removed by the caller.
+const foreignKeysSql = `
+  SELECT con.conname::text AS name,
+         coalesce(pg_partition_root(con.conrelid), con.conrelid)::int AS "fromOid",
+         coalesce(pg_partition_root(con.confrelid), con.confrelid)::int AS "toOid",
+         ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns,
+         ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord) AS "referencedColumns",
+         con.condeferrable AS deferrable, con.conparentid <> 0 AS inherited
+  FROM pg_constraint con
+  WHERE con.contype = 'f'
+  ORDER BY con.conname`;
+
+const triggersSql = `
+  SELECT coalesce(pg_partition_root(t.tgrelid), t.tgrelid)::int AS oid, t.tgname::text AS name
+  FROM pg_trigger t WHERE NOT t.tgisinternal ORDER BY 2`;
+
+const privilegeSql = `SELECT has_parameter_privilege('session_replication_role', 'SET') AS "canSet",
+  current_setting('server_version_num')::int AS version`;
+
+export async function readCatalog(pool: Pool): Promise<Catalog> {
+  const tableRows = (await pool.query<{ oid: number; schema: string; name: string; partitioned: boolean }>(tablesSql)).rows;
+  const oids = tableRows.map((t) => t.oid);
+  const [columns, uniques, fks, triggers, privilege] = await Promise.all([
+    pool.query<CatalogColumn & { oid: number }>(columnsSql, [oids]),
+    pool.query<{ oid: number; primary: boolean; columns: string[] }>(uniqueKeysSql, [oids]),
+    pool.query<{ name: string; fromOid: number; toOid: number; columns: string[]; referencedColumns: string[]; deferrable: boolean; inherited: boolean }>(foreignKeysSql),
+    pool.query<{ oid: number; name: string }>(triggersSql),
+    pool.query<{ canSet: boolean; version: number }>(privilegeSql),
+  ]);
+
+  const byOid = new Map<number, CatalogTable>();
+  const tables: Record<string, CatalogTable> = {};
+  for (const t of tableRows) {
+    const table: CatalogTable = { key: `${t.schema}.${t.name}`, schema: t.schema, name: t.name, partitioned: t.partitioned, columns: [], primaryKey: null, uniqueKeys: [], userTriggers: [] };
+    byOid.set(t.oid, table);
+    tables[table.key] = table;
+  }
+  for (const { oid, ...c } of columns.rows) {
+    byOid.get(oid)?.columns.push({ ...c, identity: (c.identity || '') as CatalogColumn['identity'] });
+  }
+  for (const u of uniques.rows) {
+    const table = byOid.get(u.oid);
+    if (!table) continue;
+    if (u.primary) table.primaryKey = u.columns;
+    if (!table.uniqueKeys.some((k) => k.join() === u.columns.join())) table.uniqueKeys.push(u.columns);
+  }
+  for (const t of triggers.rows) {
+    const table = byOid.get(t.oid);
+    if (table && !table.userTriggers.includes(t.name)) table.userTriggers.push(t.name);
+  }
+
+  // One FK per (from, columns, to, referenced columns): the clones PostgreSQL makes on each partition (and the
+  // per-partition FKs of a schema like Pagila's) collapse into one edge between partition roots.
+  const seen = new Map<string, { fk: CatalogForeignKey; rank: string }>();
+  for (const fk of fks.rows) {
+    const from = byOid.get(fk.fromOid);
+    const to = byOid.get(fk.toOid);
+    if (!from || !to) continue;
+    const id = `${from.key}(${fk.columns.join()})->${to.key}(${fk.referencedColumns.join()})`;
+    // Keep the parent constraint's name when there is one; otherwise the smallest name, so the plan is deterministic.
+    const rank = `${fk.inherited ? 1 : 0}${fk.name}`;
+    const existing = seen.get(id);
+    if (existing && existing.rank <= rank) continue;
+    seen.set(id, { rank, fk: { name: fk.name, from: from.key, columns: fk.columns, to: to.key, referencedColumns: fk.referencedColumns, deferrable: fk.deferrable, logical: false } });
+  }
+  const foreignKeys = [...seen.values()].map((s) => s.fk).sort((a, b) => compareText(`${a.from} ${a.name}`, `${b.from} ${b.name}`));
+  return { tables, foreignKeys, canSetReplicationRole: privilege.rows[0]!.canSet, serverVersionNum: privilege.rows[0]!.version };
+}
+
+/** Byte-order comparison: the plan must not depend on the locale of the machine that builds it. */
+export function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

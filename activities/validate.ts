@@ -1,0 +1,98 @@
+/**
+ * validateTenant: the evidence that a tenant is back (I3). Per owned table, the row count and an order-independent
+ * checksum of the tenant's rows, computed in SQL on scratch and on live: the sum of a 64-bit hash of each row's text
+ * (`hashtextextended(ROW(...)::text, 0)`, summed as numeric so it cannot overflow), with both sessions in the same
+ * text settings (UTC, ISO dates, full float digits) so that the same row gives the same text on both servers. Then
+ * every FK of the tenant's rows in live is scanned for orphans.
+ *
+ * What "match" means depends on the policy:
+ * - overwrite and fail: live holds exactly the backup's rows, so count and full-row checksum must be equal;
+ * - skip: rows that already existed in live were kept (live wins), so their content may legitimately differ; the
+ *   count and a checksum over the primary keys must be equal (every backup row is there, nothing else is), and the
+ *   full-row checksums are reported but not required to match.
+ * Shared tables are not validated per tenant: they are written only by the parent closure, and the orphan scan
+ * proves that every parent a restored row needs is there.
+ */
+import { escapeIdentifier as q, type Pool, type PoolClient } from './db';
+import { assertPlan, qualify, renderContext, type Plan, type PlanTable } from './plan';
+import { ownedPredicate, type RenderContext } from './plan/ownership';
+import { rowText, writtenNames } from './plan/sql';
+import { beginCanonical } from './preflight';
+import type { ConflictPolicy, TableValidation, TenantId, ValidationResult } from './restore-types';
+
+export interface ValidateInput {
+  scratch: Pool;
+  live: Pool;
+  plan: Plan;
+  tenantId: TenantId;
+  conflict: ConflictPolicy;
+}
+
+interface Sums {
+  n: number;
+  rows: string;
+  keys: string;
+}
+
+async function checksum(client: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable): Promise<Sums> {
+  const { rows } = await client.query<{ n: string; rows: string; keys: string }>(
+    `SELECT count(*) AS n,
+            coalesce(sum(hashtextextended(${rowText(writtenNames(table), 't')}, 0)::numeric), 0)::text AS rows,
+            coalesce(sum(hashtextextended(${rowText(table.primaryKey, 't')}, 0)::numeric), 0)::text AS keys
+     FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}`,
+  );
+  return { n: Number(rows[0]!.n), rows: rows[0]!.rows, keys: rows[0]!.keys };
+}
+
+/** FK orphans among the tenant's rows in live (MATCH SIMPLE: a reference with a NULL column is not checked). */
+export async function scanOrphans(client: PoolClient, plan: Plan, ctx: RenderContext): Promise<ValidationResult['orphans']> {
+  const orphans: ValidationResult['orphans'] = [];
+  for (const table of plan.tables) {
+    if (table.role === 'shared') continue;
+    for (const fk of table.foreignKeys) {
+      if (!plan.tables.some((t) => t.key === fk.to)) continue;
+      const { rows } = await client.query<{ n: string }>(
+        `SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}
+           AND ${fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ')}
+           AND NOT EXISTS (SELECT 1 FROM ${qualify(plan, fk.to)} p WHERE ${fk.columns.map((c, k) => `p.${q(fk.referencedColumns[k]!)} = t.${q(c)}`).join(' AND ')})`,
+      );
+      const n = Number(rows[0]!.n);
+      if (n > 0) orphans.push({ table: table.key, constraint: fk.constraint, rows: n });
+    }
+  }
+  return orphans;
+}
+
+export async function validateTenant(input: ValidateInput): Promise<ValidationResult> {
+  const { plan, tenantId, conflict } = input;
+  assertPlan(plan);
+  const ctx = renderContext(plan);
+  const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', [tenantId]);
+  let live: PoolClient | undefined;
+  try {
+    live = await beginCanonical(input.live, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', [tenantId]);
+    const tables: TableValidation[] = [];
+    for (const table of plan.tables) {
+      if (table.role === 'shared') continue;
+      const [s, l] = await Promise.all([checksum(scratch, plan, ctx, table), checksum(live, plan, ctx, table)]);
+      const match = s.n === l.n && (conflict === 'skip' ? s.keys === l.keys : s.rows === l.rows);
+      tables.push({
+        table: table.key,
+        scratchCount: s.n,
+        liveCount: l.n,
+        scratchChecksum: conflict === 'skip' ? `keys:${s.keys} rows:${s.rows}` : s.rows,
+        liveChecksum: conflict === 'skip' ? `keys:${l.keys} rows:${l.rows}` : l.rows,
+        match,
+      });
+    }
+    const orphans = await scanOrphans(live, plan, ctx);
+    return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans };
+  } finally {
+    await scratch.query('ROLLBACK').catch(() => undefined);
+    scratch.release();
+    if (live) {
+      await live.query('ROLLBACK').catch(() => undefined);
+      live.release();
+    }
+  }
+}
