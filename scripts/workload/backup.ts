@@ -14,6 +14,8 @@ import { databaseName, redactUrl } from '../../activities/db';
 export interface BackupManifest {
   sha256: string;
   sizeBytes: number;
+  /** The same as sizeBytes, under the name the scratch loader reads. */
+  size: number;
   durationMs: number;
   createdAt: string;
   /** Database name (no host, no credentials). */
@@ -114,6 +116,7 @@ export async function takeBackup(options: TakeBackupOptions): Promise<TakeBackup
   const manifest: BackupManifest = {
     sha256: hash.digest('hex'),
     sizeBytes: size,
+    size,
     durationMs: Date.now() - started,
     createdAt: new Date(started).toISOString(),
     database: databaseName(options.url),
