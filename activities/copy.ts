@@ -82,8 +82,9 @@ async function beginLive(client: PoolClient, plan: Plan, tenantIds: TenantId[]):
 export async function assertTenantsInBackup(scratch: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<void> {
   const root = plan.tables.find((t) => t.role === 'root')!;
   const { rows } = await scratch.query<{ missing: string[] | null }>(
-    `SELECT array_agg(id::text ORDER BY id::text) AS missing FROM unnest($1::text[]) AS id
-     WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, root.key)} r WHERE r.${q(plan.rootKey.column)}::text = id)`,
+    // The alias must not be a plausible column name: inside the subquery an unqualified `id` means r.id.
+    `SELECT array_agg(wanted.tenant_id ORDER BY wanted.tenant_id) AS missing FROM unnest($1::text[]) AS wanted(tenant_id)
+     WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, root.key)} r WHERE r.${q(plan.rootKey.column)}::text = wanted.tenant_id)`,
     [tenantIds],
   );
   const missing = rows[0]?.missing;
