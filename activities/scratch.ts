@@ -100,7 +100,9 @@ async function readManifest(s3: S3Client, location: S3Location): Promise<{ sha25
 export function splitStatements(script: string): string[] {
   return script
     .split(/;\s*\n/)
-    .map((s) => s.split('\n').filter((line) => !line.startsWith('--')).join('\n').trim())
+    // Comments, and psql meta-commands: pg_restore 15.14+ wraps its script in \restrict/\unrestrict (CVE-2025-8714),
+    // which the server would read as a syntax error at the start of the first statement.
+    .map((s) => s.split('\n').filter((line) => !line.startsWith('--') && !line.startsWith('\\')).join('\n').trim())
     .filter((s) => s.length > 0);
 }
 
