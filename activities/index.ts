@@ -8,7 +8,7 @@ import { createConnectivityActivities } from './connectivity';
 import type { Pools } from './db';
 import { createReenableActivities } from './reenable';
 import { createReportActivities } from './report';
-// TODO(engine landing): import { createRestoreActivities } from './restore-activities';
+import { createRestoreActivities } from './restore-activities';
 import { createScratchActivities } from './scratch';
 import { createTenantListActivities } from './tenant-list';
 
@@ -23,7 +23,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createConnectivityActivities(deps),
     ...createScratchActivities(deps),
     ...createTenantListActivities(deps),
-    // ...createRestoreActivities(deps),
+    ...createRestoreActivities(deps),
     ...createReenableActivities(deps),
     ...createReportActivities(deps),
   };

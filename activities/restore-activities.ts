@@ -1,0 +1,128 @@
+/**
+ * Thin Temporal activities over the restore engine (activities/plan, preflight, copy, validate). They resolve
+ * database references to pools inside the worker (I5), load the plan from S3 by location and digest (an in-worker
+ * cache keeps one parsed copy), heartbeat, pass `cancellationSignal()` into I/O, resume a chunked copy from the
+ * checkpoint in `activityInfo().heartbeatDetails`, and turn the engine's named errors into non-retryable
+ * ApplicationFailures. Payloads carry counts and digests, never rows.
+ */
+import { activityInfo, cancellationSignal, heartbeat, log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import { copyTenant } from './copy';
+import type { Pools } from './db';
+import { nonRetryableErrorTypes } from './errors';
+import { buildPlan, type Plan } from './plan';
+import { preflightTenant } from './preflight';
+import type { ConflictPolicy, CopyCheckpoint, CopyResult, PreflightResult, RestoreConfig, TenantId, ValidationResult } from './restore-types';
+import { getText, putText } from './s3';
+import { validateTenant } from './validate';
+import type { ArtifactsRef, PlanRef } from '../workflows/definitions';
+
+/** Engine errors become non-retryable failures of the same type; the message names tables and counts, not rows. */
+export function toActivityFailure(error: unknown): unknown {
+  if (error instanceof ApplicationFailure) return error;
+  const e = error as Error;
+  if (e && nonRetryableErrorTypes.includes(e.name)) return ApplicationFailure.nonRetryable(e.message, e.name);
+  return error;
+}
+
+async function engineCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    throw toActivityFailure(error);
+  }
+}
+
+/** Heartbeats `details()` every few seconds while `work` runs (a one-transaction copy has no checkpoints to report). */
+async function heartbeating<T>(details: () => unknown, work: () => Promise<T>, ms = 2000): Promise<T> {
+  heartbeat(details());
+  const timer = setInterval(() => heartbeat(details()), ms);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+export interface TenantStepInput {
+  restoreId: string;
+  scratch: string;
+  live: string;
+  plan: PlanRef;
+  tenantId: TenantId;
+  conflict: ConflictPolicy;
+}
+
+/** Plans parsed in this worker, by digest. A plan is the same for every tenant of a restore, so one copy serves all. */
+const planCache = new Map<string, Promise<Plan>>();
+const planCacheLimit = 8;
+
+export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
+  function loadPlan(ref: PlanRef): Promise<Plan> {
+    let plan = planCache.get(ref.digest);
+    if (!plan) {
+      plan = getText(s3, ref).then((text) => {
+        const parsed = JSON.parse(text) as Plan;
+        if (parsed.digest !== ref.digest) {
+          throw ApplicationFailure.nonRetryable(`Plan s3://${ref.bucket}/${ref.key} has digest ${parsed.digest}, the restore expects ${ref.digest}.`, 'PlanMismatchError');
+        }
+        return parsed;
+      });
+      plan.catch(() => planCache.delete(ref.digest));
+      planCache.set(ref.digest, plan);
+      while (planCache.size > planCacheLimit) planCache.delete(planCache.keys().next().value as string);
+    }
+    return plan;
+  }
+
+  const dbs = (input: { scratch: string; live: string }) => ({ scratch: pools.get(input.scratch), live: pools.get(input.live) });
+
+  return {
+    /** Builds the plan once for the whole restore and stores it in S3; children get its location and digest. */
+    async buildRestorePlan(input: { restoreId: string; scratch: string; live: string; tenantRoot: string; config?: RestoreConfig; artifacts: ArtifactsRef }): Promise<PlanRef> {
+      const plan = await heartbeating(() => ({ stage: 'plan' }), () => engineCall(() => buildPlan({ ...dbs(input), tenantRoot: input.tenantRoot, config: input.config })));
+      const text = JSON.stringify(plan);
+      const key = `${input.artifacts.prefix}plan.json`;
+      await putText(s3, { bucket: input.artifacts.bucket, key }, text, 'application/json');
+      planCache.set(plan.digest, Promise.resolve(plan));
+      log.info('plan stored', { digest: plan.digest, tables: plan.tables.length, bytes: text.length, sha256: createHash('sha256').update(text).digest('hex') });
+      return { bucket: input.artifacts.bucket, key, digest: plan.digest, tables: plan.tables.length };
+    },
+
+    async preflightTenantRestore(input: TenantStepInput): Promise<PreflightResult> {
+      const plan = await loadPlan(input.plan);
+      return heartbeating(() => ({ stage: 'preflight' }), () => engineCall(() => preflightTenant({ ...dbs(input), plan, tenantId: input.tenantId, conflict: input.conflict })));
+    },
+
+    /**
+     * Copies one tenant. A chunked copy heartbeats its CopyCheckpoint after each chunk; a retry (another worker, after
+     * a crash) resumes from the last heartbeat. A one-transaction copy that dies commits nothing, so a retry starts over.
+     */
+    async copyTenantRows(input: TenantStepInput & { chunkRows?: number }): Promise<CopyResult> {
+      const plan = await loadPlan(input.plan);
+      const resumeFrom = activityInfo().heartbeatDetails as CopyCheckpoint | undefined;
+      let last: CopyCheckpoint | undefined = resumeFrom;
+      if (resumeFrom) log.info('resuming copy from checkpoint', { tenantId: input.tenantId, tableIndex: resumeFrom.tableIndex, attempt: activityInfo().attempt });
+      return heartbeating(() => last, () => engineCall(() => copyTenant({
+        ...dbs(input),
+        plan,
+        tenantIds: [input.tenantId],
+        conflict: input.conflict,
+        chunkRows: input.chunkRows,
+        resumeFrom,
+        onCheckpoint: (checkpoint: CopyCheckpoint) => {
+          last = checkpoint;
+          heartbeat(checkpoint);
+        },
+        signal: cancellationSignal(),
+      })));
+    },
+
+    async validateTenantRows(input: TenantStepInput): Promise<ValidationResult> {
+      const plan = await loadPlan(input.plan);
+      return heartbeating(() => ({ stage: 'validate' }), () => engineCall(() => validateTenant({ ...dbs(input), plan, tenantId: input.tenantId, conflict: input.conflict })));
+    },
+  };
+}

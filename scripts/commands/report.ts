@@ -1,0 +1,27 @@
+import { connectTemporal, exitCodes, parseFlags, print, UsageError, type Command } from './common';
+import { connectOrExit3, getReport } from './restore-client';
+
+const usage = `tenant-restore report <restoreId> [--json]
+
+Prints the report written when the restore ended (Markdown; --json for the full JSON: rows per table, conflicts,
+checksums, durations and actions per tenant). Both live in S3 under <artifacts>/<restoreId>/report.{md,json}.
+
+exit codes: 0 every tenant restored | 1 some failed or were cancelled | 2 unknown restore or no report yet | 3 unreachable`;
+
+export const reportCommand: Command = {
+  name: 'report',
+  summary: 'print the report of a finished restore (Markdown, or --json)',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' } }, usage);
+    if (positionals.length !== 1) throw new UsageError(`give one restore id.\n\nusage: ${usage}`);
+    const { client, close } = await connectOrExit3(connectTemporal);
+    try {
+      const { report, markdown, location } = await getReport(client, positionals[0]);
+      print(!!values.json, report, () => `${markdown}\n(${location})`);
+      return report.status === 'succeeded' ? exitCodes.ok : exitCodes.partial;
+    } finally {
+      await close();
+    }
+  },
+};

@@ -1,0 +1,74 @@
+import { connectTemporal, exitCodes, parseFlags, print, UsageError, type Command } from './common';
+import { buildStartRequest, connectOrExit3, progressPrinter, startRestore, waitForRestore, type StartFlags } from './restore-client';
+
+const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
+                     --live <url|alias> --tenant-root <schema.table>
+                     (--tenants 1,2,3 | --tenants-file <path>) [--conflict skip|overwrite|fail]
+                     [--concurrency N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--wait] [--json]
+                     [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>]
+
+  --backup          pg_dump archive in S3; checked against <key>.manifest.json ({ sha256, size }) or its metadata,
+                    then loaded into scratch_<restoreId> on --scratch-server (default: live's server)
+  --scratch         a database already restored from the backup (RDS point-in-time restore, pgBackRest...); never dropped
+  --live            the production database: postgres://user@host:port/db WITHOUT password, or an alias. Workers find
+                    the password in PGPASSFILE / PGPASSWORD, or resolve TENANT_RESTORE_DB_<ALIAS> from their environment
+  --tenant-root     the table whose primary key is the tenant id, e.g. app.tenants
+  --tenants         comma-separated ids; --tenants-file: one id per line (blank lines and # comments allowed)
+  --conflict        a key already in live for the same tenant: skip (live wins, default), overwrite (backup wins), fail
+  --concurrency     tenants restored at once (default 4); change it later with no restart: see 'status'
+  --config          JSON: logicalForeignKeys, excludeTables, chunkRows, actions (re-enable SQL/webhooks, requiresApproval)
+  --id              restore id (default r-<time>-<random>); the workflow is restore/<id>, tenants restore/<id>/tenant/<t>
+  --keep-scratch    keep scratch_<id> after the restore (default: dropped when the restore ends, kept when it fails)
+  --artifacts       where plan.json, tenants.json and report.{json,md} go (default: s3://<backup bucket>/restores/,
+                    or TENANT_RESTORE_ARTIFACTS); each restore writes under <prefix><restoreId>/
+  --wait            wait for the end with a progress line on stderr; exit 0 only when every tenant is restored
+  --json            one JSON object on stdout: { restoreId, status, tenants: [{ tenantId, status, rows, error? }] }
+
+Input is checked before anything starts: exit 2 and nothing written when it is wrong.
+exit codes: 0 restored and validated (or started, without --wait) | 1 some tenants failed | 2 bad input | 3 service unreachable`;
+
+export const startCommand: Command = {
+  name: 'start',
+  summary: 'start a restore of some tenants from a backup (--wait to follow it to the end)',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseFlags(argv, {
+      backup: { type: 'string' }, 'scratch-server': { type: 'string' }, scratch: { type: 'string' }, live: { type: 'string' },
+      'tenant-root': { type: 'string' }, tenants: { type: 'string' }, 'tenants-file': { type: 'string' }, conflict: { type: 'string' },
+      concurrency: { type: 'string' }, config: { type: 'string' }, id: { type: 'string' }, 'keep-scratch': { type: 'boolean' },
+      wait: { type: 'boolean' }, json: { type: 'boolean' }, artifacts: { type: 'string' }, 'task-queue': { type: 'string' },
+      'children-per-run': { type: 'string' },
+    }, usage);
+    if (positionals.length) {
+      throw new UsageError(`unexpected argument '${positionals[0]}'.\n\nusage: ${usage}`);
+    }
+    const request = buildStartRequest(values as StartFlags);
+    const { client, close } = await connectOrExit3(connectTemporal);
+    try {
+      const started = await startRestore(client, request);
+      if (!values.wait) {
+        print(!!values.json, started, () => [
+          `started restore ${started.restoreId}: ${started.tenants} tenants, concurrency ${request.input.concurrency}, task queue ${started.taskQueue}`,
+          `  watch:    tenant-restore status ${started.restoreId} --watch`,
+          `  web UI:   ${started.webUi}`,
+          `  control:  tenant-restore pause|resume|cancel ${started.restoreId}`,
+          `  report:   tenant-restore report ${started.restoreId}   (${started.artifacts}report.md)`,
+        ].join('\n'));
+        return exitCodes.ok;
+      }
+      if (!values.json) process.stderr.write(`restore ${started.restoreId} started (${started.webUi})\n`);
+      const printer = progressPrinter();
+      const output = await waitForRestore(client, started.restoreId, printer.update);
+      printer.end();
+      print(!!values.json, output, () => [
+        `restore ${output.restoreId}: ${output.status}: ${output.restored}/${output.total} restored, ${output.failed} failed, ${output.cancelled} cancelled`,
+        ...output.tenants.filter((t) => t.status !== 'restored').slice(0, 50).map((t) => `  tenant ${t.tenantId}: ${t.status}${t.error ? `: ${t.error}` : ''}`),
+        output.error ? `  error: ${output.error}` : '',
+        output.report ? `  report: ${output.report.markdown}` : '',
+      ].filter(Boolean).join('\n'));
+      return output.status === 'succeeded' ? exitCodes.ok : exitCodes.partial;
+    } finally {
+      await close();
+    }
+  },
+};

@@ -1,0 +1,62 @@
+import { connectTemporal, exitCodes, parseFlags, print, UsageError, type Command } from './common';
+import { connectOrExit3, getRestoreStatus, progressLine, progressPrinter, type RestoreStatus } from './restore-client';
+
+const usage = `tenant-restore status <restoreId> [--watch] [--json]
+
+  --watch   follow the restore with a live progress bar until it ends (with --json: one JSON line per second)
+  --json    the progress (counts by phase, failed tenants with reasons) or the final summary as JSON
+
+exit codes: 0 running or succeeded | 1 ended with failed or cancelled tenants | 2 unknown restore | 3 Temporal unreachable`;
+
+export function describeStatus(s: RestoreStatus): string {
+  const lines = [`restore ${s.restoreId}: ${s.workflowStatus.toLowerCase()}`];
+  if (s.progress) {
+    const p = s.progress;
+    lines.push(`  ${progressLine(p)}`);
+    if (p.scratch) lines.push(`  scratch ${p.scratch}, plan ${p.planDigest ?? '(building)'}, run ${p.runs}`);
+    for (const f of p.failures.slice(0, 20)) lines.push(`  failed ${f.tenantId}: ${f.reason}`);
+    if (p.counts['awaiting-approval']) lines.push(`  ${p.counts['awaiting-approval']} tenant(s) wait for: tenant-restore approve ${s.restoreId} [--tenants ...]`);
+  }
+  if (s.result) {
+    const r = s.result;
+    lines.push(`  ${r.status}: ${r.restored}/${r.total} restored, ${r.failed} failed, ${r.cancelled} cancelled, ${(r.durationMs / 1000).toFixed(1)} s`);
+    for (const f of r.failures.slice(0, 20)) lines.push(`  failed ${f.tenantId}: ${f.reason}`);
+    if (r.report) lines.push(`  report: ${r.report.markdown}  (tenant-restore report ${s.restoreId})`);
+  }
+  if (s.error) lines.push(`  error: ${s.error}`);
+  lines.push(`  web UI: ${s.webUi}`);
+  return lines.join('\n');
+}
+
+const exitFor = (s: RestoreStatus) => (s.workflowStatus === 'RUNNING' || s.result?.status === 'succeeded' ? exitCodes.ok : exitCodes.partial);
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: 'show a restore\'s progress: counts by phase, failed tenants; --watch for a live progress bar',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseFlags(argv, { watch: { type: 'boolean' }, json: { type: 'boolean' } }, usage);
+    const restoreId = positionals[0];
+    if (!restoreId || positionals.length > 1) throw new UsageError(`give one restore id.\n\nusage: ${usage}`);
+    const { client, close } = await connectOrExit3(connectTemporal);
+    try {
+      let status = await getRestoreStatus(client, restoreId);
+      if (!values.watch) {
+        print(!!values.json, status, () => describeStatus(status));
+        return exitFor(status);
+      }
+      const printer = progressPrinter(process.stdout);
+      while (status.workflowStatus === 'RUNNING') {
+        if (values.json) process.stdout.write(`${JSON.stringify(status)}\n`);
+        else if (status.progress) printer.update(status.progress);
+        await new Promise((r) => setTimeout(r, 1000));
+        status = await getRestoreStatus(client, restoreId);
+      }
+      printer.end();
+      print(!!values.json, status, () => describeStatus(status));
+      return exitFor(status);
+    } finally {
+      await close();
+    }
+  },
+};
