@@ -133,10 +133,14 @@ async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: Pl
     return { staged, written: rowCount ?? 0, kept: 0 };
   }
 
-  // A key held in live by a row of a tenant outside the set, in any unique key: stop before writing anything.
+  // A key held in live, in any unique key, by a row that another tenant owns (alone, or together with ours, as a
+  // Pagila rental of one store's customer served by another store's staff) and whose content differs from the
+  // backup's: restoring it would change another tenant's row. Stop before writing anything. A row identical to the
+  // backup's needs no write (a rerun), so it is no conflict.
   for (const key of table.uniqueKeys) {
     const { rows } = await live.query<{ n: string }>(
-      `SELECT count(*) AS n FROM ${stagingName} s JOIN ${target} t ON ${keyMatch(key, 's', 't')} WHERE ${otherOwnerPredicate(table.key, 't', ctx)}`,
+      `SELECT count(*) AS n FROM ${stagingName} s JOIN ${target} t ON ${keyMatch(key, 's', 't')}
+       WHERE ${rowText(names, 't')} IS DISTINCT FROM ${rowText(names, 's')} AND ${otherOwnerPredicate(table.key, 't', ctx)}`,
     );
     const n = Number(rows[0]!.n);
     if (n > 0) {

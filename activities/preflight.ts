@@ -67,7 +67,10 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       rowsInBackup[table.key] = sink.rowCount;
 
       for (const key of table.uniqueKeys) {
-        const { rows } = await live.query<{ n: string }>(`SELECT count(*) AS n FROM ${stagingName} s JOIN ${target} t ON ${keyMatch(key, 's', 't')} WHERE ${otherOwnerPredicate(table.key, 't', ctx)}`);
+        // Same rule as the copy: another tenant's row (alone or shared with this tenant) that differs from the backup's.
+        const { rows } = await live.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ${stagingName} s JOIN ${target} t ON ${keyMatch(key, 's', 't')} WHERE md5(${rowText(names, 't')}) <> s.tr_row AND ${otherOwnerPredicate(table.key, 't', ctx)}`,
+        );
         const n = Number(rows[0]!.n);
         if (n > 0) {
           throw new CrossTenantConflictError(

@@ -113,13 +113,12 @@ const privilegeSql = `SELECT has_parameter_privilege('session_replication_role',
 export async function readCatalog(pool: Pool): Promise<Catalog> {
   const tableRows = (await pool.query<{ oid: number; schema: string; name: string; partitioned: boolean }>(tablesSql)).rows;
   const oids = tableRows.map((t) => t.oid);
-  const [columns, uniques, fks, triggers, privilege] = await Promise.all([
-    pool.query<CatalogColumn & { oid: number }>(columnsSql, [oids]),
-    pool.query<{ oid: number; primary: boolean; columns: string[] }>(uniqueKeysSql, [oids]),
-    pool.query<{ name: string; fromOid: number; toOid: number; columns: string[]; referencedColumns: string[]; deferrable: boolean; inherited: boolean }>(foreignKeysSql),
-    pool.query<{ oid: number; name: string }>(triggersSql),
-    pool.query<{ canSet: boolean; version: number }>(privilegeSql),
-  ]);
+  // One after the other: these are quick, and a catalog read should not take five connections of live's pool.
+  const columns = await pool.query<CatalogColumn & { oid: number }>(columnsSql, [oids]);
+  const uniques = await pool.query<{ oid: number; primary: boolean; columns: string[] }>(uniqueKeysSql, [oids]);
+  const fks = await pool.query<{ name: string; fromOid: number; toOid: number; columns: string[]; referencedColumns: string[]; deferrable: boolean; inherited: boolean }>(foreignKeysSql);
+  const triggers = await pool.query<{ oid: number; name: string }>(triggersSql);
+  const privilege = await pool.query<{ canSet: boolean; version: number }>(privilegeSql);
 
   const byOid = new Map<number, CatalogTable>();
   const tables: Record<string, CatalogTable> = {};
