@@ -1,0 +1,558 @@
+/**
+ * npm run bench [-- --quick] [flags]: the product measured against the ideal COPY pipeline, side by side in one run.
+ *
+ *   1. product vs ideal  restore V of N tenants from a pg_dump -Fc archive in MinIO: `tenant-restore start --wait`
+ *                        (worker and CLI as child processes) against pg_restore -j2 + one COPY pipe per table;
+ *                        the ratio, rows/s, where the product's time goes, the orchestration overhead per tenant
+ *                        (measured on empty tenants: a root row only)
+ *   2. live protection   the workload writer's p50/p99 before and during the product's restore
+ *   3. memory            the worker's peak RSS while it restores one tenant of 1M and one of 5M rows
+ *   4. scale             one bulk restore of 10,000 empty tenants: wall time and continue-as-new runs
+ *
+ * Prints a table (Markdown) on stdout, progress on stderr, and writes bench-results/<timestamp>.json and
+ * bench-results/latest.json. A piece of the product that is missing or fails is reported as such, never as a number.
+ * Data is cached between runs by parameters (databases bench_src_*, bench_post_*, bench_big_*); --fresh-data rebuilds.
+ * Exit code: 0 when every section ran (targets missed or not), 1 when a section could not run, 2 on bad flags.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { summarize, Writer, type LatencySummary, type WriterStats } from './workload/writer';
+import { bigTenantDataset, mainDataset, rowsOfTenants, type MainDataset } from './bench/dataset';
+import { count, mb, millis, percentile, ratio, seconds, table, verdict, type Row } from './bench/format';
+import { runIdeal, type IdealResult } from './bench/ideal';
+import { createDatabase, dbUrl, dropDatabase, say, serverVersion, sleep, benchEnv, query } from './bench/pg';
+import { DbSampler, type StatementTime } from './bench/db-sampler';
+import { productReadiness, readReport, resultsDir, runStart, WorkerProcess, workflowProfile, type StartRun, type WorkflowProfile } from './bench/product';
+import { projectRoot } from './stack';
+
+const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N] [--empty N] [--scale N]
+                    [--big-rows 1000000,5000000] [--concurrency N] [--scale-concurrency N] [--children-per-run N]
+                    [--baseline-seconds S] [--writer-connections N] [--timeout-minutes M] [--seed N]
+                    [--skip-ideal] [--skip-product] [--skip-overhead] [--skip-scale] [--skip-memory] [--skip-live]
+                    [--fresh-data] [--keep] [--json] [--out <file>]`;
+
+interface Options {
+  quick: boolean; tenants: number; rows: number; victims: number; empty: number; scale: number; bigRows: number[];
+  concurrency?: number; scaleConcurrency?: number; childrenPerRun?: number; baselineSeconds: number; writerConnections: number;
+  timeoutMinutes: number; seed: number; skip: Record<'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live', boolean>;
+  freshData: boolean; keep: boolean; json: boolean; out?: string;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv, strict: true, allowPositionals: false, options: {
+      quick: { type: 'boolean' }, tenants: { type: 'string' }, rows: { type: 'string' }, victims: { type: 'string' }, empty: { type: 'string' },
+      scale: { type: 'string' }, 'big-rows': { type: 'string' }, concurrency: { type: 'string' }, 'scale-concurrency': { type: 'string' },
+      'children-per-run': { type: 'string' }, 'baseline-seconds': { type: 'string' }, 'writer-connections': { type: 'string' },
+      'timeout-minutes': { type: 'string' }, seed: { type: 'string' }, 'skip-ideal': { type: 'boolean' }, 'skip-product': { type: 'boolean' },
+      'skip-overhead': { type: 'boolean' }, 'skip-scale': { type: 'boolean' }, 'skip-memory': { type: 'boolean' }, 'skip-live': { type: 'boolean' },
+      'fresh-data': { type: 'boolean' }, keep: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  const quick = !!values.quick;
+  const int = (name: string, value: string | undefined, fallback: number, min = 0): number => {
+    if (value === undefined) return fallback;
+    const n = Number(value.replace(/_/g, ''));
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} '${value}': an integer >= ${min}`);
+    return n;
+  };
+  const optional = (name: string, value: string | undefined) => (value === undefined ? undefined : int(name, value, 0, 1));
+  return {
+    quick,
+    tenants: int('tenants', values.tenants, quick ? 200 : 2000, 10),
+    rows: int('rows', values.rows, quick ? 150_000 : 3_300_000, 1000),
+    victims: int('victims', values.victims, quick ? 40 : 400, 1),
+    empty: int('empty', values.empty, quick ? 40 : 200, 1),
+    scale: int('scale', values.scale, quick ? 600 : 10_000, 1),
+    bigRows: (values['big-rows'] ?? (quick ? '100000,500000' : '1000000,5000000')).split(',').map((s) => int('big-rows', s.trim(), 0, 1000)),
+    concurrency: optional('concurrency', values.concurrency),
+    scaleConcurrency: optional('scale-concurrency', values['scale-concurrency']),
+    // --quick restores fewer tenants than a run holds by default: a smaller run size still exercises continue-as-new.
+    childrenPerRun: optional('children-per-run', values['children-per-run']) ?? (quick ? 200 : undefined),
+    baselineSeconds: int('baseline-seconds', values['baseline-seconds'], quick ? 5 : 20, 1),
+    writerConnections: int('writer-connections', values['writer-connections'], 2, 1),
+    timeoutMinutes: int('timeout-minutes', values['timeout-minutes'], quick ? 4 : 30, 1),
+    seed: int('seed', values.seed, 42),
+    skip: {
+      ideal: !!values['skip-ideal'], product: !!values['skip-product'], overhead: !!values['skip-overhead'],
+      scale: !!values['skip-scale'], memory: !!values['skip-memory'], live: !!values['skip-live'],
+    },
+    freshData: !!values['fresh-data'], keep: !!values.keep, json: !!values.json, out: values.out,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// result shapes (the JSON file)
+
+type SectionStatus = 'ok' | 'skipped' | 'not-available' | 'failed' | 'timed-out';
+
+interface PhaseStats { tenants: number; sumMs: number; medianMs?: number; p95Ms?: number; maxMs?: number }
+
+interface ProductRun {
+  status: SectionStatus;
+  reason?: string;
+  restoreId?: string;
+  wallMs?: number;
+  exitCode?: number | null;
+  restoreStatus?: string;
+  tenants?: { total: number; restored: number; failed: number };
+  failures?: Array<{ tenantId: string; error?: string }>;
+  rowsReported?: number;
+  rowsVerifiedInLive?: number;
+  rowsPerSecond?: number;
+  profile?: {
+    runs: number;
+    cliToWorkflowMs?: number;
+    activities: Record<string, { count: number; sumMs: number; maxMs: number; wallMs: number; failedAttempts: number }>;
+    tenantWindowMs?: number;
+    afterLastTenantMs?: number;
+    phases: Record<string, PhaseStats>;
+    reportDurationMs?: number;
+    historyEventsPerRun: number[];
+    /** Statements the product's sessions were seen running (pg_stat_activity samples). */
+    dbStatements?: { samples: number; intervalMs: number; statements: StatementTime[] };
+  };
+  stderrTail?: string;
+}
+
+interface BenchResults {
+  benchmark: 'tenant-restore';
+  version: 1;
+  command: string;
+  startedAt: string;
+  finishedAt?: string;
+  durationMs?: number;
+  options: Options;
+  machine: { cpus: number; memoryGb: number; loadAverageAtStart: number[]; postgres: string; node: string };
+  productReadiness: { ready: boolean; gaps: string[] };
+  dataset?: Omit<MainDataset, 'victims' | 'empties'> & { victimCount: number; emptyCount: number };
+  ideal?: { status: SectionStatus; reason?: string } & Partial<IdealResult>;
+  product?: ProductRun;
+  comparison?: { ratio?: number; productRowsPerSecond?: number; idealRowsPerSecond?: number };
+  overhead?: ProductRun & { perTenantMs?: number; perTenantWallMs?: number; medianTenantMs?: number; concurrency: number };
+  live?: { status: SectionStatus; reason?: string; before?: LatencySummary; during?: LatencySummary; duringTenantWindow?: LatencySummary; p99Ratio?: number; writer?: Omit<WriterStats, 'latency'> };
+  memory?: Array<{ rows: number; status: SectionStatus; reason?: string; idleRssKb?: number; peakRssKb?: number; hwmKb?: number; wallMs?: number; rowsRestored?: number }>;
+  scale?: ProductRun & { concurrency: number; requested: number };
+  targets?: Array<{ name: string; target: string; value: string; met?: boolean }>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+const runTag = new Date().toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15).toLowerCase();
+const logsDir = join(resultsDir, 'logs', runTag);
+const configFile = join(projectRoot, 'scripts', 'workload', 'restore-config.json');
+
+function phaseStats(values: number[]): PhaseStats {
+  return { tenants: values.length, sumMs: values.reduce((a, b) => a + b, 0), medianMs: percentile(values, 50), p95Ms: percentile(values, 95), maxMs: values.length ? Math.max(...values) : undefined };
+}
+
+/** Runs `start --wait --json` and gathers what the product recorded about it. */
+async function productRun(label: string, args: {
+  taskQueue: string; source: { backup: string } | { scratch: string }; live: string; tenants: string[]; concurrency?: number;
+  childrenPerRun?: number; timeoutMinutes: number; verify?: { database: string; expectedRows: number };
+}): Promise<ProductRun & { run?: StartRun; workflow?: WorkflowProfile }> {
+  const restoreId = `bench-${runTag.replace('_', '-')}-${label}`;
+  const tenantsFile = join(logsDir, `${label}.tenants`);
+  writeFileSync(tenantsFile, `${args.tenants.join('\n')}\n`);
+  const artifacts = `s3://${benchEnv().STACK_S3_BUCKET}/bench/runs/${runTag}/`;
+  say(`product (${label}): tenant-restore start --wait --json, ${args.tenants.length} tenants`);
+  const sampler = new DbSampler();
+  await sampler.start();
+  let dbStatements: Awaited<ReturnType<DbSampler['stop']>> | undefined;
+  const run = await runStart({
+    restoreId, taskQueue: args.taskQueue, source: args.source, live: args.live, tenantsFile, artifacts, config: configFile,
+    concurrency: args.concurrency, childrenPerRun: args.childrenPerRun, timeoutMs: args.timeoutMinutes * 60_000, logFile: join(logsDir, `${label}.start.log`),
+  }).finally(async () => {
+    dbStatements = await sampler.stop();
+  });
+  const out = run.output;
+  const base: ProductRun & { run: StartRun } = { status: 'ok', restoreId, wallMs: run.ms, exitCode: run.exitCode, run, stderrTail: run.stderrTail || undefined };
+  if (run.timedOut) return { ...base, status: 'timed-out', reason: `no result within ${args.timeoutMinutes} min; the restore was terminated` };
+  if (!out) return { ...base, status: 'failed', reason: `start printed no JSON (exit ${run.exitCode}): ${run.stderrTail.split('\n').slice(-3).join(' / ')}` };
+  const restored = out.tenants.filter((t) => t.status === 'restored').length;
+  const failedTenants = out.tenants.filter((t) => t.status !== 'restored');
+  const rowsReported = out.tenants.reduce((a, t) => a + Object.values(t.rows ?? {}).reduce((x, y) => x + y, 0), 0);
+  const result: ProductRun & { run: StartRun; workflow?: WorkflowProfile } = {
+    ...base, restoreStatus: out.status,
+    tenants: { total: out.total ?? args.tenants.length, restored: out.restored ?? restored, failed: out.failed ?? failedTenants.length },
+    failures: failedTenants.slice(0, 10).map((t) => ({ tenantId: t.tenantId, error: t.error })),
+    rowsReported, rowsPerSecond: rowsReported / (run.ms / 1000),
+  };
+  if (out.status !== 'succeeded') {
+    result.status = 'failed';
+    result.reason = `restore ${out.status}: ${out.restored ?? restored}/${out.total ?? args.tenants.length} restored${out.error ? `; ${out.error}` : ''}${failedTenants[0]?.error ? `; first failure: tenant ${failedTenants[0].tenantId}: ${failedTenants[0].error}` : ''}`;
+  }
+  if (args.verify) {
+    const rows = await rowsOfTenants(args.verify.database, args.tenants);
+    result.rowsVerifiedInLive = Object.values(rows).reduce((a, b) => a + b, 0);
+    if (result.status === 'ok' && result.rowsVerifiedInLive !== args.verify.expectedRows) {
+      result.status = 'failed';
+      result.reason = `live holds ${result.rowsVerifiedInLive} rows of the restored tenants, the backup ${args.verify.expectedRows}`;
+    }
+  }
+  try {
+    const workflow = await workflowProfile(restoreId);
+    const report = await readReport(artifacts, restoreId, out.report?.json);
+    const activities: NonNullable<ProductRun['profile']>['activities'] = {};
+    for (const a of workflow.activities) {
+      const s = (activities[a.name] ??= { count: 0, sumMs: 0, maxMs: 0, wallMs: 0, failedAttempts: 0 });
+      s.count += 1;
+      s.sumMs += a.ms;
+      s.maxMs = Math.max(s.maxMs, a.ms);
+      s.failedAttempts += a.attempts - 1;
+    }
+    for (const name of Object.keys(activities)) {
+      const spans = workflow.activities.filter((a) => a.name === name);
+      activities[name].wallMs = Math.max(...spans.map((a) => a.closedAt)) - Math.min(...spans.map((a) => a.scheduledAt));
+    }
+    const reportStart = workflow.activities.find((a) => a.name === 'writeRestoreReport')?.scheduledAt;
+    const phases: Record<string, PhaseStats> = {};
+    for (const phase of ['preflight', 'copy', 'validate', 'reenable', 'total'] as const) {
+      const values = (report?.tenants ?? []).map((t) => t.durations?.[phase]).filter((v): v is number => typeof v === 'number');
+      if (values.length) phases[phase] = phaseStats(values);
+    }
+    result.profile = {
+      runs: workflow.runs,
+      cliToWorkflowMs: workflow.startedAt ? workflow.startedAt - run.startedAt : undefined,
+      activities,
+      tenantWindowMs: workflow.firstChildAt && reportStart ? reportStart - workflow.firstChildAt : undefined,
+      afterLastTenantMs: reportStart ? run.finishedAt - reportStart : undefined,
+      phases,
+      reportDurationMs: report?.durationMs,
+      historyEventsPerRun: workflow.historyEventsPerRun,
+      dbStatements,
+    };
+    result.workflow = workflow;
+  } catch (error) {
+    result.profile = undefined;
+    say(`  could not read the profile of ${restoreId}: ${(error as Error).message}`);
+  }
+  return result;
+}
+
+function strip<T extends { run?: unknown; workflow?: unknown }>(r: T): Omit<T, 'run' | 'workflow'> {
+  const { run: _run, workflow: _workflow, ...rest } = r;
+  return rest;
+}
+
+async function main(): Promise<number> {
+  let options: Options;
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`bench: ${(error as Error).message}\nusage: ${usage}\n`);
+    return 2;
+  }
+  const started = Date.now();
+  mkdirSync(logsDir, { recursive: true });
+  benchEnv();
+  try {
+    await query('postgres', 'SELECT 1');
+  } catch (error) {
+    process.stderr.write(`bench: PostgreSQL of the dev stack is not reachable (${(error as Error).message}). Run: npm run stack -- up\n`);
+    return 1;
+  }
+  const results: BenchResults = {
+    benchmark: 'tenant-restore', version: 1, command: `npm run bench --${process.argv.slice(2).map((a) => ` ${a}`).join('')}`,
+    startedAt: new Date(started).toISOString(), options,
+    machine: { cpus: cpus().length, memoryGb: Math.round(totalmem() / 2 ** 30), loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))), postgres: await serverVersion(), node: process.version },
+    productReadiness: await productReadiness(),
+  };
+  if (!results.productReadiness.ready) say(`the product is not complete: ${results.productReadiness.gaps.join('; ')}`);
+  const cleanup: string[] = [];
+  const problems: string[] = [];
+
+  try {
+    // --- data ---------------------------------------------------------------------------------------------------
+    const dataset = await mainDataset({
+      tenants: options.tenants, rows: options.rows, victims: options.victims, seed: options.seed, fresh: options.freshData,
+      empties: (options.skip.overhead ? 0 : options.empty) + (options.skip.scale ? 0 : options.scale),
+    });
+    const { victims: _v, empties: _e, ...datasetSummary } = dataset;
+    results.dataset = { ...datasetSummary, victimCount: dataset.victims.length, emptyCount: dataset.empties.length };
+
+    // --- 1. ideal -----------------------------------------------------------------------------------------------
+    if (options.skip.ideal) results.ideal = { status: 'skipped' };
+    else {
+      try {
+        const ideal = await runIdeal(dataset, runTag);
+        cleanup.push(ideal.scratch, ideal.live);
+        results.ideal = { status: 'ok', ...ideal };
+        say(`ideal: ${seconds(ideal.totalMs)} (pg_restore ${seconds(ideal.pgRestoreMs)}, COPY ${seconds(ideal.copyMs)}), ${count(ideal.rowsTotal)} rows`);
+      } catch (error) {
+        results.ideal = { status: 'failed', reason: (error as Error).message };
+        problems.push(`ideal: ${(error as Error).message}`);
+      }
+    }
+
+    // --- product, live protection, overhead, scale: one worker child on its own task queue --------------------------
+    const notAvailable = (what: string): ProductRun => ({ status: 'not-available', reason: `${what}: the product is not complete: ${results.productReadiness.gaps.join('; ')}` });
+    const productWanted = !options.skip.product || !options.skip.overhead || !options.skip.scale;
+    if (!results.productReadiness.ready) {
+      if (!options.skip.product) results.product = notAvailable('product restore');
+      if (!options.skip.live) results.live = { status: 'not-available', reason: 'needs the product restore' };
+      if (!options.skip.overhead) results.overhead = { ...notAvailable('overhead'), concurrency: options.concurrency ?? 4 };
+      if (!options.skip.scale) results.scale = { ...notAvailable('scale'), concurrency: options.scaleConcurrency ?? options.concurrency ?? 4, requested: options.scale };
+    } else if (productWanted) {
+      const live = `bench_prod_live_${runTag}`;
+      await dropDatabase(live);
+      await createDatabase(live, dataset.postDeletion);
+      cleanup.push(live);
+      const taskQueue = `bench-${runTag}`;
+      const worker = new WorkerProcess(taskQueue, join(logsDir, 'worker.log'));
+      try {
+        say(`starting a worker child process on task queue ${taskQueue}`);
+        await worker.start();
+        const timeoutMinutes = options.timeoutMinutes;
+
+        if (options.skip.product) results.product = { status: 'skipped' };
+        else {
+          let writer: Writer | undefined;
+          let writerStart = 0;
+          if (!options.skip.live) {
+            writer = new Writer({ url: dbUrl(live), excludeTenants: dataset.victims, connections: options.writerConnections, seed: options.seed });
+            await writer.start();
+            writerStart = Date.now();
+            say(`writer: ${options.writerConnections} sessions on other tenants; ${options.baselineSeconds} s of baseline before the restore`);
+            await sleep(options.baselineSeconds * 1000);
+          }
+          const main = await productRun('main', {
+            taskQueue, source: { backup: dataset.backupUrl }, live: dbUrl(live), tenants: dataset.victims, concurrency: options.concurrency,
+            timeoutMinutes, verify: { database: live, expectedRows: dataset.victimRowsTotal },
+          });
+          if (writer) {
+            const stats = await writer.stop();
+            const { latency: _l, ...writerRest } = stats;
+            if (main.run) {
+              // The first second of the writer warms its sessions and caches: left out of the baseline.
+              const before = summarize(writer.samples, writerStart + 1000, main.run.startedAt);
+              const during = summarize(writer.samples, main.run.startedAt, main.run.finishedAt);
+              const reportStart = main.workflow?.activities.find((a) => a.name === 'writeRestoreReport')?.scheduledAt;
+              const window = main.workflow?.firstChildAt && reportStart ? summarize(writer.samples, main.workflow.firstChildAt, reportStart) : undefined;
+              results.live = { status: main.status === 'ok' ? 'ok' : main.status, reason: main.reason, before, during, duringTenantWindow: window, p99Ratio: before.p99 ? during.p99 / before.p99 : undefined, writer: writerRest };
+            } else results.live = { status: 'failed', reason: 'the product run did not start' };
+          }
+          results.product = strip(main);
+          if (main.status !== 'ok') problems.push(`product: ${main.reason}`);
+          else say(`product: ${seconds(main.wallMs)} for ${count(main.rowsVerifiedInLive)} rows`);
+        }
+
+        if (options.skip.overhead) results.overhead = { status: 'skipped', concurrency: options.concurrency ?? 4 };
+        else {
+          const tenants = dataset.empties.slice(0, options.empty);
+          const r = await productRun('overhead', { taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency: options.concurrency, timeoutMinutes });
+          const window = r.profile?.tenantWindowMs;
+          results.overhead = {
+            ...strip(r), concurrency: options.concurrency ?? 4,
+            perTenantMs: window !== undefined ? window / tenants.length : undefined,
+            perTenantWallMs: r.wallMs !== undefined ? r.wallMs / tenants.length : undefined,
+            medianTenantMs: r.profile?.phases.total?.medianMs,
+          };
+          if (r.status !== 'ok') problems.push(`overhead: ${r.reason}`);
+        }
+
+        if (options.skip.scale) results.scale = { status: 'skipped', concurrency: 0, requested: options.scale };
+        else {
+          const offset = options.skip.overhead ? 0 : options.empty;
+          const tenants = dataset.empties.slice(offset, offset + options.scale);
+          const concurrency = options.scaleConcurrency ?? options.concurrency;
+          const r = await productRun('scale', {
+            taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency, childrenPerRun: options.childrenPerRun,
+            timeoutMinutes: Math.max(timeoutMinutes, 60),
+          });
+          results.scale = { ...strip(r), concurrency: concurrency ?? 4, requested: tenants.length };
+          if (r.status !== 'ok') problems.push(`scale: ${r.reason}`);
+        }
+      } catch (error) {
+        problems.push(`product harness: ${(error as Error).message}`);
+        results.product ??= { status: 'failed', reason: (error as Error).message };
+      } finally {
+        await worker.stop();
+      }
+    } else {
+      results.product = { status: 'skipped' };
+    }
+
+    // --- 3. memory ----------------------------------------------------------------------------------------------
+    if (options.skip.memory) results.memory = [];
+    else if (!results.productReadiness.ready) results.memory = options.bigRows.map((rows) => ({ rows, status: 'not-available' as const, reason: 'the product is not complete' }));
+    else {
+      results.memory = [];
+      for (const rows of options.bigRows) {
+        const entry: NonNullable<BenchResults['memory']>[number] = { rows, status: 'ok' };
+        results.memory.push(entry);
+        const worker = new WorkerProcess(`bench-${runTag}-mem-${rows}`, join(logsDir, `worker-mem-${rows}.log`));
+        try {
+          const big = await bigTenantDataset(rows, options.seed, options.freshData);
+          entry.rows = big.rows;
+          const live = `bench_big_live_${runTag}_${rows}`;
+          await dropDatabase(live);
+          await createDatabase(live, big.liveTemplate);
+          cleanup.push(live);
+          await worker.start();
+          entry.idleRssKb = worker.idleRssKb;
+          const r = await productRun(`memory-${rows}`, {
+            taskQueue: worker.taskQueue, source: { scratch: dbUrl(big.source) }, live: dbUrl(live), tenants: [big.tenantId],
+            timeoutMinutes: Math.max(options.timeoutMinutes, 30), verify: { database: live, expectedRows: big.rows },
+          });
+          entry.peakRssKb = r.run ? worker.peakRssKb(r.run.startedAt, r.run.finishedAt + 1) : undefined;
+          entry.hwmKb = worker.hwmKb();
+          entry.wallMs = r.wallMs;
+          entry.rowsRestored = r.rowsVerifiedInLive;
+          if (r.status !== 'ok') {
+            entry.status = r.status;
+            entry.reason = r.reason;
+            problems.push(`memory ${rows}: ${r.reason}`);
+          }
+          say(`memory ${count(big.rows)} rows: peak RSS ${mb(entry.peakRssKb)} (idle ${mb(entry.idleRssKb)}), ${seconds(r.wallMs)}`);
+        } catch (error) {
+          entry.status = 'failed';
+          entry.reason = (error as Error).message;
+          problems.push(`memory ${rows}: ${entry.reason}`);
+        } finally {
+          await worker.stop();
+        }
+      }
+    }
+  } catch (error) {
+    problems.push((error as Error).message);
+    say(`bench failed: ${(error as Error).stack ?? (error as Error).message}`);
+  } finally {
+    if (!options.keep) for (const name of cleanup) await dropDatabase(name).catch(() => undefined);
+  }
+
+  // --- figures, targets, output --------------------------------------------------------------------------------
+  const ideal = results.ideal?.status === 'ok' ? results.ideal : undefined;
+  const product = results.product?.status === 'ok' ? results.product : undefined;
+  results.comparison = {
+    ratio: ideal && product?.wallMs ? product.wallMs / ideal.totalMs! : undefined,
+    productRowsPerSecond: product?.rowsVerifiedInLive && product.wallMs ? product.rowsVerifiedInLive / (product.wallMs / 1000) : undefined,
+    idealRowsPerSecond: ideal?.rowsPerSecond,
+  };
+  const memOk = (results.memory ?? []).filter((m) => m.status === 'ok' && m.peakRssKb);
+  const memMax = memOk.length ? Math.max(...memOk.map((m) => m.peakRssKb!)) : undefined;
+  const memGrowth = memOk.length >= 2 ? memOk[memOk.length - 1].peakRssKb! / memOk[0].peakRssKb! : undefined;
+  const liveOk = results.live?.status === 'ok' ? results.live : undefined;
+  results.targets = [
+    { name: 'product / ideal', target: '<= 2.0 (goal <= 1.3)', value: ratio(results.comparison.ratio), met: results.comparison.ratio === undefined ? undefined : results.comparison.ratio <= 2.0 },
+    { name: 'writer p99 during / before', target: '<= 2.0', value: ratio(liveOk?.p99Ratio), met: liveOk?.p99Ratio === undefined ? undefined : liveOk.p99Ratio <= 2.0 },
+    { name: 'worker peak RSS (largest tenant)', target: '<= 512 MB', value: mb(memMax), met: memMax === undefined ? undefined : memMax <= 512 * 1024 },
+    { name: 'worker peak RSS growth, smallest to largest tenant', target: 'flat (<= 1.25x)', value: ratio(memGrowth), met: memGrowth === undefined ? undefined : memGrowth <= 1.25 },
+    { name: `bulk restore of ${count(options.scale)} tenants`, target: 'finishes, no history limit', value: results.scale?.status ?? 'n/a', met: results.scale?.status === 'ok' ? true : results.scale?.status === 'failed' || results.scale?.status === 'timed-out' ? false : undefined },
+  ];
+  results.finishedAt = new Date().toISOString();
+  results.durationMs = Date.now() - started;
+
+  mkdirSync(resultsDir, { recursive: true });
+  const file = options.out ?? join(resultsDir, `${runTag}.json`);
+  const text = `${JSON.stringify(results, null, 2)}\n`;
+  writeFileSync(file, text);
+  writeFileSync(join(resultsDir, 'latest.json'), text);
+  const rendered = render(results);
+  process.stdout.write(options.json ? text : `${rendered}\n`);
+  writeFileSync(join(logsDir, 'table.md'), `${rendered}\n`);
+  say(`results: ${file} (and bench-results/latest.json); logs: ${logsDir}; ${seconds(results.durationMs)} in all`);
+  if (problems.length) say(`problems:\n  - ${problems.join('\n  - ')}`);
+  return problems.length ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// the table
+
+function statusNote(section: { status: SectionStatus; reason?: string } | undefined): string | undefined {
+  if (!section) return 'not run';
+  if (section.status === 'ok') return undefined;
+  return `${section.status.toUpperCase()}: ${section.reason ?? ''}`.trim();
+}
+
+export function render(r: BenchResults): string {
+  const rows: Row[] = [];
+  const d = r.dataset;
+  const o = r.options;
+  rows.push({ section: `1. Product vs ideal: restore ${count(d?.victimCount)} of ${count(d?.tenants)} tenants (${count(d?.victimRowsTotal)} of ${count(d?.totalRows)} rows, archive ${d ? Math.round(d.backupBytes / 1e6) : 'n/a'} MB)`, metric: '', value: '' });
+  const ideal = r.ideal;
+  if (ideal?.status === 'ok') {
+    rows.push({ metric: 'ideal: total', value: seconds(ideal.totalMs), note: `download ${seconds(ideal.downloadMs)} + pg_restore -j2 ${seconds(ideal.pgRestoreMs)} + COPY pipes ${seconds(ideal.copyMs)}` });
+    rows.push({ metric: 'ideal: rows/s', value: count(ideal.rowsPerSecond) });
+  } else rows.push({ metric: 'ideal', value: 'n/a', note: statusNote(ideal) });
+  const p = r.product;
+  if (p?.status === 'ok') {
+    rows.push({ metric: 'product: total (start --wait)', value: seconds(p.wallMs), note: `${p.tenants?.restored}/${p.tenants?.total} tenants restored, validated, re-enabled; ${count(p.rowsVerifiedInLive)} rows verified in live` });
+    rows.push({ metric: 'product: rows/s', value: count(r.comparison?.productRowsPerSecond) });
+  } else rows.push({ metric: 'product', value: 'n/a', note: statusNote(p) });
+  const t0 = r.targets?.[0];
+  rows.push({ metric: 'ratio product / ideal', value: ratio(r.comparison?.ratio), target: '<= 2.0 (goal <= 1.3)', verdict: verdict(t0?.met) });
+  const ov = r.overhead;
+  if (ov?.status === 'ok') {
+    rows.push({ metric: `orchestration overhead per empty tenant`, value: millis(ov.perTenantMs), note: `${ov.tenants?.total} tenants with only a root row at concurrency ${ov.concurrency}: tenant window / N; wall/N ${millis(ov.perTenantWallMs)}, median child latency ${millis(ov.medianTenantMs)}` });
+  } else rows.push({ metric: 'orchestration overhead per empty tenant', value: 'n/a', note: statusNote(ov) });
+
+  if (p?.status === 'ok' && p.profile) {
+    const pr = p.profile;
+    rows.push({ section: 'Where the product\'s time goes (main restore)', metric: '', value: '' });
+    rows.push({ metric: 'CLI start until workflow started', value: seconds(pr.cliToWorkflowMs) });
+    const act = (name: string, label: string, note?: string) => {
+      const a = pr.activities[name];
+      if (a) rows.push({ metric: label, value: seconds(a.wallMs), note: [a.failedAttempts ? `${a.failedAttempts} retried attempts` : '', note ?? ''].filter(Boolean).join('; ') || undefined });
+    };
+    act('stageTenantList', 'stage tenant list');
+    act('prepareScratch', 'scratch: download, verify, pg_restore', ideal?.status === 'ok' ? `ideal's download + pg_restore: ${seconds(ideal.downloadMs! + ideal.pgRestoreMs!)}` : undefined);
+    act('buildRestorePlan', 'plan');
+    rows.push({ metric: 'tenant window (first child start to report)', value: seconds(pr.tenantWindowMs), note: ideal?.status === 'ok' ? `ideal's COPY pipes: ${seconds(ideal.copyMs)}` : undefined });
+    for (const phase of ['preflight', 'copy', 'validate', 'reenable', 'total'] as const) {
+      const s = pr.phases[phase];
+      if (s) rows.push({ metric: `  per tenant: ${phase}`, value: `${seconds(s.sumMs)} summed`, note: `median ${millis(s.medianMs)}, p95 ${millis(s.p95Ms)}, max ${millis(s.maxMs)}` });
+    }
+    if (!Object.keys(pr.phases).length) rows.push({ metric: '  per tenant phases', value: 'n/a', note: 'the report has no per-tenant durations' });
+    act('writeRestoreReport', 'report');
+    act('dropScratch', 'drop scratch');
+    rows.push({ metric: 'report start until CLI exit', value: seconds(pr.afterLastTenantMs) });
+    for (const st of pr.dbStatements?.statements.slice(0, 6) ?? []) {
+      rows.push({ metric: `  db: ${st.statement.slice(0, 70)}`, value: `${seconds(st.ms)} session time`, note: `${Math.round(st.share * 100)}% of sampled product session time` });
+    }
+  }
+
+  rows.push({ section: `2. Live protection: workload writer (${o.writerConnections} sessions) on other tenants`, metric: '', value: '' });
+  const l = r.live;
+  if (l?.before && l.during) {
+    rows.push({ metric: 'writer before restore: p50 / p99', value: `${millis(l.before.p50)} / ${millis(l.before.p99)}`, note: `${count(l.before.count)} transactions over ${o.baselineSeconds - 1} s` });
+    rows.push({ metric: 'writer during restore: p50 / p99', value: `${millis(l.during.p50)} / ${millis(l.during.p99)}`, note: `${count(l.during.count)} transactions; max ${millis(l.during.max)}` });
+    if (l.duringTenantWindow) rows.push({ metric: '  of which tenant window: p50 / p99', value: `${millis(l.duringTenantWindow.p50)} / ${millis(l.duringTenantWindow.p99)}`, note: 'after scratch and plan' });
+    rows.push({ metric: 'p99 during / before', value: ratio(l.p99Ratio), target: '<= 2.0', verdict: verdict(r.targets?.[1]?.met), note: l.writer?.errors ? `${l.writer.errors} writer errors` : undefined });
+  } else rows.push({ metric: 'writer latency', value: 'n/a', note: statusNote(l) });
+
+  rows.push({ section: '3. Memory: worker peak RSS restoring ONE big tenant', metric: '', value: '' });
+  for (const m of r.memory ?? []) {
+    if (m.status === 'ok') rows.push({ metric: `tenant of ${count(m.rows)} rows`, value: mb(m.peakRssKb), target: '<= 512 MB', verdict: verdict(m.peakRssKb! <= 512 * 1024), note: `idle ${mb(m.idleRssKb)}, VmHWM ${mb(m.hwmKb)} (incl. startup bundling), ${seconds(m.wallMs)}, ${count(m.rowsRestored)} rows restored` });
+    else rows.push({ metric: `tenant of ${count(m.rows)} rows`, value: 'n/a', note: statusNote(m) });
+  }
+  if (!(r.memory ?? []).length) rows.push({ metric: 'memory', value: 'n/a', note: 'skipped' });
+  else rows.push({ metric: 'growth smallest to largest', value: r.targets?.[3]?.value ?? 'n/a', target: 'flat (<= 1.25x)', verdict: verdict(r.targets?.[3]?.met) });
+
+  const s = r.scale;
+  rows.push({ section: `4. Scale: one bulk restore of ${count(s?.requested ?? o.scale)} empty tenants`, metric: '', value: '' });
+  if (s?.status === 'ok') {
+    rows.push({ metric: 'wall time', value: seconds(s.wallMs), note: `concurrency ${s.concurrency}; ${millis(s.wallMs! / s.requested)} per tenant` });
+    rows.push({ metric: 'continue-as-new runs', value: count(s.profile?.runs), target: 'no history limit', verdict: 'met', note: s.profile ? `largest run history: ${count(Math.max(...s.profile.historyEventsPerRun))} events (limit 51,200)` : undefined });
+  } else rows.push({ metric: 'bulk restore', value: 'n/a', verdict: s?.status === 'failed' || s?.status === 'timed-out' ? 'MISSED' : undefined, note: statusNote(s) });
+
+  const header = [
+    `tenant-restore benchmark, ${r.startedAt} (${r.machine.cpus} CPUs, PostgreSQL ${r.machine.postgres}, load ${r.machine.loadAverageAtStart.join(' ')} at start)`,
+    `command: ${r.command}`,
+    r.productReadiness.ready ? '' : `PRODUCT NOT COMPLETE: ${r.productReadiness.gaps.join('; ')}`,
+  ].filter(Boolean);
+  return `${header.join('\n')}\n\n${table(rows)}`;
+}
+
+main().then((code) => {
+  process.exitCode = code;
+}, (error: Error) => {
+  process.stderr.write(`bench: ${error.stack ?? error.message}\n`);
+  process.exitCode = 1;
+});
