@@ -6,12 +6,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exitCodes, UsageError, type Command } from './commands/common';
 import { workerCommand } from './commands/worker';
+import { planCommand } from './commands/plan';
 import { startCommand } from './commands/start';
 import { statusCommand } from './commands/status';
 import { approveCommand, cancelCommand, concurrencyCommand, pauseCommand, resumeCommand } from './commands/control';
 import { reportCommand } from './commands/report';
 
-const commands: Command[] = [workerCommand, startCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, approveCommand, concurrencyCommand, reportCommand];
+const commands: Command[] = [workerCommand, planCommand, startCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, approveCommand, concurrencyCommand, reportCommand];
 
 function version(): string {
   return (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
