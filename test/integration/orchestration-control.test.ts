@@ -1,0 +1,203 @@
+/**
+ * An operator steering a running restore: pause and resume, a concurrency change, cancel, and the approval gate on
+ * billing. Each restore runs on the real dev server against its own live database (cloned from one post-incident
+ * template). Assertions read the parent's history (what it started, and when) rather than racing a clock.
+ */
+import type { Client } from '@temporalio/client';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../../activities';
+import { Pools } from '../../activities/db';
+import { createS3Client } from '../../activities/s3';
+import { bulkWorkflowId, progressQuery, type BulkRestoreResult, type RestoreProgress } from '../../workflows/definitions';
+import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
+import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
+import { historyEvents, projectRoot, runCli, saveHistory } from '../fixtures/orchestration/harness';
+import { startWebhookServer } from '../fixtures/orchestration/webhook-server';
+
+const env = useStackEnv();
+const { fresh } = useFreshDatabases();
+const victims = range(1, 20);
+
+describe('operator control of a running restore', () => {
+  const pools = new Pools();
+  const s3 = createS3Client();
+  const taskQueue = uniqueName('tq_orch_ctl');
+  let source: { name: string; url: string };
+  let template: { name: string; url: string };
+  let backup: string;
+  let worker: Awaited<ReturnType<typeof startWorker>>;
+  let client: Client;
+  let closeClient: () => Promise<void>;
+
+  beforeAll(async () => {
+    source = await fresh('orch_ctl_src');
+    await generate(source.url, [{ first: 1, count: 30, shape: smallTenant }]);
+    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${uniqueName('ctl')}/backup.dump`));
+    template = await fresh('orch_ctl_tpl', source.name);
+    await deleteTenants(template.url, victims);
+    worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
+    ({ client, close: closeClient } = await temporalClient());
+  });
+
+  afterAll(async () => {
+    await closeClient?.();
+    await worker?.stop();
+    await pools.closeAll();
+    s3.destroy();
+  });
+
+  async function start(name: string, extra: string[], config?: object): Promise<{ restoreId: string; live: { name: string; url: string } }> {
+    const live = await fresh(`orch_ctl_${name}`, template.name);
+    const restoreId = uniqueName(name).replace(/_/g, '-');
+    const args = ['start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', victims.join(','),
+      '--id', restoreId, '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`, ...extra];
+    if (config) {
+      const path = join(tmpdir(), `${restoreId}.json`);
+      writeFileSync(path, JSON.stringify(config));
+      args.push('--config', path);
+    }
+    const run = await runCli(args);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`started restore ${restoreId}`);
+    return { restoreId, live };
+  }
+
+  const progress = (restoreId: string) => client.workflow.getHandle(bulkWorkflowId(restoreId)).query(progressQuery);
+  const result = (restoreId: string) => client.workflow.getHandle(bulkWorkflowId(restoreId)).result() as Promise<BulkRestoreResult>;
+  async function until(restoreId: string, predicate: (p: RestoreProgress) => boolean): Promise<RestoreProgress> {
+    for (;;) {
+      const p = await progress(restoreId).catch(() => undefined);
+      if (p && predicate(p)) return p;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  const running = (p: RestoreProgress) => p.counts.preflight + p.counts.copy + p.counts.validate + p.counts.reenable;
+  const parentEvents = async (restoreId: string) => historyEvents(await client.workflow.getHandle(bulkWorkflowId(restoreId)).fetchHistory());
+
+  /** Max tenants in the window between events [from, to) of the parent's history: started minus reported done. */
+  function windowPeak(events: Awaited<ReturnType<typeof parentEvents>>, from = 0, to = events.length): number {
+    let inFlight = 0;
+    let peak = 0;
+    events.forEach((e, i) => {
+      if (e.type === 'startChildWorkflowExecutionInitiated') inFlight += 1;
+      if (e.type === 'workflowExecutionSignaled' && e.signal === 'tenantDone') inFlight -= 1;
+      if (i >= from && i < to) peak = Math.max(peak, inFlight);
+    });
+    return peak;
+  }
+
+  async function expectRestoredLikeBackup(live: string, ids: number[]): Promise<void> {
+    expect(await tenantRows(live, ids)).toEqual(await tenantRows(source.url, ids));
+  }
+
+  it('pause stops starting tenants until resume; running ones finish; then all are restored', async () => {
+    const { restoreId, live } = await start('pause', ['--concurrency', '2']);
+    await until(restoreId, (p) => p.counts.restored >= 2);
+    expect((await runCli(['pause', restoreId])).code).toBe(0);
+    const paused = await until(restoreId, (p) => p.paused && running(p) === 0);
+    expect(paused.phase).toBe('paused');
+    expect(paused.counts.pending).toBeGreaterThan(0);
+    const status = await runCli(['status', restoreId]);
+    expect(status.stdout).toContain('(paused)');
+    await new Promise((r) => setTimeout(r, 3000)); // a while paused: the history below proves nothing started
+    expect((await progress(restoreId)).started).toBe(paused.started);
+    expect((await runCli(['resume', restoreId])).code).toBe(0);
+    const done = await result(restoreId);
+    expect(done).toMatchObject({ status: 'succeeded', total: 20, restored: 20, failed: 0 });
+    const events = await parentEvents(restoreId);
+    const pauseAt = events.findIndex((e) => e.signal === 'pause');
+    const resumeAt = events.findIndex((e) => e.signal === 'resume');
+    expect(pauseAt).toBeGreaterThan(0);
+    expect(resumeAt).toBeGreaterThan(pauseAt);
+    // Between pause and resume the workflow started no child.
+    expect(events.slice(pauseAt, resumeAt).filter((e) => e.type === 'startChildWorkflowExecutionInitiated')).toHaveLength(0);
+    expect(events.filter((e) => e.type === 'startChildWorkflowExecutionInitiated')).toHaveLength(20);
+    await expectRestoredLikeBackup(live.url, victims);
+  });
+
+  it('a concurrency change takes effect while the restore runs', async () => {
+    const { restoreId, live } = await start('conc', ['--concurrency', '1']);
+    await until(restoreId, (p) => p.counts.restored >= 2);
+    expect((await runCli(['concurrency', restoreId, '5'])).code).toBe(0);
+    expect((await runCli(['concurrency', restoreId, '0'])).code).toBe(2);
+    const done = await result(restoreId);
+    expect(done).toMatchObject({ status: 'succeeded', restored: 20 });
+    const events = await parentEvents(restoreId);
+    const changeAt = events.findIndex((e) => e.signal === 'setConcurrency');
+    expect(changeAt).toBeGreaterThan(0);
+    expect(windowPeak(events, 0, changeAt)).toBe(1);
+    expect(windowPeak(events, changeAt)).toBe(5);
+    await expectRestoredLikeBackup(live.url, victims);
+  });
+
+  it('cancel stops new tenants, cancels running ones, and reports; no tenant is left half-restored', async () => {
+    const { restoreId, live } = await start('cancel', ['--concurrency', '2']);
+    await until(restoreId, (p) => p.counts.restored >= 2);
+    expect((await runCli(['cancel', restoreId])).code).toBe(0);
+    const done = await result(restoreId);
+    expect(done.status).toBe('cancelled');
+    expect(done.restored).toBeGreaterThanOrEqual(2);
+    expect(done.restored + done.failed + done.cancelled).toBe(20);
+    expect(done.cancelled).toBeGreaterThan(0);
+    const events = await parentEvents(restoreId);
+    const cancelAt = events.findIndex((e) => e.signal === 'cancel');
+    expect(events.slice(cancelAt).filter((e) => e.type === 'startChildWorkflowExecutionInitiated')).toHaveLength(0);
+    const report = await runCli(['report', restoreId, '--json']);
+    expect(report.code).toBe(1);
+    const tenants = (JSON.parse(report.stdout) as { tenants: Array<{ tenantId: string; status: string }> }).tenants;
+    const restored = tenants.filter((t) => t.status === 'restored').map((t) => Number(t.tenantId));
+    expect(restored).toHaveLength(done.restored);
+    await expectRestoredLikeBackup(live.url, restored);
+    // Every other tenant is either absent or complete: a cancelled copy rolled back as a whole.
+    for (const t of tenants.filter((x) => x.status !== 'restored')) {
+      const rows = await tenantRows(live.url, [Number(t.tenantId)]);
+      const absent = Object.values(rows).every((r) => r.count === 0);
+      const single = await tenantRows(source.url, [Number(t.tenantId)]);
+      expect(absent || JSON.stringify(rows) === JSON.stringify(single), `tenant ${t.tenantId} is half-restored`).toBe(true);
+    }
+    expect((await runCli(['pause', restoreId])).code).toBe(2); // not running any more
+  });
+
+  it('holds billing until approved, per tenant and then for all; other actions run at once', async () => {
+    const webhook = await startWebhookServer(0);
+    try {
+      const { restoreId, live } = await start('approve', ['--concurrency', '3'], {
+        actions: [
+          { name: 'reenable-apps', type: 'sql', sql: 'UPDATE app.app_installations SET enabled = true WHERE tenant_id = $1::bigint' },
+          { name: 'billing', type: 'webhook', url: webhook.url, requiresApproval: true },
+        ],
+      });
+      // Tenants at the gate hold no window slot, so with concurrency 3 all 20 reach it.
+      const waiting = await until(restoreId, (p) => p.counts['awaiting-approval'] === 20);
+      expect(waiting.counts.restored).toBe(0);
+      expect(webhook.calls).toHaveLength(0);
+      const status = await runCli(['status', restoreId]);
+      expect(status.stdout).toContain(`tenant-restore approve ${restoreId}`);
+
+      expect((await runCli(['approve', restoreId, '--tenants', '3,4'])).code).toBe(0);
+      await until(restoreId, (p) => p.counts.restored === 2);
+      expect(webhook.calls.map((c) => c.key).sort()).toEqual([`${restoreId}/3/billing`, `${restoreId}/4/billing`]);
+      expect((await progress(restoreId)).counts['awaiting-approval']).toBe(18);
+
+      expect((await runCli(['approve', restoreId])).code).toBe(0);
+      const done = await result(restoreId);
+      expect(done).toMatchObject({ status: 'succeeded', restored: 20 });
+      expect(webhook.calls.map((c) => c.key).sort()).toEqual(victims.map((id) => `${restoreId}/${id}/billing`).sort());
+      await expectRestoredLikeBackup(live.url, victims);
+      const enabled = await withClient(live.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.app_installations WHERE tenant_id = ANY($1) AND enabled', [victims]));
+      expect(enabled.rows[0].n).toBe(40);
+      if (process.env.SAVE_REPLAY_HISTORIES) {
+        const dir = join(projectRoot, 'test', 'replay', 'histories');
+        const parent = await client.workflow.getHandle(bulkWorkflowId(restoreId)).describe();
+        await saveHistory(client, parent.workflowId, parent.runId, 'bulk-restore-approval', dir);
+        const child = await client.workflow.getHandle(`restore/${restoreId}/tenant/3`).describe();
+        await saveHistory(client, child.workflowId, child.runId, 'tenant-restore-approval', dir);
+      }
+    } finally {
+      await webhook.close();
+    }
+  });
+});
