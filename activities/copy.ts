@@ -292,7 +292,12 @@ function emptyTotals(plan: Plan, from?: CopyCheckpoint): CopyTotals {
   return { rows, skipped, parentClosure };
 }
 
-function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableOutcome): void {
+/**
+ * `countIdentical`: in a chunked copy, a staged row already in live with the backup's content was written by an earlier
+ * attempt of the same chunk (committed, but its checkpoint was lost with the worker), so it counts as restored; the
+ * totals then cover the tenant exactly once however often a chunk was replayed.
+ */
+function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableOutcome, countIdentical = false): void {
   if (table.role === 'shared') {
     if (outcome.written === 0) return;
     const entry = totals.parentClosure.find((p) => p.table === table.key);
@@ -300,7 +305,8 @@ function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableOutcome)
     else totals.parentClosure.push({ table: table.key, rows: outcome.written });
     return;
   }
-  totals.rows[table.key] = (totals.rows[table.key] ?? 0) + outcome.written;
+  const identical = countIdentical ? outcome.staged - outcome.written - outcome.kept : 0;
+  totals.rows[table.key] = (totals.rows[table.key] ?? 0) + outcome.written + identical;
   totals.skipped[table.key] = (totals.skipped[table.key] ?? 0) + outcome.kept;
 }
 
@@ -381,13 +387,13 @@ async function copyChunked(input: CopyTenantInput, scratch: PoolClient, ctx: Ren
           if (orphans.length) throw danglingError(table.key, orphans, tenantIds);
         }
         if (staged > 0) {
-          const { rows } = await live.query<{ key: string[] }>(`SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${name} ORDER BY ${columnList(table.primaryKey)} DESC LIMIT 1`);
+          const { rows } = await live.query<{ key: string[] }>(`SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${name} ORDER BY ${table.primaryKey.map((c) => `${q(c)} DESC`).join(', ')} LIMIT 1`);
           lastKey = rows[0]!.key;
         }
         checkAbort(signal);
         await live.query('COMMIT');
-        addOutcome(totals, table, outcome);
-        progress[table.key] = (progress[table.key] ?? 0) + outcome.written;
+        addOutcome(totals, table, outcome, true);
+        progress[table.key] = table.role === 'shared' ? (progress[table.key] ?? 0) + outcome.written : totals.rows[table.key]!;
       } catch (error) {
         await live.query('ROLLBACK').catch(() => (broken = true));
         if (signal?.aborted) broken = true;
