@@ -96,6 +96,9 @@ async function readManifest(s3: S3Client, location: S3Location): Promise<{ sha25
   }
 }
 
+/** pg_restore's words for an archive that is cut short or damaged (not for a database problem). */
+const corruptArchive = /could not read from input file|unexpected end of file|did not find magic string|could not find block ID|input file is too short|corrupt|unsupported version .* in file header|could not uncompress data/i;
+
 /** FK statements from pg_restore's script, turned into NOT VALID where Postgres allows it. */
 export function splitStatements(script: string): string[] {
   return script
@@ -183,7 +186,13 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           }
 
           const restoreStarted = Date.now();
-          await withHeartbeats(() => ({ stage: 'pg_restore', bytes }), restoreArchive(file, dir, ref, signal));
+          await withHeartbeats(() => ({ stage: 'pg_restore', bytes }), restoreArchive(file, dir, ref, signal)).catch((error: Error) => {
+            // A truncated or corrupted archive fails the same way on every attempt: say so, and do not retry.
+            if (corruptArchive.test(error.message)) {
+              throw ApplicationFailure.nonRetryable(`Backup ${input.backup} is not a valid pg_dump archive (it is truncated or corrupted): ${error.message.slice(0, 500)}`, 'BackupCorrupt');
+            }
+            throw error;
+          });
           const restoreMs = Date.now() - restoreStarted;
           // Statistics for the ownership predicates' plans; cheap (sampled).
           await withHeartbeats(() => ({ stage: 'analyze' }), pools.get(ref, { max: 2 }).query('ANALYZE'));

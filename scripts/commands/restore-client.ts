@@ -7,6 +7,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { loadConfig } from '../../activities/config';
 import { hasPassword } from '../../activities/db';
 import { conflictPolicies, type ConflictPolicy, type RestoreConfig, type TenantId } from '../../activities/restore-types';
@@ -53,7 +54,9 @@ export interface StartRequest {
 }
 
 const restoreIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const qualifiedName = /^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$/;
+// `schema.table` as the catalog spells them, unquoted: any characters (capitals, spaces, quotes, non-ASCII) but a dot
+// or a control character. The engine quotes each part itself.
+const qualifiedName = /^[^.\p{Cc}]+\.[^.\p{Cc}]+$/u;
 const aliasRef = /^[A-Za-z][A-Za-z0-9_]*(\/[A-Za-z0-9_]+)?$/;
 
 /** Checks a database reference for a workflow input: an alias, `alias/db`, or a postgres URL without password. */
@@ -216,8 +219,35 @@ export function webUiLink(restoreId: string, env: NodeJS.ProcessEnv = process.en
 }
 
 /** Checks what needs a service (the backup exists, no restore with this id is running), then uploads and starts. */
+/**
+ * A database server that does not even accept a TCP connection would only make the workers retry for many minutes
+ * (a retry is right for a restart, not for a wrong host or port): refuse before starting. Needs no credentials.
+ * Aliases are resolved by the workers only, so they are not checked here.
+ */
+export async function checkReachable(flag: string, ref: string, timeoutMs = 5000): Promise<void> {
+  if (!/^postgres(ql)?:\/\//.test(ref)) return;
+  const url = new URL(ref);
+  const host = decodeURIComponent(url.hostname);
+  if (!host || host.startsWith('/')) return;
+  const port = Number(url.port || 5432);
+  const problem = await new Promise<string | undefined>((resolve) => {
+    const socket = createConnection({ host, port });
+    const done = (result: string | undefined) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(timeoutMs, () => done(`no answer within ${timeoutMs / 1000} s`));
+    socket.once('connect', () => done(undefined));
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code ?? error.message));
+  });
+  if (problem) throw new ServiceUnavailableError(`--${flag}: PostgreSQL at ${host}:${port} is not reachable (${problem}). Nothing was started.`);
+}
+
 export async function startRestore(client: Client, request: StartRequest): Promise<StartedRestore> {
   const { input, taskQueue } = request;
+  await checkReachable('live', input.live);
+  if (input.source.kind === 'backup' && input.source.scratchServer) await checkReachable('scratch-server', input.source.scratchServer);
+  if (input.source.kind === 'scratch') await checkReachable('scratch', input.source.scratch);
   if (input.source.kind === 'backup') {
     const location = parseS3Url(input.source.backup);
     const s3 = createS3Client();

@@ -25,7 +25,8 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-ser
   --json            one JSON object on stdout: { restoreId, status, tenants: [{ tenantId, status, rows, error? }] }
 
 Input is checked before anything starts: exit 2 and nothing written when it is wrong.
-exit codes: 0 restored and validated (or started, without --wait) | 1 some tenants failed | 2 bad input | 3 service unreachable`;
+exit codes: 0 restored and validated (or started, without --wait) | 1 some tenants failed | 2 bad input (with --wait: also
+            a restore that failed before any tenant started, e.g. a corrupt backup or a schema it cannot restore) | 3 service unreachable`;
 
 export const startCommand: Command = {
   name: 'start',
@@ -66,7 +67,11 @@ export const startCommand: Command = {
         output.error ? `  error: ${output.error}` : '',
         output.report ? `  report: ${output.report.markdown}` : '',
       ].filter(Boolean).join('\n'));
-      return output.status === 'succeeded' ? exitCodes.ok : exitCodes.partial;
+      if (output.status === 'succeeded') return exitCodes.ok;
+      // Failed before any tenant started (the backup is corrupt, the schema cannot be restored...): nothing was
+      // written to live, so this is bad input, exit 2; the error says what to fix.
+      if (output.status === 'failed' && output.tenants.every((t) => t.status === 'not-started')) return exitCodes.usage;
+      return exitCodes.partial;
     } finally {
       await close();
     }
