@@ -6,6 +6,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import { createConnectivityActivities } from './connectivity';
 import type { Pools } from './db';
+import { createDrillActivities } from './drill';
 import { createReenableActivities } from './reenable';
 import { createReportActivities } from './report';
 import { createRestoreActivities } from './restore-activities';
@@ -26,6 +27,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createRestoreActivities(deps),
     ...createReenableActivities(deps),
     ...createReportActivities(deps),
+    ...createDrillActivities(deps),
   };
 }
 

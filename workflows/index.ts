@@ -2,3 +2,4 @@
 export { stackCheck } from './stack-check';
 export { bulkRestore } from './bulk-restore';
 export { tenantRestore } from './tenant-restore';
+export { restoreDrill } from './restore-drill';

@@ -1,0 +1,198 @@
+/**
+ * Activities of the restore drill (workflows/restore-drill.ts): find the latest backup under a prefix, sample tenants
+ * from it, create a disposable drill database with live's schema, check what the drill restored, record the result,
+ * and drop the drill database.
+ *
+ * Live is only ever read, by `pg_dump --schema-only`. The drill database is created on live's server (or another
+ * server given by the caller) under a name that starts with `drill_`; the drop refuses any other name.
+ */
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { cancellationSignal, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { spawn } from 'node:child_process';
+import { databaseName, escapeIdentifier, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
+import { formatS3Url, getJson, parseS3Url, putJson } from './s3';
+import { databaseOnServer, scratchDatabaseName } from './scratch';
+import type { RestoreReport } from './report';
+import type { TenantId } from './restore-types';
+
+/** What a drill leaves in S3 at `drills/<drillId>.json`, and returns as its result. */
+export interface DrillRecord {
+  drillId: string;
+  status: 'passed' | 'failed';
+  startedAt: string;
+  finishedAt: string;
+  backup?: string;
+  backupCreatedAt?: string;
+  tenants: TenantId[];
+  restored: number;
+  failed: number;
+  rows: number;
+  /** From the start of the restore (scratch load included) until every sampled tenant is validated. */
+  timeToRestoreMs: number;
+  rowsPerSecond: number;
+  /** The drill database held exactly the rows the report says were restored. */
+  rowCheck?: { ok: boolean; tables: number; mismatches: Array<{ table: string; expected: number; found: number }> };
+  restoreId: string;
+  report?: string;
+  failures: Array<{ tenantId?: TenantId; reason: string }>;
+  error?: string;
+}
+
+export const drillDatabaseName = (drillId: string): string => `drill_${drillId.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
+
+/** The password of a resolved reference goes into the child's environment, never onto its command line. */
+function libpq(ref: DatabaseRef): { url: string; env: NodeJS.ProcessEnv } {
+  const url = new URL(resolveConnectionString(ref));
+  const env = { ...process.env };
+  if (url.password) env.PGPASSWORD = decodeURIComponent(url.password);
+  url.password = '';
+  return { url: url.toString(), env };
+}
+
+/** A database on the same server as `ref`: for an alias `alias/db`, for a URL the same URL with another path. */
+function sibling(ref: DatabaseRef, database: string): DatabaseRef {
+  return /^postgres(ql)?:\/\//.test(ref) ? withDatabase(ref, database) : `${ref.split('/')[0]}/${database}`;
+}
+
+function qualified(name: string): string {
+  const match = /^([A-Za-z_][A-Za-z0-9_$]*)\.([A-Za-z_][A-Za-z0-9_$]*)$/.exec(name);
+  if (!match) throw ApplicationFailure.nonRetryable(`Tenant root '${name}' is not schema.table.`, 'InvalidInput');
+  return `${escapeIdentifier(match[1])}.${escapeIdentifier(match[2])}`;
+}
+
+/** pg_dump --schema-only of `from` piped into pg_restore of `to`; stderr of both is kept for the error message. */
+function copySchema(from: DatabaseRef, to: DatabaseRef, signal: AbortSignal): Promise<void> {
+  const source = libpq(from);
+  const target = libpq(to);
+  return new Promise((resolve, reject) => {
+    const dump = spawn('pg_dump', ['-Fc', '--schema-only', '--no-owner', '--no-privileges', '--no-password', '-d', source.url], { env: source.env, signal, stdio: ['ignore', 'pipe', 'pipe'] });
+    const restore = spawn('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--no-password', '-d', target.url], { env: target.env, signal, stdio: ['pipe', 'ignore', 'pipe'] });
+    let errors = '';
+    dump.stderr.on('data', (c: Buffer) => (errors += c.toString()));
+    restore.stderr.on('data', (c: Buffer) => (errors += c.toString()));
+    dump.stdout.pipe(restore.stdin);
+    let pending = 2;
+    let failed = false;
+    const done = (tool: string) => (code: number | null) => {
+      if (code !== 0 && !failed) {
+        failed = true;
+        reject(new Error(`${tool} exited with ${code}: ${errors.trim().slice(0, 2000)}`));
+      }
+      if (--pending === 0 && !failed) resolve();
+    };
+    dump.on('error', reject);
+    restore.on('error', reject);
+    dump.on('close', done('pg_dump --schema-only'));
+    restore.on('close', done('pg_restore'));
+  });
+}
+
+export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
+  return {
+    /** The newest pg_dump archive under `s3://bucket/prefix` (manifests and other JSON are skipped). */
+    async findLatestBackup(input: { backupPrefix: string }): Promise<{ backup: string; lastModified: string; size: number }> {
+      const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(input.backupPrefix);
+      if (!match) throw ApplicationFailure.nonRetryable(`'${input.backupPrefix}' is not s3://<bucket>/<prefix>.`, 'InvalidInput');
+      const [, bucket, prefix] = match;
+      let best: { key: string; lastModified: Date; size: number } | undefined;
+      let token: string | undefined;
+      do {
+        const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        for (const o of page.Contents ?? []) {
+          if (!o.Key || !o.LastModified || o.Key.endsWith('.json') || o.Key.endsWith('/')) continue;
+          if (!best || o.LastModified > best.lastModified || (o.LastModified.getTime() === best.lastModified.getTime() && o.Key > best.key)) {
+            best = { key: o.Key, lastModified: o.LastModified, size: o.Size ?? 0 };
+          }
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        heartbeat();
+      } while (token);
+      if (!best) throw ApplicationFailure.nonRetryable(`No backup under ${input.backupPrefix}.`, 'NoBackupFound');
+      return { backup: formatS3Url({ bucket, key: best.key }), lastModified: best.lastModified.toISOString(), size: best.size };
+    },
+
+    /** K tenant ids of the backup's tenant root, a deterministic sample for the drill id (so a retry picks the same). */
+    async sampleTenants(input: { scratch: DatabaseRef; tenantRoot: string; sample: number; drillId: string }): Promise<TenantId[]> {
+      const { rows } = await pools.get(input.scratch).query<{ id: string }>(
+        `SELECT k.id::text AS id FROM ${qualified(input.tenantRoot)} k ORDER BY md5(k.id::text || $1), k.id LIMIT $2`, [input.drillId, input.sample]);
+      if (rows.length === 0) throw ApplicationFailure.nonRetryable(`The backup holds no tenant in ${input.tenantRoot}.`, 'NoTenantInBackup');
+      return rows.map((r) => r.id).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    },
+
+    /**
+     * Creates `drill_<id>` next to `server` with live's schema (pg_dump --schema-only of live: read-only). Idempotent:
+     * a half-made drill database from an earlier attempt is dropped and made again.
+     */
+    async createDrillDatabase(input: { drillId: string; live: DatabaseRef; server?: DatabaseRef }): Promise<{ drill: DatabaseRef }> {
+      const name = drillDatabaseName(input.drillId);
+      const server = sibling(input.server ?? input.live, 'postgres');
+      const drill = sibling(input.server ?? input.live, name);
+      if (databaseName(resolveConnectionString(drill)) === databaseName(resolveConnectionString(input.live))) {
+        throw ApplicationFailure.nonRetryable('The drill database would be live itself.', 'InvalidInput');
+      }
+      await pools.close(drill);
+      await pools.get(server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      await pools.get(server).query(`CREATE DATABASE ${escapeIdentifier(name)}`);
+      const beat = setInterval(() => heartbeat({ stage: 'schema' }), 5000);
+      try {
+        await copySchema(input.live, drill, cancellationSignal());
+      } finally {
+        clearInterval(beat);
+      }
+      return { drill };
+    },
+
+    /** Counts every table of the drill database and compares it with the rows the restore report says it wrote. */
+    async checkDrillDatabase(input: { drill: DatabaseRef; report: string }): Promise<NonNullable<DrillRecord['rowCheck']> & { rows: number }> {
+      const report = await getJson<RestoreReport>(s3, parseS3Url(input.report));
+      const expected: Record<string, number> = { ...report.totals.rows };
+      for (const t of report.tenants) for (const p of t.parentClosure) expected[p.table] = (expected[p.table] ?? 0) + p.rows;
+      const db = pools.get(input.drill);
+      const { rows: tables } = await db.query<{ schema: string; name: string }>(`
+        SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+        ORDER BY 1, 2`);
+      const mismatches: Array<{ table: string; expected: number; found: number }> = [];
+      let total = 0;
+      for (const t of tables) {
+        const key = `${t.schema}.${t.name}`;
+        const { rows } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${escapeIdentifier(t.schema)}.${escapeIdentifier(t.name)}`);
+        const found = Number(rows[0].n);
+        total += found;
+        if (found !== (expected[key] ?? 0)) mismatches.push({ table: key, expected: expected[key] ?? 0, found });
+        heartbeat();
+      }
+      return { ok: mismatches.length === 0, tables: tables.length, mismatches, rows: total };
+    },
+
+    async dropDrillDatabase(input: { drillId: string; drill: DatabaseRef; server?: DatabaseRef; live: DatabaseRef }): Promise<{ dropped: boolean }> {
+      const name = drillDatabaseName(input.drillId);
+      const target = databaseName(resolveConnectionString(input.drill));
+      if (target !== name) throw ApplicationFailure.nonRetryable(`Refusing to drop '${target}': not this drill's database '${name}'.`, 'NotOwnDrillDatabase');
+      await pools.close(input.drill);
+      await pools.get(sibling(input.server ?? input.live, 'postgres')).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      return { dropped: true };
+    },
+
+    /**
+     * Drops the drill's scratch by its name, for when prepareScratch failed half-way (no ScratchInfo came back, but a
+     * database may have been created). Only `scratch_<restoreId>` of a drill restore id is ever dropped.
+     */
+    async dropDrillScratch(input: { restoreId: string; server: DatabaseRef }): Promise<{ dropped: boolean }> {
+      if (!input.restoreId.startsWith('drill-')) throw ApplicationFailure.nonRetryable(`'${input.restoreId}' is not a drill's restore id.`, 'InvalidInput');
+      const name = scratchDatabaseName(input.restoreId);
+      await pools.close(databaseOnServer(input.server, name));
+      const result = await pools.get(sibling(input.server, 'postgres')).query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+      if (result.rowCount === 0) return { dropped: false };
+      await pools.get(sibling(input.server, 'postgres')).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      return { dropped: true };
+    },
+
+    async recordDrill(input: { bucket: string; record: DrillRecord }): Promise<string> {
+      const location = { bucket: input.bucket, key: `drills/${input.record.drillId}.json` };
+      await putJson(s3, location, input.record);
+      return formatS3Url(location);
+    },
+  };
+}
