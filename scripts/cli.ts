@@ -7,12 +7,13 @@ import { join } from 'node:path';
 import { exitCodes, UsageError, type Command } from './commands/common';
 import { workerCommand } from './commands/worker';
 import { planCommand } from './commands/plan';
+import { drillCommand } from './commands/drill';
 import { startCommand } from './commands/start';
 import { statusCommand } from './commands/status';
 import { approveCommand, cancelCommand, concurrencyCommand, pauseCommand, resumeCommand } from './commands/control';
 import { reportCommand } from './commands/report';
 
-const commands: Command[] = [workerCommand, planCommand, startCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, approveCommand, concurrencyCommand, reportCommand];
+const commands: Command[] = [workerCommand, planCommand, startCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, approveCommand, concurrencyCommand, reportCommand, drillCommand];
 
 function version(): string {
   return (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
