@@ -138,17 +138,22 @@ function pathCondition(path: OwnershipPath, alias: string, ctx: RenderContext, n
   const direct = last.referencedColumns.length === 1 && last.referencedColumns[0] === ctx.rootKey;
   const joined = direct ? path.slice(0, -1) : path;
   if (joined.length === 0) return test(`${alias}.${q(last.columns[0]!)}`);
+  // An uncorrelated `IN (SELECT ...)` rather than a correlated EXISTS: PostgreSQL hashes the key set once (a hashed
+  // SubPlan, or a semi-join) even when several paths are OR'ed, where correlated EXISTS would probe per row and path.
+  // coalesce: a NULL FK column makes IN yield NULL; the path simply does not hold (also under NOT).
   const from: string[] = [];
   const where: string[] = [];
-  let prev = alias;
+  let prev: string | null = null;
   joined.forEach((step, i) => {
     const a = `${alias}_${n}_${i}`;
     from.push(`${ctx.qualify(step.to)} ${a}`);
-    step.columns.forEach((c, k) => where.push(`${a}.${q(step.referencedColumns[k]!)} = ${prev}.${q(c)}`));
+    if (prev) step.columns.forEach((c, k) => where.push(`${a}.${q(step.referencedColumns[k]!)} = ${prev}.${q(c)}`));
     prev = a;
   });
   where.push(test(direct ? `${prev}.${q(last.columns[0]!)}` : `${prev}.${q(ctx.rootKey)}`));
-  return `EXISTS (SELECT 1 FROM ${from.join(', ')} WHERE ${where.join(' AND ')})`;
+  const first = joined[0]!;
+  const head = `${alias}_${n}_0`;
+  return `coalesce((${first.columns.map((c) => `${alias}.${q(c)}`).join(', ')}) IN (SELECT ${first.referencedColumns.map((c) => `${head}.${q(c)}`).join(', ')} FROM ${from.join(', ')} WHERE ${where.join(' AND ')}), false)`;
 }
 
 /** True for rows of `table` (as `alias`) that belong to at least one tenant of the current set. */

@@ -105,7 +105,7 @@ describe('ownership', () => {
     expect(ownedPredicate('tenants', 't', ctx)).toBe(`(t."id" = ANY(${ids}))`);
     const comments = ownedPredicate('comments', 't', ctx);
     expect(comments).toContain(' OR ');
-    expect(comments).toContain(`EXISTS (SELECT 1 FROM "app"."issues" t_0_0, "app"."projects" t_0_1 WHERE t_0_0."id" = t."issue_id" AND t_0_1."id" = t_0_0."project_id" AND t_0_1."tenant_id" = ANY(${ids}))`);
+    expect(comments).toContain(`coalesce((t."issue_id") IN (SELECT t_0_0."id" FROM "app"."issues" t_0_0, "app"."projects" t_0_1 WHERE t_0_1."id" = t_0_0."project_id" AND t_0_1."tenant_id" = ANY(${ids})), false)`);
   });
 });
 
