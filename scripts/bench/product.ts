@@ -147,6 +147,8 @@ export interface StartRun {
   startedAt: number;
   finishedAt: number;
   timedOut: boolean;
+  /** When timed out: how far the restore got (the progress query), before it was terminated. */
+  progressAtTimeout?: { restored: number; failed: number; total: number; runs: number; phase: string };
   output?: StartOutput;
   stderrTail: string;
 }
@@ -206,8 +208,12 @@ export async function runStart(args: StartArgs): Promise<StartRun> {
   } catch {
     output = undefined;
   }
-  if (timedOut) await terminateRestore(args.restoreId).catch(() => undefined);
-  return { restoreId: args.restoreId, exitCode, ms, startedAt, finishedAt, timedOut, output, stderrTail: stderr.split('\n').filter((l) => l.trim()).slice(-8).join('\n') };
+  let progressAtTimeout: StartRun['progressAtTimeout'];
+  if (timedOut) {
+    progressAtTimeout = await restoreProgress(args.restoreId).catch(() => undefined);
+    await terminateRestore(args.restoreId).catch(() => undefined);
+  }
+  return { restoreId: args.restoreId, exitCode, ms, startedAt, finishedAt, timedOut, progressAtTimeout, output, stderrTail: stderr.split('\n').filter((l) => l.trim()).slice(-8).join('\n') };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -217,6 +223,17 @@ export async function temporal(): Promise<{ client: Client; close: () => Promise
   const env = benchEnv();
   const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
   return { client: new Client({ connection, namespace: env.TEMPORAL_NAMESPACE }), close: () => connection.close() };
+}
+
+/** The parent's progress query (counts by phase). */
+export async function restoreProgress(restoreId: string): Promise<StartRun['progressAtTimeout']> {
+  const { client, close } = await temporal();
+  try {
+    const p = await client.workflow.getHandle(`restore/${restoreId}`).query<{ counts: Record<string, number>; total: number; runs: number; phase: string }>('progress');
+    return { restored: p.counts.restored ?? 0, failed: p.counts.failed ?? 0, total: p.total, runs: p.runs, phase: p.phase };
+  } finally {
+    await close();
+  }
 }
 
 /** A restore the bench gave up on: terminate the parent and its still-running children. */
