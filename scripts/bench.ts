@@ -566,7 +566,10 @@ export function render(r: BenchResults): string {
   if (s?.status === 'ok') {
     rows.push({ metric: 'wall time', value: seconds(s.wallMs), note: `concurrency ${s.concurrency}; ${millis(s.wallMs! / s.requested)} per tenant` });
     rows.push({ metric: 'continue-as-new runs', value: count(s.profile?.runs), target: 'no history limit', verdict: 'met', note: s.profile ? `largest run history: ${count(Math.max(...s.profile.historyEventsPerRun))} events (limit 51,200)` : undefined });
-  } else rows.push({ metric: 'bulk restore', value: 'n/a', verdict: s?.status === 'failed' || s?.status === 'timed-out' ? 'MISSED' : undefined, note: statusNote(s) });
+  } else {
+    rows.push({ metric: 'bulk restore', value: s?.wallMs ? `> ${seconds(s.wallMs)}` : 'n/a', verdict: s?.status === 'failed' || s?.status === 'timed-out' ? 'MISSED' : undefined, note: statusNote(s) });
+    if (s?.profile) rows.push({ metric: 'continue-as-new runs so far', value: count(s.profile.runs), note: `largest run history: ${count(Math.max(...s.profile.historyEventsPerRun))} events (limit 51,200)` });
+  }
 
   const header = [
     `tenant-restore benchmark, ${r.startedAt} (${r.machine.cpus} CPUs, PostgreSQL ${r.machine.postgres}, load ${r.machine.loadAverageAtStart.join(' ')} at start)`,
