@@ -16,7 +16,7 @@ const nonDeterministicImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.stack/**', '.tools/**', 'dist/**', 'test/artifacts/**', 'bin/**', 'scripts/ensure-deps.cjs'] },
+  { ignores: ['node_modules/**', '.stack/**', '.tools/**', 'dist/**', 'test/artifacts/**', 'bin/**', 'scripts/*.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
