@@ -90,6 +90,10 @@ export class Pools {
       // A pooled idle client that loses its server (Postgres restart) emits 'error'; without a listener
       // that would crash the worker. The next checkout simply gets a new connection.
       pool.on('error', () => undefined);
+      // A client that is checked out but between queries (holding a transaction or an advisory lock while another
+      // connection works) has no pool listener: its 'error' on a server restart crashed the worker. Its next query
+      // fails instead, as a retryable connection error.
+      pool.on('connect', (client) => client.on('error', () => undefined));
       this.pools.set(key, pool);
     }
     return pool;
