@@ -24,6 +24,7 @@ import { count, mb, millis, percentile, ratio, seconds, table, verdict, type Row
 import { runIdeal, type IdealResult } from './bench/ideal';
 import { createDatabase, dbUrl, dropDatabase, say, serverVersion, sleep, benchEnv, query } from './bench/pg';
 import { DbSampler, type StatementTime } from './bench/db-sampler';
+import { isRetryableDbError } from '../activities/db';
 import { scratchDatabaseName } from '../activities/scratch';
 import { productReadiness, readReport, resultsDir, runStart, WorkerProcess, workflowProfile, type StartRun, type WorkflowProfile } from './bench/product';
 import { projectRoot } from './stack';
@@ -153,6 +154,22 @@ interface BenchResults {
 const runTag = new Date().toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15).toLowerCase();
 const logsDir = join(resultsDir, 'logs', runTag);
 const configFile = join(projectRoot, 'scripts', 'workload', 'restore-config.json');
+
+/**
+ * Builds data again when the server went away under it (other engineers' tests restart the shared PostgreSQL):
+ * the builders start from scratch each time, so a retry is safe.
+ */
+async function retrying<T>(what: string, fn: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (i >= attempts || !isRetryableDbError(error)) throw error;
+      say(`${what}: ${(error as Error).message}; retrying in 5 s (attempt ${i + 1} of ${attempts})`);
+      await sleep(5000);
+    }
+  }
+}
 
 function phaseStats(values: number[]): PhaseStats {
   return { tenants: values.length, sumMs: values.reduce((a, b) => a + b, 0), medianMs: percentile(values, 50), p95Ms: percentile(values, 95), maxMs: values.length ? Math.max(...values) : undefined };
@@ -285,10 +302,10 @@ async function main(): Promise<number> {
 
   try {
     // --- data ---------------------------------------------------------------------------------------------------
-    const dataset = await mainDataset({
+    const dataset = await retrying('dataset', () => mainDataset({
       tenants: options.tenants, rows: options.rows, victims: options.victims, seed: options.seed, fresh: options.freshData,
       empties: (options.skip.overhead ? 0 : options.empty) + (options.skip.scale ? 0 : options.scale),
-    });
+    }));
     const { victims: _v, empties: _e, ...datasetSummary } = dataset;
     results.dataset = { ...datasetSummary, victimCount: dataset.victims.length, emptyCount: dataset.empties.length };
 
@@ -407,7 +424,7 @@ async function main(): Promise<number> {
         results.memory.push(entry);
         const worker = new WorkerProcess(`bench-${runTag}-mem-${rows}`, join(logsDir, `worker-mem-${rows}.log`));
         try {
-          const big = await bigTenantDataset(rows, options.seed, options.freshData);
+          const big = await retrying('big-tenant dataset', () => bigTenantDataset(rows, options.seed, options.freshData));
           entry.rows = big.rows;
           const live = `bench_big_live_${runTag}_${rows}`;
           await dropDatabase(live);
