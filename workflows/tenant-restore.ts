@@ -5,6 +5,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -78,6 +79,10 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
   });
   setHandler(tenantStatusQuery, () => ({ tenantId, phase, approved }));
 
+  /**
+   * Moves to a phase: the child's own search attribute, and a signal to the parent (which counts tenants by phase,
+   * and frees the window slot of a tenant waiting for approval).
+   */
   async function enter(next: TenantPhase): Promise<void> {
     phase = next;
     upsertSearchAttributes([{ key: RestorePhaseKey, value: next }]);
@@ -107,7 +112,9 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
   let step = 'preflight';
   let cancelledBy: unknown;
   try {
-    await enter('preflight');
+    // Already 'preflight': the parent set it, with the search attribute, when it started this child. Children
+    // started before this change signalled it; they keep doing so on replay.
+    if (!patched('child-skips-preflight-signal')) await enter('preflight');
     result.preflight = await timed('preflight', () => steps.preflightTenantRestore(stepInput));
 
     step = 'copy';
