@@ -12,13 +12,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scratchDatabaseName } from '../../activities/scratch';
 import { createS3Client } from '../../activities/s3';
 import { takeBackup } from '../../scripts/workload/backup';
 import { generateWorkload } from '../../scripts/workload/generate';
 import { purgeTenants } from '../../scripts/workload/incident';
 import { applyGrants, createScratchRole, dropRoles, newPassword, privatePgpass, roleUrl } from '../helpers/audit';
 import { logDir, productEnv, runCli, WorkerProcess, type CliResult } from '../helpers/chaos';
-import { adminQuery, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
+import { adminQuery, dropDatabase, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -127,10 +128,14 @@ describe('bad input through the CLI', () => {
   let worker: WorkerProcess;
   let cliEnv: NodeJS.ProcessEnv;
 
-  const start = (args: string[], options: { live?: string; backup?: string; env?: NodeJS.ProcessEnv; tenantRoot?: string } = {}) => runCli([
-    'start', '--backup', options.backup ?? backup, '--scratch-server', scratchServer, '--live', options.live ?? roleUrl(restoreRole, live.name),
-    '--tenant-root', options.tenantRoot ?? 'app.tenants', '--task-queue', taskQueue, '--id', uniqueName('bad').replace(/_/g, '-'),
-    '--wait', '--json', ...args], options.env ?? cliEnv);
+  const restoreIds: string[] = [];
+  const start = (args: string[], options: { live?: string; backup?: string; env?: NodeJS.ProcessEnv; tenantRoot?: string } = {}) => {
+    const id = uniqueName('bad').replace(/_/g, '-');
+    restoreIds.push(id);
+    return runCli([
+      'start', '--backup', options.backup ?? backup, '--scratch-server', scratchServer, '--live', options.live ?? roleUrl(restoreRole, live.name),
+      '--tenant-root', options.tenantRoot ?? 'app.tenants', '--task-queue', taskQueue, '--id', id, '--wait', '--json', ...args], options.env ?? cliEnv);
+  };
 
   beforeAll(async () => {
     live = await fresh('rel_bad_live');
@@ -163,6 +168,8 @@ describe('bad input through the CLI', () => {
     const file = join(logDir('.'), 'bad-input.md');
     writeFileSync(file, `${lines.join('\n')}\n`);
     process.stderr.write(`\n[bad-input] ${table.length} cases, table in ${file}\n${lines.join('\n')}\n`);
+    // A failed restore keeps its scratch for a rerun (by design); these runs are over.
+    for (const id of restoreIds) await dropDatabase(scratchDatabaseName(id));
     await dropRoles([restoreRole, noReplicaRole, scratchRole]);
   });
 
