@@ -208,6 +208,12 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         }
       } catch (error) {
         if ((error as { code?: string }).code?.startsWith('08')) broken = true;
+        // A final failure (bad checksum, corrupt archive) leaves no half-loaded database behind; a retryable one is
+        // rebuilt by the next attempt anyway.
+        if (error instanceof ApplicationFailure && error.nonRetryable) {
+          await pools.close(ref);
+          await pools.get(input.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`).catch(() => undefined);
+        }
         throw error;
       } finally {
         await lockClient.query('SELECT pg_advisory_unlock_all()').catch(() => { broken = true; });

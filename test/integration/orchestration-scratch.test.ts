@@ -1,0 +1,111 @@
+/**
+ * Scratch from S3 end to end: an archive whose manifest does not match is refused (nothing written to live, no
+ * half-loaded scratch left); a kept scratch is reused by a rerun of the same restore, which converges (I4); a scratch
+ * without its "loaded" marker is rebuilt; `--scratch <url>` uses a database already restored and never drops it.
+ */
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { Client } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../../activities';
+import { Pools } from '../../activities/db';
+import type { RestoreReport } from '../../activities/report';
+import { createS3Client, getJson } from '../../activities/s3';
+import { scratchDatabaseName } from '../../activities/scratch';
+import { adminQuery, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
+import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup } from '../fixtures/orchestration/fixture';
+import { runCli } from '../fixtures/orchestration/harness';
+
+const env = useStackEnv();
+const { fresh } = useFreshDatabases();
+
+describe('scratch from S3', () => {
+  const pools = new Pools();
+  const s3 = createS3Client();
+  const taskQueue = uniqueName('tq_orch_scratch');
+  const victims = range(1, 5);
+  let source: { name: string; url: string };
+  let backup: string;
+  let worker: Awaited<ReturnType<typeof startWorker>>;
+  let client: Client;
+  let closeClient: () => Promise<void>;
+
+  beforeAll(async () => {
+    source = await fresh('orch_scr_src');
+    await generate(source.url, [{ first: 1, count: 10, shape: smallTenant }]);
+    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${uniqueName('scr')}/backup.dump`));
+    worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
+    ({ client, close: closeClient } = await temporalClient());
+  });
+
+  afterAll(async () => {
+    await closeClient?.();
+    await worker?.stop();
+    await pools.closeAll();
+    s3.destroy();
+  });
+
+  const scratchExists = async (restoreId: string) => (await adminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [scratchDatabaseName(restoreId)])).rows.length === 1;
+  const report = (restoreId: string) => getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/report.json` });
+  const start = (restoreId: string, live: string, extra: string[] = [], source = ['--backup', backup]) => runCli(['start', ...source, '--live', live, '--tenant-root', 'app.tenants',
+    '--tenants', victims.join(','), '--id', restoreId, '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`, '--wait', '--json', ...extra]);
+
+  it('refuses an archive that does not match its manifest, writes nothing to live and leaves no scratch', async () => {
+    const key = `test/${uniqueName('scr')}/tampered.dump`;
+    const { backup: good } = await uploadBackup(source.url, env.STACK_S3_BUCKET, key);
+    await s3.send(new PutObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: `${key}.manifest.json`, Body: JSON.stringify({ sha256: '0'.repeat(64) }) }));
+    const live = await fresh('orch_scr_live', source.name);
+    await deleteTenants(live.url, victims);
+    const restoreId = uniqueName('tampered').replace(/_/g, '-');
+    const run = await start(restoreId, live.url, [], ['--backup', good]);
+    expect(run.code).toBe(2); // failed before any tenant started: nothing was written
+    const out = JSON.parse(run.stdout) as { status: string; error?: string };
+    expect(out.status).toBe('failed');
+    expect(out.error).toMatch(/sha256/);
+    expect((await tenantRows(live.url, victims))['app.tenants'].count).toBe(0);
+    expect(await scratchExists(restoreId)).toBe(false);
+    expect((await report(restoreId)).error).toMatch(/BackupChecksumMismatch|sha256/);
+  });
+
+  it('reuses a kept scratch on a rerun, which converges; rebuilds a scratch without its marker', async () => {
+    const live = await fresh('orch_scr_live', source.name);
+    await deleteTenants(live.url, victims);
+    const restoreId = uniqueName('rerun').replace(/_/g, '-');
+
+    const first = await start(restoreId, live.url, ['--keep-scratch']);
+    expect(first.code, first.stderr).toBe(0);
+    expect((await report(restoreId)).source.reused).toBe(false);
+    expect(await scratchExists(restoreId)).toBe(true);
+    const afterFirst = await tenantRows(live.url, victims);
+    expect(afterFirst).toEqual(await tenantRows(source.url, victims));
+
+    // The same restore again: the loaded scratch is reused, every row is already there, and live does not change.
+    const second = await start(restoreId, live.url, ['--keep-scratch']);
+    expect(second.code, second.stderr).toBe(0);
+    const secondReport = await report(restoreId);
+    expect(secondReport.source.reused).toBe(true);
+    expect(secondReport.totals.restored).toBe(5);
+    expect(await tenantRows(live.url, victims)).toEqual(afterFirst);
+
+    // A scratch whose load never finished has no marker: it is dropped and loaded again (then dropped at the end).
+    await adminQuery(`COMMENT ON DATABASE ${scratchDatabaseName(restoreId)} IS NULL`);
+    const third = await start(restoreId, live.url);
+    expect(third.code, third.stderr).toBe(0);
+    expect((await report(restoreId)).source.reused).toBe(false);
+    expect(await scratchExists(restoreId)).toBe(false);
+    expect(await tenantRows(live.url, victims)).toEqual(afterFirst);
+  });
+
+  it('uses --scratch <url> as it is and never drops it', async () => {
+    const live = await fresh('orch_scr_live', source.name);
+    await deleteTenants(live.url, victims);
+    const restoreId = uniqueName('given').replace(/_/g, '-');
+    const run = await start(restoreId, live.url, [], ['--scratch', serverUrl(source.name)]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout).status).toBe('succeeded');
+    expect(await tenantRows(live.url, victims)).toEqual(await tenantRows(source.url, victims));
+    expect((await adminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [source.name])).rows).toHaveLength(1);
+    const r = await report(restoreId);
+    expect(r.source.scratch).toBe(serverUrl(source.name));
+    expect(await client.workflow.getHandle(`restore/${restoreId}`).describe().then((d) => d.status.name)).toBe('COMPLETED');
+  });
+});
