@@ -114,7 +114,18 @@ async function stage(scratch: PoolClient, live: PoolClient, plan: Plan, ctx: Ren
   const source = scratch.query(copyTo(`COPY (SELECT ${columnList(names, 't')} FROM ${qualify(plan, table.key)} t WHERE ${where.join(' AND ')}${tail}) TO STDOUT`));
   const sink = live.query(copyFrom(`COPY ${stagingName} (${columnList(names)}) FROM STDIN`));
   await pipeline(source, sink, { signal: opts.signal });
+  await analyzeStaging(live, stagingName);
   return sink.rowCount;
+}
+
+/**
+ * A temp table has no statistics until analyzed, so PostgreSQL guesses its size and joins it to the target with a
+ * hash join over the whole target table (measured: ~300 ms per table for a tenant of 900 rows against 1.4M live
+ * rows). Analyzed, the join is a nested loop over the target's unique index. ANALYZE samples at most 30k rows, so
+ * it stays cheap for very large tenants too.
+ */
+export async function analyzeStaging(live: PoolClient, stagingName: string): Promise<void> {
+  await live.query(`ANALYZE ${stagingName}`);
 }
 
 /**

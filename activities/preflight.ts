@@ -10,7 +10,7 @@
  */
 import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, type Pool, type PoolClient } from './db';
-import { assertTenantsInBackup } from './copy';
+import { analyzeStaging, assertTenantsInBackup } from './copy';
 import { ConflictPolicyError, CrossTenantConflictError } from './errors';
 import { assertPlan, qualify, renderContext, type Plan } from './plan';
 import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql } from './plan/ownership';
@@ -64,6 +64,7 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       const source = scratch.query(copyTo(`COPY (SELECT ${columnList(keyColumns, 't')}, md5(${rowText(names, 't')}) FROM ${target} t WHERE ${ownedPredicate(table.key, 't', ctx)}) TO STDOUT`));
       const sink = live.query(copyFrom(`COPY ${stagingName} (${columnList(keyColumns)}, tr_row) FROM STDIN`));
       await pipeline(source, sink);
+      await analyzeStaging(live, stagingName);
       rowsInBackup[table.key] = sink.rowCount;
 
       for (const key of table.uniqueKeys) {

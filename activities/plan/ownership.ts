@@ -131,16 +131,15 @@ export function tenantIdsExpr(ctx: RenderContext): string {
 
 const q = escapeIdentifier;
 
-function pathCondition(path: OwnershipPath, alias: string, ctx: RenderContext, n: number, test: (expr: string) => string): string {
+function pathCondition(path: OwnershipPath, alias: string, ctx: RenderContext, n: number, test: (expr: string) => string, indexable: boolean): string {
   if (path.length === 0) return test(`${alias}.${q(ctx.rootKey)}`);
   const last = path[path.length - 1]!;
   // When the last FK references the root key itself, the root row need not be joined: its key is in the FK column.
   const direct = last.referencedColumns.length === 1 && last.referencedColumns[0] === ctx.rootKey;
   const joined = direct ? path.slice(0, -1) : path;
   if (joined.length === 0) return test(`${alias}.${q(last.columns[0]!)}`);
-  // An uncorrelated `IN (SELECT ...)` rather than a correlated EXISTS: PostgreSQL hashes the key set once (a hashed
-  // SubPlan, or a semi-join) even when several paths are OR'ed, where correlated EXISTS would probe per row and path.
-  // coalesce: a NULL FK column makes IN yield NULL; the path simply does not hold (also under NOT).
+  // Two shapes, chosen by use. Selecting a tenant's rows out of a whole table (`indexable`): the path's key set is
+  // computed once and matched through the FK index. Testing a few given rows for another owner: a correlated EXISTS.
   const from: string[] = [];
   const where: string[] = [];
   let prev: string | null = null;
@@ -153,7 +152,18 @@ function pathCondition(path: OwnershipPath, alias: string, ctx: RenderContext, n
   where.push(test(direct ? `${prev}.${q(last.columns[0]!)}` : `${prev}.${q(ctx.rootKey)}`));
   const first = joined[0]!;
   const head = `${alias}_${n}_0`;
-  return `coalesce((${first.columns.map((c) => `${alias}.${q(c)}`).join(', ')}) IN (SELECT ${first.referencedColumns.map((c) => `${head}.${q(c)}`).join(', ')} FROM ${from.join(', ')} WHERE ${where.join(' AND ')}), false)`;
+  const keySet = `SELECT ${first.referencedColumns.map((c) => `${head}.${q(c)}`).join(', ')} FROM ${from.join(', ')} WHERE ${where.join(' AND ')}`;
+  // Indexable form, for positive WHERE clauses: `col = ANY(ARRAY(key set))` is an InitPlan computed once, and an OR of
+  // such terms becomes a BitmapOr over the FK indexes. The `coalesce(... IN ...)` form below is NULL-safe under NOT,
+  // but PostgreSQL cannot use an index for it, so every query scanned the whole table (measured: 330 ms per query on
+  // 1.4M comments, for a tenant of 900 rows; the indexable form takes a few ms).
+  if (indexable && first.columns.length === 1) return `${alias}.${q(first.columns[0]!)} = ANY(ARRAY(${keySet}))`;
+  if (indexable) return `(${first.columns.map((c) => `${alias}.${q(c)}`).join(', ')}) IN (${keySet})`;
+  // Correlated EXISTS for the other-owner test: it only ever filters a few rows (joined to a tenant's staging rows, or
+  // one conflicting row in ON CONFLICT), where an uncorrelated key set would hash the keys of every other tenant
+  // (measured: ~250 ms per table and query against 1.4M comments). EXISTS is never NULL, so it is safe under NOT.
+  const correlation = first.columns.map((c, k) => `${head}.${q(first.referencedColumns[k]!)} = ${alias}.${q(c)}`);
+  return `EXISTS (SELECT 1 FROM ${from.join(', ')} WHERE ${[...correlation, ...where].join(' AND ')})`;
 }
 
 /** True for rows of `table` (as `alias`) that belong to at least one tenant of the current set. */
@@ -161,7 +171,8 @@ export function ownedPredicate(table: string, alias: string, ctx: RenderContext)
   const paths = ctx.paths[table];
   if (!paths) return sharedPredicate(table, alias, ctx, new Set());
   const ids = tenantIdsExpr(ctx);
-  return `(${paths.map((p, i) => pathCondition(p, alias, ctx, i, (e) => `${e} = ANY(${ids})`)).join(' OR ')})`;
+  // Only ever used positively (WHERE owned), so NULL may stand for false and the indexable form applies.
+  return `(${paths.map((p, i) => pathCondition(p, alias, ctx, i, (e) => `${e} = ANY(${ids})`, true)).join(' OR ')})`;
 }
 
 /** True for rows of an owned `table` that belong to some tenant outside the current set (evaluated in live). */
@@ -169,7 +180,8 @@ export function otherOwnerPredicate(table: string, alias: string, ctx: RenderCon
   const paths = ctx.paths[table] ?? [];
   const ids = tenantIdsExpr(ctx);
   if (!paths.length) return 'false';
-  return `(${paths.map((p, i) => pathCondition(p, alias, ctx, i, (e) => `${e} <> ALL(${ids})`)).join(' OR ')})`;
+  // Used under NOT as well (the overwrite filter), so each path must be NULL-safe.
+  return `(${paths.map((p, i) => pathCondition(p, alias, ctx, i, (e) => `${e} <> ALL(${ids})`, false)).join(' OR ')})`;
 }
 
 /** True for rows of a shared `table` that restored rows reference, directly or through other shared rows. */

@@ -5,7 +5,7 @@ import { InvalidConfigError, SchemaDriftError, UnbreakableCycleError } from '../
 import type { CatalogTable } from '../../activities/plan/catalog';
 import { diffTable } from '../../activities/plan/drift';
 import { orderTables, stronglyConnectedComponents, type OrderEdge } from '../../activities/plan/order';
-import { ownedPredicate, ownedTables, ownershipPaths, sharedAncestors, type OwnershipEdge, type RenderContext } from '../../activities/plan/ownership';
+import { otherOwnerPredicate, ownedPredicate, ownedTables, ownershipPaths, sharedAncestors, type OwnershipEdge, type RenderContext } from '../../activities/plan/ownership';
 
 const edge = (from: string, to: string, extra: Partial<OrderEdge> = {}): OrderEdge => ({
   name: `${from}_${to}_fk`, from, to, columns: [`${to}_id`], deferrable: false, nullable: false, logical: false, ...extra,
@@ -105,7 +105,19 @@ describe('ownership', () => {
     expect(ownedPredicate('tenants', 't', ctx)).toBe(`(t."id" = ANY(${ids}))`);
     const comments = ownedPredicate('comments', 't', ctx);
     expect(comments).toContain(' OR ');
-    expect(comments).toContain(`coalesce((t."issue_id") IN (SELECT t_0_0."id" FROM "app"."issues" t_0_0, "app"."projects" t_0_1 WHERE t_0_1."id" = t_0_0."project_id" AND t_0_1."tenant_id" = ANY(${ids})), false)`);
+    // Indexable: each path's key set is an InitPlan array matched through the FK column's index.
+    expect(comments).toContain(`t."issue_id" = ANY(ARRAY(SELECT t_0_0."id" FROM "app"."issues" t_0_0, "app"."projects" t_0_1 WHERE t_0_1."id" = t_0_0."project_id" AND t_0_1."tenant_id" = ANY(${ids})))`);
+    expect(comments).not.toContain('coalesce');
+  });
+
+  it('tests another owner with a correlated EXISTS, which is never NULL and so safe under NOT', () => {
+    const { paths } = ownershipPaths('tenants', edges);
+    const ctx: RenderContext = { qualify: (k) => `"app"."${k}"`, root: 'tenants', rootKey: 'id', rootKeyType: 'bigint', paths, closureEdges: [] };
+    const ids = "current_setting('tenant_restore.tenant_ids')::bigint[]";
+    expect(otherOwnerPredicate('users', 't', ctx)).toBe(`(t."tenant_id" <> ALL(${ids}))`);
+    const comments = otherOwnerPredicate('comments', 't', ctx);
+    expect(comments).toContain(`EXISTS (SELECT 1 FROM "app"."issues" t_0_0, "app"."projects" t_0_1 WHERE t_0_0."id" = t."issue_id" AND t_0_1."id" = t_0_0."project_id" AND t_0_1."tenant_id" <> ALL(${ids}))`);
+    expect(comments).not.toContain(' IN (');
   });
 });
 
