@@ -5,6 +5,10 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 
+// The SDK warns on every process start that releases after January 2027 will need Node 22. The lockfile pins this
+// release, so for operators it is noise on stderr: silenced unless the environment says otherwise.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export interface S3Location { bucket: string; key: string }
 
 export class S3UrlError extends Error {

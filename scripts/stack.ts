@@ -12,6 +12,9 @@ import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
 import { CreateBucketCommand, HeadBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
 
+// See activities/s3.ts: the SDK's Node-version warning is noise here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export const projectRoot = resolve(__dirname, '..');
 export const stackDir = join(projectRoot, '.stack');
 /** Go binaries built by `go install` are cached here (git-ignored), so only the first run pays for the build. */
