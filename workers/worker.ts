@@ -49,6 +49,10 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     workflowsPath: require.resolve('../workflows'),
     activities: createActivities({ pools, s3, logger }),
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 20,
+    // A chunked copy heartbeats its checkpoint after every chunk, but the SDK sends heartbeats to the server at most
+    // every 80% of the heartbeat timeout (16 s for the copy) unless capped here. A retry after a crash resumes from
+    // the last checkpoint the server has, so the cap bounds how much finished work a killed worker costs (~1 s).
+    maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: '10 seconds',
   });
   logger.info({ taskQueue, address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' }, 'worker started');

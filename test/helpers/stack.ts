@@ -40,6 +40,9 @@ export async function adminQuery(sql: string, values?: unknown[]): Promise<pg.Qu
 }
 
 export async function createDatabase(name: string, template?: string): Promise<string> {
+  // CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template, and a worker's pool keeps idle
+  // connections to a database it restored into; they are closed here (the pool reconnects when it needs to).
+  if (template) await adminQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [template]);
   await adminQuery(`CREATE DATABASE ${pg.escapeIdentifier(name)}${template ? ` TEMPLATE ${pg.escapeIdentifier(template)}` : ''}`);
   return serverUrl(name);
 }

@@ -34,8 +34,9 @@ describe('a worker killed in the middle of a copy', () => {
     source = await fresh('orch_kill_src');
     await generate(source.url, [
       { first: 1, count: 5, shape: smallTenant },
-      // 40,000 comments: copied in chunks of 500, so there is a middle to kill the worker in.
-      { first: big, count: 1, shape: { users: 20, projects: 50, issuesPerProject: 40, commentsPerIssue: 20, installations: 3 } },
+      // 120,000 comments, copied in chunks of 200: a few hundred chunk transactions, so that there is a middle to
+      // kill the worker in even on a fast, idle machine (the worker sends checkpoints to the server every second).
+      { first: big, count: 1, shape: { users: 20, projects: 50, issuesPerProject: 40, commentsPerIssue: 60, installations: 3 } },
       { first: 7, count: 4, shape: smallTenant },
     ]);
     ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${restoreId}/backup.dump`));
@@ -53,7 +54,7 @@ describe('a worker killed in the middle of a copy', () => {
     const first = await startWorkerProcess(taskQueue);
     workers.push(first.child);
     const configPath = join(tmpdir(), `${restoreId}.json`);
-    writeFileSync(configPath, JSON.stringify({ chunkRows: 500 }));
+    writeFileSync(configPath, JSON.stringify({ chunkRows: 200 }));
     const started = await runCli(['start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', victims.join(','),
       '--config', configPath, '--concurrency', '6', '--id', restoreId, '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`]);
     expect(started.code, started.stderr).toBe(0);
@@ -68,6 +69,9 @@ describe('a worker killed in the middle of a copy', () => {
       if (payload && payload.length > 0) {
         const details = JSON.parse(Buffer.from(payload).toString('utf8')) as CopyCheckpoint | null;
         if (details?.lastKey) checkpoint = details;
+      }
+      if (!checkpoint && description && description.status.name !== 'RUNNING') {
+        throw new Error(`tenant ${big} ended (${description.status.name}) before a checkpoint of its chunked copy reached the server: the test needs a bigger tenant to kill the worker in the middle of the copy`);
       }
       if (!checkpoint) await new Promise((r) => setTimeout(r, 100));
     }
