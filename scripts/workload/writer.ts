@@ -9,6 +9,7 @@
  * during a restore).
  */
 import { connect, type Client } from '../../activities/db';
+import { prng } from './prng';
 
 export interface WriterLogEntry {
   seq: number;
@@ -52,18 +53,6 @@ export function summarize(samples: LatencySample[], from = 0, to = Number.POSITI
   const ms = samples.filter((s) => s.at >= from && s.at < to).map((s) => s.ms).sort((a, b) => a - b);
   const pick = (p: number) => (ms.length ? ms[Math.min(ms.length - 1, Math.ceil((p / 100) * ms.length) - 1)] : 0);
   return { count: ms.length, p50: pick(50), p99: pick(99), max: ms.length ? ms[ms.length - 1] : 0 };
-}
-
-/** mulberry32: a small seeded PRNG, so a writer's choice of operations is reproducible for a seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export class Writer {

@@ -23,6 +23,7 @@ import {
 } from './audit';
 import { RestorePhaseKey, TenantsFailedKey, TenantsRestoredKey } from '../../workflows/definitions';
 import { createDatabase, dropDatabase, temporalClient, uniqueName, useStackEnv } from './stack';
+import { prng } from '../../scripts/workload/prng';
 
 export const bin = join(projectRoot, 'bin', 'tenant-restore');
 
@@ -127,18 +128,6 @@ export class WorkerProcess {
   log(): string {
     return this.output.join('');
   }
-}
-
-/** A seeded PRNG (mulberry32), so that a failing chaos run can be replayed with the same CHAOS_SEED. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

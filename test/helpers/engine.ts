@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
+import { withClient } from './stack';
 
 export function psqlFile(url: string, file: string): void {
   execFileSync('psql', ['-q', '-X', '-v', 'ON_ERROR_STOP=1', '-d', url, '-f', file], { env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -16,15 +17,7 @@ export function dumpAndRestore(from: string, to: string): void {
   execFileSync('pg_restore', ['--no-owner', '--exit-on-error', '-d', to], { input: archive, env: process.env, maxBuffer: 1 << 30 });
 }
 
-export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+export { withClient };
 
 export async function query<T extends pg.QueryResultRow = pg.QueryResultRow>(url: string, sql: string, values?: unknown[]): Promise<T[]> {
   return withClient(url, async (c) => (await c.query<T>(sql, values)).rows);

@@ -29,14 +29,19 @@ export function serverUrl(database = 'postgres'): string {
   return url.toString().replace(':@', '@');
 }
 
-export async function adminQuery(sql: string, values?: unknown[]): Promise<pg.QueryResult> {
-  const client = new pg.Client({ connectionString: useStackEnv().STACK_PG_URL });
+/** Runs `fn` on a fresh connection to `url`, and always closes it. */
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    return await client.query(sql, values);
+    return await fn(client);
   } finally {
     await client.end();
   }
+}
+
+export async function adminQuery(sql: string, values?: unknown[]): Promise<pg.QueryResult> {
+  return withClient(useStackEnv().STACK_PG_URL, (client) => client.query(sql, values));
 }
 
 export async function createDatabase(name: string, template?: string): Promise<string> {

@@ -14,7 +14,7 @@ import { diffChecksums, tenantChecksums } from '../../scripts/workload/checksums
 import { generateWorkload } from '../../scripts/workload/generate';
 import { pickVictims, purgeTenants } from '../../scripts/workload/incident';
 import { applyGrants, auditEvents, createScratchRole, dropRoles, installDeleteAudit, newPassword, roleUrlWithPassword } from '../helpers/audit';
-import { adminQuery, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
+import { adminQuery, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
 
 useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -24,19 +24,10 @@ const scratchRole = uniqueName('tr_rel_scratch');
 const restorePassword = newPassword();
 const scratchPassword = newPassword();
 
-async function as<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** The SQLSTATE a statement fails with (or 'ok'), run in its own transaction that is always rolled back. */
 async function sqlState(url: string, sql: string): Promise<string> {
-  return as(url, async (c) => {
+  return withClient(url, async (c) => {
     await c.query('BEGIN');
     try {
       await c.query(sql);
@@ -95,7 +86,7 @@ describe('scripts/grants.sql', () => {
       createRole: await sqlState(restoreUrl, 'CREATE ROLE evil'),
     };
     // CREATE DATABASE cannot run in a transaction block: checked on its own.
-    const outside = (sql: string) => as(restoreUrl, (c) => c.query(sql).then(() => 'ok', (e: { code?: string }) => e.code ?? 'error'));
+    const outside = (sql: string) => withClient(restoreUrl, (c) => c.query(sql).then(() => 'ok', (e: { code?: string }) => e.code ?? 'error'));
     const createDatabase = await outside('CREATE DATABASE tr_rel_evil');
     // The replica role is granted for SET (LOCAL) in the role's own sessions, never server-wide.
     const sessionReplicationRoleGlobal = await outside('ALTER SYSTEM SET session_replication_role = replica');
@@ -126,7 +117,7 @@ describe('scripts/grants.sql', () => {
     const audited = await installDeleteAudit(live.url);
     expect(audited).toBe(13);
     // The audit sees through session_replication_role = replica (the control: a superuser DELETE of no row).
-    await as(live.url, async (c) => {
+    await withClient(live.url, async (c) => {
       await c.query('BEGIN; SET LOCAL session_replication_role = replica');
       await c.query('DELETE FROM app.attachments WHERE false');
       await c.query('COMMIT');
@@ -185,9 +176,9 @@ describe('scripts/grants.sql', () => {
     await createScratchRole(scratchRole, scratchPassword, [live.name]);
     const onServer = roleUrlWithPassword(scratchRole, scratchPassword, 'postgres');
     const db = uniqueName('tr_rel_scratchdb');
-    await as(onServer, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
-    await as(onServer, (c) => c.query(`DROP DATABASE ${pg.escapeIdentifier(db)}`));
-    const intoLive = await as(roleUrlWithPassword(scratchRole, scratchPassword, live.name), async () => 'ok').catch((e: { code?: string }) => e.code);
+    await withClient(onServer, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
+    await withClient(onServer, (c) => c.query(`DROP DATABASE ${pg.escapeIdentifier(db)}`));
+    const intoLive = await withClient(roleUrlWithPassword(scratchRole, scratchPassword, live.name), async () => 'ok').catch((e: { code?: string }) => e.code);
     expect(intoLive).toBe('42501');
     // The restore role still connects: grants.sql grants CONNECT itself rather than relying on PUBLIC.
     expect(await sqlState(restoreUrl, 'SELECT 1')).toBe('ok');
