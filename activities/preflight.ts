@@ -22,6 +22,8 @@ export interface PreflightInput {
   live: Pool;
   plan: Plan;
   tenantId: TenantId;
+  /** A group of tenants checked together (set-based); the result then sums over the group. Default: [tenantId]. */
+  tenantIds?: TenantId[];
   conflict: ConflictPolicy;
 }
 
@@ -43,7 +45,8 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
   const { plan, tenantId, conflict } = input;
   assertPlan(plan);
   const ctx = renderContext(plan);
-  const tenantIds = [tenantId];
+  const tenantIds = input.tenantIds ?? [tenantId];
+  const who = tenantIds.length === 1 ? `tenant ${tenantIds[0]}` : `tenants ${tenantIds.join(', ')}`;
   const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
   let live: PoolClient | undefined;
   let broken = false;
@@ -75,9 +78,9 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
         const n = Number(rows[0]!.n);
         if (n > 0) {
           throw new CrossTenantConflictError(
-            `${n} row(s) of ${table.key} of tenant ${tenantId} have a key (${key.join(', ')}) that another tenant holds in live. No policy overwrites another tenant's row: ` +
-              `find the rows with that key in live and decide which tenant owns them, then restore tenant ${tenantId} again.`,
-            { table: table.key, key, rows: n, tenantId },
+            `${n} row(s) of ${table.key} of ${who} have a key (${key.join(', ')}) that another tenant holds in live. No policy overwrites another tenant's row: ` +
+              `find the rows with that key in live and decide which tenant owns them, then restore ${who} again.`,
+            { table: table.key, key, rows: n, tenantIds },
           );
         }
       }
@@ -87,9 +90,9 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       conflicts[table.key] = Number(rows[0]!.n);
       if (conflict === 'fail' && conflicts[table.key]! > 0) {
         throw new ConflictPolicyError(
-          `${conflicts[table.key]} row(s) of ${table.key} of tenant ${tenantId} already exist in live with other content, and the conflict policy is 'fail'. ` +
+          `${conflicts[table.key]} row(s) of ${table.key} of ${who} already exist in live with other content, and the conflict policy is 'fail'. ` +
             `Nothing was written. Rerun with --conflict skip (keep live's rows) or --conflict overwrite (take the backup's).`,
-          { table: table.key, rows: conflicts[table.key], tenantId },
+          { table: table.key, rows: conflicts[table.key], tenantIds },
         );
       }
       const { rows: present } = await live.query<{ n: string }>(`SELECT count(*) AS n FROM ${target} t WHERE ${ownedPredicate(table.key, 't', ctx)}`);

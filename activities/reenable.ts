@@ -4,7 +4,7 @@
  * action is not repeated after a later one fails. Every action carries the idempotency key
  * `restoreId/tenantId/action`: SQL gets it as `$2`, a webhook as the `Idempotency-Key` header.
  */
-import { activityInfo, cancellationSignal, log } from '@temporalio/activity';
+import { activityInfo, cancellationSignal, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pools } from './db';
 import type { ReenableAction, TenantId } from './restore-types';
@@ -19,6 +19,7 @@ export interface RunActionInput {
 }
 
 export interface RunActionResult { name: string; attempts: number; detail: string; durationMs: number }
+export interface GroupActionResult extends RunActionResult { rejected: Array<{ tenantId: TenantId; message: string }> }
 
 /** `env:NAME` header values are read from the worker's environment, so that no secret sits in config or history. */
 export function resolveHeaders(headers: Record<string, string> = {}, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
@@ -40,7 +41,7 @@ export function resolveHeaders(headers: Record<string, string> = {}, env: NodeJS
 const retryableHttp = new Set([408, 409, 425, 429]);
 
 export function createReenableActivities({ pools }: { pools: Pools }) {
-  return {
+  const activities = {
     async runReenableAction(input: RunActionInput): Promise<RunActionResult> {
       const started = Date.now();
       const { action, restoreId, tenantId } = input;
@@ -70,5 +71,43 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
       }
       throw ApplicationFailure.retryable(message, 'WebhookUnavailable');
     },
+
+    /**
+     * One action for every tenant of a group, one after the other. A tenant whose call is rejected (a non-retryable
+     * failure: a webhook's 4xx) is returned in `rejected` and the others go on. A tenant whose call may succeed later
+     * (a 503, a lost connection) does not stop the others either: the activity fails retryably at the end, and the
+     * retry skips the tenants that the heartbeat reported done. A tenant may be called twice when the worker dies
+     * between its call and the heartbeat: each call carries its tenant's idempotency key for that case.
+     */
+    async runReenableActionForTenants(input: Omit<RunActionInput, 'tenantId'> & { tenantIds: TenantId[] }): Promise<GroupActionResult> {
+      const started = Date.now();
+      const previous = activityInfo().heartbeatDetails as { done?: TenantId[]; details?: string[] } | undefined;
+      const done = new Set<TenantId>(previous?.done ?? []);
+      const details: string[] = [...(previous?.details ?? [])];
+      const rejected: GroupActionResult['rejected'] = [];
+      const retry: string[] = [];
+      for (const tenantId of input.tenantIds) {
+        if (done.has(tenantId)) continue;
+        try {
+          details.push((await activities.runReenableAction({ ...input, tenantId })).detail);
+          done.add(tenantId);
+          heartbeat({ done: [...done], details });
+        } catch (error) {
+          const failure = error as ApplicationFailure;
+          if (failure instanceof ApplicationFailure && failure.nonRetryable) rejected.push({ tenantId, message: failure.message });
+          else retry.push(`${tenantId}: ${(error as Error).message}`);
+        }
+      }
+      if (retry.length) throw ApplicationFailure.retryable(`${input.action.name} failed for ${retry.length} tenant(s), retrying them: ${retry.slice(0, 3).join('; ')}`, 'ActionRetry');
+      return { name: input.action.name, attempts: activityInfo().attempt, detail: summarize(details), durationMs: Date.now() - started, rejected };
+    },
   };
+  return activities;
+}
+
+/** `UPDATE 1` ×25 reads better than 25 repeats. */
+function summarize(details: string[]): string {
+  const counts = new Map<string, number>();
+  for (const d of details) counts.set(d, (counts.get(d) ?? 0) + 1);
+  return [...counts].map(([d, n]) => (n > 1 ? `${d} ×${n}` : d)).join(', ');
 }

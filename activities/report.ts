@@ -22,6 +22,8 @@ export interface ReportTenant {
   orphans: Array<{ table: string; constraint: string; rows: number }>;
   actions: TenantResult['actions'];
   durations: TenantResult['durations'];
+  /** Restored in a group: rows, conflicts, validation and durations above are the group's, shared by its tenants. */
+  group?: { workflowId: string; tenants: number };
 }
 
 export interface RestoreReport {
@@ -76,6 +78,7 @@ export function tenantRow(tenantId: TenantId, result: TenantResult | undefined):
     orphans: result.validation?.orphans ?? [],
     actions: result.actions,
     durations: result.durations,
+    ...(result.group ? { group: { workflowId: result.group.workflowId, tenants: result.group.tenantIds.length } } : {}),
   };
 }
 
@@ -108,7 +111,7 @@ export function renderMarkdown(report: RestoreReport): string {
       const rows = Object.values(x.rows).reduce((a, b) => a + b, 0);
       const valid = x.validation.length ? `${x.validation.filter((v) => v.match).length}/${x.validation.length}` : '-';
       const actions = x.actions.map((a) => `${a.name}:${a.status}`).join(', ') || '-';
-      return `| ${x.tenantId} | ${x.status} | ${rows} | ${valid} | ${actions} | ${x.durations.total ?? '-'} | ${(x.error ?? '').replace(/\|/g, '\\|').slice(0, 200)} |`;
+      return `| ${x.tenantId} | ${x.status} | ${x.group ? `${rows} (group of ${x.group.tenants})` : rows} | ${valid} | ${actions} | ${x.durations.total ?? '-'} | ${(x.error ?? '').replace(/\|/g, '\\|').slice(0, 200)} |`;
     }),
     '',
   ];
@@ -136,6 +139,17 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
       return ref;
     },
 
+    /**
+     * A group's results: one file per tenant, each with the group's evidence (`result`) and its own status, error
+     * and actions. The report counts the group's rows once.
+     */
+    async recordGroupResults(input: { artifacts: ArtifactsRef; result: TenantResult; tenants: Array<Pick<TenantResult, 'tenantId' | 'status' | 'error' | 'actions'>> }): Promise<number> {
+      for (let i = 0; i < input.tenants.length; i += 16) {
+        await Promise.all(input.tenants.slice(i, i + 16).map((t) => putJson(s3, { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${t.tenantId}.json` }, { ...input.result, ...t })));
+      }
+      return input.tenants.length;
+    },
+
     async writeRestoreReport(input: WriteReportInput): Promise<{ json: string; markdown: string }> {
       const { bucket, prefix } = input.artifacts;
       const ids: TenantId[] = input.tenantList ? await getJson<string[]>(s3, input.tenantList) : [];
@@ -150,15 +164,21 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
       const totals = { tenants: tenants.length, restored: 0, failed: 0, cancelled: 0, notStarted: 0, rows: {} as Record<string, number>, skipped: {} as Record<string, number>, conflicts: {} as Record<string, number> };
       const tenantMs: number[] = [];
       let copyMsTotal = 0;
+      const groupsCounted = new Set<string>();
       for (const x of tenants) {
         if (x.status === 'restored') totals.restored++;
         else if (x.status === 'failed') totals.failed++;
         else if (x.status === 'cancelled') totals.cancelled++;
         else totals.notStarted++;
+        if (x.durations.total !== undefined) tenantMs.push(x.durations.total);
+        // The tenants of a group share one set of evidence: count it once.
+        if (x.group) {
+          if (groupsCounted.has(x.group.workflowId)) continue;
+          groupsCounted.add(x.group.workflowId);
+        }
         add(totals.rows, x.rows);
         add(totals.skipped, x.skipped);
         add(totals.conflicts, x.conflicts);
-        if (x.durations.total !== undefined) tenantMs.push(x.durations.total);
         copyMsTotal += x.durations.copy ?? 0;
       }
       tenantMs.sort((a, b) => a - b);

@@ -52,6 +52,8 @@ export interface TenantStepInput {
   live: string;
   plan: PlanRef;
   tenantId: TenantId;
+  /** A group restored together (set-based, one copy transaction); `tenantId` is then its first tenant. */
+  tenantIds?: TenantId[];
   conflict: ConflictPolicy;
 }
 
@@ -93,7 +95,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
     async preflightTenantRestore(input: TenantStepInput): Promise<PreflightResult> {
       const plan = await loadPlan(input.plan);
-      return heartbeating(() => ({ stage: 'preflight' }), () => engineCall(() => preflightTenant({ ...dbs(input), plan, tenantId: input.tenantId, conflict: input.conflict })));
+      return heartbeating(() => ({ stage: 'preflight' }), () => engineCall(() => preflightTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict })));
     },
 
     /**
@@ -108,7 +110,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       return heartbeating(() => last, () => engineCall(() => copyTenant({
         ...dbs(input),
         plan,
-        tenantIds: [input.tenantId],
+        tenantIds: input.tenantIds ?? [input.tenantId],
         conflict: input.conflict,
         chunkRows: input.chunkRows,
         resumeFrom,
@@ -122,7 +124,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
     async validateTenantRows(input: TenantStepInput): Promise<ValidationResult> {
       const plan = await loadPlan(input.plan);
-      return heartbeating(() => ({ stage: 'validate' }), () => engineCall(() => validateTenant({ ...dbs(input), plan, tenantId: input.tenantId, conflict: input.conflict })));
+      return heartbeating(() => ({ stage: 'validate' }), () => engineCall(() => validateTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict })));
     },
   };
 }

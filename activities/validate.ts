@@ -25,6 +25,8 @@ export interface ValidateInput {
   live: Pool;
   plan: Plan;
   tenantId: TenantId;
+  /** A group of tenants validated together: counts and checksums over the group's rows. Default: [tenantId]. */
+  tenantIds?: TenantId[];
   conflict: ConflictPolicy;
 }
 
@@ -67,10 +69,11 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
   const { plan, tenantId, conflict } = input;
   assertPlan(plan);
   const ctx = renderContext(plan);
-  const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', [tenantId]);
+  const tenantIds = input.tenantIds ?? [tenantId];
+  const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
   let live: PoolClient | undefined;
   try {
-    live = await beginCanonical(input.live, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', [tenantId]);
+    live = await beginCanonical(input.live, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
     const tables: TableValidation[] = [];
     for (const table of plan.tables) {
       if (table.role === 'shared') continue;

@@ -30,7 +30,7 @@ import { productReadiness, readReport, resultsDir, runStart, WorkerProcess, work
 import { projectRoot } from './stack';
 
 const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N] [--empty N] [--scale N]
-                    [--big-rows 1000000,5000000] [--concurrency N] [--scale-concurrency N] [--children-per-run N]
+                    [--big-rows 1000000,5000000] [--concurrency N] [--group-size N] [--scale-concurrency N] [--children-per-run N]
                     [--baseline-seconds S] [--writer-connections N] [--timeout-minutes M] [--overhead-timeout-minutes M]
                     [--scale-timeout-minutes M] [--memory-timeout-minutes M] [--seed N]
                     [--skip-ideal] [--skip-product] [--skip-overhead] [--skip-scale] [--skip-memory] [--skip-live]
@@ -38,7 +38,7 @@ const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N]
 
 interface Options {
   quick: boolean; tenants: number; rows: number; victims: number; empty: number; scale: number; bigRows: number[];
-  concurrency?: number; scaleConcurrency?: number; childrenPerRun?: number; baselineSeconds: number; writerConnections: number;
+  concurrency?: number; groupSize?: number; scaleConcurrency?: number; childrenPerRun?: number; baselineSeconds: number; writerConnections: number;
   timeoutMinutes: number; scaleTimeoutMinutes: number; overheadTimeoutMinutes: number; memoryTimeoutMinutes: number; seed: number; skip: Record<'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live', boolean>;
   freshData: boolean; keep: boolean; json: boolean; out?: string;
 }
@@ -47,7 +47,7 @@ function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv, strict: true, allowPositionals: false, options: {
       quick: { type: 'boolean' }, tenants: { type: 'string' }, rows: { type: 'string' }, victims: { type: 'string' }, empty: { type: 'string' },
-      scale: { type: 'string' }, 'big-rows': { type: 'string' }, concurrency: { type: 'string' }, 'scale-concurrency': { type: 'string' },
+      scale: { type: 'string' }, 'big-rows': { type: 'string' }, concurrency: { type: 'string' }, 'group-size': { type: 'string' }, 'scale-concurrency': { type: 'string' },
       'children-per-run': { type: 'string' }, 'baseline-seconds': { type: 'string' }, 'writer-connections': { type: 'string' },
       'timeout-minutes': { type: 'string' }, 'scale-timeout-minutes': { type: 'string' }, 'overhead-timeout-minutes': { type: 'string' },
       'memory-timeout-minutes': { type: 'string' }, seed: { type: 'string' }, 'skip-ideal': { type: 'boolean' }, 'skip-product': { type: 'boolean' },
@@ -76,6 +76,7 @@ function parseOptions(argv: string[]): Options {
     scale: int('scale', values.scale, quick ? 12 : 10_000, 1),
     bigRows: (values['big-rows'] ?? (quick ? '20000,100000' : '1000000,5000000')).split(',').map((s) => int('big-rows', s.trim(), 0, 1000)),
     concurrency: optional('concurrency', values.concurrency),
+    groupSize: optional('group-size', values['group-size']),
     scaleConcurrency: optional('scale-concurrency', values['scale-concurrency']),
     // --quick restores fewer tenants than a run holds by default: a smaller run size still exercises continue-as-new.
     childrenPerRun: optional('children-per-run', values['children-per-run']) ?? (quick ? 4 : undefined),
@@ -178,7 +179,7 @@ function phaseStats(values: number[]): PhaseStats {
 /** Runs `start --wait --json` and gathers what the product recorded about it. */
 async function productRun(label: string, args: {
   taskQueue: string; source: { backup: string } | { scratch: string }; live: string; tenants: string[]; concurrency?: number;
-  childrenPerRun?: number; timeoutMinutes: number; verify?: { database: string; expectedRows: number };
+  groupSize?: number; childrenPerRun?: number; timeoutMinutes: number; verify?: { database: string; expectedRows: number };
 }): Promise<ProductRun & { run?: StartRun; workflow?: WorkflowProfile }> {
   const restoreId = `bench-${runTag.replace('_', '-')}-${label}`;
   const tenantsFile = join(logsDir, `${label}.tenants`);
@@ -190,7 +191,7 @@ async function productRun(label: string, args: {
   let dbStatements: Awaited<ReturnType<DbSampler['stop']>> | undefined;
   const run = await runStart({
     restoreId, taskQueue: args.taskQueue, source: args.source, live: args.live, tenantsFile, artifacts, config: configFile,
-    concurrency: args.concurrency, childrenPerRun: args.childrenPerRun, timeoutMs: args.timeoutMinutes * 60_000, logFile: join(logsDir, `${label}.start.log`),
+    concurrency: args.concurrency, groupSize: args.groupSize, childrenPerRun: args.childrenPerRun, timeoutMs: args.timeoutMinutes * 60_000, logFile: join(logsDir, `${label}.start.log`),
   }).finally(async () => {
     dbStatements = await sampler.stop();
   });
@@ -246,7 +247,10 @@ async function productRun(label: string, args: {
     const reportStart = workflow.activities.find((a) => a.name === 'writeRestoreReport')?.scheduledAt;
     const phases: Record<string, PhaseStats> = {};
     for (const phase of ['preflight', 'copy', 'validate', 'reenable', 'total'] as const) {
-      const values = (report?.tenants ?? []).map((t) => t.durations?.[phase]).filter((v): v is number => typeof v === 'number');
+      // A group's tenants share one set of durations: count each child once.
+      const seen = new Set<string>();
+      const children = (report?.tenants ?? []).filter((t) => !t.group || (!seen.has(t.group.workflowId) && seen.add(t.group.workflowId)));
+      const values = children.map((t) => t.durations?.[phase]).filter((v): v is number => typeof v === 'number');
       if (values.length) phases[phase] = phaseStats(values);
     }
     result.profile = {
@@ -355,7 +359,7 @@ async function main(): Promise<number> {
             await sleep(options.baselineSeconds * 1000);
           }
           const main = await productRun('main', {
-            taskQueue, source: { backup: dataset.backupUrl }, live: dbUrl(live), tenants: dataset.victims, concurrency: options.concurrency,
+            taskQueue, source: { backup: dataset.backupUrl }, live: dbUrl(live), tenants: dataset.victims, concurrency: options.concurrency, groupSize: options.groupSize,
             timeoutMinutes, verify: { database: live, expectedRows: dataset.victimRowsTotal },
           });
           if (writer) {
@@ -380,7 +384,7 @@ async function main(): Promise<number> {
         if (options.skip.overhead) results.overhead = { status: 'skipped', concurrency: options.concurrency ?? 4 };
         else {
           const tenants = dataset.empties.slice(0, options.empty);
-          const r = await productRun('overhead', { taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency: options.concurrency, timeoutMinutes: options.overheadTimeoutMinutes });
+          const r = await productRun('overhead', { taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency: options.concurrency, groupSize: options.groupSize, timeoutMinutes: options.overheadTimeoutMinutes });
           const window = r.profile?.tenantWindowMs;
           results.overhead = {
             ...strip(r), concurrency: options.concurrency ?? 4,
@@ -398,7 +402,7 @@ async function main(): Promise<number> {
           const tenants = dataset.empties.slice(offset, offset + options.scale);
           const concurrency = options.scaleConcurrency ?? options.concurrency;
           const r = await productRun('scale', {
-            taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency, childrenPerRun: options.childrenPerRun,
+            taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency, groupSize: options.groupSize, childrenPerRun: options.childrenPerRun,
             timeoutMinutes: options.scaleTimeoutMinutes,
           });
           results.scale = { ...strip(r), concurrency: concurrency ?? 4, requested: tenants.length };
@@ -550,9 +554,9 @@ export function render(r: BenchResults): string {
     rows.push({ metric: 'tenant window (first child start to report)', value: seconds(pr.tenantWindowMs), note: ideal?.status === 'ok' ? `ideal's COPY pipes: ${seconds(ideal.copyMs)}` : undefined });
     for (const phase of ['preflight', 'copy', 'validate', 'reenable', 'total'] as const) {
       const s = pr.phases[phase];
-      if (s) rows.push({ metric: `  per tenant: ${phase}`, value: `${seconds(s.sumMs)} summed`, note: `median ${millis(s.medianMs)}, p95 ${millis(s.p95Ms)}, max ${millis(s.maxMs)}` });
+      if (s) rows.push({ metric: `  per child: ${phase}`, value: `${seconds(s.sumMs)} summed`, note: `median ${millis(s.medianMs)}, p95 ${millis(s.p95Ms)}, max ${millis(s.maxMs)}` });
     }
-    if (!Object.keys(pr.phases).length) rows.push({ metric: '  per tenant phases', value: 'n/a', note: 'the report has no per-tenant durations' });
+    if (!Object.keys(pr.phases).length) rows.push({ metric: '  per child phases', value: 'n/a', note: 'the report has no per-child durations' });
     act('writeRestoreReport', 'report');
     act('dropScratch', 'drop scratch');
     rows.push({ metric: 'report start until CLI exit', value: seconds(pr.afterLastTenantMs) });

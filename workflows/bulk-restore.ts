@@ -17,9 +17,13 @@ import {
 import type { Activities } from '../activities';
 import type { TenantId } from '../activities/restore-types';
 import {
+  approveGroupTenantsSignal,
   approveSignal,
   approveTenantSignal,
   cancelSignal,
+  groupDoneSignal,
+  groupPhaseSignal,
+  groupWorkflowId,
   pauseSignal,
   progressQuery,
   RestoreIdKey,
@@ -42,6 +46,7 @@ import {
   type TenantOutcome,
   type TenantPhase,
 } from './definitions';
+import { tenantGroupRestore } from './tenant-group-restore';
 import { tenantRestore } from './tenant-restore';
 
 /** Loading scratch can take a while (download + pg_restore): heartbeats say it is alive. */
@@ -57,7 +62,7 @@ const steps = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
 
-/** Children started by one run before it continues-as-new: ~15 events each keeps a run near 8k events (limit 51,200). */
+/** Children started by one run before it continues-as-new: ~15 events each keeps a run near 8k events (limit 51,200). A group child sends one signal per phase for all its tenants, so the same bound holds for groups. */
 const defaultMaxChildrenPerRun = 500;
 /** Tenant ids read from S3 at a time. */
 const pageSize = 500;
@@ -102,6 +107,9 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
   };
   state.runs += 1;
   const approved = new Set<TenantId>(state.approvedTenants);
+  const groupSize = Math.max(1, Math.floor(input.groupSize ?? 1));
+  /** The child workflow of a tenant started in a group (tenants with a child of their own are not in it). */
+  const groupOf = (state.groupOf ??= {});
   const maxChildrenPerRun = input.maxChildrenPerRun ?? defaultMaxChildrenPerRun;
   let phase: BulkPhase = carried ? 'restoring' : 'preparing-scratch';
   let startedThisRun = 0;
@@ -130,7 +138,16 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     else for (const id of tenantIds) approved.add(id);
     // Running children learn it now; children started later get it in their input.
     const targets = Object.keys(state.running).filter((id) => state.approvedAll || approved.has(id));
-    await Promise.all(targets.map(async (id) => {
+    const groups = new Map<string, TenantId[]>();
+    for (const id of targets) if (groupOf[id]) groups.set(groupOf[id], [...(groups.get(groupOf[id]) ?? []), id]);
+    await Promise.all([...groups].map(async ([workflowId, ids]) => {
+      try {
+        await getExternalWorkflowHandle(workflowId).signal(approveGroupTenantsSignal, { tenantIds: ids });
+      } catch (error) {
+        log.info('approval not delivered (group already finished)', { group: workflowId, error: (error as Error).message });
+      }
+    }));
+    await Promise.all(targets.filter((id) => !groupOf[id]).map(async (id) => {
       try {
         await getExternalWorkflowHandle(tenantWorkflowId(restoreId, id)).signal(approveTenantSignal);
       } catch (error) {
@@ -142,6 +159,10 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     if (tenantId in state.running) state.running[tenantId] = p;
   });
   setHandler(tenantDoneSignal, (outcome: TenantOutcome) => finish(outcome));
+  setHandler(groupPhaseSignal, ({ tenantIds, phase: p }) => {
+    for (const id of tenantIds) if (id in state.running) state.running[id] = p;
+  });
+  setHandler(groupDoneSignal, ({ outcomes }) => outcomes.forEach(finish));
   setHandler(progressQuery, (): RestoreProgress => {
     const counts: RestoreProgress['counts'] = {
       pending: state.cancelRequested ? 0 : total() - state.nextIndex,
@@ -161,6 +182,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
   function finish(outcome: TenantOutcome): void {
     if (!(outcome.tenantId in state.running)) return; // already counted (signal and child result both report)
     delete state.running[outcome.tenantId];
+    delete groupOf[outcome.tenantId];
     if (outcome.status === 'restored') state.restored += 1;
     else if (outcome.status === 'cancelled') state.cancelledTenants += 1;
     else {
@@ -215,7 +237,12 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
 
     // --- the sliding window ---------------------------------------------------------------------------------------
     setPhase(state.paused ? 'paused' : 'restoring');
-    const inFlight = () => Object.values(state.running).filter((p) => p !== 'awaiting-approval').length;
+    // Window slots are child workflows: a group holds one while any of its tenants still uses the database.
+    const inFlight = () => {
+      const children = new Set<string>();
+      for (const [id, p] of Object.entries(state.running)) if (p !== 'awaiting-approval') children.add(groupOf[id] ?? id);
+      return children.size;
+    };
     const hasMore = () => !state.cancelRequested && state.nextIndex < total();
     const canStart = () => hasMore() && !state.paused && inFlight() < state.concurrency;
     const shouldContinueAsNew = () => (hasMore() && startedThisRun >= maxChildrenPerRun) || workflowInfo().continueAsNewSuggested;
@@ -226,9 +253,11 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       if (mustForwardCancel()) {
         cancelForwarded = true;
         setPhase('cancelling');
-        for (const id of Object.keys(state.running)) {
-          getExternalWorkflowHandle(tenantWorkflowId(restoreId, id)).cancel().catch((error: Error) => {
-            log.info('cancel not delivered (tenant already finished)', { tenantId: id, error: error.message });
+        const children = new Set<string>();
+        for (const id of Object.keys(state.running)) children.add(groupOf[id] ?? tenantWorkflowId(restoreId, id));
+        for (const workflowId of children) {
+          getExternalWorkflowHandle(workflowId).cancel().catch((error: Error) => {
+            log.info('cancel not delivered (child already finished)', { workflowId, error: error.message });
           });
         }
         continue;
@@ -247,7 +276,9 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
           if (page.length === 0) throw ApplicationFailure.nonRetryable(`Tenant list ended at ${state.nextIndex}, expected ${total()} ids.`, 'InvalidTenantList');
           continue;
         }
-        startTenant(page[state.nextIndex - pageStart]);
+        const offset = state.nextIndex - pageStart;
+        if (groupSize > 1) startGroup(page.slice(offset, offset + groupSize));
+        else startTenant(page[offset]!);
         continue;
       }
       if (!state.cancelRequested) setPhase(state.paused ? 'paused' : 'restoring');
@@ -316,6 +347,54 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
         return;
       }
       finish({ tenantId, status: 'failed', reason: `could not start: ${error.message}` });
+    });
+  }
+
+  /** Starts one tenantGroupRestore child for consecutive tenants of the list (they are never split across pages). */
+  function startGroup(tenantIds: TenantId[]): void {
+    const workflowId = groupWorkflowId(restoreId, state.nextIndex);
+    for (const id of tenantIds) {
+      state.running[id] = 'preflight';
+      groupOf[id] = workflowId;
+    }
+    state.nextIndex += tenantIds.length;
+    state.childrenStarted += 1;
+    startedThisRun += 1;
+    startsPending += 1;
+    const finishAll = (status: TenantOutcome['status'], reason: string) => tenantIds.forEach((tenantId) => finish({ tenantId, status, reason }));
+    startChild(tenantGroupRestore, {
+      workflowId,
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      typedSearchAttributes: [
+        { key: RestoreIdKey, value: restoreId },
+        { key: RestoreKindKey, value: 'group' },
+        { key: RestorePhaseKey, value: 'preflight' as TenantPhase },
+      ],
+      args: [{
+        restoreId,
+        tenantIds,
+        scratch: state.scratch!.ref,
+        live: input.live,
+        plan: state.plan!,
+        conflict: input.conflict,
+        chunkRows: input.config?.chunkRows,
+        actions: input.config?.actions ?? [],
+        approvedTenants: tenantIds.filter((id) => state.approvedAll || approved.has(id)),
+        artifacts: input.artifacts,
+      }],
+    }).then((handle) => {
+      startsPending -= 1;
+      handle.result().then(
+        (outcomes) => outcomes.forEach(finish),
+        (error: unknown) => finishAll(isCancellation(error) || isCancelledChild(error) ? 'cancelled' : 'failed', describeChild(error)),
+      );
+    }, (error: Error) => {
+      startsPending -= 1;
+      if (error.name === 'WorkflowExecutionAlreadyStartedError') {
+        log.warn('group child already running; waiting for its signal', { group: workflowId });
+        return;
+      }
+      finishAll('failed', `could not start: ${error.message}`);
     });
   }
 

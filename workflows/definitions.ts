@@ -21,6 +21,8 @@ export const TenantsFailedKey = defineSearchAttributeKey('TenantsFailed', 'INT')
 /** Workflow ids read as paths: the parent is `restore/<id>`, each child `restore/<id>/tenant/<tenantId>`. */
 export const bulkWorkflowId = (restoreId: string): string => `restore/${restoreId}`;
 export const tenantWorkflowId = (restoreId: string, tenantId: TenantId): string => `restore/${restoreId}/tenant/${tenantId}`;
+/** A group of small tenants restored together: named by the position of its first tenant in the tenant list. */
+export const groupWorkflowId = (restoreId: string, firstIndex: number): string => `restore/${restoreId}/group/${firstIndex}`;
 
 // ---------------------------------------------------------------------------------------------------------------
 // shapes
@@ -70,6 +72,12 @@ export interface BulkRestoreInput {
   artifacts: ArtifactsRef;
   /** Upper bound of children started by one run before it continues-as-new (history stays far below its limits). */
   maxChildrenPerRun?: number;
+  /**
+   * Tenants per child workflow. 1 (the default of the workflow, and what restores started before groups existed
+   * carry): one tenantRestore child per tenant. Above 1: consecutive tenants of the list go through one
+   * tenantGroupRestore child, whose steps are set-based over the group (one copy transaction for the group).
+   */
+  groupSize?: number;
 }
 
 /** Where a tenant is. `waiting` holds a window slot no more: it waits for approval, not for live's capacity. */
@@ -101,6 +109,8 @@ export interface BulkRestoreState {
   approvedTenants: TenantId[];
   runs: number;
   childrenStarted: number;
+  /** The group child workflow of each running tenant that was started in a group (absent: its own child). */
+  groupOf?: Record<TenantId, string>;
 }
 
 export interface TenantRestoreInput {
@@ -114,6 +124,13 @@ export interface TenantRestoreInput {
   actions: ReenableAction[];
   approved: boolean;
   artifacts: ArtifactsRef;
+}
+
+/** A group of tenants restored together; the same fields as a single tenant's, with the tenant list instead. */
+export interface TenantGroupInput extends Omit<TenantRestoreInput, 'tenantId' | 'approved'> {
+  tenantIds: TenantId[];
+  /** Tenants whose held actions are already approved when the group starts. */
+  approvedTenants: TenantId[];
 }
 
 export interface ActionOutcome { name: string; type: 'sql' | 'webhook'; status: 'done' | 'failed'; attempts?: number; detail?: string; durationMs: number }
@@ -131,6 +148,11 @@ export interface TenantResult {
   durations: Partial<Record<'preflight' | 'copy' | 'validate' | 'approvalWait' | 'reenable' | 'total', number>>;
   startedAt: number;
   finishedAt: number;
+  /**
+   * Set when the tenant was restored in a group: `preflight`, `copy` and `validation` then hold the evidence of the
+   * whole group (its rows, counts and checksums, summed over its tenants), which the report counts once per group.
+   */
+  group?: { workflowId: string; tenantIds: TenantId[] };
 }
 
 /** The small outcome a child signals to its parent. */
@@ -184,4 +206,9 @@ export const tenantPhaseSignal = defineSignal<[{ tenantId: TenantId; phase: Tena
 export const tenantDoneSignal = defineSignal<[TenantOutcome]>('tenantDone');
 /** Parent → child: its held actions are approved. */
 export const approveTenantSignal = defineSignal('approveTenant');
+/** Group child → parent: the same messages for several tenants at once. */
+export const groupPhaseSignal = defineSignal<[{ tenantIds: TenantId[]; phase: TenantPhase }]>('groupPhase');
+export const groupDoneSignal = defineSignal<[{ outcomes: TenantOutcome[] }]>('groupDone');
+/** Parent → group child: the held actions of these tenants are approved. */
+export const approveGroupTenantsSignal = defineSignal<[{ tenantIds: TenantId[] }]>('approveGroupTenants');
 export const tenantStatusQuery = defineQuery<{ tenantId: TenantId; phase: TenantPhase; approved: boolean }>('tenantStatus');

@@ -2,4 +2,5 @@
 export { stackCheck } from './stack-check';
 export { bulkRestore } from './bulk-restore';
 export { tenantRestore } from './tenant-restore';
+export { tenantGroupRestore } from './tenant-group-restore';
 export { restoreDrill } from './restore-drill';

@@ -6,12 +6,11 @@ import {
   isCancellation,
   log,
   patched,
-  proxyActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { actions, bookkeeping, copy, failureMessage, steps } from './tenant-steps';
 import {
   approveTenantSignal,
   RestorePhaseKey,
@@ -24,38 +23,6 @@ import {
   type TenantRestoreInput,
   type TenantResult,
 } from './definitions';
-
-/** Short database steps: retried on transient errors (connection loss, restarts); named engine errors are non-retryable. */
-const steps = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '20 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
-});
-
-/** The copy: long, heartbeating its checkpoint; a retry on another worker resumes from it. */
-const copy = proxyActivities<Activities>({
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 50 },
-});
-
-/** Re-enable actions call other systems: back off longer, give up after a while and report the action as failed. */
-const actions = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
-});
-
-const bookkeeping = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
-});
-
-function failureMessage(error: unknown): { type?: string; message: string } {
-  // An activity failure wraps the real cause; report the cause (its type is the engine's error name).
-  let e = error as { cause?: unknown; type?: string; message?: string; name?: string };
-  while (e?.cause && (e as { name?: string }).name === 'ActivityFailure') e = e.cause as typeof e;
-  return { type: e?.type ?? e?.name, message: e?.message ?? String(error) };
-}
 
 /**
  * tenantRestore: one tenant, preflight → copy → validate → re-enable. Invariants:

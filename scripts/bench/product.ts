@@ -163,6 +163,7 @@ export interface StartArgs {
   artifacts: string;
   config?: string;
   concurrency?: number;
+  groupSize?: number;
   childrenPerRun?: number;
   keepScratch?: boolean;
   timeoutMs: number;
@@ -176,6 +177,7 @@ export async function runStart(args: StartArgs): Promise<StartRun> {
     '--id', args.restoreId, '--artifacts', args.artifacts, '--task-queue', args.taskQueue,
     ...(args.config ? ['--config', args.config] : []),
     ...(args.concurrency ? ['--concurrency', String(args.concurrency)] : []),
+    ...(args.groupSize ? ['--group-size', String(args.groupSize)] : []),
     ...(args.childrenPerRun ? ['--children-per-run', String(args.childrenPerRun)] : []),
     ...(args.keepScratch ? ['--keep-scratch'] : []),
     '--wait', '--json'];

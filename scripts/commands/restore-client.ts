@@ -38,6 +38,7 @@ export interface StartFlags {
   'tenants-file'?: string;
   conflict?: string;
   concurrency?: string;
+  'group-size'?: string;
   config?: string;
   id?: string;
   'keep-scratch'?: boolean;
@@ -45,6 +46,9 @@ export interface StartFlags {
   'task-queue'?: string;
   'children-per-run'?: string;
 }
+
+/** Tenants per child workflow unless --group-size says otherwise (README, Performance: how it was chosen). */
+export const defaultGroupSize = 20;
 
 export interface StartRequest {
   input: BulkRestoreInput;
@@ -147,6 +151,8 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
   if (!conflictPolicies.includes(conflict)) throw new UsageError(`--conflict '${flags.conflict}': use one of ${conflictPolicies.join(', ')}.`);
   const concurrency = flags.concurrency === undefined ? 4 : Number(flags.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new UsageError(`--concurrency '${flags.concurrency}': an integer from 1 to 1000.`);
+  const groupSize = flags['group-size'] === undefined ? defaultGroupSize : Number(flags['group-size']);
+  if (!Number.isInteger(groupSize) || groupSize < 1 || groupSize > 1000) throw new UsageError(`--group-size '${flags['group-size']}': an integer from 1 to 1000 (1: one child workflow per tenant).`);
   const childrenPerRun = flags['children-per-run'] === undefined ? undefined : Number(flags['children-per-run']);
   if (childrenPerRun !== undefined && (!Number.isInteger(childrenPerRun) || childrenPerRun < 1)) throw new UsageError(`--children-per-run '${flags['children-per-run']}': a positive integer.`);
 
@@ -184,6 +190,7 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
     tenantRoot: flags['tenant-root'],
     conflict,
     concurrency,
+    groupSize,
     config,
     keepScratch: flags['keep-scratch'] ?? false,
     artifacts,
@@ -366,7 +373,7 @@ export async function getReport(client: Client, restoreId: string): Promise<{ re
 export interface WaitOutput {
   restoreId: string;
   status: BulkRestoreResult['status'];
-  tenants: Array<{ tenantId: TenantId; status: string; rows: Record<string, number>; error?: string }>;
+  tenants: Array<{ tenantId: TenantId; status: string; rows: Record<string, number>; error?: string; group?: { workflowId: string; tenants: number } }>;
   total: number;
   restored: number;
   failed: number;
@@ -406,7 +413,7 @@ export async function waitForRestore(client: Client, restoreId: string, onProgre
   } catch {
     report = undefined;
   }
-  const tenants = (report?.tenants ?? []).map((t) => ({ tenantId: t.tenantId, status: t.status, rows: t.rows, ...(t.error ? { error: t.error } : {}) }));
+  const tenants = (report?.tenants ?? []).map((t) => ({ tenantId: t.tenantId, status: t.status, rows: t.rows, ...(t.error ? { error: t.error } : {}), ...(t.group ? { group: t.group } : {}) }));
   return {
     restoreId,
     status: result?.status ?? 'failed',

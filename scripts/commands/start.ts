@@ -4,7 +4,7 @@ import { buildStartRequest, connectOrExit3, progressPrinter, startRestore, waitF
 const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
                      (--tenants 1,2,3 | --tenants-file <path>) [--conflict skip|overwrite|fail]
-                     [--concurrency N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--wait] [--json]
+                     [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--wait] [--json]
                      [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>]
 
   --backup          pg_dump archive in S3; checked against <key>.manifest.json ({ sha256, size }) or its metadata,
@@ -15,9 +15,14 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-ser
   --tenant-root     the table whose primary key is the tenant id, e.g. app.tenants
   --tenants         comma-separated ids; --tenants-file: one id per line (blank lines and # comments allowed)
   --conflict        a key already in live for the same tenant: skip (live wins, default), overwrite (backup wins), fail
-  --concurrency     tenants restored at once (default 4); change it later with no restart: see 'status'
+  --concurrency     child workflows (tenants, or groups of tenants) restored at once (default 4); change it later with
+                    no restart: see 'concurrency'
+  --group-size      tenants per child workflow (default 20). A group's steps are set-based over its tenants and its copy
+                    is one transaction; if a step fails, its tenants are retried one at a time, so a bad tenant fails
+                    alone. 1: one child per tenant, restore/<id>/tenant/<t> (per-tenant evidence, per-tenant Web UI rows)
   --config          JSON: logicalForeignKeys, excludeTables, chunkRows, actions (re-enable SQL/webhooks, requiresApproval)
-  --id              restore id (default r-<time>-<random>); the workflow is restore/<id>, tenants restore/<id>/tenant/<t>
+  --id              restore id (default r-<time>-<random>); the workflow is restore/<id>, its children
+                    restore/<id>/group/<index of the group's first tenant> (or restore/<id>/tenant/<t> with --group-size 1)
   --keep-scratch    keep scratch_<id> after the restore (default: dropped when the restore ends, kept when it fails)
   --artifacts       where plan.json, tenants.json and report.{json,md} go (default: s3://<backup bucket>/restores/,
                     or TENANT_RESTORE_ARTIFACTS); each restore writes under <prefix><restoreId>/
@@ -36,7 +41,7 @@ export const startCommand: Command = {
     const { values, positionals } = parseFlags(argv, {
       backup: { type: 'string' }, 'scratch-server': { type: 'string' }, scratch: { type: 'string' }, live: { type: 'string' },
       'tenant-root': { type: 'string' }, tenants: { type: 'string' }, 'tenants-file': { type: 'string' }, conflict: { type: 'string' },
-      concurrency: { type: 'string' }, config: { type: 'string' }, id: { type: 'string' }, 'keep-scratch': { type: 'boolean' },
+      concurrency: { type: 'string' }, 'group-size': { type: 'string' }, config: { type: 'string' }, id: { type: 'string' }, 'keep-scratch': { type: 'boolean' },
       wait: { type: 'boolean' }, json: { type: 'boolean' }, artifacts: { type: 'string' }, 'task-queue': { type: 'string' },
       'children-per-run': { type: 'string' },
     }, usage);

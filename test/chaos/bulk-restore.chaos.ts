@@ -9,6 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { expectInvariants, runChaosScenario } from '../helpers/chaos';
+import { defaultGroupSize } from '../../scripts/commands/restore-client';
 
 const seed = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 1_000_000));
 /** CHAOS_VICTIMS / CHAOS_KILLS shrink the run for development (the defaults are the issue's: 210 tenants, 10 kills). */
@@ -19,7 +20,7 @@ describe('chaos: bulk restore under worker kills, a PostgreSQL restart and a Tem
   it(`restores ${victims} tenants exactly, leaves every other tenant as the writer left it (seed ${seed})`, async () => {
     const outcome = await runChaosScenario({
       name: 'chaos', tenants: victims + 90, victims, rowsTarget: Math.round((victims + 90) * 120), kills, restartPostgres: true, restartTemporal: true,
-      concurrency: 8, chunkRows: 40, seed,
+      concurrency: 8, groupSize: defaultGroupSize, chunkRows: 40, seed,
     });
     const injected = outcome.faults.filter((f) => f.at >= 0 && f.kind !== 'worker-died');
     const summary = {

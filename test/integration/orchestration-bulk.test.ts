@@ -1,6 +1,6 @@
 /**
  * The acceptance path: a 50-tenant bulk restore from a pg_dump archive in MinIO, started by the real CLI
- * (`tenant-restore start --wait --json`), run by a worker on the real dev server. Every tenant is restored, validated
+ * (`tenant-restore start --wait --json`, default group size: three group children), run by a worker on the real dev server. Every tenant is restored, validated
  * and re-enabled (SQL action + webhook that fails its first attempt), other tenants are untouched, the report is in
  * S3, scratch is dropped, and no history holds a password or a row value.
  */
@@ -73,17 +73,22 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
     ]);
     expect(run.stderr).not.toContain(password);
     expect(run.code, run.stderr).toBe(0);
-    const out = JSON.parse(run.stdout) as { restoreId: string; status: string; tenants: Array<{ tenantId: string; status: string; rows: Record<string, number>; error?: string }> };
+    const out = JSON.parse(run.stdout) as { restoreId: string; status: string; tenants: Array<{ tenantId: string; status: string; rows: Record<string, number>; error?: string; group?: { workflowId: string; tenants: number } }> };
     expect(out.restoreId).toBe(restoreId);
     expect(out.status).toBe('succeeded');
     expect(out.tenants.map((t) => t.tenantId).sort()).toEqual(victims.map(String).sort());
+    // The default --group-size (20) puts the 50 tenants in groups of 20, 20 and 10; each tenant's rows are its group's.
+    const perTenant = { 'app.tenants': 1, 'app.users': 3, 'app.projects': 2, 'app.issues': 6, 'app.comments': 12, 'app.billing_accounts': 1, 'app.app_installations': 2 };
+    const groups = new Map<string, number>();
     for (const t of out.tenants) {
       expect(t.status).toBe('restored');
       expect(t.error).toBeUndefined();
-      expect(t.rows).toEqual({
-        'app.tenants': 1, 'app.users': 3, 'app.projects': 2, 'app.issues': 6, 'app.comments': 12, 'app.billing_accounts': 1, 'app.app_installations': 2,
-      });
+      expect(t.group, `tenant ${t.tenantId} was not restored in a group`).toBeDefined();
+      groups.set(t.group!.workflowId, (groups.get(t.group!.workflowId) ?? 0) + 1);
+      expect(t.rows).toEqual(Object.fromEntries(Object.entries(perTenant).map(([k, n]) => [k, n * t.group!.tenants])));
     }
+    expect([...groups.values()].sort((a, b) => a - b)).toEqual([10, 20, 20]);
+    for (const [workflowId, n] of groups) expect(out.tenants.filter((t) => t.group!.workflowId === workflowId)[0]!.group!.tenants).toBe(n);
   });
 
   it('left live with the backup\'s rows for the victims and untouched bystanders', async () => {
@@ -142,7 +147,8 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
     try {
       const executions = await restoreExecutions(client, restoreId);
       expect(executions.filter((e) => e.type === 'bulkRestore').length).toBeGreaterThanOrEqual(1);
-      expect(executions.filter((e) => e.type === 'tenantRestore')).toHaveLength(50);
+      expect(executions.filter((e) => e.type === 'tenantGroupRestore')).toHaveLength(3);
+      expect(executions.filter((e) => e.type === 'tenantRestore')).toHaveLength(0);
       for (const e of executions) {
         const text = decodedHistoryText(await client.workflow.getHandle(e.workflowId, e.runId).fetchHistory());
         expect(text).toContain(restoreId); // the decoding works: payloads are readable
@@ -154,9 +160,9 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
       if (process.env.SAVE_REPLAY_HISTORIES) {
         const dir = join(projectRoot, 'test', 'replay', 'histories');
         const bulk = executions.find((e) => e.type === 'bulkRestore')!;
-        const child = executions.find((e) => e.type === 'tenantRestore')!;
-        await saveHistory(client, bulk.workflowId, bulk.runId, 'bulk-restore-50', dir);
-        await saveHistory(client, child.workflowId, child.runId, 'tenant-restore-actions', dir);
+        const child = executions.find((e) => e.type === 'tenantGroupRestore')!;
+        await saveHistory(client, bulk.workflowId, bulk.runId, 'bulk-restore-groups', dir);
+        await saveHistory(client, child.workflowId, child.runId, 'tenant-group-restore-actions', dir);
       }
     } finally {
       await close();

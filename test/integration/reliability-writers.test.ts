@@ -11,7 +11,7 @@ describe('concurrent writer, audit and secrets around a restore with worker kill
   it('restores 24 tenants exactly; the other tenants, the audit and the recorded text stay clean', async () => {
     const outcome = await runChaosScenario({
       name: 'relwr', tenants: 40, victims: 24, rowsTarget: 5_000, kills: 2, restartPostgres: false, restartTemporal: false,
-      concurrency: 4, chunkRows: 40, seed: 11,
+      concurrency: 4, groupSize: 4, chunkRows: 40, seed: 11,
     });
     const status = outcome.status.json as { result?: { status: string; restored: number; failed: number } };
     expect(outcome.faults.filter((f) => f.kind === 'kill-worker' && f.at >= 0)).toHaveLength(2);
