@@ -13,9 +13,10 @@ const dir = join(__dirname, 'histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.binpb')).sort();
 
 describe('workflow replay against saved histories', () => {
-  it('has histories of the parent (first run, continued run, approval) and of children', () => {
+  it('has histories of the parent (first run, continued run, approval, groups) and of children (per tenant and groups)', () => {
     expect(files).toEqual(expect.arrayContaining([
       'bulk-restore-50.binpb', 'bulk-restore-approval.binpb', 'bulk-restore-continued-run.binpb', 'tenant-restore-actions.binpb', 'tenant-restore-approval.binpb',
+      'bulk-restore-groups.binpb', 'bulk-restore-groups-approval.binpb', 'tenant-group-restore-actions.binpb', 'tenant-group-restore-approval.binpb',
     ]));
   });
 
@@ -27,6 +28,6 @@ describe('workflow replay against saved histories', () => {
       expect(result.error, `${result.workflowId}: ${String(result.error)}`).toBeUndefined();
       replayed.push(result.workflowId);
     }
-    expect(replayed.sort()).toEqual(files.map((f) => f.replace(/\.binpb$/, '')));
+    expect(replayed.sort()).toEqual(files.map((f) => f.replace(/\.binpb$/, '')).sort());
   });
 });
