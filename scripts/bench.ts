@@ -28,6 +28,7 @@ import { isRetryableDbError } from '../activities/db';
 import { scratchDatabaseName } from '../activities/scratch';
 import { productReadiness, readReport, resultsDir, runStart, WorkerProcess, workflowProfile, type StartRun, type WorkflowProfile } from './bench/product';
 import { projectRoot } from './stack';
+import { defaultConcurrency } from './commands/restore-client';
 
 const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N] [--empty N] [--scale N]
                     [--big-rows 1000000,5000000] [--concurrency N] [--group-size N] [--scale-concurrency N] [--children-per-run N]
@@ -333,8 +334,8 @@ async function main(): Promise<number> {
     if (!results.productReadiness.ready) {
       if (!options.skip.product) results.product = notAvailable('product restore');
       if (!options.skip.live) results.live = { status: 'not-available', reason: 'needs the product restore' };
-      if (!options.skip.overhead) results.overhead = { ...notAvailable('overhead'), concurrency: options.concurrency ?? 4 };
-      if (!options.skip.scale) results.scale = { ...notAvailable('scale'), concurrency: options.scaleConcurrency ?? options.concurrency ?? 4, requested: options.scale };
+      if (!options.skip.overhead) results.overhead = { ...notAvailable('overhead'), concurrency: options.concurrency ?? defaultConcurrency };
+      if (!options.skip.scale) results.scale = { ...notAvailable('scale'), concurrency: options.scaleConcurrency ?? options.concurrency ?? defaultConcurrency, requested: options.scale };
     } else if (productWanted) {
       const live = `bench_prod_live_${runTag}`;
       await dropDatabase(live);
@@ -381,13 +382,13 @@ async function main(): Promise<number> {
           else say(`product: ${seconds(main.wallMs)} for ${count(main.rowsVerifiedInLive)} rows`);
         }
 
-        if (options.skip.overhead) results.overhead = { status: 'skipped', concurrency: options.concurrency ?? 4 };
+        if (options.skip.overhead) results.overhead = { status: 'skipped', concurrency: options.concurrency ?? defaultConcurrency };
         else {
           const tenants = dataset.empties.slice(0, options.empty);
           const r = await productRun('overhead', { taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency: options.concurrency, groupSize: options.groupSize, timeoutMinutes: options.overheadTimeoutMinutes });
           const window = r.profile?.tenantWindowMs;
           results.overhead = {
-            ...strip(r), concurrency: options.concurrency ?? 4,
+            ...strip(r), concurrency: options.concurrency ?? defaultConcurrency,
             // Not finished: elapsed / tenants restored so far, an upper bound of the same figure.
             perTenantMs: window !== undefined ? window / tenants.length : r.status === 'timed-out' && r.tenants?.restored ? r.wallMs! / r.tenants.restored : undefined,
             perTenantWallMs: r.wallMs !== undefined ? r.wallMs / tenants.length : undefined,
@@ -405,7 +406,7 @@ async function main(): Promise<number> {
             taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency, groupSize: options.groupSize, childrenPerRun: options.childrenPerRun,
             timeoutMinutes: options.scaleTimeoutMinutes,
           });
-          results.scale = { ...strip(r), concurrency: concurrency ?? 4, requested: tenants.length };
+          results.scale = { ...strip(r), concurrency: concurrency ?? defaultConcurrency, requested: tenants.length };
           if (r.status !== 'ok') problems.push(`scale: ${r.reason}`);
         }
       } catch (error) {

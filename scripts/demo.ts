@@ -11,7 +11,7 @@
  *   8. the report: tenants restored, rows, time, validation, billing and apps re-enabled
  *   9. independent checks: every victim equals the backup; no row of another tenant changed except by its own writer
  *
- *   npm run demo -- [--tenants 600] [--victims 200] [--rows 1200000] [--concurrency 8] [--seed 42] [--keep]
+ *   npm run demo -- [--tenants 600] [--victims 200] [--rows 1200000] [--concurrency 2] [--seed 42] [--keep]
  *
  * Exit code 0 when every check holds, 1 otherwise.
  */
@@ -38,7 +38,7 @@ const usage = `usage: npm run demo -- [--tenants N] [--victims N] [--rows N] [--
   --tenants             tenants in the live database (default 600)
   --victims             tenants the incident hard-deletes (default 200)
   --rows                approximate rows in the live database (default 1200000)
-  --concurrency         tenants restored at the same time (default 8)
+  --concurrency         child workflows (groups of 20 tenants) restored at the same time (default 2, the product's)
   --seed                data and victim choice (default 42)
   --writer-connections  sessions of the writer that keeps changing the other tenants (default 2)
   --database            name of the live database (default demo_live; dropped and recreated)
@@ -65,7 +65,7 @@ function parseFlags() {
       tenants: { type: 'string', default: '600' },
       victims: { type: 'string', default: '200' },
       rows: { type: 'string', default: '1200000' },
-      concurrency: { type: 'string', default: '8' },
+      concurrency: { type: 'string', default: '2' },
       seed: { type: 'string', default: '42' },
       'writer-connections': { type: 'string', default: '2' },
       database: { type: 'string', default: 'demo_live' },

@@ -15,8 +15,8 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-ser
   --tenant-root     the table whose primary key is the tenant id, e.g. app.tenants
   --tenants         comma-separated ids; --tenants-file: one id per line (blank lines and # comments allowed)
   --conflict        a key already in live for the same tenant: skip (live wins, default), overwrite (backup wins), fail
-  --concurrency     child workflows (tenants, or groups of tenants) restored at once (default 4); change it later with
-                    no restart: see 'concurrency'
+  --concurrency     child workflows (groups of tenants, or tenants with --group-size 1) restored at once (default 2:
+                    bound it by live's CPU, not by Temporal); change it later with no restart: see 'concurrency'
   --group-size      tenants per child workflow (default 20). A group's steps are set-based over its tenants and its copy
                     is one transaction; if a step fails, its tenants are retried one at a time, so a bad tenant fails
                     alone. 1: one child per tenant, restore/<id>/tenant/<t> (per-tenant evidence, per-tenant Web UI rows)
