@@ -56,7 +56,8 @@ describe('a worker killed in the middle of a copy', () => {
     const configPath = join(tmpdir(), `${restoreId}.json`);
     writeFileSync(configPath, JSON.stringify({ chunkRows: 200 }));
     const started = await runCli(['start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', victims.join(','),
-      '--config', configPath, '--concurrency', '6', '--id', restoreId, '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`]);
+      // One child per tenant, so that the big tenant's own copy is the one killed (groups with kills: reliability-writers, chaos).
+      '--config', configPath, '--concurrency', '6', '--group-size', '1', '--id', restoreId, '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`]);
     expect(started.code, started.stderr).toBe(0);
 
     // Wait until the big tenant's copy has heartbeated a checkpoint inside its chunked copy, then SIGKILL the worker.

@@ -104,9 +104,12 @@ describe('ownership', () => {
     expect(ownedPredicate('users', 't', ctx)).toBe(`(t."tenant_id" = ANY(${ids}))`);
     expect(ownedPredicate('tenants', 't', ctx)).toBe(`(t."id" = ANY(${ids}))`);
     const comments = ownedPredicate('comments', 't', ctx);
-    expect(comments).toContain(' OR ');
-    // Indexable: each path's key set is an InitPlan array matched through the FK column's index.
-    expect(comments).toContain(`t."issue_id" = ANY(ARRAY(SELECT t_0_0."id" FROM "app"."issues" t_0_0, "app"."projects" t_0_1 WHERE t_0_1."id" = t_0_0."project_id" AND t_0_1."tenant_id" = ANY(${ids})))`);
+    // Both paths of comments go through issues: one key set of issues, and below it the two ways up from issues
+    // (projects, users), each an InitPlan array matched through the FK column's index.
+    expect(comments).toBe(`(t."issue_id" = ANY(ARRAY(SELECT t_0."id" FROM "app"."issues" t_0 WHERE (`
+      + `t_0."project_id" = ANY(ARRAY(SELECT t_0_0."id" FROM "app"."projects" t_0_0 WHERE t_0_0."tenant_id" = ANY(${ids}))) OR `
+      + `t_0."reporter_id" = ANY(ARRAY(SELECT t_0_1."id" FROM "app"."users" t_0_1 WHERE t_0_1."tenant_id" = ANY(${ids})))))))`);
+    expect(comments.match(/"app"\."issues"/g)).toHaveLength(1);
     expect(comments).not.toContain('coalesce');
   });
 
