@@ -56,7 +56,7 @@ describe('a restore of 2,000 small tenants', () => {
     const tenantsFile = join(tmpdir(), `${restoreId}.tenants`);
     writeFileSync(tenantsFile, victims.join('\n'));
     const started = await runCli(['start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants-file', tenantsFile,
-      '--concurrency', '10', '--group-size', '5', '--children-per-run', '100', '--id', restoreId, '--task-queue', taskQueue,
+      '--concurrency', '20', '--group-size', '5', '--children-per-run', '100', '--id', restoreId, '--task-queue', taskQueue,
       '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`, '--json']);
     expect(started.code, started.stderr).toBe(0);
     expect(JSON.parse(started.stdout)).toMatchObject({ restoreId, tenants: 2000 });

@@ -16,7 +16,7 @@ describe('workflow replay against saved histories', () => {
   it('has histories of the parent (first run, continued run, approval, groups) and of children (per tenant and groups)', () => {
     expect(files).toEqual(expect.arrayContaining([
       'bulk-restore-50.binpb', 'bulk-restore-approval.binpb', 'bulk-restore-continued-run.binpb', 'tenant-restore-actions.binpb', 'tenant-restore-approval.binpb',
-      'bulk-restore-groups.binpb', 'bulk-restore-groups-approval.binpb', 'tenant-group-restore-actions.binpb', 'tenant-group-restore-approval.binpb',
+      'bulk-restore-groups.binpb', 'bulk-restore-groups-approval.binpb', 'bulk-restore-groups-continued-run.binpb', 'tenant-group-restore-actions.binpb', 'tenant-group-restore-approval.binpb',
     ]));
   });
 
