@@ -10,7 +10,7 @@
  */
 import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, type Pool, type PoolClient } from './db';
-import { analyzeStaging, assertTenantsInBackup } from './copy';
+import { analyzeStaging, assertTenantsInBackup, noParallelWorkersSql, type YieldToLive } from './copy';
 import { ConflictPolicyError, CrossTenantConflictError } from './errors';
 import { assertPlan, qualify, renderContext, type Plan } from './plan';
 import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql } from './plan/ownership';
@@ -25,12 +25,14 @@ export interface PreflightInput {
   /** A group of tenants checked together (set-based); the result then sums over the group. Default: [tenantId]. */
   tenantIds?: TenantId[];
   conflict: ConflictPolicy;
+  yieldToLive?: YieldToLive;
 }
 
 export async function beginCanonical(pool: Pool, mode: string, tenantIds: TenantId[]): Promise<PoolClient> {
   const client = await pool.connect();
   try {
     await client.query(`BEGIN ${mode}`);
+    await client.query(noParallelWorkersSql);
     // Row text must be identical on both sides for the hashes to be comparable.
     await client.query(canonicalTextSettingsSql);
     await client.query(setTenantIdsSql, [tenantIds]);
@@ -44,8 +46,8 @@ export async function beginCanonical(pool: Pool, mode: string, tenantIds: Tenant
 export async function preflightTenant(input: PreflightInput): Promise<PreflightResult> {
   const { plan, tenantId, conflict } = input;
   assertPlan(plan);
-  const ctx = renderContext(plan);
   const tenantIds = input.tenantIds ?? [tenantId];
+  const ctx = renderContext(plan, tenantIds);
   const who = tenantIds.length === 1 ? `tenant ${tenantIds[0]}` : `tenants ${tenantIds.join(', ')}`;
   const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
   let live: PoolClient | undefined;
@@ -57,8 +59,10 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
     const conflicts: Record<string, number> = {};
     let liveRows = 0;
     let rootInLive = false;
+    let throttledMs = 0;
     for (const [i, table] of plan.tables.entries()) {
       if (table.role === 'shared') continue;
+      throttledMs += (await input.yieldToLive?.(live)) ?? 0;
       const target = qualify(plan, table.key);
       const keyColumns = [...new Set(table.uniqueKeys.flat())];
       const stagingName = `tr_preflight_${i}`;
@@ -99,7 +103,7 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       liveRows += Number(present[0]!.n);
       if (table.role === 'root') rootInLive = Number(present[0]!.n) > 0;
     }
-    return { tenantId, liveState: rootInLive ? 'present' : liveRows > 0 ? 'partial' : 'absent', rowsInBackup, conflicts };
+    return { tenantId, liveState: rootInLive ? 'present' : liveRows > 0 ? 'partial' : 'absent', rowsInBackup, conflicts, throttledMs };
   } catch (error) {
     broken = true;
     throw error;

@@ -24,6 +24,8 @@ export interface ReportTenant {
   durations: TenantResult['durations'];
   /** Restored in a group: rows, conflicts, validation and durations above are the group's, shared by its tenants. */
   group?: { workflowId: string; tenants: number };
+  /** Time its steps waited for a busy live (adaptive throttling). */
+  throttledMs?: number;
 }
 
 export interface RestoreReport {
@@ -79,6 +81,7 @@ export function tenantRow(tenantId: TenantId, result: TenantResult | undefined):
     actions: result.actions,
     durations: result.durations,
     ...(result.group ? { group: { workflowId: result.group.workflowId, tenants: result.group.tenantIds.length } } : {}),
+    throttledMs: (result.preflight?.throttledMs ?? 0) + (result.copy?.throttledMs ?? 0) + (result.validation?.throttledMs ?? 0),
   };
 }
 

@@ -15,6 +15,7 @@ import { nonRetryableErrorTypes } from './errors';
 import { buildPlan, type Plan } from './plan';
 import { preflightTenant } from './preflight';
 import type { ConflictPolicy, CopyCheckpoint, CopyResult, PreflightResult, RestoreConfig, TenantId, ValidationResult } from './restore-types';
+import { LivePressure } from './live-pressure';
 import { getText, putText } from './s3';
 import { validateTenant } from './validate';
 import type { ArtifactsRef, PlanRef } from '../workflows/definitions';
@@ -81,6 +82,17 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
   const dbs = (input: { scratch: string; live: string }) => ({ scratch: pools.get(input.scratch), live: pools.get(input.live) });
 
+  // Adaptive throttling (activities/live-pressure.ts), one per live database: on unless the worker's environment says
+  // TENANT_RESTORE_THROTTLE=off.
+  const pressures = new Map<string, LivePressure>();
+  const throttleOn = (process.env.TENANT_RESTORE_THROTTLE ?? 'on') !== 'off';
+  const yieldToLive = (live: string) => {
+    if (!throttleOn) return undefined;
+    let pressure = pressures.get(live);
+    if (!pressure) pressures.set(live, (pressure = new LivePressure()));
+    return (client: Parameters<LivePressure['yieldToLive']>[0], signal?: AbortSignal) => pressure.yieldToLive(client, signal ?? cancellationSignal());
+  };
+
   return {
     /** Builds the plan once for the whole restore and stores it in S3; children get its location and digest. */
     async buildRestorePlan(input: { restoreId: string; scratch: string; live: string; tenantRoot: string; config?: RestoreConfig; artifacts: ArtifactsRef }): Promise<PlanRef> {
@@ -95,7 +107,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
     async preflightTenantRestore(input: TenantStepInput): Promise<PreflightResult> {
       const plan = await loadPlan(input.plan);
-      return heartbeating(() => ({ stage: 'preflight' }), () => engineCall(() => preflightTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict })));
+      return heartbeating(() => ({ stage: 'preflight' }), () => engineCall(() => preflightTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict, yieldToLive: yieldToLive(input.live) })));
     },
 
     /**
@@ -119,12 +131,13 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           heartbeat(checkpoint);
         },
         signal: cancellationSignal(),
+        yieldToLive: yieldToLive(input.live),
       })));
     },
 
     async validateTenantRows(input: TenantStepInput): Promise<ValidationResult> {
       const plan = await loadPlan(input.plan);
-      return heartbeating(() => ({ stage: 'validate' }), () => engineCall(() => validateTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict })));
+      return heartbeating(() => ({ stage: 'validate' }), () => engineCall(() => validateTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict, yieldToLive: yieldToLive(input.live) })));
     },
   };
 }

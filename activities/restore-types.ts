@@ -82,6 +82,7 @@ export interface PreflightResult {
   rowsInBackup: Record<string, number>;
   /** Keys of this tenant that already exist in live, per table key (resolved by the conflict policy). */
   conflicts: Record<string, number>;
+  throttledMs?: number;
 }
 
 /** A resumable position in a chunked copy: the table being copied and the last primary key written. */
@@ -103,6 +104,8 @@ export interface CopyResult {
   parentClosure: Array<{ table: string; rows: number }>;
   chunked: boolean;
   durationMs: number;
+  /** Time spent waiting for a busy live (adaptive throttling), included in durationMs. */
+  throttledMs?: number;
 }
 
 export interface TableValidation {
@@ -120,4 +123,5 @@ export interface ValidationResult {
   tables: TableValidation[];
   /** FK orphans found among the tenant's rows in live, per FK. Empty when ok. */
   orphans: Array<{ table: string; constraint: string; rows: number }>;
+  throttledMs?: number;
 }

@@ -17,6 +17,7 @@ import { escapeIdentifier as q, type Pool, type PoolClient } from './db';
 import { assertPlan, qualify, renderContext, type Plan, type PlanTable } from './plan';
 import { ownedPredicate, type RenderContext } from './plan/ownership';
 import { rowText, writtenNames } from './plan/sql';
+import type { YieldToLive } from './copy';
 import { beginCanonical } from './preflight';
 import type { ConflictPolicy, TableValidation, TenantId, ValidationResult } from './restore-types';
 
@@ -28,6 +29,7 @@ export interface ValidateInput {
   /** A group of tenants validated together: counts and checksums over the group's rows. Default: [tenantId]. */
   tenantIds?: TenantId[];
   conflict: ConflictPolicy;
+  yieldToLive?: YieldToLive;
 }
 
 interface Sums {
@@ -68,15 +70,17 @@ export async function scanOrphans(client: PoolClient, plan: Plan, ctx: RenderCon
 export async function validateTenant(input: ValidateInput): Promise<ValidationResult> {
   const { plan, tenantId, conflict } = input;
   assertPlan(plan);
-  const ctx = renderContext(plan);
   const tenantIds = input.tenantIds ?? [tenantId];
+  const ctx = renderContext(plan, tenantIds);
   const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
   let live: PoolClient | undefined;
   try {
     live = await beginCanonical(input.live, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
     const tables: TableValidation[] = [];
+    let throttledMs = 0;
     for (const table of plan.tables) {
       if (table.role === 'shared') continue;
+      throttledMs += (await input.yieldToLive?.(live)) ?? 0;
       const [s, l] = await Promise.all([checksum(scratch, plan, ctx, table), checksum(live, plan, ctx, table)]);
       const match = s.n === l.n && (conflict === 'skip' ? s.keys === l.keys : s.rows === l.rows);
       tables.push({
@@ -89,7 +93,7 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
       });
     }
     const orphans = await scanOrphans(live, plan, ctx);
-    return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans };
+    return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans, throttledMs };
   } finally {
     await scratch.query('ROLLBACK').catch(() => undefined);
     scratch.release();

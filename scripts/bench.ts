@@ -120,6 +120,8 @@ interface ProductRun {
     cliToWorkflowMs?: number;
     activities: Record<string, { count: number; sumMs: number; maxMs: number; wallMs: number; failedAttempts: number }>;
     tenantWindowMs?: number;
+    /** Adaptive throttling: the worker's setting, and the time children waited for a busy live (summed). */
+    throttle?: { on: boolean; waitedMs: number };
     afterLastTenantMs?: number;
     phases: Record<string, PhaseStats>;
     reportDurationMs?: number;
@@ -247,10 +249,10 @@ async function productRun(label: string, args: {
     }
     const reportStart = workflow.activities.find((a) => a.name === 'writeRestoreReport')?.scheduledAt;
     const phases: Record<string, PhaseStats> = {};
+    // A group's tenants share one set of durations: count each child once.
+    const seen = new Set<string>();
+    const children = (report?.tenants ?? []).filter((t) => !t.group || (!seen.has(t.group.workflowId) && seen.add(t.group.workflowId)));
     for (const phase of ['preflight', 'copy', 'validate', 'reenable', 'total'] as const) {
-      // A group's tenants share one set of durations: count each child once.
-      const seen = new Set<string>();
-      const children = (report?.tenants ?? []).filter((t) => !t.group || (!seen.has(t.group.workflowId) && seen.add(t.group.workflowId)));
       const values = children.map((t) => t.durations?.[phase]).filter((v): v is number => typeof v === 'number');
       if (values.length) phases[phase] = phaseStats(values);
     }
@@ -259,6 +261,7 @@ async function productRun(label: string, args: {
       cliToWorkflowMs: workflow.startedAt ? workflow.startedAt - run.startedAt : undefined,
       activities,
       tenantWindowMs: workflow.firstChildAt && reportStart ? reportStart - workflow.firstChildAt : undefined,
+      throttle: { on: (process.env.TENANT_RESTORE_THROTTLE ?? 'on') !== 'off', waitedMs: children.reduce((a, t) => a + (t.throttledMs ?? 0), 0) },
       afterLastTenantMs: reportStart ? run.finishedAt - reportStart : undefined,
       phases,
       reportDurationMs: report?.durationMs,
@@ -558,6 +561,7 @@ export function render(r: BenchResults): string {
       if (s) rows.push({ metric: `  per child: ${phase}`, value: `${seconds(s.sumMs)} summed`, note: `median ${millis(s.medianMs)}, p95 ${millis(s.p95Ms)}, max ${millis(s.maxMs)}` });
     }
     if (!Object.keys(pr.phases).length) rows.push({ metric: '  per child phases', value: 'n/a', note: 'the report has no per-child durations' });
+    if (pr.throttle) rows.push({ metric: '  adaptive throttling', value: pr.throttle.on ? `${seconds(pr.throttle.waitedMs)} waited` : 'off', note: pr.throttle.on ? 'summed over children: time the steps waited for a busy live' : 'TENANT_RESTORE_THROTTLE=off' });
     act('writeRestoreReport', 'report');
     act('dropScratch', 'drop scratch');
     rows.push({ metric: 'report start until CLI exit', value: seconds(pr.afterLastTenantMs) });

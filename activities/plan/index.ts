@@ -80,10 +80,11 @@ export function qualify(plan: Pick<Plan, 'tables'>, key: string): string {
   return `${escapeIdentifier(t.schema)}.${escapeIdentifier(t.name)}`;
 }
 
-export function renderContext(plan: Plan): RenderContext {
+/** How SQL is rendered for this plan; with `tenantIds`, the tenants are constants in the SQL (see RenderContext). */
+export function renderContext(plan: Plan, tenantIds?: string[]): RenderContext {
   const paths: Record<string, OwnershipPath[]> = {};
   for (const t of plan.tables) if (t.role !== 'shared') paths[t.key] = t.paths;
-  return { qualify: (k) => qualify(plan, k), root: plan.tenantRoot, rootKey: plan.rootKey.column, rootKeyType: plan.rootKey.type, paths, closureEdges: plan.closureEdges };
+  return { qualify: (k) => qualify(plan, k), root: plan.tenantRoot, rootKey: plan.rootKey.column, rootKeyType: plan.rootKey.type, paths, closureEdges: plan.closureEdges, tenantIds };
 }
 
 export function planDigest(plan: Omit<Plan, 'digest'> | Plan): string {

@@ -8,7 +8,7 @@
  * The SQL rendered here is an expression over a row alias; tenant ids are never inlined: they come from the session
  * setting `tenant_restore.tenant_ids`, set with a `$1` parameter (COPY cannot take parameters, a setting can).
  */
-import { escapeIdentifier } from '../db';
+import { escapeIdentifier, escapeLiteral } from '../db';
 import { compareText } from './catalog';
 
 export interface PathStep {
@@ -118,6 +118,12 @@ export interface RenderContext {
   paths: Record<string, OwnershipPath[]>;
   /** Edges child -> shared parent among plan tables, for the parent closure. */
   closureEdges: PathStep[];
+  /**
+   * The tenants of the statement, when known: rendered as a constant array, so that the planner sees how many there
+   * are. Without them, SQL reads the session setting, whose size the planner cannot know: it guessed, and chose a
+   * parallel sequential scan of app.users for 20 tenants (100 ms, two CPUs) where the index takes 1 ms.
+   */
+  tenantIds?: string[];
 }
 
 export const tenantIdsSetting = 'tenant_restore.tenant_ids';
@@ -126,6 +132,11 @@ export const tenantIdsSetting = 'tenant_restore.tenant_ids';
 export const setTenantIdsSql = `SELECT set_config('${tenantIdsSetting}', $1::text[]::text, true)`;
 
 export function tenantIdsExpr(ctx: RenderContext): string {
+  if (ctx.tenantIds) {
+    // An array literal: each id double-quoted (backslash and quote escaped), the whole a SQL string literal.
+    const elements = ctx.tenantIds.map((id) => `"${id.replace(/[\\"]/g, (c) => `\\${c}`)}"`).join(',');
+    return `${escapeLiteral(`{${elements}}`)}::${ctx.rootKeyType}[]`;
+  }
   return `current_setting('${tenantIdsSetting}')::${ctx.rootKeyType}[]`;
 }
 
