@@ -113,6 +113,8 @@ interface TableOutcome {
   written: number;
   /** Staged keys already in live with other content, and kept (skip). */
   kept: number;
+  /** Staged keys already in live with other content (whatever the policy did with them). */
+  conflicts: number;
 }
 
 /** Streams the selected scratch rows into a fresh staging table on live. Returns the staged row count. */
@@ -149,11 +151,11 @@ async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: Pl
   const names = writtenNames(table);
   const overriding = table.overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
   const selectList = names.map((c) => (table.nullThenUpdate.includes(c) ? 'NULL' : `s.${q(c)}`)).join(', ');
-  if (staged === 0) return { staged, written: 0, kept: 0 };
+  if (staged === 0) return { staged, written: 0, kept: 0, conflicts: 0 };
 
   if (table.role === 'shared') {
     const { rowCount } = await live.query(`INSERT INTO ${target} (${columnList(names)})${overriding} SELECT ${selectList} FROM ${stagingName} s ON CONFLICT DO NOTHING`);
-    return { staged, written: rowCount ?? 0, kept: 0 };
+    return { staged, written: rowCount ?? 0, kept: 0, conflicts: 0 };
   }
 
   // A key held in live, in any unique key, by a row that another tenant owns (alone, or together with ours, as a
@@ -211,7 +213,7 @@ async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: Pl
   } else {
     written = (await live.query(insert)).rowCount ?? 0;
   }
-  return { staged, written, kept: policy === 'skip' ? conflicts : 0 };
+  return { staged, written, kept: policy === 'skip' ? conflicts : 0, conflicts };
 }
 
 /** Cycle strategy null-then-update: now that every table of the tenant is in, set the FK columns we inserted as NULL. */
@@ -312,17 +314,19 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   }
 }
 
-type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure'>;
+type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure'> & { conflicts: Record<string, number> };
 
 function emptyTotals(plan: Plan, from?: CopyCheckpoint): CopyTotals {
   const rows: Record<string, number> = {};
   const skipped: Record<string, number> = {};
+  const conflicts: Record<string, number> = {};
   for (const t of plan.tables) if (t.role !== 'shared') {
     rows[t.key] = from?.rows[t.key] ?? 0;
     skipped[t.key] = 0;
+    conflicts[t.key] = 0;
   }
   const parentClosure = plan.tables.filter((t) => t.role === 'shared' && (from?.rows[t.key] ?? 0) > 0).map((t) => ({ table: t.key, rows: from!.rows[t.key]! }));
-  return { rows, skipped, parentClosure };
+  return { rows, skipped, conflicts, parentClosure };
 }
 
 /**
@@ -341,6 +345,7 @@ function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableOutcome,
   const identical = countIdentical ? outcome.staged - outcome.written - outcome.kept : 0;
   totals.rows[table.key] = (totals.rows[table.key] ?? 0) + outcome.written + identical;
   totals.skipped[table.key] = (totals.skipped[table.key] ?? 0) + outcome.kept;
+  totals.conflicts[table.key] = (totals.conflicts[table.key] ?? 0) + outcome.conflicts;
 }
 
 /** The default: every table of the tenant in one live transaction, all or nothing. */

@@ -26,6 +26,8 @@ export interface PreflightInput {
   tenantIds?: TenantId[];
   conflict: ConflictPolicy;
   yieldToLive?: YieldToLive;
+  /** `state`: only "in the backup?" and "what does live hold?"; the key checks are left to the copy (groups). */
+  checks?: 'full' | 'state';
 }
 
 export async function beginCanonical(pool: Pool, mode: string, tenantIds: TenantId[]): Promise<PoolClient> {
@@ -55,6 +57,7 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
   try {
     await assertTenantsInBackup(scratch, plan, tenantIds);
     live = await beginCanonical(input.live, '', tenantIds);
+    if (input.checks === 'state') return { ...(await liveState(live, plan, ctx, input.yieldToLive)), tenantId, rowsInBackup: {}, conflicts: {}, checks: 'state' };
     const rowsInBackup: Record<string, number> = {};
     const conflicts: Record<string, number> = {};
     let liveRows = 0;
@@ -103,7 +106,7 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       liveRows += Number(present[0]!.n);
       if (table.role === 'root') rootInLive = Number(present[0]!.n) > 0;
     }
-    return { tenantId, liveState: rootInLive ? 'present' : liveRows > 0 ? 'partial' : 'absent', rowsInBackup, conflicts, throttledMs };
+    return { tenantId, liveState: rootInLive ? 'present' : liveRows > 0 ? 'partial' : 'absent', rowsInBackup, conflicts, throttledMs, checks: 'full' };
   } catch (error) {
     broken = true;
     throw error;
@@ -115,4 +118,19 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       live.release(broken);
     }
   }
+}
+
+/** What live holds of the tenants: their root rows (present), other rows without a root (partial), or nothing. */
+async function liveState(live: PoolClient, plan: Plan, ctx: ReturnType<typeof renderContext>, yieldToLive?: YieldToLive): Promise<Pick<PreflightResult, 'liveState' | 'throttledMs'>> {
+  let liveRows = 0;
+  let rootInLive = false;
+  let throttledMs = 0;
+  for (const table of plan.tables) {
+    if (table.role === 'shared') continue;
+    throttledMs += (await yieldToLive?.(live)) ?? 0;
+    const { rows } = await live.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}`);
+    liveRows += Number(rows[0]!.n);
+    if (table.role === 'root') rootInLive = Number(rows[0]!.n) > 0;
+  }
+  return { liveState: rootInLive ? 'present' : liveRows > 0 ? 'partial' : 'absent', throttledMs };
 }

@@ -73,7 +73,8 @@ export function tenantRow(tenantId: TenantId, result: TenantResult | undefined):
     error: result.error ? `${result.error.type ? `${result.error.type}: ` : ''}${result.error.message}` : undefined,
     rows: result.copy?.rows ?? {},
     skipped: result.copy?.skipped ?? {},
-    conflicts: result.preflight?.conflicts ?? {},
+    // A group's preflight leaves the key checks to its copy (PreflightResult.checks), which then reports the conflicts.
+    conflicts: (result.preflight?.checks === 'state' ? result.copy?.conflicts : result.preflight?.conflicts) ?? {},
     liveState: result.preflight?.liveState,
     parentClosure: result.copy?.parentClosure ?? [],
     validation: (result.validation?.tables ?? []).map((t) => ({ table: t.table, scratchCount: t.scratchCount, liveCount: t.liveCount, checksum: t.liveChecksum, match: t.match })),

@@ -56,6 +56,8 @@ export interface TenantStepInput {
   /** A group restored together (set-based, one copy transaction); `tenantId` is then its first tenant. */
   tenantIds?: TenantId[];
   conflict: ConflictPolicy;
+  /** Preflight's depth (see PreflightResult.checks); default full. */
+  preflightChecks?: 'full' | 'state';
 }
 
 /** Plans parsed in this worker, by digest. A plan is the same for every tenant of a restore, so one copy serves all. */
@@ -107,7 +109,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
     async preflightTenantRestore(input: TenantStepInput): Promise<PreflightResult> {
       const plan = await loadPlan(input.plan);
-      return heartbeating(() => ({ stage: 'preflight' }), () => engineCall(() => preflightTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict, yieldToLive: yieldToLive(input.live) })));
+      return heartbeating(() => ({ stage: 'preflight' }), () => engineCall(() => preflightTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict, yieldToLive: yieldToLive(input.live), checks: input.preflightChecks })));
     },
 
     /**

@@ -83,6 +83,12 @@ export interface PreflightResult {
   /** Keys of this tenant that already exist in live, per table key (resolved by the conflict policy). */
   conflicts: Record<string, number>;
   throttledMs?: number;
+  /**
+   * `full`: every key compared with live (rowsInBackup and conflicts filled). `state`: only whether the tenants are in
+   * the backup and what live holds of them; the copy, which repeats the key checks inside its transaction, reports
+   * the conflicts (used for groups, where the full check cost a quarter of the group's time).
+   */
+  checks?: 'full' | 'state';
 }
 
 /** A resumable position in a chunked copy: the table being copied and the last primary key written. */
@@ -104,6 +110,8 @@ export interface CopyResult {
   parentClosure: Array<{ table: string; rows: number }>;
   chunked: boolean;
   durationMs: number;
+  /** Staged keys already in live with other content, per table key: the policy's conflicts, as the copy met them. */
+  conflicts?: Record<string, number>;
   /** Time spent waiting for a busy live (adaptive throttling), included in durationMs. */
   throttledMs?: number;
 }

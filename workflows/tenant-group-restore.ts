@@ -66,6 +66,9 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
   async function dataSteps(ids: TenantId[]): Promise<{ evidence: Evidence; failure?: StepFailure }> {
     const evidence: Evidence = { durations: {} };
     const stepInput = { restoreId, scratch: input.scratch, live: input.live, plan: input.plan, tenantId: ids[0]!, tenantIds: ids, conflict: input.conflict };
+    // A group's preflight checks only presence (in the backup, in live): its copy repeats every key check inside its
+    // transaction and reports the conflicts, so the full check would only be paid twice. A tenant alone gets the full one.
+    const preflightInput = { ...stepInput, preflightChecks: ids.length > 1 ? 'state' as const : 'full' as const };
     let step = 'preflight';
     const timed = async <T>(name: 'preflight' | 'copy' | 'validate', fn: () => Promise<T>): Promise<T> => {
       const t0 = Date.now();
@@ -76,7 +79,7 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
       }
     };
     try {
-      evidence.preflight = await timed('preflight', () => steps.preflightTenantRestore(stepInput));
+      evidence.preflight = await timed('preflight', () => steps.preflightTenantRestore(preflightInput));
       step = 'copy';
       await enter(ids, 'copy');
       evidence.copy = await timed('copy', () => copy.copyTenantRows({ ...stepInput, chunkRows: input.chunkRows }));
