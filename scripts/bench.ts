@@ -77,7 +77,8 @@ function parseOptions(argv: string[]): Options {
     scale: int('scale', values.scale, quick ? 12 : 10_000, 1),
     bigRows: (values['big-rows'] ?? (quick ? '20000,100000' : '1000000,5000000')).split(',').map((s) => int('big-rows', s.trim(), 0, 1000)),
     concurrency: optional('concurrency', values.concurrency),
-    groupSize: optional('group-size', values['group-size']),
+    // --quick: groups of 2, so that its few tenants still make several children (and continue-as-new, below).
+    groupSize: optional('group-size', values['group-size']) ?? (quick ? 2 : undefined),
     scaleConcurrency: optional('scale-concurrency', values['scale-concurrency']),
     // --quick restores fewer tenants than a run holds by default: a smaller run size still exercises continue-as-new.
     childrenPerRun: optional('children-per-run', values['children-per-run']) ?? (quick ? 4 : undefined),
