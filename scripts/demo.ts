@@ -26,6 +26,7 @@ import type { RestoreConfig } from '../activities/restore-types';
 import { createS3Client } from '../activities/s3';
 import type { RestoreReport } from '../activities/report';
 import { bulkWorkflowId, progressQuery, type BulkRestoreInput, type BulkRestoreResult, type RestoreProgress } from '../workflows/definitions';
+import { defaultGroupSize } from './commands/restore-client';
 import { projectRoot, stackDir, stackUp } from './stack';
 import { compareSnapshots, diffChecksums, ensureVerifyDatabase, reenableColumns, snapshotRows, tenantChecksums } from './workload/checksums';
 import { generateWorkload } from './workload/generate';
@@ -33,12 +34,13 @@ import { pickVictims, purgeTenants, suspendTenants } from './workload/incident';
 import { takeBackup } from './workload/backup';
 import { Writer } from './workload/writer';
 
-const usage = `usage: npm run demo -- [--tenants N] [--victims N] [--rows N] [--concurrency N] [--seed N] [--writer-connections N] [--keep]
+const usage = `usage: npm run demo -- [--tenants N] [--victims N] [--rows N] [--concurrency N] [--group-size N] [--seed N] [--writer-connections N] [--keep]
 
   --tenants             tenants in the live database (default 600)
   --victims             tenants the incident hard-deletes (default 200)
   --rows                approximate rows in the live database (default 1200000)
-  --concurrency         child workflows (groups of 20 tenants) restored at the same time (default 2, the product's)
+  --concurrency         child workflows (groups of tenants) restored at the same time (default 2, the product's)
+  --group-size          tenants per child workflow (default 20, the product's; 1: one child per tenant)
   --seed                data and victim choice (default 42)
   --writer-connections  sessions of the writer that keeps changing the other tenants (default 2)
   --database            name of the live database (default demo_live; dropped and recreated)
@@ -66,6 +68,7 @@ function parseFlags() {
       victims: { type: 'string', default: '200' },
       rows: { type: 'string', default: '1200000' },
       concurrency: { type: 'string', default: '2' },
+      'group-size': { type: 'string', default: String(defaultGroupSize) },
       seed: { type: 'string', default: '42' },
       'writer-connections': { type: 'string', default: '2' },
       database: { type: 'string', default: 'demo_live' },
@@ -83,7 +86,7 @@ function parseFlags() {
   const database = String(values.database);
   if (!/^[a-z_][a-z0-9_]*$/.test(database)) throw new Error(`--database must be a lowercase identifier\n\n${usage}`);
   const options = {
-    tenants: int('tenants', 2), victims: int('victims', 1), rows: int('rows', 1000), concurrency: int('concurrency', 1),
+    tenants: int('tenants', 2), victims: int('victims', 1), rows: int('rows', 1000), concurrency: int('concurrency', 1), groupSize: int('group-size', 1),
     seed: int('seed', 0), writerConnections: int('writer-connections', 0), database, keep: values.keep === true,
     stopBeforeRestore: values['stop-before-restore'] === true, help: values.help === true,
   };
@@ -131,7 +134,7 @@ async function main(): Promise<number> {
   }
   process.stdout.write(`tenant-restore demo: ${options.victims} of ${options.tenants} tenants hard-deleted by mistake, restored from an S3 backup\n` +
     'while the other tenants keep writing. Sizes: ' +
-    `--tenants ${options.tenants} --victims ${options.victims} --rows ${options.rows} --concurrency ${options.concurrency} --seed ${options.seed}\n`);
+    `--tenants ${options.tenants} --victims ${options.victims} --rows ${options.rows} --concurrency ${options.concurrency} --group-size ${options.groupSize} --seed ${options.seed}\n`);
 
   // 1 ---------------------------------------------------------------------------------------------------------------
   step('Bringing up the dev stack: Temporal dev server, PostgreSQL, MinIO (idempotent; a first run builds Go binaries)');
@@ -206,7 +209,7 @@ async function main(): Promise<number> {
   // 7 ---------------------------------------------------------------------------------------------------------------
   const restoreId = `demo-${Date.now().toString(36)}`;
   const taskQueue = `tenant-restore-demo-${restoreId}`;
-  step(`Restoring: a worker and one bulkRestore (restore id ${restoreId}, concurrency ${options.concurrency})`);
+  step(`Restoring: a worker and one bulkRestore (restore id ${restoreId}, groups of ${options.groupSize} tenants, concurrency ${options.concurrency})`);
   const worker = startWorkerProcess(taskQueue);
   say(`started worker pid ${worker.child.pid} on task queue ${taskQueue} (log: .stack/demo-worker.log)`);
   const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
@@ -222,6 +225,7 @@ async function main(): Promise<number> {
       tenants: victims,
       conflict: 'skip',
       concurrency: options.concurrency,
+      groupSize: options.groupSize,
       config,
       artifacts: { bucket: env.STACK_S3_BUCKET, prefix: `restores/${restoreId}/` },
     };
