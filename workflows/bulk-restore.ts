@@ -309,7 +309,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     startedThisRun += 1;
     startsPending += 1;
     const workflowId = tenantWorkflowId(restoreId, tenantId);
-    startChild(tenantRestore, {
+    watchChild(startChild(tenantRestore, {
       workflowId,
       // Children outlive a continue-as-new of this run; they report back by signal.
       parentClosePolicy: ParentClosePolicy.ABANDON,
@@ -331,23 +331,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
         approved: state.approvedAll || approved.has(tenantId),
         artifacts: input.artifacts,
       }],
-    }).then((handle) => {
-      startsPending -= 1;
-      // Within this run the child's end also arrives as its result: a child that ended without signalling (it was
-      // terminated, say) is still counted.
-      handle.result().then(
-        (outcome) => finish(outcome),
-        (error: unknown) => finish({ tenantId, status: isCancellation(error) || isCancelledChild(error) ? 'cancelled' : 'failed', reason: describeChild(error) }),
-      );
-    }, (error: Error) => {
-      startsPending -= 1;
-      if (error.name === 'WorkflowExecutionAlreadyStartedError') {
-        // Still running from an earlier attempt of this restore: it will signal its outcome to this workflow id.
-        log.warn('tenant child already running; waiting for its signal', { tenantId });
-        return;
-      }
-      finish({ tenantId, status: 'failed', reason: `could not start: ${error.message}` });
-    });
+    }), [tenantId], (outcome) => [outcome], workflowId);
   }
 
   /** Starts one tenantGroupRestore child for consecutive tenants of the list (they are never split across pages). */
@@ -361,8 +345,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     state.childrenStarted += 1;
     startedThisRun += 1;
     startsPending += 1;
-    const finishAll = (status: TenantOutcome['status'], reason: string) => tenantIds.forEach((tenantId) => finish({ tenantId, status, reason }));
-    startChild(tenantGroupRestore, {
+    watchChild(startChild(tenantGroupRestore, {
       workflowId,
       parentClosePolicy: ParentClosePolicy.ABANDON,
       typedSearchAttributes: [
@@ -382,16 +365,26 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
         approvedTenants: tenantIds.filter((id) => state.approvedAll || approved.has(id)),
         artifacts: input.artifacts,
       }],
-    }).then((handle) => {
+    }), tenantIds, (outcomes) => outcomes, workflowId);
+  }
+
+  /**
+   * Counts a child's tenants when it ends. Across runs the child signals its outcomes; within this run its result
+   * arrives too, so a child that ended without signalling (terminated, say) is still counted.
+   */
+  function watchChild<T>(started: Promise<{ result(): Promise<T> }>, tenantIds: TenantId[], outcomesOf: (result: T) => TenantOutcome[], workflowId: string): void {
+    const finishAll = (status: TenantOutcome['status'], reason: string) => tenantIds.forEach((tenantId) => finish({ tenantId, status, reason }));
+    started.then((handle) => {
       startsPending -= 1;
       handle.result().then(
-        (outcomes) => outcomes.forEach(finish),
+        (result) => outcomesOf(result).forEach(finish),
         (error: unknown) => finishAll(isCancellation(error) || isCancelledChild(error) ? 'cancelled' : 'failed', describeChild(error)),
       );
     }, (error: Error) => {
       startsPending -= 1;
       if (error.name === 'WorkflowExecutionAlreadyStartedError') {
-        log.warn('group child already running; waiting for its signal', { group: workflowId });
+        // Still running from an earlier attempt of this restore: it will signal its outcomes to this workflow id.
+        log.warn('child already running; waiting for its signal', { workflowId });
         return;
       }
       finishAll('failed', `could not start: ${error.message}`);
