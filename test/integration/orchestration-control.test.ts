@@ -163,16 +163,20 @@ describe('operator control of a running restore', () => {
     expect((await runCli(['pause', restoreId])).code).toBe(2); // not running any more
   });
 
-  it('holds billing until approved, per tenant and then for all; other actions run at once', async () => {
+  /**
+   * The approval gate, the same in both shapes: all 20 tenants reach the gate (a child waiting for approval holds no
+   * window slot), approving 3 and 4 finishes exactly those two, approving all finishes the rest. Returns the restore
+   * id once it has succeeded, with live equal to the backup.
+   */
+  async function approvalScenario(name: string, args: string[], replay: { parent: string; child: string; childId: (restoreId: string) => string }): Promise<string> {
     const webhook = await startWebhookServer(0);
     try {
-      const { restoreId, live } = await start('approve', ['--concurrency', '3'], {
+      const { restoreId, live } = await start(name, args, {
         actions: [
           { name: 'reenable-apps', type: 'sql', sql: 'UPDATE app.app_installations SET enabled = true WHERE tenant_id = $1::bigint' },
           { name: 'billing', type: 'webhook', url: webhook.url, requiresApproval: true },
         ],
       });
-      // Tenants at the gate hold no window slot, so with concurrency 3 all 20 reach it.
       const waiting = await until(restoreId, (p) => p.counts['awaiting-approval'] === 20);
       expect(waiting.counts.restored).toBe(0);
       expect(webhook.calls).toHaveLength(0);
@@ -194,52 +198,25 @@ describe('operator control of a running restore', () => {
       if (process.env.SAVE_REPLAY_HISTORIES) {
         const dir = join(projectRoot, 'test', 'replay', 'histories');
         const parent = await client.workflow.getHandle(bulkWorkflowId(restoreId)).describe();
-        await saveHistory(client, parent.workflowId, parent.runId, 'bulk-restore-approval', dir);
-        const child = await client.workflow.getHandle(`restore/${restoreId}/tenant/3`).describe();
-        await saveHistory(client, child.workflowId, child.runId, 'tenant-restore-approval', dir);
+        await saveHistory(client, parent.workflowId, parent.runId, replay.parent, dir);
+        const child = await client.workflow.getHandle(replay.childId(restoreId)).describe();
+        await saveHistory(client, child.workflowId, child.runId, replay.child, dir);
       }
+      return restoreId;
     } finally {
       await webhook.close();
     }
+  }
+
+  it('holds billing until approved, per tenant and then for all; other actions run at once', async () => {
+    await approvalScenario('approve', ['--concurrency', '3'], { parent: 'bulk-restore-approval', child: 'tenant-restore-approval', childId: (id) => `restore/${id}/tenant/3` });
   });
+
   it('holds billing per tenant inside groups: approved tenants finish, the rest of their group keeps waiting', async () => {
-    const webhook = await startWebhookServer(0);
-    try {
-      const { restoreId, live } = await start('approve-groups', ['--concurrency', '2', '--group-size', '5'], {
-        actions: [
-          { name: 'reenable-apps', type: 'sql', sql: 'UPDATE app.app_installations SET enabled = true WHERE tenant_id = $1::bigint' },
-          { name: 'billing', type: 'webhook', url: webhook.url, requiresApproval: true },
-        ],
-      });
-      // Four groups of five; a group whose tenants all wait at the gate holds no slot, so all four reach it.
-      const waiting = await until(restoreId, (p) => p.counts['awaiting-approval'] === 20);
-      expect(waiting.counts.restored).toBe(0);
-      expect(webhook.calls).toHaveLength(0);
-
-      // 3 and 4 share a group with 1, 2 and 5: only they go on.
-      expect((await runCli(['approve', restoreId, '--tenants', '3,4'])).code).toBe(0);
-      await until(restoreId, (p) => p.counts.restored === 2);
-      expect(webhook.calls.map((c) => c.key).sort()).toEqual([`${restoreId}/3/billing`, `${restoreId}/4/billing`]);
-      expect((await progress(restoreId)).counts['awaiting-approval']).toBe(18);
-
-      expect((await runCli(['approve', restoreId])).code).toBe(0);
-      const done = await result(restoreId);
-      expect(done).toMatchObject({ status: 'succeeded', restored: 20 });
-      expect(webhook.calls.map((c) => c.key).sort()).toEqual(victims.map((id) => `${restoreId}/${id}/billing`).sort());
-      await expectRestoredLikeBackup(live.url, victims);
-      const enabled = await withClient(live.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.app_installations WHERE tenant_id = ANY($1) AND enabled', [victims]));
-      expect(enabled.rows[0].n).toBe(40);
-      const children = (await parentEvents(restoreId)).map((e) => e.childId).filter((id) => id && id !== bulkWorkflowId(restoreId));
-      expect([...new Set(children)].sort()).toEqual([0, 5, 10, 15].map((i) => `restore/${restoreId}/group/${i}`).sort());
-      if (process.env.SAVE_REPLAY_HISTORIES) {
-        const dir = join(projectRoot, 'test', 'replay', 'histories');
-        const parent = await client.workflow.getHandle(bulkWorkflowId(restoreId)).describe();
-        await saveHistory(client, parent.workflowId, parent.runId, 'bulk-restore-groups-approval', dir);
-        const child = await client.workflow.getHandle(`restore/${restoreId}/group/0`).describe();
-        await saveHistory(client, child.workflowId, child.runId, 'tenant-group-restore-approval', dir);
-      }
-    } finally {
-      await webhook.close();
-    }
+    // Four groups of five; 3 and 4 share a group with 1, 2 and 5, and only they go on when approved.
+    const restoreId = await approvalScenario('approve-groups', ['--concurrency', '2', '--group-size', '5'],
+      { parent: 'bulk-restore-groups-approval', child: 'tenant-group-restore-approval', childId: (id) => `restore/${id}/group/0` });
+    const children = (await parentEvents(restoreId)).map((e) => e.childId).filter((id) => id && id !== bulkWorkflowId(restoreId));
+    expect([...new Set(children)].sort()).toEqual([0, 5, 10, 15].map((i) => `restore/${restoreId}/group/${i}`).sort());
   });
 });
