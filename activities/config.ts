@@ -59,6 +59,7 @@ export function parseConfig(text: string, source = 'config'): RestoreConfig {
       } else if (a.type === 'webhook') {
         if (typeof a.url !== 'string' || !/^https?:\/\//.test(a.url)) problems.push(`${at}.url: must be an http(s) URL`);
         if (a.method !== undefined && a.method !== 'POST' && a.method !== 'PUT') problems.push(`${at}.method: must be POST or PUT`);
+        if (a.timeoutSeconds !== undefined && !(typeof a.timeoutSeconds === 'number' && a.timeoutSeconds > 0 && a.timeoutSeconds <= 600)) problems.push(`${at}.timeoutSeconds: must be a number of seconds from 0 to 600`);
       } else problems.push(`${at}.type: must be 'sql' or 'webhook'`);
     });
   }

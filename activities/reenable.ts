@@ -37,6 +37,8 @@ export function resolveHeaders(headers: Record<string, string> = {}, env: NodeJS
   return out;
 }
 
+export const defaultWebhookTimeoutSeconds = 30;
+
 /** Status codes that mean "try again later"; other 4xx mean the request itself is wrong. */
 const retryableHttp = new Set([408, 409, 425, 429]);
 
@@ -54,12 +56,20 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
         log.info('re-enable action done', { action: action.name, tenantId, rowCount: result.rowCount, attempts });
         return { name: action.name, attempts, detail: `${result.command ?? 'SQL'} ${result.rowCount ?? 0}`, durationMs: Date.now() - started };
       }
-      const response = await fetch(action.url, {
-        method: action.method ?? 'POST',
-        headers: { 'content-type': 'application/json', ...resolveHeaders(action.headers), 'Idempotency-Key': key },
-        body: JSON.stringify({ restoreId, tenantId, action: action.name, idempotencyKey: key }),
-        signal: cancellationSignal(),
-      });
+      // A webhook that never answers must not hold the tenant (or its whole group) until the activity times out.
+      const timeoutSeconds = action.timeoutSeconds ?? defaultWebhookTimeoutSeconds;
+      let response: Response;
+      try {
+        response = await fetch(action.url, {
+          method: action.method ?? 'POST',
+          headers: { 'content-type': 'application/json', ...resolveHeaders(action.headers), 'Idempotency-Key': key },
+          body: JSON.stringify({ restoreId, tenantId, action: action.name, idempotencyKey: key }),
+          signal: AbortSignal.any([cancellationSignal(), AbortSignal.timeout(timeoutSeconds * 1000)]),
+        });
+      } catch (error) {
+        if ((error as Error).name !== 'TimeoutError') throw error;
+        throw ApplicationFailure.retryable(`Webhook ${action.name} did not answer within ${timeoutSeconds} s (attempt ${attempts}).`, 'WebhookTimeout');
+      }
       await response.arrayBuffer().catch(() => undefined);
       if (response.ok) {
         log.info('re-enable webhook done', { action: action.name, tenantId, status: response.status, attempts });

@@ -38,6 +38,8 @@ export interface WebhookAction {
   method?: 'POST' | 'PUT';
   /** Header values may name an environment variable of the worker as `env:NAME`, so that no secret is in config. */
   headers?: Record<string, string>;
+  /** A call that has not answered after this long is abandoned and retried (default 30). */
+  timeoutSeconds?: number;
   requiresApproval?: boolean;
 }
 

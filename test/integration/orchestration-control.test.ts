@@ -219,4 +219,20 @@ describe('operator control of a running restore', () => {
     const children = (await parentEvents(restoreId)).map((e) => e.childId).filter((id) => id && id !== bulkWorkflowId(restoreId));
     expect([...new Set(children)].sort()).toEqual([0, 5, 10, 15].map((i) => `restore/${restoreId}/group/${i}`).sort());
   });
+  it('gives up on a webhook that does not answer within its timeout, and retries it', async () => {
+    const webhook = await startWebhookServer(0, { hangFirst: 1 });
+    try {
+      const { restoreId } = await start('webhook-timeout', ['--concurrency', '2', '--group-size', '10'], {
+        actions: [{ name: 'billing', type: 'webhook', url: webhook.url, timeoutSeconds: 1 }],
+      });
+      const done = await result(restoreId);
+      expect(done).toMatchObject({ status: 'succeeded', restored: 20 });
+      // Every tenant's first call hung and was abandoned after 1 s; the retry with the same key was answered.
+      for (const id of victims) {
+        expect(webhook.calls.filter((c) => c.key === `${restoreId}/${id}/billing`).map((c) => c.status)).toEqual([0, 200]);
+      }
+    } finally {
+      await webhook.close();
+    }
+  });
 });
