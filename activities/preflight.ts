@@ -60,8 +60,6 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
     if (input.checks === 'state') return { ...(await liveState(live, plan, ctx, input.yieldToLive)), tenantId, rowsInBackup: {}, conflicts: {}, checks: 'state' };
     const rowsInBackup: Record<string, number> = {};
     const conflicts: Record<string, number> = {};
-    let liveRows = 0;
-    let rootInLive = false;
     let throttledMs = 0;
     for (const [i, table] of plan.tables.entries()) {
       if (table.role === 'shared') continue;
@@ -102,11 +100,9 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
           { table: table.key, rows: conflicts[table.key], tenantIds },
         );
       }
-      const { rows: present } = await live.query<{ n: string }>(`SELECT count(*) AS n FROM ${target} t WHERE ${ownedPredicate(table.key, 't', ctx)}`);
-      liveRows += Number(present[0]!.n);
-      if (table.role === 'root') rootInLive = Number(present[0]!.n) > 0;
     }
-    return { tenantId, liveState: rootInLive ? 'present' : liveRows > 0 ? 'partial' : 'absent', rowsInBackup, conflicts, throttledMs, checks: 'full' };
+    const state = await liveState(live, plan, ctx);
+    return { tenantId, liveState: state.liveState, rowsInBackup, conflicts, throttledMs, checks: 'full' };
   } catch (error) {
     broken = true;
     throw error;
@@ -120,7 +116,10 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
   }
 }
 
-/** What live holds of the tenants: their root rows (present), other rows without a root (partial), or nothing. */
+/**
+ * What live holds of the tenants: their root rows (present), other rows without a root (partial), or nothing. Both
+ * preflight depths end with it; `yieldToLive` only where it is the preflight's whole work on live (state checks).
+ */
 async function liveState(live: PoolClient, plan: Plan, ctx: ReturnType<typeof renderContext>, yieldToLive?: YieldToLive): Promise<Pick<PreflightResult, 'liveState' | 'throttledMs'>> {
   let liveRows = 0;
   let rootInLive = false;

@@ -302,6 +302,20 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     return result(status, report, dropped);
   });
 
+  /** What every child gets, whether it restores one tenant or a group. */
+  function childInput() {
+    return {
+      restoreId,
+      scratch: state.scratch!.ref,
+      live: input.live,
+      plan: state.plan!,
+      conflict: input.conflict,
+      chunkRows: input.config?.chunkRows,
+      actions: input.config?.actions ?? [],
+      artifacts: input.artifacts,
+    };
+  }
+
   function startTenant(tenantId: TenantId): void {
     state.running[tenantId] = 'preflight';
     state.nextIndex += 1;
@@ -319,18 +333,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
         { key: TenantIdKey, value: tenantId },
         { key: RestorePhaseKey, value: 'preflight' as TenantPhase },
       ],
-      args: [{
-        restoreId,
-        tenantId,
-        scratch: state.scratch!.ref,
-        live: input.live,
-        plan: state.plan!,
-        conflict: input.conflict,
-        chunkRows: input.config?.chunkRows,
-        actions: input.config?.actions ?? [],
-        approved: state.approvedAll || approved.has(tenantId),
-        artifacts: input.artifacts,
-      }],
+      args: [{ ...childInput(), tenantId, approved: state.approvedAll || approved.has(tenantId) }],
     }), [tenantId], (outcome) => [outcome], workflowId);
   }
 
@@ -353,18 +356,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
         { key: RestoreKindKey, value: 'group' },
         { key: RestorePhaseKey, value: 'preflight' as TenantPhase },
       ],
-      args: [{
-        restoreId,
-        tenantIds,
-        scratch: state.scratch!.ref,
-        live: input.live,
-        plan: state.plan!,
-        conflict: input.conflict,
-        chunkRows: input.config?.chunkRows,
-        actions: input.config?.actions ?? [],
-        approvedTenants: tenantIds.filter((id) => state.approvedAll || approved.has(id)),
-        artifacts: input.artifacts,
-      }],
+      args: [{ ...childInput(), tenantIds, approvedTenants: tenantIds.filter((id) => state.approvedAll || approved.has(id)) }],
     }), tenantIds, (outcomes) => outcomes, workflowId);
   }
 
