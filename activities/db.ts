@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { isPgError, isTransientSqlState } from './errors';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -35,7 +36,14 @@ export function resolveConnectionString(ref: DatabaseRef, env: NodeJS.ProcessEnv
   // `alias/database`: another database on an aliased server (a scratch database next to live, for instance).
   const onAlias = /^([A-Za-z][A-Za-z0-9_]*)\/([A-Za-z0-9_]+)$/.exec(ref);
   if (onAlias) return withDatabase(resolveConnectionString(onAlias[1], env), onAlias[2]);
+  // Not echoed when it carries a password (a keyword/value string `host=... password=...`, say).
+  if (hasPassword(ref)) throw new DatabaseRefError(passwordRefusal('A database reference'));
   throw new DatabaseRefError(`'${ref}' is neither a postgres:// URL nor a database alias (letters, digits, _).`);
+}
+
+/** What to say when a reference carries a password: where the password belongs instead. */
+export function passwordRefusal(what: string, flag?: string): string {
+  return `${what} carries a password, which would be stored in workflow history and logs. Remove it from the reference and give it to the workers instead: a PGPASSFILE entry (host:port:database:user:password), or an alias (TENANT_RESTORE_DB_<ALIAS>=postgres://user:password@host:port/db in the workers' environment, then ${flag ? `--${flag} ` : ''}<alias>).`;
 }
 
 /** Removes the password from a postgres URL, so that it can travel through Temporal and logs. */
@@ -50,13 +58,43 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** True when a reference carries a password, which must never be put into a workflow input. */
-export function hasPassword(ref: DatabaseRef): boolean {
+/** Query parameter names that hold a secret. libpq's are case-sensitive (`password`, `sslpassword`); any spelling is refused. */
+const secretParam = (name: string): boolean => name.toLowerCase() !== 'passfile' && /pass|secret|token/i.test(name);
+
+const decode = (text: string): string => {
   try {
-    return /^postgres(ql)?:\/\//.test(ref) && new URL(ref).password !== '';
+    return decodeURIComponent(text);
   } catch {
-    return false;
+    return text;
   }
+};
+
+/**
+ * True when a reference carries a password anywhere libpq or node-postgres could read one, so it must never be put
+ * into a workflow input: the user part (`postgres://user:pw@`, or a user name with a `:` in it), a query parameter
+ * (`?password=`, `?sslpassword=`, any spelling), a `user=` parameter with a `:`, a parameter value or a database
+ * name that is itself a connection string with a password, a keyword/value string (`host=db password=x`), and a
+ * URL that does not parse but has `user:secret@` before its host.
+ */
+export function hasPassword(ref: DatabaseRef): boolean {
+  const text = ref.trim();
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text)) return /password\s*=/i.test(text);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return /^[^:]+:\/\/[^@]*:[^@]*@/.test(text) || /password/i.test(decode(text));
+  }
+  if (url.password !== '') return true;
+  if (decode(url.username).includes(':')) return true;
+  for (const [name, value] of url.searchParams) {
+    if (secretParam(name)) return true;
+    if (name === 'user' && value.includes(':')) return true;
+    if (/password/i.test(value) || (value.includes('://') && hasPassword(value))) return true;
+  }
+  if (/password/i.test(decode(url.hash))) return true;
+  const database = decode(url.pathname.replace(/^\//, ''));
+  return /password\s*=/i.test(database) || (database.includes('://') && hasPassword(database));
 }
 
 /** Returns the same URL with another database name (used for scratch and drill databases on a server). */
@@ -72,20 +110,55 @@ export function databaseName(url: string): string {
 
 export interface PoolOptions { max?: number; applicationName?: string }
 
+/**
+ * `lock_timeout` and `statement_timeout` of every session the product opens, in milliseconds, from the workers' (or
+ * the CLI's) environment: TENANT_RESTORE_LOCK_TIMEOUT (default 5s: a restore never queues behind, or in front of, a
+ * migration's lock for long; the lock timeout is retried with backoff) and TENANT_RESTORE_STATEMENT_TIMEOUT (default
+ * 1h: one COPY of a huge tenant is one statement). A number is milliseconds; `ms`, `s`, `min` and `h` are accepted;
+ * 0 turns the limit off.
+ */
+export function sessionTimeouts(env: NodeJS.ProcessEnv = process.env): { lockTimeoutMs: number; statementTimeoutMs: number } {
+  return {
+    lockTimeoutMs: durationMs('TENANT_RESTORE_LOCK_TIMEOUT', env.TENANT_RESTORE_LOCK_TIMEOUT, 5_000),
+    statementTimeoutMs: durationMs('TENANT_RESTORE_STATEMENT_TIMEOUT', env.TENANT_RESTORE_STATEMENT_TIMEOUT, 3_600_000),
+  };
+}
+
+function durationMs(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === '') return fallback;
+  const match = /^\s*(\d+)\s*(ms|s|min|h)?\s*$/.exec(value);
+  if (!match) throw new DatabaseRefError(`${name}='${value}' is not a duration: give milliseconds or a number with ms, s, min or h (5s, 1h); 0 turns it off.`);
+  const unit = { ms: 1, s: 1_000, min: 60_000, h: 3_600_000 }[(match[2] ?? 'ms') as 'ms'];
+  return Number(match[1]) * unit;
+}
+
+/** node-postgres sends these as startup parameters, so they hold for the whole session (0: not sent, server default). */
+function timeoutConfig(env: NodeJS.ProcessEnv): { lock_timeout?: number; statement_timeout?: number } {
+  const { lockTimeoutMs, statementTimeoutMs } = sessionTimeouts(env);
+  return { ...(lockTimeoutMs > 0 ? { lock_timeout: lockTimeoutMs } : {}), ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) };
+}
+
 /** One pool per (reference, options) in a process; activities share them. */
 export class Pools {
   private readonly pools = new Map<string, pg.Pool>();
-  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
+  /**
+   * `refuseInlinePasswords`: the worker sets it, so that a reference from a workflow input that carries a password
+   * (a workflow started by something else than the CLI) is refused, not used. Aliases resolved from the worker's own
+   * environment may hold passwords.
+   */
+  constructor(private readonly env: NodeJS.ProcessEnv = process.env, private readonly options: { refuseInlinePasswords?: boolean } = {}) {}
 
   get(ref: DatabaseRef, options: PoolOptions = {}): pg.Pool {
     const key = `${ref}|${options.max ?? ''}|${options.applicationName ?? ''}`;
     let pool = this.pools.get(key);
     if (!pool) {
+      if (this.options.refuseInlinePasswords && hasPassword(ref)) throw new DatabaseRefError(passwordRefusal('A database reference of the workflow input'));
       pool = new pg.Pool({
         connectionString: resolveConnectionString(ref, this.env),
         max: options.max ?? 10,
         application_name: options.applicationName ?? 'tenant-restore',
         idleTimeoutMillis: 30_000,
+        ...timeoutConfig(this.env),
       });
       // A pooled idle client that loses its server (Postgres restart) emits 'error'; without a listener
       // that would crash the worker. The next checkout simply gets a new connection.
@@ -118,7 +191,7 @@ export class Pools {
 
 /** A single client, for callers that need a dedicated session (COPY, long transactions). */
 export async function connect(ref: DatabaseRef, applicationName = 'tenant-restore', env: NodeJS.ProcessEnv = process.env): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: resolveConnectionString(ref, env), application_name: applicationName });
+  const client = new pg.Client({ connectionString: resolveConnectionString(ref, env), application_name: applicationName, ...timeoutConfig(env) });
   client.on('error', () => undefined);
   await client.connect();
   return client;
@@ -146,14 +219,14 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
 }
 
 /**
- * SQLSTATEs that are meant to be retried: serialization failure, deadlock, cannot-connect-now (a restarting server),
- * admin shutdown, and connection failures. Everything else is surfaced.
+ * Errors that are meant to be retried: the transient SQLSTATEs of activities/errors.ts (serialization failure,
+ * deadlock, lock timeout, cannot-connect-now, admin shutdown, connection failures), and lost connections.
  */
-const retryableSqlStates = new Set(['40001', '40P01', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
 const retryableNodeCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
 
 export function isRetryableDbError(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
-  if (e?.code && (retryableSqlStates.has(e.code) || retryableNodeCodes.has(e.code))) return true;
+  if (isPgError(error) && isTransientSqlState(error.code)) return true;
+  if (e?.code && (retryableNodeCodes.has(e.code) || (/^[0-9A-Z]{5}$/.test(e.code) && isTransientSqlState(e.code)))) return true;
   return /Connection terminated|connection ended|Client has encountered a connection error/i.test(e?.message ?? '');
 }

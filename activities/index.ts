@@ -9,7 +9,7 @@ import type { Pools } from './db';
 import { createDrillActivities } from './drill';
 import { createReenableActivities } from './reenable';
 import { createReportActivities } from './report';
-import { createRestoreActivities } from './restore-activities';
+import { createRestoreActivities, toActivityFailure } from './restore-activities';
 import { createScratchActivities } from './scratch';
 import { createTenantListActivities } from './tenant-list';
 
@@ -19,8 +19,27 @@ export interface ActivityDeps {
   logger?: Logger;
 }
 
+/**
+ * Every activity's errors pass through toActivityFailure: database errors are reduced (no row data, no `detail`) and
+ * classified (only transient ones are retried) before Temporal records them or the SDK logs them.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function atActivityBoundary<T extends Record<string, (...args: any[]) => Promise<unknown>>>(activities: T): T {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(activities)) {
+    wrapped[name] = async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (error) {
+        throw toActivityFailure(error);
+      }
+    };
+  }
+  return wrapped as T;
+}
+
 export function createActivities(deps: ActivityDeps) {
-  return {
+  return atActivityBoundary({
     ...createConnectivityActivities(deps),
     ...createScratchActivities(deps),
     ...createTenantListActivities(deps),
@@ -28,7 +47,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createReenableActivities(deps),
     ...createReportActivities(deps),
     ...createDrillActivities(deps),
-  };
+  });
 }
 
 export type Activities = ReturnType<typeof createActivities>;

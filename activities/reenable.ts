@@ -6,7 +6,9 @@
  */
 import { activityInfo, cancellationSignal, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { isSecretHeaderName } from './config';
 import type { Pools } from './db';
+import { toActivityFailure } from './restore-activities';
 import type { ReenableAction, TenantId } from './restore-types';
 
 export const idempotencyKey = (restoreId: string, tenantId: TenantId, action: string): string => `${restoreId}/${tenantId}/${action}`;
@@ -21,10 +23,17 @@ export interface RunActionInput {
 export interface RunActionResult { name: string; attempts: number; detail: string; durationMs: number }
 export interface GroupActionResult extends RunActionResult { rejected: Array<{ tenantId: TenantId; message: string }> }
 
-/** `env:NAME` header values are read from the worker's environment, so that no secret sits in config or history. */
+/**
+ * `env:NAME` header values are read from the worker's environment, so that no secret sits in config or history. A
+ * header that looks like a secret (see isSecretHeaderName) must come from `env:`; config validation refuses a literal
+ * one, and so does the worker, for an input that did not go through it.
+ */
 export function resolveHeaders(headers: Record<string, string> = {}, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
+    if (!value.startsWith('env:') && isSecretHeaderName(name)) {
+      throw ApplicationFailure.nonRetryable(`Header ${name} of a webhook looks like a secret but is given literally: give it as 'env:NAME', NAME being a variable of the worker's environment.`, 'InvalidConfigError');
+    }
     if (value.startsWith('env:')) {
       const variable = value.slice(4);
       const resolved = env[variable];
@@ -52,7 +61,11 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
       if (action.type === 'sql') {
         // Only bind $2 when the statement uses it: Postgres refuses extra parameters.
         const values = /\$2\b/.test(action.sql) ? [tenantId, key] : [tenantId];
-        const result = await pools.get(input.live).query(action.sql, values);
+        // A database error is reduced and classified here (not only at the activity boundary): a group's action
+        // reports each tenant's failure by its message, and a constraint or privilege error must not be retried.
+        const result = await pools.get(input.live).query(action.sql, values).catch((error: unknown) => {
+          throw toActivityFailure(error);
+        });
         log.info('re-enable action done', { action: action.name, tenantId, rowCount: result.rowCount, attempts });
         return { name: action.name, attempts, detail: `${result.command ?? 'SQL'} ${result.rowCount ?? 0}`, durationMs: Date.now() - started };
       }
@@ -65,12 +78,22 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
           headers: { 'content-type': 'application/json', ...resolveHeaders(action.headers), 'Idempotency-Key': key },
           body: JSON.stringify({ restoreId, tenantId, action: action.name, idempotencyKey: key }),
           signal: AbortSignal.any([cancellationSignal(), AbortSignal.timeout(timeoutSeconds * 1000)]),
+          // Never follow a redirect: it would carry the headers (a token from env:) to wherever the answer points, and
+          // a 301/302 turns the POST into a body-less GET that "succeeds" without doing the action.
+          redirect: 'manual',
         });
       } catch (error) {
         if ((error as Error).name !== 'TimeoutError') throw error;
         throw ApplicationFailure.retryable(`Webhook ${action.name} did not answer within ${timeoutSeconds} s (attempt ${attempts}).`, 'WebhookTimeout');
       }
       await response.arrayBuffer().catch(() => undefined);
+      if (response.status >= 300 && response.status < 400) {
+        throw ApplicationFailure.nonRetryable(
+          `Webhook ${action.name} answered HTTP ${response.status}, a redirect to ${redirectTarget(action.url, response.headers.get('location'))}; ` +
+            'webhooks do not follow redirects (the headers would go along): put the final URL in the config.',
+          'WebhookRedirected',
+        );
+      }
       if (response.ok) {
         log.info('re-enable webhook done', { action: action.name, tenantId, status: response.status, attempts });
         return { name: action.name, attempts, detail: `HTTP ${response.status}`, durationMs: Date.now() - started };
@@ -113,6 +136,17 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
     },
   };
   return activities;
+}
+
+/** Where a redirect pointed, without its query or credentials (they may hold a token): origin and path only. */
+export function redirectTarget(from: string, location: string | null): string {
+  if (!location) return 'nowhere (no Location header)';
+  try {
+    const to = new URL(location, from);
+    return `${to.origin}${to.pathname}${to.search ? ' (query left out)' : ''}`;
+  } catch {
+    return 'an unreadable Location';
+  }
 }
 
 /** `UPDATE 1` ×25 reads better than 25 repeats. */

@@ -11,8 +11,9 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { copyTenant } from './copy';
 import type { Pools } from './db';
-import { nonRetryableErrorTypes } from './errors';
-import { buildPlan, type Plan } from './plan';
+import { classifyDbError, isPgError, nonRetryableErrorTypes, reduceDbError } from './errors';
+import { validateConfig } from './config';
+import { buildPlan, fkChecksFromEnv, type Plan } from './plan';
 import { preflightTenant } from './preflight';
 import type { ConflictPolicy, CopyCheckpoint, CopyResult, PreflightResult, RestoreConfig, TenantId, ValidationResult } from './restore-types';
 import { LivePressure } from './live-pressure';
@@ -20,10 +21,31 @@ import { getText, putText } from './s3';
 import { validateTenant } from './validate';
 import type { ArtifactsRef, PlanRef } from '../workflows/definitions';
 
-/** Engine errors become non-retryable failures of the same type; the message names tables and counts, not rows. */
+/**
+ * The activity boundary, for every activity group (activities/index.ts wraps them all): engine errors become
+ * non-retryable failures of the same type; PostgreSQL errors are reduced (activities/errors.ts: SQLSTATE, table,
+ * constraint, never `detail`, `where` or a data error's message) and classified, so that only transient ones
+ * (serialization failure, deadlock, lock timeout, lost connection, restarting server) are retried. The failure gets
+ * no `cause`: Temporal would serialize the original error, message and stack, into history.
+ */
 export function toActivityFailure(error: unknown): unknown {
   if (error instanceof ApplicationFailure) return error;
   const e = error as Error;
+  // A database error, or an error that wraps one (`cause`: Temporal would serialize the whole chain).
+  let pgError: unknown = error;
+  for (let depth = 0; depth < 5 && pgError && !isPgError(pgError); depth++) pgError = (pgError as { cause?: unknown }).cause;
+  if (isPgError(pgError) && !(e && nonRetryableErrorTypes.includes(e.name))) {
+    const named = classifyDbError(pgError);
+    if (named) return ApplicationFailure.create({ message: named.message, type: named.name, nonRetryable: true, details: [named.details] });
+    const reduced = reduceDbError(pgError);
+    const { sqlState, condition, schema, table, constraint } = reduced;
+    return ApplicationFailure.create({
+      message: `${sqlState === '55P03' ? 'A lock on live was not granted within TENANT_RESTORE_LOCK_TIMEOUT (a migration or a long transaction holds it); retrying with backoff' : 'A transient database error; retrying with backoff'}: ${reduced.message}`,
+      type: sqlState === '55P03' ? 'LockTimeoutError' : 'TransientDatabaseError',
+      nonRetryable: false,
+      details: [{ sqlState, condition, schema, table, constraint }],
+    });
+  }
   if (e && nonRetryableErrorTypes.includes(e.name)) return ApplicationFailure.nonRetryable(e.message, e.name);
   return error;
 }
@@ -31,6 +53,14 @@ export function toActivityFailure(error: unknown): unknown {
 async function engineCall<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
+  } catch (error) {
+    throw toActivityFailure(error);
+  }
+}
+
+function engineCallSync<T>(fn: () => T): T {
+  try {
+    return fn();
   } catch (error) {
     throw toActivityFailure(error);
   }
@@ -58,6 +88,8 @@ export interface TenantStepInput {
   conflict: ConflictPolicy;
   /** Preflight's depth (see PreflightResult.checks); default full. */
   preflightChecks?: 'full' | 'state';
+  /** A partial tenant (allowPartial): the copy records the keys it inserts, validation checks the backup's keys are back. */
+  partial?: boolean;
 }
 
 /** Plans parsed in this worker, by digest. A plan is the same for every tenant of a restore, so one copy serves all. */
@@ -95,16 +127,21 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     return (client: Parameters<LivePressure['yieldToLive']>[0], signal?: AbortSignal) => pressure.yieldToLive(client, signal ?? cancellationSignal());
   };
 
+  // Who checks FKs during the copy (BuildPlanInput.fkChecks); a bad value stops the worker at start.
+  const fkChecks = fkChecksFromEnv();
+
   return {
     /** Builds the plan once for the whole restore and stores it in S3; children get its location and digest. */
     async buildRestorePlan(input: { restoreId: string; scratch: string; live: string; tenantRoot: string; config?: RestoreConfig; artifacts: ArtifactsRef }): Promise<PlanRef> {
-      const plan = await heartbeating(() => ({ stage: 'plan' }), () => engineCall(() => buildPlan({ ...dbs(input), tenantRoot: input.tenantRoot, config: input.config })));
+      // The config is checked again here, whoever started the workflow (the CLI, a drill schedule, another client).
+      const config = input.config === undefined ? undefined : engineCallSync(() => validateConfig(input.config, 'the restore config'));
+      const plan = await heartbeating(() => ({ stage: 'plan' }), () => engineCall(() => buildPlan({ ...dbs(input), tenantRoot: input.tenantRoot, config, fkChecks })));
       const text = JSON.stringify(plan);
       const key = `${input.artifacts.prefix}plan.json`;
       await putText(s3, { bucket: input.artifacts.bucket, key }, text, 'application/json');
       planCache.set(plan.digest, Promise.resolve(plan));
       log.info('plan stored', { digest: plan.digest, tables: plan.tables.length, bytes: text.length, sha256: createHash('sha256').update(text).digest('hex') });
-      return { bucket: input.artifacts.bucket, key, digest: plan.digest, tables: plan.tables.length };
+      return { bucket: input.artifacts.bucket, key, digest: plan.digest, tables: plan.tables.length, rootKeyType: plan.rootKey.type };
     },
 
     async preflightTenantRestore(input: TenantStepInput): Promise<PreflightResult> {
@@ -134,12 +171,13 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         },
         signal: cancellationSignal(),
         yieldToLive: yieldToLive(input.live),
+        recordKeys: input.partial,
       })));
     },
 
     async validateTenantRows(input: TenantStepInput): Promise<ValidationResult> {
       const plan = await loadPlan(input.plan);
-      return heartbeating(() => ({ stage: 'validate' }), () => engineCall(() => validateTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict, yieldToLive: yieldToLive(input.live) })));
+      return heartbeating(() => ({ stage: 'validate' }), () => engineCall(() => validateTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict, yieldToLive: yieldToLive(input.live), partial: input.partial })));
     },
   };
 }

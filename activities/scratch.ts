@@ -1,8 +1,16 @@
 /**
  * Scratch from S3: stream a pg_dump archive out of S3 into a temporary file while hashing it, check it against its
  * manifest (`<key>.manifest.json`: { sha256, size }) or the object's metadata, and pg_restore it into a fresh
- * database named after the restore. Idempotent: the marker (a COMMENT ON DATABASE) is written last, so a scratch
- * with a marker for the same archive is loaded and verified and is reused; anything else is dropped and rebuilt.
+ * database named after the restore. The backup is data, never code: only pg_dump custom-format archives (magic
+ * `PGDMP`) are accepted, and only pg_restore reads them; a plain SQL file (or tar, gzip, anything else) is refused
+ * before a database is created, and never run. A backup without a checksum to verify is refused unless the operator
+ * allowed it (`--allow-unverified-backup`).
+ *
+ * A scratch belongs to one restore. Its name carries a hash of the exact restore id, and its marker (a COMMENT ON
+ * DATABASE, JSON) names the restore id and the archive: written as `loading` right after CREATE DATABASE, and as
+ * `loaded` once pg_restore and ANALYZE are done. A scratch whose `loaded` marker names this restore and this archive is
+ * reused; one whose marker names this restore but is not loaded is rebuilt; any other database of that name (another
+ * restore's, or not ours at all) is never dropped: the restore is refused and says what to do.
  *
  * Scratch is only ever read. It needs no FK validation: FK constraints are added NOT VALID (still in pg_constraint,
  * so the plan sees them, but no full-table check), and every other post-data object (indexes the ownership
@@ -20,14 +28,19 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { databaseName, escapeIdentifier, escapeLiteral, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
+import { reduceToolStderr } from './errors';
 import { getJson, getStream, head, parseS3Url, type S3Location } from './s3';
 import type { ScratchInfo } from '../workflows/definitions';
 
-/** Postgres identifiers are at most 63 bytes: long restore ids keep a prefix and gain a short hash. */
+/**
+ * `scratch_<readable prefix>_<12 hex of sha256(exact restore id)>`, at most 63 bytes (Postgres' identifier limit).
+ * The prefix is only for people reading `\l`; the hash makes the name the restore's own: `Incident-4711` and
+ * `incident.4711` sanitize to the same prefix but never share a scratch.
+ */
 export function scratchDatabaseName(restoreId: string): string {
-  const clean = `scratch_${restoreId.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
-  if (clean.length <= 63) return clean;
-  return `${clean.slice(0, 54)}_${createHash('sha256').update(restoreId).digest('hex').slice(0, 8)}`;
+  const hash = createHash('sha256').update(restoreId, 'utf8').digest('hex').slice(0, 12);
+  const prefix = restoreId.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 63 - 'scratch_'.length - 1 - hash.length);
+  return `scratch_${prefix}_${hash}`;
 }
 
 /** Another database on the server of `ref`, still without a password: a URL gets a new path, an alias becomes `alias/db`. */
@@ -37,7 +50,158 @@ export function databaseOnServer(ref: DatabaseRef, database: string): DatabaseRe
   return `${alias}/${database}`;
 }
 
-interface Marker { tool: 'tenant-restore'; backup: string; size: number; sha256: string; loadedAt: string }
+/**
+ * The COMMENT ON DATABASE of a scratch. `restoreId` says whose it is; `state` says whether pg_restore finished.
+ * Markers written before scratches belonged to one restore have neither field: they name no restore, so they are
+ * never reused nor dropped by a restore.
+ */
+export interface ScratchMarker {
+  tool: 'tenant-restore';
+  restoreId?: string;
+  state?: 'loading' | 'loaded';
+  backup: string;
+  size?: number;
+  sha256?: string;
+  createdAt?: string;
+  loadedAt?: string;
+}
+
+/** A database comment read as a marker: null when it is absent, not JSON, or not tenant-restore's. */
+export function parseScratchMarker(comment: string | null | undefined): ScratchMarker | null {
+  if (!comment) return null;
+  try {
+    const marker = JSON.parse(comment) as ScratchMarker;
+    return marker && typeof marker === 'object' && marker.tool === 'tenant-restore' ? marker : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What prepareScratch may do with the database that has this restore's scratch name:
+ * - `absent`: create it; `reuse`: its `loaded` marker names this restore, this archive and its checksum;
+ * - `rebuild`: its marker names this restore (a load that did not finish, or another archive): drop and load again;
+ * - `foreign`: anything else (another restore's marker, an old marker that names no restore, no marker at all): never
+ *   dropped. (An unmarked database that holds nothing at all is `rebuild`: a crash between CREATE DATABASE and its
+ *   first COMMENT leaves exactly that, and dropping an empty database loses nothing.)
+ */
+export function scratchOwnership(
+  existing: { exists: false } | { exists: true; marker: ScratchMarker | null; empty: boolean },
+  want: { restoreId: string; backup: string; size?: number; sha256?: string },
+): 'absent' | 'reuse' | 'rebuild' | 'foreign' {
+  if (!existing.exists) return 'absent';
+  const { marker } = existing;
+  if (!marker) return existing.empty ? 'rebuild' : 'foreign';
+  if (marker.restoreId !== want.restoreId) return 'foreign';
+  const loaded = marker.state === 'loaded' && marker.backup === want.backup && !!marker.sha256
+    && (want.size === undefined || marker.size === want.size) && (!want.sha256 || marker.sha256 === want.sha256);
+  return loaded ? 'reuse' : 'rebuild';
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// what the backup is: sniffed from its first bytes, never executed
+
+/** Archive format versions (the 3 bytes after `PGDMP`) and the first pg_dump release that writes each. */
+const archiveVersions: Array<{ version: string; pgDump: string }> = [
+  { version: '1.12', pgDump: '9.0' },
+  { version: '1.13', pgDump: '11 (and 9.3.22, 9.4.17, 9.5.12, 9.6.8, 10.3)' },
+  { version: '1.14', pgDump: '12' },
+  { version: '1.15', pgDump: '16' },
+  { version: '1.16', pgDump: '17' },
+];
+/** The newest archive format each pg_restore major version reads (its K_VERS_MAX). */
+const newestReadable: Record<number, string> = { 10: '1.13', 11: '1.13', 12: '1.14', 13: '1.14', 14: '1.14', 15: '1.14', 16: '1.15', 17: '1.16' };
+
+export interface ArchiveHeader {
+  /** Archive format version, `major.minor.rev`. */
+  version: [number, number, number];
+  /** 1 custom, 3 tar, 5 directory (pg_dump's ArchiveFormat). */
+  format: number;
+  /** The pg_dump that wrote it (`17.2 (Debian ...)`), when the header is readable that far. */
+  dumpVersion?: string;
+  /** The server it was dumped from. */
+  serverVersion?: string;
+}
+
+const compareVersions = (a: number[], b: number[]): number => {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
+  return 0;
+};
+
+/**
+ * Reads a custom-format archive's header: `PGDMP`, version (3 bytes), int size, offset size, format, then the
+ * compression (an int before 1.15, a byte since), the creation time (7 ints), the database name, and since 1.10 the
+ * server's and pg_dump's version strings. Ints are a sign byte then `intSize` bytes, least significant first.
+ */
+export function parseArchiveHeader(bytes: Buffer): ArchiveHeader | undefined {
+  if (bytes.length < 11 || bytes.subarray(0, 5).toString('latin1') !== 'PGDMP') return undefined;
+  const version: [number, number, number] = [bytes[5], bytes[6], bytes[7]];
+  const intSize = bytes[8];
+  const header: ArchiveHeader = { version, format: bytes[10] };
+  if (intSize < 1 || intSize > 8) return header;
+  let at = 11;
+  const readInt = (): number | undefined => {
+    if (at + 1 + intSize > bytes.length) return undefined;
+    const negative = bytes[at] !== 0;
+    let value = 0;
+    for (let i = 0; i < intSize; i++) value += bytes[at + 1 + i] * 2 ** (8 * i);
+    at += 1 + intSize;
+    return negative ? -value : value;
+  };
+  const readStr = (): string | undefined => {
+    const length = readInt();
+    if (length === undefined || length < 0 || length > 4096 || at + length > bytes.length) return undefined;
+    const text = bytes.subarray(at, at + length).toString('utf8');
+    at += length;
+    return text;
+  };
+  if (compareVersions(version, [1, 15]) >= 0) at += 1;
+  else if (readInt() === undefined) return header;
+  for (let i = 0; i < 7; i++) if (readInt() === undefined) return header;
+  if (readStr() === undefined) return header; // database name: not needed
+  if (compareVersions(version, [1, 10]) < 0) return header;
+  header.serverVersion = readStr();
+  header.dumpVersion = header.serverVersion === undefined ? undefined : readStr();
+  return header;
+}
+
+/** A human name for the first bytes of something that is not a custom-format archive. */
+export function describeBackupBytes(bytes: Buffer, totalSize: number): string {
+  if (totalSize === 0 || bytes.length === 0) return 'an empty file';
+  const starts = (...b: number[]) => b.every((x, i) => bytes[i] === x);
+  if (starts(0x1f, 0x8b)) return 'a gzip file (a compressed plain SQL dump? pg_dump -Fc output is never gzipped as a whole)';
+  if (starts(0x50, 0x4b, 0x03, 0x04)) return 'a zip file';
+  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'a zstd file';
+  if (starts(0x04, 0x22, 0x4d, 0x18)) return 'an lz4 file';
+  if (starts(0x42, 0x5a, 0x68)) return 'a bzip2 file';
+  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'an xz file';
+  if (bytes.length >= 262 && bytes.subarray(257, 262).toString('latin1') === 'ustar') {
+    return bytes.subarray(0, 7).toString('latin1') === 'toc.dat' ? 'a pg_dump tar archive (pg_dump -Ft)' : 'a tar file';
+  }
+  const sample = bytes.subarray(0, Math.min(bytes.length, 512));
+  const printable = sample.every((b) => b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b !== 0x7f));
+  if (printable) return 'text (a plain SQL dump, pg_dump -Fp, or a .sql file?)';
+  // Only the file's magic number: never more of its content.
+  return `unknown binary data (first bytes ${bytes.subarray(0, 4).toString('hex')})`;
+}
+
+/** The message for an archive newer than this pg_restore reads, or undefined when it can read it (or cannot tell). */
+export function newerArchiveProblem(header: ArchiveHeader, pgRestoreVersion: string): string | undefined {
+  const major = Number(/(\d+)(\.\d+)?/.exec(pgRestoreVersion)?.[1]);
+  const newest = newestReadable[major];
+  if (!newest || compareVersions(header.version, newest.split('.').map(Number)) <= 0) return undefined;
+  return newerArchiveMessage(header, pgRestoreVersion, newest);
+}
+
+export function newerArchiveMessage(header: ArchiveHeader, pgRestoreVersion: string, newest?: string): string {
+  const format = header.version.join('.');
+  const short = `${header.version[0]}.${header.version[1]}`;
+  const release = archiveVersions.find((v) => v.version === short)?.pgDump;
+  const writer = header.dumpVersion ? `pg_dump ${header.dumpVersion}` : release ? `pg_dump ${release} or later` : 'a pg_dump newer than 17';
+  return `it was written by ${writer} (archive format ${format}), and this worker has ${pgRestoreVersion.trim()}`
+    + `${newest ? `, which reads archive formats up to ${newest}` : ''}. It is not corrupt: install a pg_restore at least as new as that pg_dump on the workers (the PostgreSQL client package of that major version), then start the restore again.`;
+}
+
 
 export interface PrepareScratchInput {
   restoreId: string;
@@ -45,6 +209,8 @@ export interface PrepareScratchInput {
   backup: string;
   /** The server to create scratch on (alias or URL without password); scratch is created next to this database. */
   server: DatabaseRef;
+  /** The operator's explicit `--allow-unverified-backup`: load a backup that has no sha256 to check against. */
+  allowUnverifiedBackup?: boolean;
 }
 
 /** Spawns a libpq tool with the password (if the resolved URL has one) in its environment, never on its command line. */
@@ -61,8 +227,18 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv, signal: Ab
     const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';
+    let cut = false;
     child.stdout.on('data', (chunk: Buffer) => { if (stdoutToString) out.push(chunk); });
-    child.stderr.on('data', (chunk: Buffer) => { err = (err + chunk.toString()).slice(-4000); });
+    child.stderr.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+      if (err.length > 65_536) {
+        err = err.slice(-65_536);
+        cut = true;
+      }
+    });
+    // The server's CONTEXT and DETAIL lines carry row data (`COPY t, line 3, column x: "<value>"`): only the error
+    // lines are kept (activities/errors.ts reduceToolStderr); a line cut by the bound above is dropped whole.
+    const reducedStderr = () => reduceToolStderr(cut ? err.slice(err.indexOf('\n') + 1) : err).slice(-4000);
     const abort = () => child.kill('SIGTERM');
     signal.addEventListener('abort', abort, { once: true });
     child.on('error', reject);
@@ -71,7 +247,7 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv, signal: Ab
       if (signal.aborted) reject(signal.reason ?? new Error(`${command} cancelled`));
       else if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
       // Passwords never reach these messages: they are not on the command line, and libpq does not print them.
-      else reject(new Error(`${command} exited with ${code}: ${err.trim()}`));
+      else reject(new Error(`${command} exited with ${code}: ${reducedStderr()}`));
     });
   });
 }
@@ -110,22 +286,44 @@ export function splitStatements(script: string): string[] {
 }
 
 export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
-  async function readMarker(server: DatabaseRef, name: string): Promise<Marker | undefined | null> {
+  /** The database named `name` on `server`, with its marker, or `{ exists: false }`. */
+  async function inspect(server: DatabaseRef, name: string): Promise<{ exists: false } | { exists: true; marker: ScratchMarker | null; empty: boolean }> {
     const { rows } = await pools.get(server).query<{ comment: string | null }>(
       `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [name]);
-    if (rows.length === 0) return undefined; // absent
+    if (rows.length === 0) return { exists: false };
+    const marker = parseScratchMarker(rows[0].comment);
+    if (marker) return { exists: true, marker, empty: false };
+    // Unmarked: only an empty database (a crash right after CREATE DATABASE) may be taken for ours.
+    const ref = databaseOnServer(server, name);
     try {
-      const marker = JSON.parse(rows[0].comment ?? '') as Marker;
-      return marker.tool === 'tenant-restore' ? marker : null;
+      const { rows: objects } = await pools.get(ref, { max: 1 }).query<{ n: string }>(`
+        SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'`);
+      return { exists: true, marker: null, empty: Number(objects[0].n) === 0 };
     } catch {
-      return null; // present but not loaded (or not ours)
+      return { exists: true, marker: null, empty: false }; // cannot even look inside: certainly not ours to drop
+    } finally {
+      await pools.close(ref);
     }
+  }
+
+  async function writeMarker(server: DatabaseRef, name: string, marker: ScratchMarker): Promise<void> {
+    await pools.get(server).query(`COMMENT ON DATABASE ${escapeIdentifier(name)} IS ${escapeLiteral(JSON.stringify(marker))}`);
+  }
+
+  let pgRestoreVersion: string | undefined;
+  async function localPgRestoreVersion(signal: AbortSignal): Promise<string> {
+    pgRestoreVersion ??= (await run('pg_restore', ['--version'], process.env, signal, true)).trim();
+    return pgRestoreVersion;
   }
 
   return {
     /**
-     * Loads the backup into `scratch_<restoreId>` on `server`, or reuses it when it is already loaded from the same
-     * archive. Checksum or size mismatches are non-retryable: the archive is not the one its manifest describes.
+     * Loads the backup into this restore's scratch (`scratchDatabaseName(restoreId)`) on `server`, or reuses it when
+     * its marker says it is this restore's, loaded from the same archive. Refused, non-retryable, before any database
+     * is created: a backup with no checksum to verify (unless allowed), a checksum or size mismatch, anything that is
+     * not a pg_dump custom-format archive, an archive newer than the worker's pg_restore, and a database of that name
+     * that is not this restore's.
      */
     async prepareScratch(input: PrepareScratchInput): Promise<ScratchInfo> {
       const started = Date.now();
@@ -142,7 +340,13 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       const manifest = await readManifest(s3, location);
       const expectedSha = manifest?.sha256 ?? object.metadata.sha256;
       const expectedSize = manifest?.size ?? (object.metadata.size ? Number(object.metadata.size) : undefined);
+      // 'size-only': no sha256 anywhere, loaded only because the operator passed --allow-unverified-backup.
       const verifiedBy: ScratchInfo['verifiedBy'] = manifest?.sha256 ? 'manifest' : object.metadata.sha256 ? 'metadata' : 'size-only';
+      if (!expectedSha && !input.allowUnverifiedBackup) {
+        throw ApplicationFailure.nonRetryable(
+          `Backup ${input.backup} cannot be verified: there is no ${location.key}.manifest.json with a sha256 next to it, and no sha256 in the object's metadata, so nothing proves it is the archive pg_dump wrote. Upload a manifest ({ "sha256": "<hex>", "size": <bytes> }), or, if you accept an unverified backup, start again with --allow-unverified-backup (drills: allowUnverifiedBackup).`,
+          'BackupUnverified');
+      }
       if (expectedSize !== undefined && object.size !== undefined && expectedSize !== object.size) {
         throw ApplicationFailure.nonRetryable(`Backup ${input.backup} is ${object.size} bytes, its manifest says ${expectedSize}.`, 'BackupSizeMismatch');
       }
@@ -150,17 +354,25 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       // One loader per scratch at a time: a retry that overlaps a slow attempt waits instead of racing it.
       const lockClient = await pools.get(input.server, { max: 4, applicationName: 'tenant-restore-scratch' }).connect();
       let broken = false;
+      /** Set once the database of this name is known to be this restore's: only then may a failure drop it. */
+      let ours = false;
       try {
         await withHeartbeats(() => ({ stage: 'lock' }), lockClient.query('SELECT pg_advisory_lock(hashtext($1))', [`tenant-restore:scratch:${name}`]));
-        const marker = await readMarker(input.server, name);
-        if (marker && marker.backup === input.backup && marker.size === object.size && (!expectedSha || marker.sha256 === expectedSha)) {
-          log.info('scratch already loaded from this archive: reused', { database: name });
+        const existing = await inspect(input.server, name);
+        const decision = scratchOwnership(existing, { restoreId: input.restoreId, backup: input.backup, size: object.size, sha256: expectedSha });
+        if (decision === 'foreign') {
+          const marker = existing.exists ? existing.marker : null;
+          const whose = marker?.restoreId ? `the scratch of restore '${marker.restoreId}'` : marker ? 'a scratch whose marker names no restore (made by an older tenant-restore)' : 'not a tenant-restore scratch (no marker)';
+          throw ApplicationFailure.nonRetryable(
+            `Database ${name} on the scratch server already exists and is ${whose}, not a scratch of restore '${input.restoreId}': it was not touched. If it is no longer needed, drop it yourself (DROP DATABASE ${escapeIdentifier(name)}), or start this restore with another --id or another --scratch-server.`,
+            'ScratchNotOwned');
+        }
+        ours = decision !== 'absent';
+        if (decision === 'reuse' && existing.exists && existing.marker) {
+          const marker = existing.marker;
+          log.info('scratch already loaded from this archive by this restore: reused', { database: name });
           return { ref, server: input.server, owned: true, reused: true, backup: input.backup, bytes: marker.size, sha256: marker.sha256, verifiedBy, durationMs: Date.now() - started };
         }
-        if (marker !== undefined) log.info('scratch exists but is not a verified load of this archive: rebuilding', { database: name });
-        await pools.close(ref);
-        await pools.get(input.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
-        await pools.get(input.server).query(`CREATE DATABASE ${escapeIdentifier(name)}`);
 
         const dir = await mkdtemp(join(tmpdir(), `tenant-restore-${name}-`));
         try {
@@ -184,9 +396,42 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           if (expectedSha && expectedSha !== sha256) {
             throw ApplicationFailure.nonRetryable(`Backup ${input.backup} has sha256 ${sha256}, its ${verifiedBy} says ${expectedSha}.`, 'BackupChecksumMismatch');
           }
+          // What it is, from its first bytes: only a custom-format archive goes on, and only to pg_restore.
+          const first = Buffer.alloc(4096);
+          const fd = await open(file, 'r');
+          const { bytesRead } = await fd.read(first, 0, first.length, 0).finally(() => fd.close());
+          const header = parseArchiveHeader(first.subarray(0, bytesRead));
+          if (!header || header.format !== 1) {
+            const found = header ? `a pg_dump archive in format ${header.format} (not custom)` : describeBackupBytes(first.subarray(0, bytesRead), bytes);
+            throw ApplicationFailure.nonRetryable(
+              `Backup ${input.backup} is ${found}, not a pg_dump custom-format archive: it was not loaded, and nothing in it was run. tenant-restore reads backups only with pg_restore, never with psql; take the backup with pg_dump -Fc (custom format) and start again.`,
+              'UnsupportedBackupFormat');
+          }
+          const pgRestore = await localPgRestoreVersion(signal);
+          const newer = newerArchiveProblem(header, pgRestore);
+          if (newer) throw ApplicationFailure.nonRetryable(`Backup ${input.backup} cannot be read by this worker's pg_restore: ${newer}`, 'BackupFromNewerPgDump');
+
+          // Ours (or absent): from here on it is rebuilt, and marked as this restore's from the moment it exists.
+          ours = true;
+          await pools.close(ref);
+          await pools.get(input.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+          await pools.get(input.server).query(`CREATE DATABASE ${escapeIdentifier(name)}`).catch((error: { code?: string }) => {
+            if (error.code === '42501') {
+              throw ApplicationFailure.nonRetryable(
+                `The role of the scratch server (${input.server}) may not create databases. Scratch needs a role with CREATEDB; the least-privilege live role of scripts/grants.sql has none, by design. Start again with --scratch-server postgres://<scratch role>@<host>/postgres (a role with CREATEDB, on a server that is not live if you can), or --scratch <url> of a database you restored yourself.`,
+                'ScratchServerNotAllowed');
+            }
+            throw error;
+          });
+          const createdAt = new Date().toISOString();
+          const loading: ScratchMarker = { tool: 'tenant-restore', restoreId: input.restoreId, state: 'loading', backup: input.backup, size: bytes, sha256, createdAt };
+          await writeMarker(input.server, name, loading);
 
           const restoreStarted = Date.now();
           await withHeartbeats(() => ({ stage: 'pg_restore', bytes }), restoreArchive(file, dir, ref, signal)).catch((error: Error) => {
+            if (/unsupported version .* in file header/i.test(error.message)) {
+              throw ApplicationFailure.nonRetryable(`Backup ${input.backup} cannot be read by this worker's pg_restore: ${newerArchiveMessage(header, pgRestore)}`, 'BackupFromNewerPgDump');
+            }
             // A truncated or corrupted archive fails the same way on every attempt: say so, and do not retry.
             if (corruptArchive.test(error.message)) {
               throw ApplicationFailure.nonRetryable(`Backup ${input.backup} is not a valid pg_dump archive (it is truncated or corrupted): ${error.message.slice(0, 500)}`, 'BackupCorrupt');
@@ -198,9 +443,8 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           await withHeartbeats(() => ({ stage: 'analyze' }), pools.get(ref, { max: 2 }).query('ANALYZE'));
           await pools.close(ref);
 
-          const loaded: Marker = { tool: 'tenant-restore', backup: input.backup, size: bytes, sha256, loadedAt: new Date().toISOString() };
-          // Written last: its presence means "completely loaded and verified".
-          await pools.get(input.server).query(`COMMENT ON DATABASE ${escapeIdentifier(name)} IS ${escapeLiteral(JSON.stringify(loaded))}`);
+          // Written last: `loaded` means "completely loaded and verified, by this restore, from this archive".
+          await writeMarker(input.server, name, { ...loading, state: 'loaded', loadedAt: new Date().toISOString() });
           log.info('scratch loaded', { database: name, bytes, restoreMs, attempt: activityInfo().attempt });
           return { ref, server: input.server, owned: true, reused: false, backup: input.backup, bytes, sha256, verifiedBy, durationMs: Date.now() - started };
         } finally {
@@ -208,11 +452,14 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         }
       } catch (error) {
         if ((error as { code?: string }).code?.startsWith('08')) broken = true;
-        // A final failure (bad checksum, corrupt archive) leaves no half-loaded database behind; a retryable one is
-        // rebuilt by the next attempt anyway.
-        if (error instanceof ApplicationFailure && error.nonRetryable) {
+        // A final failure (bad checksum, corrupt archive) leaves no half-loaded scratch of this restore behind; a
+        // retryable one is rebuilt by the next attempt anyway. A database that is not this restore's is never dropped.
+        if (ours && error instanceof ApplicationFailure && error.nonRetryable) {
           await pools.close(ref);
-          await pools.get(input.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`).catch(() => undefined);
+          const now = await inspect(input.server, name).catch(() => undefined);
+          if (now?.exists && (now.marker?.restoreId === input.restoreId || (!now.marker && now.empty))) {
+            await pools.get(input.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`).catch(() => undefined);
+          }
         }
         throw error;
       } finally {
@@ -221,13 +468,25 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       }
     },
 
-    /** Drops a scratch this restore created. A `--scratch <url>` given by the operator is never dropped. */
-    async dropScratch(input: { restoreId: string; scratch: ScratchInfo }): Promise<{ dropped: boolean }> {
+    /**
+     * Drops the scratch this restore created: only when its name is this restore's and its marker names this restore
+     * id. A `--scratch <url>` given by the operator (owned: false) is never dropped, nor is anything else.
+     */
+    async dropScratch(input: { restoreId: string; scratch: ScratchInfo }): Promise<{ dropped: boolean; reason?: string }> {
       const { scratch } = input;
-      if (!scratch.owned || !scratch.server) return { dropped: false };
+      if (!scratch.owned || !scratch.server) return { dropped: false, reason: 'not created by this restore' };
       const name = scratchDatabaseName(input.restoreId);
       const target = databaseName(resolveConnectionString(scratch.ref));
-      if (target !== name) throw ApplicationFailure.nonRetryable(`Refusing to drop '${target}': not this restore's scratch '${name}'.`, 'NotOwnScratch');
+      if (target !== name) {
+        log.warn('scratch not dropped: its name is not this restore\'s', { database: target, expected: name });
+        return { dropped: false, reason: `'${target}' is not this restore's scratch '${name}'` };
+      }
+      const existing = await inspect(scratch.server, name);
+      if (!existing.exists) return { dropped: false, reason: 'already gone' };
+      if (existing.marker?.restoreId !== input.restoreId) {
+        log.warn('scratch not dropped: its marker does not name this restore', { database: name, marker: existing.marker?.restoreId ?? null });
+        return { dropped: false, reason: `its marker names ${existing.marker?.restoreId ? `restore '${existing.marker.restoreId}'` : 'no restore'}` };
+      }
       await pools.close(scratch.ref);
       await pools.get(scratch.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
       return { dropped: true };
@@ -244,15 +503,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
   /** pg_restore into `ref`: everything but FK constraints in parallel, then FK constraints NOT VALID. */
   async function restoreArchive(file: string, dir: string, ref: DatabaseRef, signal: AbortSignal): Promise<void> {
     const { url, env } = libpqTarget(ref);
-    const fd = await open(file, 'r');
-    const magic = Buffer.alloc(5);
-    await fd.read(magic, 0, 5, 0);
-    await fd.close();
-    if (magic.toString('latin1') !== 'PGDMP') {
-      // A plain SQL dump: psql, single-threaded.
-      await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-f', file], env, signal);
-      return;
-    }
+    // Only ever pg_restore, and only of a file whose header prepareScratch has read as a custom-format archive.
     const toc = await run('pg_restore', ['-l', file], env, signal, true);
     const lines = toc.split('\n');
     const isFk = (line: string) => / FK CONSTRAINT /.test(line) && !line.startsWith(';');

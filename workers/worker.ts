@@ -38,7 +38,8 @@ export function installRuntimeLogger(logger: pino.Logger): void {
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { component: 'worker' } });
   installRuntimeLogger(logger);
-  const pools = new Pools();
+  // A database reference with a password in a workflow input (a workflow not started by the CLI) is refused.
+  const pools = new Pools(process.env, { refuseInlinePasswords: true });
   const s3 = createS3Client();
   const connection = await NativeConnection.connect(temporalConnectionOptions());
   const taskQueue = options.taskQueue ?? defaultTaskQueue;

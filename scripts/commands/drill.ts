@@ -5,17 +5,16 @@
  */
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { ScheduleOverlapPolicy, WorkflowFailedError, type Client } from '@temporalio/client';
-import { readFileSync } from 'node:fs';
+import { loadConfig } from '../../activities/config';
 import type { DrillRecord } from '../../activities/drill';
-import { hasPassword } from '../../activities/db';
-import type { RestoreConfig } from '../../activities/restore-types';
+import { hasPassword, passwordRefusal } from '../../activities/db';
 import { createS3Client, getJson } from '../../activities/s3';
 import type { RestoreDrillInput } from '../../workflows/restore-drill';
 import { connectTemporal, exitCodes, parseFlags, print, UsageError, type Command } from './common';
 
 const usage = `tenant-restore drill schedule --backup-prefix s3://<bucket>/<prefix> --live <url|alias> --tenant-root <schema.table>
                            --sample K --cron "<cron>" [--id <schedule id>] [--server <url|alias>] [--concurrency N]
-                           [--config <file>] [--task-queue <name>] [--json]
+                           [--config <file>] [--task-queue <name>] [--allow-unverified-backup] [--json]
        tenant-restore drill run      (same flags as schedule, without --cron) [--id <drill id>] [--no-wait] [--json]
        tenant-restore drill list     --bucket <bucket> | --backup-prefix s3://<bucket>/... [--limit N] [--json]
 
@@ -25,7 +24,9 @@ const usage = `tenant-restore drill schedule --backup-prefix s3://<bucket>/<pref
 
 A drill picks K tenants of the newest backup under --backup-prefix, creates drill_<id> with live's schema
 (pg_dump --schema-only: live is only read), restores the tenants into it with bulkRestore (re-enable actions are
-never run), checks them, records the figures in S3, drops its databases, and fails its workflow if any check fails.`;
+never run), checks them, records the figures in S3, drops its databases, and fails its workflow if any check fails.
+A backup with no sha256 to check (no <key>.manifest.json, no sha256 in its metadata) fails the drill (BackupUnverified)
+unless the drill was made with --allow-unverified-backup.`;
 
 const flagSpec = {
   'backup-prefix': { type: 'string' },
@@ -42,6 +43,7 @@ const flagSpec = {
   limit: { type: 'string' },
   'no-wait': { type: 'boolean' },
   json: { type: 'boolean' },
+  'allow-unverified-backup': { type: 'boolean' },
 } as const;
 
 type Flags = Partial<Record<keyof typeof flagSpec, string | boolean>>;
@@ -49,9 +51,9 @@ type Flags = Partial<Record<keyof typeof flagSpec, string | boolean>>;
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$/;
 
 function checkRef(flag: string, ref: string): string {
+  if (hasPassword(ref)) throw new UsageError(passwordRefusal(`--${flag}`, flag));
   if (/^[A-Za-z][A-Za-z0-9_]*(\/[A-Za-z0-9_]+)?$/.test(ref)) return ref;
   if (!/^postgres(ql)?:\/\//.test(ref)) throw new UsageError(`--${flag} '${ref}' is neither a postgres:// URL nor an alias.`);
-  if (hasPassword(ref)) throw new UsageError(`--${flag} carries a password, which would be stored in workflow history: give it to the workers (PGPASSFILE, PGPASSWORD or an alias) instead.`);
   return ref;
 }
 
@@ -73,12 +75,14 @@ export function drillInputFromFlags(values: Flags, withId = false): RestoreDrill
   }
   if (values.config) {
     try {
-      input.config = JSON.parse(readFileSync(String(values.config), 'utf8')) as RestoreConfig;
+      // The same validation as a restore's config (the worker checks it again when it builds the plan).
+      input.config = loadConfig(String(values.config));
     } catch (error) {
-      throw new UsageError(`--config ${String(values.config)}: ${(error as Error).message}`);
+      throw new UsageError(`--config: ${(error as Error).message}`);
     }
   }
   if (values.bucket) input.bucket = String(values.bucket);
+  if (values['allow-unverified-backup'] === true) input.allowUnverifiedBackup = true;
   if (withId && values.id) {
     if (!idPattern.test(String(values.id))) throw new UsageError('--id: letters, digits, . _ -, at most 41 characters.');
     input.drillId = String(values.id);

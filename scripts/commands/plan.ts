@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig } from '../../activities/config';
-import { Pools, hasPassword } from '../../activities/db';
+import { Pools, hasPassword, passwordRefusal } from '../../activities/db';
 import { isRestoreError } from '../../activities/errors';
-import { buildPlan, describePlan } from '../../activities/plan';
+import { buildPlan, describePlan, fkChecksFromEnv } from '../../activities/plan';
 import { exitCodes, parseFlags, print, UsageError, type Command } from './common';
 
 const usage = 'tenant-restore plan --scratch <url|alias> --live <url|alias> --tenant-root <schema.table> [--tenants 1,2 | --tenants-file f] [--config f] [--json]';
@@ -33,14 +33,22 @@ export const planCommand: Command = {
     }, usage);
     if (!values.scratch || !values.live || !values['tenant-root']) throw new UsageError(`--scratch, --live and --tenant-root are required\n\nusage: ${usage}`);
     if (!/^[^.]+\.[^.]+$/.test(values['tenant-root'])) throw new UsageError('--tenant-root must be schema.table, for example public.tenants');
-    for (const ref of [values.scratch, values.live]) {
-      if (hasPassword(ref)) process.stderr.write('tenant-restore plan: warning: a URL with a password; prefer PGPASSFILE or an alias (TENANT_RESTORE_DB_<ALIAS>)\n');
+    // Refused like everywhere else: the plan command writes nothing to history, but its reference ends up in shell
+    // history, scripts and runbooks that are copied into `start`.
+    for (const [flag, ref] of [['scratch', values.scratch], ['live', values.live]] as const) {
+      if (hasPassword(ref)) throw new UsageError(passwordRefusal(`--${flag}`, flag));
     }
     const tenantIds = parseTenantIds(values.tenants, values['tenants-file']);
     const pools = new Pools();
     try {
       const config = values.config ? loadConfig(values.config) : undefined;
-      const plan = await buildPlan({ scratch: pools.get(values.scratch, { max: 2 }), live: pools.get(values.live, { max: 2 }), tenantRoot: values['tenant-root'], tenantIds, config });
+      let fkChecks;
+      try {
+        fkChecks = fkChecksFromEnv();
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+      const plan = await buildPlan({ scratch: pools.get(values.scratch, { max: 2 }), live: pools.get(values.live, { max: 2 }), tenantRoot: values['tenant-root'], tenantIds, config, fkChecks });
       print(values.json, plan, () => describePlan(plan));
       return exitCodes.ok;
     } catch (error) {

@@ -4,15 +4,16 @@
  * a database URL that carries a password is refused (invariant I5: workflow inputs never hold a secret).
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { loadConfig } from '../../activities/config';
-import { hasPassword } from '../../activities/db';
+import { hasPassword, passwordRefusal } from '../../activities/db';
 import { conflictPolicies, type ConflictPolicy, type RestoreConfig, type TenantId } from '../../activities/restore-types';
 import { createS3Client, formatS3Url, getJson, getText, head, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
-import { tenantIdPattern } from '../../activities/tenant-list';
+import { sameTenantKey, tenantIdPattern } from '../../activities/tenant-list';
 import type { RestoreReport } from '../../activities/report';
 import {
   approveSignal, bulkWorkflowId, cancelSignal, pauseSignal, progressQuery, RestoreIdKey, RestoreKindKey, RestorePhaseKey, resumeSignal,
@@ -42,9 +43,11 @@ export interface StartFlags {
   config?: string;
   id?: string;
   'keep-scratch'?: boolean;
+  'allow-partial'?: boolean;
   artifacts?: string;
   'task-queue'?: string;
   'children-per-run'?: string;
+  'allow-unverified-backup'?: boolean;
 }
 
 /** Tenants per child workflow unless --group-size says otherwise (README, Performance: how it was chosen). */
@@ -60,6 +63,28 @@ export interface StartRequest {
   taskQueue: string;
   /** Set when the tenant list is too long to go inline: it is uploaded to S3 just before the start. */
   upload?: { bucket: string; key: string; ids: TenantId[] };
+  /** Things the operator must see before trusting the run (`start` prints them loudly, and in --json). */
+  warnings: string[];
+}
+
+/** Host and port of a URL reference, or the alias of an alias reference: what tells two servers apart. */
+function serverOf(ref: string): string {
+  if (!/^postgres(ql)?:\/\//.test(ref)) return `alias:${ref.split('/')[0]}`;
+  const url = new URL(ref);
+  return `${decodeURIComponent(url.hostname).toLowerCase()}:${url.port || '5432'}`;
+}
+
+/**
+ * A scratch loaded from --backup goes to --scratch-server, by default live's own server: the whole backup then loads
+ * next to production (its CPU, disk and connections), and live's role needs CREATEDB, which the least-privilege role
+ * of scripts/grants.sql does not have. Said loudly, not refused: a small database on a single server may accept it.
+ */
+export function scratchOnLiveWarning(input: Pick<BulkRestoreInput, 'source' | 'live'>): string | undefined {
+  if (input.source.kind !== 'backup') return undefined;
+  const scratchServer = input.source.scratchServer ?? input.live;
+  if (serverOf(scratchServer) !== serverOf(input.live)) return undefined;
+  const how = input.source.scratchServer ? '--scratch-server is the same server as --live' : 'no --scratch-server was given';
+  return `the scratch database will be created on LIVE's server (${how}): the whole backup is loaded next to production, and the role used needs CREATEDB there (the least-privilege live role of scripts/grants.sql has none, so the restore would fail). Put scratch elsewhere with --scratch-server postgres://<scratch role>@<other host>:<port>/postgres, or give --scratch <url> of a database you restored yourself.`;
 }
 
 const restoreIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -70,6 +95,8 @@ const aliasRef = /^[A-Za-z][A-Za-z0-9_]*(\/[A-Za-z0-9_]+)?$/;
 
 /** Checks a database reference for a workflow input: an alias, `alias/db`, or a postgres URL without password. */
 export function checkDatabaseRef(flag: string, ref: string): string {
+  // First, so that no later message echoes a reference with a password in it.
+  if (hasPassword(ref)) throw new UsageError(passwordRefusal(`--${flag}`, flag));
   if (aliasRef.test(ref)) return ref;
   if (!/^postgres(ql)?:\/\//.test(ref)) throw new UsageError(`--${flag} '${ref}' is neither a postgres:// URL nor an alias (TENANT_RESTORE_DB_<ALIAS> in the worker's environment).`);
   let url: URL;
@@ -77,9 +104,6 @@ export function checkDatabaseRef(flag: string, ref: string): string {
     url = new URL(ref);
   } catch {
     throw new UsageError(`--${flag} is not a valid URL.`);
-  }
-  if (hasPassword(ref)) {
-    throw new UsageError(`--${flag} carries a password, which would be stored in workflow history. Remove it from the URL and give it to the workers instead: a PGPASSFILE entry, PGPASSWORD, or an alias (TENANT_RESTORE_DB_<ALIAS>=postgres://user:pass@host/db in the worker's environment, then --${flag} <alias>).`);
   }
   if (!url.hostname) throw new UsageError(`--${flag} has no host.`);
   if (!url.pathname.replace(/^\//, '')) throw new UsageError(`--${flag} names no database (postgres://user@host:port/<database>).`);
@@ -111,11 +135,16 @@ export function parseTenantsFile(path: string): TenantId[] {
 function checkIds(entries: Array<{ id: string; where: string }>): TenantId[] {
   const problems: string[] = [];
   const seen = new Map<string, string>();
+  /** By sameTenantKey: a uuid written in upper and in lower case is one tenant. */
+  const listed = new Map<string, string>();
   for (const { id, where } of entries) {
     if (!id) problems.push(`${where} is empty`);
     else if (!tenantIdPattern.test(id)) problems.push(`${where} (${JSON.stringify(id.slice(0, 40))}) is not a tenant id`);
-    else if (seen.has(id)) problems.push(`${where}: tenant ${id} is already listed at ${seen.get(id)}`);
-    else seen.set(id, where);
+    else if (listed.has(sameTenantKey(id))) problems.push(`${where}: tenant ${id} is already listed at ${listed.get(sameTenantKey(id))}${seen.has(id) ? '' : ' (uuids are compared without regard to case)'}`);
+    else {
+      seen.set(id, where);
+      listed.set(sameTenantKey(id), where);
+    }
   }
   if (entries.length === 0) problems.push('the tenant list is empty');
   if (problems.length) throw new UsageError(`bad tenant list:\n  - ${problems.slice(0, 20).join('\n  - ')}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ''}`);
@@ -132,6 +161,7 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
   if (flags.backup && flags.scratch) throw new UsageError('give either --backup or --scratch, not both.');
   if (!flags.backup && !flags.scratch) throw new UsageError('missing --backup s3://<bucket>/<key> (or --scratch <url> for a database already restored).');
   if (flags['scratch-server'] && !flags.backup) throw new UsageError('--scratch-server only goes with --backup.');
+  if (flags['allow-unverified-backup'] && !flags.backup) throw new UsageError('--allow-unverified-backup only goes with --backup.');
   if (!flags.live) throw new UsageError('missing --live <url|alias>.');
   if (!flags['tenant-root']) throw new UsageError('missing --tenant-root <schema.table>.');
   if (!qualifiedName.test(flags['tenant-root'])) throw new UsageError(`--tenant-root '${flags['tenant-root']}' is not schema.table.`);
@@ -198,9 +228,11 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
     groupSize,
     config,
     keepScratch: flags['keep-scratch'] ?? false,
+    ...(flags['allow-partial'] ? { allowPartial: true } : {}),
     artifacts,
     maxChildrenPerRun: childrenPerRun,
   };
+  if (flags['allow-unverified-backup']) input.allowUnverifiedBackup = true;
   let upload: StartRequest['upload'];
   if (tenants.length > inlineTenantLimit) {
     upload = { bucket: artifacts.bucket, key: `${artifacts.prefix}tenants.input.json`, ids: tenants };
@@ -208,7 +240,8 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
   } else {
     input.tenants = tenants;
   }
-  return { input, taskQueue: flags['task-queue'] ?? env.TENANT_RESTORE_TASK_QUEUE ?? 'tenant-restore', upload };
+  const warnings = [scratchOnLiveWarning(input)].filter((w): w is string => !!w);
+  return { input, taskQueue: flags['task-queue'] ?? env.TENANT_RESTORE_TASK_QUEUE ?? 'tenant-restore', upload, warnings };
 }
 
 function isNotFound(error: unknown): boolean {
@@ -222,7 +255,7 @@ function s3Unavailable(error: unknown): never {
   throw error;
 }
 
-export interface StartedRestore { restoreId: string; workflowId: string; runId: string; tenants: number; taskQueue: string; artifacts: string; webUi: string }
+export interface StartedRestore { restoreId: string; workflowId: string; runId: string; tenants: number; taskQueue: string; artifacts: string; webUi: string; warnings: string[] }
 
 export function webUiLink(restoreId: string, env: NodeJS.ProcessEnv = process.env): string {
   const base = env.TEMPORAL_UI_URL ?? 'http://127.0.0.1:8233';
@@ -257,6 +290,7 @@ export async function checkReachable(flag: string, ref: string, timeoutMs = 5000
 
 export async function startRestore(client: Client, request: StartRequest): Promise<StartedRestore> {
   const { input, taskQueue } = request;
+  await refuseExistingRestoreId(client, input);
   await checkReachable('live', input.live);
   if (input.source.kind === 'backup' && input.source.scratchServer) await checkReachable('scratch-server', input.source.scratchServer);
   if (input.source.kind === 'scratch') await checkReachable('scratch', input.source.scratch);
@@ -274,12 +308,6 @@ export async function startRestore(client: Client, request: StartRequest): Promi
     }
   }
   const workflowId = bulkWorkflowId(input.restoreId);
-  try {
-    const description = await client.workflow.getHandle(workflowId).describe();
-    if (description.status.name === 'RUNNING') throw new UsageError(`restore ${input.restoreId} is already running: tenant-restore status ${input.restoreId}`);
-  } catch (error) {
-    if (!(error instanceof WorkflowNotFoundError)) throw error;
-  }
   if (request.upload) {
     const s3 = createS3Client();
     try {
@@ -294,6 +322,8 @@ export async function startRestore(client: Client, request: StartRequest): Promi
   const artifacts = `s3://${input.artifacts.bucket}/${input.artifacts.prefix}`;
   const handle = await client.workflow.start<(i: BulkRestoreInput) => Promise<BulkRestoreResult>>('bulkRestore', {
     workflowId,
+    // A restore id is used once: a second start of the same id (even one racing this one) is refused by Temporal too.
+    workflowIdReusePolicy: 'REJECT_DUPLICATE',
     taskQueue,
     args: [input],
     typedSearchAttributes: [
@@ -303,8 +333,43 @@ export async function startRestore(client: Client, request: StartRequest): Promi
       { key: TenantsTotalKey, value: total },
     ],
     memo: { artifacts, live: input.live, tenantRoot: input.tenantRoot },
+  }).catch((error: unknown) => {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) throw new UsageError(`restore ${input.restoreId} already exists (started at the same moment by someone else?): tenant-restore status ${input.restoreId}. Nothing was started; choose another --id.`);
+    throw error;
   });
-  return { restoreId: input.restoreId, workflowId, runId: handle.firstExecutionRunId, tenants: total, taskQueue, artifacts, webUi: webUiLink(input.restoreId) };
+  return { restoreId: input.restoreId, workflowId, runId: handle.firstExecutionRunId, tenants: total, taskQueue, artifacts, webUi: webUiLink(input.restoreId), warnings: request.warnings ?? [] };
+}
+
+/**
+ * A restore id names one restore: its workflow, its children (`restore/<id>/...`), its scratch and its artifacts
+ * (`<prefix><id>/`). Starting an id again would mix a new run with the old one's children and report files, so an id
+ * already used is refused before anything is checked or written: a running one with the status command, a finished
+ * one (completed, failed, cancelled, terminated, timed out) with the report command, and an id whose workflow is gone
+ * (past retention) but whose artifacts are still in S3 with their location.
+ */
+export async function refuseExistingRestoreId(client: Client, input: Pick<BulkRestoreInput, 'restoreId' | 'artifacts'>): Promise<void> {
+  const id = input.restoreId;
+  try {
+    const description = await client.workflow.getHandle(bulkWorkflowId(id)).describe();
+    const status = description.status.name;
+    if (status === 'RUNNING') throw new UsageError(`restore ${id} is already running: follow it with 'tenant-restore status ${id} --watch'. Nothing was started.`);
+    throw new UsageError(`restore ${id} already ran (${status.toLowerCase().replace(/_/g, ' ')}); a restore id is used once. See what it did with 'tenant-restore report ${id}' (or 'tenant-restore status ${id}'), and start a new restore with another --id. Nothing was started.`);
+  } catch (error) {
+    if (!(error instanceof WorkflowNotFoundError)) throw error;
+  }
+  const s3 = createS3Client();
+  try {
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: input.artifacts.bucket, Prefix: input.artifacts.prefix, MaxKeys: 1 }));
+    if ((listed.KeyCount ?? 0) > 0) {
+      throw new UsageError(`s3://${input.artifacts.bucket}/${input.artifacts.prefix} already holds the artifacts of an earlier restore ${id} (its workflow is no longer in Temporal); a restore id is used once. Start a new restore with another --id. Nothing was started.`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return; // no such bucket yet: nothing stale in it
+    s3Unavailable(error);
+  } finally {
+    s3.destroy();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -382,6 +447,8 @@ export interface WaitOutput {
   total: number;
   restored: number;
   failed: number;
+  /** Of the failed: tenants refused because they are still in live (TenantPresentError), with nothing written. */
+  refused: number;
   cancelled: number;
   report?: { json: string; markdown: string };
   error?: string;
@@ -426,6 +493,7 @@ export async function waitForRestore(client: Client, restoreId: string, onProgre
     total: result?.total ?? report?.totals.tenants ?? 0,
     restored: result?.restored ?? 0,
     failed: result?.failed ?? 0,
+    refused: tenants.filter((t) => t.error?.startsWith('TenantPresentError')).length,
     cancelled: result?.cancelled ?? 0,
     report: result?.report,
     ...(error ? { error } : {}),
