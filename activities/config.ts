@@ -5,8 +5,44 @@
 import { readFileSync } from 'node:fs';
 import { InvalidConfigError } from './errors';
 import type { RestoreConfig } from './restore-types';
+import { reenableActionTimeoutSeconds } from '../workflows/definitions';
 
 const qualifiedName = /^[^.\s]+\.[^.\s]+$/;
+
+/**
+ * Words that make a URL query parameter a credential: `token`, `access_token`, `apiKey`, `X-Amz-Signature`, `sig`...
+ * A name is split into words (separators and camelCase), so that `author` or `keyword` are not taken for secrets.
+ */
+const secretQueryWords = new Set(['token', 'key', 'apikey', 'secret', 'signature', 'sig', 'password', 'passwd', 'pwd', 'auth', 'authorization', 'credential', 'credentials', 'jwt', 'bearer']);
+export function isSecretQueryName(name: string): boolean {
+  const words = name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase().split(/[^a-z0-9]+/).filter(Boolean);
+  return words.some((w) => secretQueryWords.has(w));
+}
+
+/** A header whose value is a secret: Authorization, Cookie, or any name containing token, key, secret, password, auth. */
+export function isSecretHeaderName(name: string): boolean {
+  return /cookie|token|key|secret|passw|auth|credential|signature/i.test(name);
+}
+
+/** What is wrong with a webhook URL (empty when nothing): the config and workflow history must not carry credentials. */
+export function webhookUrlProblems(url: string, at: string): string[] {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return [`${at}: must be an http(s) URL`];
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return [`${at}: must be an http(s) URL`];
+  const problems: string[] = [];
+  if (parsed.username || parsed.password) {
+    problems.push(`${at}: carries credentials (user:password@), which would be stored in the config and in workflow history; remove them and send an 'Authorization' header with the value 'env:NAME', NAME being a variable of the worker's environment`);
+  }
+  const secrets = [...new Set([...parsed.searchParams.keys()].filter(isSecretQueryName))];
+  if (secrets.length) {
+    problems.push(`${at}: its query carries ${secrets.map((n) => `'${n}'`).join(', ')}, which looks like a credential and would be stored in the config and in workflow history; send it in a header with the value 'env:NAME' (resolved from the worker's environment) instead`);
+  }
+  return problems;
+}
 
 export function parseConfig(text: string, source = 'config'): RestoreConfig {
   let raw: unknown;
@@ -15,6 +51,14 @@ export function parseConfig(text: string, source = 'config'): RestoreConfig {
   } catch (error) {
     throw new InvalidConfigError(`${source} is not valid JSON: ${(error as Error).message}. Fix the file and run again.`);
   }
+  return validateConfig(raw, source);
+}
+
+/**
+ * Checks a config object (parsed from a file, or carried in a workflow input: restores and drills alike). Returns it
+ * typed, or throws InvalidConfigError listing every problem with its JSON path.
+ */
+export function validateConfig(raw: unknown, source = 'config'): RestoreConfig {
   const problems: string[] = [];
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new InvalidConfigError(`${source} must be a JSON object (see RestoreConfig in the README).`);
@@ -50,18 +94,42 @@ export function parseConfig(text: string, source = 'config'): RestoreConfig {
   }
   if (c.actions !== undefined) {
     if (!Array.isArray(c.actions)) problems.push('actions: must be an array');
-    else c.actions.forEach((a: Record<string, unknown>, i) => {
-      const at = `actions[${i}]`;
-      if (typeof a !== 'object' || a === null) return problems.push(`${at}: must be an object`);
-      if (typeof a.name !== 'string' || !a.name) problems.push(`${at}.name: must be a non-empty string`);
-      if (a.type === 'sql') {
-        if (typeof a.sql !== 'string' || !a.sql.trim()) problems.push(`${at}.sql: must be a SQL statement`);
-      } else if (a.type === 'webhook') {
-        if (typeof a.url !== 'string' || !/^https?:\/\//.test(a.url)) problems.push(`${at}.url: must be an http(s) URL`);
-        if (a.method !== undefined && a.method !== 'POST' && a.method !== 'PUT') problems.push(`${at}.method: must be POST or PUT`);
-        if (a.timeoutSeconds !== undefined && !(typeof a.timeoutSeconds === 'number' && a.timeoutSeconds > 0 && a.timeoutSeconds <= 600)) problems.push(`${at}.timeoutSeconds: must be a number of seconds from 0 to 600`);
-      } else problems.push(`${at}.type: must be 'sql' or 'webhook'`);
-    });
+    else {
+      const names = new Map<string, number>();
+      c.actions.forEach((a: Record<string, unknown>, i) => {
+        const at = `actions[${i}]`;
+        if (typeof a !== 'object' || a === null) return problems.push(`${at}: must be an object`);
+        if (typeof a.name !== 'string' || !a.name) problems.push(`${at}.name: must be a non-empty string`);
+        else if (names.has(a.name)) {
+          // The name is part of the idempotency key (restoreId/tenantId/action): two actions with one name would share it.
+          problems.push(`${at}.name: '${a.name}' is already the name of actions[${names.get(a.name)}]; give every action its own name (it is part of the idempotency key)`);
+        } else names.set(a.name, i);
+        // A string "false" is truthy: it would hold the action for approval, and "true" would read as a typo.
+        if (a.requiresApproval !== undefined && typeof a.requiresApproval !== 'boolean') {
+          problems.push(`${at}.requiresApproval: must be true or false (a JSON boolean, not ${JSON.stringify(a.requiresApproval)})`);
+        }
+        if (a.type === 'sql') {
+          if (typeof a.sql !== 'string' || !a.sql.trim()) problems.push(`${at}.sql: must be a SQL statement`);
+        } else if (a.type === 'webhook') {
+          if (typeof a.url !== 'string') problems.push(`${at}.url: must be an http(s) URL`);
+          else problems.push(...webhookUrlProblems(a.url, `${at}.url`));
+          if (a.method !== undefined && a.method !== 'POST' && a.method !== 'PUT') problems.push(`${at}.method: must be POST or PUT`);
+          if (a.headers !== undefined) {
+            if (typeof a.headers !== 'object' || a.headers === null || Array.isArray(a.headers)) problems.push(`${at}.headers: must be an object of header names to string values`);
+            else for (const [name, value] of Object.entries(a.headers as Record<string, unknown>)) {
+              if (typeof value !== 'string') problems.push(`${at}.headers.${name}: must be a string`);
+              else if (isSecretHeaderName(name) && !/^env:[A-Za-z_][A-Za-z0-9_]*$/.test(value)) {
+                problems.push(`${at}.headers.${name}: looks like a secret and must be given as 'env:NAME' (NAME: a variable of the worker's environment), so that its value is in neither the config nor workflow history`);
+              }
+            }
+          }
+          const limit = reenableActionTimeoutSeconds;
+          if (a.timeoutSeconds !== undefined && !(typeof a.timeoutSeconds === 'number' && a.timeoutSeconds > 0 && a.timeoutSeconds < limit)) {
+            problems.push(`${at}.timeoutSeconds: must be a number of seconds above 0 and below ${limit} (the re-enable activity's own timeout)`);
+          }
+        } else problems.push(`${at}.type: must be 'sql' or 'webhook'`);
+      });
+    }
   }
   if (problems.length) {
     throw new InvalidConfigError(`${source} is not a valid restore config:\n  - ${problems.join('\n  - ')}`, { problems });

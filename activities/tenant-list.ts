@@ -7,20 +7,29 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { getText, putText } from './s3';
 import type { TenantId } from './restore-types';
-import type { ArtifactsRef, ObjectRef } from '../workflows/definitions';
+import { canonicalUuid, normalizeTenantId, type ArtifactsRef, type ObjectRef } from '../workflows/definitions';
 
 export const tenantIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+
+/**
+ * The key under which two list entries are the same tenant: ids shaped like a uuid are compared in canonical form
+ * (the list is checked before the plan knows the root key's type; two uuid-shaped ids that differ only in case are
+ * refused even for a text key: such a list is a mistake either way).
+ */
+export const sameTenantKey = (id: string): string => canonicalUuid(id) ?? id;
 
 /** Checks a list of tenant ids; returns the problems (empty when the list is good). */
 export function tenantListProblems(ids: unknown[]): string[] {
   const problems: string[] = [];
   if (ids.length === 0) problems.push('the tenant list is empty');
-  const seen = new Set<string>();
+  const seen = new Map<string, string>();
   ids.forEach((raw, index) => {
     const id = typeof raw === 'number' && Number.isSafeInteger(raw) ? String(raw) : raw;
     if (typeof id !== 'string' || !tenantIdPattern.test(id)) problems.push(`entry ${index + 1} (${JSON.stringify(raw)}) is not a tenant id`);
-    else if (seen.has(id)) problems.push(`tenant ${id} is listed twice`);
-    else seen.add(id);
+    else if (seen.has(sameTenantKey(id))) {
+      const first = seen.get(sameTenantKey(id))!;
+      problems.push(first === id ? `tenant ${id} is listed twice` : `tenant ${id} is listed twice (also as ${first}: uuids are compared without regard to case)`);
+    } else seen.set(sameTenantKey(id), id);
   });
   return problems;
 }
@@ -66,10 +75,10 @@ export function createTenantListActivities({ s3 }: { s3: S3Client }) {
       return { ...ref, count: ids.length };
     },
 
-    /** A page of the list: the ids at [offset, offset + limit). */
-    async readTenantPage(input: { list: ObjectRef; offset: number; limit: number }): Promise<TenantId[]> {
+    /** A page of the list: the ids at [offset, offset + limit), uuids in PostgreSQL's text form when the root key is a uuid. */
+    async readTenantPage(input: { list: ObjectRef; offset: number; limit: number; rootKeyType?: string }): Promise<TenantId[]> {
       const ids = await load(input.list);
-      return ids.slice(input.offset, input.offset + input.limit);
+      return ids.slice(input.offset, input.offset + input.limit).map((id) => normalizeTenantId(id, input.rootKeyType));
     },
   };
 }

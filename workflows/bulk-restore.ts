@@ -24,6 +24,7 @@ import {
   groupDoneSignal,
   groupPhaseSignal,
   groupWorkflowId,
+  normalizeTenantId,
   pauseSignal,
   progressQuery,
   RestoreIdKey,
@@ -135,7 +136,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
   });
   setHandler(approveSignal, async ({ tenantIds }) => {
     if (!tenantIds) state.approvedAll = true;
-    else for (const id of tenantIds) approved.add(id);
+    else for (const id of tenantIds) approved.add(normalizeTenantId(id, state.plan?.rootKeyType));
     // Running children learn it now; children started later get it in their input.
     const targets = Object.keys(state.running).filter((id) => state.approvedAll || approved.has(id));
     const groups = new Map<string, TenantId[]>();
@@ -224,11 +225,16 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
         state.tenantList = await steps.stageTenantList({ artifacts: input.artifacts, tenants: input.tenants, tenantsObject: input.tenantsObject });
         publish();
         state.scratch = input.source.kind === 'backup'
-          ? await scratchSteps.prepareScratch({ restoreId, backup: input.source.backup, server: input.source.scratchServer ?? input.live })
+          ? await scratchSteps.prepareScratch({ restoreId, backup: input.source.backup, server: input.source.scratchServer ?? input.live, allowUnverifiedBackup: input.allowUnverifiedBackup })
           : await steps.checkScratch({ scratch: input.source.scratch });
         if (!state.cancelRequested) {
           setPhase('planning');
           state.plan = await steps.buildRestorePlan({ restoreId, scratch: state.scratch.ref, live: input.live, tenantRoot: input.tenantRoot, config: input.config, artifacts: input.artifacts });
+          // Approvals that came before the plan knew the root key's type: compare them as the tenant pages will be.
+          for (const id of [...approved]) {
+            approved.delete(id);
+            approved.add(normalizeTenantId(id, state.plan.rootKeyType));
+          }
         }
       } catch (error) {
         return fail(error);
@@ -271,7 +277,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       }
       if (canStart()) {
         if (state.nextIndex >= pageStart + page.length) {
-          page = await steps.readTenantPage({ list: state.tenantList!, offset: state.nextIndex, limit: pageSize });
+          page = await steps.readTenantPage({ list: state.tenantList!, offset: state.nextIndex, limit: pageSize, rootKeyType: state.plan?.rootKeyType });
           pageStart = state.nextIndex;
           if (page.length === 0) throw ApplicationFailure.nonRetryable(`Tenant list ended at ${state.nextIndex}, expected ${total()} ids.`, 'InvalidTenantList');
           continue;
@@ -313,6 +319,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       chunkRows: input.config?.chunkRows,
       actions: input.config?.actions ?? [],
       artifacts: input.artifacts,
+      allowPartial: input.allowPartial,
     };
   }
 

@@ -24,6 +24,27 @@ export const tenantWorkflowId = (restoreId: string, tenantId: TenantId): string 
 /** A group of small tenants restored together: named by the position of its first tenant in the tenant list. */
 export const groupWorkflowId = (restoreId: string, firstIndex: number): string => `restore/${restoreId}/group/${firstIndex}`;
 
+/**
+ * startToCloseTimeout of one re-enable action (workflows/tenant-steps.ts), and the heartbeat timeout of a group's
+ * action, which heartbeats after each tenant's call. A webhook's `timeoutSeconds` must stay below it (activities/
+ * config.ts): a call that outlives its activity would be cut off as an activity timeout, not reported as its own.
+ */
+export const reenableActionTimeoutSeconds = 120;
+
+const uuidShape = /^([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})$/i;
+/** The text PostgreSQL gives a uuid (`::text`): lowercase, hyphenated; undefined when `id` is not shaped like one. */
+export function canonicalUuid(id: string): string | undefined {
+  const m = uuidShape.exec(id);
+  return m ? m.slice(1).join('-').toLowerCase() : undefined;
+}
+/**
+ * A tenant id as the engine and workflow ids use it: with a uuid root key, `A0EEBC99-...` and `a0eebc99-...` are one
+ * tenant, so ids are brought to PostgreSQL's own text form at input (the engine compares ids as text in places).
+ */
+export function normalizeTenantId(id: TenantId, rootKeyType: string | undefined): TenantId {
+  return rootKeyType === 'uuid' ? canonicalUuid(id) ?? id : id;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // shapes
 
@@ -34,7 +55,12 @@ export interface ObjectRef { bucket: string; key: string }
 export interface ArtifactsRef { bucket: string; prefix: string }
 
 /** The plan is built once, stored in S3, and passed to children by location and digest (a plan per child input would bloat history). */
-export interface PlanRef extends ObjectRef { digest: string; tables: number }
+export interface PlanRef extends ObjectRef {
+  digest: string;
+  tables: number;
+  /** The tenant root key's type (`uuid`, `bigint`, ...): uuid tenant ids are compared in their canonical lowercase form. */
+  rootKeyType?: string;
+}
 
 /** The scratch database, however it was obtained. `ref` is an alias, `alias/database`, or a URL without password. */
 export interface ScratchInfo {
@@ -69,6 +95,11 @@ export interface BulkRestoreInput {
   concurrency: number;
   config?: RestoreConfig;
   keepScratch?: boolean;
+  /**
+   * Restore `partial` tenants (root row still in live, some rows of the backup missing) by inserting only their missing
+   * rows. Without it they are refused, like `present` ones (TenantPresentError).
+   */
+  allowPartial?: boolean;
   artifacts: ArtifactsRef;
   /** Upper bound of children started by one run before it continues-as-new (history stays far below its limits). */
   maxChildrenPerRun?: number;
@@ -78,6 +109,11 @@ export interface BulkRestoreInput {
    * tenantGroupRestore child, whose steps are set-based over the group (one copy transaction for the group).
    */
   groupSize?: number;
+  /**
+   * The operator's `--allow-unverified-backup`: load a backup that has neither a manifest sha256 nor a sha256 in its
+   * object metadata (refused otherwise, BackupUnverified). Absent in restores started before the check existed.
+   */
+  allowUnverifiedBackup?: boolean;
 }
 
 /** Where a tenant is. `waiting` holds a window slot no more: it waits for approval, not for live's capacity. */
@@ -124,6 +160,8 @@ export interface TenantRestoreInput {
   actions: ReenableAction[];
   approved: boolean;
   artifacts: ArtifactsRef;
+  /** Restore partial tenants (root row in live, some rows missing) by inserting only their missing rows. */
+  allowPartial?: boolean;
 }
 
 /** A group of tenants restored together; the same fields as a single tenant's, with the tenant list instead. */
@@ -131,6 +169,14 @@ export interface TenantGroupInput extends Omit<TenantRestoreInput, 'tenantId' | 
   tenantIds: TenantId[];
   /** Tenants whose held actions are already approved when the group starts. */
   approvedTenants: TenantId[];
+}
+
+/** How a unit of a group child is restored (workflows/admission.ts). */
+export interface UnitOptions {
+  /** Tenants this child already classified absent: its own copy may have made them present since. */
+  admitted?: TenantId[];
+  /** A partial tenant alone: missing rows only (policy skip), validated by the backup's keys. */
+  partial?: boolean;
 }
 
 export interface ActionOutcome { name: string; type: 'sql' | 'webhook'; status: 'done' | 'failed'; attempts?: number; detail?: string; durationMs: number }

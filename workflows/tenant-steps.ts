@@ -3,6 +3,7 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { reenableActionTimeoutSeconds } from './definitions';
 
 /** Short database steps: retried on transient errors (connection loss, restarts); named engine errors are non-retryable. */
 export const steps = proxyActivities<Activities>({
@@ -20,14 +21,14 @@ export const copy = proxyActivities<Activities>({
 
 /** Re-enable actions call other systems: back off longer, give up after a while and report the action as failed. */
 export const actions = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
+  startToCloseTimeout: reenableActionTimeoutSeconds * 1000,
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
 });
 
 /** A group's action runs for each of its tenants in turn, heartbeating the tenants done so that a retry skips them. */
 export const groupActions = proxyActivities<Activities>({
   startToCloseTimeout: '15 minutes',
-  heartbeatTimeout: '2 minutes',
+  heartbeatTimeout: reenableActionTimeoutSeconds * 1000,
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
 });
 

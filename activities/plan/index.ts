@@ -6,13 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import { escapeIdentifier, inTransaction, type Pool } from '../db';
-import { InvalidTenantRootError, MissingPrimaryKeyError, PlanMismatchError, SchemaDriftError } from '../errors';
+import { DeferrableUniqueKeyError, ExcludedParentError, InvalidConfigError, InvalidTenantRootError, MissingPrimaryKeyError, PlanMismatchError, SchemaDriftError } from '../errors';
 import type { PlannedTableSummary, PlanSummary, RestoreConfig, TenantId } from '../restore-types';
 import { compareText, readCatalog, type Catalog, type CatalogTable } from './catalog';
 import { castabilityOf, diffTable, type TableDrift, type WrittenColumn } from './drift';
 import { buildFkGraph } from './fk-graph';
 import { orderTables, type PlanCycle } from './order';
-import { describePath, ownedPredicate, ownershipPaths, setTenantIdsSql, sharedAncestors, type OwnershipPath, type PathStep, type RenderContext } from './ownership';
+import { describePath, ownedPredicate, ownedTables, ownershipPaths, setTenantIdsSql, sharedAncestors, type OwnershipPath, type PathStep, type RenderContext } from './ownership';
 
 export type { PlanCycle, CycleStrategy } from './order';
 export type { OwnershipPath, PathStep } from './ownership';
@@ -23,6 +23,24 @@ export interface PlanForeignKey {
   columns: string[];
   to: string;
   referencedColumns: string[];
+  /**
+   * The referenced table's schema and name in live. `to` may be outside the plan (an excluded table, a table only in
+   * live): the orphan scan still checks the FK, and needs the name to do so. Absent in plans of older versions.
+   */
+  toSchema?: string;
+  toName?: string;
+  /** Every referencing column is nullable in live: a chunked copy may insert it NULL and set it once its parent is in. */
+  nullable?: boolean;
+}
+
+/** A partial or expression unique index of live (plain ones are in uniqueKeys), for the cross-tenant guard. */
+export interface PlanUniqueIndex {
+  name: string;
+  /** Key items as SQL over the table's unqualified columns (from pg_get_indexdef, i.e. from live's catalog). */
+  keys: string[];
+  /** Predicate over unqualified columns, or null. */
+  predicate: string | null;
+  nullsNotDistinct: boolean;
 }
 
 export interface PlanTable extends PlannedTableSummary {
@@ -31,6 +49,8 @@ export interface PlanTable extends PlannedTableSummary {
   primaryKey: string[];
   /** Unique keys of live (primary key first); a key the tenant writes must not belong to another tenant in any of them. */
   uniqueKeys: string[][];
+  /** Partial and expression unique indexes of live: the same rule, evaluated on the index's expressions and predicate. */
+  uniqueIndexes?: PlanUniqueIndex[];
   /** Live has a GENERATED ALWAYS identity column: inserts need OVERRIDING SYSTEM VALUE to keep the backup's ids. */
   overridingSystemValue: boolean;
   /** Sequences to advance past the restored ids. */
@@ -72,6 +92,25 @@ export interface BuildPlanInput {
   /** For row estimates; optional. */
   tenantIds?: TenantId[];
   config?: RestoreConfig;
+  /**
+   * Who checks FKs during the copy. `engine`: session_replication_role = replica inside the tenant's transaction (needs
+   * `GRANT SET ON PARAMETER session_replication_role`), user triggers suspended, the engine's orphan scan before COMMIT.
+   * `postgres`: PostgreSQL's own FK triggers, user triggers fire; needs no such grant. Default: engine when the role
+   * may set the parameter, else postgres. Workers take it from TENANT_RESTORE_FK_CHECKS.
+   */
+  fkChecks?: FkChecks;
+}
+
+export type FkChecks = 'engine' | 'postgres';
+export const fkChecksModes: readonly FkChecks[] = ['engine', 'postgres'];
+
+/** TENANT_RESTORE_FK_CHECKS of the worker (and of `tenant-restore plan`): engine, postgres, or unset for automatic. */
+export function fkChecksFromEnv(env: NodeJS.ProcessEnv = process.env): FkChecks | undefined {
+  const value = env.TENANT_RESTORE_FK_CHECKS || undefined;
+  if (value !== undefined && !fkChecksModes.includes(value as FkChecks)) {
+    throw new Error(`TENANT_RESTORE_FK_CHECKS='${value}': use ${fkChecksModes.join(' or ')}, or leave it unset (engine when the live role may set session_replication_role).`);
+  }
+  return value as FkChecks | undefined;
 }
 
 export function qualify(plan: Pick<Plan, 'tables'>, key: string): string {
@@ -114,6 +153,10 @@ function requirePrimaryKey(table: CatalogTable, where: string): string[] {
 export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   const config = input.config ?? {};
   const [scratch, live] = await Promise.all([readCatalog(input.scratch), readCatalog(input.live)]);
+  if (input.fkChecks === 'engine' && !live.canSetReplicationRole) {
+    throw new InvalidConfigError('FK checks by the engine were asked for (TENANT_RESTORE_FK_CHECKS=engine), but the live role may not set session_replication_role: GRANT SET ON PARAMETER session_replication_role to it (PostgreSQL 15+), or use FK checks by postgres.');
+  }
+  const suspendFkChecks = input.fkChecks === 'postgres' ? false : live.canSetReplicationRole;
   const root = resolveRoot(input.tenantRoot, scratch, live);
   const graph = buildFkGraph(scratch, live, config);
   const { paths, truncated } = ownershipPaths(root.key, graph.edges);
@@ -125,7 +168,7 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   const { order, cycles } = orderTables({
     tables: planTables,
     edges: graph.edges.filter((e) => inPlan.has(e.from) && inPlan.has(e.to)),
-    canSuspendFkChecks: live.canSetReplicationRole,
+    canSuspendFkChecks: suspendFkChecks,
   });
 
   // Drift, table by table, with the casts that live knows.
@@ -157,8 +200,8 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
     const missingKey = primaryKey.filter((k) => !written.some((w) => w.name === k));
     if (missingKey.length) throw new SchemaDriftError(`${key}: primary key column(s) ${missingKey.join(', ')} of live are not in the backup; rows cannot be matched. Restore from a backup with these columns.`, { table: key });
     const role: PlannedTableSummary['role'] = key === root.key ? 'root' : owned.has(key) ? 'owned' : 'shared';
-    if (l.userTriggers.length && !live.canSetReplicationRole && role !== 'shared') {
-      warnings.push(`${key}: user triggers (${l.userTriggers.join(', ')}) will fire on restored rows, because this role may not set session_replication_role`);
+    if (l.userTriggers.length && !suspendFkChecks && role !== 'shared') {
+      warnings.push(`${key}: user triggers (${l.userTriggers.join(', ')}) will fire on restored rows, because ${live.canSetReplicationRole ? 'FK checks are left to postgres (TENANT_RESTORE_FK_CHECKS=postgres)' : 'this role may not set session_replication_role'}`);
     }
     return {
       key,
@@ -168,20 +211,23 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
       columns: written,
       primaryKey,
       uniqueKeys: l.uniqueKeys.filter((k) => k.every((c) => written.some((w) => w.name === c))),
+      uniqueIndexes: (l.uniqueIndexes ?? []).filter((u) => !u.plain && u.columns.every((c) => written.some((w) => w.name === c)))
+        .map((u) => ({ name: u.name, keys: u.keys, predicate: u.predicate, nullsNotDistinct: u.nullsNotDistinct })),
       overridingSystemValue: l.columns.some((c) => c.identity === 'a' && written.some((w) => w.name === c.name)),
       sequences: l.columns.filter((c) => c.sequence && written.some((w) => w.name === c.name)).map((c) => ({ column: c.name, sequence: c.sequence! })),
       paths: role === 'shared' ? [] : paths[key]!,
-      foreignKeys: live.foreignKeys.filter((f) => f.from === key).map((f) => ({ constraint: f.name, columns: f.columns, to: f.to, referencedColumns: f.referencedColumns })),
+      foreignKeys: live.foreignKeys.filter((f) => f.from === key).map((f) => ({
+        constraint: f.name, columns: f.columns, to: f.to, referencedColumns: f.referencedColumns, toSchema: live.tables[f.to]!.schema, toName: live.tables[f.to]!.name,
+        nullable: f.columns.every((c) => l.columns.find((x) => x.name === c)?.notNull === false),
+      })),
       nullThenUpdate: nullThenUpdate.get(key) ?? [],
       userTriggers: l.userTriggers,
     };
   });
   for (const t of truncated) warnings.push(`${t}: more than the maximum number of FK paths to the root; only the shortest are used`);
-  for (const t of tables) {
-    for (const fk of t.foreignKeys) {
-      if (!inPlan.has(fk.to)) warnings.push(`${t.key}.${fk.constraint} references ${fk.to}, which is excluded: the orphan scan will still check it`);
-    }
-  }
+  refuseUnmergeableKeys(tables, live);
+  refuseExcludedParents({ tables, scratch, live, config, root: root.key, inPlan });
+  warnings.push(...fkCheckWarnings(tables, inPlan, suspendFkChecks, config));
 
   const closureEdges: PathStep[] = graph.edges
     .filter((e) => inPlan.has(e.from) && shared.includes(e.to) && !e.logical)
@@ -194,7 +240,7 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
     tables,
     cycles,
     closureEdges,
-    fkEnforcement: live.canSetReplicationRole ? 'replica' : 'constraints',
+    fkEnforcement: suspendFkChecks ? 'replica' : 'constraints',
     drift: {
       tables: driftTables,
       onlyInLive: Object.keys(live.tables).filter((t) => !scratch.tables[t]).sort(compareText),
@@ -206,6 +252,136 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   const plan: Plan = { ...body, digest: planDigest(body) };
   if (input.tenantIds?.length) await estimateRows(input.scratch, plan, input.tenantIds);
   return plan;
+}
+
+/**
+ * ON CONFLICT cannot use a DEFERRABLE unique constraint as an arbiter ("ON CONFLICT does not support deferrable unique
+ * constraints"), and `ON CONFLICT DO NOTHING` takes every unique index as one: every merge of such a table would fail
+ * the same way, forever. Refused here, before anything is written, rather than met as a retry loop at copy time.
+ */
+function refuseUnmergeableKeys(tables: PlanTable[], live: Catalog): void {
+  const problems: Array<{ table: string; constraint: string }> = [];
+  for (const t of tables) for (const u of live.tables[t.key]!.uniqueIndexes ?? []) if (u.deferrable) problems.push({ table: t.key, constraint: u.name });
+  if (!problems.length) return;
+  throw new DeferrableUniqueKeyError(
+    `The restore must write ${problems.map((p) => `${p.table} (constraint ${p.constraint})`).join(', ')}, whose primary key or unique constraint is DEFERRABLE in live. ` +
+      `PostgreSQL cannot use a deferrable constraint in INSERT ... ON CONFLICT, which the restore needs to merge rows idempotently, so every attempt would fail. ` +
+      `Recreate the constraint as NOT DEFERRABLE in live (ALTER TABLE ... DROP CONSTRAINT ..., ADD CONSTRAINT ... PRIMARY KEY/UNIQUE (...)), ` +
+      `or, if the table need not be restored, list it in the config's excludeTables; then plan again.`,
+    { constraints: problems },
+  );
+}
+
+/**
+ * An FK from a restored table to a table the restore does not write is checked like any other (fkCheckWarnings says by
+ * whom). But when that table holds tenant rows (it reaches the tenant root through FKs: excluded by the config, or a
+ * table only in live), the tenant's rows in it went with the tenant and will not come back: restored rows would point
+ * at nothing, and every restore would stop at the FK check. That is refused here, with the constraint named.
+ */
+function refuseExcludedParents(input: { tables: PlanTable[]; scratch: Catalog; live: Catalog; config: RestoreConfig; root: string; inPlan: Set<string> }): void {
+  const { tables, scratch, live, config, root, inPlan } = input;
+  const excluded = new Set(config.excludeTables ?? []);
+  const ownedWithoutExclusions = ownedTables(root, buildFkGraph(scratch, live, { ...config, excludeTables: [] }).edges);
+  const ownedInLive = ownedTables(root, live.foreignKeys);
+  const problems: string[] = [];
+  const constraints: Array<{ table: string; constraint: string; references: string }> = [];
+  for (const t of tables) {
+    for (const fk of t.foreignKeys) {
+      if (inPlan.has(fk.to)) continue;
+      // A column the backup does not have gets live's default, not a restored value.
+      if (!fk.columns.every((c) => t.columns.some((w) => w.name === c))) continue;
+      const why = excluded.has(fk.to) && ownedWithoutExclusions.has(fk.to)
+        ? `${fk.to} is excluded by the config, but its rows belong to tenants (it reaches ${root} through FKs)`
+        : !scratch.tables[fk.to] && ownedInLive.has(fk.to) ? `${fk.to} exists only in live and its rows belong to tenants, so the backup cannot bring them back` : null;
+      if (!why) continue;
+      problems.push(`${t.key}.${fk.constraint} (${fk.columns.join(', ')}) references ${fk.to}: ${why}`);
+      constraints.push({ table: t.key, constraint: fk.constraint, references: fk.to });
+    }
+  }
+  if (!problems.length) return;
+  throw new ExcludedParentError(
+    `Restored rows would reference rows that are gone and that this restore does not bring back:\n  - ${problems.join('\n  - ')}\n` +
+      `Remove the referenced table from the config's excludeTables (so its tenant rows are restored too), or also exclude the referencing table, then plan again.`,
+    { constraints },
+  );
+}
+
+/** What is really checked, and by whom, for FKs the plan cannot order by (outside the plan, or logical). */
+function fkCheckWarnings(tables: PlanTable[], inPlan: Set<string>, suspendFkChecks: boolean, config: RestoreConfig): string[] {
+  const warnings: string[] = [];
+  const excluded = new Set(config.excludeTables ?? []);
+  const checker = suspendFkChecks
+    ? "checked by the engine's orphan scan before each COMMIT (FK triggers are suspended in the restore's transaction by session_replication_role = replica); a restored row whose parent is missing stops the tenant with DanglingReferenceError and nothing of that transaction is committed"
+    : "checked by PostgreSQL's FK trigger as rows are written; a missing parent fails the tenant's transaction";
+  for (const t of tables) {
+    for (const fk of t.foreignKeys) {
+      if (inPlan.has(fk.to)) continue;
+      const where = excluded.has(fk.to) ? 'excluded by the config' : 'not in the backup';
+      warnings.push(`${t.key}.${fk.constraint} (${fk.columns.join(', ')}) references ${fk.to}, which the restore does not write (${where}): ${checker}`);
+    }
+  }
+  for (const fk of config.logicalForeignKeys ?? []) {
+    warnings.push(`logical FK ${fk.from}(${fk.columns.join(', ')}) -> ${fk.to}: used to find the tenant's rows and to order tables; neither PostgreSQL nor the engine checks it`);
+  }
+  return warnings;
+}
+
+/** The referenced table of an FK, quoted: a plan table, or a table outside the plan (by the name the plan recorded). */
+export function fkTarget(plan: Pick<Plan, 'tables'>, fk: PlanForeignKey): string {
+  if (plan.tables.some((t) => t.key === fk.to)) return qualify(plan, fk.to);
+  if (fk.toSchema !== undefined && fk.toName !== undefined) return `${escapeIdentifier(fk.toSchema)}.${escapeIdentifier(fk.toName)}`;
+  // A plan of an older version: the key is schema.table as the catalog spells it.
+  const dot = fk.to.indexOf('.');
+  return `${escapeIdentifier(fk.to.slice(0, dot))}.${escapeIdentifier(fk.to.slice(dot + 1))}`;
+}
+
+/**
+ * How a chunked copy (issue 11: no chunk may commit an orphan) goes through the tables: in units of consecutive tables
+ * of the order. A table outside FK cycles is a unit of its own. The tables of one FK cycle (a self-reference included)
+ * form one unit, because their FKs point forward in the order or into the same table, to rows a later chunk brings:
+ * - `chunks`: every such forward or self FK is nullable; the chunks insert those columns NULL (so every committed chunk
+ *   satisfies every FK), and once every table of the unit is in, a fill pass sets them from the backup, in chunks
+ *   too, each checked before COMMIT.
+ * - `one-transaction`: some such FK is NOT NULL (tenants.owner_id -> users, deferred); the unit's tables go in one
+ *   transaction per tenant, as an unchunked copy would, whatever chunkRows says.
+ */
+export interface ChunkUnit {
+  /** Index of the unit's first table in plan.tables, and one past its last. */
+  start: number;
+  end: number;
+  mode: 'chunks' | 'one-transaction';
+  /** `chunks`: per table, the FK columns inserted NULL and set by the fill pass. */
+  deferred: Record<string, string[]>;
+  /** `one-transaction`: the FK that prevents chunking. */
+  reason?: string;
+}
+
+export function chunkUnits(plan: Pick<Plan, 'tables' | 'cycles'>): ChunkUnit[] {
+  const index = new Map(plan.tables.map((t, i) => [t.key, i]));
+  const units: ChunkUnit[] = [];
+  for (let i = 0; i < plan.tables.length;) {
+    const cycle = plan.cycles.find((c) => c.tables.includes(plan.tables[i]!.key));
+    const end = cycle ? Math.max(...cycle.tables.map((t) => index.get(t) ?? i)) + 1 : i + 1;
+    const unit: ChunkUnit = { start: i, end, mode: 'chunks', deferred: {} };
+    for (let j = i; j < end; j++) {
+      const t = plan.tables[j]!;
+      for (const fk of t.foreignKeys) {
+        const k = index.get(fk.to);
+        if (k === undefined || k < j || k >= end) continue;
+        const written = fk.columns.every((c) => t.columns.some((w) => w.name === c));
+        if (fk.nullable && written) {
+          unit.deferred[t.key] = [...new Set([...(unit.deferred[t.key] ?? []), ...fk.columns])];
+        } else if (written && unit.mode === 'chunks') {
+          unit.mode = 'one-transaction';
+          unit.reason = `${t.key}.${fk.constraint} (${fk.columns.join(', ')}) is NOT NULL and references ${fk.to === t.key ? 'the same table' : `${fk.to}, later in the order`}`;
+        }
+      }
+    }
+    if (unit.mode === 'one-transaction') unit.deferred = {};
+    units.push(unit);
+    i = end;
+  }
+  return units;
 }
 
 function resolveRoot(name: string, scratch: Catalog, live: Catalog): { key: string; column: string; type: string } {
@@ -265,6 +441,16 @@ export function describePlan(plan: Plan): string {
   }
   if (plan.drift.onlyInBackup.length) lines.push(`  tables only in backup: ${plan.drift.onlyInBackup.join(', ')}`);
   if (plan.drift.onlyInLive.length) lines.push(`  tables only in live: ${plan.drift.onlyInLive.join(', ')}`);
+  const fks = plan.tables.flatMap((t) => t.foreignKeys);
+  const outside = fks.filter((f) => !plan.tables.some((t) => t.key === f.to)).length;
+  lines.push('', 'foreign keys of restored rows:');
+  lines.push(`  ${fks.length} constraint(s) of live (${outside} referencing tables outside the plan), all checked before COMMIT by ${plan.fkEnforcement === 'replica' ? "the engine's orphan scan" : 'PostgreSQL'}`);
+  lines.push('', 'chunked copy (a tenant with more than chunkRows rows in a table):');
+  for (const u of chunkUnits(plan)) {
+    const names = plan.tables.slice(u.start, u.end).map((t) => t.key).join(', ');
+    if (u.mode === 'one-transaction') lines.push(`  ${names}: one transaction per tenant, not chunked (${u.reason})`);
+    else if (Object.keys(u.deferred).length) lines.push(`  ${names}: chunks; ${Object.entries(u.deferred).map(([t, c]) => `${t}(${c.join(', ')})`).join(', ')} inserted NULL, then set once the unit's rows are in`);
+  }
   if (plan.warnings.length) lines.push('', 'warnings:', ...plan.warnings.map((w) => `  ${w}`));
   return lines.join('\n');
 }

@@ -290,7 +290,6 @@ export async function checkReachable(flag: string, ref: string, timeoutMs = 5000
 
 export async function startRestore(client: Client, request: StartRequest): Promise<StartedRestore> {
   const { input, taskQueue } = request;
-  await refuseExistingRestoreId(client, input);
   await checkReachable('live', input.live);
   if (input.source.kind === 'backup' && input.source.scratchServer) await checkReachable('scratch-server', input.source.scratchServer);
   if (input.source.kind === 'scratch') await checkReachable('scratch', input.source.scratch);
@@ -307,6 +306,7 @@ export async function startRestore(client: Client, request: StartRequest): Promi
       s3.destroy();
     }
   }
+  await refuseExistingRestoreId(client, input);
   const workflowId = bulkWorkflowId(input.restoreId);
   if (request.upload) {
     const s3 = createS3Client();
@@ -365,7 +365,9 @@ export async function refuseExistingRestoreId(client: Client, input: Pick<BulkRe
     }
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return; // no such bucket yet: nothing stale in it
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 404) return; // no such bucket yet: nothing stale in it
+    if (status === 403) throw new UsageError(`--artifacts s3://${input.artifacts.bucket}/${input.artifacts.prefix}: access denied.`);
     s3Unavailable(error);
   } finally {
     s3.destroy();
