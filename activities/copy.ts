@@ -26,12 +26,12 @@
  * with the same content is neither a conflict nor written again.
  */
 import { pipeline } from 'node:stream/promises';
-import { copyFrom, copyTo, escapeIdentifier as q, type Pool, type PoolClient } from './db';
+import { copyFrom, copyTo, escapeIdentifier as q, escapeLiteral, type Pool, type PoolClient } from './db';
 import { ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, TenantNotInBackupError, UnbreakableCycleError } from './errors';
 import { assertPlan, qualify, renderContext, type Plan, type PlanTable } from './plan';
 import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql, type RenderContext } from './plan/ownership';
 import { columnList, keyMatch, keysetAfter, rowText, writtenNames } from './plan/sql';
-import type { ConflictPolicy, CopyCheckpoint, CopyResult, TenantId } from './restore-types';
+import { recordedKeysLimit, type ConflictPolicy, type CopyCheckpoint, type CopyResult, type TenantId } from './restore-types';
 
 export interface CopyTenantInput {
   scratch: Pool;
@@ -46,6 +46,8 @@ export interface CopyTenantInput {
   signal?: AbortSignal;
   /** Called on the live session before each table: waits while live is busy (adaptive throttling); returns ms waited. */
   yieldToLive?: YieldToLive;
+  /** Report the primary keys of the rows inserted (a partial tenant's report lists exactly which rows came back). */
+  recordKeys?: boolean;
 }
 
 export type YieldToLive = (live: Pick<PoolClient, 'query'>, signal?: AbortSignal) => Promise<number>;
@@ -176,6 +178,7 @@ async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: Pl
       );
     }
   }
+  await crossTenantIndexCheck(live, plan, ctx, table, stagingName, tenantIds);
 
   // Same-tenant keys already in live with other content: these are the policy's conflicts. An identical row is
   // already restored (a rerun or a resumed chunk) and is left as it is under every policy.
@@ -214,6 +217,46 @@ async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: Pl
     written = (await live.query(insert)).rowCount ?? 0;
   }
   return { staged, written, kept: policy === 'skip' ? conflicts : 0, conflicts };
+}
+
+/**
+ * The cross-tenant guard for partial and expression unique indexes (`lower(email) WHERE deleted_at IS NULL`): the same
+ * rule as for plain keys, with the index's own expressions and predicate evaluated on both sides. Their text comes from
+ * live's catalog with unqualified column names; each side evaluates it where its table is the only one in scope: the
+ * staged rows in a CTE over the staging table (whose columns carry live's names), the live rows inside an EXISTS over
+ * the target alone, where the expressions match the index and the predicate lets the planner use the partial index.
+ * Without this, `ON CONFLICT DO NOTHING` (skip) silently dropped such a row, and overwrite met a raw unique violation.
+ */
+async function crossTenantIndexCheck(live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, tenantIds: TenantId[]): Promise<void> {
+  const target = qualify(plan, table.key);
+  const names = writtenNames(table);
+  for (const index of table.uniqueIndexes ?? []) {
+    const where = index.predicate === null ? '' : ` WHERE (${index.predicate})`;
+    const eq = index.nullsNotDistinct ? 'IS NOT DISTINCT FROM' : '=';
+    const { rows } = await live.query<{ n: string }>(
+      `WITH sk AS (SELECT ${columnList(names)}, ${index.keys.map((k, i) => `(${k}) AS tr_key_${i}`).join(', ')} FROM ${stagingName}${where})
+       SELECT count(*) AS n FROM sk WHERE EXISTS (
+         SELECT 1 FROM ${target} t WHERE ${index.keys.map((k, i) => `(${k}) ${eq} sk.tr_key_${i}`).join(' AND ')}${index.predicate === null ? '' : ` AND (${index.predicate})`}
+           AND ${rowText(names, 't')} IS DISTINCT FROM ${rowText(names, 'sk')} AND ${otherOwnerPredicate(table.key, 't', ctx)})`,
+    );
+    const n = Number(rows[0]!.n);
+    if (n > 0) {
+      const key = `unique index ${index.name} (${index.keys.join(', ')})${index.predicate === null ? '' : ` WHERE ${index.predicate}`}`;
+      throw new CrossTenantConflictError(
+        `${n} row(s) of ${table.key} that tenant(s) ${tenantIds.join(', ')} would restore have a key in ${key} that another tenant holds in live. ` +
+          `Nothing was written for these tenants, and the other tenant's rows are untouched. Find the rows with that key in live, decide which tenant owns them, then run the restore for these tenants again.`,
+        { table: table.key, index: index.name, rows: n, tenantIds },
+      );
+    }
+  }
+}
+
+/** The primary keys of the rows a merge inserted (tracked in `writtenName`), as text, at most recordedKeysLimit. */
+async function writtenKeys(live: PoolClient, table: PlanTable, writtenName: string, total: number): Promise<{ keys: string[][]; total: number }> {
+  const { rows } = await live.query<{ key: string[] }>(
+    `SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${writtenName} ORDER BY ${columnList(table.primaryKey)} LIMIT ${recordedKeysLimit}`,
+  );
+  return { keys: rows.map((r) => r.key), total };
 }
 
 /** Cycle strategy null-then-update: now that every table of the tenant is in, set the FK columns we inserted as NULL. */
@@ -282,6 +325,40 @@ async function countRows(scratch: PoolClient, plan: Plan, ctx: RenderContext): P
   return counts;
 }
 
+/**
+ * The advisory lock of one tenant on live, keyed on the tenant root and the id in its own type (so `A0EE...` and
+ * `a0ee...` are one tenant). Two restores of the same tenant (two restore ids, or an operator's rerun beside a running
+ * restore) would otherwise interleave their merges; the second waits for the first, up to the session's lock_timeout,
+ * and its activity retries with backoff.
+ */
+export function tenantLockSql(plan: Pick<Plan, 'tenantRoot' | 'rootKey'>): string {
+  return `SELECT pg_advisory_lock(hashtextextended(${escapeLiteral(`tenant-restore:tenant:${plan.tenantRoot}:`)} || ($1::${plan.rootKey.type})::text, 0))`;
+}
+
+/** Takes every tenant's lock on a session of its own, held for the whole copy (all chunks), in one order (no deadlock). */
+async function lockTenants(pool: Pool, plan: Plan, tenantIds: TenantId[]): Promise<PoolClient> {
+  const client = await pool.connect();
+  try {
+    await client.query(`SET application_name = 'tenant-restore-lock'`);
+    for (const id of [...tenantIds].sort()) {
+      try {
+        await client.query(tenantLockSql(plan), [id]);
+      } catch (error) {
+        const e = error as { code?: string };
+        if (e.code === '55P03') {
+          throw Object.assign(new Error(`Tenant ${id} is being restored by another session right now (its advisory lock is held); this copy waits and retries. If no other restore of it should be running, look for sessions holding advisory locks in pg_locks on live.`), { code: '55P03' });
+        }
+        throw error;
+      }
+    }
+    return client;
+  } catch (error) {
+    await client.query('SELECT pg_advisory_unlock_all()').catch(() => undefined);
+    client.release(true);
+    throw error;
+  }
+}
+
 export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   const started = Date.now();
   const { plan, tenantIds, signal } = input;
@@ -290,8 +367,10 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   const ctx = renderContext(plan, tenantIds);
   const scratch = await openScratch(input.scratch, tenantIds);
   let scratchBroken = false;
+  let lock: PoolClient | undefined;
   try {
     await assertTenantsInBackup(scratch, plan, tenantIds);
+    lock = await lockTenants(input.live, plan, tenantIds);
     const chunkRows = input.chunkRows;
     const counts = chunkRows || input.resumeFrom ? await countRows(scratch, plan, ctx) : null;
     const chunked = Boolean(input.resumeFrom) || (chunkRows !== undefined && counts!.some((n) => n > chunkRows));
@@ -311,10 +390,15 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   } finally {
     await scratch.query('ROLLBACK').catch(() => (scratchBroken = true));
     scratch.release(scratchBroken);
+    if (lock) {
+      let lockBroken = false;
+      await lock.query('SELECT pg_advisory_unlock_all()').catch(() => (lockBroken = true));
+      lock.release(lockBroken);
+    }
   }
 }
 
-type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure'> & { conflicts: Record<string, number> };
+type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure' | 'restoredKeys'> & { conflicts: Record<string, number> };
 
 function emptyTotals(plan: Plan, from?: CopyCheckpoint): CopyTotals {
   const rows: Record<string, number> = {};
@@ -361,10 +445,13 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
       checkAbort(signal);
       await input.yieldToLive?.(live, signal);
       const name = `tr_stage_${i}`;
-      const written = table.nullThenUpdate.length ? `tr_written_${i}` : null;
+      const recordKeys = input.recordKeys && table.role !== 'shared';
+      const written = table.nullThenUpdate.length || recordKeys ? `tr_written_${i}` : null;
       const n = await stage(scratch, live, plan, ctx, table, name, { signal });
-      addOutcome(totals, table, await merge(live, plan, ctx, table, name, n, conflict, tenantIds, written));
-      staged.push({ table, name, written });
+      const outcome = await merge(live, plan, ctx, table, name, n, conflict, tenantIds, written);
+      addOutcome(totals, table, outcome);
+      if (recordKeys && outcome.written > 0) (totals.restoredKeys ??= {})[table.key] = await writtenKeys(live, table, written!, outcome.written);
+      staged.push({ table, name, written: table.nullThenUpdate.length ? written : null });
     }
     for (const s of staged) if (s.written) await applyDeferredColumns(live, plan, s.table, s.name, s.written);
     for (const s of staged) await advanceSequences(live, s.table, s.name);

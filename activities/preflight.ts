@@ -1,6 +1,7 @@
 /**
  * preflightTenant: before a tenant's copy, answers from both databases, without writing to any live table:
- * is the tenant in the backup (else TenantNotInBackupError)? what is its state in live (absent, partial, present)?
+ * is the tenant in the backup (else TenantNotInBackupError)? what is each tenant's state in live (absent, partial,
+ * present: see activities/tenant-state.ts; the workflow refuses present and partial tenants before their copy)?
  * how many of its backup rows already exist in live with other content (the policy's conflicts)? does any of its keys
  * belong to another tenant in live (CrossTenantConflictError, whatever the policy)? Under policy `fail`, a conflict is
  * a ConflictPolicyError here already, so that nothing is attempted.
@@ -16,6 +17,7 @@ import { assertPlan, qualify, renderContext, type Plan } from './plan';
 import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql } from './plan/ownership';
 import { canonicalTextSettingsSql, columnList, keyMatch, rowText, writtenNames } from './plan/sql';
 import type { ConflictPolicy, PreflightResult, TenantId } from './restore-types';
+import { classifyTenants, unitState } from './tenant-state';
 
 export interface PreflightInput {
   scratch: Pool;
@@ -57,7 +59,11 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
   try {
     await assertTenantsInBackup(scratch, plan, tenantIds);
     live = await beginCanonical(input.live, '', tenantIds);
-    if (input.checks === 'state') return { ...(await liveState(live, plan, ctx, input.yieldToLive)), tenantId, rowsInBackup: {}, conflicts: {}, checks: 'state' };
+    if (input.checks === 'state') {
+      const throttledMs = (await input.yieldToLive?.(live)) ?? 0;
+      const tenants = await classifyTenants(scratch, live, plan, tenantIds);
+      return { tenantId, liveState: unitState(tenants), tenants, rowsInBackup: {}, conflicts: {}, checks: 'state', throttledMs };
+    }
     const rowsInBackup: Record<string, number> = {};
     const conflicts: Record<string, number> = {};
     let throttledMs = 0;
@@ -101,8 +107,8 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
         );
       }
     }
-    const state = await liveState(live, plan, ctx);
-    return { tenantId, liveState: state.liveState, rowsInBackup, conflicts, throttledMs, checks: 'full' };
+    const tenants = await classifyTenants(scratch, live, plan, tenantIds);
+    return { tenantId, liveState: unitState(tenants), tenants, rowsInBackup, conflicts, throttledMs, checks: 'full' };
   } catch (error) {
     broken = true;
     throw error;
@@ -114,22 +120,4 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       live.release(broken);
     }
   }
-}
-
-/**
- * What live holds of the tenants: their root rows (present), other rows without a root (partial), or nothing. Both
- * preflight depths end with it; `yieldToLive` only where it is the preflight's whole work on live (state checks).
- */
-async function liveState(live: PoolClient, plan: Plan, ctx: ReturnType<typeof renderContext>, yieldToLive?: YieldToLive): Promise<Pick<PreflightResult, 'liveState' | 'throttledMs'>> {
-  let liveRows = 0;
-  let rootInLive = false;
-  let throttledMs = 0;
-  for (const table of plan.tables) {
-    if (table.role === 'shared') continue;
-    throttledMs += (await yieldToLive?.(live)) ?? 0;
-    const { rows } = await live.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}`);
-    liveRows += Number(rows[0]!.n);
-    if (table.role === 'root') rootInLive = Number(rows[0]!.n) > 0;
-  }
-  return { liveState: rootInLive ? 'present' : liveRows > 0 ? 'partial' : 'absent', throttledMs };
 }

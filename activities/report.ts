@@ -16,7 +16,12 @@ export interface ReportTenant {
   rows: Record<string, number>;
   skipped: Record<string, number>;
   conflicts: Record<string, number>;
+  /** Its state in live at preflight: absent, partial or present (present and partial are refused unless allowed). */
   liveState?: string;
+  /** For a tenant whose root row was in live: rows of the backup missing in live at preflight, per table. */
+  missingAtPreflight?: Record<string, number>;
+  /** A partial tenant restored with allowPartial: the primary keys of exactly the rows that came back, per table. */
+  restoredKeys?: Record<string, { keys: string[][]; total: number }>;
   parentClosure: Array<{ table: string; rows: number }>;
   validation: Array<{ table: string; scratchCount: number; liveCount: number; checksum: string; match: boolean }>;
   orphans: Array<{ table: string; constraint: string; rows: number }>;
@@ -75,7 +80,9 @@ export function tenantRow(tenantId: TenantId, result: TenantResult | undefined):
     skipped: result.copy?.skipped ?? {},
     // A group's preflight leaves the key checks to its copy (PreflightResult.checks), which then reports the conflicts.
     conflicts: (result.preflight?.checks === 'state' ? result.copy?.conflicts : result.preflight?.conflicts) ?? {},
-    liveState: result.preflight?.liveState,
+    liveState: result.preflight?.tenants?.[tenantId]?.state ?? result.preflight?.liveState,
+    ...(result.preflight?.tenants?.[tenantId]?.missing ? { missingAtPreflight: result.preflight.tenants[tenantId]!.missing } : {}),
+    ...(result.copy?.restoredKeys ? { restoredKeys: result.copy.restoredKeys } : {}),
     parentClosure: result.copy?.parentClosure ?? [],
     validation: (result.validation?.tables ?? []).map((t) => ({ table: t.table, scratchCount: t.scratchCount, liveCount: t.liveCount, checksum: t.liveChecksum, match: t.match })),
     orphans: result.validation?.orphans ?? [],
@@ -107,6 +114,8 @@ export function renderMarkdown(report: RestoreReport): string {
     '|---|---:|---:|---:|',
     ...Object.keys({ ...t.rows, ...t.skipped, ...t.conflicts }).sort().map((k) => `| ${k} | ${t.rows[k] ?? 0} | ${t.skipped[k] ?? 0} | ${t.conflicts[k] ?? 0} |`),
     '',
+    ...refusedSection(report.tenants),
+    ...partialSection(report.tenants),
     '## Tenants',
     '',
     '| tenant | status | rows | validated tables | actions | duration (ms) | error |',
@@ -120,6 +129,42 @@ export function renderMarkdown(report: RestoreReport): string {
     '',
   ];
   return lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n');
+}
+
+/** Tenants refused because they are still in live: nothing of them was written. */
+function refusedSection(tenants: ReportTenant[]): string[] {
+  const refused = tenants.filter((x) => x.error?.startsWith('TenantPresentError'));
+  if (!refused.length) return [];
+  return [
+    `## Refused: still in live (${refused.length})`,
+    '',
+    'Nothing of these tenants was written: no row, no sequence step, no re-enable action.',
+    '',
+    '| tenant | state | rows of the backup missing in live |',
+    '|---|---|---|',
+    ...refused.map((x) => `| ${x.tenantId} | ${x.liveState ?? '?'} | ${Object.entries(x.missingAtPreflight ?? {}).map(([t, n]) => `${t}: ${n}`).join(', ') || 'none'} |`),
+    '',
+  ];
+}
+
+/** Partial tenants restored with allowPartial: which rows came back, by primary key (keys only, never row data). */
+function partialSection(tenants: ReportTenant[]): string[] {
+  const partial = tenants.filter((x) => x.restoredKeys);
+  if (!partial.length) return [];
+  const shown = 50;
+  return [
+    `## Partial tenants: the rows that came back (${partial.length})`,
+    '',
+    'Only rows missing in live were inserted; no existing row was updated. Keys are primary keys (report.json lists up to 1000 per table).',
+    '',
+    ...partial.flatMap((x) => [
+      `### Tenant ${x.tenantId}`,
+      '',
+      ...Object.entries(x.restoredKeys!).map(([table, k]) =>
+        `- ${table}: ${k.total} row(s): ${k.keys.slice(0, shown).map((key) => `(${key.join(', ')})`).join(' ')}${k.total > Math.min(k.keys.length, shown) ? ` … and ${k.total - Math.min(k.keys.length, shown)} more` : ''}`),
+      '',
+    ]),
+  ];
 }
 
 export function createReportActivities({ s3 }: { s3: S3Client }) {

@@ -76,10 +76,27 @@ export interface PlanSummary {
   digest: string;
 }
 
+/**
+ * What live holds of one tenant, against the backup (DESIGN.md "tenant state in live"):
+ * - absent: its root row is gone: a restore brings it back;
+ * - partial: its root row is there, but rows of the backup are missing: restored only with `allowPartial`, and then
+ *   only its missing rows;
+ * - present: its root row is there and no row of the backup is missing: it was not deleted, so a restore is refused.
+ */
+export type TenantLiveState = 'absent' | 'partial' | 'present';
+
+export interface TenantClassification {
+  state: TenantLiveState;
+  /** For a tenant whose root row is in live: rows of the backup whose primary key live lacks, per table key (only tables with some). */
+  missing?: Record<string, number>;
+}
+
 export interface PreflightResult {
   tenantId: TenantId;
-  /** absent: no root row in live; present: root row in live; partial: some tenant rows in live but no root row. */
-  liveState: 'absent' | 'partial' | 'present';
+  /** The unit's state: present if any tenant is present, else partial if any is partial, else absent. */
+  liveState: TenantLiveState;
+  /** Each tenant's state (absent when missing from this record: results of earlier releases did not carry it). */
+  tenants?: Record<TenantId, TenantClassification>;
   /** Rows of this tenant in the backup, per table key. */
   rowsInBackup: Record<string, number>;
   /** Keys of this tenant that already exist in live, per table key (resolved by the conflict policy). */
@@ -116,7 +133,15 @@ export interface CopyResult {
   conflicts?: Record<string, number>;
   /** Time spent waiting for a busy live (adaptive throttling), included in durationMs. */
   throttledMs?: number;
+  /**
+   * With `recordKeys` (partial tenants): the primary keys of the rows this copy inserted, per table key, as text values
+   * in key column order; at most `recordedKeysLimit` per table, `total` counts them all. Keys only, never row data.
+   */
+  restoredKeys?: Record<string, { keys: string[][]; total: number }>;
 }
+
+/** Keys listed per table in a partial restore's report; the count beyond them is still exact. */
+export const recordedKeysLimit = 1000;
 
 export interface TableValidation {
   table: string;

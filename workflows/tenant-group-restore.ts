@@ -19,7 +19,9 @@ import {
   type TenantOutcome,
   type TenantPhase,
   type TenantResult,
+  type UnitOptions,
 } from './definitions';
+import { admitTenants, mustReshape, type Admission } from './admission';
 import { bookkeeping, copy, failureMessage, groupActions, steps } from './tenant-steps';
 
 type Evidence = Pick<TenantResult, 'preflight' | 'copy' | 'validation' | 'durations'>;
@@ -38,6 +40,8 @@ type StepFailure = { step: string; type?: string; message: string };
  * - The evidence (counts, checksums, orphans) of a group is the group's: every tenant's report file carries it,
  *   marked with the group, and the report counts it once.
  * - Held actions run per tenant as each tenant is approved, so one tenant waiting for approval holds back no other.
+ * - A tenant still in live (present, or partial without allowPartial) is refused after the unit's preflight, before
+ *   anything of it is written; the others go on (workflows/admission.ts).
  */
 export async function tenantGroupRestore(input: TenantGroupInput): Promise<TenantOutcome[]> {
   const { restoreId, tenantIds } = input;
@@ -62,10 +66,18 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
     }
   }
 
-  /** Preflight, copy and validate of `ids` as one unit. Returns the evidence, or the step that failed and why. */
-  async function dataSteps(ids: TenantId[]): Promise<{ evidence: Evidence; failure?: StepFailure }> {
+  /**
+   * Preflight, copy and validate of `ids` as one unit. Returns the evidence, or the step that failed and why, or (after
+   * preflight, before anything is written) the admission when some tenants cannot go on with this unit.
+   */
+  async function dataSteps(ids: TenantId[], opts: UnitOptions): Promise<{ evidence: Evidence; failure?: StepFailure; admission?: Admission }> {
     const evidence: Evidence = { durations: {} };
-    const stepInput = { restoreId, scratch: input.scratch, live: input.live, plan: input.plan, tenantId: ids[0]!, tenantIds: ids, conflict: input.conflict };
+    const stepInput = {
+      restoreId, scratch: input.scratch, live: input.live, plan: input.plan, tenantId: ids[0]!, tenantIds: ids,
+      // A partial tenant gets its missing rows only: no policy may update a row its users kept.
+      conflict: opts.partial ? 'skip' as const : input.conflict,
+      ...(opts.partial ? { partial: true } : {}),
+    };
     // A group's preflight checks only presence (in the backup, in live): its copy repeats every key check inside its
     // transaction and reports the conflicts, so the full check would only be paid twice. A tenant alone gets the full one.
     const preflightInput = { ...stepInput, preflightChecks: ids.length > 1 ? 'state' as const : 'full' as const };
@@ -80,6 +92,8 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
     };
     try {
       evidence.preflight = await timed('preflight', () => steps.preflightTenantRestore(preflightInput));
+      const admission = admitTenants(evidence.preflight, ids, { allowPartial: input.allowPartial, admitted: opts.admitted });
+      if (mustReshape(admission, opts.partial ?? false)) return { evidence, admission };
       step = 'copy';
       await enter(ids, 'copy');
       evidence.copy = await timed('copy', () => copy.copyTenantRows({ ...stepInput, chunkRows: input.chunkRows }));
@@ -162,18 +176,21 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
   }
 
   /**
-   * Restores `ids` as one unit. Returns the failure of a group's data step (the caller splits the group); otherwise
-   * every tenant's outcome is recorded in S3 and signalled to the parent as the tenant finishes.
+   * Restores `ids` as one unit. Returns the failure of a group's data step (the caller splits the group), or the
+   * admission of a unit that must be reshaped (its refused tenants are already finished here); otherwise every
+   * tenant's outcome is recorded in S3 and signalled to the parent as the tenant finishes.
    */
-  async function restoreUnit(ids: TenantId[], grouped: boolean): Promise<StepFailure | undefined> {
+  async function restoreUnit(ids: TenantId[], grouped: boolean, opts: UnitOptions): Promise<{ failure?: StepFailure; reshape?: Admission; preflighted: boolean }> {
     const startedAt = Date.now();
-    const { evidence, failure } = await dataSteps(ids);
-    if (failure && grouped) return failure;
+    const { evidence, failure, admission } = await dataSteps(ids, opts);
+    const preflighted = evidence.preflight !== undefined;
+    if (failure && grouped) return { failure, preflighted };
+    const refusals = new Map<TenantId, StepFailure>((admission?.refused ?? []).map((r) => [r.tenantId, { step: 'preflight', type: 'TenantPresentError', message: r.message }]));
     const finished = async (done: TenantId[], own?: Map<TenantId, TenantActions>): Promise<void> => {
       const finishedAt = Date.now();
       const tenants = done.map((tenantId) => {
         const mine = own?.get(tenantId);
-        const error = failure ?? mine?.failure;
+        const error = refusals.get(tenantId) ?? failure ?? mine?.failure;
         const status = error ? 'failed' as const : 'restored' as const;
         const outcome: TenantOutcome = {
           tenantId,
@@ -194,9 +211,37 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
         await report(done);
       });
     };
+    if (admission) {
+      // Refused tenants end here, with nothing of theirs written; the others go on in units the caller makes.
+      if (refusals.size) await finished([...refusals.keys()]);
+      return { reshape: admission, preflighted };
+    }
     if (failure) await finished(ids);
     else await reenable(ids, finished);
-    return undefined;
+    return { preflighted };
+  }
+
+  /**
+   * Restores `ids`: as one unit, reshaped after preflight when some tenants must not go on with it (refused ones end,
+   * absent ones go on together, each allowed partial tenant goes alone), and split into tenants of their own when a
+   * group's data step fails.
+   */
+  async function restoreTenants(ids: TenantId[], opts: UnitOptions): Promise<void> {
+    const unit = await restoreUnit(ids, ids.length > 1, opts);
+    if (unit.reshape) {
+      const { absent, partial } = unit.reshape;
+      if (absent.length) await restoreTenants(absent, { admitted: absent });
+      for (const id of partial) await restoreTenants([id], { admitted: [id], partial: true });
+      return;
+    }
+    if (!unit.failure) return;
+    log.warn('group failed; restoring its tenants one at a time', { group: workflowId, step: unit.failure.step, type: unit.failure.type, tenants: ids.length });
+    // After a preflight that admitted them all, this group's own copy may have made its tenants present: admitted.
+    const admitted = new Set(unit.preflighted ? ids : (opts.admitted ?? []));
+    for (const id of ids) {
+      await enter([id], 'preflight');
+      await restoreTenants([id], { admitted: admitted.has(id) ? [id] : [], partial: opts.partial });
+    }
   }
 
   /** Tells the parent the outcomes of `ids` (each tenant once). */
@@ -205,14 +250,7 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
   }
 
   try {
-    const groupFailure = await restoreUnit(tenantIds, tenantIds.length > 1);
-    if (groupFailure) {
-      log.warn('group failed; restoring its tenants one at a time', { group: workflowId, step: groupFailure.step, type: groupFailure.type, tenants: tenantIds.length });
-      for (const id of tenantIds) {
-        await enter([id], 'preflight');
-        await restoreUnit([id], false);
-      }
-    }
+    await restoreTenants(tenantIds, {});
   } catch (error) {
     if (!isCancellation(error)) throw error;
     // Cancelled by the operator: a one-transaction copy rolled back; tenants not yet finished are cancelled.

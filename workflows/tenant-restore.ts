@@ -10,6 +10,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { admitTenants } from './admission';
 import { actions, bookkeeping, copy, failureMessage, steps } from './tenant-steps';
 import {
   approveTenantSignal,
@@ -32,6 +33,8 @@ import {
  * - Whatever the outcome, it records its evidence in S3 and tells its parent (by workflow id, so the signal reaches
  *   the parent's current run after continue-as-new); a failure is this tenant's alone.
  * - Actions with `requiresApproval` wait for `approveTenant` (sent by the parent on `approve`).
+ * - A tenant still in live (present, or partial without allowPartial) is refused after preflight: nothing of it is
+ *   written, no action runs (workflows/admission.ts).
  */
 export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOutcome> {
   const { tenantId, restoreId } = input;
@@ -83,14 +86,19 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
     // started before this change signalled it; they keep doing so on replay.
     if (!patched('child-skips-preflight-signal')) await enter('preflight');
     result.preflight = await timed('preflight', () => steps.preflightTenantRestore(stepInput));
+    // A tenant still in live is refused here, before anything of it is written; a partial one the operator allowed
+    // gets its missing rows only (policy skip: no existing row is updated).
+    const admission = admitTenants(result.preflight, [tenantId], { allowPartial: input.allowPartial });
+    if (admission.refused.length) throw ApplicationFailure.nonRetryable(admission.refused[0]!.message, 'TenantPresentError');
+    const dataInput = admission.partial.length ? { ...stepInput, conflict: 'skip' as const, partial: true } : stepInput;
 
     step = 'copy';
     await enter('copy');
-    result.copy = await timed('copy', () => copy.copyTenantRows({ ...stepInput, chunkRows: input.chunkRows }));
+    result.copy = await timed('copy', () => copy.copyTenantRows({ ...dataInput, chunkRows: input.chunkRows }));
 
     step = 'validate';
     await enter('validate');
-    result.validation = await timed('validate', () => steps.validateTenantRows(stepInput));
+    result.validation = await timed('validate', () => steps.validateTenantRows(dataInput));
     if (!result.validation.ok) {
       const bad = result.validation.tables.filter((t) => !t.match).map((t) => `${t.table} (scratch ${t.scratchCount}, live ${t.liveCount})`);
       const orphans = result.validation.orphans.map((o) => `${o.rows} orphan(s) on ${o.constraint}`);

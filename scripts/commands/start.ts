@@ -4,11 +4,19 @@ import { buildStartRequest, connectOrExit3, progressPrinter, startRestore, waitF
 const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
                      (--tenants 1,2,3 | --tenants-file <path>) [--conflict skip|overwrite|fail]
-                     [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--wait] [--json]
+                     [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--allow-partial]
+                     [--allow-unverified-backup] [--wait] [--json]
                      [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>]
 
-  --backup          pg_dump archive in S3; checked against <key>.manifest.json ({ sha256, size }) or its metadata,
-                    then loaded into scratch_<restoreId> on --scratch-server (default: live's server)
+  --backup          pg_dump custom-format archive (pg_dump -Fc) in S3; checked against <key>.manifest.json
+                    ({ sha256, size }) or the sha256 in its metadata, then loaded with pg_restore (never psql: a plain
+                    SQL file, tar, gzip... is refused, UnsupportedBackupFormat) into this restore's own scratch,
+                    scratch_<restoreId>_<hash of the id>, on --scratch-server
+  --scratch-server  where scratch is created (postgres://<role with CREATEDB>@<host>/postgres). Default: live's server,
+                    which start WARNS about: the backup then loads next to production, and live's role needs CREATEDB,
+                    which the least-privilege role of scripts/grants.sql does not have
+  --allow-unverified-backup  load a backup that has no sha256 to check (no manifest, none in its metadata); refused
+                    otherwise (BackupUnverified). The report records how the backup was verified (verifiedBy)
   --scratch         a database already restored from the backup (RDS point-in-time restore, pgBackRest...); never dropped
   --live            the production database: postgres://user@host:port/db WITHOUT password, or an alias. Workers find
                     the password in PGPASSFILE / PGPASSWORD, or resolve TENANT_RESTORE_DB_<ALIAS> from their environment
@@ -21,8 +29,13 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-ser
                     is one transaction; if a step fails, its tenants are retried one at a time, so a bad tenant fails
                     alone. 1: one child per tenant, restore/<id>/tenant/<t> (per-tenant evidence, per-tenant Web UI rows)
   --config          JSON: logicalForeignKeys, excludeTables, chunkRows, actions (re-enable SQL/webhooks, requiresApproval)
-  --id              restore id (default r-<time>-<random>); the workflow is restore/<id>, its children
+  --id              restore id (default r-<time>-<random>), used once: an id that already ran is refused (exit 2) with
+                    the command to see its report; the workflow is restore/<id>, its children
                     restore/<id>/group/<index of the group's first tenant> (or restore/<id>/tenant/<t> with --group-size 1)
+  --allow-partial   also restore 'partial' tenants (root row still in live, some rows of the backup missing) by
+                    inserting only their missing rows, never updating a row, whatever --conflict says. Risk: rows their
+                    users deleted on purpose since the backup come back too. Without it, a tenant still in live
+                    ('present', or 'partial') is refused with nothing of it written, and the others go on
   --keep-scratch    keep scratch_<id> after the restore (default: dropped when the restore ends, kept when it fails)
   --artifacts       where plan.json, tenants.json and report.{json,md} go (default: s3://<backup bucket>/restores/,
                     or TENANT_RESTORE_ARTIFACTS); each restore writes under <prefix><restoreId>/
@@ -41,7 +54,8 @@ export const startCommand: Command = {
     const { values, positionals } = parseFlags(argv, {
       backup: { type: 'string' }, 'scratch-server': { type: 'string' }, scratch: { type: 'string' }, live: { type: 'string' },
       'tenant-root': { type: 'string' }, tenants: { type: 'string' }, 'tenants-file': { type: 'string' }, conflict: { type: 'string' },
-      concurrency: { type: 'string' }, 'group-size': { type: 'string' }, config: { type: 'string' }, id: { type: 'string' }, 'keep-scratch': { type: 'boolean' },
+      concurrency: { type: 'string' }, 'group-size': { type: 'string' }, config: { type: 'string' }, id: { type: 'string' }, 'keep-scratch': { type: 'boolean' }, 'allow-partial': { type: 'boolean' },
+      'allow-unverified-backup': { type: 'boolean' },
       wait: { type: 'boolean' }, json: { type: 'boolean' }, artifacts: { type: 'string' }, 'task-queue': { type: 'string' },
       'children-per-run': { type: 'string' },
     }, usage);
@@ -52,6 +66,8 @@ export const startCommand: Command = {
     const { client, close } = await connectOrExit3(connectTemporal);
     try {
       const started = await startRestore(client, request);
+      // Loud, on stderr, whatever the output mode: a warning in the middle of JSON on stdout would go unread.
+      for (const warning of started.warnings) process.stderr.write(`\n*** WARNING: ${warning}\n\n`);
       if (!values.wait) {
         print(!!values.json, started, () => [
           `started restore ${started.restoreId}: ${started.tenants} tenants, concurrency ${request.input.concurrency}, task queue ${started.taskQueue}`,
@@ -66,8 +82,11 @@ export const startCommand: Command = {
       const printer = progressPrinter();
       const output = await waitForRestore(client, started.restoreId, printer.update);
       printer.end();
-      print(!!values.json, output, () => [
+      print(!!values.json, started.warnings.length ? { ...output, warnings: started.warnings } : output, () => [
         `restore ${output.restoreId}: ${output.status}: ${output.restored}/${output.total} restored, ${output.failed} failed, ${output.cancelled} cancelled`,
+        output.refused
+          ? `  refused ${output.refused} of ${output.total}: still in live (present, or partial without --allow-partial); nothing of them was written`
+          : '',
         ...output.tenants.filter((t) => t.status !== 'restored').slice(0, 50).map((t) => `  tenant ${t.tenantId}: ${t.status}${t.error ? `: ${t.error}` : ''}`),
         output.error ? `  error: ${output.error}` : '',
         output.report ? `  report: ${output.report.markdown}` : '',

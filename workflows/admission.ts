@@ -1,0 +1,64 @@
+/**
+ * Which tenants of a unit may be restored, from its preflight: pure, deterministic, shared by tenantRestore and
+ * tenantGroupRestore (and unit-tested on its own).
+ *
+ * - absent tenants go on with the unit;
+ * - partial tenants go on only when the operator opted in (`allowPartial`), each as a unit of its own that inserts only
+ *   the missing rows (policy skip, whatever --conflict says: an existing row is never updated);
+ * - present tenants, and partial ones without the opt-in, are refused before anything of theirs is written
+ *   (TenantPresentError), and the other tenants go on.
+ * `admitted` lists tenants this restore already classified absent (before its own copy made them present, e.g. a group
+ * that failed validation and is split): they are never refused again.
+ */
+import type { PreflightResult, TenantClassification, TenantId } from '../activities/restore-types';
+
+export interface Refusal {
+  tenantId: TenantId;
+  state: 'present' | 'partial';
+  missing: Record<string, number>;
+  message: string;
+}
+
+export interface Admission {
+  /** Absent tenants (or already admitted): restored as the unit. */
+  absent: TenantId[];
+  /** Partial tenants the operator allowed: each restored alone, missing rows only. */
+  partial: TenantId[];
+  refused: Refusal[];
+}
+
+export function admitTenants(preflight: PreflightResult, ids: TenantId[], options: { allowPartial?: boolean; admitted?: TenantId[] }): Admission {
+  const admission: Admission = { absent: [], partial: [], refused: [] };
+  const admitted = new Set(options.admitted ?? []);
+  for (const id of ids) {
+    // A result of an earlier release carries no per-tenant states: it was restored as it was then (absent).
+    const found: TenantClassification = preflight.tenants?.[id] ?? { state: 'absent' };
+    if (found.state === 'absent' || admitted.has(id)) admission.absent.push(id);
+    else if (found.state === 'partial' && options.allowPartial) admission.partial.push(id);
+    else admission.refused.push({ tenantId: id, state: found.state, missing: found.missing ?? {}, message: refusalMessage(id, found) });
+  }
+  return admission;
+}
+
+/** True when the unit cannot go on as it is: some tenants are refused, or partial ones must go alone. */
+export function mustReshape(admission: Admission, unitIsPartial: boolean): boolean {
+  return admission.refused.length > 0 || (!unitIsPartial && admission.partial.length > 0);
+}
+
+function refusalMessage(id: TenantId, found: TenantClassification): string {
+  const missing = Object.entries(found.missing ?? {});
+  if (found.state === 'present') {
+    return (
+      `Tenant ${id} is present in live: its root row exists and no row of the backup is missing, so it was not deleted. ` +
+      `Nothing of it was written. Restoring it would bring back rows its users deleted since the backup, or revert their newer values: ` +
+      `remove it from the tenant list.`
+    );
+  }
+  const total = missing.reduce((sum, [, n]) => sum + n, 0);
+  return (
+    `Tenant ${id} is partial in live: its root row exists, but ${total} row(s) of the backup are missing ` +
+    `(${missing.map(([table, n]) => `${table}: ${n}`).join(', ')}). Nothing of it was written. ` +
+    `To insert only its missing rows (never an update of an existing row), restore it again with --allow-partial; ` +
+    `rows its users deleted on purpose since the backup come back too.`
+  );
+}
