@@ -12,7 +12,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { spawn } from 'node:child_process';
 import { databaseName, escapeIdentifier, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
 import { formatS3Url, getJson, parseS3Url, putJson } from './s3';
-import { databaseOnServer, scratchDatabaseName } from './scratch';
+import { databaseOnServer, parseScratchMarker, scratchDatabaseName } from './scratch';
 import type { RestoreReport } from './report';
 import type { TenantId } from './restore-types';
 
@@ -177,14 +177,17 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
 
     /**
      * Drops the drill's scratch by its name, for when prepareScratch failed half-way (no ScratchInfo came back, but a
-     * database may have been created). Only `scratch_<restoreId>` of a drill restore id is ever dropped.
+     * database may have been created). Only the scratch of a drill restore id is ever dropped, and only when its marker
+     * names that restore (prepareScratch marks it as soon as it creates it).
      */
     async dropDrillScratch(input: { restoreId: string; server: DatabaseRef }): Promise<{ dropped: boolean }> {
       if (!input.restoreId.startsWith('drill-')) throw ApplicationFailure.nonRetryable(`'${input.restoreId}' is not a drill's restore id.`, 'InvalidInput');
       const name = scratchDatabaseName(input.restoreId);
       await pools.close(databaseOnServer(input.server, name));
-      const result = await pools.get(sibling(input.server, 'postgres')).query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+      const result = await pools.get(sibling(input.server, 'postgres')).query<{ comment: string | null }>(
+        `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [name]);
       if (result.rowCount === 0) return { dropped: false };
+      if (parseScratchMarker(result.rows[0].comment)?.restoreId !== input.restoreId) return { dropped: false };
       await pools.get(sibling(input.server, 'postgres')).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
       return { dropped: true };
     },

@@ -30,6 +30,8 @@ export interface RestoreDrillInput {
   bucket?: string;
   /** Set by `drill run --id`; scheduled runs derive one from their start time and run id. */
   drillId?: string;
+  /** Load a backup that has no sha256 to verify it against (refused otherwise, BackupUnverified): `--allow-unverified-backup`. */
+  allowUnverifiedBackup?: boolean;
 }
 
 const steps = proxyActivities<Activities>({
@@ -92,7 +94,7 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
     record.backup = latest.backup;
     record.backupCreatedAt = latest.lastModified;
     const restoreStarted = Date.now();
-    scratch = await scratchSteps.prepareScratch({ restoreId, backup: latest.backup, server: input.server ?? input.live });
+    scratch = await scratchSteps.prepareScratch({ restoreId, backup: latest.backup, server: input.server ?? input.live, allowUnverifiedBackup: input.allowUnverifiedBackup });
     record.tenants = await steps.sampleTenants({ scratch: scratch.ref, tenantRoot: input.tenantRoot, sample: input.sample, drillId });
     drill = (await steps.createDrillDatabase({ drillId, live: input.live, server: input.server })).drill;
     const result: BulkRestoreResult = await executeChild(bulkRestore, {
