@@ -8,6 +8,7 @@ import { heartbeat } from '@temporalio/activity';
 import { formatS3Url, getJson, putJson, putText } from './s3';
 import type { TenantId } from './restore-types';
 import type { ArtifactsRef, BulkRestoreResult, ObjectRef, PlanRef, ScratchInfo, TenantResult } from '../workflows/definitions';
+import { normalizeTenantId } from '../workflows/definitions';
 
 export interface ReportTenant {
   tenantId: TenantId;
@@ -201,7 +202,8 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
 
     async writeRestoreReport(input: WriteReportInput): Promise<{ json: string; markdown: string }> {
       const { bucket, prefix } = input.artifacts;
-      const ids: TenantId[] = input.tenantList ? await getJson<string[]>(s3, input.tenantList) : [];
+      // As the restore used them: uuids in PostgreSQL's text form (readTenantPage), so that results match the list.
+      const ids: TenantId[] = input.tenantList ? (await getJson<string[]>(s3, input.tenantList)).map((id) => normalizeTenantId(String(id), input.plan?.rootKeyType)) : [];
       const keys = await listKeys(bucket, `${prefix}tenants/`);
       const results = new Map<string, TenantResult>();
       for (let i = 0; i < keys.length; i += 32) {
