@@ -210,6 +210,36 @@ export async function historiesText(client: Client, workflowIds: string[]): Prom
   return texts;
 }
 
+/**
+ * The workflow ids of a restore, found in the histories themselves (not in visibility, which lags): the parent
+ * `restore/<restoreId>` and every child it started, over every run, and their children (a failed group is split into
+ * tenant children), whatever the children's outcome. A failed restore's histories hold its failures' messages and
+ * stack traces, which the I5 scan must read too.
+ */
+export async function restoreWorkflowIds(client: Client, restoreId: string): Promise<string[]> {
+  const ids = [`restore/${restoreId}`];
+  for (let i = 0; i < ids.length; i++) {
+    const runs: string[] = [];
+    for await (const execution of client.workflow.list({ query: `WorkflowId = ${JSON.stringify(ids[i])}` })) runs.push(execution.runId);
+    if (runs.length === 0) runs.push('');
+    for (const runId of runs) {
+      const history = await client.workflow.getHandle(ids[i]!, runId || undefined).fetchHistory();
+      for (const event of history.events ?? []) {
+        const child = event.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
+        if (child && !ids.includes(child)) ids.push(child);
+      }
+    }
+  }
+  return ids;
+}
+
+/** The text of every history of a restore (restoreWorkflowIds), keyed `history <workflowId>`. */
+export async function restoreHistoriesText(client: Client, restoreId: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const [id, text] of await historiesText(client, await restoreWorkflowIds(client, restoreId))) out.set(`history ${id}`, text);
+  return out;
+}
+
 /** Every object under `prefix`, as text. */
 export async function s3Texts(s3: S3Client, bucket: string, prefix: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
