@@ -27,8 +27,8 @@
  */
 import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, escapeIdentifier as q, escapeLiteral, type Pool, type PoolClient } from './db';
-import { ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, TenantNotInBackupError, UnbreakableCycleError } from './errors';
-import { assertPlan, qualify, renderContext, type Plan, type PlanTable } from './plan';
+import { ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, RestoreError, TenantNotInBackupError } from './errors';
+import { assertPlan, chunkUnits, fkTarget, qualify, renderContext, type ChunkUnit, type Plan, type PlanTable } from './plan';
 import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql, type RenderContext } from './plan/ownership';
 import { columnList, keyMatch, keysetAfter, rowText, writtenNames } from './plan/sql';
 import { recordedKeysLimit, type ConflictPolicy, type CopyCheckpoint, type CopyResult, type TenantId } from './restore-types';
@@ -282,13 +282,14 @@ async function advanceSequences(live: PoolClient, table: PlanTable, stagingName:
 /**
  * FK check of the written rows (needed when FK triggers are suspended). For each FK of the table, the parents that
  * the staged keys' live rows reference are locked FOR KEY SHARE (what PostgreSQL's own check does), and references
- * without a parent are counted. `skip` lists FKs checked later (chunked copies: parents in a later chunk).
+ * without a parent are counted. Every FK declared in live is checked, those to tables outside the plan (excluded, or
+ * only in live) too: nothing else would check them while FK triggers are off. `skip` leaves out FKs by target.
  */
 async function orphanScan(live: PoolClient, plan: Plan, table: PlanTable, stagingName: string, skip: (to: string) => boolean): Promise<Array<{ constraint: string; rows: number }>> {
   const found: Array<{ constraint: string; rows: number }> = [];
   for (const fk of table.foreignKeys) {
-    if (skip(fk.to) || !plan.tables.some((t) => t.key === fk.to)) continue;
-    const parent = qualify(plan, fk.to);
+    if (skip(fk.to)) continue;
+    const parent = fkTarget(plan, fk);
     const refs = fk.columns.map((c, i) => `t.${q(c)} AS r${i}`).join(', ');
     const notNull = fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ');
     const match = fk.referencedColumns.map((c, i) => `p.${q(c)} = r.r${i}`).join(' AND ');
@@ -310,7 +311,8 @@ async function orphanScan(live: PoolClient, plan: Plan, table: PlanTable, stagin
 function danglingError(table: string, orphans: Array<{ constraint: string; rows: number }>, tenantIds: TenantId[]): DanglingReferenceError {
   return new DanglingReferenceError(
     `Restored rows of ${table} for tenant(s) ${tenantIds.join(', ')} reference parents that exist neither in live nor in the backup's share of these tenants ` +
-      `(${orphans.map((o) => `${o.constraint}: ${o.rows}`).join(', ')}). Nothing was committed. Usually the parents belong to another deleted tenant: restore it in the same batch.`,
+      `(${orphans.map((o) => `${o.constraint}: ${o.rows}`).join(', ')}). Nothing was committed. Usually the parents belong to another deleted tenant: restore it in the same batch. ` +
+      `If the plan's warnings list the constraint as referencing a table the restore does not write, put the missing parent rows back in live first.`,
     { table, orphans, tenantIds },
   );
 }
@@ -476,87 +478,211 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
 }
 
 /**
- * Large tenants: each chunk of `chunkRows` rows of one table is its own transaction, by primary-key keyset. FKs to
- * tables later in the order or to the same table (cycles) cannot be checked per chunk; they are checked once at the
- * end over all the tenant's rows.
+ * Large tenants: chunks of `chunkRows` rows of one table, by primary-key keyset, each its own transaction, through the
+ * units of chunkUnits() (plan/index.ts). Every committed chunk satisfies every FK of live (issue 11): FK columns that
+ * reference rows a later chunk brings (a self-reference, a cycle) go in NULL, and the unit's fill pass sets them once
+ * every row of the unit is in; a cycle whose forward FK is NOT NULL goes in one transaction. Each transaction is checked
+ * before its COMMIT, by the orphan scan (replica) or by PostgreSQL's own FK triggers. A failure says exactly what was
+ * committed before it (chunks and rows per table, FK columns still NULL), never "nothing was written" unless true.
  */
 async function copyChunked(input: CopyTenantInput, scratch: PoolClient, ctx: RenderContext, chunkRows: number): Promise<CopyTotals> {
-  const { plan, tenantIds, conflict, signal, resumeFrom } = input;
+  const { plan, resumeFrom } = input;
   if (resumeFrom && (resumeFrom.tableIndex < 0 || resumeFrom.tableIndex > plan.tables.length || (resumeFrom.lastKey && resumeFrom.lastKey.length !== plan.tables[resumeFrom.tableIndex]?.primaryKey.length))) {
     throw new InvalidCheckpointError(`The checkpoint (table ${resumeFrom.tableIndex}, key of ${resumeFrom.lastKey?.length ?? 0} values) does not fit this plan: start the copy over without a checkpoint.`);
   }
-  const nullBroken = plan.tables.filter((t) => t.nullThenUpdate.length);
-  if (plan.fkEnforcement !== 'replica' && (nullBroken.length || plan.cycles.some((c) => c.edges.some((e) => e.strategy === 'single-statement')))) {
-    throw new UnbreakableCycleError(`A chunked copy of a schema with FK cycles needs FK checks suspended inside each chunk's transaction; this role may not. Grant it SET on session_replication_role, or copy the tenant in one transaction (no chunkRows).`);
+  const run: ChunkRun = { input, scratch, ctx, chunkRows, totals: emptyTotals(plan, resumeFrom), progress: { ...(resumeFrom?.rows ?? {}) }, committed: new Map(), pendingNull: [] };
+  const start = resumeFrom?.tableIndex ?? 0;
+  try {
+    for (const unit of chunkUnits(plan)) {
+      if (unit.end <= start) continue;
+      if (unit.mode === 'one-transaction') await copyUnitInOneTransaction(run, unit, start);
+      else await copyUnitInChunks(run, unit, start);
+    }
+  } catch (error) {
+    throw explainCommitted(error, run);
   }
-  const totals = emptyTotals(plan, resumeFrom);
-  const progress: Record<string, number> = { ...(resumeFrom?.rows ?? {}) };
-  for (let i = resumeFrom?.tableIndex ?? 0; i < plan.tables.length; i++) {
+  return run.totals;
+}
+
+interface ChunkRun {
+  input: CopyTenantInput;
+  scratch: PoolClient;
+  ctx: RenderContext;
+  chunkRows: number;
+  totals: CopyTotals;
+  progress: Record<string, number>;
+  /** What this call committed, per table, for the message of a later failure. */
+  committed: Map<string, { chunks: number; rows: number }>;
+  /** `table(columns)` committed NULL whose fill pass has not run yet. */
+  pendingNull: string[];
+}
+
+function recordCommitted(run: ChunkRun, table: PlanTable, outcome: TableOutcome): void {
+  addOutcome(run.totals, table, outcome, true);
+  run.progress[table.key] = table.role === 'shared' ? (run.progress[table.key] ?? 0) + outcome.written : run.totals.rows[table.key]!;
+  if (outcome.staged === 0) return;
+  const c = run.committed.get(table.key) ?? { chunks: 0, rows: 0 };
+  run.committed.set(table.key, { chunks: c.chunks + 1, rows: c.rows + outcome.written });
+}
+
+/**
+ * One transaction on live for the chunk of `table` after `lastKey`: staged from scratch, `work` applied, every FK of
+ * the chunk's rows checked, committed. Returns what `work` returned, the staged count and the chunk's last key.
+ */
+async function chunkTransaction<T>(run: ChunkRun, table: PlanTable, lastKey: string[] | undefined, work: (live: PoolClient, name: string, staged: number) => Promise<T>): Promise<{ result: T; staged: number; lastKey: string[] | undefined }> {
+  const { plan, tenantIds, signal } = run.input;
+  checkAbort(signal);
+  if (lastKey) await run.scratch.query(`SELECT set_config('${keysetSetting}', $1::text[]::text, true)`, [lastKey]);
+  const live = await run.input.live.connect();
+  let broken = false;
+  try {
+    await beginLive(live, plan, tenantIds);
+    await run.input.yieldToLive?.(live, signal);
+    const name = 'tr_stage_chunk';
+    const staged = await stage(run.scratch, live, plan, run.ctx, table, name, { limit: run.chunkRows, afterKey: Boolean(lastKey), signal });
+    const result = await work(live, name, staged);
+    if (plan.fkEnforcement === 'replica') {
+      const orphans = await orphanScan(live, plan, table, name, () => false);
+      if (orphans.length) throw danglingError(table.key, orphans, tenantIds);
+    }
+    let next = lastKey;
+    if (staged > 0) {
+      const { rows } = await live.query<{ key: string[] }>(`SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${name} ORDER BY ${table.primaryKey.map((c) => `${q(c)} DESC`).join(', ')} LIMIT 1`);
+      next = rows[0]!.key;
+    }
+    checkAbort(signal);
+    await live.query('COMMIT');
+    return { result, staged, lastKey: next };
+  } catch (error) {
+    await live.query('ROLLBACK').catch(() => (broken = true));
+    if (signal?.aborted) broken = true;
+    throw error;
+  } finally {
+    live.release(broken);
+  }
+}
+
+/** A unit in chunks: each table's chunks with the unit's forward/self FK columns NULL, then the fill pass. */
+async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): Promise<void> {
+  const { plan, tenantIds, conflict, resumeFrom, onCheckpoint } = run.input;
+  const fills = Object.keys(unit.deferred).length > 0;
+  for (let i = Math.max(unit.start, start); i < unit.end; i++) {
     const table = plan.tables[i]!;
+    const nulls = unit.deferred[table.key] ?? [];
     let lastKey = i === resumeFrom?.tableIndex ? resumeFrom.lastKey : undefined;
     for (;;) {
-      checkAbort(signal);
-      if (lastKey) await scratch.query(`SELECT set_config('${keysetSetting}', $1::text[]::text, true)`, [lastKey]);
-      const live = await input.live.connect();
-      let broken = false;
-      let staged = 0;
-      try {
-        await beginLive(live, plan, tenantIds);
-        await input.yieldToLive?.(live, signal);
-        const name = 'tr_stage_chunk';
-        staged = await stage(scratch, live, plan, ctx, { ...table, nullThenUpdate: [] }, name, { limit: chunkRows, afterKey: Boolean(lastKey), signal });
-        // In chunks, cycle columns go in with their values: FK triggers are off (replica) and the final scan checks them.
-        const outcome = await merge(live, plan, ctx, { ...table, nullThenUpdate: [] }, name, staged, conflict, tenantIds, null);
+      const chunk = await chunkTransaction(run, table, lastKey, async (live, name, staged) => {
+        const outcome = await merge(live, plan, run.ctx, { ...table, nullThenUpdate: nulls }, name, staged, conflict, tenantIds, null);
         await advanceSequences(live, table, name);
-        if (plan.fkEnforcement === 'replica') {
-          const later = new Set(plan.tables.slice(i).map((t) => t.key));
-          const orphans = await orphanScan(live, plan, table, name, (to) => later.has(to));
-          if (orphans.length) throw danglingError(table.key, orphans, tenantIds);
-        }
-        if (staged > 0) {
-          const { rows } = await live.query<{ key: string[] }>(`SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${name} ORDER BY ${table.primaryKey.map((c) => `${q(c)} DESC`).join(', ')} LIMIT 1`);
-          lastKey = rows[0]!.key;
-        }
-        checkAbort(signal);
-        await live.query('COMMIT');
-        addOutcome(totals, table, outcome, true);
-        progress[table.key] = table.role === 'shared' ? (progress[table.key] ?? 0) + outcome.written : totals.rows[table.key]!;
-      } catch (error) {
-        await live.query('ROLLBACK').catch(() => (broken = true));
-        if (signal?.aborted) broken = true;
-        throw error;
-      } finally {
-        live.release(broken);
-      }
-      const done = staged < chunkRows;
-      await input.onCheckpoint?.(done ? { tableIndex: i + 1, rows: { ...progress } } : { tableIndex: i, lastKey, rows: { ...progress } });
+        return outcome;
+      });
+      lastKey = chunk.lastKey;
+      recordCommitted(run, table, chunk.result);
+      const pending = `${table.key}(${nulls.join(', ')})`;
+      if (nulls.length && chunk.staged > 0 && !run.pendingNull.includes(pending)) run.pendingNull.push(pending);
+      const done = chunk.staged < run.chunkRows;
+      // The unit is done when its fill pass is: until then, a resumed copy must come back into the unit.
+      const unitDone = done && !(fills && i === unit.end - 1);
+      await onCheckpoint?.(unitDone ? { tableIndex: i + 1, rows: { ...run.progress } } : { tableIndex: i, lastKey, rows: { ...run.progress } });
       if (done) break;
     }
   }
-  // The FKs skipped per chunk (parents later in the order, or in the same table), now over all the tenant's rows.
-  if (plan.fkEnforcement === 'replica') await finalOrphanCheck(input.live, plan, ctx, tenantIds);
-  return totals;
+  if (!fills) return;
+  // Fill pass: every row of the unit is in live now, so the parents of the NULL columns are there (or the chunk's
+  // check says which are not, and that chunk is not committed). Idempotent, so a resumed copy simply runs it again.
+  for (let i = unit.start; i < unit.end; i++) {
+    const table = plan.tables[i]!;
+    const columns = unit.deferred[table.key];
+    if (!columns?.length) continue;
+    let lastKey: string[] | undefined;
+    for (;;) {
+      const chunk = await chunkTransaction(run, table, lastKey, (live, name) => fillDeferredColumns(live, plan, run.ctx, table, columns, name));
+      lastKey = chunk.lastKey;
+      if (chunk.staged < run.chunkRows) break;
+    }
+    run.pendingNull = run.pendingNull.filter((p) => !p.startsWith(`${table.key}(`));
+  }
+  await onCheckpoint?.({ tableIndex: unit.end, rows: { ...run.progress } });
 }
 
-async function finalOrphanCheck(pool: Pool, plan: Plan, ctx: RenderContext, tenantIds: TenantId[]): Promise<void> {
-  const live = await pool.connect();
+/**
+ * Sets the FK columns a chunk inserted NULL, from the backup, on the rows this copy wrote: live's columns all NULL, the
+ * rest of the row equal to the backup's (a row that live kept under skip, with other content, is left alone), and no
+ * other tenant owning it.
+ */
+async function fillDeferredColumns(live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, columns: string[], stagingName: string): Promise<void> {
+  const rest = writtenNames(table).filter((c) => !columns.includes(c));
+  await live.query(
+    `UPDATE ${qualify(plan, table.key)} t SET ${columns.map((c) => `${q(c)} = s.${q(c)}`).join(', ')} FROM ${stagingName} s
+     WHERE ${keyMatch(table.primaryKey, 't', 's')} AND ${columns.map((c) => `t.${q(c)} IS NULL`).join(' AND ')}
+       AND NOT (${columns.map((c) => `s.${q(c)} IS NULL`).join(' AND ')})
+       AND ${rowText(rest, 't')} = ${rowText(rest, 's')} AND NOT ${otherOwnerPredicate(table.key, 't', ctx)}`,
+  );
+}
+
+/** A unit whose forward FK is NOT NULL: all its tables' rows of the tenant in one transaction, as an unchunked copy. */
+async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: number): Promise<void> {
+  const { plan, tenantIds, conflict, signal, onCheckpoint } = run.input;
+  // A checkpoint of an older version may point inside the unit: the unit is redone whole (idempotent), so the rows the
+  // checkpoint counted for its first tables are counted again below, not twice.
+  for (let i = unit.start; i < Math.min(start, unit.end); i++) if (plan.tables[i]!.role !== 'shared') run.totals.rows[plan.tables[i]!.key] = 0;
+  const live = await run.input.live.connect();
+  let broken = false;
+  const outcomes: Array<[PlanTable, TableOutcome]> = [];
   try {
-    await live.query('BEGIN READ ONLY');
-    await live.query(setTenantIdsSql, [tenantIds]);
-    for (const [i, table] of plan.tables.entries()) {
-      const later = new Set(plan.tables.slice(i).map((t) => t.key));
-      for (const fk of table.foreignKeys.filter((f) => later.has(f.to))) {
-        const { rows } = await live.query<{ n: string }>(
-          `SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}
-             AND ${fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ')}
-             AND NOT EXISTS (SELECT 1 FROM ${qualify(plan, fk.to)} p WHERE ${fk.columns.map((c, k) => `p.${q(fk.referencedColumns[k]!)} = t.${q(c)}`).join(' AND ')})`,
-        );
-        const n = Number(rows[0]!.n);
-        if (n > 0) throw danglingError(table.key, [{ constraint: fk.constraint, rows: n }], tenantIds);
+    await beginLive(live, plan, tenantIds);
+    const staged: Array<{ table: PlanTable; name: string; written: string | null }> = [];
+    for (let i = unit.start; i < unit.end; i++) {
+      const table = plan.tables[i]!;
+      checkAbort(signal);
+      await run.input.yieldToLive?.(live, signal);
+      const name = `tr_stage_${i}`;
+      const written = table.nullThenUpdate.length ? `tr_written_${i}` : null;
+      const n = await stage(run.scratch, live, plan, run.ctx, table, name, { signal });
+      outcomes.push([table, await merge(live, plan, run.ctx, table, name, n, conflict, tenantIds, written)]);
+      staged.push({ table, name, written });
+    }
+    for (const s of staged) if (s.written) await applyDeferredColumns(live, plan, s.table, s.name, s.written);
+    for (const s of staged) await advanceSequences(live, s.table, s.name);
+    if (plan.fkEnforcement === 'replica') {
+      for (const s of staged) {
+        checkAbort(signal);
+        const orphans = await orphanScan(live, plan, s.table, s.name, () => false);
+        if (orphans.length) throw danglingError(s.table.key, orphans, tenantIds);
       }
     }
+    checkAbort(signal);
+    await live.query('COMMIT');
+  } catch (error) {
+    await live.query('ROLLBACK').catch(() => (broken = true));
+    if (signal?.aborted) broken = true;
+    throw error;
   } finally {
-    await live.query('ROLLBACK').catch(() => undefined);
-    live.release();
+    live.release(broken);
   }
+  for (const [table, outcome] of outcomes) recordCommitted(run, table, outcome);
+  await onCheckpoint?.({ tableIndex: unit.end, rows: { ...run.progress } });
+}
+
+/**
+ * A chunked copy that fails has usually committed chunks before: the named error's "Nothing was written" would be
+ * false. Its message is rewritten to say exactly what this attempt committed, and that no FK of it dangles.
+ */
+function explainCommitted(error: unknown, run: ChunkRun): unknown {
+  if (!(error instanceof RestoreError)) return error;
+  const earlier = Object.values(run.input.resumeFrom?.rows ?? {}).some((n) => n > 0);
+  const chunks = [...run.committed.entries()];
+  if (!chunks.length && !earlier) return error;
+  const total = chunks.reduce((n, [, c]) => n + c.chunks, 0);
+  const what = chunks.length
+    ? `${total} chunk(s) were committed before this failure (${chunks.map(([t, c]) => `${t}: ${c.chunks} chunk(s), ${c.rows} row(s) written`).join('; ')})`
+    : 'this attempt committed nothing';
+  const note =
+    `The failing chunk was rolled back, but ${what}${earlier ? ', after what earlier attempts committed up to the checkpoint this one resumed from' : ''}. ` +
+    `Every FK of the committed rows holds${run.pendingNull.length ? `; FK column(s) ${run.pendingNull.join(', ')} of committed rows stay NULL until the copy completes` : ''}. ` +
+    `Fix the cause, then rerun the restore: it resumes from the last checkpoint.`;
+  const claim = /Nothing was (written|committed)[^.]*\./;
+  error.message = claim.test(error.message) ? error.message.replace(claim, note) : `${error.message} ${note}`;
+  (error.details as Record<string, unknown>).committed = Object.fromEntries(chunks);
+  return error;
 }

@@ -31,8 +31,31 @@ export interface CatalogTable {
   primaryKey: string[] | null;
   /** Every unique key without predicate or expression, the primary key first. */
   uniqueKeys: string[][];
+  /**
+   * Every unique index (plain, partial and expression ones), with what ON CONFLICT and the cross-tenant guard need:
+   * each key item as SQL text over the table's unqualified columns, the predicate, and whether it is DEFERRABLE.
+   */
+  uniqueIndexes?: CatalogUniqueIndex[];
   /** Non-internal triggers (on the table or its partitions), for the report. */
   userTriggers: string[];
+}
+
+export interface CatalogUniqueIndex {
+  /** The index's name (for a constraint, also the constraint's name). */
+  name: string;
+  primary: boolean;
+  /** No predicate and no expression: the columns in `uniqueKeys`. */
+  plain: boolean;
+  /** Key items, as pg_get_indexdef() prints them: a quoted column name, or an expression over unqualified columns. */
+  keys: string[];
+  /** The partial index's predicate over unqualified columns (pg_get_expr), or null. */
+  predicate: string | null;
+  /** Every column the keys and the predicate read. */
+  columns: string[];
+  /** A DEFERRABLE primary key or unique constraint (PostgreSQL refuses it as an ON CONFLICT arbiter). */
+  deferrable: boolean;
+  /** NULLS NOT DISTINCT (PostgreSQL 15+): two NULL keys collide. */
+  nullsNotDistinct: boolean;
 }
 
 export interface CatalogForeignKey {
@@ -80,12 +103,25 @@ const columnsSql = `
   WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
   ORDER BY a.attrelid, a.attnum`;
 
+// Every unique index, partial and expression ones included: a partial or expression unique index (lower(email) WHERE
+// deleted_at IS NULL) is a key another tenant can hold just as well. The columns an expression or a predicate reads
+// come from pg_depend (PostgreSQL records them there); indimmediate is false for a DEFERRABLE constraint.
+// indnullsnotdistinct is read through to_jsonb so that the query also runs on servers before 15.
 const uniqueKeysSql = `
-  SELECT i.indrelid::int AS oid, i.indisprimary AS primary,
+  SELECT i.indrelid::int AS oid, i.indisprimary AS primary, c.relname::text AS name,
+         i.indpred IS NULL AND i.indexprs IS NULL AS plain, NOT i.indimmediate AS deferrable,
+         coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS "nullsNotDistinct",
+         pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
+         ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts::int) k ORDER BY k) AS keys,
          ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns
-  FROM pg_index i
-  WHERE i.indrelid = ANY($1::oid[]) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) AS columns,
+         ARRAY(SELECT DISTINCT a.attname::text FROM pg_attribute a
+               WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND (a.attnum = ANY(i.indkey::int2[]) OR EXISTS (
+                 SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+                   AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid AND d.refobjsubid = a.attnum))
+               ORDER BY 1) AS "readColumns"
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+  WHERE i.indrelid = ANY($1::oid[]) AND i.indisunique
   ORDER BY i.indrelid, NOT i.indisprimary, i.indexrelid::regclass::text`;
 
 // FKs on a partition are lifted to the partition root on both sides; attnums are resolved to names on the relation
@@ -115,7 +151,7 @@ export async function readCatalog(pool: Pool): Promise<Catalog> {
   const oids = tableRows.map((t) => t.oid);
   // One after the other: these are quick, and a catalog read should not take five connections of live's pool.
   const columns = await pool.query<CatalogColumn & { oid: number }>(columnsSql, [oids]);
-  const uniques = await pool.query<{ oid: number; primary: boolean; columns: string[] }>(uniqueKeysSql, [oids]);
+  const uniques = await pool.query<{ oid: number; primary: boolean; name: string; plain: boolean; deferrable: boolean; nullsNotDistinct: boolean; predicate: string | null; keys: string[]; columns: string[]; readColumns: string[] }>(uniqueKeysSql, [oids]);
   const fks = await pool.query<{ name: string; fromOid: number; toOid: number; columns: string[]; referencedColumns: string[]; deferrable: boolean; inherited: boolean }>(foreignKeysSql);
   const triggers = await pool.query<{ oid: number; name: string }>(triggersSql);
   const privilege = await pool.query<{ canSet: boolean; version: number }>(privilegeSql);
@@ -133,6 +169,8 @@ export async function readCatalog(pool: Pool): Promise<Catalog> {
   for (const u of uniques.rows) {
     const table = byOid.get(u.oid);
     if (!table) continue;
+    (table.uniqueIndexes ??= []).push({ name: u.name, primary: u.primary, plain: u.plain, keys: u.keys, predicate: u.predicate, columns: u.readColumns, deferrable: u.deferrable, nullsNotDistinct: u.nullsNotDistinct });
+    if (!u.plain) continue;
     if (u.primary) table.primaryKey = u.columns;
     if (!table.uniqueKeys.some((k) => k.join() === u.columns.join())) table.uniqueKeys.push(u.columns);
   }

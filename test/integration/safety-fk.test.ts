@@ -1,0 +1,197 @@
+/**
+ * Issue 11, item 2: no orphan is ever committed, and keys are keys however they are declared.
+ * - FKs to tables outside the plan (excluded by the config) are checked before COMMIT; an exclusion that leaves
+ *   restored rows pointing at tenant rows that are gone is refused at plan time.
+ * - A chunked copy that fails in a later chunk leaves no committed row pointing at nothing, says what it committed,
+ *   and a rerun converges.
+ * - Partial and expression unique indexes count for the cross-tenant guard under skip and overwrite.
+ * - A DEFERRABLE primary key or unique constraint is refused at plan time (ON CONFLICT cannot use it).
+ * Orphans are counted independently of the engine: every FK of live's catalog, every row.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../activities/config';
+import { copyTenant } from '../../activities/copy';
+import { Pools } from '../../activities/db';
+import {
+  CrossTenantConflictError, DanglingReferenceError, DeferrableUniqueKeyError, ExcludedParentError, nonRetryableErrorTypes,
+} from '../../activities/errors';
+import { buildPlan, chunkUnits, describePlan } from '../../activities/plan';
+import { validateTenant } from '../../activities/validate';
+import type { CopyCheckpoint } from '../../activities/restore-types';
+import { fingerprints, psqlFile, query, userTables } from '../helpers/engine';
+import { deleteTenantsSql, tenantFilter, tenantTables } from '../helpers/issue-tracker';
+import { useFreshDatabases, useStackEnv } from '../helpers/stack';
+
+useStackEnv();
+const { fresh } = useFreshDatabases();
+
+/** Rows whose FK (any constraint of the catalog, MATCH SIMPLE) references no row, per constraint. */
+async function orphans(url: string): Promise<Record<string, number>> {
+  const fks = await query<{ name: string; child: string; parent: string; cols: string[]; refs: string[] }>(url, `
+    SELECT c.conname AS name, c.conrelid::regclass::text AS child, c.confrelid::regclass::text AS parent,
+           ARRAY(SELECT quote_ident(a.attname) FROM unnest(c.conkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o) AS cols,
+           ARRAY(SELECT quote_ident(a.attname) FROM unnest(c.confkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o) AS refs
+    FROM pg_constraint c WHERE c.contype = 'f' ORDER BY 1`);
+  const out: Record<string, number> = {};
+  for (const fk of fks) {
+    const [{ n }] = await query<{ n: string }>(url, `SELECT count(*) AS n FROM ${fk.child} t WHERE ${fk.cols.map((c) => `t.${c} IS NOT NULL`).join(' AND ')}
+      AND NOT EXISTS (SELECT 1 FROM ${fk.parent} p WHERE ${fk.cols.map((c, i) => `p.${fk.refs[i]} = t.${c}`).join(' AND ')})`) as [{ n: string }];
+    if (Number(n) > 0) out[fk.name] = Number(n);
+  }
+  return out;
+}
+
+describe('foreign keys: no orphan is ever committed', () => {
+  const pools = new Pools();
+  let source: { name: string; url: string };
+  let scratchUrl: string;
+
+  beforeAll(async () => {
+    source = await fresh('sfk_src');
+    psqlFile(source.url, join(__dirname, '..', 'fixtures', 'issue-tracker.sql'));
+    scratchUrl = (await fresh('sfk_scratch', source.name)).url;
+  });
+  afterAll(() => pools.closeAll());
+
+  async function live(prefix: string, setup: string): Promise<string> {
+    const { url } = await fresh(prefix, source.name);
+    await query(url, setup);
+    return url;
+  }
+
+  async function failure(call: () => Promise<unknown>): Promise<Error> {
+    const error = await call().then(() => null, (e: Error) => e);
+    expect(error).toBeInstanceOf(Error);
+    return error!;
+  }
+
+  it('an FK to an excluded table is checked before COMMIT: a missing parent stops the tenant, nothing committed', async () => {
+    // Tenants 10 and 20 are on plan 4, which the incident deleted with them (no one else used it). With app.plans
+    // excluded, the restore does not bring plan 4 back: tenants.plan_id of the restored row would point at nothing.
+    const liveUrl = await live('sfk_excl', deleteTenantsSql([10, 20]));
+    const config = parseConfig(JSON.stringify({ excludeTables: ['app.plans'] }));
+    const plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants', config });
+    expect(plan.tables.map((t) => t.key)).not.toContain('app.plans');
+    const fk = plan.tables.find((t) => t.key === 'app.tenants')!.foreignKeys.find((f) => f.to === 'app.plans')!;
+    expect(fk).toMatchObject({ toSchema: 'app', toName: 'plans' });
+    // The plan says who checks it.
+    expect(plan.fkEnforcement).toBe('replica');
+    const warning = plan.warnings.find((w) => w.includes('tenants_plan_id_fkey'));
+    expect(warning).toContain('excluded by the config');
+    expect(warning).toContain("engine's orphan scan before each COMMIT");
+    expect(describePlan(plan)).toContain("all checked before COMMIT by the engine's orphan scan");
+
+    const tables = await userTables(liveUrl);
+    const before = await fingerprints(liveUrl, tables);
+    const e = await failure(() => copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['10'], conflict: 'skip' }));
+    expect(e).toBeInstanceOf(DanglingReferenceError);
+    expect(e.message).toContain('tenants_plan_id_fkey');
+    expect(e.message).toContain('Nothing was committed');
+    expect(await fingerprints(liveUrl, tables)).toEqual(before);
+    expect(await orphans(liveUrl)).toEqual({});
+
+    // A tenant whose plan is still in live (plan 3, used by others) restores under the same exclusion: the check is on
+    // the parent row, not on the exclusion.
+    const other = await live('sfk_excl_ok', deleteTenantsSql([5]));
+    const p5 = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(other), tenantRoot: 'app.tenants', config });
+    const ok = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(other), plan: p5, tenantIds: ['5'], conflict: 'skip' });
+    expect(ok.rows['app.tenants']).toBe(1);
+    expect(await orphans(other)).toEqual({});
+  });
+
+  it('an exclusion that leaves restored rows pointing at tenant rows that are gone is refused at plan time, naming the constraint', async () => {
+    const liveUrl = await live('sfk_excl_owned', deleteTenantsSql([5]));
+    const config = parseConfig(JSON.stringify({ excludeTables: ['app.labels'] }));
+    const e = await failure(() => buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants', config }));
+    expect(e).toBeInstanceOf(ExcludedParentError);
+    expect(nonRetryableErrorTypes).toContain(e.name);
+    expect(e.message).toContain('app.issue_labels.issue_labels_tenant_id_label_id_fkey');
+    expect(e.message).toContain('app.labels is excluded by the config');
+    expect(e.message).toContain('excludeTables');
+    // Excluding the referencing table too is the way out the message gives.
+    const both = parseConfig(JSON.stringify({ excludeTables: ['app.labels', 'app.issue_labels'] }));
+    const plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants', config: both });
+    expect(plan.tables.map((t) => t.key)).not.toContain('app.issue_labels');
+  });
+
+  it('a chunked copy that fails in a later chunk commits no orphan, says what it committed, and a rerun converges', async () => {
+    // Tenant 15's comments reply to other comments (parent_id, a self-reference); chunks of 25 by uuid key put many
+    // replies before their parents. Another tenant's comment sits on the key of tenant 15's 26th comment: the second
+    // chunk of app.comments stops with CrossTenantConflictError after the first one committed.
+    const squatter = `(SELECT id FROM (SELECT md5('comment-' || i || '-' || c)::uuid AS id FROM generate_series(841, 900) i, generate_series(1, 3) c) x ORDER BY id OFFSET 25 LIMIT 1)`;
+    const liveUrl = await live('sfk_chunk', `${deleteTenantsSql([15])}
+      INSERT INTO app.comments (id, issue_id, author_id, parent_id, body, created_at) VALUES (${squatter}, 901, md5('user-16-1')::uuid, NULL, 'squatter', '2024-05-01Z')`);
+    const plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants' });
+    const units = chunkUnits(plan);
+    const comments = units.find((u) => plan.tables[u.start]!.key === 'app.comments')!;
+    expect(comments).toMatchObject({ mode: 'chunks', deferred: { 'app.comments': ['parent_id'] } });
+    // tenants.owner_id is NOT NULL and references users, later in the order: that cycle goes in one transaction.
+    const tenants = units.find((u) => plan.tables.slice(u.start, u.end).some((t) => t.key === 'app.tenants'))!;
+    expect(tenants.mode).toBe('one-transaction');
+    expect(tenants.reason).toContain('tenants_owner_fk');
+
+    const checkpoints: CopyCheckpoint[] = [];
+    const e = await failure(() => copyTenant({
+      scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'skip', chunkRows: 25, onCheckpoint: (c) => void checkpoints.push(c),
+    }));
+    expect(e).toBeInstanceOf(CrossTenantConflictError);
+    expect(e.message).toContain('app.comments');
+    // The invariant: no committed row points at nothing.
+    expect(await orphans(liveUrl)).toEqual({});
+    // Some chunks were committed: the message must not claim otherwise, and must say which.
+    expect(checkpoints.length).toBeGreaterThan(0);
+    const [{ n: committedComments }] = await query<{ n: string }>(liveUrl, `SELECT count(*) AS n FROM app.comments WHERE issue_id BETWEEN 841 AND 900`) as [{ n: string }];
+    expect(Number(committedComments)).toBe(25);
+    expect(e.message).not.toMatch(/nothing was (written|committed)/i);
+    expect(e.message).toMatch(/chunk\(s\) were committed before this failure/);
+    expect(e.message).toContain('app.comments: 1');
+    expect(e.message).toContain('app.comments(parent_id)');
+    expect(e.message).toContain('rerun');
+
+    // The operator settles the conflicting key (the squatter was not tenant 16's to keep), and reruns from the checkpoint.
+    await query(liveUrl, `UPDATE app.comments SET id = gen_random_uuid() WHERE body = 'squatter'`);
+    const resumed = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'skip', chunkRows: 25, resumeFrom: checkpoints[checkpoints.length - 1] });
+    expect(resumed.chunked).toBe(true);
+    expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(await fingerprints(scratchUrl, tenantTables, tenantFilter([15])));
+    expect(await orphans(liveUrl)).toEqual({});
+    const v = await validateTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: '15', conflict: 'skip' });
+    expect(v.ok).toBe(true);
+  });
+
+  it('a key held by another tenant in a partial expression unique index stops the tenant under skip and overwrite', async () => {
+    // lower(email) among users without a profile: tenant 6's user 1 (no profile) now has tenant 5's user 1 address,
+    // in other case. The plain unique index on email does not see it; the expression index does.
+    const index = `CREATE UNIQUE INDEX users_email_ci ON app.users (lower(email)) WHERE profile IS NULL`;
+    const liveUrl = await live('sfk_expr', `${deleteTenantsSql([5])} ${index};
+      UPDATE app.users SET email = 'USER1@tenant5.example' WHERE email = 'user1@tenant6.example'`);
+    const plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants' });
+    expect(plan.tables.find((t) => t.key === 'app.users')!.uniqueIndexes).toEqual([{ name: 'users_email_ci', keys: ['lower(email)'], predicate: 'profile IS NULL', nullsNotDistinct: false }]);
+    const tables = await userTables(liveUrl);
+    const before = await fingerprints(liveUrl, tables);
+    for (const conflict of ['skip', 'overwrite'] as const) {
+      const e = await failure(() => copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['5'], conflict }));
+      expect(e).toBeInstanceOf(CrossTenantConflictError);
+      expect(e.message).toContain('users_email_ci');
+      expect(e.message).toContain('app.users');
+      expect(await fingerprints(liveUrl, tables)).toEqual(before);
+    }
+    // The predicate applies to both sides: user 2 has a profile, so the same trick on it is no conflict (and no
+    // violation: the index does not cover the row), and the tenant is restored.
+    const outside = await live('sfk_expr_pred', `${deleteTenantsSql([5])} ${index};
+      UPDATE app.users SET email = 'USER2@tenant5.example' WHERE email = 'user2@tenant6.example'`);
+    const p2 = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(outside), tenantRoot: 'app.tenants' });
+    const ok = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(outside), plan: p2, tenantIds: ['5'], conflict: 'overwrite' });
+    expect(ok.rows['app.users']).toBe(5);
+    expect(await orphans(outside)).toEqual({});
+  });
+
+  it('a DEFERRABLE primary key or unique constraint is refused at plan time, naming the constraint', async () => {
+    const liveUrl = await live('sfk_defer', `${deleteTenantsSql([5])} ALTER TABLE app.labels ADD CONSTRAINT labels_name_uq UNIQUE (tenant_id, name) DEFERRABLE`);
+    const e = await failure(() => buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants' }));
+    expect(e).toBeInstanceOf(DeferrableUniqueKeyError);
+    expect(nonRetryableErrorTypes).toContain(e.name);
+    expect(e.message).toContain('app.labels (constraint labels_name_uq)');
+    expect(e.message).toContain('NOT DEFERRABLE');
+  });
+});
