@@ -1,0 +1,254 @@
+/**
+ * Issue 11, items 3 and 4 (and 7, first bullet), against the real stack through the real CLI:
+ * - a scratch belongs to one restore: ids that sanitize alike get their own scratches, one restore's drop never touches
+ *   the other's, and a database whose marker does not name the restore is never dropped (the restore is refused);
+ * - a restore id is used once: `start` refuses an id that already ran (with the report command) or is running (with the
+ *   status command), before anything runs;
+ * - the backup is data, never code: a plain SQL file is refused (UnsupportedBackupFormat) and never run; a backup with
+ *   no checksum is refused (BackupUnverified) unless the operator passes --allow-unverified-backup, drills included;
+ * - `start` says loudly when scratch would be created on live's server.
+ */
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import type { Client } from '@temporalio/client';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../../activities';
+import { Pools } from '../../activities/db';
+import type { RestoreReport } from '../../activities/report';
+import { createS3Client, getJson } from '../../activities/s3';
+import { parseScratchMarker, scratchDatabaseName } from '../../activities/scratch';
+import { drillInputFromFlags, runDrill } from '../../scripts/commands/drill';
+import { bulkWorkflowId } from '../../workflows/definitions';
+import { adminQuery, dropDatabase, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
+import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup } from '../fixtures/orchestration/fixture';
+import { runCli, type CliResult } from '../fixtures/orchestration/harness';
+
+const env = useStackEnv();
+const { fresh } = useFreshDatabases();
+
+describe('safety: scratch ownership, restore ids, backup formats', () => {
+  const pools = new Pools();
+  const s3 = createS3Client();
+  const taskQueue = uniqueName('tq_safety_scratch');
+  const victims = range(1, 3);
+  const leftovers: string[] = [];
+  let source: { name: string; url: string };
+  let backup: string;
+  let worker: Awaited<ReturnType<typeof startWorker>>;
+  let client: Client;
+  let closeClient: () => Promise<void>;
+
+  beforeAll(async () => {
+    source = await fresh('safe_scr_src');
+    await generate(source.url, [{ first: 1, count: 6, shape: smallTenant }]);
+    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${uniqueName('safe')}/backup.dump`));
+    worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
+    ({ client, close: closeClient } = await temporalClient());
+  });
+
+  afterAll(async () => {
+    for (const name of leftovers) await dropDatabase(name);
+    await closeClient?.();
+    await worker?.stop();
+    await pools.closeAll();
+    s3.destroy();
+  });
+
+  const newId = (prefix: string) => uniqueName(prefix).replace(/_/g, '-');
+  const report = (restoreId: string) => getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-safety/${restoreId}/report.json` });
+  const start = (restoreId: string, live: string, extra: string[] = [], from = ['--backup', backup], queue = taskQueue): Promise<CliResult> => runCli([
+    'start', ...from, '--live', live, '--tenant-root', 'app.tenants', '--tenants', victims.join(','), '--id', restoreId, '--task-queue', queue,
+    '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-safety/`, ...extra]);
+  const database = async (name: string) => {
+    const { rows } = await adminQuery(`SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [name]);
+    return rows.length ? { comment: rows[0].comment as string | null } : undefined;
+  };
+  const victimLive = async () => {
+    const live = await fresh('safe_scr_live', source.name);
+    await deleteTenants(live.url, victims);
+    return live;
+  };
+  /** The types of the activity failures in a restore's history (the workflow's own failure wraps them). */
+  const activityFailureTypes = async (restoreId: string): Promise<string[]> => {
+    const history = await client.workflow.getHandle(bulkWorkflowId(restoreId)).fetchHistory();
+    return (history.events ?? []).flatMap((e) => {
+      const type = e.activityTaskFailedEventAttributes?.failure?.applicationFailureInfo?.type;
+      return type ? [type] : [];
+    });
+  };
+  const uploadRaw = async (key: string, body: Buffer | string, manifest: boolean) => {
+    await s3.send(new PutObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: key, Body: body }));
+    if (manifest) {
+      const bytes = Buffer.from(body);
+      await s3.send(new PutObjectCommand({
+        Bucket: env.STACK_S3_BUCKET, Key: `${key}.manifest.json`,
+        Body: JSON.stringify({ sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length }),
+      }));
+    }
+    return `s3://${env.STACK_S3_BUCKET}/${key}`;
+  };
+
+  it('gives two restore ids that used to collide their own scratches, and one restore\'s drop never touches the other\'s', async () => {
+    const suffix = uniqueName('c').replace(/_/g, '');
+    // Before: both were scratch_collide_<suffix>; the second restore reused the first one's scratch and dropped it.
+    const first = `Collide-${suffix}`;
+    const second = `collide.${suffix}`;
+    expect(scratchDatabaseName(first)).not.toBe(scratchDatabaseName(second));
+    leftovers.push(scratchDatabaseName(first), scratchDatabaseName(second));
+
+    const liveA = await victimLive();
+    const a = await start(first, liveA.url, ['--keep-scratch', '--wait', '--json']);
+    expect(a.code, a.stdout + a.stderr).toBe(0);
+    const markerA = parseScratchMarker((await database(scratchDatabaseName(first)))?.comment);
+    expect(markerA).toMatchObject({ restoreId: first, state: 'loaded', backup });
+    expect(markerA?.sha256).toMatch(/^[0-9a-f]{64}$/);
+
+    const liveB = await victimLive();
+    const b = await start(second, liveB.url, ['--wait', '--json']);
+    expect(b.code, b.stdout + b.stderr).toBe(0);
+    expect((await report(second)).source.reused).toBe(false); // loaded its own, did not take the other's
+    expect(await tenantRows(liveB.url, victims)).toEqual(await tenantRows(source.url, victims));
+    // The second restore dropped its own scratch at the end, and only that: the first one's is there, marker unchanged.
+    expect(await database(scratchDatabaseName(second))).toBeUndefined();
+    expect(parseScratchMarker((await database(scratchDatabaseName(first)))?.comment)).toEqual(markerA);
+  });
+
+  it('never drops a database whose marker does not name the restore: another restore\'s scratch, or a database that is not ours', async () => {
+    for (const [label, comment] of [
+      ['another restore\'s scratch', JSON.stringify({ tool: 'tenant-restore', restoreId: 'someone-else', state: 'loading', backup })],
+      ['a database without a marker', null],
+    ] as const) {
+      const restoreId = newId('foreign');
+      const name = scratchDatabaseName(restoreId);
+      leftovers.push(name);
+      await adminQuery(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+      await withClient(serverUrl(name), (c) => c.query(`CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)`));
+      await adminQuery(`COMMENT ON DATABASE ${pg.escapeIdentifier(name)} IS ${comment === null ? 'NULL' : pg.escapeLiteral(comment)}`);
+
+      const live = await victimLive();
+      const run = await start(restoreId, live.url, ['--wait', '--json']);
+      expect(run.code, `${label}: ${run.stdout}${run.stderr}`).toBe(2); // failed before any tenant started
+      const out = JSON.parse(run.stdout) as { status: string; error?: string };
+      expect(out.status).toBe('failed');
+      expect(out.error).toMatch(new RegExp(`Database ${name} .*already exists.*it was not touched.*DROP DATABASE`));
+      if (comment) expect(out.error).toMatch(/the scratch of restore 'someone-else'/);
+      expect(await activityFailureTypes(restoreId)).toContain('ScratchNotOwned');
+      // Still there, with its table and its comment.
+      expect((await withClient(serverUrl(name), (c) => c.query('SELECT id FROM keep_me'))).rows).toEqual([{ id: 42 }]);
+      expect((await database(name))?.comment ?? null).toBe(comment);
+      expect((await tenantRows(live.url, victims))['app.tenants'].count).toBe(0);
+    }
+  });
+
+  it('start refuses a restore id that already ran (report command) or is running (status command), before anything runs', async () => {
+    const live = await victimLive();
+    const done = newId('once');
+    const first = await start(done, live.url, ['--wait', '--json'], ['--scratch', serverUrl(source.name)]);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    const handle = client.workflow.getHandle(bulkWorkflowId(done));
+    const runBefore = (await handle.describe()).runId;
+    const listArtifacts = async (id: string) => (await s3.send(new ListObjectsV2Command({ Bucket: env.STACK_S3_BUCKET, Prefix: `test-safety/${id}/` })))
+      .Contents?.map((o) => `${o.Key}@${o.LastModified?.toISOString()}`).sort();
+    const artifactsBefore = await listArtifacts(done);
+
+    const again = await start(done, live.url, ['--wait', '--json'], ['--scratch', serverUrl(source.name)]);
+    expect(again.code, again.stdout + again.stderr).toBe(2);
+    expect(again.stderr).toMatch(new RegExp(`restore ${done} already ran \\(completed\\).*tenant-restore report ${done}`));
+    // Nothing ran: the same single run, the same artifacts.
+    expect((await handle.describe()).runId).toBe(runBefore);
+    expect(await listArtifacts(done)).toEqual(artifactsBefore);
+
+    // A restore that is still running (its task queue has no worker, so it waits forever) is pointed to `status`.
+    const idle = uniqueName('tq_nobody');
+    const running = newId('running');
+    const started = await start(running, live.url, ['--json'], ['--scratch', serverUrl(source.name)], idle);
+    expect(started.code, started.stdout + started.stderr).toBe(0);
+    try {
+      const twice = await start(running, live.url, ['--json'], ['--scratch', serverUrl(source.name)], idle);
+      expect(twice.code, twice.stdout + twice.stderr).toBe(2);
+      expect(twice.stderr).toMatch(new RegExp(`restore ${running} is already running.*tenant-restore status ${running}`));
+    } finally {
+      await client.workflow.getHandle(bulkWorkflowId(running)).terminate('test over');
+    }
+    // Terminated is finished too: refused with the report command.
+    const after = await start(running, live.url, ['--json'], ['--scratch', serverUrl(source.name)], idle);
+    expect(after.code).toBe(2);
+    expect(after.stderr).toMatch(new RegExp(`restore ${running} already ran \\(terminated\\).*tenant-restore report ${running}`));
+  });
+
+  it('refuses a plain SQL backup (UnsupportedBackupFormat) and never runs it; start warns that scratch is on live\'s server', async () => {
+    const marker = uniqueName('pwned');
+    const sql = `-- a "backup" that is really a script\nCREATE TABLE public.${marker} (id int);\nINSERT INTO public.${marker} VALUES (1);\n`;
+    // With a manifest that matches it: the checksum is not what stops it, its format is.
+    const sqlBackup = await uploadRaw(`test/${uniqueName('safe')}/plain.sql`, sql, true);
+    const live = await victimLive();
+    const restoreId = newId('plainsql');
+    leftovers.push(scratchDatabaseName(restoreId));
+    const run = await start(restoreId, live.url, ['--wait', '--json'], ['--backup', sqlBackup]);
+    expect(run.code, run.stdout + run.stderr).toBe(2);
+    const out = JSON.parse(run.stdout) as { status: string; error?: string; warnings?: string[] };
+    expect(out.error).toMatch(/plain\.sql is text \(a plain SQL dump.*not a pg_dump custom-format archive: it was not loaded, and nothing in it was run/);
+    expect(await activityFailureTypes(restoreId)).toContain('UnsupportedBackupFormat');
+    // No --scratch-server: scratch would have gone to live's server, said in the JSON and loudly on stderr.
+    expect(out.warnings?.join('\n')).toMatch(/scratch database will be created on LIVE's server.*--scratch-server/);
+    expect(run.stderr).toMatch(/\*\*\* WARNING: the scratch database will be created on LIVE's server/);
+
+    // The marker table exists in no database of the server, and no scratch was even created.
+    expect(await database(scratchDatabaseName(restoreId))).toBeUndefined();
+    const { rows } = await adminQuery('SELECT datname FROM pg_database WHERE datallowconn');
+    let looked = 0;
+    for (const { datname } of rows as Array<{ datname: string }>) {
+      const found = await withClient(serverUrl(datname), (c) => c.query(`SELECT to_regclass($1) AS t`, [`public.${marker}`]))
+        .then((r) => r.rows[0].t as string | null, (error: { code?: string }) => {
+          if (error.code === '3D000' || error.code === '57P01') return null; // dropped meanwhile by another test
+          throw error;
+        });
+      expect(found, datname).toBeNull();
+      looked++;
+    }
+    expect(looked).toBeGreaterThan(1);
+  });
+
+  it('refuses a backup with no checksum (BackupUnverified) unless --allow-unverified-backup, and reports how it was verified', async () => {
+    const archive = execFileSync('pg_dump', ['-Fc', '-d', source.url], { env: process.env, maxBuffer: 1 << 30 });
+    const bare = await uploadRaw(`test/${uniqueName('safe')}/no-manifest.dump`, archive, false);
+    const live = await victimLive();
+    const refusedId = newId('unverified');
+    const refused = await start(refusedId, live.url, ['--wait', '--json'], ['--backup', bare]);
+    expect(refused.code, refused.stdout + refused.stderr).toBe(2);
+    expect((JSON.parse(refused.stdout) as { error?: string }).error).toMatch(/no-manifest\.dump cannot be verified.*--allow-unverified-backup/);
+    expect(await activityFailureTypes(refusedId)).toContain('BackupUnverified');
+    expect(await database(scratchDatabaseName(refusedId))).toBeUndefined();
+    expect((await tenantRows(live.url, victims))['app.tenants'].count).toBe(0);
+
+    const allowedId = newId('allowed');
+    leftovers.push(scratchDatabaseName(allowedId));
+    const allowed = await start(allowedId, live.url, ['--wait', '--json', '--allow-unverified-backup'], ['--backup', bare]);
+    expect(allowed.code, allowed.stdout + allowed.stderr).toBe(0);
+    const r = await report(allowedId);
+    expect(r.source.verifiedBy).toBe('size-only');
+    expect(r.source.sha256).toBe(createHash('sha256').update(archive).digest('hex'));
+    expect(await tenantRows(live.url, victims)).toEqual(await tenantRows(source.url, victims));
+  });
+
+  it('a drill refuses an unverified backup too, unless it was made with --allow-unverified-backup', async () => {
+    const prefix = `test/${uniqueName('safedrill')}/`;
+    const archive = execFileSync('pg_dump', ['-Fc', '-d', source.url], { env: process.env, maxBuffer: 1 << 30 });
+    await uploadRaw(`${prefix}only.dump`, archive, false);
+    const flags = { 'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${prefix}`, live: source.url, 'tenant-root': 'app.tenants', sample: '2' };
+
+    const refused = await runDrill(client, drillInputFromFlags({ ...flags, id: newId('dr') }, true), { taskQueue, wait: true });
+    expect(refused.failed).toBe(true);
+    expect(refused.record?.error).toMatch(/cannot be verified.*allowUnverifiedBackup/);
+    expect(refused.record?.restored).toBe(0);
+
+    const input = drillInputFromFlags({ ...flags, id: newId('dr'), 'allow-unverified-backup': true }, true);
+    expect(input.allowUnverifiedBackup).toBe(true);
+    const allowed = await runDrill(client, input, { taskQueue, wait: true });
+    expect(allowed.error).toBeUndefined();
+    expect(allowed.record?.status).toBe('passed');
+    expect(allowed.record?.restored).toBe(2);
+  });
+});
