@@ -1,7 +1,7 @@
 /**
  * Scratch from S3 end to end: an archive whose manifest does not match is refused (nothing written to live, no
- * half-loaded scratch left); a kept scratch is reused by a rerun of the same restore, which converges (I4); a scratch
- * without its "loaded" marker is rebuilt; `--scratch <url>` uses a database already restored and never drops it.
+ * half-loaded scratch left); a scratch this restore already loaded is reused, and converges (I4); its own scratch
+ * marked 'loading' is rebuilt; `--scratch <url>` uses a database already restored and never drops it.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
@@ -66,7 +66,7 @@ describe('scratch from S3', () => {
     expect((await report(restoreId)).error).toMatch(/BackupChecksumMismatch|sha256/);
   });
 
-  it('reuses a kept scratch on a rerun, which converges; rebuilds a scratch without its marker', async () => {
+  it('reuses a scratch this restore already loaded (a retry after the load), and rebuilds its own half-loaded one; both converge', async () => {
     const live = await fresh('orch_scr_live', source.name);
     await deleteTenants(live.url, victims);
     const restoreId = uniqueName('rerun').replace(/_/g, '-');
@@ -77,22 +77,41 @@ describe('scratch from S3', () => {
     expect(await scratchExists(restoreId)).toBe(true);
     const afterFirst = await tenantRows(live.url, victims);
     expect(afterFirst).toEqual(await tenantRows(source.url, victims));
+    const { rows: [{ comment }] } = await adminQuery(`SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [scratchDatabaseName(restoreId)]);
+    const marker = JSON.parse(comment as string) as Record<string, unknown>;
+    expect(marker).toMatchObject({ tool: 'tenant-restore', restoreId, state: 'loaded', backup });
 
-    // The same restore again: the loaded scratch is reused, every row is already there, and live does not change.
-    const second = await start(restoreId, live.url, ['--keep-scratch']);
+    // A restore id is used once, so a "rerun" is what an activity retry sees: this restore's scratch, already there.
+    // Made here as a copy of the kept one, marked as the next restore's, as its own earlier attempt would have left it.
+    const copyAs = async (id: string, state: 'loaded' | 'loading') => {
+      await adminQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [scratchDatabaseName(restoreId)]);
+      await adminQuery(`CREATE DATABASE ${scratchDatabaseName(id)} TEMPLATE ${scratchDatabaseName(restoreId)}`);
+      await adminQuery(`COMMENT ON DATABASE ${scratchDatabaseName(id)} IS '${JSON.stringify({ ...marker, restoreId: id, state })}'`);
+    };
+    const loadedId = uniqueName('reuse').replace(/_/g, '-');
+    await copyAs(loadedId, 'loaded');
+    // Into a live of its own: in the first one these tenants are present again, which a restore refuses.
+    const live2 = await fresh('orch_scr_live', source.name);
+    await deleteTenants(live2.url, victims);
+    const second = await start(loadedId, live2.url);
     expect(second.code, second.stderr).toBe(0);
-    const secondReport = await report(restoreId);
+    const secondReport = await report(loadedId);
     expect(secondReport.source.reused).toBe(true);
     expect(secondReport.totals.restored).toBe(5);
-    expect(await tenantRows(live.url, victims)).toEqual(afterFirst);
+    expect(await tenantRows(live2.url, victims)).toEqual(afterFirst);
+    expect(await scratchExists(loadedId)).toBe(false); // its own: dropped at the end
 
-    // A scratch whose load never finished has no marker: it is dropped and loaded again (then dropped at the end).
-    await adminQuery(`COMMENT ON DATABASE ${scratchDatabaseName(restoreId)} IS NULL`);
-    const third = await start(restoreId, live.url);
+    // A load of this restore that never finished is marked 'loading': it is dropped and loaded again (then dropped).
+    const loadingId = uniqueName('rebuild').replace(/_/g, '-');
+    await copyAs(loadingId, 'loading');
+    const live3 = await fresh('orch_scr_live', source.name);
+    await deleteTenants(live3.url, victims);
+    const third = await start(loadingId, live3.url);
     expect(third.code, third.stderr).toBe(0);
-    expect((await report(restoreId)).source.reused).toBe(false);
-    expect(await scratchExists(restoreId)).toBe(false);
-    expect(await tenantRows(live.url, victims)).toEqual(afterFirst);
+    expect((await report(loadingId)).source.reused).toBe(false);
+    expect(await scratchExists(loadingId)).toBe(false);
+    expect(await tenantRows(live3.url, victims)).toEqual(afterFirst);
+    await adminQuery(`DROP DATABASE ${scratchDatabaseName(restoreId)} WITH (FORCE)`);
   });
 
   it('uses --scratch <url> as it is and never drops it', async () => {

@@ -232,9 +232,9 @@ describe('bad input through the CLI', () => {
     const c = await start(['--tenants', victims[0]!], { backup: corrupted });
     expect(c.code, c.stdout + c.stderr).toBe(2);
     expect(record('corrupted archive (sha256 differs from the manifest)', c)).toMatch(/corrupted\.dump has sha256 [0-9a-f]{64}, its manifest says [0-9a-f]{64}/);
-    // Truncated, and no manifest at all: only pg_restore can tell.
+    // Truncated, and no manifest at all: refused as unverified unless allowed; allowed, only pg_restore can tell.
     const bare = await put(`reliability/${run}/bare-truncated.dump`, bytes.subarray(0, Math.floor(bytes.length / 3)));
-    const b = await start(['--tenants', victims[0]!], { backup: bare });
+    const b = await start(['--tenants', victims[0]!, '--allow-unverified-backup'], { backup: bare });
     expect(b.code, b.stdout + b.stderr).toBe(2);
     expect(record('truncated archive without a manifest', b)).toMatch(/bare-truncated\.dump.*(not a valid|corrupt|truncated)/i);
     expect(await fingerprint(live.url)).toEqual(before);
