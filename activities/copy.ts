@@ -173,7 +173,7 @@ async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: Pl
     if (n > 0) {
       throw new CrossTenantConflictError(
         `${n} row(s) of ${table.key} that tenant(s) ${tenantIds.join(', ')} would restore have a key (${key.join(', ')}) that another tenant holds in live. ` +
-          `Nothing was written for these tenants, and the other tenant's rows are untouched. Find the rows with that key in live, decide which tenant owns them, then run the restore for these tenants again.`,
+          `The other tenant's rows are untouched. Nothing was written for these tenants. Find the rows with that key in live, decide which tenant owns them, then run the restore for these tenants again.`,
         { table: table.key, key, rows: n, tenantIds },
       );
     }
@@ -244,7 +244,7 @@ async function crossTenantIndexCheck(live: PoolClient, plan: Plan, ctx: RenderCo
       const key = `unique index ${index.name} (${index.keys.join(', ')})${index.predicate === null ? '' : ` WHERE ${index.predicate}`}`;
       throw new CrossTenantConflictError(
         `${n} row(s) of ${table.key} that tenant(s) ${tenantIds.join(', ')} would restore have a key in ${key} that another tenant holds in live. ` +
-          `Nothing was written for these tenants, and the other tenant's rows are untouched. Find the rows with that key in live, decide which tenant owns them, then run the restore for these tenants again.`,
+          `The other tenant's rows are untouched. Nothing was written for these tenants. Find the rows with that key in live, decide which tenant owns them, then run the restore for these tenants again.`,
         { table: table.key, index: index.name, rows: n, tenantIds },
       );
     }

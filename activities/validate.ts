@@ -14,7 +14,7 @@
  * proves that every parent a restored row needs is there.
  */
 import { escapeIdentifier as q, type Pool, type PoolClient } from './db';
-import { assertPlan, qualify, renderContext, type Plan, type PlanTable } from './plan';
+import { assertPlan, fkTarget, qualify, renderContext, type Plan, type PlanTable } from './plan';
 import { ownedPredicate, type RenderContext } from './plan/ownership';
 import { rowText, writtenNames } from './plan/sql';
 import type { YieldToLive } from './copy';
@@ -54,17 +54,19 @@ async function checksum(client: PoolClient, plan: Plan, ctx: RenderContext, tabl
   return { n: Number(rows[0]!.n), rows: rows[0]!.rows, keys: rows[0]!.keys };
 }
 
-/** FK orphans among the tenant's rows in live (MATCH SIMPLE: a reference with a NULL column is not checked). */
+/**
+ * FK orphans among the tenant's rows in live (MATCH SIMPLE: a reference with a NULL column is not checked), every FK of
+ * live included, those to tables the restore does not write too.
+ */
 export async function scanOrphans(client: PoolClient, plan: Plan, ctx: RenderContext): Promise<ValidationResult['orphans']> {
   const orphans: ValidationResult['orphans'] = [];
   for (const table of plan.tables) {
     if (table.role === 'shared') continue;
     for (const fk of table.foreignKeys) {
-      if (!plan.tables.some((t) => t.key === fk.to)) continue;
       const { rows } = await client.query<{ n: string }>(
         `SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}
            AND ${fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ')}
-           AND NOT EXISTS (SELECT 1 FROM ${qualify(plan, fk.to)} p WHERE ${fk.columns.map((c, k) => `p.${q(fk.referencedColumns[k]!)} = t.${q(c)}`).join(' AND ')})`,
+           AND NOT EXISTS (SELECT 1 FROM ${fkTarget(plan, fk)} p WHERE ${fk.columns.map((c, k) => `p.${q(fk.referencedColumns[k]!)} = t.${q(c)}`).join(' AND ')})`,
       );
       const n = Number(rows[0]!.n);
       if (n > 0) orphans.push({ table: table.key, constraint: fk.constraint, rows: n });

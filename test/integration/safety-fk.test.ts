@@ -98,6 +98,19 @@ describe('foreign keys: no orphan is ever committed', () => {
     const ok = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(other), plan: p5, tenantIds: ['5'], conflict: 'skip' });
     expect(ok.rows['app.tenants']).toBe(1);
     expect(await orphans(other)).toEqual({});
+
+    // A table only in live (not in the backup, so not in the plan) that restored rows reference: checked the same way.
+    const liveOnly = await live('sfk_live_only', `${deleteTenantsSql([10, 20])}
+      CREATE TABLE app.plan_limits (plan_id int PRIMARY KEY); INSERT INTO app.plan_limits VALUES (1), (2), (3);
+      ALTER TABLE app.tenants ADD CONSTRAINT tenants_plan_limits_fk FOREIGN KEY (plan_id) REFERENCES app.plan_limits NOT VALID`);
+    const p10 = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveOnly), tenantRoot: 'app.tenants' });
+    expect(p10.warnings.find((w) => w.includes('tenants_plan_limits_fk'))).toContain('not in the backup');
+    const liveOnlyTables = await userTables(liveOnly);
+    const untouched = await fingerprints(liveOnly, liveOnlyTables);
+    const e2 = await failure(() => copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveOnly), plan: p10, tenantIds: ['10'], conflict: 'skip' }));
+    expect(e2).toBeInstanceOf(DanglingReferenceError);
+    expect(e2.message).toContain('tenants_plan_limits_fk');
+    expect(await fingerprints(liveOnly, liveOnlyTables)).toEqual(untouched);
   });
 
   it('an exclusion that leaves restored rows pointing at tenant rows that are gone is refused at plan time, naming the constraint', async () => {
@@ -115,14 +128,15 @@ describe('foreign keys: no orphan is ever committed', () => {
     expect(plan.tables.map((t) => t.key)).not.toContain('app.issue_labels');
   });
 
-  it('a chunked copy that fails in a later chunk commits no orphan, says what it committed, and a rerun converges', async () => {
+  it.each(['engine', 'postgres'] as const)('a chunked copy that fails in a later chunk commits no orphan, says what it committed, and a rerun converges (FK checks by %s)', async (fkChecks) => {
     // Tenant 15's comments reply to other comments (parent_id, a self-reference); chunks of 25 by uuid key put many
     // replies before their parents. Another tenant's comment sits on the key of tenant 15's 26th comment: the second
     // chunk of app.comments stops with CrossTenantConflictError after the first one committed.
     const squatter = `(SELECT id FROM (SELECT md5('comment-' || i || '-' || c)::uuid AS id FROM generate_series(841, 900) i, generate_series(1, 3) c) x ORDER BY id OFFSET 25 LIMIT 1)`;
-    const liveUrl = await live('sfk_chunk', `${deleteTenantsSql([15])}
+    const liveUrl = await live(`sfk_chunk_${fkChecks}`, `${deleteTenantsSql([15])}
       INSERT INTO app.comments (id, issue_id, author_id, parent_id, body, created_at) VALUES (${squatter}, 901, md5('user-16-1')::uuid, NULL, 'squatter', '2024-05-01Z')`);
-    const plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants' });
+    const plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants', fkChecks });
+    expect(plan.fkEnforcement).toBe(fkChecks === 'engine' ? 'replica' : 'constraints');
     const units = chunkUnits(plan);
     const comments = units.find((u) => plan.tables[u.start]!.key === 'app.comments')!;
     expect(comments).toMatchObject({ mode: 'chunks', deferred: { 'app.comments': ['parent_id'] } });
