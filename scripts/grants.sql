@@ -61,6 +61,11 @@ BEGIN
 END
 $grants$;
 
+-- The restore role above has NOCREATEDB, and needs no more: scratch databases are made by a separate scratch role,
+-- on a scratch server that should not be live. Give it to every restore with
+--   tenant-restore start --backup ... --scratch-server postgres://tenant_restore_scratch@<scratch host>/postgres
+-- Without --scratch-server, scratch goes to live's server with live's role: `start` warns loudly, and with this role
+-- the restore stops at once (ScratchServerNotAllowed: it may not create databases), before anything is written.
 -- The scratch role lives on the scratch server, which holds only throw-away copies of backups. It needs CREATEDB to
 -- create (and drop) the per-restore scratch database, and nothing on live. Create it there with, for example:
 --   CREATE ROLE tenant_restore_scratch LOGIN CREATEDB PASSWORD '...';

@@ -6,7 +6,8 @@
  *   status command), before anything runs;
  * - the backup is data, never code: a plain SQL file is refused (UnsupportedBackupFormat) and never run; a backup with
  *   no checksum is refused (BackupUnverified) unless the operator passes --allow-unverified-backup, drills included;
- * - `start` says loudly when scratch would be created on live's server.
+ * - `start` says loudly when scratch would be created on live's server, and the least-privilege live role (no
+ *   CREATEDB) is stopped there at once with what to do, before anything is written.
  */
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
@@ -24,6 +25,7 @@ import { bulkWorkflowId } from '../../workflows/definitions';
 import { adminQuery, dropDatabase, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup } from '../fixtures/orchestration/fixture';
 import { runCli, type CliResult } from '../fixtures/orchestration/harness';
+import { applyGrants, dropRoles, newPassword, roleUrlWithPassword } from '../helpers/audit';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -231,6 +233,32 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     expect(r.source.verifiedBy).toBe('size-only');
     expect(r.source.sha256).toBe(createHash('sha256').update(archive).digest('hex'));
     expect(await tenantRows(live.url, victims)).toEqual(await tenantRows(source.url, victims));
+  });
+
+  it('with the least-privilege live role (no CREATEDB) and no --scratch-server: warned, then stopped before anything is written', async () => {
+    const live = await victimLive();
+    const role = uniqueName('safe_live_role');
+    const password = newPassword();
+    expect((await applyGrants(live.name, role, password)).code).toBe(0);
+    // An alias resolved by the worker from its environment: the password never reaches the CLI or the workflow.
+    const alias = `safelive${Date.now().toString(36)}`;
+    process.env[`TENANT_RESTORE_DB_${alias.toUpperCase()}`] = roleUrlWithPassword(role, password, live.name);
+    try {
+      const restoreId = newId('nocreatedb');
+      const run = await start(restoreId, alias, ['--wait', '--json']);
+      expect(run.code, run.stdout + run.stderr).toBe(2);
+      const out = JSON.parse(run.stdout) as { error?: string; warnings?: string[] };
+      expect(out.warnings?.join('\n')).toMatch(/LIVE's server \(no --scratch-server was given\)/);
+      expect(out.error).toMatch(/may not create databases.*--scratch-server postgres:\/\/<scratch role>/);
+      expect(await activityFailureTypes(restoreId)).toContain('ScratchServerNotAllowed');
+      expect(out.error).not.toContain(password);
+      expect(await database(scratchDatabaseName(restoreId))).toBeUndefined();
+      expect((await tenantRows(live.url, victims))['app.tenants'].count).toBe(0);
+    } finally {
+      delete process.env[`TENANT_RESTORE_DB_${alias.toUpperCase()}`];
+      await dropDatabase(live.name);
+      await dropRoles([role]);
+    }
   });
 
   it('a drill refuses an unverified backup too, unless it was made with --allow-unverified-backup', async () => {
