@@ -15,6 +15,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pools } from '../../activities/db';
@@ -28,7 +30,7 @@ import { generateWorkload } from '../../scripts/workload/generate';
 import { purgeTenants } from '../../scripts/workload/incident';
 import { bulkWorkflowId, type BulkRestoreInput, type BulkRestoreResult } from '../../workflows/definitions';
 import { historiesText, restoreHistoriesText, restoreWorkflowIds, s3Texts, scanForNeedles, type Needle } from '../helpers/audit';
-import { productEnv, runCli, sleep, WorkerProcess, type CliResult } from '../helpers/chaos';
+import { logDir, productEnv, runCli, sleep, WorkerProcess, type CliResult } from '../helpers/chaos';
 import { dropDatabase, serverUrl, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
 
 const env = useStackEnv();
@@ -39,6 +41,7 @@ const taskQueue = `safety-${run}`;
 /** Row values seeded into the backup: if one shows up in a history, a log or a report, row data leaked. */
 const secretValue = `SECRET-ROW-VALUE-42-${randomBytes(4).toString('hex')}`;
 const forbiddenValue = `FORBIDDEN-ROW-${randomBytes(4).toString('hex')}`;
+const mailValue = `SECRET-MAIL-${randomBytes(4).toString('hex')}`;
 const superuserPassword = decodeURIComponent(new URL(env.STACK_PG_URL).password);
 
 /** Byte-for-byte fingerprint of every app table (count and md5 of the sorted row texts). */
@@ -108,6 +111,8 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     await withClient(source.url, async (c) => {
       await c.query('UPDATE app.tenants SET name = $1 WHERE id = $2', [secretValue, victims[0]]);
       await c.query('UPDATE app.tenants SET name = $1 WHERE id = $2', [forbiddenValue, victims[1]]);
+      const billing = await c.query('UPDATE app.billing_accounts SET billing_email = $1 WHERE tenant_id = $2', [mailValue, victims[2]]);
+      expect(billing.rowCount).toBeGreaterThan(0);
     });
     ({ url: backup } = await takeBackup({ url: source.url, s3, bucket: env.STACK_S3_BUCKET, key: `safety/${run}/backup.dump`, retentionDays: 1 }));
     live = await fresh('safety_live', source.name);
@@ -195,8 +200,11 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     expect(raw[1]!.detail).toContain(forbiddenValue);
 
     const before = await fingerprint(checked.url);
+    // A re-enable action (SQL) that meets a data error carrying a row value: the third tenant's billing e-mail.
+    const configFile = join(logDir(run), 'config.json');
+    writeFileSync(configFile, JSON.stringify({ actions: [{ name: 'charge-from-mail', type: 'sql', sql: 'UPDATE app.billing_accounts SET balance_cents = billing_email::bigint WHERE tenant_id = $1::bigint' }] }));
     // Three tenants in one group (the default path): the group fails, splits, and each tenant goes alone.
-    const { id, result } = await start(serverUrl(checked.name), ['--tenants', victims.slice(0, 3).join(','), '--wait']);
+    const { id, result } = await start(serverUrl(checked.name), ['--tenants', victims.slice(0, 3).join(','), '--config', configFile, '--wait']);
     expect(result.code, result.stdout + result.stderr).toBe(1);
     const json = result.json as StartJson;
     const byTenant = new Map(json.tenants.map((t) => [t.tenantId, t]));
@@ -204,11 +212,14 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     expect(byTenant.get(victims[0]!)!.error).toMatch(/DataError.*tenants_secret_names_are_numbers|DataError.*22P02/s);
     expect(byTenant.get(victims[1]!)).toMatchObject({ status: 'failed' });
     expect(byTenant.get(victims[1]!)!.error).toMatch(/ConstraintViolationError.*tenants_name_not_forbidden/s);
-    expect(byTenant.get(victims[2]!)).toMatchObject({ status: 'restored' });
+    // The third tenant's rows came back; its action failed once, named, and was not retried.
+    expect(byTenant.get(victims[2]!)).toMatchObject({ status: 'failed' });
+    expect(byTenant.get(victims[2]!)!.error).toMatch(/SQL action charge-from-mail failed: .*SQLSTATE 22P02.*Retrying will not help: fix the action's SQL/s);
     // Nothing of the failed tenants was written.
     const after = await withClient(checked.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.tenants WHERE id = ANY($1::bigint[])', [victims.slice(0, 2)]));
     expect(after.rows[0]!.n).toBe(0);
-    expect(await fingerprint(checked.url)).not.toEqual(before); // the third tenant was restored
+    expect((await withClient(checked.url, (c) => c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[2]]))).rowCount).toBe(1);
+    expect(await fingerprint(checked.url)).not.toEqual(before);
 
     // Not retried: each failed activity failed on its first attempt, non-retryable, with its name.
     const workflowIds = await restoreWorkflowIds(temporal.client, id);
@@ -237,6 +248,7 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     const needles: Needle[] = [
       { label: 'seeded row value (data error)', value: secretValue },
       { label: 'seeded row value (check violation)', value: forbiddenValue },
+      { label: 'seeded row value (re-enable action)', value: mailValue },
       { label: 'postgres superuser password', value: superuserPassword },
       { label: 'S3 secret key', value: env.AWS_SECRET_ACCESS_KEY },
     ];
