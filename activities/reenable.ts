@@ -162,7 +162,7 @@ function sqlActionFailure(name: string, error: unknown): unknown {
       : `fix the action's SQL in the config file, or the live data it reads`;
   return ApplicationFailure.create({
     message: `SQL action ${name} failed: ${reduceDbError(error).message}. Retrying will not help: ${what}, then run the action again (restore the tenant again, or run the statement by hand).`,
-    type: failure.type, nonRetryable: true, details: failure.details,
+    type: failure.type ?? undefined, nonRetryable: true, details: failure.details ?? undefined,
   });
 }
 
