@@ -8,14 +8,23 @@
 -- delete anything would fail with "permission denied" (invariant I2 holds by construction, not only by care).
 --
 -- The scratch role (on the scratch server) is separate: see the end of this file.
+--
+-- Optional: -v fk_checks=postgres gives the role no SET privilege on session_replication_role (and revokes one given
+-- earlier): PostgreSQL then checks FKs row by row and user triggers fire on restored rows. See the grant below for
+-- what that privilege allows, and the README for what the mode costs.
 
 \set ON_ERROR_STOP on
+\if :{?fk_checks}
+\else
+  \set fk_checks engine
+\endif
 
 -- Passed through settings because a DO block cannot read psql variables; \o keeps the password off the terminal.
 \o /dev/null
 SELECT set_config('tenant_restore.role', :'restore_role', false),
        set_config('tenant_restore.password', :'restore_password', false),
-       set_config('tenant_restore.schemas', :'schemas', false);
+       set_config('tenant_restore.schemas', :'schemas', false),
+       set_config('tenant_restore.fk_checks', :'fk_checks', false);
 \o
 
 DO $grants$
@@ -23,6 +32,9 @@ DECLARE
   role_name text := current_setting('tenant_restore.role');
   schema_name text;
 BEGIN
+  IF current_setting('tenant_restore.fk_checks') NOT IN ('engine', 'postgres') THEN
+    RAISE EXCEPTION 'fk_checks must be engine or postgres, not %', current_setting('tenant_restore.fk_checks');
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
     EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD %L',
                    role_name, current_setting('tenant_restore.password'));
@@ -55,8 +67,22 @@ BEGIN
   -- table while other tenants write. FK triggers are suspended too, so the engine runs a set-based orphan check
   -- before COMMIT. Without this grant the restore still works, but user triggers fire on restored rows (the plan
   -- command warns about it).
+  --
+  -- What the grant allows is wider than the engine's use of it. PostgreSQL cannot limit it to SET LOCAL: the role may
+  -- SET session_replication_role = replica for a whole session (any of its sessions, on any database of this server
+  -- that it can connect to: parameter privileges are cluster-wide), and ALTER ROLE <itself> SET it as the default of
+  -- all its future sessions. In such a session no ordinary trigger and no rule fires, FK triggers included (only those
+  -- marked ENABLE ALWAYS or ENABLE REPLICA): whoever holds the role's credentials can INSERT or UPDATE rows, in the
+  -- tables this file lets it write, that reference nothing, with no audit or business trigger firing. It gives no
+  -- other privilege: CHECK, NOT NULL and unique constraints, row security and the table grants above still hold.
+  -- To do without it: -v fk_checks=postgres (no grant; the workers then leave FK checks to PostgreSQL by themselves),
+  -- or keep the grant and set TENANT_RESTORE_FK_CHECKS=postgres on the workers.
   IF current_setting('server_version_num')::int >= 150000 THEN
-    EXECUTE format('GRANT SET ON PARAMETER session_replication_role TO %I', role_name);
+    IF current_setting('tenant_restore.fk_checks') = 'postgres' THEN
+      EXECUTE format('REVOKE SET ON PARAMETER session_replication_role FROM %I', role_name);
+    ELSE
+      EXECUTE format('GRANT SET ON PARAMETER session_replication_role TO %I', role_name);
+    END IF;
   END IF;
 END
 $grants$;

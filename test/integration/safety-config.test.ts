@@ -7,6 +7,7 @@
  *   set session_replication_role (the mode that needs no such grant): user triggers fire, the restore is the same.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -18,7 +19,9 @@ import { createS3Client, getJson } from '../../activities/s3';
 import type { Plan } from '../../activities/plan';
 import { buildStartRequest } from '../../scripts/commands/restore-client';
 import { bulkWorkflowId, progressQuery, type BulkRestoreResult } from '../../workflows/definitions';
-import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
+import { buildPlan } from '../../activities/plan';
+import { dropRoles, grantsSql, newPassword, roleUrlWithPassword } from '../helpers/audit';
+import { adminQuery, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
 import { runCli } from '../fixtures/orchestration/harness';
 
 const env = useStackEnv();
@@ -204,5 +207,44 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
     expect(await liveRows(7)).toEqual({ tenants: 1, projects: 3, active: false, fired: 3 });
     const roles = await withClient(live.url, (c) => c.query<{ replication_role: string }>('SELECT DISTINCT replication_role FROM audit.trigger_log'));
     expect(roles.rows).toEqual([{ replication_role: 'origin' }]);
+  });
+
+  it('grants.sql with -v fk_checks=postgres gives the role no SET on session_replication_role, and the plan does without', async () => {
+    const role = uniqueName('tr_safety_fk');
+    const rolePassword = newPassword();
+    const grants = (extra: string[]) => new Promise<{ code: number; output: string }>((resolve, reject) => {
+      const child = spawn('psql', ['-X', '-q', '-d', serverUrl(live.name), '-v', `restore_role=${role}`, '-v', `restore_password=${rolePassword}`, '-v', 'schemas=app', ...extra, '-f', grantsSql],
+        { env: { ...process.env, PGPASSFILE: env.PGPASSFILE }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? 1, output }));
+    });
+    const canSet = async () => (await adminQuery("SELECT has_parameter_privilege($1, 'session_replication_role', 'SET') AS ok", [role])).rows[0].ok as boolean;
+    const planAsRole = async () => {
+      const rolePools = new Pools();
+      try {
+        return (await buildPlan({ scratch: rolePools.get(source.url), live: rolePools.get(roleUrlWithPassword(role, rolePassword, live.name)), tenantRoot: 'app.tenants' })).fkEnforcement;
+      } finally {
+        await rolePools.closeAll();
+      }
+    };
+    try {
+      expect(await grants(['-v', 'fk_checks=postgres'])).toEqual({ code: 0, output: '' });
+      expect(await canSet()).toBe(false);
+      expect(await planAsRole()).toBe('constraints');
+      // The default grants it; fk_checks=postgres again takes it back.
+      expect(await grants([])).toEqual({ code: 0, output: '' });
+      expect(await canSet()).toBe(true);
+      expect(await planAsRole()).toBe('replica');
+      expect(await grants(['-v', 'fk_checks=postgres'])).toEqual({ code: 0, output: '' });
+      expect(await canSet()).toBe(false);
+      const bad = await grants(['-v', 'fk_checks=off']);
+      expect(bad.code).not.toBe(0);
+      expect(bad.output).toContain('fk_checks must be engine or postgres, not off');
+    } finally {
+      await dropRoles([role]);
+    }
   });
 });
