@@ -359,8 +359,9 @@ export async function refuseExistingRestoreId(client: Client, input: Pick<BulkRe
   }
   const s3 = createS3Client();
   try {
-    const listed = await s3.send(new ListObjectsV2Command({ Bucket: input.artifacts.bucket, Prefix: input.artifacts.prefix, MaxKeys: 1 }));
-    if ((listed.KeyCount ?? 0) > 0) {
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: input.artifacts.bucket, Prefix: input.artifacts.prefix, MaxKeys: 2 }));
+    // The uploaded tenant list of a start that failed before its workflow began is not a restore's artifact.
+    if ((listed.Contents ?? []).some((o) => o.Key !== `${input.artifacts.prefix}tenants.input.json`)) {
       throw new UsageError(`s3://${input.artifacts.bucket}/${input.artifacts.prefix} already holds the artifacts of an earlier restore ${id} (its workflow is no longer in Temporal); a restore id is used once. Start a new restore with another --id. Nothing was started.`);
     }
   } catch (error) {
