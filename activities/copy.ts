@@ -27,7 +27,7 @@
  */
 import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, escapeIdentifier as q, escapeLiteral, type Pool, type PoolClient } from './db';
-import { ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, RestoreError, TenantNotInBackupError } from './errors';
+import { classifyDbError, ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, isPgError, RestoreError, TenantNotInBackupError } from './errors';
 import { assertPlan, chunkUnits, fkTarget, qualify, renderContext, type ChunkUnit, type Plan, type PlanTable } from './plan';
 import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql, type RenderContext } from './plan/ownership';
 import { columnList, keyMatch, keysetAfter, rowText, writtenNames } from './plan/sql';
@@ -668,7 +668,10 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
  * A chunked copy that fails has usually committed chunks before: the named error's "Nothing was written" would be
  * false. Its message is rewritten to say exactly what this attempt committed, and that no FK of it dangles.
  */
-function explainCommitted(error: unknown, run: ChunkRun): unknown {
+function explainCommitted(caught: unknown, run: ChunkRun): unknown {
+  // A database error that will fail again is named here already (as the activity boundary would), so that its message
+  // too can say what was committed; a transient one is retried as it is, and resumes from the checkpoint.
+  const error = isPgError(caught) ? (classifyDbError(caught) ?? caught) : caught;
   if (!(error instanceof RestoreError)) return error;
   const earlier = Object.values(run.input.resumeFrom?.rows ?? {}).some((n) => n > 0);
   const chunks = [...run.committed.entries()];

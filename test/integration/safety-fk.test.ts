@@ -173,6 +173,26 @@ describe('foreign keys: no orphan is ever committed', () => {
     expect(v.ok).toBe(true);
   });
 
+  it('a database error in a later chunk is named, says what was committed, and leaves no orphan', async () => {
+    // Live has a rule (added after the backup) that tenant 15's 26th comment breaks: the second chunk of app.comments fails.
+    const nth = `(SELECT id FROM (SELECT md5('comment-' || i || '-' || c)::uuid AS id FROM generate_series(841, 900) i, generate_series(1, 3) c) x ORDER BY id OFFSET 25 LIMIT 1)`;
+    const [{ id }] = await query<{ id: string }>(scratchUrl, `SELECT ${nth} AS id`) as [{ id: string }];
+    const liveUrl = await live('sfk_chunk_check', `${deleteTenantsSql([15])} ALTER TABLE app.comments ADD CONSTRAINT comments_not_this CHECK (id <> '${id}'::uuid) NOT VALID`);
+    const plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants' });
+    const checkpoints: CopyCheckpoint[] = [];
+    const e = await failure(() => copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'fail', chunkRows: 25, onCheckpoint: (c) => void checkpoints.push(c) }));
+    expect(e.name).toBe('ConstraintViolationError');
+    expect(nonRetryableErrorTypes).toContain(e.name);
+    expect(e.message).toContain('comments_not_this');
+    expect(e.message).not.toContain(id);
+    expect(e.message).toContain('app.comments: 1 chunk(s), 25 row(s) written');
+    expect(await orphans(liveUrl)).toEqual({});
+    await query(liveUrl, 'ALTER TABLE app.comments DROP CONSTRAINT comments_not_this');
+    await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan: await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants' }), tenantIds: ['15'], conflict: 'fail', chunkRows: 25, resumeFrom: checkpoints[checkpoints.length - 1] });
+    expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(await fingerprints(scratchUrl, tenantTables, tenantFilter([15])));
+    expect(await orphans(liveUrl)).toEqual({});
+  });
+
   it('a key held by another tenant in a partial expression unique index stops the tenant under skip and overwrite', async () => {
     // lower(email) among users without a profile: tenant 6's user 1 (no profile) now has tenant 5's user 1 address,
     // in other case. The plain unique index on email does not see it; the expression index does.
