@@ -160,8 +160,10 @@ export function parseArchiveHeader(bytes: Buffer): ArchiveHeader | undefined {
   for (let i = 0; i < 7; i++) if (readInt() === undefined) return header;
   if (readStr() === undefined) return header; // database name: not needed
   if (compareVersions(version, [1, 10]) < 0) return header;
-  header.serverVersion = readStr();
-  header.dumpVersion = header.serverVersion === undefined ? undefined : readStr();
+  // Only what reads as a version: a damaged header must not put arbitrary bytes into a message.
+  const asVersion = (text: string | undefined) => (text !== undefined && /^\d+(\.\d+)*[\w .()+~-]*$/.test(text) ? text : undefined);
+  header.serverVersion = asVersion(readStr());
+  header.dumpVersion = header.serverVersion === undefined ? undefined : asVersion(readStr());
   return header;
 }
 

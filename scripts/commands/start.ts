@@ -36,7 +36,8 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-ser
                     inserting only their missing rows, never updating a row, whatever --conflict says. Risk: rows their
                     users deleted on purpose since the backup come back too. Without it, a tenant still in live
                     ('present', or 'partial') is refused with nothing of it written, and the others go on
-  --keep-scratch    keep scratch_<id> after the restore (default: dropped when the restore ends, kept when it fails)
+  --keep-scratch    keep this restore's scratch after it ends (default: dropped when the restore ends, kept when it
+                    fails); only this restore ever drops it. A new restore can use it with --scratch <url>
   --artifacts       where plan.json, tenants.json and report.{json,md} go (default: s3://<backup bucket>/restores/,
                     or TENANT_RESTORE_ARTIFACTS); each restore writes under <prefix><restoreId>/
   --wait            wait for the end with a progress line on stderr; exit 0 only when every tenant is restored
