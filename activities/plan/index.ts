@@ -200,6 +200,11 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
     const missingKey = primaryKey.filter((k) => !written.some((w) => w.name === k));
     if (missingKey.length) throw new SchemaDriftError(`${key}: primary key column(s) ${missingKey.join(', ')} of live are not in the backup; rows cannot be matched. Restore from a backup with these columns.`, { table: key });
     const role: PlannedTableSummary['role'] = key === root.key ? 'root' : owned.has(key) ? 'owned' : 'shared';
+    for (const u of l.uniqueIndexes ?? []) {
+      if (!u.plain && !u.columns.every((c) => written.some((w) => w.name === c))) {
+        warnings.push(`${key}: unique index ${u.name} reads column(s) the backup does not have (${u.columns.filter((c) => !written.some((w) => w.name === c)).join(', ')}); the cross-tenant guard cannot evaluate it before the insert, so a key another tenant holds there fails the insert instead`);
+      }
+    }
     if (l.userTriggers.length && !suspendFkChecks && role !== 'shared') {
       warnings.push(`${key}: user triggers (${l.userTriggers.join(', ')}) will fire on restored rows, because ${live.canSetReplicationRole ? 'FK checks are left to postgres (TENANT_RESTORE_FK_CHECKS=postgres)' : 'this role may not set session_replication_role'}`);
     }

@@ -16,7 +16,7 @@ import { Pools } from '../../activities/db';
 import {
   CrossTenantConflictError, DanglingReferenceError, DeferrableUniqueKeyError, ExcludedParentError, nonRetryableErrorTypes,
 } from '../../activities/errors';
-import { buildPlan, chunkUnits, describePlan } from '../../activities/plan';
+import { buildPlan, chunkUnits, describePlan, type Plan, type PlanTable } from '../../activities/plan';
 import { validateTenant } from '../../activities/validate';
 import type { CopyCheckpoint } from '../../activities/restore-types';
 import { fingerprints, psqlFile, query, userTables } from '../helpers/engine';
@@ -227,5 +227,30 @@ describe('foreign keys: no orphan is ever committed', () => {
     expect(nonRetryableErrorTypes).toContain(e.name);
     expect(e.message).toContain('app.labels (constraint labels_name_uq)');
     expect(e.message).toContain('NOT DEFERRABLE');
+  });
+});
+
+describe('chunk units (pure logic)', () => {
+  const table = (key: string, fks: Array<{ columns: string[]; to: string; nullable?: boolean }>): PlanTable => ({
+    key, schema: key.split('.')[0]!, name: key.split('.')[1]!, role: 'owned', columns: [{ name: 'id', type: 'int' }, { name: 'parent_id', type: 'int' }, { name: 'b_id', type: 'int' }],
+    primaryKey: ['id'], uniqueKeys: [['id']], overridingSystemValue: false, sequences: [], paths: [], nullThenUpdate: [], userTriggers: [],
+    foreignKeys: fks.map((f, i) => ({ constraint: `${key}_fk${i}`, columns: f.columns, to: f.to, referencedColumns: ['id'], ...(f.nullable === undefined ? {} : { nullable: f.nullable }) })),
+  });
+  const cycle = (tables: string[]): Plan['cycles'][number] => ({ tables, edges: [] });
+
+  it('a NOT NULL self-reference or forward FK keeps its unit in one transaction; nullable ones are deferred; tables outside cycles chunk as they are', () => {
+    const plan = {
+      tables: [table('s.root', []), table('s.tree', [{ columns: ['parent_id'], to: 's.tree', nullable: false }]), table('s.a', [{ columns: ['b_id'], to: 's.b', nullable: true }]), table('s.b', [{ columns: ['parent_id'], to: 's.a', nullable: false }])],
+      cycles: [cycle(['s.tree']), cycle(['s.a', 's.b'])],
+    };
+    expect(chunkUnits(plan)).toEqual([
+      { start: 0, end: 1, mode: 'chunks', deferred: {} },
+      { start: 1, end: 2, mode: 'one-transaction', deferred: {}, reason: 's.tree.s.tree_fk0 (parent_id) is NOT NULL and references the same table' },
+      // b -> a points backwards (a is committed first): only a.b_id, forward and nullable, is deferred.
+      { start: 2, end: 4, mode: 'chunks', deferred: { 's.a': ['b_id'] } },
+    ]);
+    // A plan of an older version does not say whether the FK is nullable: never assumed.
+    const old = { tables: [table('s.tree', [{ columns: ['parent_id'], to: 's.tree' }])], cycles: [cycle(['s.tree'])] };
+    expect(chunkUnits(old)[0]!.mode).toBe('one-transaction');
   });
 });
