@@ -238,6 +238,9 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     // I5 over a failed restore: every history (parent, group, tenants), the worker's log, the CLI output, the report.
     const texts = await restoreHistoriesText(temporal.client, id);
     expect(texts.size).toBe(workflowIds.length);
+    // The worker logged those failures (the SDK serializes the thrown error's own fields: a raw database error's
+    // `detail` and `where` would be there), so the scan of its log can see them.
+    expect(worker.log()).toMatch(/"sqlState":"23514"/);
     texts.set('worker log', worker.log());
     for (const [name, text] of cliOutputs) texts.set(`cli ${name}`, text);
     const artifacts = await s3Texts(s3, env.STACK_S3_BUCKET, `restores/${id}/`);
