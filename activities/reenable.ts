@@ -65,7 +65,7 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
         // A database error is reduced and classified here (not only at the activity boundary): a group's action
         // reports each tenant's failure by its message, and a constraint or privilege error must not be retried.
         const result = await pools.get(input.live).query(action.sql, values).catch((error: unknown) => {
-          throw sqlActionFailure(action.name, error);
+          throw sqlActionFailure(error);
         });
         log.info('re-enable action done', { action: action.name, tenantId, rowCount: result.rowCount, attempts });
         return { name: action.name, attempts, detail: `${result.command ?? 'SQL'} ${result.rowCount ?? 0}`, durationMs: Date.now() - started };
@@ -154,14 +154,15 @@ export function redirectTarget(from: string, location: string | null): string {
  * A SQL action's database error, reduced and classified like every other (transient ones are retried), with words for
  * an action: the fix is in the action's SQL, its grants or live, not in the backup.
  */
-function sqlActionFailure(name: string, error: unknown): unknown {
+function sqlActionFailure(error: unknown): unknown {
   const failure = toActivityFailure(error);
   if (!(failure instanceof ApplicationFailure) || !failure.nonRetryable || !isPgError(error)) return failure;
   const what = failure.type === 'InsufficientPrivilegeError' ? `grant the privilege it needs to the restore's role (README: Grants)`
     : failure.type === 'LiveReadOnlyError' ? 'point --live at the primary'
       : `fix the action's SQL in the config file, or the live data it reads`;
   return ApplicationFailure.create({
-    message: `SQL action ${name} failed: ${reduceDbError(error).message}. Retrying will not help: ${what}, then run the action again (restore the tenant again, or run the statement by hand).`,
+    // The workflow names the action (`Re-enable action <name> failed: ...`).
+    message: `${reduceDbError(error).message}. Retrying will not help: ${what}, then run the action again (restore the tenant again, or run the statement by hand).`,
     type: failure.type ?? undefined, nonRetryable: true, details: failure.details ?? undefined,
   });
 }

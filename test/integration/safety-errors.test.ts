@@ -214,7 +214,7 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     expect(byTenant.get(victims[1]!)!.error).toMatch(/ConstraintViolationError.*tenants_name_not_forbidden/s);
     // The third tenant's rows came back; its action failed once, named, and was not retried.
     expect(byTenant.get(victims[2]!)).toMatchObject({ status: 'failed' });
-    expect(byTenant.get(victims[2]!)!.error).toMatch(/SQL action charge-from-mail failed: .*SQLSTATE 22P02.*Retrying will not help: fix the action's SQL/s);
+    expect(byTenant.get(victims[2]!)!.error).toMatch(/charge-from-mail failed: .*SQLSTATE 22P02.*Retrying will not help: fix the action's SQL/s);
     // Nothing of the failed tenants was written.
     const after = await withClient(checked.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.tenants WHERE id = ANY($1::bigint[])', [victims.slice(0, 2)]));
     expect(after.rows[0]!.n).toBe(0);
