@@ -23,7 +23,8 @@
  * One transaction per tenant by default. When a table holds more than `chunkRows` rows of the tenant, the copy
  * goes in chunks of `chunkRows` rows by primary-key keyset, one transaction each; after each chunk the cursor is
  * reported through `onCheckpoint` and a later call may resume from it. Chunks are idempotent: a row already in live
- * with the same content is neither a conflict nor written again.
+ * with the same content is neither a conflict nor written again. No chunk ever commits a row whose FK points at
+ * nothing: FK columns that reference rows of a later chunk are written NULL and set by a fill pass (copyChunked).
  */
 import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, escapeIdentifier as q, escapeLiteral, type Pool, type PoolClient } from './db';
