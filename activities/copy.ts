@@ -684,7 +684,10 @@ function explainCommitted(caught: unknown, run: ChunkRun): unknown {
   const note =
     `The failing chunk was rolled back, but ${what}${earlier ? ', after what earlier attempts committed up to the checkpoint this one resumed from' : ''}. ` +
     `Every FK of the committed rows holds${run.pendingNull.length ? `; FK column(s) ${run.pendingNull.join(', ')} of committed rows stay NULL until the copy completes` : ''}. ` +
-    `Fix the cause, then rerun the restore: it resumes from the last checkpoint.`;
+    // The failure is final for this restore; a restore id is used once, and the committed root row makes the tenant
+    // 'partial' for the next restore, which refuses it unless the operator says --allow-partial.
+    `Fix the cause, then restore the tenant again with a new restore and --allow-partial (its committed rows make it partial in live): ` +
+    `the rows already committed are kept and only the missing ones are inserted.`;
   const claim = /Nothing was (written|committed)[^.]*\./;
   error.message = claim.test(error.message) ? error.message.replace(claim, note) : `${error.message} ${note}`;
   (error.details as Record<string, unknown>).committed = Object.fromEntries(chunks);
