@@ -27,12 +27,13 @@
  * nothing: FK columns that reference rows of a later chunk are written NULL and set by a fill pass (copyChunked).
  */
 import { pipeline } from 'node:stream/promises';
-import { copyFrom, copyTo, escapeIdentifier as q, escapeLiteral, type Pool, type PoolClient } from './db';
-import { classifyDbError, ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, isPgError, RestoreError, TenantNotInBackupError } from './errors';
+import { copyFrom, copyTo, dedicatedSession, escapeIdentifier as q, escapeLiteral, type Client, type Pool, type PoolClient } from './db';
+import { classifyDbError, ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, isPgError, RestoreError, TenantNotInBackupError, TenantPresentError } from './errors';
 import { assertPlan, chunkUnits, fkTarget, qualify, renderContext, type ChunkUnit, type Plan, type PlanTable } from './plan';
 import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql, type RenderContext } from './plan/ownership';
 import { columnList, keyMatch, keysetAfter, rowText, writtenNames } from './plan/sql';
 import { recordedKeysLimit, type ConflictPolicy, type CopyCheckpoint, type CopyResult, type TenantId } from './restore-types';
+import { rootsInLive } from './tenant-state';
 
 export interface CopyTenantInput {
   scratch: Pool;
@@ -49,6 +50,8 @@ export interface CopyTenantInput {
   yieldToLive?: YieldToLive;
   /** Report the primary keys of the rows inserted (a partial tenant's report lists exactly which rows came back). */
   recordKeys?: boolean;
+  /** Tenants preflight found absent and nothing of this restore wrote yet: checked again under the tenant lock. */
+  expectAbsent?: TenantId[];
 }
 
 export type YieldToLive = (live: Pick<PoolClient, 'query'>, signal?: AbortSignal) => Promise<number>;
@@ -338,11 +341,15 @@ export function tenantLockSql(plan: Pick<Plan, 'tenantRoot' | 'rootKey'>): strin
   return `SELECT pg_advisory_lock(hashtextextended(${escapeLiteral(`tenant-restore:tenant:${plan.tenantRoot}:`)} || ($1::${plan.rootKey.type})::text, 0))`;
 }
 
-/** Takes every tenant's lock on a session of its own, held for the whole copy (all chunks), in one order (no deadlock). */
-async function lockTenants(pool: Pool, plan: Plan, tenantIds: TenantId[]): Promise<PoolClient> {
-  const client = await pool.connect();
+/**
+ * Takes every tenant's lock on a session of its own (outside the pool, which the copy itself draws from), held for the
+ * whole copy (all chunks), in one order (no deadlock). Then `expectAbsent`: tenants that preflight found absent and
+ * that nothing of this restore has written yet must still be absent now that no other restore can be writing them;
+ * one that came back (another restore finished it while this one waited) is refused, nothing of it written.
+ */
+async function lockTenants(pool: Pool, plan: Plan, tenantIds: TenantId[], expectAbsent: TenantId[] = []): Promise<Client> {
+  const client = await dedicatedSession(pool, 'tenant-restore-lock');
   try {
-    await client.query(`SET application_name = 'tenant-restore-lock'`);
     for (const id of [...tenantIds].sort()) {
       try {
         await client.query(tenantLockSql(plan), [id]);
@@ -354,10 +361,17 @@ async function lockTenants(pool: Pool, plan: Plan, tenantIds: TenantId[]): Promi
         throw error;
       }
     }
+    const back = expectAbsent.length ? [...(await rootsInLive(client, plan, expectAbsent))] : [];
+    if (back.length) {
+      throw new TenantPresentError(
+        `Tenant(s) ${back.join(', ')} came back into live between this restore's preflight and its copy (another restore of them finished, ` +
+          `or the application re-created them). Nothing of them was written by this restore. Check the other restore's report before doing anything else.`,
+        { tenantIds: back },
+      );
+    }
     return client;
   } catch (error) {
-    await client.query('SELECT pg_advisory_unlock_all()').catch(() => undefined);
-    client.release(true);
+    await client.end().catch(() => undefined);
     throw error;
   }
 }
@@ -370,11 +384,13 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   const ctx = renderContext(plan, tenantIds);
   const scratch = await openScratch(input.scratch, tenantIds);
   let scratchBroken = false;
-  let lock: PoolClient | undefined;
+  let lock: Client | undefined;
   try {
     await assertTenantsInBackup(scratch, plan, tenantIds);
-    lock = await lockTenants(input.live, plan, tenantIds);
-    const chunkRows = input.chunkRows;
+    lock = await lockTenants(input.live, plan, tenantIds, input.resumeFrom ? [] : input.expectAbsent);
+    // A partial tenant goes in one transaction: its keys are recorded from that transaction's inserts, and the chunked
+    // path's second pass (deferred FK columns) must never touch a row its users kept.
+    const chunkRows = input.recordKeys ? undefined : input.chunkRows;
     const counts = chunkRows || input.resumeFrom ? await countRows(scratch, plan, ctx) : null;
     const chunked = Boolean(input.resumeFrom) || (chunkRows !== undefined && counts!.some((n) => n > chunkRows));
     let throttledMs = 0;
@@ -393,11 +409,8 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   } finally {
     await scratch.query('ROLLBACK').catch(() => (scratchBroken = true));
     scratch.release(scratchBroken);
-    if (lock) {
-      let lockBroken = false;
-      await lock.query('SELECT pg_advisory_unlock_all()').catch(() => (lockBroken = true));
-      lock.release(lockBroken);
-    }
+    // Ending the session releases its advisory locks.
+    await lock?.end().catch(() => undefined);
   }
 }
 
@@ -683,7 +696,7 @@ function explainCommitted(caught: unknown, run: ChunkRun): unknown {
     : 'this attempt committed nothing';
   const note =
     `The failing chunk was rolled back, but ${what}${earlier ? ', after what earlier attempts committed up to the checkpoint this one resumed from' : ''}. ` +
-    `Every FK of the committed rows holds${run.pendingNull.length ? `; FK column(s) ${run.pendingNull.join(', ')} of committed rows stay NULL until the copy completes` : ''}. ` +
+    `Every FK of the committed rows holds${run.pendingNull.length ? `; FK column(s) ${run.pendingNull.join(', ')} of committed rows are still NULL, and nothing sets them now (set them from the backup by hand, or a new restore with --allow-partial inserts the missing rows but does not update these)` : ''}. ` +
     // The failure is final for this restore; a restore id is used once, and the committed root row makes the tenant
     // 'partial' for the next restore, which refuses it unless the operator says --allow-partial.
     `Fix the cause, then restore the tenant again with a new restore and --allow-partial (its committed rows make it partial in live): ` +

@@ -197,6 +197,17 @@ export async function connect(ref: DatabaseRef, applicationName = 'tenant-restor
   return client;
 }
 
+/**
+ * A session of its own to the database of `pool`, outside the pool: for a lock held while the same operation also
+ * takes connections from the pool (a bounded pool whose every client waits for a second one would deadlock).
+ */
+export async function dedicatedSession(pool: pg.Pool, applicationName: string): Promise<pg.Client> {
+  const client = new pg.Client({ ...pool.options, application_name: applicationName });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
 /** Runs `fn` in one transaction on one checked-out client; commits on success, rolls back on error, always releases. */
 export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

@@ -289,7 +289,8 @@ export class UnexpectedDatabaseError extends RestoreError {
 
 /** SQLSTATEs worth a retry: serialization failure, deadlock, lock timeout, connection loss, shutdown and restart. */
 export function isTransientSqlState(sqlState: string): boolean {
-  return sqlState.startsWith('08') || ['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '53300'].includes(sqlState);
+  // 08P01 (protocol violation) is a bug on one side, not a network failure: it would fail the same way again.
+  return (sqlState.startsWith('08') && sqlState !== '08P01') || ['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '53300'].includes(sqlState);
 }
 
 /**
@@ -310,7 +311,7 @@ export function classifyDbError(error: PgErrorLike): RestoreError | undefined {
     return new InsufficientPrivilegeError(`The restore's role lacks a privilege: ${r.message}. Grant it as scripts/grants.sql does (README: Grants), then retry the restore.`, details);
   }
   if (klass === '23') {
-    return new ConstraintViolationError(`Live refused a restored row${on}: ${r.message}. Live has a rule the backup's rows do not satisfy (a constraint added after the backup?). Fix or relax ${r.constraint ? `constraint ${r.constraint}` : 'the constraint'}, or exclude the table, then restore the tenant again.`, details);
+    return new ConstraintViolationError(`Live refused a restored row${on}: ${r.message}. ${r.sqlState === '23505' || r.sqlState === '23P01' ? 'Another session wrote the same key while the restore ran (another tenant writing at that moment), or live has a unique rule the backup does not. Nothing was committed by the failing transaction. Look up the key in live, then restore the tenant again.' : `Live has a rule the backup's rows do not satisfy (a constraint added after the backup?). Fix or relax ${r.constraint ? `constraint ${r.constraint}` : 'the constraint'}, or exclude the table, then restore the tenant again.`}`, details);
   }
   if (klass === '22') {
     return new DataError(`A value of the backup does not fit live${on}: ${r.message}. Live's column type or domain is narrower than the backup's; widen it or exclude the column, then restore the tenant again.`, details);

@@ -64,6 +64,11 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       const tenants = await classifyTenants(scratch, live, plan, tenantIds);
       return { tenantId, liveState: unitState(tenants), tenants, rowsInBackup: {}, conflicts: {}, checks: 'state', throttledMs };
     }
+    // A tenant still in live is refused (or, partial and allowed, gets its missing rows under skip) whatever the
+    // policy says: its key checks would only report its own rows as conflicts, and under `fail` refuse it with advice
+    // to switch policies. The copy repeats the key checks inside its transaction for whatever goes on.
+    const tenants = await classifyTenants(scratch, live, plan, tenantIds);
+    if (unitState(tenants) !== 'absent') return { tenantId, liveState: unitState(tenants), tenants, rowsInBackup: {}, conflicts: {}, checks: 'state' };
     const rowsInBackup: Record<string, number> = {};
     const conflicts: Record<string, number> = {};
     let throttledMs = 0;
@@ -107,8 +112,7 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
         );
       }
     }
-    const tenants = await classifyTenants(scratch, live, plan, tenantIds);
-    return { tenantId, liveState: unitState(tenants), tenants, rowsInBackup, conflicts, throttledMs, checks: 'full' };
+    return { tenantId, liveState: 'absent', tenants, rowsInBackup, conflicts, throttledMs, checks: 'full' };
   } catch (error) {
     broken = true;
     throw error;

@@ -84,7 +84,12 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
           redirect: 'manual',
         });
       } catch (error) {
-        if ((error as Error).name !== 'TimeoutError') throw error;
+        // The error of a call that never got an answer (DNS, refused connection, an invalid header value) can quote
+        // what it was given, a resolved env: secret included: only its name and code go on.
+        if ((error as Error).name !== 'TimeoutError') {
+          const code = (error as { cause?: { code?: string } }).cause?.code;
+          throw ApplicationFailure.retryable(`Webhook ${action.name} could not be called (${(error as Error).name}${code ? ` ${code}` : ''}, attempt ${attempts}).`, 'WebhookUnreachable');
+        }
         throw ApplicationFailure.retryable(`Webhook ${action.name} did not answer within ${timeoutSeconds} s (attempt ${attempts}).`, 'WebhookTimeout');
       }
       await response.arrayBuffer().catch(() => undefined);
@@ -162,7 +167,7 @@ function sqlActionFailure(error: unknown): unknown {
       : `fix the action's SQL in the config file, or the live data it reads`;
   return ApplicationFailure.create({
     // The workflow names the action (`Re-enable action <name> failed: ...`).
-    message: `${reduceDbError(error).message}. Retrying will not help: ${what}, then run the action again (restore the tenant again, or run the statement by hand).`,
+    message: `${reduceDbError(error).message}. Retrying will not help: ${what}, then run the action again by hand for this tenant (its rows are restored; a new restore would refuse it as present): the statement from the config with $1 = the tenant id and $2 = the idempotency key <restoreId>/<tenantId>/<action>.`,
     type: failure.type ?? undefined, nonRetryable: true, details: failure.details ?? undefined,
   });
 }

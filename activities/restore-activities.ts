@@ -90,6 +90,8 @@ export interface TenantStepInput {
   preflightChecks?: 'full' | 'state';
   /** A partial tenant (allowPartial): the copy records the keys it inserts, validation checks the backup's keys are back. */
   partial?: boolean;
+  /** For the copy: tenants preflight found absent that nothing of this restore wrote yet (checked again under the lock). */
+  expectAbsent?: TenantId[];
 }
 
 /** Plans parsed in this worker, by digest. A plan is the same for every tenant of a restore, so one copy serves all. */
@@ -172,6 +174,8 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         signal: cancellationSignal(),
         yieldToLive: yieldToLive(input.live),
         recordKeys: input.partial,
+        // Only a first attempt: a retry may find the rows its own earlier attempt committed.
+        expectAbsent: activityInfo().attempt === 1 ? input.expectAbsent : undefined,
       })));
     },
 

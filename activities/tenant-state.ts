@@ -19,7 +19,7 @@ import { columnList, keyMatch } from './plan/sql';
 import type { TenantClassification, TenantId, TenantLiveState } from './restore-types';
 
 /** The tenants of `tenantIds` whose root row is in live (ids as given). */
-export async function rootsInLive(live: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<Set<TenantId>> {
+export async function rootsInLive(live: Pick<PoolClient, 'query'>, plan: Plan, tenantIds: TenantId[]): Promise<Set<TenantId>> {
   const root = plan.tables.find((t) => t.role === 'root')!;
   const { rows } = await live.query<{ id: string }>(
     // Compared in the key's own type, so that equal ids written differently (a UUID in capitals) are the same tenant.

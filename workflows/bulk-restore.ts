@@ -407,7 +407,10 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     };
   }
 
-  /** Scratch or plan failed: nothing was written to live. Report it, keep scratch for the rerun, and fail the workflow. */
+  /**
+   * Scratch or plan failed: nothing was written to live. Report it, keep scratch (a new restore can take it with
+   * `--scratch`; a restore id is used once), and fail the workflow.
+   */
   async function fail(error: unknown): Promise<never> {
     const message = describe(error);
     log.error('restore failed before any tenant started', { restoreId, error: message });

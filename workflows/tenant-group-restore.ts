@@ -4,6 +4,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -92,11 +93,15 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
     };
     try {
       evidence.preflight = await timed('preflight', () => steps.preflightTenantRestore(preflightInput));
-      const admission = admitTenants(evidence.preflight, ids, { allowPartial: input.allowPartial, admitted: opts.admitted });
+      // Gated: a worker of the previous release may have run this workflow's task before a preflight result said who is in live.
+      const admitting = patched('tenant-admission');
+      const preflight = admitting ? evidence.preflight : { ...evidence.preflight, tenants: undefined };
+      const admission = admitTenants(preflight, ids, { allowPartial: input.allowPartial, admitted: opts.admitted });
       if (mustReshape(admission, opts.partial ?? false)) return { evidence, admission };
+      const expectAbsent = ids.filter((id) => preflight.tenants?.[id]?.state === 'absent' && !opts.admitted?.includes(id));
       step = 'copy';
       await enter(ids, 'copy');
-      evidence.copy = await timed('copy', () => copy.copyTenantRows({ ...stepInput, chunkRows: input.chunkRows }));
+      evidence.copy = await timed('copy', () => copy.copyTenantRows({ ...stepInput, chunkRows: input.chunkRows, ...(expectAbsent.length ? { expectAbsent } : {}) }));
       step = 'validate';
       await enter(ids, 'validate');
       evidence.validation = await timed('validate', () => steps.validateTenantRows(stepInput));
@@ -236,8 +241,9 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
     }
     if (!unit.failure) return;
     log.warn('group failed; restoring its tenants one at a time', { group: workflowId, step: unit.failure.step, type: unit.failure.type, tenants: ids.length });
-    // After a preflight that admitted them all, this group's own copy may have made its tenants present: admitted.
-    const admitted = new Set(unit.preflighted ? ids : (opts.admitted ?? []));
+    // After a preflight that admitted them all, this group's own copy may have made its tenants present: admitted. Not
+    // when the copy refused them because they came back into live (written by someone else, not by this group).
+    const admitted = new Set(unit.preflighted && unit.failure.type !== 'TenantPresentError' ? ids : (opts.admitted ?? []));
     for (const id of ids) {
       await enter([id], 'preflight');
       await restoreTenants([id], { admitted: admitted.has(id) ? [id] : [], partial: opts.partial });

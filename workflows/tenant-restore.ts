@@ -88,13 +88,16 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
     result.preflight = await timed('preflight', () => steps.preflightTenantRestore(stepInput));
     // A tenant still in live is refused here, before anything of it is written; a partial one the operator allowed
     // gets its missing rows only (policy skip: no existing row is updated).
-    const admission = admitTenants(result.preflight, [tenantId], { allowPartial: input.allowPartial });
+    // Gated: a worker of the previous release may have run this workflow's task before a preflight result said who is in live.
+    const admitting = patched('tenant-admission');
+    const admission = admitTenants(admitting ? result.preflight : { ...result.preflight, tenants: undefined }, [tenantId], { allowPartial: input.allowPartial });
     if (admission.refused.length) throw ApplicationFailure.nonRetryable(admission.refused[0]!.message, 'TenantPresentError');
     const dataInput = admission.partial.length ? { ...stepInput, conflict: 'skip' as const, partial: true } : stepInput;
+    const expectAbsent = admitting && result.preflight.tenants?.[tenantId]?.state === 'absent' ? [tenantId] : undefined;
 
     step = 'copy';
     await enter('copy');
-    result.copy = await timed('copy', () => copy.copyTenantRows({ ...dataInput, chunkRows: input.chunkRows }));
+    result.copy = await timed('copy', () => copy.copyTenantRows({ ...dataInput, chunkRows: input.chunkRows, ...(expectAbsent ? { expectAbsent } : {}) }));
 
     step = 'validate';
     await enter('validate');

@@ -1,13 +1,15 @@
 /**
  * Issue 11, item 3: two restores touching the same tenant at once cannot interleave. Another session (a second
  * restore of tenant 15) holds the tenant's advisory lock on live; a copy of tenant 15 waits for it, writing nothing
- * meanwhile, and goes on once the lock is released. A copy of another tenant (16) is not held back by it. An id
- * written in capitals (a UUID typed by hand) takes the same lock: the key is the id in the root key's type.
+ * meanwhile, and goes on once the lock is released. A copy of another tenant (16) is not held back by it. Under the
+ * lock, a tenant that came back into live since preflight is refused; the lock's session is outside the pool. And the
+ * engine's side of item 1: preflight classifies before the policy, and a partial tenant is copied in one transaction.
  */
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyTenant, tenantLockSql } from '../../activities/copy';
+import { preflightTenant } from '../../activities/preflight';
 import { Pools } from '../../activities/db';
 import { buildPlan, type Plan } from '../../activities/plan';
 import { fingerprints, psqlFile, query } from '../helpers/engine';
@@ -74,5 +76,41 @@ describe('per-tenant lock on live', () => {
       await other.end();
       await impatient.end();
     }
+  });
+
+  it('refuses, under the lock, a tenant that came back into live since preflight (another restore finished it), writing nothing', async () => {
+    // 15 and 16 are in live now (restored above): a copy whose preflight had found 15 absent must not restore it again.
+    const before = await fingerprints(liveUrl, tenantTables, tenantFilter([15]));
+    const error = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'overwrite', expectAbsent: ['15'] }).then(() => null, (e: Error) => e);
+    expect(error?.name).toBe('TenantPresentError');
+    expect(error?.message).toMatch(/Tenant\(s\) 15 came back into live between this restore's preflight and its copy.*Nothing of them was written/);
+    expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(before);
+  });
+
+  it('takes the lock outside the pool: a copy on a live pool of one connection does not wait for itself', async () => {
+    await query(liveUrl, deleteTenantsSql([17]));
+    const one = new pg.Pool({ connectionString: liveUrl, max: 1 });
+    try {
+      const result = await copyTenant({ scratch: pools.get(scratchUrl), live: one, plan, tenantIds: ['17'], conflict: 'fail' });
+      expect(result.rows['app.tenants']).toBe(1);
+    } finally {
+      await one.end();
+    }
+  });
+
+  it('classifies before the policy: a present tenant under --conflict fail is reported present, not as a policy conflict', async () => {
+    const result = await preflightTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: '15', conflict: 'fail' });
+    expect(result.tenants?.['15']?.state).toBe('present');
+    expect(result.liveState).toBe('present');
+  });
+
+  it('copies a partial tenant in one transaction, whatever chunkRows says, and records the keys it inserted', async () => {
+    const removed = await query<{ id: string }>(liveUrl, `DELETE FROM app.attachments WHERE comment_id IN (SELECT c.id FROM app.comments c JOIN app.issues i ON i.id = c.issue_id JOIN app.projects p ON p.id = i.project_id WHERE p.tenant_id = 16) RETURNING id::text`);
+    expect(removed.length).toBeGreaterThan(0);
+    const result = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['16'], conflict: 'skip', chunkRows: 1, recordKeys: true });
+    expect(result.chunked).toBe(false);
+    expect(result.restoredKeys?.['app.attachments']?.total).toBe(removed.length);
+    expect(result.restoredKeys?.['app.attachments']?.keys.map((k) => k[0]).sort()).toEqual(removed.map((r) => r.id).sort());
+    expect(Object.keys(result.restoredKeys ?? {})).toEqual(['app.attachments']);
   });
 });
