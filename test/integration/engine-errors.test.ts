@@ -90,7 +90,14 @@ describe('named errors leave live untouched', () => {
 
   it('ConflictPolicyError: policy fail meets a row of the same tenant with other content', async () => {
     const liveUrl = await live('err_policy', `UPDATE app.labels SET name = 'renamed' WHERE tenant_id = 7 AND id = 2`);
-    await expectUntouched(liveUrl, () => preflightTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: '7', conflict: 'fail' }), ConflictPolicyError);
+    // Tenant 7's root row is in live: preflight reports it present (the workflow refuses it, TenantPresentError) rather
+    // than a policy conflict whose advice (switch policies) would restore a tenant that was never deleted.
+    const tables = await userTables(liveUrl);
+    const before = await fingerprints(liveUrl, tables);
+    const pre = await preflightTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: '7', conflict: 'fail' });
+    expect(pre.tenants?.['7']?.state).toBe('present');
+    expect(await fingerprints(liveUrl, tables)).toEqual(before);
+    // The engine's copy itself still enforces the policy, inside its transaction.
     const e = await expectUntouched(liveUrl, () => copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['7'], conflict: 'fail' }), ConflictPolicyError);
     expect(e.message).toContain('app.labels');
     // The same state under skip is no error, and keeps live's row.
