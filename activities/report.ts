@@ -211,6 +211,11 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
         for (const r of batch) if (r.restoreId === input.restoreId) results.set(r.tenantId, r);
         heartbeat({ read: i });
       }
+      // A partial tenant's restored keys were stored by its copy activity, outside history: the report lists them.
+      for (const r of results.values()) {
+        if (!r.copy?.restoredKeysObject) continue;
+        r.copy.restoredKeys = await getJson<NonNullable<typeof r.copy.restoredKeys>>(s3, r.copy.restoredKeysObject).catch(() => r.copy!.restoredKeys);
+      }
       const tenants = ids.map((id) => tenantRow(id, results.get(id)));
       const totals = { tenants: tenants.length, restored: 0, failed: 0, cancelled: 0, notStarted: 0, rows: {} as Record<string, number>, skipped: {} as Record<string, number>, conflicts: {} as Record<string, number> };
       const tenantMs: number[] = [];

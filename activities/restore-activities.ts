@@ -17,9 +17,9 @@ import { buildPlan, fkChecksFromEnv, type Plan } from './plan';
 import { preflightTenant } from './preflight';
 import type { ConflictPolicy, CopyCheckpoint, CopyResult, PreflightResult, RestoreConfig, TenantId, ValidationResult } from './restore-types';
 import { LivePressure } from './live-pressure';
-import { getText, putText } from './s3';
+import { getText, putJson, putText } from './s3';
 import { validateTenant } from './validate';
-import type { ArtifactsRef, PlanRef } from '../workflows/definitions';
+import type { ArtifactsRef, ObjectRef, PlanRef } from '../workflows/definitions';
 
 /**
  * The activity boundary, for every activity group (activities/index.ts wraps them all): engine errors become
@@ -92,11 +92,22 @@ export interface TenantStepInput {
   partial?: boolean;
   /** For the copy: tenants preflight found absent that nothing of this restore wrote yet (checked again under the lock). */
   expectAbsent?: TenantId[];
+  /** Where a partial tenant's copy stores the keys it inserted (see storeRestoredKeys). */
+  artifacts?: ArtifactsRef;
 }
 
 /** Plans parsed in this worker, by digest. A plan is the same for every tenant of a restore, so one copy serves all. */
 const planCache = new Map<string, Promise<Plan>>();
 const planCacheLimit = 8;
+
+/**
+ * A partial tenant's restored keys go to S3, not into workflow history: a primary key can be row data (an email), and
+ * 1,000 keys per table can grow a payload toward its limit. The result keeps the counts and the object's location. A
+ * retry after the COMMIT inserts nothing: it leaves the first attempt's list as it is.
+ */
+export function restoredKeysObject(artifacts: ArtifactsRef, tenantId: TenantId): ObjectRef {
+  return { bucket: artifacts.bucket, key: `${artifacts.prefix}restored-keys/${tenantId}.json` };
+}
 
 export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
   function loadPlan(ref: PlanRef): Promise<Plan> {
@@ -114,6 +125,14 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       while (planCache.size > planCacheLimit) planCache.delete(planCache.keys().next().value as string);
     }
     return plan;
+  }
+
+  async function storeRestoredKeys(input: TenantStepInput, result: CopyResult): Promise<CopyResult> {
+    if (!input.artifacts || !result.restoredKeys) return result;
+    const ref = restoredKeysObject(input.artifacts, input.tenantId);
+    if (Object.values(result.restoredKeys).some((k) => k.total > 0)) await putJson(s3, ref, result.restoredKeys);
+    const counts = Object.fromEntries(Object.entries(result.restoredKeys).map(([table, k]) => [table, { keys: [], total: k.total }]));
+    return { ...result, restoredKeys: counts, restoredKeysObject: ref };
   }
 
   const dbs = (input: { scratch: string; live: string }) => ({ scratch: pools.get(input.scratch), live: pools.get(input.live) });
@@ -160,7 +179,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       const resumeFrom = activityInfo().heartbeatDetails as CopyCheckpoint | undefined;
       let last: CopyCheckpoint | undefined = resumeFrom;
       if (resumeFrom) log.info('resuming copy from checkpoint', { tenantId: input.tenantId, tableIndex: resumeFrom.tableIndex, attempt: activityInfo().attempt });
-      return heartbeating(() => last, () => engineCall(() => copyTenant({
+      const result = await heartbeating(() => last, () => engineCall(() => copyTenant({
         ...dbs(input),
         plan,
         tenantIds: input.tenantIds ?? [input.tenantId],
@@ -177,6 +196,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         // Only a first attempt: a retry may find the rows its own earlier attempt committed.
         expectAbsent: activityInfo().attempt === 1 ? input.expectAbsent : undefined,
       })));
+      return input.partial ? await storeRestoredKeys(input, result) : result;
     },
 
     async validateTenantRows(input: TenantStepInput): Promise<ValidationResult> {

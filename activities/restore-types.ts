@@ -138,6 +138,8 @@ export interface CopyResult {
    * in key column order; at most `recordedKeysLimit` per table, `total` counts them all. Keys only, never row data.
    */
   restoredKeys?: Record<string, { keys: string[][]; total: number }>;
+  /** Where the activity stored `restoredKeys` in full (the result through Temporal then keeps only the counts). */
+  restoredKeysObject?: { bucket: string; key: string };
 }
 
 /** Keys listed per table in a partial restore's report; the count beyond them is still exact. */

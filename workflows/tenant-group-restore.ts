@@ -77,7 +77,7 @@ export async function tenantGroupRestore(input: TenantGroupInput): Promise<Tenan
       restoreId, scratch: input.scratch, live: input.live, plan: input.plan, tenantId: ids[0]!, tenantIds: ids,
       // A partial tenant gets its missing rows only: no policy may update a row its users kept.
       conflict: opts.partial ? 'skip' as const : input.conflict,
-      ...(opts.partial ? { partial: true } : {}),
+      ...(opts.partial ? { partial: true, artifacts: input.artifacts } : {}),
     };
     // A group's preflight checks only presence (in the backup, in live): its copy repeats every key check inside its
     // transaction and reports the conflicts, so the full check would only be paid twice. A tenant alone gets the full one.

@@ -92,7 +92,7 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
     const admitting = patched('tenant-admission');
     const admission = admitTenants(admitting ? result.preflight : { ...result.preflight, tenants: undefined }, [tenantId], { allowPartial: input.allowPartial });
     if (admission.refused.length) throw ApplicationFailure.nonRetryable(admission.refused[0]!.message, 'TenantPresentError');
-    const dataInput = admission.partial.length ? { ...stepInput, conflict: 'skip' as const, partial: true } : stepInput;
+    const dataInput = admission.partial.length ? { ...stepInput, conflict: 'skip' as const, partial: true, artifacts: input.artifacts } : stepInput;
     const expectAbsent = admitting && result.preflight.tenants?.[tenantId]?.state === 'absent' ? [tenantId] : undefined;
 
     step = 'copy';

@@ -144,6 +144,10 @@ describe('tenants still in live are refused; partial ones only with --allow-part
 
     const t = (await report(id)).tenants.find((x) => Number(x.tenantId) === partial)!;
     expect(t.restoredKeys).toEqual({ 'app.comments': { keys: deletedComments.map((k) => [k]), total: 2 } });
+    // The keys were kept out of workflow history: the tenant's result (what its child workflow carried) holds counts only.
+    const carried = await getJson<{ copy: { restoredKeys: unknown; restoredKeysObject: { key: string } } }>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${id}/tenants/${partial}.json` });
+    expect(carried.copy.restoredKeys).toEqual({ 'app.comments': { keys: [], total: 2 } });
+    expect(carried.copy.restoredKeysObject.key).toBe(`test-restores/${id}/restored-keys/${partial}.json`);
     expect(t.rows['app.comments']).toBe(2);
     expect(t.validation.length).toBeGreaterThan(0);
     expect(t.validation.every((v) => v.match)).toBe(true);
