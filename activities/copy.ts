@@ -255,6 +255,23 @@ async function crossTenantIndexCheck(live: PoolClient, plan: Plan, ctx: RenderCo
   }
 }
 
+/**
+ * What every staged transaction does after its merges, before COMMIT: the cycle columns inserted as NULL are set, the
+ * sequences move past the restored ids, and (FK triggers suspended) every FK of the written rows is checked.
+ */
+async function finishStaged(live: PoolClient, plan: Plan, staged: Array<{ table: PlanTable; name: string; written: string | null }>, tenantIds: TenantId[], signal?: AbortSignal): Promise<void> {
+  for (const s of staged) if (s.written) await applyDeferredColumns(live, plan, s.table, s.name, s.written);
+  for (const s of staged) await advanceSequences(live, s.table, s.name);
+  if (plan.fkEnforcement === 'replica') {
+    for (const s of staged) {
+      checkAbort(signal);
+      const orphans = await orphanScan(live, plan, s.table, s.name, () => false);
+      if (orphans.length) throw danglingError(s.table.key, orphans, tenantIds);
+    }
+  }
+  checkAbort(signal);
+}
+
 /** The primary keys of the rows a merge inserted (tracked in `writtenName`), as text, at most recordedKeysLimit. */
 async function writtenKeys(live: PoolClient, table: PlanTable, writtenName: string, total: number): Promise<{ keys: string[][]; total: number }> {
   const { rows } = await live.query<{ key: string[] }>(
@@ -469,16 +486,7 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
       if (recordKeys && outcome.written > 0) (totals.restoredKeys ??= {})[table.key] = await writtenKeys(live, table, written!, outcome.written);
       staged.push({ table, name, written: table.nullThenUpdate.length ? written : null });
     }
-    for (const s of staged) if (s.written) await applyDeferredColumns(live, plan, s.table, s.name, s.written);
-    for (const s of staged) await advanceSequences(live, s.table, s.name);
-    if (plan.fkEnforcement === 'replica') {
-      for (const s of staged) {
-        checkAbort(signal);
-        const orphans = await orphanScan(live, plan, s.table, s.name, () => false);
-        if (orphans.length) throw danglingError(s.table.key, orphans, tenantIds);
-      }
-    }
-    checkAbort(signal);
+    await finishStaged(live, plan, staged, tenantIds, signal);
     await live.query('COMMIT');
     return totals;
   } catch (error) {
@@ -656,16 +664,7 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
       outcomes.push([table, await merge(live, plan, run.ctx, table, name, n, conflict, tenantIds, written)]);
       staged.push({ table, name, written });
     }
-    for (const s of staged) if (s.written) await applyDeferredColumns(live, plan, s.table, s.name, s.written);
-    for (const s of staged) await advanceSequences(live, s.table, s.name);
-    if (plan.fkEnforcement === 'replica') {
-      for (const s of staged) {
-        checkAbort(signal);
-        const orphans = await orphanScan(live, plan, s.table, s.name, () => false);
-        if (orphans.length) throw danglingError(s.table.key, orphans, tenantIds);
-      }
-    }
-    checkAbort(signal);
+    await finishStaged(live, plan, staged, tenantIds, signal);
     await live.query('COMMIT');
   } catch (error) {
     await live.query('ROLLBACK').catch(() => (broken = true));

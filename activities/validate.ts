@@ -81,10 +81,7 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
   if (input.partial) return validatePartial(input);
   const tenantIds = input.tenantIds ?? [tenantId];
   const ctx = renderContext(plan, tenantIds);
-  const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
-  let live: PoolClient | undefined;
-  try {
-    live = await beginCanonical(input.live, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
+  return withSessions(input, tenantIds, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', async (scratch, live) => {
     const tables: TableValidation[] = [];
     let throttledMs = 0;
     for (const table of plan.tables) {
@@ -103,25 +100,15 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
     }
     const orphans = await scanOrphans(live, plan, ctx);
     return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans, throttledMs };
-  } finally {
-    await scratch.query('ROLLBACK').catch(() => undefined);
-    scratch.release();
-    if (live) {
-      await live.query('ROLLBACK').catch(() => undefined);
-      live.release();
-    }
-  }
+  });
 }
 
 /** Every backup row of each tenant is in live by primary key (tenant-state.ts), and the orphan scan finds nothing. */
 async function validatePartial(input: ValidateInput): Promise<ValidationResult> {
   const { plan, tenantId } = input;
   const tenantIds = input.tenantIds ?? [tenantId];
-  const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
-  let live: PoolClient | undefined;
-  try {
-    // Not READ ONLY: the backup's keys go into a temporary table of this session (no live table is written).
-    live = await beginCanonical(input.live, 'ISOLATION LEVEL REPEATABLE READ', tenantIds);
+  // Not READ ONLY: the backup's keys go into a temporary table of this session (no live table is written).
+  return withSessions(input, tenantIds, 'ISOLATION LEVEL REPEATABLE READ', async (scratch, live) => {
     const totals = new Map<string, { inBackup: number; missing: number }>();
     for (const [k, id] of tenantIds.entries()) {
       const { missing, inBackup } = await missingRows(scratch, live, plan, id, `v${k}`);
@@ -140,6 +127,16 @@ async function validatePartial(input: ValidateInput): Promise<ValidationResult> 
     }));
     const orphans = await scanOrphans(live, plan, renderContext(plan, tenantIds));
     return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans };
+  });
+}
+
+/** Scratch (read only) and live sessions in the canonical text settings, both always rolled back and released. */
+async function withSessions<T>(input: ValidateInput, tenantIds: TenantId[], liveMode: string, fn: (scratch: PoolClient, live: PoolClient) => Promise<T>): Promise<T> {
+  const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
+  let live: PoolClient | undefined;
+  try {
+    live = await beginCanonical(input.live, liveMode, tenantIds);
+    return await fn(scratch, live);
   } finally {
     await scratch.query('ROLLBACK').catch(() => undefined);
     scratch.release();
