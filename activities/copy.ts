@@ -468,11 +468,8 @@ function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableOutcome,
 /** The default: every table of the tenant in one live transaction, all or nothing. */
 async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, ctx: RenderContext): Promise<CopyTotals> {
   const { plan, tenantIds, conflict, signal } = input;
-  const live = await input.live.connect();
-  let broken = false;
   const totals = emptyTotals(plan);
-  try {
-    await beginLive(live, plan, tenantIds);
+  return liveTransaction(input, async (live) => {
     const staged: Array<{ table: PlanTable; name: string; written: string | null }> = [];
     for (const [i, table] of plan.tables.entries()) {
       checkAbort(signal);
@@ -487,12 +484,26 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
       staged.push({ table, name, written: table.nullThenUpdate.length ? written : null });
     }
     await finishStaged(live, plan, staged, tenantIds, signal);
-    await live.query('COMMIT');
     return totals;
+  });
+}
+
+/**
+ * One transaction on live for the tenants (beginLive), committed when `work` returns, rolled back when it throws. A
+ * COPY interrupted mid-stream can leave the connection in an unknown protocol state: after an abort it is not reused.
+ */
+async function liveTransaction<T>(input: CopyTenantInput, work: (live: PoolClient) => Promise<T>): Promise<T> {
+  const live = await input.live.connect();
+  let broken = false;
+  try {
+    await beginLive(live, input.plan, input.tenantIds);
+    const result = await work(live);
+    checkAbort(input.signal);
+    await live.query('COMMIT');
+    return result;
   } catch (error) {
     await live.query('ROLLBACK').catch(() => (broken = true));
-    // A COPY interrupted mid-stream can leave the connection in an unknown protocol state: do not reuse it.
-    if (signal?.aborted) broken = true;
+    if (input.signal?.aborted) broken = true;
     throw error;
   } finally {
     live.release(broken);
@@ -555,10 +566,7 @@ async function chunkTransaction<T>(run: ChunkRun, table: PlanTable, lastKey: str
   const { plan, tenantIds, signal } = run.input;
   checkAbort(signal);
   if (lastKey) await run.scratch.query(`SELECT set_config('${keysetSetting}', $1::text[]::text, true)`, [lastKey]);
-  const live = await run.input.live.connect();
-  let broken = false;
-  try {
-    await beginLive(live, plan, tenantIds);
+  return liveTransaction(run.input, async (live) => {
     await run.input.yieldToLive?.(live, signal);
     const name = 'tr_stage_chunk';
     const staged = await stage(run.scratch, live, plan, run.ctx, table, name, { limit: run.chunkRows, afterKey: Boolean(lastKey), signal });
@@ -572,16 +580,8 @@ async function chunkTransaction<T>(run: ChunkRun, table: PlanTable, lastKey: str
       const { rows } = await live.query<{ key: string[] }>(`SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${name} ORDER BY ${table.primaryKey.map((c) => `${q(c)} DESC`).join(', ')} LIMIT 1`);
       next = rows[0]!.key;
     }
-    checkAbort(signal);
-    await live.query('COMMIT');
     return { result, staged, lastKey: next };
-  } catch (error) {
-    await live.query('ROLLBACK').catch(() => (broken = true));
-    if (signal?.aborted) broken = true;
-    throw error;
-  } finally {
-    live.release(broken);
-  }
+  });
 }
 
 /** A unit in chunks: each table's chunks with the unit's forward/self FK columns NULL, then the fill pass. */
@@ -648,11 +648,8 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
   // A checkpoint of an older version may point inside the unit: the unit is redone whole (idempotent), so the rows the
   // checkpoint counted for its first tables are counted again below, not twice.
   for (let i = unit.start; i < Math.min(start, unit.end); i++) if (plan.tables[i]!.role !== 'shared') run.totals.rows[plan.tables[i]!.key] = 0;
-  const live = await run.input.live.connect();
-  let broken = false;
   const outcomes: Array<[PlanTable, TableOutcome]> = [];
-  try {
-    await beginLive(live, plan, tenantIds);
+  await liveTransaction(run.input, async (live) => {
     const staged: Array<{ table: PlanTable; name: string; written: string | null }> = [];
     for (let i = unit.start; i < unit.end; i++) {
       const table = plan.tables[i]!;
@@ -665,14 +662,7 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
       staged.push({ table, name, written });
     }
     await finishStaged(live, plan, staged, tenantIds, signal);
-    await live.query('COMMIT');
-  } catch (error) {
-    await live.query('ROLLBACK').catch(() => (broken = true));
-    if (signal?.aborted) broken = true;
-    throw error;
-  } finally {
-    live.release(broken);
-  }
+  });
   for (const [table, outcome] of outcomes) recordCommitted(run, table, outcome);
   await onCheckpoint?.({ tableIndex: unit.end, rows: { ...run.progress } });
 }
