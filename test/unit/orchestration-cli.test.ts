@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDatabaseName, splitStatements } from '../../activities/scratch';
-import { buildStartRequest, checkDatabaseRef, inlineTenantLimit, parseTenantList, parseTenantsFile } from '../../scripts/commands/restore-client';
+import { buildStartRequest, checkDatabaseRef, inlineTenantLimit, parseTenantList, parseTenantsFile } from '../../cli/commands/restore-client';
 
 const base = { backup: 's3://b/k.dump', live: 'postgres://restore@db:5432/app', 'tenant-root': 'app.tenants', tenants: '1,2,3' };
 

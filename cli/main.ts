@@ -1,5 +1,5 @@
 /**
- * The `tenant-restore` command. Each subcommand lives in scripts/commands/ and is thin: it parses flags, calls a plain
+ * The `tenant-restore` command. Each subcommand lives in cli/commands/ and is thin: it parses flags, calls a plain
  * function that returns data, prints it (human text, or JSON with --json) and returns the exit code.
  */
 import { readFileSync } from 'node:fs';
