@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidConfigError } from './errors';
 import type { RestoreConfig } from './restore-types';
-import { reenableActionTimeoutSeconds } from '../workflows/definitions';
+import { reenableActionTimeoutSeconds } from './restore-types';
 
 const qualifiedName = /^[^.\s]+\.[^.\s]+$/;
 

@@ -7,8 +7,8 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { heartbeat } from '@temporalio/activity';
 import { formatS3Url, getJson, putJson, putText } from './s3';
 import type { TenantId } from './restore-types';
-import type { ArtifactsRef, BulkRestoreResult, ObjectRef, PlanRef, ScratchInfo, TenantResult } from '../workflows/definitions';
-import { normalizeTenantId } from '../workflows/definitions';
+import type { ArtifactsRef, ObjectRef, PlanRef, RestoreStatus, ScratchInfo, TenantResult } from './restore-types';
+import { normalizeTenantId } from './restore-types';
 
 export interface ReportTenant {
   tenantId: TenantId;
@@ -36,7 +36,7 @@ export interface ReportTenant {
 
 export interface RestoreReport {
   restoreId: string;
-  status: BulkRestoreResult['status'];
+  status: RestoreStatus;
   startedAt: string;
   finishedAt: string;
   durationMs: number;
@@ -54,7 +54,7 @@ export interface RestoreReport {
 export interface WriteReportInput {
   restoreId: string;
   artifacts: ArtifactsRef;
-  status: BulkRestoreResult['status'];
+  status: RestoreStatus;
   startedAt: number;
   finishedAt: number;
   live: string;

@@ -19,7 +19,7 @@ import type { ConflictPolicy, CopyCheckpoint, CopyResult, PreflightResult, Resto
 import { LivePressure } from './live-pressure';
 import { getText, putJson, putText } from './s3';
 import { validateTenant } from './validate';
-import type { ArtifactsRef, ObjectRef, PlanRef } from '../workflows/definitions';
+import type { ArtifactsRef, ObjectRef, PlanRef } from './restore-types';
 
 /**
  * The activity boundary, for every activity group (activities/index.ts wraps them all): engine errors become

@@ -30,7 +30,7 @@ import { pipeline } from 'node:stream/promises';
 import { databaseName, escapeIdentifier, escapeLiteral, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
 import { reduceToolStderr } from './errors';
 import { getJson, getStream, head, parseS3Url, type S3Location } from './s3';
-import type { ScratchInfo } from '../workflows/definitions';
+import type { ScratchInfo } from './restore-types';
 
 /**
  * `scratch_<readable prefix>_<12 hex of sha256(exact restore id)>`, at most 63 bytes (Postgres' identifier limit).

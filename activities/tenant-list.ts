@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { getText, putText } from './s3';
 import type { TenantId } from './restore-types';
-import { canonicalUuid, normalizeTenantId, type ArtifactsRef, type ObjectRef } from '../workflows/definitions';
+import { canonicalUuid, normalizeTenantId, type ArtifactsRef, type ObjectRef } from './restore-types';
 
 export const tenantIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 

@@ -5,7 +5,31 @@
  */
 import { defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { ConflictPolicy, CopyResult, PreflightResult, ReenableAction, RestoreConfig, TenantId, ValidationResult } from '../activities/restore-types';
+import type {
+  ArtifactsRef,
+  ConflictPolicy,
+  ObjectRef,
+  PlanRef,
+  ReenableAction,
+  RestoreConfig,
+  RestoreStatus,
+  ScratchInfo,
+  TenantId,
+  TenantStatus,
+} from '../activities/restore-types';
+
+// The engine's shapes, re-exported for the workflows and the command line: they are defined where they are recorded.
+export { canonicalUuid, normalizeTenantId, reenableActionTimeoutSeconds } from '../activities/restore-types';
+export type {
+  ActionOutcome,
+  ArtifactsRef,
+  ObjectRef,
+  PlanRef,
+  RestoreStatus,
+  ScratchInfo,
+  TenantResult,
+  TenantStatus,
+} from '../activities/restore-types';
 
 // ---------------------------------------------------------------------------------------------------------------
 // search attributes (registered by scripts/stack.ts; `temporal operator search-attribute create` in production)
@@ -24,59 +48,11 @@ export const tenantWorkflowId = (restoreId: string, tenantId: TenantId): string 
 /** A group of small tenants restored together: named by the position of its first tenant in the tenant list. */
 export const groupWorkflowId = (restoreId: string, firstIndex: number): string => `restore/${restoreId}/group/${firstIndex}`;
 
-/**
- * startToCloseTimeout of one re-enable action (workflows/tenant-steps.ts), and the heartbeat timeout of a group's
- * action, which heartbeats after each tenant's call. A webhook's `timeoutSeconds` must stay below it (activities/
- * config.ts): a call that outlives its activity would be cut off as an activity timeout, not reported as its own.
- */
-export const reenableActionTimeoutSeconds = 120;
 
-const uuidShape = /^([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})$/i;
-/** The text PostgreSQL gives a uuid (`::text`): lowercase, hyphenated; undefined when `id` is not shaped like one. */
-export function canonicalUuid(id: string): string | undefined {
-  const m = uuidShape.exec(id);
-  return m ? m.slice(1).join('-').toLowerCase() : undefined;
-}
-/**
- * A tenant id as the engine and workflow ids use it: with a uuid root key, `A0EEBC99-...` and `a0eebc99-...` are one
- * tenant, so ids are brought to PostgreSQL's own text form at input (the engine compares ids as text in places).
- */
-export function normalizeTenantId(id: TenantId, rootKeyType: string | undefined): TenantId {
-  return rootKeyType === 'uuid' ? canonicalUuid(id) ?? id : id;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // shapes
 
-/** An S3 object named by bucket and key (never a presigned URL: those carry credentials). */
-export interface ObjectRef { bucket: string; key: string }
-
-/** Where a restore keeps its artifacts: `<prefix>plan.json`, `<prefix>tenants.json`, `<prefix>tenants/<id>.json`, `<prefix>report.{json,md}`. */
-export interface ArtifactsRef { bucket: string; prefix: string }
-
-/** The plan is built once, stored in S3, and passed to children by location and digest (a plan per child input would bloat history). */
-export interface PlanRef extends ObjectRef {
-  digest: string;
-  tables: number;
-  /** The tenant root key's type (`uuid`, `bigint`, ...): uuid tenant ids are compared in their canonical lowercase form. */
-  rootKeyType?: string;
-}
-
-/** The scratch database, however it was obtained. `ref` is an alias, `alias/database`, or a URL without password. */
-export interface ScratchInfo {
-  ref: string;
-  /** The server it was created on (to drop it from); absent for `--scratch <url>`. */
-  server?: string;
-  /** true when this restore created it (and so may drop it); false for `--scratch <url>`. */
-  owned: boolean;
-  reused: boolean;
-  backup?: string;
-  bytes?: number;
-  sha256?: string;
-  /** How the archive was checked: against `<key>.manifest.json`, the object's metadata, or only its size. */
-  verifiedBy?: 'manifest' | 'metadata' | 'size-only';
-  durationMs: number;
-}
 
 export type RestoreSource =
   | { kind: 'backup'; backup: string; scratchServer?: string }
@@ -118,7 +94,6 @@ export interface BulkRestoreInput {
 
 /** Where a tenant is. `waiting` holds a window slot no more: it waits for approval, not for live's capacity. */
 export type TenantPhase = 'preflight' | 'copy' | 'validate' | 'awaiting-approval' | 'reenable' | 'restored' | 'failed' | 'cancelled';
-export type TenantStatus = 'restored' | 'failed' | 'cancelled';
 
 export type BulkPhase = 'preparing-scratch' | 'planning' | 'restoring' | 'paused' | 'cancelling' | 'reporting' | 'cleanup' | 'completed' | 'partial' | 'cancelled' | 'failed';
 
@@ -179,27 +154,7 @@ export interface UnitOptions {
   partial?: boolean;
 }
 
-export interface ActionOutcome { name: string; type: 'sql' | 'webhook'; status: 'done' | 'failed'; attempts?: number; detail?: string; durationMs: number }
 
-/** Everything a child learned about its tenant; written to S3 for the report (counts and digests only). */
-export interface TenantResult {
-  restoreId: string;
-  tenantId: TenantId;
-  status: TenantStatus;
-  error?: { type?: string; message: string; step?: string };
-  preflight?: PreflightResult;
-  copy?: CopyResult;
-  validation?: ValidationResult;
-  actions: ActionOutcome[];
-  durations: Partial<Record<'preflight' | 'copy' | 'validate' | 'approvalWait' | 'reenable' | 'total', number>>;
-  startedAt: number;
-  finishedAt: number;
-  /**
-   * Set when the tenant was restored in a group: `preflight`, `copy` and `validation` then hold the evidence of the
-   * whole group (its rows, counts and checksums, summed over its tenants), which the report counts once per group.
-   */
-  group?: { workflowId: string; tenantIds: TenantId[] };
-}
 
 /** The small outcome a child signals to its parent. */
 export interface TenantOutcome { tenantId: TenantId; status: TenantStatus; reason?: string; rows?: number }
@@ -223,7 +178,7 @@ export interface RestoreProgress {
 
 export interface BulkRestoreResult {
   restoreId: string;
-  status: 'succeeded' | 'partial' | 'cancelled' | 'failed';
+  status: RestoreStatus;
   total: number;
   restored: number;
   failed: number;
