@@ -10,7 +10,6 @@ import { isPgError, isTransientSqlState } from './errors';
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 export type Client = pg.Client;
-export type QueryConfig = { text: string; values?: unknown[] };
 export { copyFrom, copyTo };
 export const escapeIdentifier = (name: string): string => pg.escapeIdentifier(name);
 export const escapeLiteral = (value: string): string => pg.escapeLiteral(value);
