@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exitCodes, UsageError, type Command } from './commands/common';
+import { UsageError } from './client/input';
+import { exitCodes, type Command } from './commands/common';
 import { workerCommand } from './commands/worker';
 import { planCommand } from './commands/plan';
 import { drillCommand } from './commands/drill';

@@ -26,7 +26,7 @@ import type { RestoreConfig } from '../activities/restore-types';
 import { createS3Client } from '../activities/s3';
 import type { RestoreReport } from '../activities/report';
 import { bulkWorkflowId, progressQuery, type BulkRestoreInput, type BulkRestoreResult, type RestoreProgress } from '../workflows/definitions';
-import { defaultGroupSize } from '../cli/commands/restore-client';
+import { defaultGroupSize } from '../cli/client/start';
 import { projectRoot, stackDir, stackUp } from './stack';
 import { compareSnapshots, diffChecksums, ensureVerifyDatabase, reenableColumns, snapshotRows, tenantChecksums } from './workload/checksums';
 import { generateWorkload } from './workload/generate';

@@ -1,7 +1,6 @@
-/** What every CLI command shares: usage errors (exit 2), JSON or human output, and the Temporal client. */
-import { Client, Connection } from '@temporalio/client';
+/** What every CLI command shares: its shape, exit codes, flag parsing and JSON or human output. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { temporalConnectionOptions, temporalNamespace } from '../../workers/temporal-connection';
+import { UsageError } from '../client/input';
 
 /** Exit codes, documented in `tenant-restore --help`. */
 export const exitCodes = {
@@ -13,11 +12,6 @@ export const exitCodes = {
   /** A service (Temporal, S3, a database) could not be reached. */
   unavailable: 3,
 } as const;
-
-/** Bad input: the message says what is wrong and what to do. Exit code 2, and nothing has been written. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 export interface Command {
   name: string;
@@ -37,9 +31,4 @@ export function parseFlags<T extends ParseArgsConfig['options']>(argv: string[],
 
 export function print(json: boolean, data: unknown, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
-}
-
-export async function connectTemporal(): Promise<{ client: Client; close: () => Promise<void> }> {
-  const connection = await Connection.connect(temporalConnectionOptions());
-  return { client: new Client({ connection, namespace: temporalNamespace() }), close: () => connection.close() };
 }

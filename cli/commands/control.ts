@@ -1,6 +1,8 @@
 /** pause, resume, cancel, approve and concurrency: signals to a running restore. */
-import { connectTemporal, exitCodes, parseFlags, print, UsageError, type Command } from './common';
-import { connectOrExit3, parseTenantList, signalRestore, type RestoreSignal } from './restore-client';
+import { connectOrExit3, connectTemporal } from '../client/connection';
+import { parseIntegerFlag, parseTenantList, UsageError } from '../client/input';
+import { signalRestore, type RestoreSignal } from '../client/restore';
+import { exitCodes, parseFlags, print, type Command } from './common';
 
 function signalCommand(name: string, signal: RestoreSignal, summary: string, after: string): Command {
   const usage = `tenant-restore ${name} <restoreId> [--json]\n\n${after}\n\nexit codes: 0 sent | 2 unknown or finished restore | 3 Temporal unreachable`;
@@ -66,8 +68,7 @@ export const concurrencyCommand: Command = {
   async run(argv) {
     const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' } }, concurrencyUsage);
     if (positionals.length !== 2) throw new UsageError(`give a restore id and a number.\n\nusage: ${concurrencyUsage}`);
-    const n = Number(positionals[1]);
-    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError(`concurrency '${positionals[1]}': an integer from 1 to 1000.`);
+    const n = parseIntegerFlag('concurrency', positionals[1], 1, 1000);
     const { client, close } = await connectOrExit3(connectTemporal);
     try {
       const sent = await signalRestore(client, positionals[0], 'setConcurrency', n);

@@ -1,21 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { loadConfig } from '../../activities/config';
-import { Pools, hasPassword, passwordRefusal } from '../../activities/db';
+import { Pools } from '../../activities/db';
 import { isRestoreError } from '../../activities/errors';
 import { buildPlan, describePlan, fkChecksFromEnv } from '../../activities/plan';
-import { exitCodes, parseFlags, print, UsageError, type Command } from './common';
+import { checkDatabaseRef, checkTenantRoot, loadConfigFlag, tenantsFromFlags, UsageError } from '../client/input';
+import { exitCodes, parseFlags, print, type Command } from './common';
 
 const usage = 'tenant-restore plan --scratch <url|alias> --live <url|alias> --tenant-root <schema.table> [--tenants 1,2 | --tenants-file f] [--config f] [--json]';
-
-/** Tenant ids from a comma list or a file (one per line, or commas; `#` starts a comment). */
-export function parseTenantIds(list?: string, file?: string): string[] | undefined {
-  if (list && file) throw new UsageError('give --tenants or --tenants-file, not both');
-  const text = file ? readFileSync(file, 'utf8').replace(/#.*$/gm, '') : list;
-  if (text === undefined) return undefined;
-  const ids = text.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
-  if (!ids.length) throw new UsageError(`no tenant ids in ${file ?? '--tenants'}`);
-  return [...new Set(ids)];
-}
 
 export const planCommand: Command = {
   name: 'plan',
@@ -32,23 +21,22 @@ export const planCommand: Command = {
       json: { type: 'boolean', default: false },
     }, usage);
     if (!values.scratch || !values.live || !values['tenant-root']) throw new UsageError(`--scratch, --live and --tenant-root are required\n\nusage: ${usage}`);
-    if (!/^[^.]+\.[^.]+$/.test(values['tenant-root'])) throw new UsageError('--tenant-root must be schema.table, for example public.tenants');
-    // Refused like everywhere else: the plan command writes nothing to history, but its reference ends up in shell
-    // history, scripts and runbooks that are copied into `start`.
-    for (const [flag, ref] of [['scratch', values.scratch], ['live', values.live]] as const) {
-      if (hasPassword(ref)) throw new UsageError(passwordRefusal(`--${flag}`, flag));
-    }
-    const tenantIds = parseTenantIds(values.tenants, values['tenants-file']);
+    const tenantRoot = checkTenantRoot(values['tenant-root']);
+    // Checked like start's: the plan command writes nothing to history, but its references and tenant list end up in
+    // shell history, scripts and runbooks that are copied into `start`.
+    const scratch = checkDatabaseRef('scratch', values.scratch);
+    const live = checkDatabaseRef('live', values.live);
+    const tenantIds = tenantsFromFlags(values, false);
+    const config = values.config ? loadConfigFlag(values.config) : undefined;
     const pools = new Pools();
     try {
-      const config = values.config ? loadConfig(values.config) : undefined;
       let fkChecks;
       try {
         fkChecks = fkChecksFromEnv();
       } catch (error) {
         throw new UsageError((error as Error).message);
       }
-      const plan = await buildPlan({ scratch: pools.get(values.scratch, { max: 2 }), live: pools.get(values.live, { max: 2 }), tenantRoot: values['tenant-root'], tenantIds, config, fkChecks });
+      const plan = await buildPlan({ scratch: pools.get(scratch, { max: 2 }), live: pools.get(live, { max: 2 }), tenantRoot, tenantIds, config, fkChecks });
       print(values.json, plan, () => describePlan(plan));
       return exitCodes.ok;
     } catch (error) {

@@ -1,5 +1,7 @@
-import { connectTemporal, exitCodes, parseFlags, print, UsageError, type Command } from './common';
-import { connectOrExit3, getReport } from './restore-client';
+import { connectOrExit3, connectTemporal } from '../client/connection';
+import { UsageError } from '../client/input';
+import { getReport } from '../client/restore';
+import { exitCodes, parseFlags, print, type Command } from './common';
 
 const usage = `tenant-restore report <restoreId> [--json]
 

@@ -1,5 +1,8 @@
-import { connectTemporal, exitCodes, parseFlags, print, UsageError, type Command } from './common';
-import { buildStartRequest, connectOrExit3, progressPrinter, startRestore, waitForRestore, type StartFlags } from './restore-client';
+import { connectOrExit3, connectTemporal } from '../client/connection';
+import { UsageError } from '../client/input';
+import { progressPrinter, waitForRestore } from '../client/progress';
+import { buildStartRequest, startRestore, type StartFlags } from '../client/start';
+import { exitCodes, parseFlags, print, type Command } from './common';
 
 const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>

@@ -1,5 +1,8 @@
-import { connectTemporal, exitCodes, parseFlags, print, UsageError, type Command } from './common';
-import { connectOrExit3, getRestoreStatus, progressLine, progressPrinter, type RestoreStatus } from './restore-client';
+import { connectOrExit3, connectTemporal } from '../client/connection';
+import { UsageError } from '../client/input';
+import { progressLine, progressPrinter } from '../client/progress';
+import { getRestoreStatus, type RestoreStatus } from '../client/restore';
+import { exitCodes, parseFlags, print, type Command } from './common';
 
 const usage = `tenant-restore status <restoreId> [--watch] [--json]
 

@@ -1,4 +1,5 @@
 import { runWorker } from '../../workers/worker';
+import { parseIntegerFlag } from '../client/input';
 import { parseFlags, type Command } from './common';
 
 const usage = 'tenant-restore worker [--task-queue <name>] [--max-activities N]';
@@ -11,7 +12,7 @@ export const workerCommand: Command = {
     const { values } = parseFlags(argv, { 'task-queue': { type: 'string' }, 'max-activities': { type: 'string' } }, usage);
     await runWorker({
       taskQueue: values['task-queue'],
-      maxConcurrentActivities: values['max-activities'] ? Number(values['max-activities']) : undefined,
+      maxConcurrentActivities: values['max-activities'] ? parseIntegerFlag('--max-activities', values['max-activities'], 1) : undefined,
     });
     return 0;
   },

@@ -10,7 +10,7 @@ import { createActivities } from '../../activities';
 import { connect, Pools } from '../../activities/db';
 import type { DrillRecord } from '../../activities/drill';
 import { createS3Client, getJson } from '../../activities/s3';
-import { drillInputFromFlags, listDrills, runDrill, scheduleDrill } from '../../cli/commands/drill';
+import { drillInputFromFlags, listDrills, runDrill, scheduleDrill } from '../../cli/client/drill';
 import { diffChecksums, tenantChecksums } from '../../scripts/workload/checksums';
 import { generateWorkload, type GenerateResult } from '../../scripts/workload/generate';
 import { takeBackup } from '../../scripts/workload/backup';

@@ -17,7 +17,7 @@ import { createActivities } from '../../activities';
 import { Pools } from '../../activities/db';
 import { createS3Client, getJson } from '../../activities/s3';
 import type { Plan } from '../../activities/plan';
-import { buildStartRequest } from '../../cli/commands/restore-client';
+import { buildStartRequest } from '../../cli/client/start';
 import { bulkWorkflowId, progressQuery, type BulkRestoreResult } from '../../workflows/definitions';
 import { buildPlan } from '../../activities/plan';
 import { dropRoles, grantsSql, newPassword, roleUrlWithPassword } from '../helpers/audit';

@@ -20,7 +20,7 @@ import { Pools } from '../../activities/db';
 import type { RestoreReport } from '../../activities/report';
 import { createS3Client, getJson } from '../../activities/s3';
 import { parseScratchMarker, scratchDatabaseName } from '../../activities/scratch';
-import { drillInputFromFlags, runDrill } from '../../cli/commands/drill';
+import { drillInputFromFlags, runDrill } from '../../cli/client/drill';
 import { bulkWorkflowId } from '../../workflows/definitions';
 import { adminQuery, dropDatabase, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup } from '../fixtures/orchestration/fixture';

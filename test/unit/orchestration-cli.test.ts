@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDatabaseName, splitStatements } from '../../activities/scratch';
-import { buildStartRequest, checkDatabaseRef, inlineTenantLimit, parseTenantList, parseTenantsFile } from '../../cli/commands/restore-client';
+import { checkDatabaseRef, parseTenantList, parseTenantsFile } from '../../cli/client/input';
+import { buildStartRequest, inlineTenantLimit } from '../../cli/client/start';
 
 const base = { backup: 's3://b/k.dump', live: 'postgres://restore@db:5432/app', 'tenant-root': 'app.tenants', tenants: '1,2,3' };
 

@@ -12,8 +12,8 @@ import { InvalidConfigError } from '../../activities/errors';
 import { fkChecksFromEnv } from '../../activities/plan';
 import { redirectTarget, resolveHeaders } from '../../activities/reenable';
 import { tenantListProblems } from '../../activities/tenant-list';
-import { drillInputFromFlags } from '../../cli/commands/drill';
-import { parseTenantList } from '../../cli/commands/restore-client';
+import { drillInputFromFlags } from '../../cli/client/drill';
+import { parseTenantList } from '../../cli/client/input';
 import { normalizeTenantId, reenableActionTimeoutSeconds } from '../../workflows/definitions';
 
 const projectRootDir = join(__dirname, '..', '..');

@@ -10,7 +10,7 @@ import {
   reduceToolStderr, StatementTimeoutError, UndefinedObjectError, UnexpectedDatabaseError,
 } from '../../activities/errors';
 import { toActivityFailure } from '../../activities/restore-activities';
-import { checkDatabaseRef } from '../../cli/commands/restore-client';
+import { checkDatabaseRef } from '../../cli/client/input';
 
 /** What node-postgres' DatabaseError carries (pg-protocol parses every field of the server's ErrorResponse). */
 function pgError(fields: Record<string, string | undefined>): Error {

@@ -7,7 +7,7 @@ import {
   describeBackupBytes, newerArchiveMessage, newerArchiveProblem, parseArchiveHeader, parseScratchMarker, scratchDatabaseName, scratchOwnership,
   type ScratchMarker,
 } from '../../activities/scratch';
-import { buildStartRequest, scratchOnLiveWarning } from '../../cli/commands/restore-client';
+import { buildStartRequest, scratchOnLiveWarning } from '../../cli/client/start';
 
 /** A custom-format archive header as pg_dump writes it (intSize 4): magic, version, sizes, format, compression, time, names. */
 function archiveHeader(version: [number, number, number], dumpVersion: string, serverVersion = dumpVersion): Buffer {

@@ -1,0 +1,68 @@
+/**
+ * Reaching the services a command needs (Temporal, S3, PostgreSQL), and turning "cannot reach it" into
+ * ServiceUnavailableError: exit code 3, with nothing started.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { createConnection } from 'node:net';
+import { temporalConnectionOptions, temporalNamespace } from '../../workers/temporal-connection';
+import { isPostgresUrl } from './input';
+
+/** A service (Temporal, S3) could not be reached: exit code 3. The name matches the CLI's `unavailable` test. */
+export class ServiceUnavailableError extends Error {
+  override name = 'ServiceUnavailableError';
+}
+
+export async function connectTemporal(): Promise<{ client: Client; close: () => Promise<void> }> {
+  const connection = await Connection.connect(temporalConnectionOptions());
+  return { client: new Client({ connection, namespace: temporalNamespace() }), close: () => connection.close() };
+}
+
+export async function connectOrExit3<T>(connect: () => Promise<T>): Promise<T> {
+  try {
+    return await connect();
+  } catch (error) {
+    throw new ServiceUnavailableError(`Temporal is not reachable at ${process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233'}: ${(error as Error).message}`);
+  }
+}
+
+export function webUiLink(restoreId: string, env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.TEMPORAL_UI_URL ?? 'http://127.0.0.1:8233';
+  const namespace = env.TEMPORAL_NAMESPACE ?? 'default';
+  return `${base}/namespaces/${namespace}/workflows?query=${encodeURIComponent(`RestoreId="${restoreId}"`)}`;
+}
+
+export function isNotFound(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404;
+}
+
+/** An S3 error with no HTTP status never reached S3: exit 3. Any other is rethrown as it is. */
+export function s3Unavailable(error: unknown): never {
+  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number }; message: string };
+  if (!e.$metadata?.httpStatusCode) throw new ServiceUnavailableError(`S3 is not reachable: ${e.message}`);
+  throw error;
+}
+
+/**
+ * A database server that does not even accept a TCP connection would only make the workers retry for many minutes
+ * (a retry is right for a restart, not for a wrong host or port): refuse before starting. Needs no credentials.
+ * Aliases are resolved by the workers only, so they are not checked here.
+ */
+export async function checkReachable(flag: string, ref: string, timeoutMs = 5000): Promise<void> {
+  if (!isPostgresUrl(ref)) return;
+  const url = new URL(ref);
+  const host = decodeURIComponent(url.hostname);
+  if (!host || host.startsWith('/')) return;
+  const port = Number(url.port || 5432);
+  const problem = await new Promise<string | undefined>((resolve) => {
+    const socket = createConnection({ host, port });
+    const done = (result: string | undefined) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(timeoutMs, () => done(`no answer within ${timeoutMs / 1000} s`));
+    socket.once('connect', () => done(undefined));
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code ?? error.message));
+  });
+  if (problem) throw new ServiceUnavailableError(`--${flag}: PostgreSQL at ${host}:${port} is not reachable (${problem}). Nothing was started.`);
+}

@@ -1,0 +1,120 @@
+/**
+ * Every check of command-line input that more than one command makes, in one place. Each throws a UsageError that
+ * names the flag to fix: exit code 2, before anything is written or started.
+ */
+import { readFileSync } from 'node:fs';
+import { loadConfig } from '../../activities/config';
+import { hasPassword, passwordRefusal } from '../../activities/db';
+import type { RestoreConfig, TenantId } from '../../activities/restore-types';
+import { sameTenantKey, tenantIdPattern } from '../../activities/tenant-list';
+
+/** Bad input: the message says what is wrong and what to do. Exit code 2, and nothing has been written. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+// `schema.table` as the catalog spells them, unquoted: any characters (capitals, spaces, quotes, non-ASCII) but a dot
+// or a control character. The engine quotes each part itself.
+const qualifiedName = /^[^.\p{Cc}]+\.[^.\p{Cc}]+$/u;
+
+export function checkTenantRoot(name: string): string {
+  if (!qualifiedName.test(name)) throw new UsageError(`--tenant-root '${name}' is not schema.table, for example public.tenants.`);
+  return name;
+}
+
+const aliasRef = /^[A-Za-z][A-Za-z0-9_]*(\/[A-Za-z0-9_]+)?$/;
+export const isPostgresUrl = (ref: string) => /^postgres(ql)?:\/\//.test(ref);
+
+/** Checks a database reference for a workflow input: an alias, `alias/db`, or a postgres URL without password. */
+export function checkDatabaseRef(flag: string, ref: string): string {
+  // First, so that no later message echoes a reference with a password in it.
+  if (hasPassword(ref)) throw new UsageError(passwordRefusal(`--${flag}`, flag));
+  if (aliasRef.test(ref)) return ref;
+  if (!isPostgresUrl(ref)) throw new UsageError(`--${flag} '${ref}' is neither a postgres:// URL nor an alias (TENANT_RESTORE_DB_<ALIAS> in the worker's environment).`);
+  let url: URL;
+  try {
+    url = new URL(ref);
+  } catch {
+    throw new UsageError(`--${flag} is not a valid URL.`);
+  }
+  if (!url.hostname) throw new UsageError(`--${flag} has no host.`);
+  if (!url.pathname.replace(/^\//, '')) throw new UsageError(`--${flag} names no database (postgres://user@host:port/<database>).`);
+  return ref;
+}
+
+/**
+ * An integer flag within bounds. `name` is how the message names it (`--concurrency`, or `concurrency` for a
+ * positional); `hint` follows the range in the message.
+ */
+export function parseIntegerFlag(name: string, text: string, min: number, max?: number, hint = ''): number {
+  const n = Number(text);
+  if (Number.isInteger(n) && n >= min && (max === undefined || n <= max)) return n;
+  const range = max === undefined ? (min === 1 ? 'a positive integer' : `an integer of at least ${min}`) : `an integer from ${min} to ${max}`;
+  throw new UsageError(`${name} '${text}': ${range}${hint}.`);
+}
+
+/** `--tenants 1,2` or `--tenants-file f`, exactly one of them; undefined when neither is given and `required` is false. */
+export function tenantsFromFlags(flags: { tenants?: string; 'tenants-file'?: string }, required: true): TenantId[];
+export function tenantsFromFlags(flags: { tenants?: string; 'tenants-file'?: string }, required: false): TenantId[] | undefined;
+export function tenantsFromFlags(flags: { tenants?: string; 'tenants-file'?: string }, required: boolean): TenantId[] | undefined {
+  if (flags.tenants !== undefined && flags['tenants-file'] !== undefined) throw new UsageError('give either --tenants or --tenants-file, not both.');
+  if (flags.tenants !== undefined) return parseTenantList(flags.tenants, '--tenants');
+  if (flags['tenants-file'] !== undefined) return parseTenantsFile(flags['tenants-file']);
+  if (required) throw new UsageError('missing --tenants 1,2,3 or --tenants-file <path>.');
+  return undefined;
+}
+
+/** Parses `1,2,3`: no empty entries, no duplicates, only id characters. */
+export function parseTenantList(text: string, origin: string): TenantId[] {
+  const ids = text.split(',').map((s) => s.trim());
+  return checkIds(ids.map((id, i) => ({ id, where: `${origin} entry ${i + 1}` })));
+}
+
+/** A tenants file: one id per line; blank lines and `#` comments are allowed, anything else is an error. */
+export function parseTenantsFile(path: string): TenantId[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read --tenants-file ${path}: ${(error as Error).message}`);
+  }
+  const entries: Array<{ id: string; where: string }> = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const id = line.replace(/#.*$/, '').trim();
+    if (id) entries.push({ id, where: `${path} line ${i + 1}` });
+  });
+  return checkIds(entries);
+}
+
+function checkIds(entries: Array<{ id: string; where: string }>): TenantId[] {
+  const problems: string[] = [];
+  const seen = new Map<string, string>();
+  /** By sameTenantKey: a uuid written in upper and in lower case is one tenant. */
+  const listed = new Map<string, string>();
+  for (const { id, where } of entries) {
+    if (!id) problems.push(`${where} is empty`);
+    else if (!tenantIdPattern.test(id)) problems.push(`${where} (${JSON.stringify(id.slice(0, 40))}) is not a tenant id`);
+    else if (listed.has(sameTenantKey(id))) problems.push(`${where}: tenant ${id} is already listed at ${listed.get(sameTenantKey(id))}${seen.has(id) ? '' : ' (uuids are compared without regard to case)'}`);
+    else {
+      seen.set(id, where);
+      listed.set(sameTenantKey(id), where);
+    }
+  }
+  if (entries.length === 0) problems.push('the tenant list is empty');
+  if (problems.length) throw new UsageError(`bad tenant list:\n  - ${problems.slice(0, 20).join('\n  - ')}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ''}`);
+  return [...seen.keys()];
+}
+
+/** The restore config of --config, validated as the worker will validate it again when it builds the plan. */
+export function loadConfigFlag(path: string): RestoreConfig {
+  try {
+    return loadConfig(path);
+  } catch (error) {
+    throw new UsageError(`--config: ${(error as Error).message}`);
+  }
+}
+
+/** --task-queue, else TENANT_RESTORE_TASK_QUEUE, else the workers' default. */
+export function taskQueueFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return flag ?? env.TENANT_RESTORE_TASK_QUEUE ?? 'tenant-restore';
+}

@@ -1,0 +1,254 @@
+/**
+ * Starting a restore: `buildStartRequest` checks the flags completely before anything is written or started (exit
+ * code 2), and refuses a database URL that carries a password (invariant I5: workflow inputs never hold a secret);
+ * `startRestore` then checks what needs a service, uploads a long tenant list, and starts the workflow.
+ */
+import type { Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import { conflictPolicies, type ConflictPolicy, type RestoreConfig, type TenantId } from '../../activities/restore-types';
+import { createS3Client, formatS3Url, head, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
+import {
+  bulkWorkflowId, RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type ArtifactsRef, type BulkRestoreInput,
+  type BulkRestoreResult,
+} from '../../workflows/definitions';
+import { checkReachable, isNotFound, s3Unavailable, webUiLink } from './connection';
+import { checkDatabaseRef, checkTenantRoot, isPostgresUrl, loadConfigFlag, parseIntegerFlag, taskQueueFrom, tenantsFromFlags, UsageError } from './input';
+
+/** Inline tenant lists longer than this go to S3 first, so the workflow input stays far below the 2 MB payload limit. */
+export const inlineTenantLimit = 1000;
+
+export interface StartFlags {
+  backup?: string;
+  'scratch-server'?: string;
+  scratch?: string;
+  live?: string;
+  'tenant-root'?: string;
+  tenants?: string;
+  'tenants-file'?: string;
+  conflict?: string;
+  concurrency?: string;
+  'group-size'?: string;
+  config?: string;
+  id?: string;
+  'keep-scratch'?: boolean;
+  'allow-partial'?: boolean;
+  artifacts?: string;
+  'task-queue'?: string;
+  'children-per-run'?: string;
+  'allow-unverified-backup'?: boolean;
+}
+
+/** Tenants per child workflow unless --group-size says otherwise (README, Performance: how it was chosen). */
+export const defaultGroupSize = 20;
+/**
+ * Children (groups) in flight unless --concurrency says otherwise. On the 2-core bench machine, 2 groups restored as
+ * fast as 4 (the database was CPU-bound either way) and kept the writer's p99 at 2.5× instead of 6.1× (README).
+ */
+export const defaultConcurrency = 2;
+
+export interface StartRequest {
+  input: BulkRestoreInput;
+  taskQueue: string;
+  /** Set when the tenant list is too long to go inline: it is uploaded to S3 just before the start. */
+  upload?: { bucket: string; key: string; ids: TenantId[] };
+  /** Things the operator must see before trusting the run (`start` prints them loudly, and in --json). */
+  warnings: string[];
+}
+
+/** Host and port of a URL reference, or the alias of an alias reference: what tells two servers apart. */
+function serverOf(ref: string): string {
+  if (!isPostgresUrl(ref)) return `alias:${ref.split('/')[0]}`;
+  const url = new URL(ref);
+  return `${decodeURIComponent(url.hostname).toLowerCase()}:${url.port || '5432'}`;
+}
+
+/**
+ * A scratch loaded from --backup goes to --scratch-server, by default live's own server: the whole backup then loads
+ * next to production (its CPU, disk and connections), and live's role needs CREATEDB, which the least-privilege role
+ * of scripts/grants.sql does not have. Said loudly, not refused: a small database on a single server may accept it.
+ */
+export function scratchOnLiveWarning(input: Pick<BulkRestoreInput, 'source' | 'live'>): string | undefined {
+  if (input.source.kind !== 'backup') return undefined;
+  const scratchServer = input.source.scratchServer ?? input.live;
+  if (serverOf(scratchServer) !== serverOf(input.live)) return undefined;
+  const how = input.source.scratchServer ? '--scratch-server is the same server as --live' : 'no --scratch-server was given';
+  return `the scratch database will be created on LIVE's server (${how}): the whole backup is loaded next to production, and the role used needs CREATEDB there (the least-privilege live role of scripts/grants.sql has none, so the restore would fail). Put scratch elsewhere with --scratch-server postgres://<scratch role>@<other host>:<port>/postgres, or give --scratch <url> of a database you restored yourself.`;
+}
+
+const restoreIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export function newRestoreId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `r-${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Every check that needs no service. Throws UsageError naming the flag to fix. */
+export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = process.env): StartRequest {
+  if (flags.backup && flags.scratch) throw new UsageError('give either --backup or --scratch, not both.');
+  if (!flags.backup && !flags.scratch) throw new UsageError('missing --backup s3://<bucket>/<key> (or --scratch <url> for a database already restored).');
+  if (flags['scratch-server'] && !flags.backup) throw new UsageError('--scratch-server only goes with --backup.');
+  if (flags['allow-unverified-backup'] && !flags.backup) throw new UsageError('--allow-unverified-backup only goes with --backup.');
+  if (!flags.live) throw new UsageError('missing --live <url|alias>.');
+  if (!flags['tenant-root']) throw new UsageError('missing --tenant-root <schema.table>.');
+  const tenantRoot = checkTenantRoot(flags['tenant-root']);
+  const tenants = tenantsFromFlags(flags, true);
+
+  let backup: string | undefined;
+  if (flags.backup) {
+    try {
+      backup = formatS3Url(parseS3Url(flags.backup));
+    } catch (error) {
+      if (error instanceof S3UrlError) throw new UsageError(`--backup: ${error.message}`);
+      throw error;
+    }
+  }
+  const live = checkDatabaseRef('live', flags.live);
+  const scratchServer = flags['scratch-server'] ? checkDatabaseRef('scratch-server', flags['scratch-server']) : undefined;
+  const scratch = flags.scratch ? checkDatabaseRef('scratch', flags.scratch) : undefined;
+
+  const conflict = (flags.conflict ?? 'skip') as ConflictPolicy;
+  if (!conflictPolicies.includes(conflict)) throw new UsageError(`--conflict '${flags.conflict}': use one of ${conflictPolicies.join(', ')}.`);
+  const concurrency = flags.concurrency === undefined ? defaultConcurrency : parseIntegerFlag('--concurrency', flags.concurrency, 1, 1000);
+  const groupSize = flags['group-size'] === undefined ? defaultGroupSize : parseIntegerFlag('--group-size', flags['group-size'], 1, 1000, ' (1: one child workflow per tenant)');
+  const childrenPerRun = flags['children-per-run'] === undefined ? undefined : parseIntegerFlag('--children-per-run', flags['children-per-run'], 1);
+
+  let config: RestoreConfig | undefined;
+  if (flags.config) {
+    config = loadConfigFlag(flags.config);
+    for (const action of config.actions ?? []) {
+      if (action.type === 'webhook' && new URL(action.url).password) throw new UsageError(`action ${action.name}: its URL carries a password; use a header 'env:NAME' resolved by the worker.`);
+    }
+  }
+
+  const restoreId = flags.id ?? newRestoreId();
+  if (!restoreIdPattern.test(restoreId)) throw new UsageError(`--id '${restoreId}': letters, digits, '.', '_' and '-', at most 63 characters.`);
+
+  const artifactsUrl = flags.artifacts ?? env.TENANT_RESTORE_ARTIFACTS ?? (backup ? `s3://${parseS3Url(backup).bucket}/restores/` : undefined);
+  if (!artifactsUrl) throw new UsageError('where should the plan and report go? Give --artifacts s3://<bucket>/<prefix>/ or set TENANT_RESTORE_ARTIFACTS.');
+  let artifacts: ArtifactsRef;
+  try {
+    const parsed = /^s3:\/\/([^/]+)\/?(.*)$/.exec(artifactsUrl);
+    if (!parsed) throw new S3UrlError(`'${artifactsUrl}' is not s3://<bucket>/<prefix>`);
+    const base = parsed[2] && !parsed[2].endsWith('/') ? `${parsed[2]}/` : parsed[2];
+    artifacts = { bucket: parsed[1], prefix: `${base}${restoreId}/` };
+  } catch (error) {
+    throw new UsageError(`--artifacts: ${(error as Error).message}`);
+  }
+
+  const input: BulkRestoreInput = {
+    restoreId,
+    source: backup ? { kind: 'backup', backup, scratchServer } : { kind: 'scratch', scratch: scratch! },
+    live,
+    tenantRoot,
+    conflict,
+    concurrency,
+    groupSize,
+    config,
+    keepScratch: flags['keep-scratch'] ?? false,
+    ...(flags['allow-partial'] ? { allowPartial: true } : {}),
+    artifacts,
+    maxChildrenPerRun: childrenPerRun,
+  };
+  if (flags['allow-unverified-backup']) input.allowUnverifiedBackup = true;
+  let upload: StartRequest['upload'];
+  if (tenants.length > inlineTenantLimit) {
+    upload = { bucket: artifacts.bucket, key: `${artifacts.prefix}tenants.input.json`, ids: tenants };
+    input.tenantsObject = { bucket: upload.bucket, key: upload.key };
+  } else {
+    input.tenants = tenants;
+  }
+  const warnings = [scratchOnLiveWarning(input)].filter((w): w is string => !!w);
+  return { input, taskQueue: taskQueueFrom(flags['task-queue'], env), upload, warnings };
+}
+
+export interface StartedRestore { restoreId: string; workflowId: string; runId: string; tenants: number; taskQueue: string; artifacts: string; webUi: string; warnings: string[] }
+
+/** Checks what needs a service (the backup exists, no restore with this id is running), then uploads and starts. */
+export async function startRestore(client: Client, request: StartRequest): Promise<StartedRestore> {
+  const { input, taskQueue } = request;
+  await checkReachable('live', input.live);
+  if (input.source.kind === 'backup' && input.source.scratchServer) await checkReachable('scratch-server', input.source.scratchServer);
+  if (input.source.kind === 'scratch') await checkReachable('scratch', input.source.scratch);
+  if (input.source.kind === 'backup') {
+    const location = parseS3Url(input.source.backup);
+    const s3 = createS3Client();
+    try {
+      await head(s3, location);
+    } catch (error) {
+      if (isNotFound(error)) throw new UsageError(`--backup ${input.source.backup} does not exist.`);
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403) throw new UsageError(`--backup ${input.source.backup}: access denied.`);
+      s3Unavailable(error);
+    } finally {
+      s3.destroy();
+    }
+  }
+  await refuseExistingRestoreId(client, input);
+  const workflowId = bulkWorkflowId(input.restoreId);
+  if (request.upload) {
+    const s3 = createS3Client();
+    try {
+      await putJson(s3, request.upload, request.upload.ids);
+    } catch (error) {
+      s3Unavailable(error);
+    } finally {
+      s3.destroy();
+    }
+  }
+  const total = request.upload?.ids.length ?? input.tenants?.length ?? 0;
+  const artifacts = `s3://${input.artifacts.bucket}/${input.artifacts.prefix}`;
+  const handle = await client.workflow.start<(i: BulkRestoreInput) => Promise<BulkRestoreResult>>('bulkRestore', {
+    workflowId,
+    // A restore id is used once: a second start of the same id (even one racing this one) is refused by Temporal too.
+    workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    taskQueue,
+    args: [input],
+    typedSearchAttributes: [
+      { key: RestoreIdKey, value: input.restoreId },
+      { key: RestoreKindKey, value: 'bulk' },
+      { key: RestorePhaseKey, value: 'preparing-scratch' },
+      { key: TenantsTotalKey, value: total },
+    ],
+    memo: { artifacts, live: input.live, tenantRoot: input.tenantRoot },
+  }).catch((error: unknown) => {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) throw new UsageError(`restore ${input.restoreId} already exists (started at the same moment by someone else?): tenant-restore status ${input.restoreId}. Nothing was started; choose another --id.`);
+    throw error;
+  });
+  return { restoreId: input.restoreId, workflowId, runId: handle.firstExecutionRunId, tenants: total, taskQueue, artifacts, webUi: webUiLink(input.restoreId), warnings: request.warnings ?? [] };
+}
+
+/**
+ * A restore id names one restore: its workflow, its children (`restore/<id>/...`), its scratch and its artifacts
+ * (`<prefix><id>/`). Starting an id again would mix a new run with the old one's children and report files, so an id
+ * already used is refused before anything is checked or written: a running one with the status command, a finished
+ * one (completed, failed, cancelled, terminated, timed out) with the report command, and an id whose workflow is gone
+ * (past retention) but whose artifacts are still in S3 with their location.
+ */
+export async function refuseExistingRestoreId(client: Client, input: Pick<BulkRestoreInput, 'restoreId' | 'artifacts'>): Promise<void> {
+  const id = input.restoreId;
+  try {
+    const description = await client.workflow.getHandle(bulkWorkflowId(id)).describe();
+    const status = description.status.name;
+    if (status === 'RUNNING') throw new UsageError(`restore ${id} is already running: follow it with 'tenant-restore status ${id} --watch'. Nothing was started.`);
+    throw new UsageError(`restore ${id} already ran (${status.toLowerCase().replace(/_/g, ' ')}); a restore id is used once. See what it did with 'tenant-restore report ${id}' (or 'tenant-restore status ${id}'), and start a new restore with another --id. Nothing was started.`);
+  } catch (error) {
+    if (!(error instanceof WorkflowNotFoundError)) throw error;
+  }
+  const s3 = createS3Client();
+  try {
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: input.artifacts.bucket, Prefix: input.artifacts.prefix, MaxKeys: 2 }));
+    // The uploaded tenant list of a start that failed before its workflow began is not a restore's artifact.
+    if ((listed.Contents ?? []).some((o) => o.Key !== `${input.artifacts.prefix}tenants.input.json`)) {
+      throw new UsageError(`s3://${input.artifacts.bucket}/${input.artifacts.prefix} already holds the artifacts of an earlier restore ${id} (its workflow is no longer in Temporal); a restore id is used once. Start a new restore with another --id. Nothing was started.`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 404) return; // no such bucket yet: nothing stale in it
+    if (status === 403) throw new UsageError(`--artifacts s3://${input.artifacts.bucket}/${input.artifacts.prefix}: access denied.`);
+    s3Unavailable(error);
+  } finally {
+    s3.destroy();
+  }
+}
