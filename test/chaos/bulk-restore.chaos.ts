@@ -9,7 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { expectInvariants, runChaosScenario } from '../helpers/chaos';
-import { defaultGroupSize } from '../../cli/client/start';
+import { defaultGroupSize } from '../../workflows/definitions';
 
 const seed = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 1_000_000));
 /** CHAOS_VICTIMS / CHAOS_KILLS shrink the run for development (the defaults are the issue's: 210 tenants, 10 kills). */
