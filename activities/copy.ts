@@ -26,14 +26,20 @@
  * with the same content is neither a conflict nor written again. No chunk ever commits a row whose FK points at
  * nothing: FK columns that reference rows of a later chunk are written NULL and set by a fill pass (copyChunked).
  */
-import { pipeline } from 'node:stream/promises';
-import { copyFrom, copyTo, dedicatedSession, escapeIdentifier as q, escapeLiteral, type Client, type Pool, type PoolClient } from './db';
-import { classifyDbError, ConflictPolicyError, CrossTenantConflictError, DanglingReferenceError, InvalidCheckpointError, isPgError, RestoreError, TenantNotInBackupError, TenantPresentError } from './errors';
-import { assertPlan, chunkUnits, fkTarget, qualify, renderContext, type ChunkUnit, type Plan, type PlanTable } from './plan';
-import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql, type RenderContext } from './plan/ownership';
-import { columnList, keyMatch, keysetAfter, rowText, writtenNames } from './plan/sql';
+import { dedicatedSession, type Client, type Pool, type PoolClient } from './db';
+import { classifyDbError, InvalidCheckpointError, isPgError, RestoreError, TenantPresentError } from './errors';
+import type { YieldToLive } from './live-pressure';
+import { assertPlan, chunkUnits, renderContext, type ChunkUnit, type Plan, type PlanTable } from './plan';
+import type { RenderContext } from './plan/ownership';
 import { recordedKeysLimit, type ConflictPolicy, type CopyCheckpoint, type CopyResult, type TenantId } from './restore-types';
-import { rootsInLive } from './tenant-state';
+import { assertNoCrossTenantKeys } from './sql/cross-tenant';
+import { tenantLock } from './sql/lock';
+import { conflictCount, conflictPolicyRefusal, createWrittenKeys, fillChunkRows, fillWrittenRows, insertStaged, insertTracked, writtenKeys } from './sql/merge';
+import { danglingReference, scanOrphans } from './sql/orphans';
+import { assertTenantsInBackup, liveRoots, ownedRowCount } from './sql/presence';
+import { advanceSequences } from './sql/sequences';
+import { closeSession, openSession, sessionSetup } from './sql/session';
+import { lastStagedKey, setKeysetCursor, stageRows } from './sql/stage';
 
 export interface CopyTenantInput {
   scratch: Pool;
@@ -54,64 +60,12 @@ export interface CopyTenantInput {
   expectAbsent?: TenantId[];
 }
 
-export type YieldToLive = (live: Pick<PoolClient, 'query'>, signal?: AbortSignal) => Promise<number>;
-
-const keysetSetting = 'tenant_restore.after_key';
-
-/**
- * A restore's statements run without parallel workers: on live's server (scratch usually shares it) the CPUs belong to
- * the tenants that keep writing, and a restore spreads its load over the window's concurrency instead.
- */
-export const noParallelWorkersSql = 'SET LOCAL max_parallel_workers_per_gather = 0';
-
 class Aborted extends Error {
   override name = 'AbortError';
 }
 
 function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Aborted('copy cancelled');
-}
-
-/** Opens a REPEATABLE READ READ ONLY transaction on scratch: every table is read from the same snapshot. */
-async function openScratch(scratch: Pool, tenantIds: TenantId[]): Promise<PoolClient> {
-  const client = await scratch.connect();
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await client.query(noParallelWorkersSql);
-    await client.query(setTenantIdsSql, [tenantIds]);
-    return client;
-  } catch (error) {
-    client.release(true);
-    throw error;
-  }
-}
-
-/** Begins a live transaction for the tenant: triggers suspended for this session when the plan says so. */
-async function beginLive(client: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<void> {
-  await client.query('BEGIN');
-  await client.query(noParallelWorkersSql);
-  // Only this transaction: user triggers and FK triggers stay on for every other session (other tenants writing).
-  if (plan.fkEnforcement === 'replica') await client.query('SET LOCAL session_replication_role = replica');
-  // Deferrable constraints (cycle strategy 'defer') are checked at COMMIT.
-  await client.query('SET CONSTRAINTS ALL DEFERRED');
-  await client.query(setTenantIdsSql, [tenantIds]);
-}
-
-export async function assertTenantsInBackup(scratch: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<void> {
-  const root = plan.tables.find((t) => t.role === 'root')!;
-  const { rows } = await scratch.query<{ missing: string[] | null }>(
-    // The alias must not be a plausible column name: inside the subquery an unqualified `id` means r.id.
-    `SELECT array_agg(wanted.tenant_id ORDER BY wanted.tenant_id) AS missing FROM unnest($1::text[]) AS wanted(tenant_id)
-     WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, root.key)} r WHERE r.${q(plan.rootKey.column)}::text = wanted.tenant_id)`,
-    [tenantIds],
-  );
-  const missing = rows[0]?.missing;
-  if (missing?.length) {
-    throw new TenantNotInBackupError(
-      `Tenant(s) ${missing.join(', ')} have no row in ${plan.tenantRoot} of the backup: check the tenant ids and that the backup was taken before the deletion.`,
-      { tenantIds: missing },
-    );
-  }
 }
 
 interface TableOutcome {
@@ -123,100 +77,31 @@ interface TableOutcome {
   conflicts: number;
 }
 
-/** Streams the selected scratch rows into a fresh staging table on live. Returns the staged row count. */
-async function stage(scratch: PoolClient, live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, opts: { limit?: number; afterKey?: boolean; signal?: AbortSignal }): Promise<number> {
-  const names = writtenNames(table);
-  // Staging takes live's column types, so a retyped column (drift) is parsed by live's input function.
-  await live.query(`CREATE TEMP TABLE ${stagingName} ON COMMIT DROP AS SELECT ${columnList(names)} FROM ${qualify(plan, table.key)} WITH NO DATA`);
-  const where = [ownedPredicate(table.key, 't', ctx)];
-  if (opts.afterKey) where.push(keysetAfter(table, 't', keysetSetting));
-  const tail = opts.limit ? ` ORDER BY ${columnList(table.primaryKey, 't')} LIMIT ${Math.floor(opts.limit)}` : '';
-  const source = scratch.query(copyTo(`COPY (SELECT ${columnList(names, 't')} FROM ${qualify(plan, table.key)} t WHERE ${where.join(' AND ')}${tail}) TO STDOUT`));
-  const sink = live.query(copyFrom(`COPY ${stagingName} (${columnList(names)}) FROM STDIN`));
-  await pipeline(source, sink, { signal: opts.signal });
-  await analyzeStaging(live, stagingName);
-  return sink.rowCount;
+/** Streams the tenant's rows of `table` from scratch into a fresh staging table on live. Returns the staged row count. */
+function stage(scratch: PoolClient, live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, opts: { chunk?: { limit: number; afterKey: boolean }; signal?: AbortSignal }): Promise<number> {
+  return stageRows(scratch, live, plan, ctx, table, stagingName, { kind: 'rows' }, { ...opts, analyze: 'always' });
 }
 
 /**
- * A temp table has no statistics until analyzed, so PostgreSQL guesses its size and joins it to the target with a
- * hash join over the whole target table (measured: ~300 ms per table for a tenant of 900 rows against 1.4M live
- * rows). Analyzed, the join is a nested loop over the target's unique index. ANALYZE samples at most 30k rows, so
- * it stays cheap for very large tenants too.
- */
-export async function analyzeStaging(live: PoolClient, stagingName: string): Promise<void> {
-  await live.query(`ANALYZE ${stagingName}`);
-}
-
-/**
- * Merges staging into the target. Owned tables: cross-tenant check on every unique key, then the policy. Shared
- * tables: insert the missing parents only.
+ * Merges staging into the target. Owned tables: cross-tenant check on every unique key (sql/cross-tenant.ts), then the
+ * policy. Shared tables: insert the missing parents only. `trackWritten`: the keys inserted go into that table.
  */
 async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, staged: number, policy: ConflictPolicy, tenantIds: TenantId[], trackWritten: string | null): Promise<TableOutcome> {
-  const target = qualify(plan, table.key);
-  const names = writtenNames(table);
-  const overriding = table.overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
-  const selectList = names.map((c) => (table.nullThenUpdate.includes(c) ? 'NULL' : `s.${q(c)}`)).join(', ');
   if (staged === 0) return { staged, written: 0, kept: 0, conflicts: 0 };
-
+  const insert = insertStaged(plan, ctx, table, stagingName, policy);
   if (table.role === 'shared') {
-    const { rowCount } = await live.query(`INSERT INTO ${target} (${columnList(names)})${overriding} SELECT ${selectList} FROM ${stagingName} s ON CONFLICT DO NOTHING`);
+    const { rowCount } = await live.query(insert);
     return { staged, written: rowCount ?? 0, kept: 0, conflicts: 0 };
   }
-
-  // A key held in live, in any unique key, by a row that another tenant owns (alone, or together with ours, as a
-  // Pagila rental of one store's customer served by another store's staff) and whose content differs from the
-  // backup's: restoring it would change another tenant's row. Stop before writing anything. A row identical to the
-  // backup's needs no write (a rerun), so it is no conflict.
-  for (const key of table.uniqueKeys) {
-    const { rows } = await live.query<{ n: string }>(
-      `SELECT count(*) AS n FROM ${stagingName} s JOIN ${target} t ON ${keyMatch(key, 's', 't')}
-       WHERE ${rowText(names, 't')} IS DISTINCT FROM ${rowText(names, 's')} AND ${otherOwnerPredicate(table.key, 't', ctx)}`,
-    );
-    const n = Number(rows[0]!.n);
-    if (n > 0) {
-      throw new CrossTenantConflictError(
-        `${n} row(s) of ${table.key} that tenant(s) ${tenantIds.join(', ')} would restore have a key (${key.join(', ')}) that another tenant holds in live. ` +
-          `The other tenant's rows are untouched. Nothing was written for these tenants. Find the rows with that key in live, decide which tenant owns them, then run the restore for these tenants again.`,
-        { table: table.key, key, rows: n, tenantIds },
-      );
-    }
-  }
-  await crossTenantIndexCheck(live, plan, ctx, table, stagingName, tenantIds);
-
-  // Same-tenant keys already in live with other content: these are the policy's conflicts. An identical row is
-  // already restored (a rerun or a resumed chunk) and is left as it is under every policy.
-  const sameContent = rowText(names.filter((c) => !table.nullThenUpdate.includes(c)), 's');
-  const liveContent = rowText(names.filter((c) => !table.nullThenUpdate.includes(c)), 't');
-  const { rows: conflictRows } = await live.query<{ n: string }>(
-    `SELECT count(*) AS n FROM ${stagingName} s WHERE EXISTS (SELECT 1 FROM ${target} t WHERE ${keyMatch(table.primaryKey, 's', 't')} AND ${liveContent} IS DISTINCT FROM ${sameContent})`,
-  );
+  // Stop before writing anything of the table when another tenant holds one of its keys.
+  await assertNoCrossTenantKeys(live, plan, ctx, table, stagingName, tenantIds, 'rows');
+  const { rows: conflictRows } = await live.query<{ n: string }>(conflictCount(plan, table, stagingName, 'rows'));
   const conflicts = Number(conflictRows[0]!.n);
-  if (policy === 'fail' && conflicts > 0) {
-    throw new ConflictPolicyError(
-      `${conflicts} row(s) of ${table.key} of tenant(s) ${tenantIds.join(', ')} already exist in live with other content, and the conflict policy is 'fail'. ` +
-        `Nothing was written. Rerun with --conflict skip (keep live's rows) or --conflict overwrite (take the backup's), or inspect the tenant first.`,
-      { table: table.key, rows: conflicts, tenantIds },
-    );
-  }
-
-  let insert: string;
-  if (policy === 'overwrite') {
-    const nonKey = names.filter((c) => !table.primaryKey.includes(c));
-    const set = nonKey.length ? nonKey.map((c) => `${q(c)} = EXCLUDED.${q(c)}`).join(', ') : `${q(table.primaryKey[0]!)} = EXCLUDED.${q(table.primaryKey[0]!)}`;
-    // The WHERE repeats the ownership test on the row being replaced: a row of another tenant is never overwritten,
-    // even if it appeared after the check above.
-    insert = `INSERT INTO ${target} AS t (${columnList(names)})${overriding} SELECT ${selectList} FROM ${stagingName} s
-      ON CONFLICT (${columnList(table.primaryKey)}) DO UPDATE SET ${set}
-      WHERE NOT ${otherOwnerPredicate(table.key, 't', ctx)} AND ${rowText(names, 't')} IS DISTINCT FROM ${rowText(names, 'EXCLUDED')}`;
-  } else {
-    insert = `INSERT INTO ${target} (${columnList(names)})${overriding} SELECT ${selectList} FROM ${stagingName} s ON CONFLICT DO NOTHING`;
-  }
+  if (policy === 'fail' && conflicts > 0) throw conflictPolicyRefusal(table.key, conflicts, tenantIds);
   let written: number;
   if (trackWritten) {
-    await live.query(`CREATE TEMP TABLE ${trackWritten} ON COMMIT DROP AS SELECT ${columnList(table.primaryKey)} FROM ${target} WITH NO DATA`);
-    const r = await live.query(`WITH w AS (${insert} RETURNING ${columnList(table.primaryKey)}) INSERT INTO ${trackWritten} SELECT * FROM w`);
-    written = r.rowCount ?? 0;
+    await live.query(createWrittenKeys(plan, table, trackWritten));
+    written = (await live.query(insertTracked(insert, table, trackWritten))).rowCount ?? 0;
   } else {
     written = (await live.query(insert)).rowCount ?? 0;
   }
@@ -224,138 +109,41 @@ async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: Pl
 }
 
 /**
- * The cross-tenant guard for partial and expression unique indexes (`lower(email) WHERE deleted_at IS NULL`): the same
- * rule as for plain keys, with the index's own expressions and predicate evaluated on both sides. Their text comes from
- * live's catalog with unqualified column names; each side evaluates it where its table is the only one in scope: the
- * staged rows in a CTE over the staging table (whose columns carry live's names), the live rows inside an EXISTS over
- * the target alone, where the expressions match the index and the predicate lets the planner use the partial index.
- * Without this, `ON CONFLICT DO NOTHING` (skip) silently dropped such a row, and overwrite met a raw unique violation.
- */
-async function crossTenantIndexCheck(live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, tenantIds: TenantId[]): Promise<void> {
-  const target = qualify(plan, table.key);
-  const names = writtenNames(table);
-  for (const index of table.uniqueIndexes ?? []) {
-    const where = index.predicate === null ? '' : ` WHERE (${index.predicate})`;
-    const eq = index.nullsNotDistinct ? 'IS NOT DISTINCT FROM' : '=';
-    const { rows } = await live.query<{ n: string }>(
-      `WITH sk AS (SELECT ${columnList(names)}, ${index.keys.map((k, i) => `(${k}) AS tr_key_${i}`).join(', ')} FROM ${stagingName}${where})
-       SELECT count(*) AS n FROM sk WHERE EXISTS (
-         SELECT 1 FROM ${target} t WHERE ${index.keys.map((k, i) => `(${k}) ${eq} sk.tr_key_${i}`).join(' AND ')}${index.predicate === null ? '' : ` AND (${index.predicate})`}
-           AND ${rowText(names, 't')} IS DISTINCT FROM ${rowText(names, 'sk')} AND ${otherOwnerPredicate(table.key, 't', ctx)})`,
-    );
-    const n = Number(rows[0]!.n);
-    if (n > 0) {
-      const key = `unique index ${index.name} (${index.keys.join(', ')})${index.predicate === null ? '' : ` WHERE ${index.predicate}`}`;
-      throw new CrossTenantConflictError(
-        `${n} row(s) of ${table.key} that tenant(s) ${tenantIds.join(', ')} would restore have a key in ${key} that another tenant holds in live. ` +
-          `The other tenant's rows are untouched. Nothing was written for these tenants. Find the rows with that key in live, decide which tenant owns them, then run the restore for these tenants again.`,
-        { table: table.key, index: index.name, rows: n, tenantIds },
-      );
-    }
-  }
-}
-
-/**
  * What every staged transaction does after its merges, before COMMIT: the cycle columns inserted as NULL are set, the
  * sequences move past the restored ids, and (FK triggers suspended) every FK of the written rows is checked.
  */
 async function finishStaged(live: PoolClient, plan: Plan, staged: Array<{ table: PlanTable; name: string; written: string | null }>, tenantIds: TenantId[], signal?: AbortSignal): Promise<void> {
-  for (const s of staged) if (s.written) await applyDeferredColumns(live, plan, s.table, s.name, s.written);
-  for (const s of staged) await advanceSequences(live, s.table, s.name);
+  for (const s of staged) if (s.written) await live.query(fillWrittenRows(plan, s.table, s.name, s.written));
+  for (const s of staged) for (const statement of advanceSequences(s.table, s.name)) await live.query(statement);
   if (plan.fkEnforcement === 'replica') {
     for (const s of staged) {
       checkAbort(signal);
-      const orphans = await orphanScan(live, plan, s.table, s.name, () => false);
-      if (orphans.length) throw danglingError(s.table.key, orphans, tenantIds);
+      await assertNoOrphans(live, plan, s.table, s.name, tenantIds);
     }
   }
   checkAbort(signal);
 }
 
 /** The primary keys of the rows a merge inserted (tracked in `writtenName`), as text, at most recordedKeysLimit. */
-async function writtenKeys(live: PoolClient, table: PlanTable, writtenName: string, total: number): Promise<{ keys: string[][]; total: number }> {
-  const { rows } = await live.query<{ key: string[] }>(
-    `SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${writtenName} ORDER BY ${columnList(table.primaryKey)} LIMIT ${recordedKeysLimit}`,
-  );
+async function recordedKeys(live: PoolClient, table: PlanTable, writtenName: string, total: number): Promise<{ keys: string[][]; total: number }> {
+  const { rows } = await live.query<{ key: string[] }>(writtenKeys(table, writtenName, recordedKeysLimit));
   return { keys: rows.map((r) => r.key), total };
 }
 
-/** Cycle strategy null-then-update: now that every table of the tenant is in, set the FK columns we inserted as NULL. */
-async function applyDeferredColumns(live: PoolClient, plan: Plan, table: PlanTable, stagingName: string, writtenName: string): Promise<void> {
-  const set = table.nullThenUpdate.map((c) => `${q(c)} = s.${q(c)}`).join(', ');
-  await live.query(
-    `UPDATE ${qualify(plan, table.key)} t SET ${set} FROM ${stagingName} s JOIN ${writtenName} w ON ${keyMatch(table.primaryKey, 's', 'w')}
-     WHERE ${keyMatch(table.primaryKey, 't', 's')}`,
-  );
-}
-
-/** Moves each sequence past the largest restored value, never backwards (a concurrent nextval may be ahead). */
-async function advanceSequences(live: PoolClient, table: PlanTable, stagingName: string): Promise<void> {
-  for (const { column, sequence } of table.sequences) {
-    await live.query(
-      `SELECT setval($1::regclass, x.m, true) FROM (SELECT max(${q(column)})::bigint AS m FROM ${stagingName}) x, ${sequence} seq
-       WHERE x.m IS NOT NULL AND (x.m > seq.last_value OR (x.m = seq.last_value AND NOT seq.is_called))`,
-      [sequence],
-    );
-  }
-}
-
-/**
- * FK check of the written rows (needed when FK triggers are suspended). For each FK of the table, the parents that
- * the staged keys' live rows reference are locked FOR KEY SHARE (what PostgreSQL's own check does), and references
- * without a parent are counted. Every FK declared in live is checked, those to tables outside the plan (excluded, or
- * only in live) too: nothing else would check them while FK triggers are off. `skip` leaves out FKs by target.
- */
-async function orphanScan(live: PoolClient, plan: Plan, table: PlanTable, stagingName: string, skip: (to: string) => boolean): Promise<Array<{ constraint: string; rows: number }>> {
-  const found: Array<{ constraint: string; rows: number }> = [];
-  for (const fk of table.foreignKeys) {
-    if (skip(fk.to)) continue;
-    const parent = fkTarget(plan, fk);
-    const refs = fk.columns.map((c, i) => `t.${q(c)} AS r${i}`).join(', ');
-    const notNull = fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ');
-    const match = fk.referencedColumns.map((c, i) => `p.${q(c)} = r.r${i}`).join(' AND ');
-    // `locked` is driven from r, one index probe per distinct reference; the references that found a parent are the
-    // distinct keys locked, so the orphans are |r| minus those. (Written as an anti-join of the two CTEs,
-    // the planner, estimating one row for r, chose a nested loop: 19M comparisons, 1.4-2.4 s for one group's
-    // issue_labels.)
-    const { rows } = await live.query<{ n: string }>(
-      `WITH r AS (SELECT DISTINCT ${refs} FROM ${qualify(plan, table.key)} t JOIN ${stagingName} s ON ${keyMatch(table.primaryKey, 't', 's')} WHERE ${notNull}),
-            locked AS (SELECT ${fk.referencedColumns.map((c, i) => `p.${q(c)} AS k${i}`).join(', ')} FROM r JOIN ${parent} p ON ${match} FOR KEY SHARE OF p)
-       SELECT (SELECT count(*) FROM r) - (SELECT count(*) FROM (SELECT DISTINCT ${fk.referencedColumns.map((_, i) => `k${i}`).join(', ')} FROM locked) l) AS n`,
-    );
-    const n = Number(rows[0]!.n);
-    if (n > 0) found.push({ constraint: fk.constraint, rows: n });
-  }
-  return found;
-}
-
-function danglingError(table: string, orphans: Array<{ constraint: string; rows: number }>, tenantIds: TenantId[]): DanglingReferenceError {
-  return new DanglingReferenceError(
-    `Restored rows of ${table} for tenant(s) ${tenantIds.join(', ')} reference parents that exist neither in live nor in the backup's share of these tenants ` +
-      `(${orphans.map((o) => `${o.constraint}: ${o.rows}`).join(', ')}). Nothing was committed. Usually the parents belong to another deleted tenant: restore it in the same batch. ` +
-      `If the plan's warnings list the constraint as referencing a table the restore does not write, put the missing parent rows back in live first.`,
-    { table, orphans, tenantIds },
-  );
+/** FK triggers are suspended (replica): every FK of the staged keys' live rows is checked, and their parents locked. */
+async function assertNoOrphans(live: PoolClient, plan: Plan, table: PlanTable, stagingName: string, tenantIds: TenantId[]): Promise<void> {
+  const orphans = await scanOrphans(live, plan, [table], () => ({ staged: stagingName }));
+  if (orphans.length) throw danglingReference(table.key, orphans, tenantIds);
 }
 
 /** Rows of the tenant per table in scratch, to decide between one transaction and chunks. */
 async function countRows(scratch: PoolClient, plan: Plan, ctx: RenderContext): Promise<number[]> {
   const counts: number[] = [];
   for (const t of plan.tables) {
-    const { rows } = await scratch.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualify(plan, t.key)} t WHERE ${ownedPredicate(t.key, 't', ctx)}`);
+    const { rows } = await scratch.query<{ n: string }>(ownedRowCount(plan, ctx, t));
     counts.push(Number(rows[0]!.n));
   }
   return counts;
-}
-
-/**
- * The advisory lock of one tenant on live, keyed on the tenant root and the id in its own type (so `A0EE...` and
- * `a0ee...` are one tenant). Two restores of the same tenant (two restore ids, or an operator's rerun beside a running
- * restore) would otherwise interleave their merges; the second waits for the first, up to the session's lock_timeout,
- * and its activity retries with backoff.
- */
-export function tenantLockSql(plan: Pick<Plan, 'tenantRoot' | 'rootKey'>): string {
-  return `SELECT pg_advisory_lock(hashtextextended(${escapeLiteral(`tenant-restore:tenant:${plan.tenantRoot}:`)} || ($1::${plan.rootKey.type})::text, 0))`;
 }
 
 /**
@@ -369,7 +157,7 @@ async function lockTenants(pool: Pool, plan: Plan, tenantIds: TenantId[], expect
   try {
     for (const id of [...tenantIds].sort()) {
       try {
-        await client.query(tenantLockSql(plan), [id]);
+        await client.query(tenantLock(plan, id));
       } catch (error) {
         const e = error as { code?: string };
         if (e.code === '55P03') {
@@ -378,7 +166,7 @@ async function lockTenants(pool: Pool, plan: Plan, tenantIds: TenantId[], expect
         throw error;
       }
     }
-    const back = expectAbsent.length ? [...(await rootsInLive(client, plan, expectAbsent))] : [];
+    const back = expectAbsent.length ? [...(await liveRoots(client, plan, expectAbsent))] : [];
     if (back.length) {
       throw new TenantPresentError(
         `Tenant(s) ${back.join(', ')} came back into live between this restore's preflight and its copy (another restore of them finished, ` +
@@ -399,7 +187,8 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   assertPlan(plan);
   checkAbort(signal);
   const ctx = renderContext(plan, tenantIds);
-  const scratch = await openScratch(input.scratch, tenantIds);
+  // Every table is read from one snapshot of scratch.
+  const scratch = await openSession(input.scratch, sessionSetup({ mode: 'snapshot', tenantIds }));
   let scratchBroken = false;
   let lock: Client | undefined;
   try {
@@ -424,8 +213,7 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
     scratchBroken = true;
     throw error;
   } finally {
-    await scratch.query('ROLLBACK').catch(() => (scratchBroken = true));
-    scratch.release(scratchBroken);
+    await closeSession(scratch, scratchBroken);
     // Ending the session releases its advisory locks.
     await lock?.end().catch(() => undefined);
   }
@@ -480,7 +268,7 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
       const n = await stage(scratch, live, plan, ctx, table, name, { signal });
       const outcome = await merge(live, plan, ctx, table, name, n, conflict, tenantIds, written);
       addOutcome(totals, table, outcome);
-      if (recordKeys && outcome.written > 0) (totals.restoredKeys ??= {})[table.key] = await writtenKeys(live, table, written!, outcome.written);
+      if (recordKeys && outcome.written > 0) (totals.restoredKeys ??= {})[table.key] = await recordedKeys(live, table, written!, outcome.written);
       staged.push({ table, name, written: table.nullThenUpdate.length ? written : null });
     }
     await finishStaged(live, plan, staged, tenantIds, signal);
@@ -493,10 +281,10 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
  * COPY interrupted mid-stream can leave the connection in an unknown protocol state: after an abort it is not reused.
  */
 async function liveTransaction<T>(input: CopyTenantInput, work: (live: PoolClient) => Promise<T>): Promise<T> {
-  const live = await input.live.connect();
+  const { plan, tenantIds } = input;
+  const live = await openSession(input.live, sessionSetup({ mode: 'write', replicaRole: plan.fkEnforcement === 'replica', deferConstraints: true, tenantIds }));
   let broken = false;
   try {
-    await beginLive(live, input.plan, input.tenantIds);
     const result = await work(live);
     checkAbort(input.signal);
     await live.query('COMMIT');
@@ -512,7 +300,7 @@ async function liveTransaction<T>(input: CopyTenantInput, work: (live: PoolClien
 
 /**
  * Large tenants: chunks of `chunkRows` rows of one table, by primary-key keyset, each its own transaction, through the
- * units of chunkUnits() (plan/index.ts). Every committed chunk satisfies every FK of live (issue 11): FK columns that
+ * units of chunkUnits() (plan/index.ts). Every committed chunk satisfies every FK of live: FK columns that
  * reference rows a later chunk brings (a self-reference, a cycle) go in NULL, and the unit's fill pass sets them once
  * every row of the unit is in; a cycle whose forward FK is NOT NULL goes in one transaction. Each transaction is checked
  * before its COMMIT, by the orphan scan (replica) or by PostgreSQL's own FK triggers. A failure says exactly what was
@@ -565,19 +353,16 @@ function recordCommitted(run: ChunkRun, table: PlanTable, outcome: TableOutcome)
 async function chunkTransaction<T>(run: ChunkRun, table: PlanTable, lastKey: string[] | undefined, work: (live: PoolClient, name: string, staged: number) => Promise<T>): Promise<{ result: T; staged: number; lastKey: string[] | undefined }> {
   const { plan, tenantIds, signal } = run.input;
   checkAbort(signal);
-  if (lastKey) await run.scratch.query(`SELECT set_config('${keysetSetting}', $1::text[]::text, true)`, [lastKey]);
+  if (lastKey) await run.scratch.query(setKeysetCursor(lastKey));
   return liveTransaction(run.input, async (live) => {
     await run.input.yieldToLive?.(live, signal);
     const name = 'tr_stage_chunk';
-    const staged = await stage(run.scratch, live, plan, run.ctx, table, name, { limit: run.chunkRows, afterKey: Boolean(lastKey), signal });
+    const staged = await stage(run.scratch, live, plan, run.ctx, table, name, { chunk: { limit: run.chunkRows, afterKey: Boolean(lastKey) }, signal });
     const result = await work(live, name, staged);
-    if (plan.fkEnforcement === 'replica') {
-      const orphans = await orphanScan(live, plan, table, name, () => false);
-      if (orphans.length) throw danglingError(table.key, orphans, tenantIds);
-    }
+    if (plan.fkEnforcement === 'replica') await assertNoOrphans(live, plan, table, name, tenantIds);
     let next = lastKey;
     if (staged > 0) {
-      const { rows } = await live.query<{ key: string[] }>(`SELECT ARRAY[${table.primaryKey.map((c) => `${q(c)}::text`).join(', ')}] AS key FROM ${name} ORDER BY ${table.primaryKey.map((c) => `${q(c)} DESC`).join(', ')} LIMIT 1`);
+      const { rows } = await live.query<{ key: string[] }>(lastStagedKey(table, name));
       next = rows[0]!.key;
     }
     return { result, staged, lastKey: next };
@@ -595,7 +380,7 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
     for (;;) {
       const chunk = await chunkTransaction(run, table, lastKey, async (live, name, staged) => {
         const outcome = await merge(live, plan, run.ctx, { ...table, nullThenUpdate: nulls }, name, staged, conflict, tenantIds, null);
-        await advanceSequences(live, table, name);
+        for (const statement of advanceSequences(table, name)) await live.query(statement);
         return outcome;
       });
       lastKey = chunk.lastKey;
@@ -618,28 +403,13 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
     if (!columns?.length) continue;
     let lastKey: string[] | undefined;
     for (;;) {
-      const chunk = await chunkTransaction(run, table, lastKey, (live, name) => fillDeferredColumns(live, plan, run.ctx, table, columns, name));
+      const chunk = await chunkTransaction(run, table, lastKey, async (live, name) => void (await live.query(fillChunkRows(plan, run.ctx, table, columns, name))));
       lastKey = chunk.lastKey;
       if (chunk.staged < run.chunkRows) break;
     }
     run.pendingNull = run.pendingNull.filter((p) => !p.startsWith(`${table.key}(`));
   }
   await onCheckpoint?.({ tableIndex: unit.end, rows: { ...run.progress } });
-}
-
-/**
- * Sets the FK columns a chunk inserted NULL, from the backup, on the rows this copy wrote: live's columns all NULL, the
- * rest of the row equal to the backup's (a row that live kept under skip, with other content, is left alone), and no
- * other tenant owning it.
- */
-async function fillDeferredColumns(live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, columns: string[], stagingName: string): Promise<void> {
-  const rest = writtenNames(table).filter((c) => !columns.includes(c));
-  await live.query(
-    `UPDATE ${qualify(plan, table.key)} t SET ${columns.map((c) => `${q(c)} = s.${q(c)}`).join(', ')} FROM ${stagingName} s
-     WHERE ${keyMatch(table.primaryKey, 't', 's')} AND ${columns.map((c) => `t.${q(c)} IS NULL`).join(' AND ')}
-       AND NOT (${columns.map((c) => `s.${q(c)} IS NULL`).join(' AND ')})
-       AND ${rowText(rest, 't')} = ${rowText(rest, 's')} AND NOT ${otherOwnerPredicate(table.key, 't', ctx)}`,
-  );
 }
 
 /** A unit whose forward FK is NOT NULL: all its tables' rows of the tenant in one transaction, as an unchunked copy. */

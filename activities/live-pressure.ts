@@ -22,6 +22,9 @@ export interface PressureOptions {
   maxWaitMs: number;
 }
 
+/** What a step calls on its live session before each heavy statement: waits while live is busy; returns ms waited. */
+export type YieldToLive = (live: Pick<PoolClient, 'query'>, signal?: AbortSignal) => Promise<number>;
+
 export const defaultPressureOptions: PressureOptions = { factor: 4, floorMs: 2, pauseMs: 100, maxWaitMs: 5_000 };
 
 export interface PressureStats { probes: number; waits: number; waitedMs: number }

@@ -1,7 +1,7 @@
 /**
  * preflightTenant: before a tenant's copy, answers from both databases, without writing to any live table:
  * is the tenant in the backup (else TenantNotInBackupError)? what is each tenant's state in live (absent, partial,
- * present: see activities/tenant-state.ts; the workflow refuses present and partial tenants before their copy)?
+ * present: see activities/sql/presence.ts; the workflow refuses present and partial tenants before their copy)?
  * how many of its backup rows already exist in live with other content (the policy's conflicts)? does any of its keys
  * belong to another tenant in live (CrossTenantConflictError, whatever the policy)? Under policy `fail`, a conflict is
  * a ConflictPolicyError here already, so that nothing is attempted.
@@ -9,42 +9,17 @@
  * To compare keys across two databases, the tenant's keys and a hash of each backup row are streamed into a temporary
  * table of the preflight's own session on live (COPY, never through Node arrays); the transaction always rolls back.
  */
-import { pipeline } from 'node:stream/promises';
-import { copyFrom, copyTo, type Pool, type PoolClient } from './db';
-import { analyzeStaging, assertTenantsInBackup, noParallelWorkersSql, type YieldToLive } from './copy';
-import { ConflictPolicyError, CrossTenantConflictError } from './errors';
-import { assertPlan, qualify, renderContext, type Plan } from './plan';
-import { otherOwnerPredicate, ownedPredicate, setTenantIdsSql } from './plan/ownership';
-import { canonicalTextSettingsSql, columnList, keyMatch, rowText, writtenNames } from './plan/sql';
-import type { ConflictPolicy, PreflightResult, TenantId } from './restore-types';
-import { classifyTenants, unitState } from './tenant-state';
+import { assertPlan, renderContext } from './plan';
+import type { PreflightResult } from './restore-types';
+import { assertNoCrossTenantKeys } from './sql/cross-tenant';
+import { conflictCount, conflictPolicyRefusal } from './sql/merge';
+import { assertTenantsInBackup, classifyTenants, unitState } from './sql/presence';
+import { withComparedSessions, type ComparedStepInput } from './sql/session';
+import { stageRows } from './sql/stage';
 
-export interface PreflightInput {
-  scratch: Pool;
-  live: Pool;
-  plan: Plan;
-  tenantId: TenantId;
-  /** A group of tenants checked together (set-based); the result then sums over the group. Default: [tenantId]. */
-  tenantIds?: TenantId[];
-  conflict: ConflictPolicy;
-  yieldToLive?: YieldToLive;
+export interface PreflightInput extends ComparedStepInput {
   /** `state`: only "in the backup?" and "what does live hold?"; the key checks are left to the copy (groups). */
   checks?: 'full' | 'state';
-}
-
-export async function beginCanonical(pool: Pool, mode: string, tenantIds: TenantId[]): Promise<PoolClient> {
-  const client = await pool.connect();
-  try {
-    await client.query(`BEGIN ${mode}`);
-    await client.query(noParallelWorkersSql);
-    // Row text must be identical on both sides for the hashes to be comparable.
-    await client.query(canonicalTextSettingsSql);
-    await client.query(setTenantIdsSql, [tenantIds]);
-    return client;
-  } catch (error) {
-    client.release(true);
-    throw error;
-  }
 }
 
 export async function preflightTenant(input: PreflightInput): Promise<PreflightResult> {
@@ -52,13 +27,8 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
   assertPlan(plan);
   const tenantIds = input.tenantIds ?? [tenantId];
   const ctx = renderContext(plan, tenantIds);
-  const who = tenantIds.length === 1 ? `tenant ${tenantIds[0]}` : `tenants ${tenantIds.join(', ')}`;
-  const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
-  let live: PoolClient | undefined;
-  let broken = false;
-  try {
+  return withComparedSessions(input, tenantIds, 'write', async (scratch, live) => {
     await assertTenantsInBackup(scratch, plan, tenantIds);
-    live = await beginCanonical(input.live, '', tenantIds);
     if (input.checks === 'state') {
       const throttledMs = (await input.yieldToLive?.(live)) ?? 0;
       const tenants = await classifyTenants(scratch, live, plan, tenantIds);
@@ -75,53 +45,15 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
     for (const [i, table] of plan.tables.entries()) {
       if (table.role === 'shared') continue;
       throttledMs += (await input.yieldToLive?.(live)) ?? 0;
-      const target = qualify(plan, table.key);
-      const keyColumns = [...new Set(table.uniqueKeys.flat())];
-      const stagingName = `tr_preflight_${i}`;
-      await live.query(`CREATE TEMP TABLE ${stagingName} ON COMMIT DROP AS SELECT ${columnList(keyColumns)}, ''::text AS tr_row FROM ${target} WITH NO DATA`);
-      const names = writtenNames(table);
-      const source = scratch.query(copyTo(`COPY (SELECT ${columnList(keyColumns, 't')}, md5(${rowText(names, 't')}) FROM ${target} t WHERE ${ownedPredicate(table.key, 't', ctx)}) TO STDOUT`));
-      const sink = live.query(copyFrom(`COPY ${stagingName} (${columnList(keyColumns)}, tr_row) FROM STDIN`));
-      await pipeline(source, sink);
-      await analyzeStaging(live, stagingName);
-      rowsInBackup[table.key] = sink.rowCount;
-
-      for (const key of table.uniqueKeys) {
-        // Same rule as the copy: another tenant's row (alone or shared with this tenant) that differs from the backup's.
-        const { rows } = await live.query<{ n: string }>(
-          `SELECT count(*) AS n FROM ${stagingName} s JOIN ${target} t ON ${keyMatch(key, 's', 't')} WHERE md5(${rowText(names, 't')}) <> s.tr_row AND ${otherOwnerPredicate(table.key, 't', ctx)}`,
-        );
-        const n = Number(rows[0]!.n);
-        if (n > 0) {
-          throw new CrossTenantConflictError(
-            `${n} row(s) of ${table.key} of ${who} have a key (${key.join(', ')}) that another tenant holds in live. No policy overwrites another tenant's row: ` +
-              `find the rows with that key in live and decide which tenant owns them, then restore ${who} again.`,
-            { table: table.key, key, rows: n, tenantIds },
-          );
-        }
-      }
-      const { rows } = await live.query<{ n: string }>(
-        `SELECT count(*) AS n FROM ${stagingName} s JOIN ${target} t ON ${keyMatch(table.primaryKey, 's', 't')} WHERE md5(${rowText(names, 't')}) <> s.tr_row`,
-      );
+      const staging = `tr_preflight_${i}`;
+      const shape = { kind: 'hashed' as const, columns: [...new Set(table.uniqueKeys.flat())] };
+      rowsInBackup[table.key] = await stageRows(scratch, live, plan, ctx, table, staging, shape, { analyze: 'always' });
+      // Same rule as the copy: another tenant's row (alone or shared with this tenant) that differs from the backup's.
+      await assertNoCrossTenantKeys(live, plan, ctx, table, staging, tenantIds, 'hashed');
+      const { rows } = await live.query<{ n: string }>(conflictCount(plan, table, staging, 'hashed'));
       conflicts[table.key] = Number(rows[0]!.n);
-      if (conflict === 'fail' && conflicts[table.key]! > 0) {
-        throw new ConflictPolicyError(
-          `${conflicts[table.key]} row(s) of ${table.key} of ${who} already exist in live with other content, and the conflict policy is 'fail'. ` +
-            `Nothing was written. Rerun with --conflict skip (keep live's rows) or --conflict overwrite (take the backup's).`,
-          { table: table.key, rows: conflicts[table.key], tenantIds },
-        );
-      }
+      if (conflict === 'fail' && conflicts[table.key]! > 0) throw conflictPolicyRefusal(table.key, conflicts[table.key]!, tenantIds);
     }
     return { tenantId, liveState: 'absent', tenants, rowsInBackup, conflicts, throttledMs, checks: 'full' };
-  } catch (error) {
-    broken = true;
-    throw error;
-  } finally {
-    await scratch.query('ROLLBACK').catch(() => undefined);
-    scratch.release(broken);
-    if (live) {
-      await live.query('ROLLBACK').catch(() => undefined);
-      live.release(broken);
-    }
-  }
+  });
 }

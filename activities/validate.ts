@@ -13,24 +13,16 @@
  * Shared tables are not validated per tenant: they are written only by the parent closure, and the orphan scan
  * proves that every parent a restored row needs is there.
  */
-import { escapeIdentifier as q, type Pool, type PoolClient } from './db';
-import { assertPlan, fkTarget, qualify, renderContext, type Plan, type PlanTable } from './plan';
-import { ownedPredicate, type RenderContext } from './plan/ownership';
-import { rowText, writtenNames } from './plan/sql';
-import type { YieldToLive } from './copy';
-import { beginCanonical } from './preflight';
-import type { ConflictPolicy, TableValidation, TenantId, ValidationResult } from './restore-types';
-import { missingRows } from './tenant-state';
+import type { PoolClient } from './db';
+import { assertPlan, renderContext, type Plan, type PlanTable } from './plan';
+import type { RenderContext } from './plan/ownership';
+import type { TableValidation, TenantId, ValidationResult } from './restore-types';
+import { tableChecksum } from './sql/checksum';
+import { scanOrphans } from './sql/orphans';
+import { missingRows } from './sql/presence';
+import { withComparedSessions, type ComparedStepInput } from './sql/session';
 
-export interface ValidateInput {
-  scratch: Pool;
-  live: Pool;
-  plan: Plan;
-  tenantId: TenantId;
-  /** A group of tenants validated together: counts and checksums over the group's rows. Default: [tenantId]. */
-  tenantIds?: TenantId[];
-  conflict: ConflictPolicy;
-  yieldToLive?: YieldToLive;
+export interface ValidateInput extends ComparedStepInput {
   /**
    * A partial tenant (restored with allowPartial): live also holds rows made since the backup, so counts and checksums
    * cannot be equal. What must hold is that every row of the backup is in live again (by primary key), and no FK dangles.
@@ -45,34 +37,14 @@ interface Sums {
 }
 
 async function checksum(client: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable): Promise<Sums> {
-  const { rows } = await client.query<{ n: string; rows: string; keys: string }>(
-    `SELECT count(*) AS n,
-            coalesce(sum(hashtextextended(${rowText(writtenNames(table), 't')}, 0)::numeric), 0)::text AS rows,
-            coalesce(sum(hashtextextended(${rowText(table.primaryKey, 't')}, 0)::numeric), 0)::text AS keys
-     FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}`,
-  );
+  const { rows } = await client.query<{ n: string; rows: string; keys: string }>(tableChecksum(plan, ctx, table));
   return { n: Number(rows[0]!.n), rows: rows[0]!.rows, keys: rows[0]!.keys };
 }
 
-/**
- * FK orphans among the tenant's rows in live (MATCH SIMPLE: a reference with a NULL column is not checked), every FK of
- * live included, those to tables the restore does not write too.
- */
-export async function scanOrphans(client: PoolClient, plan: Plan, ctx: RenderContext): Promise<ValidationResult['orphans']> {
-  const orphans: ValidationResult['orphans'] = [];
-  for (const table of plan.tables) {
-    if (table.role === 'shared') continue;
-    for (const fk of table.foreignKeys) {
-      const { rows } = await client.query<{ n: string }>(
-        `SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}
-           AND ${fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ')}
-           AND NOT EXISTS (SELECT 1 FROM ${fkTarget(plan, fk)} p WHERE ${fk.columns.map((c, k) => `p.${q(fk.referencedColumns[k]!)} = t.${q(c)}`).join(' AND ')})`,
-      );
-      const n = Number(rows[0]!.n);
-      if (n > 0) orphans.push({ table: table.key, constraint: fk.constraint, rows: n });
-    }
-  }
-  return orphans;
+/** Every FK of the tenants' owned rows in live: the orphans found, per FK (shared tables are the parent closure). */
+function ownedOrphans(live: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<ValidationResult['orphans']> {
+  const ctx = renderContext(plan, tenantIds);
+  return scanOrphans(live, plan, plan.tables.filter((t) => t.role !== 'shared'), () => ({ owned: ctx }));
 }
 
 export async function validateTenant(input: ValidateInput): Promise<ValidationResult> {
@@ -81,7 +53,7 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
   if (input.partial) return validatePartial(input);
   const tenantIds = input.tenantIds ?? [tenantId];
   const ctx = renderContext(plan, tenantIds);
-  return withSessions(input, tenantIds, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', async (scratch, live) => {
+  return withComparedSessions(input, tenantIds, 'snapshot', async (scratch, live) => {
     const tables: TableValidation[] = [];
     let throttledMs = 0;
     for (const table of plan.tables) {
@@ -98,17 +70,17 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
         match,
       });
     }
-    const orphans = await scanOrphans(live, plan, ctx);
+    const orphans = await ownedOrphans(live, plan, tenantIds);
     return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans, throttledMs };
   });
 }
 
-/** Every backup row of each tenant is in live by primary key (tenant-state.ts), and the orphan scan finds nothing. */
+/** Every backup row of each tenant is in live by primary key (sql/presence.ts), and the orphan scan finds nothing. */
 async function validatePartial(input: ValidateInput): Promise<ValidationResult> {
   const { plan, tenantId } = input;
   const tenantIds = input.tenantIds ?? [tenantId];
   // Not READ ONLY: the backup's keys go into a temporary table of this session (no live table is written).
-  return withSessions(input, tenantIds, 'ISOLATION LEVEL REPEATABLE READ', async (scratch, live) => {
+  return withComparedSessions(input, tenantIds, 'snapshot-temp', async (scratch, live) => {
     const totals = new Map<string, { inBackup: number; missing: number }>();
     for (const [k, id] of tenantIds.entries()) {
       const { missing, inBackup } = await missingRows(scratch, live, plan, id, `v${k}`);
@@ -125,24 +97,7 @@ async function validatePartial(input: ValidateInput): Promise<ValidationResult> 
       liveChecksum: `backup keys in live: ${t.inBackup - t.missing}`,
       match: t.missing === 0,
     }));
-    const orphans = await scanOrphans(live, plan, renderContext(plan, tenantIds));
+    const orphans = await ownedOrphans(live, plan, tenantIds);
     return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans };
   });
-}
-
-/** Scratch (read only) and live sessions in the canonical text settings, both always rolled back and released. */
-async function withSessions<T>(input: ValidateInput, tenantIds: TenantId[], liveMode: string, fn: (scratch: PoolClient, live: PoolClient) => Promise<T>): Promise<T> {
-  const scratch = await beginCanonical(input.scratch, 'ISOLATION LEVEL REPEATABLE READ READ ONLY', tenantIds);
-  let live: PoolClient | undefined;
-  try {
-    live = await beginCanonical(input.live, liveMode, tenantIds);
-    return await fn(scratch, live);
-  } finally {
-    await scratch.query('ROLLBACK').catch(() => undefined);
-    scratch.release();
-    if (live) {
-      await live.query('ROLLBACK').catch(() => undefined);
-      live.release();
-    }
-  }
 }

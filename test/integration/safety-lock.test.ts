@@ -8,10 +8,11 @@
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyTenant, tenantLockSql } from '../../activities/copy';
+import { copyTenant } from '../../activities/copy';
 import { preflightTenant } from '../../activities/preflight';
 import { Pools } from '../../activities/db';
 import { buildPlan, type Plan } from '../../activities/plan';
+import { tenantLock } from '../../activities/sql/lock';
 import { fingerprints, psqlFile, query } from '../helpers/engine';
 import { deleteTenantsSql, tenantFilter, tenantTables } from '../helpers/issue-tracker';
 import { useFreshDatabases, useStackEnv } from '../helpers/stack';
@@ -48,7 +49,7 @@ describe('per-tenant lock on live', () => {
     const other = new pg.Client({ connectionString: liveUrl });
     await other.connect();
     try {
-      await other.query(tenantLockSql(plan), ['15']);
+      await other.query(tenantLock(plan, '15'));
       const copying = copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'fail' });
       await waitForAdvisoryWaiter(liveUrl);
       // Another tenant is not held back by tenant 15's lock.
@@ -68,7 +69,7 @@ describe('per-tenant lock on live', () => {
     await other.connect();
     const impatient = new pg.Pool({ connectionString: liveUrl, options: '-c lock_timeout=200' });
     try {
-      await other.query(tenantLockSql(plan), ['15']);
+      await other.query(tenantLock(plan, '15'));
       const error = await copyTenant({ scratch: pools.get(scratchUrl), live: impatient, plan, tenantIds: ['15'], conflict: 'skip' }).then(() => null, (e: Error & { code?: string }) => e);
       expect(error?.code).toBe('55P03');
       expect(error?.message).toMatch(/Tenant 15 is being restored by another session/);

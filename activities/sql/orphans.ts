@@ -1,0 +1,72 @@
+/**
+ * The orphan scan: references of the tenants' rows in live, per FK, that find no parent (MATCH SIMPLE: a reference
+ * with a NULL column is not checked). Every FK declared in live is checked, those to tables outside the plan (excluded,
+ * or only in live) too: while the copy's FK triggers are off nothing else would check them, and validation must prove
+ * that no restored row points at nothing.
+ */
+import { escapeIdentifier as q, type PoolClient } from '../db';
+import { DanglingReferenceError } from '../errors';
+import { fkTarget, qualify, type Plan, type PlanForeignKey, type PlanTable } from '../plan';
+import { ownedPredicate, type RenderContext } from '../plan/ownership';
+import type { TenantId } from '../restore-types';
+import { keyMatch, type Sql } from './index';
+
+/**
+ * Which rows are scanned. `staged`: inside the copy's transaction, the live rows of the keys in a staging table; the
+ * parents they reference are locked FOR KEY SHARE, as PostgreSQL's own FK check would, so that a concurrent delete of
+ * a parent cannot slip in before COMMIT. `owned`: every row of the tenants in live (validation, read only: no locks).
+ */
+export type OrphanScope = { staged: string } | { owned: RenderContext };
+
+/** How many references of `fk` among the scanned rows of `table` have no parent. */
+export function orphanCount(plan: Plan, table: PlanTable, fk: PlanForeignKey, scope: OrphanScope): Sql {
+  const target = qualify(plan, table.key);
+  const parent = fkTarget(plan, fk);
+  const notNull = fk.columns.map((c) => `t.${q(c)} IS NOT NULL`).join(' AND ');
+  if ('owned' in scope) {
+    return {
+      text: `SELECT count(*) AS n FROM ${target} t WHERE ${ownedPredicate(table.key, 't', scope.owned)}
+           AND ${notNull}
+           AND NOT EXISTS (SELECT 1 FROM ${parent} p WHERE ${fk.columns.map((c, k) => `p.${q(fk.referencedColumns[k]!)} = t.${q(c)}`).join(' AND ')})`,
+    };
+  }
+  const refs = fk.columns.map((c, i) => `t.${q(c)} AS r${i}`).join(', ');
+  const match = fk.referencedColumns.map((c, i) => `p.${q(c)} = r.r${i}`).join(' AND ');
+  // `locked` is driven from r, one index probe per distinct reference; the references that found a parent are the
+  // distinct keys locked, so the orphans are |r| minus those. (Written as an anti-join of the two CTEs, the planner,
+  // estimating one row for r, chose a nested loop: 19M comparisons, 1.4-2.4 s for one group's issue_labels.)
+  return {
+    text: `WITH r AS (SELECT DISTINCT ${refs} FROM ${target} t JOIN ${scope.staged} s ON ${keyMatch(table.primaryKey, 't', 's')} WHERE ${notNull}),
+            locked AS (SELECT ${fk.referencedColumns.map((c, i) => `p.${q(c)} AS k${i}`).join(', ')} FROM r JOIN ${parent} p ON ${match} FOR KEY SHARE OF p)
+       SELECT (SELECT count(*) FROM r) - (SELECT count(*) FROM (SELECT DISTINCT ${fk.referencedColumns.map((_, i) => `k${i}`).join(', ')} FROM locked) l) AS n`,
+  };
+}
+
+export interface Orphans {
+  table: string;
+  constraint: string;
+  rows: number;
+}
+
+/** Runs orphanCount for every FK of the given tables; the FKs with orphans, and how many. */
+export async function scanOrphans(client: Pick<PoolClient, 'query'>, plan: Plan, tables: PlanTable[], scope: (table: PlanTable) => OrphanScope): Promise<Orphans[]> {
+  const found: Orphans[] = [];
+  for (const table of tables) {
+    for (const fk of table.foreignKeys) {
+      const { rows } = await client.query<{ n: string }>(orphanCount(plan, table, fk, scope(table)));
+      const n = Number(rows[0]!.n);
+      if (n > 0) found.push({ table: table.key, constraint: fk.constraint, rows: n });
+    }
+  }
+  return found;
+}
+
+/** The one refusal of restored rows that reference nothing. */
+export function danglingReference(table: string, orphans: Array<{ constraint: string; rows: number }>, tenantIds: TenantId[]): DanglingReferenceError {
+  return new DanglingReferenceError(
+    `Restored rows of ${table} for tenant(s) ${tenantIds.join(', ')} reference parents that exist neither in live nor in the backup's share of these tenants ` +
+      `(${orphans.map((o) => `${o.constraint}: ${o.rows}`).join(', ')}). Nothing was committed. Usually the parents belong to another deleted tenant: restore it in the same batch. ` +
+      `If the plan's warnings list the constraint as referencing a table the restore does not write, put the missing parent rows back in live first.`,
+    { table, orphans: orphans.map(({ constraint, rows }) => ({ constraint, rows })), tenantIds },
+  );
+}

@@ -1,0 +1,114 @@
+/**
+ * Presence: what each database holds of the tenants of a list. In the backup, each tenant's root row must be there
+ * (else TenantNotInBackupError). In live, each tenant is absent, partial or present (see TenantLiveState).
+ *
+ * A wrong tenant list is the incident's own shape, so the restore must not trust the list either: a tenant whose root
+ * row is still in live was not deleted (or only partly), and restoring it would bring back rows its users deleted
+ * since the backup (skip) or revert their newer values (overwrite). The classification is set-based where it is cheap:
+ * one statement finds the roots still in live for the whole unit. Only for those tenants (on the day of an incident,
+ * the mistakes in the list, so few) are the backup's primary keys staged on live (stage.ts) and anti-joined with each
+ * table: the rows of the backup that live lacks.
+ *
+ * Both sessions must be inside a transaction: staging tables are ON COMMIT DROP, and live's must not be READ ONLY
+ * (a temporary table is still a CREATE). Nothing is written to any live table.
+ */
+import { escapeIdentifier as q, type PoolClient } from '../db';
+import { TenantNotInBackupError } from '../errors';
+import { qualify, renderContext, type Plan, type PlanTable } from '../plan';
+import { ownedPredicate, type RenderContext } from '../plan/ownership';
+import type { TenantClassification, TenantId, TenantLiveState } from '../restore-types';
+import { keyMatch, type Sql } from './index';
+import { stageRows } from './stage';
+
+function rootTable(plan: Plan): PlanTable {
+  return plan.tables.find((t) => t.role === 'root')!;
+}
+
+/**
+ * The tenants of the list without a root row in the backup, as text. The alias must not be a plausible column name:
+ * inside the subquery an unqualified `id` would mean r.id.
+ */
+export function tenantsMissingFromBackup(plan: Plan, tenantIds: TenantId[]): Sql {
+  return {
+    text: `SELECT array_agg(wanted.tenant_id ORDER BY wanted.tenant_id) AS missing FROM unnest($1::text[]) AS wanted(tenant_id)
+     WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, rootTable(plan).key)} r WHERE r.${q(plan.rootKey.column)}::text = wanted.tenant_id)`,
+    values: [tenantIds],
+  };
+}
+
+/** The tenants of the list whose root row is in live (ids as given), compared in the key's own type, so that equal ids written differently (a UUID in capitals) are the same tenant. */
+export function rootsInLive(plan: Plan, tenantIds: TenantId[]): Sql {
+  return {
+    text: `SELECT wanted.id FROM unnest($1::text[]) AS wanted(id)
+     WHERE EXISTS (SELECT 1 FROM ${qualify(plan, rootTable(plan).key)} r WHERE r.${q(plan.rootKey.column)} = wanted.id::${plan.rootKey.type})`,
+    values: [tenantIds],
+  };
+}
+
+/** Staged primary keys (`keys`, a staging table of the backup's keys) that live's table lacks. */
+export function missingKeyCount(plan: Plan, table: PlanTable, keys: string): Sql {
+  return { text: `SELECT count(*) AS n FROM ${keys} s WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, table.key)} t WHERE ${keyMatch(table.primaryKey, 's', 't')})` };
+}
+
+/** Rows of the tenants in `table`: on scratch, to decide between one transaction and chunks. */
+export function ownedRowCount(plan: Plan, ctx: RenderContext, table: PlanTable): Sql {
+  return { text: `SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}` };
+}
+
+export async function assertTenantsInBackup(scratch: Pick<PoolClient, 'query'>, plan: Plan, tenantIds: TenantId[]): Promise<void> {
+  const { rows } = await scratch.query<{ missing: string[] | null }>(tenantsMissingFromBackup(plan, tenantIds));
+  const missing = rows[0]?.missing;
+  if (missing?.length) {
+    throw new TenantNotInBackupError(
+      `Tenant(s) ${missing.join(', ')} have no row in ${plan.tenantRoot} of the backup: check the tenant ids and that the backup was taken before the deletion.`,
+      { tenantIds: missing },
+    );
+  }
+}
+
+export async function liveRoots(live: Pick<PoolClient, 'query'>, plan: Plan, tenantIds: TenantId[]): Promise<Set<TenantId>> {
+  const { rows } = await live.query<{ id: string }>(rootsInLive(plan, tenantIds));
+  return new Set(rows.map((r) => r.id));
+}
+
+/**
+ * Rows of one tenant in the backup whose primary key live lacks, per owned table; and the backup's row count per
+ * table. `tag` keeps the staging tables of several calls in one transaction apart.
+ */
+export async function missingRows(scratch: PoolClient, live: PoolClient, plan: Plan, tenantId: TenantId, tag: string): Promise<{ missing: Record<string, number>; inBackup: Record<string, number> }> {
+  const ctx = renderContext(plan, [tenantId]);
+  const missing: Record<string, number> = {};
+  const inBackup: Record<string, number> = {};
+  for (const [i, table] of plan.tables.entries()) {
+    if (table.role === 'shared') continue;
+    const keys = `tr_keys_${tag}_${i}`;
+    const staged = await stageRows(scratch, live, plan, ctx, table, keys, { kind: 'keys', columns: table.primaryKey }, { analyze: 'when-rows' });
+    inBackup[table.key] = staged;
+    if (staged === 0) continue;
+    const { rows } = await live.query<{ n: string }>(missingKeyCount(plan, table, keys));
+    const n = Number(rows[0]!.n);
+    if (n > 0) missing[table.key] = n;
+  }
+  return { missing, inBackup };
+}
+
+/** Each tenant's state in live. Tenants whose root is gone cost nothing beyond the one root lookup. */
+export async function classifyTenants(scratch: PoolClient, live: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<Record<TenantId, TenantClassification>> {
+  const roots = await liveRoots(live, plan, tenantIds);
+  const out: Record<TenantId, TenantClassification> = {};
+  for (const [k, id] of tenantIds.entries()) {
+    if (!roots.has(id)) {
+      out[id] = { state: 'absent' };
+      continue;
+    }
+    const { missing } = await missingRows(scratch, live, plan, id, `c${k}`);
+    out[id] = { state: Object.keys(missing).length ? 'partial' : 'present', missing };
+  }
+  return out;
+}
+
+/** The state of a unit: present if any tenant is, else partial if any is, else absent. */
+export function unitState(tenants: Record<TenantId, TenantClassification>): TenantLiveState {
+  const states = Object.values(tenants).map((t) => t.state);
+  return states.includes('present') ? 'present' : states.includes('partial') ? 'partial' : 'absent';
+}

@@ -1,0 +1,126 @@
+/**
+ * Session setup, written once for every step: how each kind of session begins (isolation and snapshot), and the
+ * settings it runs under. `lock_timeout` and `statement_timeout` are not here: db.ts sends them as startup parameters
+ * of every connection (sessionTimeouts), so that no session of the product, in a transaction or not, goes without them.
+ */
+import type { Pool, PoolClient } from '../db';
+import type { YieldToLive } from '../live-pressure';
+import type { Plan } from '../plan';
+import { setTenantIdsSql } from '../plan/ownership';
+import type { ConflictPolicy, TenantId } from '../restore-types';
+import type { Sql } from './index';
+
+export interface SessionOptions {
+  /**
+   * `snapshot`: REPEATABLE READ READ ONLY, every table read from one snapshot (scratch always; live while validating).
+   * `snapshot-temp`: REPEATABLE READ, not READ ONLY, because a temporary table is still a CREATE (a partial tenant's
+   * backup keys). `write`: a plain transaction (the copy's live side; preflight's temporary tables on live).
+   */
+  mode: 'snapshot' | 'snapshot-temp' | 'write';
+  tenantIds: TenantId[];
+  /** Row text identical on both servers, for hashes of rows to be comparable (preflight, validate). */
+  canonicalText?: boolean;
+  /** The copy's live transaction when the plan suspends triggers (plan.fkEnforcement 'replica'). */
+  replicaRole?: boolean;
+  /** The copy's live transaction: deferrable constraints (cycle strategy 'defer') are checked at COMMIT. */
+  deferConstraints?: boolean;
+}
+
+const begin: Record<SessionOptions['mode'], string> = {
+  snapshot: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+  'snapshot-temp': 'BEGIN ISOLATION LEVEL REPEATABLE READ',
+  write: 'BEGIN',
+};
+
+/**
+ * A restore's statements run without parallel workers: on live's server (scratch usually shares it) the CPUs belong to
+ * the tenants that keep writing, and a restore spreads its load over the window's concurrency instead.
+ */
+export const noParallelWorkers: Sql = { text: 'SET LOCAL max_parallel_workers_per_gather = 0' };
+
+/** Session settings that make row text identical on two servers, so that hashes of rows can be compared. */
+export const canonicalText: Sql = {
+  text: "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'",
+};
+
+/**
+ * Only this transaction: user triggers (which would rewrite a restored row, as Pagila's last_updated does) and FK
+ * triggers stay on for every other session (other tenants writing). The engine then checks FKs itself (orphans.ts).
+ */
+export const replicaRole: Sql = { text: 'SET LOCAL session_replication_role = replica' };
+
+export const deferConstraints: Sql = { text: 'SET CONSTRAINTS ALL DEFERRED' };
+
+/**
+ * The tenants of the transaction, in a setting: ownership predicates that cannot inline them read it (COPY takes no
+ * parameters, a setting can be set with one).
+ */
+export function setTenantIds(tenantIds: TenantId[]): Sql {
+  return { text: setTenantIdsSql, values: [tenantIds] };
+}
+
+/** The statements that open a session of the given kind, in order. */
+export function sessionSetup(options: SessionOptions): Sql[] {
+  return [
+    { text: begin[options.mode] },
+    noParallelWorkers,
+    ...(options.canonicalText ? [canonicalText] : []),
+    ...(options.replicaRole ? [replicaRole] : []),
+    ...(options.deferConstraints ? [deferConstraints] : []),
+    setTenantIds(options.tenantIds),
+  ];
+}
+
+/** A client of `pool` in a transaction opened by `setup`; on a failed setup the client is dropped, not reused. */
+export async function openSession(pool: Pool, setup: Sql[]): Promise<PoolClient> {
+  const client = await pool.connect();
+  try {
+    for (const statement of setup) await client.query(statement);
+    return client;
+  } catch (error) {
+    client.release(true);
+    throw error;
+  }
+}
+
+/**
+ * Rolls the session back and returns its client to the pool. A session that failed (`broken`), or whose ROLLBACK
+ * fails, may be in an unknown protocol state (a COPY interrupted mid-stream): it is dropped.
+ */
+export async function closeSession(client: PoolClient, broken = false): Promise<void> {
+  let drop = broken;
+  await client.query('ROLLBACK').catch(() => (drop = true));
+  client.release(drop);
+}
+
+/** What a step that compares scratch with live is given (preflight, validate). */
+export interface ComparedStepInput {
+  scratch: Pool;
+  live: Pool;
+  plan: Plan;
+  tenantId: TenantId;
+  /** A group of tenants handled together (set-based); the result then sums over the group. Default: [tenantId]. */
+  tenantIds?: TenantId[];
+  conflict: ConflictPolicy;
+  yieldToLive?: YieldToLive;
+}
+
+/**
+ * A read-only snapshot of scratch and a session of live, both in the canonical text settings (preflight, validate),
+ * both always rolled back: nothing is written to any live table.
+ */
+export async function withComparedSessions<T>(pools: { scratch: Pool; live: Pool }, tenantIds: TenantId[], liveMode: SessionOptions['mode'], fn: (scratch: PoolClient, live: PoolClient) => Promise<T>): Promise<T> {
+  const scratch = await openSession(pools.scratch, sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds }));
+  let live: PoolClient | undefined;
+  let broken = false;
+  try {
+    live = await openSession(pools.live, sessionSetup({ mode: liveMode, canonicalText: true, tenantIds }));
+    return await fn(scratch, live);
+  } catch (error) {
+    broken = true;
+    throw error;
+  } finally {
+    await closeSession(scratch, broken);
+    if (live) await closeSession(live, broken);
+  }
+}
