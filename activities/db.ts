@@ -163,7 +163,7 @@ export class Pools {
       // that would crash the worker. The next checkout simply gets a new connection.
       pool.on('error', () => undefined);
       // A client that is checked out but between queries (holding a transaction or an advisory lock while another
-      // connection works) has no pool listener: its 'error' on a server restart crashed the worker. Its next query
+      // connection works) has no pool listener: its 'error' on a server restart would crash the worker. Its next query
       // fails instead, as a retryable connection error.
       pool.on('connect', (client) => client.on('error', () => undefined));
       this.pools.set(key, pool);

@@ -9,26 +9,16 @@
  * setting `tenant_restore.tenant_ids`, set with a `$1` parameter (COPY cannot take parameters, a setting can).
  */
 import { escapeIdentifier, escapeLiteral } from '../db';
-import { compareText } from './catalog';
+import { compareText, type CatalogForeignKey } from './catalog';
 
-export interface PathStep {
-  constraint: string;
-  from: string;
-  columns: string[];
-  to: string;
-  referencedColumns: string[];
-}
+/** An FK that ownership follows from child (`from`) to parent (`to`): a catalog FK, or a logical one of the config. */
+export type OwnershipEdge = Pick<CatalogForeignKey, 'name' | 'from' | 'columns' | 'to' | 'referencedColumns'>;
+
+/** One FK step of an ownership path, named by its constraint. */
+export type PathStep = Omit<OwnershipEdge, 'name'> & { constraint: string };
 
 /** FK steps from a table up to the root; empty for the root itself. */
 export type OwnershipPath = PathStep[];
-
-export interface OwnershipEdge {
-  name: string;
-  from: string;
-  columns: string[];
-  to: string;
-  referencedColumns: string[];
-}
 
 /** A safety net for pathological schemas: beyond this many paths per table the shortest ones are kept (and reported). */
 export const maxPathsPerTable = 32;
