@@ -181,23 +181,23 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
     return keys;
   }
 
-  return {
-    /** Written by each child when it ends, whatever the outcome, so the report has every tenant's evidence. */
-    async recordTenantResult(input: { artifacts: ArtifactsRef; result: TenantResult }): Promise<ObjectRef> {
-      const ref = { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${input.result.tenantId}.json` };
-      await putJson(s3, ref, input.result);
-      return ref;
-    },
-
+  const activities = {
     /**
-     * A group's results: one file per tenant, each with the group's evidence (`result`) and its own status, error
-     * and actions. The report counts the group's rows once.
+     * A unit's finished tenants: one file per tenant, each with the unit's evidence (`result`) and its own status,
+     * error and actions, so the report has every tenant's evidence whatever the outcome. The report counts the rows
+     * of a unit of several once.
      */
     async recordGroupResults(input: { artifacts: ArtifactsRef; result: TenantResult; tenants: Array<Pick<TenantResult, 'tenantId' | 'status' | 'error' | 'actions'>> }): Promise<number> {
       for (let i = 0; i < input.tenants.length; i += 16) {
         await Promise.all(input.tenants.slice(i, i + 16).map((t) => putJson(s3, { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${t.tenantId}.json` }, { ...input.result, ...t })));
       }
       return input.tenants.length;
+    },
+
+    /** The same record for one tenant, as the previous release's per-tenant children call it. */
+    async recordTenantResult(input: { artifacts: ArtifactsRef; result: TenantResult }): Promise<ObjectRef> {
+      await activities.recordGroupResults({ artifacts: input.artifacts, result: input.result, tenants: [input.result] });
+      return { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${input.result.tenantId}.json` };
     },
 
     async writeRestoreReport(input: WriteReportInput): Promise<{ json: string; markdown: string }> {
@@ -266,4 +266,5 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
       return { json: formatS3Url(json), markdown: formatS3Url(markdown) };
     },
   };
+  return activities;
 }

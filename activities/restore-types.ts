@@ -167,7 +167,7 @@ export interface ValidationResult {
 // shapes the engine records and the workflows carry (they flow up from here, never down)
 
 /**
- * startToCloseTimeout of one re-enable action (workflows/tenant-steps.ts), and the heartbeat timeout of a group's
+ * startToCloseTimeout of one re-enable action (workflows/activity-options.ts), and the heartbeat timeout of a unit's
  * action, which heartbeats after each tenant's call. A webhook's `timeoutSeconds` must stay below it (activities/
  * config.ts): a call that outlives its activity would be cut off as an activity timeout, not reported as its own.
  */

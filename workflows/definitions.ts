@@ -42,11 +42,24 @@ export const TenantsTotalKey = defineSearchAttributeKey('TenantsTotal', 'INT');
 export const TenantsRestoredKey = defineSearchAttributeKey('TenantsRestored', 'INT');
 export const TenantsFailedKey = defineSearchAttributeKey('TenantsFailed', 'INT');
 
-/** Workflow ids read as paths: the parent is `restore/<id>`, each child `restore/<id>/tenant/<tenantId>`. */
+/**
+ * Workflow ids read as paths: the parent is `restore/<id>`; a restore unit of one tenant `restore/<id>/tenant/<tenantId>`,
+ * of several `restore/<id>/group/<n>`, named by the position of its first tenant in the tenant list.
+ */
 export const bulkWorkflowId = (restoreId: string): string => `restore/${restoreId}`;
 export const tenantWorkflowId = (restoreId: string, tenantId: TenantId): string => `restore/${restoreId}/tenant/${tenantId}`;
-/** A group of small tenants restored together: named by the position of its first tenant in the tenant list. */
 export const groupWorkflowId = (restoreId: string, firstIndex: number): string => `restore/${restoreId}/group/${firstIndex}`;
+export const unitWorkflowId = (restoreId: string, tenantIds: TenantId[], firstIndex: number): string =>
+  tenantIds.length === 1 ? tenantWorkflowId(restoreId, tenantIds[0]!) : groupWorkflowId(restoreId, firstIndex);
+
+/**
+ * Tenants per restore unit when the operator does not choose (`start --group-size`, a drill's `groupSize`). Small
+ * tenants share a unit's fixed costs (a Temporal round trip and a dozen statements per step); a unit that fails a
+ * data step is split into units of one, so a larger unit costs little when one tenant is bad.
+ */
+export const defaultGroupSize = 20;
+/** Units restored at once when the operator does not choose (`start --concurrency`, a drill's `concurrency`). */
+export const defaultConcurrency = 2;
 
 
 
@@ -80,9 +93,8 @@ export interface BulkRestoreInput {
   /** Upper bound of children started by one run before it continues-as-new (history stays far below its limits). */
   maxChildrenPerRun?: number;
   /**
-   * Tenants per child workflow. 1 (the default of the workflow, and what restores started before groups existed
-   * carry): one tenantRestore child per tenant. Above 1: consecutive tenants of the list go through one
-   * tenantGroupRestore child, whose steps are set-based over the group (one copy transaction for the group).
+   * Tenants per restore unit (consecutive tenants of the list; one copy transaction each). The command line always
+   * sets it (default `defaultGroupSize`); absent only in restores started before units had several tenants: 1.
    */
   groupSize?: number;
   /**
@@ -120,10 +132,14 @@ export interface BulkRestoreState {
   approvedTenants: TenantId[];
   runs: number;
   childrenStarted: number;
-  /** The group child workflow of each running tenant that was started in a group (absent: its own child). */
+  /**
+   * The unit (child workflow id) of each running tenant. Absent for a tenant in a per-tenant child of the previous
+   * release, which is approved and cancelled by its own id.
+   */
   groupOf?: Record<TenantId, string>;
 }
 
+/** The input of a per-tenant child of the previous release (workflows/previous-release.ts). */
 export interface TenantRestoreInput {
   restoreId: string;
   tenantId: TenantId;
@@ -139,16 +155,16 @@ export interface TenantRestoreInput {
   allowPartial?: boolean;
 }
 
-/** A group of tenants restored together; the same fields as a single tenant's, with the tenant list instead. */
-export interface TenantGroupInput extends Omit<TenantRestoreInput, 'tenantId' | 'approved'> {
+/** A restore unit: N ≥ 1 tenants restored together (workflows/restore-unit.ts). */
+export interface RestoreUnitInput extends Omit<TenantRestoreInput, 'tenantId' | 'approved'> {
   tenantIds: TenantId[];
-  /** Tenants whose held actions are already approved when the group starts. */
+  /** Tenants whose held actions are already approved when the unit starts. */
   approvedTenants: TenantId[];
 }
 
-/** How a unit of a group child is restored (workflows/admission.ts). */
+/** How a part of a restore unit is restored after its preflight (workflows/admission.ts). */
 export interface UnitOptions {
-  /** Tenants this child already classified absent: its own copy may have made them present since. */
+  /** Tenants this unit already classified absent: its own copy may have made them present since. */
   admitted?: TenantId[];
   /** A partial tenant alone: missing rows only (policy skip), validated by the backup's keys. */
   partial?: boolean;
@@ -202,14 +218,13 @@ export const setConcurrencySignal = defineSignal<[number]>('setConcurrency');
 export const approveSignal = defineSignal<[{ tenantIds?: TenantId[] }]>('approve');
 export const progressQuery = defineQuery<RestoreProgress>('progress');
 
-/** Child → parent, by workflow id, so that it reaches the parent's current run after continue-as-new. */
+/** Unit → parent, by workflow id, so that it reaches the parent's current run after continue-as-new. */
+export const unitPhaseSignal = defineSignal<[{ tenantIds: TenantId[]; phase: TenantPhase }]>('groupPhase');
+export const unitDoneSignal = defineSignal<[{ outcomes: TenantOutcome[] }]>('groupDone');
+/** Parent → unit: the held actions of these tenants are approved. */
+export const approveUnitTenantsSignal = defineSignal<[{ tenantIds: TenantId[] }]>('approveGroupTenants');
+
+/** The previous release's per-tenant children (workflows/previous-release.ts) speak these; the parent still hears them. */
 export const tenantPhaseSignal = defineSignal<[{ tenantId: TenantId; phase: TenantPhase }]>('tenantPhase');
 export const tenantDoneSignal = defineSignal<[TenantOutcome]>('tenantDone');
-/** Parent → child: its held actions are approved. */
 export const approveTenantSignal = defineSignal('approveTenant');
-/** Group child → parent: the same messages for several tenants at once. */
-export const groupPhaseSignal = defineSignal<[{ tenantIds: TenantId[]; phase: TenantPhase }]>('groupPhase');
-export const groupDoneSignal = defineSignal<[{ outcomes: TenantOutcome[] }]>('groupDone');
-/** Parent → group child: the held actions of these tenants are approved. */
-export const approveGroupTenantsSignal = defineSignal<[{ tenantIds: TenantId[] }]>('approveGroupTenants');
-export const tenantStatusQuery = defineQuery<{ tenantId: TenantId; phase: TenantPhase; approved: boolean }>('tenantStatus');

@@ -1,6 +1,7 @@
 // What the worker loads: every workflow type, and nothing that is not deterministic.
 export { stackCheck } from './stack-check';
 export { bulkRestore } from './bulk-restore';
-export { tenantRestore } from './tenant-restore';
-export { tenantGroupRestore } from './tenant-group-restore';
+export { restoreUnit } from './restore-unit';
 export { restoreDrill } from './restore-drill';
+// Kept registered for the children the previous release started.
+export { tenantGroupRestore, tenantRestore } from './previous-release';

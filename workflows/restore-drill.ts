@@ -11,7 +11,7 @@ import type { Activities } from '../activities';
 import type { DrillRecord } from '../activities/drill';
 import type { RestoreConfig, TenantId } from '../activities/restore-types';
 import { bulkRestore } from './bulk-restore';
-import { bulkWorkflowId, RestoreIdKey, RestoreKindKey, RestorePhaseKey, type BulkRestoreResult, type ScratchInfo } from './definitions';
+import { bulkWorkflowId, defaultConcurrency, defaultGroupSize, RestoreIdKey, RestoreKindKey, RestorePhaseKey, type BulkRestoreResult, type ScratchInfo } from './definitions';
 
 export interface RestoreDrillInput {
   /** `s3://bucket/prefix`: the newest pg_dump archive under it is drilled. */
@@ -23,7 +23,9 @@ export interface RestoreDrillInput {
   sample: number;
   /** Server for the scratch and drill databases (default: live's server). */
   server?: string;
+  /** Units restored at once, and tenants per unit: the defaults of a restore, so the drill proves the path restores take. */
   concurrency?: number;
+  groupSize?: number;
   /** Logical FKs, excluded tables, chunk size. Re-enable actions are never run by a drill. */
   config?: RestoreConfig;
   /** Bucket for `drills/<id>.json` and the drill's restore artifacts (default: the backup's bucket). */
@@ -106,7 +108,8 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
         tenantRoot: input.tenantRoot,
         tenants: record.tenants as TenantId[],
         conflict: 'skip',
-        concurrency: input.concurrency ?? 4,
+        concurrency: input.concurrency ?? defaultConcurrency,
+        groupSize: input.groupSize ?? defaultGroupSize,
         config: { ...input.config, actions: [] },
         artifacts: { bucket, prefix: `drills/${drillId}/` },
       }],

@@ -23,7 +23,7 @@ export interface ProductReadiness { ready: boolean; gaps: string[] }
 /** Which pieces of the product are there: the engine files, their registration in the worker, and the CLI commands. */
 export async function productReadiness(): Promise<ProductReadiness> {
   const gaps: string[] = [];
-  for (const file of ['activities/plan/index.ts', 'activities/preflight.ts', 'activities/copy.ts', 'activities/validate.ts', 'workflows/bulk-restore.ts', 'workflows/tenant-restore.ts']) {
+  for (const file of ['activities/plan/index.ts', 'activities/preflight.ts', 'activities/copy.ts', 'activities/validate.ts', 'workflows/bulk-restore.ts', 'workflows/restore-unit.ts']) {
     if (!existsSync(join(projectRoot, file))) gaps.push(`${file} is missing (restore engine or orchestration not landed)`);
   }
   const index = existsSync(join(projectRoot, 'activities/index.ts')) ? readFileSync(join(projectRoot, 'activities/index.ts'), 'utf8') : '';

@@ -126,7 +126,7 @@ describe('Temporal Web UI in headless Chromium', () => {
     for (const tenant of victims) expect(listed).toContain(tenantWorkflowId(restoreId, tenant));
     expect(listed).toMatch(/Running/);
     expect(listed).toContain('bulkRestore');
-    expect(listed).toContain('tenantRestore');
+    expect(listed).toContain('restoreUnit');
     const listShot = join(artifacts, `web-ui-restore-${restoreId}.png`);
     await page.screenshot({ path: listShot, fullPage: false });
 

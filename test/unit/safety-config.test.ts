@@ -94,9 +94,9 @@ describe('actions (item 8)', () => {
     expect(problemsOf(webhook({ timeoutSeconds: 600 }))).toEqual([`actions[0].timeoutSeconds: must be a number of seconds above 0 and below 120 (the re-enable activity's own timeout)`]);
     expect(problemsOf(webhook({ timeoutSeconds: 120 }))).toHaveLength(1);
     expect(problemsOf(webhook({ timeoutSeconds: 119 }))).toEqual([]);
-    const steps = readFileSync(join(projectRootDir, 'workflows', 'tenant-steps.ts'), 'utf8');
+    const steps = readFileSync(join(projectRootDir, 'workflows', 'activity-options.ts'), 'utf8');
     expect(steps).toMatch(/export const actions = proxyActivities<Activities>\(\{\n {2}startToCloseTimeout: reenableActionTimeoutSeconds \* 1000,/);
-    expect(steps).toMatch(/export const groupActions = proxyActivities<Activities>\(\{\n.*\n {2}heartbeatTimeout: reenableActionTimeoutSeconds \* 1000,/);
+    expect(steps).toMatch(/export const unitActions = proxyActivities<Activities>\(\{\n.*\n {2}heartbeatTimeout: reenableActionTimeoutSeconds \* 1000,/);
   });
 
   it('validates a config object as it would a file (the worker checks what a workflow input carries)', () => {

@@ -1,5 +1,6 @@
 /**
- * The activity options of a tenant's steps, shared by tenantRestore (one tenant) and tenantGroupRestore (a group).
+ * The activity options of a restore unit's steps (workflows/restore-unit.ts), and of the shims that finish units started
+ * by the previous release (workflows/previous-release.ts).
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
@@ -19,14 +20,14 @@ export const copy = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 50 },
 });
 
-/** Re-enable actions call other systems: back off longer, give up after a while and report the action as failed. */
+/** One tenant's action (the previous release's per-tenant children): back off longer, give up after a while. */
 export const actions = proxyActivities<Activities>({
   startToCloseTimeout: reenableActionTimeoutSeconds * 1000,
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
 });
 
-/** A group's action runs for each of its tenants in turn, heartbeating the tenants done so that a retry skips them. */
-export const groupActions = proxyActivities<Activities>({
+/** Re-enable actions call other systems. A unit's action runs for each of its tenants in turn, heartbeating the tenants done so that a retry skips them. */
+export const unitActions = proxyActivities<Activities>({
   startToCloseTimeout: '15 minutes',
   heartbeatTimeout: reenableActionTimeoutSeconds * 1000,
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
@@ -36,10 +37,3 @@ export const bookkeeping = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
-
-export function failureMessage(error: unknown): { type?: string; message: string } {
-  // An activity failure wraps the real cause; report the cause (its type is the engine's error name).
-  let e = error as { cause?: unknown; type?: string; message?: string; name?: string };
-  while (e?.cause && (e as { name?: string }).name === 'ActivityFailure') e = e.cause as typeof e;
-  return { type: e?.type ?? e?.name, message: e?.message ?? String(error) };
-}
