@@ -25,6 +25,16 @@ export async function connectOrExit3<T>(connect: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Runs `use` with a Temporal client (exit 3 when Temporal cannot be reached), then closes the connection. */
+export async function withTemporal<T>(use: (client: Client) => Promise<T>): Promise<T> {
+  const { client, close } = await connectOrExit3(connectTemporal);
+  try {
+    return await use(client);
+  } finally {
+    await close();
+  }
+}
+
 export function webUiLink(restoreId: string, env: NodeJS.ProcessEnv = process.env): string {
   const base = env.TEMPORAL_UI_URL ?? 'http://127.0.0.1:8233';
   const namespace = env.TEMPORAL_NAMESPACE ?? 'default';

@@ -114,6 +114,12 @@ export function loadConfigFlag(path: string): RestoreConfig {
   }
 }
 
+/** The one positional argument of the commands that act on a restore. */
+export function oneRestoreId(positionals: string[], usage: string): string {
+  if (positionals.length !== 1 || !positionals[0]) throw new UsageError(`give one restore id.\n\nusage: ${usage}`);
+  return positionals[0];
+}
+
 /** --task-queue, else TENANT_RESTORE_TASK_QUEUE, else the workers' default. */
 export function taskQueueFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   return flag ?? env.TENANT_RESTORE_TASK_QUEUE ?? 'tenant-restore';

@@ -3,7 +3,7 @@ import type { Client } from '@temporalio/client';
 import type { RestoreReport } from '../../activities/report';
 import type { TenantId } from '../../activities/restore-types';
 import { bulkWorkflowId, progressQuery, type BulkRestoreResult, type RestoreProgress } from '../../workflows/definitions';
-import { getReport } from './restore';
+import { getReport, restoreFailureMessage } from './restore';
 
 /** The one JSON object `start --wait --json` prints. */
 export interface WaitOutput {
@@ -39,8 +39,7 @@ export async function waitForRestore(client: Client, restoreId: string, onProgre
   try {
     result = (await handle.result()) as BulkRestoreResult;
   } catch (e) {
-    const failure = e as { cause?: { message?: string }; message: string };
-    error = failure.cause?.message ?? failure.message;
+    error = restoreFailureMessage(e);
   } finally {
     done = true;
     await poller;

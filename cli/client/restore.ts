@@ -42,9 +42,14 @@ export async function getRestoreStatus(client: Client, restoreId: string): Promi
   try {
     return { ...base, result: (await handle.result()) as BulkRestoreResult };
   } catch (error) {
-    const e = error as { cause?: { message?: string }; message: string };
-    return { ...base, error: e.cause?.message ?? e.message };
+    return { ...base, error: restoreFailureMessage(error) };
   }
+}
+
+/** Why a restore's workflow failed: the message of its cause (the workflow's error), not the SDK's wrapper. */
+export function restoreFailureMessage(error: unknown): string {
+  const e = error as { cause?: { message?: string }; message: string };
+  return e.cause?.message ?? e.message;
 }
 
 export type RestoreSignal = 'pause' | 'resume' | 'cancel' | 'approve' | 'setConcurrency';

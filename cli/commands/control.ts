@@ -1,6 +1,6 @@
 /** pause, resume, cancel, approve and concurrency: signals to a running restore. */
-import { connectOrExit3, connectTemporal } from '../client/connection';
-import { parseIntegerFlag, parseTenantList, UsageError } from '../client/input';
+import { withTemporal } from '../client/connection';
+import { oneRestoreId, parseIntegerFlag, parseTenantList, UsageError } from '../client/input';
 import { signalRestore, type RestoreSignal } from '../client/restore';
 import { exitCodes, parseFlags, print, type Command } from './common';
 
@@ -12,15 +12,12 @@ function signalCommand(name: string, signal: RestoreSignal, summary: string, aft
     usage,
     async run(argv) {
       const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' } }, usage);
-      if (positionals.length !== 1) throw new UsageError(`give one restore id.\n\nusage: ${usage}`);
-      const { client, close } = await connectOrExit3(connectTemporal);
-      try {
-        const sent = await signalRestore(client, positionals[0], signal);
-        print(!!values.json, sent, () => `${name}: sent to restore ${positionals[0]}. ${after}`);
+      const restoreId = oneRestoreId(positionals, usage);
+      return withTemporal(async (client) => {
+        const sent = await signalRestore(client, restoreId, signal);
+        print(!!values.json, sent, () => `${name}: sent to restore ${restoreId}. ${after}`);
         return exitCodes.ok;
-      } finally {
-        await close();
-      }
+      });
     },
   };
 }
@@ -42,16 +39,13 @@ export const approveCommand: Command = {
   usage: approveUsage,
   async run(argv) {
     const { values, positionals } = parseFlags(argv, { tenants: { type: 'string' }, json: { type: 'boolean' } }, approveUsage);
-    if (positionals.length !== 1) throw new UsageError(`give one restore id.\n\nusage: ${approveUsage}`);
+    const restoreId = oneRestoreId(positionals, approveUsage);
     const tenantIds = values.tenants !== undefined ? parseTenantList(values.tenants, '--tenants') : undefined;
-    const { client, close } = await connectOrExit3(connectTemporal);
-    try {
-      const sent = await signalRestore(client, positionals[0], 'approve', { tenantIds });
-      print(!!values.json, { ...sent, tenantIds: tenantIds ?? 'all' }, () => `approve: sent to restore ${positionals[0]} for ${tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant'}.`);
+    return withTemporal(async (client) => {
+      const sent = await signalRestore(client, restoreId, 'approve', { tenantIds });
+      print(!!values.json, { ...sent, tenantIds: tenantIds ?? 'all' }, () => `approve: sent to restore ${restoreId} for ${tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant'}.`);
       return exitCodes.ok;
-    } finally {
-      await close();
-    }
+    });
   },
 };
 
@@ -69,13 +63,10 @@ export const concurrencyCommand: Command = {
     const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' } }, concurrencyUsage);
     if (positionals.length !== 2) throw new UsageError(`give a restore id and a number.\n\nusage: ${concurrencyUsage}`);
     const n = parseIntegerFlag('concurrency', positionals[1], 1, 1000);
-    const { client, close } = await connectOrExit3(connectTemporal);
-    try {
+    return withTemporal(async (client) => {
       const sent = await signalRestore(client, positionals[0], 'setConcurrency', n);
       print(!!values.json, { ...sent, concurrency: n }, () => `concurrency of restore ${positionals[0]} set to ${n}.`);
       return exitCodes.ok;
-    } finally {
-      await close();
-    }
+    });
   },
 };

@@ -1,5 +1,5 @@
-import { connectOrExit3, connectTemporal } from '../client/connection';
-import { UsageError } from '../client/input';
+import { withTemporal } from '../client/connection';
+import { oneRestoreId } from '../client/input';
 import { getReport } from '../client/restore';
 import { exitCodes, parseFlags, print, type Command } from './common';
 
@@ -16,14 +16,11 @@ export const reportCommand: Command = {
   usage,
   async run(argv) {
     const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' } }, usage);
-    if (positionals.length !== 1) throw new UsageError(`give one restore id.\n\nusage: ${usage}`);
-    const { client, close } = await connectOrExit3(connectTemporal);
-    try {
-      const { report, markdown, location } = await getReport(client, positionals[0]);
+    const restoreId = oneRestoreId(positionals, usage);
+    return withTemporal(async (client) => {
+      const { report, markdown, location } = await getReport(client, restoreId);
       print(!!values.json, report, () => `${markdown}\n(${location})`);
       return report.status === 'succeeded' ? exitCodes.ok : exitCodes.partial;
-    } finally {
-      await close();
-    }
+    });
   },
 };

@@ -1,4 +1,4 @@
-import { connectOrExit3, connectTemporal } from '../client/connection';
+import { withTemporal } from '../client/connection';
 import { UsageError } from '../client/input';
 import { progressPrinter, waitForRestore } from '../client/progress';
 import { buildStartRequest, startRestore, type StartFlags } from '../client/start';
@@ -67,8 +67,7 @@ export const startCommand: Command = {
       throw new UsageError(`unexpected argument '${positionals[0]}'.\n\nusage: ${usage}`);
     }
     const request = buildStartRequest(values as StartFlags);
-    const { client, close } = await connectOrExit3(connectTemporal);
-    try {
+    return withTemporal(async (client) => {
       const started = await startRestore(client, request);
       // Loud, on stderr, whatever the output mode: a warning in the middle of JSON on stdout would go unread.
       for (const warning of started.warnings) process.stderr.write(`\n*** WARNING: ${warning}\n\n`);
@@ -100,8 +99,6 @@ export const startCommand: Command = {
       // written to live, so this is bad input, exit 2; the error says what to fix.
       if (output.status === 'failed' && output.tenants.every((t) => t.status === 'not-started')) return exitCodes.usage;
       return exitCodes.partial;
-    } finally {
-      await close();
-    }
+    });
   },
 };

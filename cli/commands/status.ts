@@ -1,5 +1,5 @@
-import { connectOrExit3, connectTemporal } from '../client/connection';
-import { UsageError } from '../client/input';
+import { withTemporal } from '../client/connection';
+import { oneRestoreId } from '../client/input';
 import { progressLine, progressPrinter } from '../client/progress';
 import { getRestoreStatus, type RestoreStatus } from '../client/restore';
 import { exitCodes, parseFlags, print, type Command } from './common';
@@ -39,10 +39,8 @@ export const statusCommand: Command = {
   usage,
   async run(argv) {
     const { values, positionals } = parseFlags(argv, { watch: { type: 'boolean' }, json: { type: 'boolean' } }, usage);
-    const restoreId = positionals[0];
-    if (!restoreId || positionals.length > 1) throw new UsageError(`give one restore id.\n\nusage: ${usage}`);
-    const { client, close } = await connectOrExit3(connectTemporal);
-    try {
+    const restoreId = oneRestoreId(positionals, usage);
+    return withTemporal(async (client) => {
       let status = await getRestoreStatus(client, restoreId);
       if (!values.watch) {
         print(!!values.json, status, () => describeStatus(status));
@@ -58,8 +56,6 @@ export const statusCommand: Command = {
       printer.end();
       print(!!values.json, status, () => describeStatus(status));
       return exitFor(status);
-    } finally {
-      await close();
-    }
+    });
   },
 };
