@@ -6,6 +6,27 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { reenableActionTimeoutSeconds } from './definitions';
 
+/**
+ * A parent's own steps (tenant list, plan, report, a drill's database) and the loading of scratch (download and
+ * pg_restore: long, heartbeating). A restore retries them patiently; a drill should fail loudly and soon, so it gives
+ * them fewer attempts.
+ */
+export function parentActivities(patience: 'restore' | 'drill') {
+  const restore = patience === 'restore';
+  return {
+    steps: proxyActivities<Activities>({
+      startToCloseTimeout: '30 minutes',
+      heartbeatTimeout: '1 minute',
+      retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: restore ? 20 : 10 },
+    }),
+    scratchSteps: proxyActivities<Activities>({
+      startToCloseTimeout: '6 hours',
+      heartbeatTimeout: '1 minute',
+      retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: restore ? '1 minute' : '30 seconds', maximumAttempts: restore ? 10 : 4 },
+    }),
+  };
+}
+
 /** Short database steps: retried on transient errors (connection loss, restarts); named engine errors are non-retryable. */
 export const steps = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',

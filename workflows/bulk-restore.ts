@@ -7,13 +7,12 @@ import {
   log,
   ParentClosePolicy,
   patched,
-  proxyActivities,
   setHandler,
   startChild,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { TenantId } from '../activities/restore-types';
+import { parentActivities } from './activity-options';
 import { Approvals } from './approvals';
 import {
   groupWorkflowId,
@@ -40,18 +39,7 @@ import { tenantGroupRestore, tenantRestore } from './previous-release';
 import { restoreUnit } from './restore-unit';
 import { progress, SlidingWindow } from './window';
 
-/** Loading scratch can take a while (download + pg_restore): heartbeats say it is alive. */
-const scratchSteps = proxyActivities<Activities>({
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
-});
-
-const steps = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
-});
+const { steps, scratchSteps } = parentActivities('restore');
 
 /** Units started by one run before it continues-as-new: ~15 events each keeps a run near 8k events (limit 51,200). A unit sends one signal per phase for all its tenants, so the bound holds whatever its size. */
 const defaultMaxChildrenPerRun = 500;

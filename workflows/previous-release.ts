@@ -21,11 +21,11 @@ import {
   type TenantPhase,
   type TenantRestoreInput,
 } from './definitions';
-import { restoreUnit, runUnit, tellParent, type UnitIo } from './restore-unit';
+import { runUnit, tellParent, unitIo, type UnitIo } from './restore-unit';
 
 /** The previous release's group child: the same steps, messages and activities as a restore unit. */
 export async function tenantGroupRestore(input: RestoreUnitInput): Promise<TenantOutcome[]> {
-  return restoreUnit(input);
+  return runUnit(input, unitIo(input, { endAsTenants: false }));
 }
 
 /**

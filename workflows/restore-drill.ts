@@ -3,13 +3,12 @@ import {
   CancellationScope,
   executeChild,
   log,
-  proxyActivities,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { DrillRecord } from '../activities/drill';
 import type { RestoreConfig, TenantId } from '../activities/restore-types';
+import { parentActivities } from './activity-options';
 import { bulkRestore } from './bulk-restore';
 import { bulkWorkflowId, defaultConcurrency, defaultGroupSize, RestoreIdKey, RestoreKindKey, RestorePhaseKey, type BulkRestoreResult, type ScratchInfo } from './definitions';
 
@@ -36,18 +35,7 @@ export interface RestoreDrillInput {
   allowUnverifiedBackup?: boolean;
 }
 
-const steps = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
-});
-
-/** A drill should fail loudly and soon: fewer attempts than a real restore gives its scratch. */
-const scratchSteps = proxyActivities<Activities>({
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 4 },
-});
+const { steps, scratchSteps } = parentActivities('drill');
 
 function drillIdOf(): string {
   const info = workflowInfo();

@@ -1,4 +1,5 @@
 import {
+  ApplicationFailure,
   CancellationScope,
   condition,
   getExternalWorkflowHandle,
@@ -69,13 +70,19 @@ export interface UnitIo {
  * - Each tenant is recorded in S3 and signalled to the parent (by workflow id, so the signal reaches the parent's
  *   current run after continue-as-new) as it finishes, whatever the outcome; the evidence of a unit of several is the
  *   unit's, marked with it, and the report counts it once.
+ * - The execution ends as its tenants did: Failed when every tenant failed, Cancelled when cancelled (the Web UI lists
+ *   them so); Completed otherwise, with each tenant's outcome in its result.
  */
 export async function restoreUnit(input: RestoreUnitInput): Promise<TenantOutcome[]> {
-  return runUnit(input, unitIo(input));
+  return runUnit(input, unitIo(input, { endAsTenants: true }));
 }
 
-/** The unit's own messages and activities. */
-function unitIo(input: RestoreUnitInput): UnitIo {
+/**
+ * The unit's own messages and activities. With `endAsTenants`, the execution ends as its tenants did, so the Web UI
+ * lists a unit whose every tenant failed as Failed, and a cancelled one as Cancelled; a unit of one allowed partial
+ * tenant goes on in place. The previous release's group child completed whatever its tenants did, and keeps doing so.
+ */
+export function unitIo(input: RestoreUnitInput, { endAsTenants }: { endAsTenants: boolean }): UnitIo {
   const { parent } = workflowInfo();
   const tell = async (send: () => Promise<void>) => tellParent(send);
   return {
@@ -90,10 +97,17 @@ function unitIo(input: RestoreUnitInput): UnitIo {
       await bookkeeping.recordGroupResults({ artifacts: input.artifacts, result, tenants });
       if (parent) await tell(() => getExternalWorkflowHandle(parent.workflowId).signal(unitDoneSignal, { outcomes }));
     },
-    async ended(outcomes) {
+    async ended(outcomes, cancelledBy) {
       const failed = outcomes.filter((o) => o.status !== 'restored').length;
       upsertSearchAttributes([{ key: RestorePhaseKey, value: failed === 0 ? 'restored' : failed === outcomes.length ? outcomes[0]!.status : 'partial' }]);
+      if (!endAsTenants) return;
+      if (cancelledBy) throw cancelledBy;
+      if (outcomes.every((o) => o.status === 'failed')) {
+        const reason = outcomes.length === 1 ? outcomes[0]!.reason ?? 'failed' : `all ${outcomes.length} tenants failed; the first: ${outcomes[0]!.reason ?? 'failed'}`;
+        throw ApplicationFailure.nonRetryable(reason, 'TenantRestoreFailed');
+      }
     },
+    partialInPlace: endAsTenants,
   };
 }
 
