@@ -16,7 +16,7 @@ import { validateConfig } from './config';
 import { buildPlan, fkChecksFromEnv, type Plan } from './plan';
 import { preflightTenant } from './preflight';
 import type { ConflictPolicy, CopyCheckpoint, CopyResult, PreflightResult, RestoreConfig, TenantId, ValidationResult } from './restore-types';
-import { LivePressure } from './live-pressure';
+import { LivePressure, type YieldToLive } from './live-pressure';
 import { getText, putJson, putText } from './s3';
 import { validateTenant } from './validate';
 import type { ArtifactsRef, ObjectRef, PlanRef } from './restore-types';
@@ -141,11 +141,11 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
   // TENANT_RESTORE_THROTTLE=off.
   const pressures = new Map<string, LivePressure>();
   const throttleOn = (process.env.TENANT_RESTORE_THROTTLE ?? 'on') !== 'off';
-  const yieldToLive = (live: string) => {
+  const yieldToLive = (live: string): YieldToLive | undefined => {
     if (!throttleOn) return undefined;
     let pressure = pressures.get(live);
     if (!pressure) pressures.set(live, (pressure = new LivePressure()));
-    return (client: Parameters<LivePressure['yieldToLive']>[0], signal?: AbortSignal) => pressure.yieldToLive(client, signal ?? cancellationSignal());
+    return (client, signal) => pressure.yieldToLive(client, signal ?? cancellationSignal());
   };
 
   // Who checks FKs during the copy (BuildPlanInput.fkChecks); a bad value stops the worker at start.

@@ -36,10 +36,10 @@ const begin: Record<SessionOptions['mode'], string> = {
  * A restore's statements run without parallel workers: on live's server (scratch usually shares it) the CPUs belong to
  * the tenants that keep writing, and a restore spreads its load over the window's concurrency instead.
  */
-export const noParallelWorkers: Sql = { text: 'SET LOCAL max_parallel_workers_per_gather = 0' };
+const noParallelWorkers: Sql = { text: 'SET LOCAL max_parallel_workers_per_gather = 0' };
 
 /** Session settings that make row text identical on two servers, so that hashes of rows can be compared. */
-export const canonicalText: Sql = {
+const canonicalText: Sql = {
   text: "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'",
 };
 
@@ -47,15 +47,15 @@ export const canonicalText: Sql = {
  * Only this transaction: user triggers (which would rewrite a restored row, as Pagila's last_updated does) and FK
  * triggers stay on for every other session (other tenants writing). The engine then checks FKs itself (orphans.ts).
  */
-export const replicaRole: Sql = { text: 'SET LOCAL session_replication_role = replica' };
+const replicaRole: Sql = { text: 'SET LOCAL session_replication_role = replica' };
 
-export const deferConstraints: Sql = { text: 'SET CONSTRAINTS ALL DEFERRED' };
+const deferConstraints: Sql = { text: 'SET CONSTRAINTS ALL DEFERRED' };
 
 /**
  * The tenants of the transaction, in a setting: ownership predicates that cannot inline them read it (COPY takes no
  * parameters, a setting can be set with one).
  */
-export function setTenantIds(tenantIds: TenantId[]): Sql {
+function setTenantIds(tenantIds: TenantId[]): Sql {
   return { text: setTenantIdsSql, values: [tenantIds] };
 }
 

@@ -13,7 +13,7 @@ import { ownedPredicate, type RenderContext } from '../plan/ownership';
 import { columnList, keyAsText, rowText, writtenNames, type Sql } from './index';
 
 /** The keyset cursor of a chunked copy: the last primary key of the previous chunk, as text[]. */
-export const keysetSetting = 'tenant_restore.after_key';
+const keysetSetting = 'tenant_restore.after_key';
 
 /**
  * What is staged of each row: `rows`, the written columns (the copy); `keys`, the given key columns alone (a tenant's
@@ -60,7 +60,7 @@ export function analyzeStaging(name: string): Sql {
 }
 
 /** `(t.x, t.y) > ((cursor)[1]::int, ...)`: the rows after the keyset cursor, each bound cast to its column's type. */
-export function keysetAfter(table: PlanTable, alias: string): string {
+function keysetAfter(table: PlanTable, alias: string): string {
   const types = new Map(table.columns.map((c) => [c.name, c.type]));
   const bound = table.primaryKey.map((c, i) => `(current_setting('${keysetSetting}')::text[])[${i + 1}]::${types.get(c)}`);
   return `(${columnList(table.primaryKey, alias)}) > (${bound.join(', ')})`;
