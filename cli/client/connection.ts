@@ -12,22 +12,21 @@ export class ServiceUnavailableError extends Error {
   override name = 'ServiceUnavailableError';
 }
 
+/** A bare connection: `drill` uses it, and so reports an unreachable Temporal as exit 1 (main's generic failure). */
 export async function connectTemporal(): Promise<{ client: Client; close: () => Promise<void> }> {
   const connection = await Connection.connect(temporalConnectionOptions());
   return { client: new Client({ connection, namespace: temporalNamespace() }), close: () => connection.close() };
 }
 
-export async function connectOrExit3<T>(connect: () => Promise<T>): Promise<T> {
+/** Runs `use` with a Temporal client (exit 3 when Temporal cannot be reached), then closes the connection. */
+export async function withTemporal<T>(use: (client: Client) => Promise<T>): Promise<T> {
+  let connected: Awaited<ReturnType<typeof connectTemporal>>;
   try {
-    return await connect();
+    connected = await connectTemporal();
   } catch (error) {
     throw new ServiceUnavailableError(`Temporal is not reachable at ${process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233'}: ${(error as Error).message}`);
   }
-}
-
-/** Runs `use` with a Temporal client (exit 3 when Temporal cannot be reached), then closes the connection. */
-export async function withTemporal<T>(use: (client: Client) => Promise<T>): Promise<T> {
-  const { client, close } = await connectOrExit3(connectTemporal);
+  const { client, close } = connected;
   try {
     return await use(client);
   } finally {
