@@ -28,7 +28,7 @@ import { isRetryableDbError } from '../activities/db';
 import { scratchDatabaseName } from '../activities/scratch';
 import { productReadiness, readReport, resultsDir, runStart, WorkerProcess, workflowProfile, type StartRun, type WorkflowProfile } from './bench/product';
 import { projectRoot } from './stack';
-import { defaultConcurrency } from '../cli/client/start';
+import { defaultConcurrency } from '../workflows/definitions';
 
 const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N] [--empty N] [--scale N]
                     [--big-rows 1000000,5000000] [--concurrency N] [--group-size N] [--scale-concurrency N] [--children-per-run N]

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { conflictPolicies, type ConflictPolicy, type RestoreConfig, type TenantId } from '../../activities/restore-types';
 import { createS3Client, formatS3Url, head, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
 import {
-  bulkWorkflowId, defaultGroupSize, RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type ArtifactsRef, type BulkRestoreInput,
+  bulkWorkflowId, defaultConcurrency, defaultGroupSize, RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type ArtifactsRef, type BulkRestoreInput,
   type BulkRestoreResult,
 } from '../../workflows/definitions';
 import { checkReachable, isNotFound, s3Unavailable, webUiLink } from './connection';
@@ -39,12 +39,6 @@ export interface StartFlags {
   'children-per-run'?: string;
   'allow-unverified-backup'?: boolean;
 }
-
-/**
- * Children (groups) in flight unless --concurrency says otherwise. On the 2-core bench machine, 2 groups restored as
- * fast as 4 (the database was CPU-bound either way) and kept the writer's p99 at 2.5× instead of 6.1× (README).
- */
-export const defaultConcurrency = 2;
 
 export interface StartRequest {
   input: BulkRestoreInput;
