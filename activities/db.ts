@@ -240,3 +240,15 @@ export function isRetryableDbError(error: unknown): boolean {
   if (e?.code && (retryableNodeCodes.has(e.code) || (/^[0-9A-Z]{5}$/.test(e.code) && isTransientSqlState(e.code)))) return true;
   return /Connection terminated|connection ended|Client has encountered a connection error/i.test(e?.message ?? '');
 }
+
+/**
+ * A libpq tool's target (pg_dump, pg_restore, psql): the resolved URL without its password, which goes into the child's
+ * environment instead, never onto its command line (where `ps` shows it).
+ */
+export function libpqTarget(ref: DatabaseRef): { url: string; env: NodeJS.ProcessEnv } {
+  const resolved = new URL(resolveConnectionString(ref));
+  const env = { ...process.env };
+  if (resolved.password) env.PGPASSWORD = decodeURIComponent(resolved.password);
+  resolved.password = '';
+  return { url: resolved.toString(), env };
+}

@@ -10,7 +10,7 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { cancellationSignal, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { spawn } from 'node:child_process';
-import { databaseName, escapeIdentifier, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
+import { databaseName, escapeIdentifier, libpqTarget, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
 import { formatS3Url, getJson, parseS3Url, putJson } from './s3';
 import { databaseOnServer, parseScratchMarker, scratchDatabaseName } from './scratch';
 import type { RestoreReport } from './report';
@@ -41,15 +41,6 @@ export interface DrillRecord {
 
 export const drillDatabaseName = (drillId: string): string => `drill_${drillId.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
 
-/** The password of a resolved reference goes into the child's environment, never onto its command line. */
-function libpq(ref: DatabaseRef): { url: string; env: NodeJS.ProcessEnv } {
-  const url = new URL(resolveConnectionString(ref));
-  const env = { ...process.env };
-  if (url.password) env.PGPASSWORD = decodeURIComponent(url.password);
-  url.password = '';
-  return { url: url.toString(), env };
-}
-
 /** A database on the same server as `ref`: for an alias `alias/db`, for a URL the same URL with another path. */
 function sibling(ref: DatabaseRef, database: string): DatabaseRef {
   return /^postgres(ql)?:\/\//.test(ref) ? withDatabase(ref, database) : `${ref.split('/')[0]}/${database}`;
@@ -63,8 +54,8 @@ function qualified(name: string): string {
 
 /** pg_dump --schema-only of `from` piped into pg_restore of `to`; stderr of both is kept for the error message. */
 function copySchema(from: DatabaseRef, to: DatabaseRef, signal: AbortSignal): Promise<void> {
-  const source = libpq(from);
-  const target = libpq(to);
+  const source = libpqTarget(from);
+  const target = libpqTarget(to);
   return new Promise((resolve, reject) => {
     const dump = spawn('pg_dump', ['-Fc', '--schema-only', '--no-owner', '--no-privileges', '--no-password', '-d', source.url], { env: source.env, signal, stdio: ['ignore', 'pipe', 'pipe'] });
     const restore = spawn('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--no-password', '-d', target.url], { env: target.env, signal, stdio: ['pipe', 'ignore', 'pipe'] });

@@ -27,7 +27,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { databaseName, escapeIdentifier, escapeLiteral, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
+import { databaseName, escapeIdentifier, escapeLiteral, libpqTarget, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
 import { reduceToolStderr } from './errors';
 import { getJson, getStream, head, parseS3Url, type S3Location } from './s3';
 import type { ScratchInfo } from './restore-types';
@@ -213,15 +213,6 @@ export interface PrepareScratchInput {
   server: DatabaseRef;
   /** The operator's explicit `--allow-unverified-backup`: load a backup that has no sha256 to check against. */
   allowUnverifiedBackup?: boolean;
-}
-
-/** Spawns a libpq tool with the password (if the resolved URL has one) in its environment, never on its command line. */
-function libpqTarget(ref: DatabaseRef): { url: string; env: NodeJS.ProcessEnv } {
-  const resolved = new URL(resolveConnectionString(ref));
-  const env = { ...process.env };
-  if (resolved.password) env.PGPASSWORD = decodeURIComponent(resolved.password);
-  resolved.password = '';
-  return { url: resolved.toString(), env };
 }
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal, stdoutToString = false): Promise<string> {
