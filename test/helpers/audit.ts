@@ -1,5 +1,5 @@
 /**
- * Evidence for the reliability tests, gathered independently of the product:
+ * Evidence for the integration and reliability tests, gathered independently of the product:
  *
  * - Least privilege: runs scripts/grants.sql exactly as an operator would (psql, -v variables), makes the separate
  *   scratch role, and writes a private pgpass file so that no URL handed to the product carries a password.
@@ -9,11 +9,10 @@
  *   statement (current_user, session_user, application_name). Statement-level triggers fire even when no row
  *   matches, so an attempt that deletes nothing is recorded too. Temporary staging tables are not covered: they
  *   live in pg_temp schemas, not in the audited ones.
- * - I5: the text of workflow histories (payloads decoded), logs and S3 objects, and a scanner that looks for
- *   passwords and seeded row values in it.
+ * - I5: the text of logs and S3 objects (histories: ./history.ts), and a scanner that looks for passwords and seeded
+ *   row values in it.
  */
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import type { Client } from '@temporalio/client';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -61,11 +60,14 @@ export function privatePgpass(name: string, roles: Array<{ role: string; passwor
 
 export interface PsqlResult { code: number; output: string }
 
-/** Runs scripts/grants.sql on `database` as the stack superuser, the way the file's header documents it. */
-export function applyGrants(database: string, role: string, password: string, schemas = 'app'): Promise<PsqlResult> {
+/**
+ * Runs scripts/grants.sql on `database` as the stack superuser, the way the file's header documents it; `extra` are
+ * more psql arguments (`-v fk_checks=postgres`).
+ */
+export function applyGrants(database: string, role: string, password: string, schemas = 'app', extra: string[] = []): Promise<PsqlResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('psql', ['-X', '-q', '-d', serverUrl(database), '-v', `restore_role=${role}`, '-v', `restore_password=${password}`,
-      '-v', `schemas=${schemas}`, '-f', grantsSql], { env: { ...process.env, PGPASSFILE: useStackEnv().PGPASSFILE }, stdio: ['ignore', 'pipe', 'pipe'] });
+      '-v', `schemas=${schemas}`, ...extra, '-f', grantsSql], { env: { ...process.env, PGPASSFILE: useStackEnv().PGPASSFILE }, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -120,8 +122,14 @@ export async function dropRoles(roles: string[]): Promise<void> {
 
 export interface AuditEvent { op: string; tbl: string; current_user: string; session_user: string; app: string; replication_role: string }
 
-/** Installs the audit on every table (and partitioned table) of `schemas` in the database at `url` (a superuser URL). */
-export async function installDeleteAudit(url: string, schemas: string[] = ['app']): Promise<number> {
+/** The schema the audit keeps its events in (never audited itself, and left out of userTables). */
+export const auditSchema = 'tr_audit';
+
+/**
+ * Installs the audit on every table (and partitioned table) of `schemas` in the database at `url` (a superuser URL),
+ * or of every schema of the database with 'all'. Returns how many tables it audits.
+ */
+export async function installDeleteAudit(url: string, schemas: string[] | 'all' = ['app']): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -144,7 +152,10 @@ export async function installDeleteAudit(url: string, schemas: string[] = ['app'
       END $$;`);
     const { rows } = await client.query<{ tbl: string }>(
       `SELECT format('%I.%I', n.nspname, c.relname) AS tbl FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p') ORDER BY 1`, [schemas]);
+       WHERE c.relkind IN ('r', 'p') AND CASE WHEN $1::text[] IS NULL
+         THEN n.nspname NOT IN ('pg_catalog', 'information_schema', $2) AND n.nspname NOT LIKE 'pg\\_%'
+         ELSE n.nspname = ANY($1::text[]) END
+       ORDER BY 1`, [schemas === 'all' ? null : schemas, auditSchema]);
     for (const { tbl } of rows) {
       await client.query(`
         DROP TRIGGER IF EXISTS tr_audit_delete ON ${tbl};
@@ -170,75 +181,13 @@ export async function auditEvents(url: string): Promise<AuditEvent[]> {
   }
 }
 
+/** The DELETE and TRUNCATE statements the audit saw from sessions of application `app` (the product's by default). */
+export async function destructiveStatements(url: string, app = 'tenant-restore'): Promise<Array<{ tbl: string; op: string }>> {
+  return (await auditEvents(url)).filter((e) => e.app === app).map((e) => ({ tbl: e.tbl, op: e.op }));
+}
+
 // ---------------------------------------------------------------------------------------------------------------
-// I5: what the product wrote down, as text
-
-/** Flattens any decoded protobuf message (a workflow history) to text; byte fields (payload data) are decoded as UTF-8. */
-export function flattenToText(value: unknown, out: string[] = []): string[] {
-  if (value === null || value === undefined) return out;
-  if (value instanceof Uint8Array) {
-    out.push(Buffer.from(value).toString('utf8'));
-    // Payloads are JSON; a base64 form would hide a string from a plain search, so add that too.
-    out.push(Buffer.from(value).toString('base64'));
-    return out;
-  }
-  if (typeof value === 'string') out.push(value);
-  else if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') out.push(String(value));
-  else if (Array.isArray(value)) for (const v of value) flattenToText(v, out);
-  else if (typeof value === 'object') {
-    const long = value as { low?: number; high?: number; toString?: () => string };
-    if (typeof long.low === 'number' && typeof long.high === 'number') out.push(String(long.toString?.()));
-    else for (const v of Object.values(value as Record<string, unknown>)) flattenToText(v, out);
-  }
-  return out;
-}
-
-/** The full text of the histories of the given workflow ids (every run, after continue-as-new too). */
-export async function historiesText(client: Client, workflowIds: string[]): Promise<Map<string, string>> {
-  const texts = new Map<string, string>();
-  for (const workflowId of workflowIds) {
-    const runs: string[] = [];
-    for await (const execution of client.workflow.list({ query: `WorkflowId = ${JSON.stringify(workflowId)}` })) runs.push(execution.runId);
-    if (runs.length === 0) runs.push('');
-    const parts: string[] = [];
-    for (const runId of runs) {
-      const history = await client.workflow.getHandle(workflowId, runId || undefined).fetchHistory();
-      parts.push(flattenToText(history).join('\n'));
-    }
-    texts.set(workflowId, parts.join('\n'));
-  }
-  return texts;
-}
-
-/**
- * The workflow ids of a restore, found in the histories themselves (not in visibility, which lags): the parent
- * `restore/<restoreId>` and every child it started, over every run, and their children (a failed group is split into
- * tenant children), whatever the children's outcome. A failed restore's histories hold its failures' messages and
- * stack traces, which the I5 scan must read too.
- */
-export async function restoreWorkflowIds(client: Client, restoreId: string): Promise<string[]> {
-  const ids = [`restore/${restoreId}`];
-  for (let i = 0; i < ids.length; i++) {
-    const runs: string[] = [];
-    for await (const execution of client.workflow.list({ query: `WorkflowId = ${JSON.stringify(ids[i])}` })) runs.push(execution.runId);
-    if (runs.length === 0) runs.push('');
-    for (const runId of runs) {
-      const history = await client.workflow.getHandle(ids[i]!, runId || undefined).fetchHistory();
-      for (const event of history.events ?? []) {
-        const child = event.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
-        if (child && !ids.includes(child)) ids.push(child);
-      }
-    }
-  }
-  return ids;
-}
-
-/** The text of every history of a restore (restoreWorkflowIds), keyed `history <workflowId>`. */
-export async function restoreHistoriesText(client: Client, restoreId: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  for (const [id, text] of await historiesText(client, await restoreWorkflowIds(client, restoreId))) out.set(`history ${id}`, text);
-  return out;
-}
+// I5: what the product wrote down, as text (histories: ./history.ts)
 
 /** Every object under `prefix`, as text. */
 export async function s3Texts(s3: S3Client, bucket: string, prefix: string): Promise<Map<string, string>> {

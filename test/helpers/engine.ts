@@ -1,10 +1,10 @@
 /**
- * Helpers for the engine's integration tests: load SQL with psql, dump and restore with pg_dump/pg_restore, take
- * per-table fingerprints, and record any DELETE or TRUNCATE on live with triggers that fire even when the restore
- * suspends user triggers (ENABLE ALWAYS), so that invariant I2 is observed, not assumed.
+ * Helpers for the engine's integration tests: load SQL with psql, dump and restore with pg_dump/pg_restore, and take
+ * per-table fingerprints. (The DELETE/TRUNCATE audit of live, for I2, is in ./audit.ts.)
  */
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
+import { auditSchema } from './audit';
 import { withClient } from './stack';
 
 export function psqlFile(url: string, file: string): void {
@@ -23,12 +23,12 @@ export async function query<T extends pg.QueryResultRow = pg.QueryResultRow>(url
   return withClient(url, async (c) => (await c.query<T>(sql, values)).rows);
 }
 
-/** Every ordinary table (partitions included, so a row in the wrong partition shows), except the audit table. */
+/** Every ordinary table (partitions included, so a row in the wrong partition shows), except the audit's. */
 export async function userTables(url: string): Promise<string[]> {
   const rows = await query<{ t: string }>(url, `
     SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'audit') AND n.nspname NOT LIKE 'pg\\_%'
-    ORDER BY 1`);
+    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NOT LIKE 'pg\\_%'
+    ORDER BY 1`, [auditSchema]);
   return rows.map((r) => r.t);
 }
 
@@ -48,28 +48,4 @@ export async function fingerprints(url: string, tables: string[], where: (table:
     }
     return out;
   });
-}
-
-/** Installs statement-level ALWAYS triggers on every table that log DELETE and TRUNCATE into audit.destructive. */
-export async function installDestructiveAudit(url: string): Promise<void> {
-  const tables = await userTables(url);
-  await withClient(url, async (c) => {
-    await c.query(`CREATE SCHEMA IF NOT EXISTS audit;
-      CREATE TABLE IF NOT EXISTS audit.destructive (id bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL, app text);
-      CREATE OR REPLACE FUNCTION audit.log_destructive() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN INSERT INTO audit.destructive (tbl, op, app) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP, current_setting('application_name')); RETURN NULL; END $$;`);
-    for (const t of tables) {
-      await c.query(`CREATE TRIGGER zz_audit_delete AFTER DELETE OR TRUNCATE ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION audit.log_destructive()`);
-      // ALWAYS: fires even under session_replication_role = replica, which the restore uses.
-      await c.query(`ALTER TABLE ${t} ENABLE ALWAYS TRIGGER zz_audit_delete`);
-    }
-  });
-}
-
-export async function destructiveStatements(url: string, app = 'tenant-restore'): Promise<Array<{ tbl: string; op: string }>> {
-  return query<{ tbl: string; op: string }>(url, 'SELECT tbl, op FROM audit.destructive WHERE app = $1 ORDER BY id', [app]);
-}
-
-export async function clearAudit(url: string): Promise<void> {
-  await query(url, 'TRUNCATE audit.destructive');
 }

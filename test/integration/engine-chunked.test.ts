@@ -10,7 +10,8 @@ import { Pools } from '../../activities/db';
 import { buildPlan, type Plan } from '../../activities/plan';
 import { validateTenant } from '../../activities/validate';
 import type { CopyCheckpoint } from '../../activities/restore-types';
-import { destructiveStatements, fingerprints, installDestructiveAudit, psqlFile, query } from '../helpers/engine';
+import { destructiveStatements, installDeleteAudit } from '../helpers/audit';
+import { fingerprints, psqlFile, query } from '../helpers/engine';
 import { deleteTenantsSql, tenantFilter, tenantTables } from '../helpers/issue-tracker';
 import { useFreshDatabases, useStackEnv } from '../helpers/stack';
 
@@ -29,7 +30,7 @@ describe('chunked copy', () => {
     scratchUrl = (await fresh('chunk_scratch', source.name)).url;
     liveUrl = (await fresh('chunk_live', source.name)).url;
     await query(liveUrl, deleteTenantsSql([15]));
-    await installDestructiveAudit(liveUrl);
+    await installDeleteAudit(liveUrl, 'all');
     plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants' });
   });
   afterAll(() => pools.closeAll());

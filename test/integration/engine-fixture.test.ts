@@ -19,7 +19,8 @@ import { buildPlan, type Plan } from '../../activities/plan';
 import { preflightTenant } from '../../activities/preflight';
 import { validateTenant } from '../../activities/validate';
 import type { CopyResult } from '../../activities/restore-types';
-import { destructiveStatements, dumpAndRestore, fingerprints, installDestructiveAudit, psqlFile, query, withClient } from '../helpers/engine';
+import { destructiveStatements, installDeleteAudit } from '../helpers/audit';
+import { dumpAndRestore, fingerprints, psqlFile, query, withClient } from '../helpers/engine';
 import { deleteTenantsSql, tenantFilter, tenantTables } from '../helpers/issue-tracker';
 import { useFreshDatabases, useStackEnv } from '../helpers/stack';
 
@@ -129,7 +130,7 @@ describe('issue tracker: restore 20% of tenants while the others write', () => {
     dumpAndRestore(source.url, scratchUrl);
     liveUrl = (await fresh('it_live', source.name)).url;
     shadowUrl = (await fresh('it_shadow', source.name)).url;
-    await installDestructiveAudit(liveUrl);
+    await installDeleteAudit(liveUrl, 'all');
     // Sequences: one behind the backup's ids (must be advanced), one far ahead (must not move back).
     await query(liveUrl, `SELECT setval(pg_get_serial_sequence('app.attachments', 'id'), 1); SELECT setval(pg_get_serial_sequence('app.projects', 'id'), 1000000)`);
   });

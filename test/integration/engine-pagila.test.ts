@@ -11,7 +11,8 @@ import { Pools } from '../../activities/db';
 import { buildPlan, type Plan } from '../../activities/plan';
 import { preflightTenant } from '../../activities/preflight';
 import { validateTenant } from '../../activities/validate';
-import { destructiveStatements, fingerprints, installDestructiveAudit, psqlFile, query, userTables } from '../helpers/engine';
+import { destructiveStatements, installDeleteAudit } from '../helpers/audit';
+import { fingerprints, psqlFile, query, userTables } from '../helpers/engine';
 import { useFreshDatabases, useStackEnv } from '../helpers/stack';
 
 useStackEnv();
@@ -50,7 +51,7 @@ describe('Pagila: restore stores 1 and 2', () => {
     tables = await userTables(liveUrl);
     before = await fingerprints(liveUrl, tables);
     await query(liveUrl, deleteStores);
-    await installDestructiveAudit(liveUrl);
+    await installDeleteAudit(liveUrl, 'all');
   });
   afterAll(() => pools.closeAll());
 

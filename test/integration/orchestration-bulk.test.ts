@@ -15,7 +15,8 @@ import { scratchDatabaseName } from '../../activities/scratch';
 import type { RestoreReport } from '../../activities/report';
 import { adminQuery, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
-import { decodedHistoryText, projectRoot, restoreExecutions, runCli, saveHistory } from '../fixtures/orchestration/harness';
+import { historyText, restoreExecutions, saveHistory } from '../helpers/history';
+import { runCli } from '../helpers/product';
 import { startWebhookServer } from '../fixtures/orchestration/webhook-server';
 
 const env = useStackEnv();
@@ -150,7 +151,7 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
       expect(executions.filter((e) => e.type === 'tenantGroupRestore')).toHaveLength(3);
       expect(executions.filter((e) => e.type === 'tenantRestore')).toHaveLength(0);
       for (const e of executions) {
-        const text = decodedHistoryText(await client.workflow.getHandle(e.workflowId, e.runId).fetchHistory());
+        const text = historyText(await client.workflow.getHandle(e.workflowId, e.runId).fetchHistory());
         expect(text).toContain(restoreId); // the decoding works: payloads are readable
         expect(text).not.toContain(password);
         expect(text).not.toContain(env.AWS_SECRET_ACCESS_KEY);
@@ -158,11 +159,10 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
         expect(text).not.toMatch(/rowdata/i);
       }
       if (process.env.SAVE_REPLAY_HISTORIES) {
-        const dir = join(projectRoot, 'test', 'replay', 'histories');
         const bulk = executions.find((e) => e.type === 'bulkRestore')!;
         const child = executions.find((e) => e.type === 'tenantGroupRestore')!;
-        await saveHistory(client, bulk.workflowId, bulk.runId, 'bulk-restore-groups', dir);
-        await saveHistory(client, child.workflowId, child.runId, 'tenant-group-restore-actions', dir);
+        await saveHistory(client, bulk.workflowId, bulk.runId, 'bulk-restore-groups');
+        await saveHistory(client, child.workflowId, child.runId, 'tenant-group-restore-actions');
       }
     } finally {
       await close();

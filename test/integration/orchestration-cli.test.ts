@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createS3Client } from '../../activities/s3';
 import { bulkWorkflowId } from '../../workflows/definitions';
 import { serverUrl, temporalClient, uniqueName, useStackEnv } from '../helpers/stack';
-import { productEnv, runCli } from '../fixtures/orchestration/harness';
+import { productEnv, runCli } from '../helpers/product';
 
 const env = useStackEnv();
 const password = new URL(env.STACK_PG_URL).password;

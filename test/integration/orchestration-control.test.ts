@@ -14,7 +14,8 @@ import { createS3Client } from '../../activities/s3';
 import { bulkWorkflowId, progressQuery, type BulkRestoreResult, type RestoreProgress } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
-import { historyEvents, projectRoot, runCli, saveHistory } from '../fixtures/orchestration/harness';
+import { historyEvents, saveHistory } from '../helpers/history';
+import { runCli } from '../helpers/product';
 import { startWebhookServer } from '../fixtures/orchestration/webhook-server';
 
 const env = useStackEnv();
@@ -196,11 +197,10 @@ describe('operator control of a running restore', () => {
       const enabled = await withClient(live.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.app_installations WHERE tenant_id = ANY($1) AND enabled', [victims]));
       expect(enabled.rows[0].n).toBe(40);
       if (process.env.SAVE_REPLAY_HISTORIES) {
-        const dir = join(projectRoot, 'test', 'replay', 'histories');
         const parent = await client.workflow.getHandle(bulkWorkflowId(restoreId)).describe();
-        await saveHistory(client, parent.workflowId, parent.runId, replay.parent, dir);
+        await saveHistory(client, parent.workflowId, parent.runId, replay.parent);
         const child = await client.workflow.getHandle(replay.childId(restoreId)).describe();
-        await saveHistory(client, child.workflowId, child.runId, replay.child, dir);
+        await saveHistory(client, child.workflowId, child.runId, replay.child);
       }
       return restoreId;
     } finally {

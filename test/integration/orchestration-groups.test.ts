@@ -16,7 +16,8 @@ import type { RestoreReport } from '../../activities/report';
 import { groupWorkflowId } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tables, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
-import { restoreExecutions, runCli } from '../fixtures/orchestration/harness';
+import { restoreExecutions } from '../helpers/history';
+import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();

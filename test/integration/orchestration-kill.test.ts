@@ -4,7 +4,6 @@
  * restore completes with exactly the backup's rows (no duplicates, nothing missing).
  */
 import type { Client } from '@temporalio/client';
-import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +12,8 @@ import type { CopyCheckpoint } from '../../activities/restore-types';
 import { bulkWorkflowId, tenantWorkflowId, type BulkRestoreResult } from '../../workflows/definitions';
 import { temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
-import { historyEvents, runCli, startWorkerProcess } from '../fixtures/orchestration/harness';
+import { historyEvents } from '../helpers/history';
+import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/product';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -28,7 +28,7 @@ describe('a worker killed in the middle of a copy', () => {
   let backup: string;
   let client: Client;
   let closeClient: () => Promise<void>;
-  const workers: ChildProcess[] = [];
+  const workers: WorkerProcess[] = [];
 
   beforeAll(async () => {
     source = await fresh('orch_kill_src');
@@ -46,13 +46,13 @@ describe('a worker killed in the middle of a copy', () => {
   });
 
   afterAll(async () => {
-    for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGTERM');
+    for (const w of workers) await w.stop();
     await closeClient?.();
   });
 
   it('resumes from the heartbeated checkpoint on a new worker and converges to the backup, exactly', async () => {
-    const first = await startWorkerProcess(taskQueue);
-    workers.push(first.child);
+    const first = await startWorkerProcess({ taskQueue });
+    workers.push(first);
     const configPath = join(tmpdir(), `${restoreId}.json`);
     writeFileSync(configPath, JSON.stringify({ chunkRows: 200 }));
     const started = await runCli(['start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', victims.join(','),
@@ -76,17 +76,16 @@ describe('a worker killed in the middle of a copy', () => {
       }
       if (!checkpoint) await new Promise((r) => setTimeout(r, 100));
     }
-    first.child.kill('SIGKILL');
-    await new Promise((r) => first.child.once('exit', r));
+    await first.kill('SIGKILL');
     const atKill = await tenantRows(live.url, [big]);
     const expected = await tenantRows(source.url, [big]);
     expect(atKill['app.comments'].count).toBeLessThan(expected['app.comments'].count);
 
-    const second = await startWorkerProcess(taskQueue);
-    workers.push(second.child);
+    const second = await startWorkerProcess({ taskQueue });
+    workers.push(second);
     const result = (await client.workflow.getHandle(bulkWorkflowId(restoreId)).result()) as BulkRestoreResult;
     expect(result).toMatchObject({ status: 'succeeded', total: 6, restored: 6, failed: 0 });
-    second.child.kill('SIGTERM');
+    await second.stop();
 
     // Exactly the backup's rows: same counts and checksums per table (a duplicate or a missing row would change both).
     expect(await tenantRows(live.url, victims)).toEqual(await tenantRows(source.url, victims));
@@ -94,7 +93,7 @@ describe('a worker killed in the middle of a copy', () => {
     expect(dupes.rows).toHaveLength(0);
 
     // The copy ran again on the new worker and started from the checkpoint, not from the beginning.
-    expect(second.output()).toContain('resuming copy from checkpoint');
+    expect(second.log()).toContain('resuming copy from checkpoint');
     const events = await child.fetchHistory();
     const attempts = (events.events ?? [])
       .filter((e) => e.activityTaskStartedEventAttributes)

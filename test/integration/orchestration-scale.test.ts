@@ -16,7 +16,8 @@ import type { RestoreReport } from '../../activities/report';
 import { bulkWorkflowId, type BulkRestoreResult } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import { deleteTenants, generate, range, tenantRows, tinyTenant, uploadBackup } from '../fixtures/orchestration/fixture';
-import { decodedHistoryText, historyEvents, projectRoot, restoreExecutions, runCli, saveHistory } from '../fixtures/orchestration/harness';
+import { historyEvents, historyText, restoreExecutions, saveHistory } from '../helpers/history';
+import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -78,7 +79,7 @@ describe('a restore of 2,000 small tenants', () => {
       const events = historyEvents(history);
       expect(events.filter((e) => e.type === 'startChildWorkflowExecutionInitiated').length).toBeLessThanOrEqual(100);
       expect(events.length).toBeLessThan(20_000);
-      const text = decodedHistoryText(history);
+      const text = historyText(history);
       expect(text).toContain('tenants.input.json');
       expect(text).not.toContain(`"tenants":["1","2"`);
     }
@@ -99,13 +100,12 @@ describe('a restore of 2,000 small tenants', () => {
       + `per group of 5: ${(childMs / 400).toFixed(0)} ms in its child, of which engine steps ${(engineMs / 400).toFixed(0)} ms, orchestration ${((childMs - engineMs) / 400).toFixed(0)} ms\n`);
 
     if (process.env.SAVE_REPLAY_HISTORIES) {
-      const dir = join(projectRoot, 'test', 'replay', 'histories');
       // A run that started from carried state and itself continued-as-new.
       for (const run of runs) {
         const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
         const events = historyEvents(history);
-        if (events.at(-1)?.type === 'workflowExecutionContinuedAsNew' && !decodedHistoryText(history).includes('prepareScratch')) {
-          await saveHistory(client, run.workflowId, run.runId, 'bulk-restore-groups-continued-run', dir);
+        if (events.at(-1)?.type === 'workflowExecutionContinuedAsNew' && !historyText(history).includes('prepareScratch')) {
+          await saveHistory(client, run.workflowId, run.runId, 'bulk-restore-groups-continued-run');
           break;
         }
       }

@@ -13,7 +13,7 @@ import { createS3Client, getJson } from '../../activities/s3';
 import { scratchDatabaseName } from '../../activities/scratch';
 import { adminQuery, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup } from '../fixtures/orchestration/fixture';
-import { runCli } from '../fixtures/orchestration/harness';
+import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();

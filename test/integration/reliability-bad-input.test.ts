@@ -7,7 +7,6 @@
  * The cases and their real messages are written to .stack/reliability/bad-input.md (the README's table).
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -18,7 +17,8 @@ import { takeBackup } from '../../scripts/workload/backup';
 import { generateWorkload } from '../../scripts/workload/generate';
 import { purgeTenants } from '../../scripts/workload/incident';
 import { applyGrants, createScratchRole, dropRoles, newPassword, privatePgpass, roleUrl } from '../helpers/audit';
-import { logDir, productEnv, runCli, WorkerProcess, type CliResult } from '../helpers/chaos';
+import { psqlFile } from '../helpers/engine';
+import { logDir, productEnv, runCli, WorkerProcess, type CliResult } from '../helpers/product';
 import { adminQuery, dropDatabase, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 
 const env = useStackEnv();
@@ -99,7 +99,7 @@ function record(name: string, result: CliResult): string {
 /** A database made from a SQL fixture: the source, its backup in S3, and live (the source minus the victim's rows). */
 async function fixtureCase(file: string, schemas: string, deleteVictim: string): Promise<{ backup: string; live: { name: string; url: string } }> {
   const source = await fresh('rel_bad_src');
-  execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', source.url, '-f', join(fixtures, file)], { env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  psqlFile(source.url, join(fixtures, file));
   const key = `reliability/${run}/${file}.dump`;
   const { url: backup } = await takeBackup({ url: source.url, s3, bucket: env.STACK_S3_BUCKET, key, retentionDays: 1 });
   const live = await fresh('rel_bad_live', source.name);

@@ -7,7 +7,6 @@
  *   set session_replication_role (the mode that needs no such grant): user triggers fire, the restore is the same.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -20,9 +19,9 @@ import type { Plan } from '../../activities/plan';
 import { buildStartRequest } from '../../cli/client/start';
 import { bulkWorkflowId, progressQuery, type BulkRestoreResult } from '../../workflows/definitions';
 import { buildPlan } from '../../activities/plan';
-import { dropRoles, grantsSql, newPassword, roleUrlWithPassword } from '../helpers/audit';
-import { adminQuery, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
-import { runCli } from '../fixtures/orchestration/harness';
+import { applyGrants, dropRoles, newPassword, roleUrlWithPassword } from '../helpers/audit';
+import { adminQuery, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
+import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -212,15 +211,7 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
   it('grants.sql with -v fk_checks=postgres gives the role no SET on session_replication_role, and the plan does without', async () => {
     const role = uniqueName('tr_safety_fk');
     const rolePassword = newPassword();
-    const grants = (extra: string[]) => new Promise<{ code: number; output: string }>((resolve, reject) => {
-      const child = spawn('psql', ['-X', '-q', '-d', serverUrl(live.name), '-v', `restore_role=${role}`, '-v', `restore_password=${rolePassword}`, '-v', 'schemas=app', ...extra, '-f', grantsSql],
-        { env: { ...process.env, PGPASSFILE: env.PGPASSFILE }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code: code ?? 1, output }));
-    });
+    const grants = (extra: string[]) => applyGrants(live.name, role, rolePassword, 'app', extra);
     const canSet = async () => (await adminQuery("SELECT has_parameter_privilege($1, 'session_replication_role', 'SET') AS ok", [role])).rows[0].ok as boolean;
     const planAsRole = async () => {
       const rolePools = new Pools();

@@ -13,7 +13,6 @@
  *   once the lock is released.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import type { Client } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,8 +28,10 @@ import { takeBackup } from '../../scripts/workload/backup';
 import { generateWorkload } from '../../scripts/workload/generate';
 import { purgeTenants } from '../../scripts/workload/incident';
 import { bulkWorkflowId, type BulkRestoreInput, type BulkRestoreResult } from '../../workflows/definitions';
-import { historiesText, restoreHistoriesText, restoreWorkflowIds, s3Texts, scanForNeedles, type Needle } from '../helpers/audit';
-import { logDir, productEnv, runCli, sleep, WorkerProcess, type CliResult } from '../helpers/chaos';
+import { s3Texts, scanForNeedles, type Needle } from '../helpers/audit';
+import { sleep } from '../helpers/chaos';
+import { failedActivities, historiesText, restoreHistoriesText, restoreWorkflowIds } from '../helpers/history';
+import { logDir, productEnv, runCli, WorkerProcess, type CliResult } from '../helpers/product';
 import { dropDatabase, serverUrl, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
 
 const env = useStackEnv();
@@ -56,29 +57,6 @@ async function fingerprint(url: string): Promise<Record<string, string>> {
     }
     return out;
   });
-}
-
-interface FailedActivity { workflowId: string; activity: string; attempt: number; type?: string; nonRetryable?: boolean; message: string }
-
-/** Every failed activity attempt recorded in the histories (the last attempt of each: Temporal records only that one). */
-async function failedActivities(client: Client, workflowIds: string[]): Promise<FailedActivity[]> {
-  const out: FailedActivity[] = [];
-  for (const workflowId of workflowIds) {
-    const history = await client.workflow.getHandle(workflowId).fetchHistory();
-    const byId = new Map((history.events ?? []).map((e) => [String(e.eventId), e]));
-    for (const event of history.events ?? []) {
-      const failed = event.activityTaskFailedEventAttributes;
-      if (!failed) continue;
-      const scheduled = byId.get(String(failed.scheduledEventId))?.activityTaskScheduledEventAttributes;
-      const started = byId.get(String(failed.startedEventId))?.activityTaskStartedEventAttributes;
-      out.push({
-        workflowId, activity: scheduled?.activityType?.name ?? '?', attempt: started?.attempt ?? -1,
-        type: failed.failure?.applicationFailureInfo?.type ?? undefined, nonRetryable: failed.failure?.applicationFailureInfo?.nonRetryable ?? undefined,
-        message: failed.failure?.message ?? '',
-      });
-    }
-  }
-  return out;
 }
 
 type StartJson = { status: string; tenants: Array<{ tenantId: string; status: string; error?: string }>; error?: string };

@@ -20,7 +20,7 @@ import { createS3Client, getJson } from '../../activities/s3';
 import type { RestoreReport } from '../../activities/report';
 import { startWorker, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
-import { runCli } from '../fixtures/orchestration/harness';
+import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();

@@ -24,7 +24,8 @@ import { drillInputFromFlags, runDrill } from '../../cli/client/drill';
 import { bulkWorkflowId } from '../../workflows/definitions';
 import { adminQuery, dropDatabase, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup } from '../fixtures/orchestration/fixture';
-import { runCli, type CliResult } from '../fixtures/orchestration/harness';
+import { failedActivities } from '../helpers/history';
+import { runCli, type CliResult } from '../helpers/product';
 import { applyGrants, dropRoles, newPassword, roleUrlWithPassword } from '../helpers/audit';
 
 const env = useStackEnv();
@@ -73,13 +74,8 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     return live;
   };
   /** The types of the activity failures in a restore's history (the workflow's own failure wraps them). */
-  const activityFailureTypes = async (restoreId: string): Promise<string[]> => {
-    const history = await client.workflow.getHandle(bulkWorkflowId(restoreId)).fetchHistory();
-    return (history.events ?? []).flatMap((e) => {
-      const type = e.activityTaskFailedEventAttributes?.failure?.applicationFailureInfo?.type;
-      return type ? [type] : [];
-    });
-  };
+  const activityFailureTypes = async (restoreId: string): Promise<string[]> =>
+    (await failedActivities(client, [bulkWorkflowId(restoreId)])).flatMap((f) => (f.type ? [f.type] : []));
   const uploadRaw = async (key: string, body: Buffer | string, manifest: boolean) => {
     await s3.send(new PutObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: key, Body: body }));
     if (manifest) {
