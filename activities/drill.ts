@@ -138,7 +138,13 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
     async checkDrillDatabase(input: { drill: DatabaseRef; report: string }): Promise<NonNullable<DrillRecord['rowCheck']> & { rows: number }> {
       const report = await getJson<RestoreReport>(s3, parseS3Url(input.report));
       const expected: Record<string, number> = { ...report.totals.rows };
-      for (const t of report.tenants) for (const p of t.parentClosure) expected[p.table] = (expected[p.table] ?? 0) + p.rows;
+      // A unit of several tenants copied its parent closure once; each of its tenants carries the unit's evidence.
+      const counted = new Set<string>();
+      for (const t of report.tenants) {
+        if (t.group && counted.has(t.group.workflowId)) continue;
+        if (t.group) counted.add(t.group.workflowId);
+        for (const p of t.parentClosure) expected[p.table] = (expected[p.table] ?? 0) + p.rows;
+      }
       const db = pools.get(input.drill);
       const { rows: tables } = await db.query<{ schema: string; name: string }>(`
         SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

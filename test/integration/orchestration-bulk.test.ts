@@ -148,8 +148,8 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
     try {
       const executions = await restoreExecutions(client, restoreId);
       expect(executions.filter((e) => e.type === 'bulkRestore').length).toBeGreaterThanOrEqual(1);
-      expect(executions.filter((e) => e.type === 'tenantGroupRestore')).toHaveLength(3);
-      expect(executions.filter((e) => e.type === 'tenantRestore')).toHaveLength(0);
+      expect(executions.filter((e) => e.type === 'restoreUnit')).toHaveLength(3);
+      expect(executions.filter((e) => e.type === 'tenantRestore' || e.type === 'tenantGroupRestore')).toHaveLength(0);
       for (const e of executions) {
         const text = historyText(await client.workflow.getHandle(e.workflowId, e.runId).fetchHistory());
         expect(text).toContain(restoreId); // the decoding works: payloads are readable
@@ -160,9 +160,9 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
       }
       if (process.env.SAVE_REPLAY_HISTORIES) {
         const bulk = executions.find((e) => e.type === 'bulkRestore')!;
-        const child = executions.find((e) => e.type === 'tenantGroupRestore')!;
-        await saveHistory(client, bulk.workflowId, bulk.runId, 'bulk-restore-groups');
-        await saveHistory(client, child.workflowId, child.runId, 'tenant-group-restore-actions');
+        const child = executions.find((e) => e.type === 'restoreUnit')!;
+        await saveHistory(client, bulk.workflowId, bulk.runId, 'bulk-restore-units');
+        await saveHistory(client, child.workflowId, child.runId, 'restore-unit-actions');
       }
     } finally {
       await close();

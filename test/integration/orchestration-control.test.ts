@@ -86,7 +86,8 @@ describe('operator control of a running restore', () => {
     let peak = 0;
     events.forEach((e, i) => {
       if (e.type === 'startChildWorkflowExecutionInitiated') inFlight += 1;
-      if (e.type === 'workflowExecutionSignaled' && e.signal === 'tenantDone') inFlight -= 1;
+      // Units of one (--group-size 1 here) end with one `groupDone` signal each.
+      if (e.type === 'workflowExecutionSignaled' && e.signal === 'groupDone') inFlight -= 1;
       if (i >= from && i < to) peak = Math.max(peak, inFlight);
     });
     return peak;
@@ -209,13 +210,13 @@ describe('operator control of a running restore', () => {
   }
 
   it('holds billing until approved, per tenant and then for all; other actions run at once', async () => {
-    await approvalScenario('approve', ['--concurrency', '3'], { parent: 'bulk-restore-approval', child: 'tenant-restore-approval', childId: (id) => `restore/${id}/tenant/3` });
+    await approvalScenario('approve', ['--concurrency', '3'], { parent: 'bulk-restore-units-approval', child: 'restore-unit-approval', childId: (id) => `restore/${id}/tenant/3` });
   });
 
   it('holds billing per tenant inside groups: approved tenants finish, the rest of their group keeps waiting', async () => {
     // Four groups of five; 3 and 4 share a group with 1, 2 and 5, and only they go on when approved.
     const restoreId = await approvalScenario('approve-groups', ['--concurrency', '2', '--group-size', '5'],
-      { parent: 'bulk-restore-groups-approval', child: 'tenant-group-restore-approval', childId: (id) => `restore/${id}/group/0` });
+      { parent: 'bulk-restore-units-group-approval', child: 'restore-unit-group-approval', childId: (id) => `restore/${id}/group/0` });
     const children = (await parentEvents(restoreId)).map((e) => e.childId).filter((id) => id && id !== bulkWorkflowId(restoreId));
     expect([...new Set(children)].sort()).toEqual([0, 5, 10, 15].map((i) => `restore/${restoreId}/group/${i}`).sort());
   });

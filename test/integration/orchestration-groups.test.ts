@@ -1,6 +1,6 @@
 /**
  * Group restores when a tenant cannot be restored: one bad tenant fails alone, never its group. Sixteen tenants
- * (`start --group-size 5`) go to four tenantGroupRestore children. One group holds tenant 7, whose user id a
+ * (`start --group-size 5`) go to four restoreUnit children. One group holds tenant 7, whose user id a
  * bystander (tenant 30) now holds in live with other content (a CrossTenantConflictError under every policy); another
  * holds 9999, an id the backup does not have (TenantNotInBackupError). Both groups fail as a unit, nothing of them
  * is committed, and their tenants are restored again one at a time: only 7 and 9999 are reported failed. The report
@@ -13,7 +13,7 @@ import { createActivities } from '../../activities';
 import { Pools } from '../../activities/db';
 import { createS3Client, getJson } from '../../activities/s3';
 import type { RestoreReport } from '../../activities/report';
-import { groupWorkflowId } from '../../workflows/definitions';
+import { groupWorkflowId, tenantWorkflowId, unitWorkflowId } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import { deleteTenants, generate, range, smallTenant, tables, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
 import { restoreExecutions } from '../helpers/history';
@@ -152,14 +152,16 @@ describe('a group restore in which one tenant conflicts and one is not in the ba
     }
   });
 
-  it('ran one tenantGroupRestore per group of 5 and no tenantRestore', async () => {
+  it('ran one restoreUnit per group of 5 (the last, of one tenant, named by its tenant), and none of the previous release\'s child types', async () => {
     const { client, close } = await temporalClient();
     try {
       const executions = await restoreExecutions(client, restoreId);
-      const groups = executions.filter((e) => e.type === 'tenantGroupRestore');
+      const groups = executions.filter((e) => e.type === 'restoreUnit');
       expect(groups).toHaveLength(Math.ceil(list.length / groupSize));
-      expect(groups.map((e) => e.workflowId).sort()).toEqual([0, 5, 10, 15].map((i) => groupWorkflowId(restoreId, i)).sort());
-      expect(executions.filter((e) => e.type === 'tenantRestore')).toHaveLength(0);
+      // 16 tenants: three units of five, and a unit of one, whose id is the tenant's.
+      expect(groups.map((e) => e.workflowId).sort()).toEqual([0, 5, 10, 15].map((i) => unitWorkflowId(restoreId, list.slice(i, i + groupSize).map(String), i)).sort());
+      expect(groups.map((e) => e.workflowId)).toContain(tenantWorkflowId(restoreId, String(list[15])));
+      expect(executions.filter((e) => e.type === 'tenantRestore' || e.type === 'tenantGroupRestore')).toHaveLength(0);
       expect(executions.filter((e) => e.type === 'bulkRestore').length).toBeGreaterThanOrEqual(1);
     } finally {
       await close();

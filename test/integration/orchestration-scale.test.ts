@@ -72,8 +72,8 @@ describe('a restore of 2,000 small tenants', () => {
     const executions = await restoreExecutions(client, restoreId);
     const runs = executions.filter((e) => e.type === 'bulkRestore');
     expect(runs.length).toBeGreaterThanOrEqual(4);
-    expect(executions.filter((e) => e.type === 'tenantGroupRestore')).toHaveLength(400);
-    expect(executions.filter((e) => e.type === 'tenantRestore')).toHaveLength(0);
+    expect(executions.filter((e) => e.type === 'restoreUnit')).toHaveLength(400);
+    expect(executions.filter((e) => e.type === 'tenantRestore' || e.type === 'tenantGroupRestore')).toHaveLength(0);
     for (const run of runs) {
       const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
       const events = historyEvents(history);
@@ -105,7 +105,7 @@ describe('a restore of 2,000 small tenants', () => {
         const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
         const events = historyEvents(history);
         if (events.at(-1)?.type === 'workflowExecutionContinuedAsNew' && !historyText(history).includes('prepareScratch')) {
-          await saveHistory(client, run.workflowId, run.runId, 'bulk-restore-groups-continued-run');
+          await saveHistory(client, run.workflowId, run.runId, 'bulk-restore-units-continued-run');
           break;
         }
       }

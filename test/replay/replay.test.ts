@@ -18,7 +18,7 @@ describe('workflow replay against saved histories', () => {
       'bulk-restore-50.binpb', 'bulk-restore-approval.binpb', 'bulk-restore-continued-run.binpb', 'tenant-restore-actions.binpb', 'tenant-restore-approval.binpb',
       'bulk-restore-groups.binpb', 'bulk-restore-groups-approval.binpb', 'bulk-restore-groups-continued-run.binpb', 'tenant-group-restore-actions.binpb', 'tenant-group-restore-approval.binpb',
       // This release: restore units (of one, and of several), run by the shims' histories above as well.
-      'bulk-restore-units.binpb', 'bulk-restore-units-approval.binpb', 'bulk-restore-units-group-approval.binpb', 'restore-unit-actions.binpb', 'restore-unit-approval.binpb', 'restore-unit-group-approval.binpb',
+      'bulk-restore-units.binpb', 'bulk-restore-units-approval.binpb', 'bulk-restore-units-continued-run.binpb', 'bulk-restore-units-group-approval.binpb', 'restore-unit-actions.binpb', 'restore-unit-approval.binpb', 'restore-unit-group-approval.binpb',
     ]));
   });
 
