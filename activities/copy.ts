@@ -269,7 +269,8 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
       const outcome = await merge(live, plan, ctx, table, name, n, conflict, tenantIds, written);
       addOutcome(totals, table, outcome);
       if (recordKeys && outcome.written > 0) (totals.restoredKeys ??= {})[table.key] = await recordedKeys(live, table, written!, outcome.written);
-      staged.push({ table, name, written: table.nullThenUpdate.length ? written : null });
+      // No row staged, no written-keys table (merge creates it only for rows): nothing of this table to fill.
+      staged.push({ table, name, written: table.nullThenUpdate.length && n > 0 ? written : null });
     }
     await finishStaged(live, plan, staged, tenantIds, signal);
     return totals;
@@ -429,7 +430,7 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
       const written = table.nullThenUpdate.length ? `tr_written_${i}` : null;
       const n = await stage(run.scratch, live, plan, run.ctx, table, name, { signal });
       outcomes.push([table, await merge(live, plan, run.ctx, table, name, n, conflict, tenantIds, written)]);
-      staged.push({ table, name, written });
+      staged.push({ table, name, written: n > 0 ? written : null });
     }
     await finishStaged(live, plan, staged, tenantIds, signal);
   });

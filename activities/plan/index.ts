@@ -341,7 +341,7 @@ export function fkTarget(plan: Pick<Plan, 'tables'>, fk: PlanForeignKey): string
 }
 
 /**
- * How a chunked copy (issue 11: no chunk may commit an orphan) goes through the tables: in units of consecutive tables
+ * How a chunked copy (no chunk may commit an orphan) goes through the tables: in units of consecutive tables
  * of the order. A table outside FK cycles is a unit of its own. The tables of one FK cycle (a self-reference included)
  * form one unit, because their FKs point forward in the order or into the same table, to rows a later chunk brings:
  * - `chunks`: every such forward or self FK is nullable; the chunks insert those columns NULL (so every committed chunk
