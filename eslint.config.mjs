@@ -6,15 +6,32 @@ import tseslint from 'typescript-eslint';
 const nonDeterministicImports = {
   patterns: [
     { group: ['node:*'], message: 'Workflows must be deterministic: no Node builtins. Do this in an activity.' },
-    { group: ['pg', 'pg-*', 'pino', '@aws-sdk/*', '@temporalio/activity', '@temporalio/worker', '@temporalio/client'],
-      message: 'Workflows must be deterministic: I/O belongs in activities.' },
+    {
+      group: ['pg', 'pg-*', 'pino', '@aws-sdk/*', '@temporalio/activity', '@temporalio/worker', '@temporalio/client'],
+      message: 'Workflows must be deterministic: I/O belongs in activities.',
+    },
     // restore-types.ts is the exception: the engine's plain shapes and pure functions (it imports nothing), which the
     // workflows carry and the engine records.
-    { regex: '^\\.\\./activities(/(?!restore-types$).*)?$', allowTypeImports: true,
-      message: 'Workflows may only import the *types* of activities (import type).' },
+    {
+      regex: '^\\.\\./activities(/(?!restore-types$).*)?$',
+      allowTypeImports: true,
+      message: 'Workflows may only import the *types* of activities (import type).',
+    },
   ],
-  paths: ['fs', 'path', 'os', 'child_process', 'crypto', 'http', 'https', 'net', 'stream', 'events', 'util', 'worker_threads']
-    .map((name) => ({ name, message: 'Workflows must be deterministic: no Node builtins.' })),
+  paths: [
+    'fs',
+    'path',
+    'os',
+    'child_process',
+    'crypto',
+    'http',
+    'https',
+    'net',
+    'stream',
+    'events',
+    'util',
+    'worker_threads',
+  ].map((name) => ({ name, message: 'Workflows must be deterministic: no Node builtins.' })),
 };
 
 export default tseslint.config(
@@ -34,10 +51,12 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': 'off',
       '@typescript-eslint/no-restricted-imports': ['error', nonDeterministicImports],
-      'no-restricted-globals': ['error',
+      'no-restricted-globals': [
+        'error',
         { name: 'setTimeout', message: 'Use sleep() from @temporalio/workflow.' },
         { name: 'setInterval', message: 'Use sleep() in a loop from @temporalio/workflow.' },
-        { name: 'process', message: 'Workflows cannot read the environment.' }],
+        { name: 'process', message: 'Workflows cannot read the environment.' },
+      ],
     },
   },
   { files: ['eslint.config.mjs'], ...tseslint.configs.disableTypeChecked },

@@ -31,10 +31,25 @@ import { classifyDbError, InvalidCheckpointError, isPgError, RestoreError, Tenan
 import type { YieldToLive } from './live-pressure';
 import { assertPlan, chunkUnits, renderContext, type ChunkUnit, type Plan, type PlanTable } from './plan';
 import type { RenderContext } from './plan/ownership';
-import { recordedKeysLimit, type ConflictPolicy, type CopyCheckpoint, type CopyResult, type TenantId } from './restore-types';
+import {
+  recordedKeysLimit,
+  type ConflictPolicy,
+  type CopyCheckpoint,
+  type CopyResult,
+  type TenantId,
+} from './restore-types';
 import { assertNoCrossTenantKeys } from './sql/cross-tenant';
 import { tenantLock } from './sql/lock';
-import { conflictCount, conflictPolicyRefusal, createWrittenKeys, fillChunkRows, fillWrittenRows, insertStaged, insertTracked, writtenKeys } from './sql/merge';
+import {
+  conflictCount,
+  conflictPolicyRefusal,
+  createWrittenKeys,
+  fillChunkRows,
+  fillWrittenRows,
+  insertStaged,
+  insertTracked,
+  writtenKeys,
+} from './sql/merge';
 import { danglingReference, scanOrphans } from './sql/orphans';
 import { assertTenantsInBackup, liveRoots, ownedRowCount } from './sql/presence';
 import { advanceSequences } from './sql/sequences';
@@ -78,7 +93,15 @@ interface TableOutcome {
 }
 
 /** Streams the tenant's rows of `table` from scratch into a fresh staging table on live. Returns the staged row count. */
-function stage(scratch: PoolClient, live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, opts: { chunk?: { limit: number; afterKey: boolean }; signal?: AbortSignal }): Promise<number> {
+function stage(
+  scratch: PoolClient,
+  live: PoolClient,
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  stagingName: string,
+  opts: { chunk?: { limit: number; afterKey: boolean }; signal?: AbortSignal },
+): Promise<number> {
   return stageRows(scratch, live, plan, ctx, table, stagingName, { kind: 'rows' }, { ...opts, analyze: 'always' });
 }
 
@@ -86,7 +109,17 @@ function stage(scratch: PoolClient, live: PoolClient, plan: Plan, ctx: RenderCon
  * Merges staging into the target. Owned tables: cross-tenant check on every unique key (sql/cross-tenant.ts), then the
  * policy. Shared tables: insert the missing parents only. `trackWritten`: the keys inserted go into that table.
  */
-async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, stagingName: string, staged: number, policy: ConflictPolicy, tenantIds: TenantId[], trackWritten: string | null): Promise<TableOutcome> {
+async function merge(
+  live: PoolClient,
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  stagingName: string,
+  staged: number,
+  policy: ConflictPolicy,
+  tenantIds: TenantId[],
+  trackWritten: string | null,
+): Promise<TableOutcome> {
   if (staged === 0) return { staged, written: 0, kept: 0, conflicts: 0 };
   const insert = insertStaged(plan, ctx, table, stagingName, policy);
   if (table.role === 'shared') {
@@ -112,7 +145,13 @@ async function merge(live: PoolClient, plan: Plan, ctx: RenderContext, table: Pl
  * What every staged transaction does after its merges, before COMMIT: the cycle columns inserted as NULL are set, the
  * sequences move past the restored ids, and (FK triggers suspended) every FK of the written rows is checked.
  */
-async function finishStaged(live: PoolClient, plan: Plan, staged: Array<{ table: PlanTable; name: string; written: string | null }>, tenantIds: TenantId[], signal?: AbortSignal): Promise<void> {
+async function finishStaged(
+  live: PoolClient,
+  plan: Plan,
+  staged: Array<{ table: PlanTable; name: string; written: string | null }>,
+  tenantIds: TenantId[],
+  signal?: AbortSignal,
+): Promise<void> {
   for (const s of staged) if (s.written) await live.query(fillWrittenRows(plan, s.table, s.name, s.written));
   for (const s of staged) for (const statement of advanceSequences(s.table, s.name)) await live.query(statement);
   if (plan.fkEnforcement === 'replica') {
@@ -125,13 +164,24 @@ async function finishStaged(live: PoolClient, plan: Plan, staged: Array<{ table:
 }
 
 /** The primary keys of the rows a merge inserted (tracked in `writtenName`), as text, at most recordedKeysLimit. */
-async function recordedKeys(live: PoolClient, table: PlanTable, writtenName: string, total: number): Promise<{ keys: string[][]; total: number }> {
+async function recordedKeys(
+  live: PoolClient,
+  table: PlanTable,
+  writtenName: string,
+  total: number,
+): Promise<{ keys: string[][]; total: number }> {
   const { rows } = await live.query<{ key: string[] }>(writtenKeys(table, writtenName, recordedKeysLimit));
   return { keys: rows.map((r) => r.key), total };
 }
 
 /** FK triggers are suspended (replica): every FK of the staged keys' live rows is checked, and their parents locked. */
-async function assertNoOrphans(live: PoolClient, plan: Plan, table: PlanTable, stagingName: string, tenantIds: TenantId[]): Promise<void> {
+async function assertNoOrphans(
+  live: PoolClient,
+  plan: Plan,
+  table: PlanTable,
+  stagingName: string,
+  tenantIds: TenantId[],
+): Promise<void> {
   const orphans = await scanOrphans(live, plan, [table], () => ({ staged: stagingName }));
   if (orphans.length) throw danglingReference(table.key, orphans, tenantIds);
 }
@@ -152,7 +202,12 @@ async function countRows(scratch: PoolClient, plan: Plan, ctx: RenderContext): P
  * that nothing of this restore has written yet must still be absent now that no other restore can be writing them;
  * one that came back (another restore finished it while this one waited) is refused, nothing of it written.
  */
-async function lockTenants(pool: Pool, plan: Plan, tenantIds: TenantId[], expectAbsent: TenantId[] = []): Promise<Client> {
+async function lockTenants(
+  pool: Pool,
+  plan: Plan,
+  tenantIds: TenantId[],
+  expectAbsent: TenantId[] = [],
+): Promise<Client> {
   const client = await dedicatedSession(pool, 'tenant-restore-lock');
   try {
     for (const id of [...tenantIds].sort()) {
@@ -161,7 +216,12 @@ async function lockTenants(pool: Pool, plan: Plan, tenantIds: TenantId[], expect
       } catch (error) {
         const e = error as { code?: string };
         if (e.code === '55P03') {
-          throw Object.assign(new Error(`Tenant ${id} is being restored by another session right now (its advisory lock is held); this copy waits and retries. If no other restore of it should be running, look for sessions holding advisory locks in pg_locks on live.`), { code: '55P03' });
+          throw Object.assign(
+            new Error(
+              `Tenant ${id} is being restored by another session right now (its advisory lock is held); this copy waits and retries. If no other restore of it should be running, look for sessions holding advisory locks in pg_locks on live.`,
+            ),
+            { code: '55P03' },
+          );
         }
         throw error;
       }
@@ -219,18 +279,23 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   }
 }
 
-type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure' | 'restoredKeys'> & { conflicts: Record<string, number> };
+type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure' | 'restoredKeys'> & {
+  conflicts: Record<string, number>;
+};
 
 function emptyTotals(plan: Plan, from?: CopyCheckpoint): CopyTotals {
   const rows: Record<string, number> = {};
   const skipped: Record<string, number> = {};
   const conflicts: Record<string, number> = {};
-  for (const t of plan.tables) if (t.role !== 'shared') {
-    rows[t.key] = from?.rows[t.key] ?? 0;
-    skipped[t.key] = 0;
-    conflicts[t.key] = 0;
-  }
-  const parentClosure = plan.tables.filter((t) => t.role === 'shared' && (from?.rows[t.key] ?? 0) > 0).map((t) => ({ table: t.key, rows: from!.rows[t.key]! }));
+  for (const t of plan.tables)
+    if (t.role !== 'shared') {
+      rows[t.key] = from?.rows[t.key] ?? 0;
+      skipped[t.key] = 0;
+      conflicts[t.key] = 0;
+    }
+  const parentClosure = plan.tables
+    .filter((t) => t.role === 'shared' && (from?.rows[t.key] ?? 0) > 0)
+    .map((t) => ({ table: t.key, rows: from!.rows[t.key]! }));
   return { rows, skipped, conflicts, parentClosure };
 }
 
@@ -254,7 +319,11 @@ function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableOutcome,
 }
 
 /** The default: every table of the tenant in one live transaction, all or nothing. */
-async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, ctx: RenderContext): Promise<CopyTotals> {
+async function copyOneTransaction(
+  input: CopyTenantInput,
+  scratch: PoolClient,
+  ctx: RenderContext,
+): Promise<CopyTotals> {
   const { plan, tenantIds, conflict, signal } = input;
   const totals = emptyTotals(plan);
   return liveTransaction(input, async (live) => {
@@ -268,7 +337,8 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
       const n = await stage(scratch, live, plan, ctx, table, name, { signal });
       const outcome = await merge(live, plan, ctx, table, name, n, conflict, tenantIds, written);
       addOutcome(totals, table, outcome);
-      if (recordKeys && outcome.written > 0) (totals.restoredKeys ??= {})[table.key] = await recordedKeys(live, table, written!, outcome.written);
+      if (recordKeys && outcome.written > 0)
+        (totals.restoredKeys ??= {})[table.key] = await recordedKeys(live, table, written!, outcome.written);
       // No row staged, no written-keys table (merge creates it only for rows): nothing of this table to fill.
       staged.push({ table, name, written: table.nullThenUpdate.length && n > 0 ? written : null });
     }
@@ -283,7 +353,10 @@ async function copyOneTransaction(input: CopyTenantInput, scratch: PoolClient, c
  */
 async function liveTransaction<T>(input: CopyTenantInput, work: (live: PoolClient) => Promise<T>): Promise<T> {
   const { plan, tenantIds } = input;
-  const live = await openSession(input.live, sessionSetup({ mode: 'write', replicaRole: plan.fkEnforcement === 'replica', deferConstraints: true, tenantIds }));
+  const live = await openSession(
+    input.live,
+    sessionSetup({ mode: 'write', replicaRole: plan.fkEnforcement === 'replica', deferConstraints: true, tenantIds }),
+  );
   let broken = false;
   try {
     const result = await work(live);
@@ -307,12 +380,33 @@ async function liveTransaction<T>(input: CopyTenantInput, work: (live: PoolClien
  * before its COMMIT, by the orphan scan (replica) or by PostgreSQL's own FK triggers. A failure says exactly what was
  * committed before it (chunks and rows per table, FK columns still NULL), never "nothing was written" unless true.
  */
-async function copyChunked(input: CopyTenantInput, scratch: PoolClient, ctx: RenderContext, chunkRows: number): Promise<CopyTotals> {
+async function copyChunked(
+  input: CopyTenantInput,
+  scratch: PoolClient,
+  ctx: RenderContext,
+  chunkRows: number,
+): Promise<CopyTotals> {
   const { plan, resumeFrom } = input;
-  if (resumeFrom && (resumeFrom.tableIndex < 0 || resumeFrom.tableIndex > plan.tables.length || (resumeFrom.lastKey && resumeFrom.lastKey.length !== plan.tables[resumeFrom.tableIndex]?.primaryKey.length))) {
-    throw new InvalidCheckpointError(`The checkpoint (table ${resumeFrom.tableIndex}, key of ${resumeFrom.lastKey?.length ?? 0} values) does not fit this plan: start the copy over without a checkpoint.`);
+  if (
+    resumeFrom &&
+    (resumeFrom.tableIndex < 0 ||
+      resumeFrom.tableIndex > plan.tables.length ||
+      (resumeFrom.lastKey && resumeFrom.lastKey.length !== plan.tables[resumeFrom.tableIndex]?.primaryKey.length))
+  ) {
+    throw new InvalidCheckpointError(
+      `The checkpoint (table ${resumeFrom.tableIndex}, key of ${resumeFrom.lastKey?.length ?? 0} values) does not fit this plan: start the copy over without a checkpoint.`,
+    );
   }
-  const run: ChunkRun = { input, scratch, ctx, chunkRows, totals: emptyTotals(plan, resumeFrom), progress: { ...(resumeFrom?.rows ?? {}) }, committed: new Map(), pendingNull: [] };
+  const run: ChunkRun = {
+    input,
+    scratch,
+    ctx,
+    chunkRows,
+    totals: emptyTotals(plan, resumeFrom),
+    progress: { ...(resumeFrom?.rows ?? {}) },
+    committed: new Map(),
+    pendingNull: [],
+  };
   const start = resumeFrom?.tableIndex ?? 0;
   try {
     for (const unit of chunkUnits(plan)) {
@@ -341,7 +435,8 @@ interface ChunkRun {
 
 function recordCommitted(run: ChunkRun, table: PlanTable, outcome: TableOutcome): void {
   addOutcome(run.totals, table, outcome, true);
-  run.progress[table.key] = table.role === 'shared' ? (run.progress[table.key] ?? 0) + outcome.written : run.totals.rows[table.key]!;
+  run.progress[table.key] =
+    table.role === 'shared' ? (run.progress[table.key] ?? 0) + outcome.written : run.totals.rows[table.key]!;
   if (outcome.staged === 0) return;
   const c = run.committed.get(table.key) ?? { chunks: 0, rows: 0 };
   run.committed.set(table.key, { chunks: c.chunks + 1, rows: c.rows + outcome.written });
@@ -351,14 +446,22 @@ function recordCommitted(run: ChunkRun, table: PlanTable, outcome: TableOutcome)
  * One transaction on live for the chunk of `table` after `lastKey`: staged from scratch, `work` applied, every FK of
  * the chunk's rows checked, committed. Returns what `work` returned, the staged count and the chunk's last key.
  */
-async function chunkTransaction<T>(run: ChunkRun, table: PlanTable, lastKey: string[] | undefined, work: (live: PoolClient, name: string, staged: number) => Promise<T>): Promise<{ result: T; staged: number; lastKey: string[] | undefined }> {
+async function chunkTransaction<T>(
+  run: ChunkRun,
+  table: PlanTable,
+  lastKey: string[] | undefined,
+  work: (live: PoolClient, name: string, staged: number) => Promise<T>,
+): Promise<{ result: T; staged: number; lastKey: string[] | undefined }> {
   const { plan, tenantIds, signal } = run.input;
   checkAbort(signal);
   if (lastKey) await run.scratch.query(setKeysetCursor(lastKey));
   return liveTransaction(run.input, async (live) => {
     await run.input.yieldToLive?.(live, signal);
     const name = 'tr_stage_chunk';
-    const staged = await stage(run.scratch, live, plan, run.ctx, table, name, { chunk: { limit: run.chunkRows, afterKey: Boolean(lastKey) }, signal });
+    const staged = await stage(run.scratch, live, plan, run.ctx, table, name, {
+      chunk: { limit: run.chunkRows, afterKey: Boolean(lastKey) },
+      signal,
+    });
     const result = await work(live, name, staged);
     if (plan.fkEnforcement === 'replica') await assertNoOrphans(live, plan, table, name, tenantIds);
     let next = lastKey;
@@ -380,7 +483,17 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
     let lastKey = i === resumeFrom?.tableIndex ? resumeFrom.lastKey : undefined;
     for (;;) {
       const chunk = await chunkTransaction(run, table, lastKey, async (live, name, staged) => {
-        const outcome = await merge(live, plan, run.ctx, { ...table, nullThenUpdate: nulls }, name, staged, conflict, tenantIds, null);
+        const outcome = await merge(
+          live,
+          plan,
+          run.ctx,
+          { ...table, nullThenUpdate: nulls },
+          name,
+          staged,
+          conflict,
+          tenantIds,
+          null,
+        );
         for (const statement of advanceSequences(table, name)) await live.query(statement);
         return outcome;
       });
@@ -391,7 +504,11 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
       const done = chunk.staged < run.chunkRows;
       // The unit is done when its fill pass is: until then, a resumed copy must come back into the unit.
       const unitDone = done && !(fills && i === unit.end - 1);
-      await onCheckpoint?.(unitDone ? { tableIndex: i + 1, rows: { ...run.progress } } : { tableIndex: i, lastKey, rows: { ...run.progress } });
+      await onCheckpoint?.(
+        unitDone
+          ? { tableIndex: i + 1, rows: { ...run.progress } }
+          : { tableIndex: i, lastKey, rows: { ...run.progress } },
+      );
       if (done) break;
     }
   }
@@ -404,7 +521,12 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
     if (!columns?.length) continue;
     let lastKey: string[] | undefined;
     for (;;) {
-      const chunk = await chunkTransaction(run, table, lastKey, async (live, name) => void (await live.query(fillChunkRows(plan, run.ctx, table, columns, name))));
+      const chunk = await chunkTransaction(
+        run,
+        table,
+        lastKey,
+        async (live, name) => void (await live.query(fillChunkRows(plan, run.ctx, table, columns, name))),
+      );
       lastKey = chunk.lastKey;
       if (chunk.staged < run.chunkRows) break;
     }
@@ -418,7 +540,8 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
   const { plan, tenantIds, conflict, signal, onCheckpoint } = run.input;
   // A checkpoint of an older version may point inside the unit: the unit is redone whole (idempotent), so the rows the
   // checkpoint counted for its first tables are counted again below, not twice.
-  for (let i = unit.start; i < Math.min(start, unit.end); i++) if (plan.tables[i]!.role !== 'shared') run.totals.rows[plan.tables[i]!.key] = 0;
+  for (let i = unit.start; i < Math.min(start, unit.end); i++)
+    if (plan.tables[i]!.role !== 'shared') run.totals.rows[plan.tables[i]!.key] = 0;
   const outcomes: Array<[PlanTable, TableOutcome]> = [];
   await liveTransaction(run.input, async (live) => {
     const staged: Array<{ table: PlanTable; name: string; written: string | null }> = [];

@@ -29,7 +29,10 @@ export function resolveConnectionString(ref: DatabaseRef, env: NodeJS.ProcessEnv
   if (/^postgres(ql)?:\/\//.test(ref)) return ref;
   if (aliasPattern.test(ref)) {
     const url = env[`TENANT_RESTORE_DB_${ref.toUpperCase()}`];
-    if (!url) throw new DatabaseRefError(`Unknown database alias '${ref}': set TENANT_RESTORE_DB_${ref.toUpperCase()}=postgres://user@host:port/db in the worker's environment.`);
+    if (!url)
+      throw new DatabaseRefError(
+        `Unknown database alias '${ref}': set TENANT_RESTORE_DB_${ref.toUpperCase()}=postgres://user@host:port/db in the worker's environment.`,
+      );
     return url;
   }
   // `alias/database`: another database on an aliased server (a scratch database next to live, for instance).
@@ -107,7 +110,10 @@ export function databaseName(url: string): string {
   return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
 }
 
-export interface PoolOptions { max?: number; applicationName?: string }
+export interface PoolOptions {
+  max?: number;
+  applicationName?: string;
+}
 
 /**
  * `lock_timeout` and `statement_timeout` of every session the product opens, in milliseconds, from the workers' (or
@@ -116,7 +122,10 @@ export interface PoolOptions { max?: number; applicationName?: string }
  * 1h: one COPY of a huge tenant is one statement). A number is milliseconds; `ms`, `s`, `min` and `h` are accepted;
  * 0 turns the limit off.
  */
-export function sessionTimeouts(env: NodeJS.ProcessEnv = process.env): { lockTimeoutMs: number; statementTimeoutMs: number } {
+export function sessionTimeouts(env: NodeJS.ProcessEnv = process.env): {
+  lockTimeoutMs: number;
+  statementTimeoutMs: number;
+} {
   return {
     lockTimeoutMs: durationMs('TENANT_RESTORE_LOCK_TIMEOUT', env.TENANT_RESTORE_LOCK_TIMEOUT, 5_000),
     statementTimeoutMs: durationMs('TENANT_RESTORE_STATEMENT_TIMEOUT', env.TENANT_RESTORE_STATEMENT_TIMEOUT, 3_600_000),
@@ -126,7 +135,10 @@ export function sessionTimeouts(env: NodeJS.ProcessEnv = process.env): { lockTim
 function durationMs(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined || value.trim() === '') return fallback;
   const match = /^\s*(\d+)\s*(ms|s|min|h)?\s*$/.exec(value);
-  if (!match) throw new DatabaseRefError(`${name}='${value}' is not a duration: give milliseconds or a number with ms, s, min or h (5s, 1h); 0 turns it off.`);
+  if (!match)
+    throw new DatabaseRefError(
+      `${name}='${value}' is not a duration: give milliseconds or a number with ms, s, min or h (5s, 1h); 0 turns it off.`,
+    );
   const unit = { ms: 1, s: 1_000, min: 60_000, h: 3_600_000 }[(match[2] ?? 'ms') as 'ms'];
   return Number(match[1]) * unit;
 }
@@ -134,7 +146,10 @@ function durationMs(name: string, value: string | undefined, fallback: number): 
 /** node-postgres sends these as startup parameters, so they hold for the whole session (0: not sent, server default). */
 function timeoutConfig(env: NodeJS.ProcessEnv): { lock_timeout?: number; statement_timeout?: number } {
   const { lockTimeoutMs, statementTimeoutMs } = sessionTimeouts(env);
-  return { ...(lockTimeoutMs > 0 ? { lock_timeout: lockTimeoutMs } : {}), ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) };
+  return {
+    ...(lockTimeoutMs > 0 ? { lock_timeout: lockTimeoutMs } : {}),
+    ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+  };
 }
 
 /** One pool per (reference, options) in a process; activities share them. */
@@ -145,13 +160,17 @@ export class Pools {
    * (a workflow started by something else than the CLI) is refused, not used. Aliases resolved from the worker's own
    * environment may hold passwords.
    */
-  constructor(private readonly env: NodeJS.ProcessEnv = process.env, private readonly options: { refuseInlinePasswords?: boolean } = {}) {}
+  constructor(
+    private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly options: { refuseInlinePasswords?: boolean } = {},
+  ) {}
 
   get(ref: DatabaseRef, options: PoolOptions = {}): pg.Pool {
     const key = `${ref}|${options.max ?? ''}|${options.applicationName ?? ''}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      if (this.options.refuseInlinePasswords && hasPassword(ref)) throw new DatabaseRefError(passwordRefusal('A database reference of the workflow input'));
+      if (this.options.refuseInlinePasswords && hasPassword(ref))
+        throw new DatabaseRefError(passwordRefusal('A database reference of the workflow input'));
       pool = new pg.Pool({
         connectionString: resolveConnectionString(ref, this.env),
         max: options.max ?? 10,
@@ -189,8 +208,16 @@ export class Pools {
 }
 
 /** A single client, for callers that need a dedicated session (COPY, long transactions). */
-export async function connect(ref: DatabaseRef, applicationName = 'tenant-restore', env: NodeJS.ProcessEnv = process.env): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: resolveConnectionString(ref, env), application_name: applicationName, ...timeoutConfig(env) });
+export async function connect(
+  ref: DatabaseRef,
+  applicationName = 'tenant-restore',
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<pg.Client> {
+  const client = new pg.Client({
+    connectionString: resolveConnectionString(ref, env),
+    application_name: applicationName,
+    ...timeoutConfig(env),
+  });
   client.on('error', () => undefined);
   await client.connect();
   return client;
@@ -237,7 +264,8 @@ const retryableNodeCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIM
 export function isRetryableDbError(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
   if (isPgError(error) && isTransientSqlState(error.code)) return true;
-  if (e?.code && (retryableNodeCodes.has(e.code) || (/^[0-9A-Z]{5}$/.test(e.code) && isTransientSqlState(e.code)))) return true;
+  if (e?.code && (retryableNodeCodes.has(e.code) || (/^[0-9A-Z]{5}$/.test(e.code) && isTransientSqlState(e.code))))
+    return true;
   return /Connection terminated|connection ended|Client has encountered a connection error/i.test(e?.message ?? '');
 }
 

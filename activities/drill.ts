@@ -10,7 +10,15 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { cancellationSignal, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { spawn } from 'node:child_process';
-import { databaseName, escapeIdentifier, libpqTarget, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
+import {
+  databaseName,
+  escapeIdentifier,
+  libpqTarget,
+  resolveConnectionString,
+  withDatabase,
+  type DatabaseRef,
+  type Pools,
+} from './db';
 import { formatS3Url, getJson, parseS3Url, putJson } from './s3';
 import { databaseOnServer, parseScratchMarker, scratchDatabaseName } from './scratch';
 import type { RestoreReport } from './report';
@@ -39,7 +47,8 @@ export interface DrillRecord {
   error?: string;
 }
 
-export const drillDatabaseName = (drillId: string): string => `drill_${drillId.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
+export const drillDatabaseName = (drillId: string): string =>
+  `drill_${drillId.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
 
 /** A database on the same server as `ref`: for an alias `alias/db`, for a URL the same URL with another path. */
 function sibling(ref: DatabaseRef, database: string): DatabaseRef {
@@ -57,8 +66,16 @@ function copySchema(from: DatabaseRef, to: DatabaseRef, signal: AbortSignal): Pr
   const source = libpqTarget(from);
   const target = libpqTarget(to);
   return new Promise((resolve, reject) => {
-    const dump = spawn('pg_dump', ['-Fc', '--schema-only', '--no-owner', '--no-privileges', '--no-password', '-d', source.url], { env: source.env, signal, stdio: ['ignore', 'pipe', 'pipe'] });
-    const restore = spawn('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--no-password', '-d', target.url], { env: target.env, signal, stdio: ['pipe', 'ignore', 'pipe'] });
+    const dump = spawn(
+      'pg_dump',
+      ['-Fc', '--schema-only', '--no-owner', '--no-privileges', '--no-password', '-d', source.url],
+      { env: source.env, signal, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const restore = spawn(
+      'pg_restore',
+      ['--no-owner', '--no-privileges', '--exit-on-error', '--no-password', '-d', target.url],
+      { env: target.env, signal, stdio: ['pipe', 'ignore', 'pipe'] },
+    );
     let errors = '';
     dump.stderr.on('data', (c: Buffer) => (errors += c.toString()));
     restore.stderr.on('data', (c: Buffer) => (errors += c.toString()));
@@ -82,17 +99,26 @@ function copySchema(from: DatabaseRef, to: DatabaseRef, signal: AbortSignal): Pr
 export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
   return {
     /** The newest pg_dump archive under `s3://bucket/prefix` (manifests and other JSON are skipped). */
-    async findLatestBackup(input: { backupPrefix: string }): Promise<{ backup: string; lastModified: string; size: number }> {
+    async findLatestBackup(input: {
+      backupPrefix: string;
+    }): Promise<{ backup: string; lastModified: string; size: number }> {
       const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(input.backupPrefix);
-      if (!match) throw ApplicationFailure.nonRetryable(`'${input.backupPrefix}' is not s3://<bucket>/<prefix>.`, 'InvalidInput');
+      if (!match)
+        throw ApplicationFailure.nonRetryable(`'${input.backupPrefix}' is not s3://<bucket>/<prefix>.`, 'InvalidInput');
       const [, bucket, prefix] = match;
       let best: { key: string; lastModified: Date; size: number } | undefined;
       let token: string | undefined;
       do {
-        const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        const page = await s3.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        );
         for (const o of page.Contents ?? []) {
           if (!o.Key || !o.LastModified || o.Key.endsWith('.json') || o.Key.endsWith('/')) continue;
-          if (!best || o.LastModified > best.lastModified || (o.LastModified.getTime() === best.lastModified.getTime() && o.Key > best.key)) {
+          if (
+            !best ||
+            o.LastModified > best.lastModified ||
+            (o.LastModified.getTime() === best.lastModified.getTime() && o.Key > best.key)
+          ) {
             best = { key: o.Key, lastModified: o.LastModified, size: o.Size ?? 0 };
           }
         }
@@ -100,14 +126,28 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
         heartbeat();
       } while (token);
       if (!best) throw ApplicationFailure.nonRetryable(`No backup under ${input.backupPrefix}.`, 'NoBackupFound');
-      return { backup: formatS3Url({ bucket, key: best.key }), lastModified: best.lastModified.toISOString(), size: best.size };
+      return {
+        backup: formatS3Url({ bucket, key: best.key }),
+        lastModified: best.lastModified.toISOString(),
+        size: best.size,
+      };
     },
 
     /** K tenant ids of the backup's tenant root, a deterministic sample for the drill id (so a retry picks the same). */
-    async sampleTenants(input: { scratch: DatabaseRef; tenantRoot: string; sample: number; drillId: string }): Promise<TenantId[]> {
-      const { rows } = await pools.get(input.scratch).query<{ id: string }>(
-        `SELECT k.id::text AS id FROM ${qualified(input.tenantRoot)} k ORDER BY md5(k.id::text || $1), k.id LIMIT $2`, [input.drillId, input.sample]);
-      if (rows.length === 0) throw ApplicationFailure.nonRetryable(`The backup holds no tenant in ${input.tenantRoot}.`, 'NoTenantInBackup');
+    async sampleTenants(input: {
+      scratch: DatabaseRef;
+      tenantRoot: string;
+      sample: number;
+      drillId: string;
+    }): Promise<TenantId[]> {
+      const { rows } = await pools
+        .get(input.scratch)
+        .query<{ id: string }>(
+          `SELECT k.id::text AS id FROM ${qualified(input.tenantRoot)} k ORDER BY md5(k.id::text || $1), k.id LIMIT $2`,
+          [input.drillId, input.sample],
+        );
+      if (rows.length === 0)
+        throw ApplicationFailure.nonRetryable(`The backup holds no tenant in ${input.tenantRoot}.`, 'NoTenantInBackup');
       return rows.map((r) => r.id).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     },
 
@@ -115,7 +155,11 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
      * Creates `drill_<id>` next to `server` with live's schema (pg_dump --schema-only of live: read-only). Idempotent:
      * a half-made drill database from an earlier attempt is dropped and made again.
      */
-    async createDrillDatabase(input: { drillId: string; live: DatabaseRef; server?: DatabaseRef }): Promise<{ drill: DatabaseRef }> {
+    async createDrillDatabase(input: {
+      drillId: string;
+      live: DatabaseRef;
+      server?: DatabaseRef;
+    }): Promise<{ drill: DatabaseRef }> {
       const name = drillDatabaseName(input.drillId);
       const server = sibling(input.server ?? input.live, 'postgres');
       const drill = sibling(input.server ?? input.live, name);
@@ -135,7 +179,10 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
     },
 
     /** Counts every table of the drill database and compares it with the rows the restore report says it wrote. */
-    async checkDrillDatabase(input: { drill: DatabaseRef; report: string }): Promise<NonNullable<DrillRecord['rowCheck']> & { rows: number }> {
+    async checkDrillDatabase(input: {
+      drill: DatabaseRef;
+      report: string;
+    }): Promise<NonNullable<DrillRecord['rowCheck']> & { rows: number }> {
       const report = await getJson<RestoreReport>(s3, parseS3Url(input.report));
       const expected: Record<string, number> = { ...report.totals.rows };
       // A unit of several tenants copied its parent closure once; each of its tenants carries the unit's evidence.
@@ -154,7 +201,9 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
       let total = 0;
       for (const t of tables) {
         const key = `${t.schema}.${t.name}`;
-        const { rows } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${escapeIdentifier(t.schema)}.${escapeIdentifier(t.name)}`);
+        const { rows } = await db.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ${escapeIdentifier(t.schema)}.${escapeIdentifier(t.name)}`,
+        );
         const found = Number(rows[0].n);
         total += found;
         if (found !== (expected[key] ?? 0)) mismatches.push({ table: key, expected: expected[key] ?? 0, found });
@@ -163,12 +212,23 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
       return { ok: mismatches.length === 0, tables: tables.length, mismatches, rows: total };
     },
 
-    async dropDrillDatabase(input: { drillId: string; drill: DatabaseRef; server?: DatabaseRef; live: DatabaseRef }): Promise<{ dropped: boolean }> {
+    async dropDrillDatabase(input: {
+      drillId: string;
+      drill: DatabaseRef;
+      server?: DatabaseRef;
+      live: DatabaseRef;
+    }): Promise<{ dropped: boolean }> {
       const name = drillDatabaseName(input.drillId);
       const target = databaseName(resolveConnectionString(input.drill));
-      if (target !== name) throw ApplicationFailure.nonRetryable(`Refusing to drop '${target}': not this drill's database '${name}'.`, 'NotOwnDrillDatabase');
+      if (target !== name)
+        throw ApplicationFailure.nonRetryable(
+          `Refusing to drop '${target}': not this drill's database '${name}'.`,
+          'NotOwnDrillDatabase',
+        );
       await pools.close(input.drill);
-      await pools.get(sibling(input.server ?? input.live, 'postgres')).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      await pools
+        .get(sibling(input.server ?? input.live, 'postgres'))
+        .query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
       return { dropped: true };
     },
 
@@ -178,14 +238,21 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
      * names that restore (prepareScratch marks it as soon as it creates it).
      */
     async dropDrillScratch(input: { restoreId: string; server: DatabaseRef }): Promise<{ dropped: boolean }> {
-      if (!input.restoreId.startsWith('drill-')) throw ApplicationFailure.nonRetryable(`'${input.restoreId}' is not a drill's restore id.`, 'InvalidInput');
+      if (!input.restoreId.startsWith('drill-'))
+        throw ApplicationFailure.nonRetryable(`'${input.restoreId}' is not a drill's restore id.`, 'InvalidInput');
       const name = scratchDatabaseName(input.restoreId);
       await pools.close(databaseOnServer(input.server, name));
-      const result = await pools.get(sibling(input.server, 'postgres')).query<{ comment: string | null }>(
-        `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [name]);
+      const result = await pools
+        .get(sibling(input.server, 'postgres'))
+        .query<{ comment: string | null }>(
+          `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
+          [name],
+        );
       if (result.rowCount === 0) return { dropped: false };
       if (parseScratchMarker(result.rows[0].comment)?.restoreId !== input.restoreId) return { dropped: false };
-      await pools.get(sibling(input.server, 'postgres')).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      await pools
+        .get(sibling(input.server, 'postgres'))
+        .query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
       return { dropped: true };
     },
 

@@ -27,7 +27,11 @@ export type YieldToLive = (live: Pick<PoolClient, 'query'>, signal?: AbortSignal
 
 export const defaultPressureOptions: PressureOptions = { factor: 4, floorMs: 2, pauseMs: 100, maxWaitMs: 5_000 };
 
-export interface PressureStats { probes: number; waits: number; waitedMs: number }
+export interface PressureStats {
+  probes: number;
+  waits: number;
+  waitedMs: number;
+}
 
 /** The decision, separate from I/O: go on, or wait, given a probe's time and the best seen. */
 export function shouldWait(probeMs: number, bestMs: number, waitedMs: number, o: PressureOptions): boolean {

@@ -32,13 +32,22 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
     if (input.checks === 'state') {
       const throttledMs = (await input.yieldToLive?.(live)) ?? 0;
       const tenants = await classifyTenants(scratch, live, plan, tenantIds);
-      return { tenantId, liveState: unitState(tenants), tenants, rowsInBackup: {}, conflicts: {}, checks: 'state', throttledMs };
+      return {
+        tenantId,
+        liveState: unitState(tenants),
+        tenants,
+        rowsInBackup: {},
+        conflicts: {},
+        checks: 'state',
+        throttledMs,
+      };
     }
     // A tenant still in live is refused (or, partial and allowed, gets its missing rows under skip) whatever the
     // policy says: its key checks would only report its own rows as conflicts, and under `fail` refuse it with advice
     // to switch policies. The copy repeats the key checks inside its transaction for whatever goes on.
     const tenants = await classifyTenants(scratch, live, plan, tenantIds);
-    if (unitState(tenants) !== 'absent') return { tenantId, liveState: unitState(tenants), tenants, rowsInBackup: {}, conflicts: {}, checks: 'state' };
+    if (unitState(tenants) !== 'absent')
+      return { tenantId, liveState: unitState(tenants), tenants, rowsInBackup: {}, conflicts: {}, checks: 'state' };
     const rowsInBackup: Record<string, number> = {};
     const conflicts: Record<string, number> = {};
     let throttledMs = 0;
@@ -52,7 +61,8 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
       await assertNoCrossTenantKeys(live, plan, ctx, table, staging, tenantIds, 'hashed');
       const { rows } = await live.query<{ n: string }>(conflictCount(plan, table, staging, 'hashed'));
       conflicts[table.key] = Number(rows[0]!.n);
-      if (conflict === 'fail' && conflicts[table.key]! > 0) throw conflictPolicyRefusal(table.key, conflicts[table.key]!, tenantIds);
+      if (conflict === 'fail' && conflicts[table.key]! > 0)
+        throw conflictPolicyRefusal(table.key, conflicts[table.key]!, tenantIds);
     }
     return { tenantId, liveState: 'absent', tenants, rowsInBackup, conflicts, throttledMs, checks: 'full' };
   });

@@ -12,7 +12,8 @@ import { isPgError, reduceDbError } from './errors';
 import { toActivityFailure } from './restore-activities';
 import type { ReenableAction, TenantId } from './restore-types';
 
-export const idempotencyKey = (restoreId: string, tenantId: TenantId, action: string): string => `${restoreId}/${tenantId}/${action}`;
+export const idempotencyKey = (restoreId: string, tenantId: TenantId, action: string): string =>
+  `${restoreId}/${tenantId}/${action}`;
 
 export interface RunActionInput {
   restoreId: string;
@@ -21,24 +22,41 @@ export interface RunActionInput {
   action: ReenableAction;
 }
 
-export interface RunActionResult { name: string; attempts: number; detail: string; durationMs: number }
-export interface GroupActionResult extends RunActionResult { rejected: Array<{ tenantId: TenantId; message: string }> }
+export interface RunActionResult {
+  name: string;
+  attempts: number;
+  detail: string;
+  durationMs: number;
+}
+export interface GroupActionResult extends RunActionResult {
+  rejected: Array<{ tenantId: TenantId; message: string }>;
+}
 
 /**
  * `env:NAME` header values are read from the worker's environment, so that no secret sits in config or history. A
  * header that looks like a secret (see isSecretHeaderName) must come from `env:`; config validation refuses a literal
  * one, and so does the worker, for an input that did not go through it.
  */
-export function resolveHeaders(headers: Record<string, string> = {}, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function resolveHeaders(
+  headers: Record<string, string> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (!value.startsWith('env:') && isSecretHeaderName(name)) {
-      throw ApplicationFailure.nonRetryable(`Header ${name} of a webhook looks like a secret but is given literally: give it as 'env:NAME', NAME being a variable of the worker's environment.`, 'InvalidConfigError');
+      throw ApplicationFailure.nonRetryable(
+        `Header ${name} of a webhook looks like a secret but is given literally: give it as 'env:NAME', NAME being a variable of the worker's environment.`,
+        'InvalidConfigError',
+      );
     }
     if (value.startsWith('env:')) {
       const variable = value.slice(4);
       const resolved = env[variable];
-      if (resolved === undefined) throw ApplicationFailure.nonRetryable(`Header ${name} of a webhook names ${variable}, which is not set in the worker's environment.`, 'InvalidConfigError');
+      if (resolved === undefined)
+        throw ApplicationFailure.nonRetryable(
+          `Header ${name} of a webhook names ${variable}, which is not set in the worker's environment.`,
+          'InvalidConfigError',
+        );
       out[name] = resolved;
     } else {
       out[name] = value;
@@ -64,11 +82,19 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
         const values = /\$2\b/.test(action.sql) ? [tenantId, key] : [tenantId];
         // A database error is reduced and classified here (not only at the activity boundary): a group's action
         // reports each tenant's failure by its message, and a constraint or privilege error must not be retried.
-        const result = await pools.get(input.live).query(action.sql, values).catch((error: unknown) => {
-          throw sqlActionFailure(error);
-        });
+        const result = await pools
+          .get(input.live)
+          .query(action.sql, values)
+          .catch((error: unknown) => {
+            throw sqlActionFailure(error);
+          });
         log.info('re-enable action done', { action: action.name, tenantId, rowCount: result.rowCount, attempts });
-        return { name: action.name, attempts, detail: `${result.command ?? 'SQL'} ${result.rowCount ?? 0}`, durationMs: Date.now() - started };
+        return {
+          name: action.name,
+          attempts,
+          detail: `${result.command ?? 'SQL'} ${result.rowCount ?? 0}`,
+          durationMs: Date.now() - started,
+        };
       }
       // A webhook that never answers must not hold the tenant (or its whole group) until the activity times out.
       const timeoutSeconds = action.timeoutSeconds ?? defaultWebhookTimeoutSeconds;
@@ -88,9 +114,15 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
         // what it was given, a resolved env: secret included: only its name and code go on.
         if ((error as Error).name !== 'TimeoutError') {
           const code = (error as { cause?: { code?: string } }).cause?.code;
-          throw ApplicationFailure.retryable(`Webhook ${action.name} could not be called (${(error as Error).name}${code ? ` ${code}` : ''}, attempt ${attempts}).`, 'WebhookUnreachable');
+          throw ApplicationFailure.retryable(
+            `Webhook ${action.name} could not be called (${(error as Error).name}${code ? ` ${code}` : ''}, attempt ${attempts}).`,
+            'WebhookUnreachable',
+          );
         }
-        throw ApplicationFailure.retryable(`Webhook ${action.name} did not answer within ${timeoutSeconds} s (attempt ${attempts}).`, 'WebhookTimeout');
+        throw ApplicationFailure.retryable(
+          `Webhook ${action.name} did not answer within ${timeoutSeconds} s (attempt ${attempts}).`,
+          'WebhookTimeout',
+        );
       }
       await response.arrayBuffer().catch(() => undefined);
       if (response.status >= 300 && response.status < 400) {
@@ -118,7 +150,9 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
      * retry skips the tenants that the heartbeat reported done. A tenant may be called twice when the worker dies
      * between its call and the heartbeat: each call carries its tenant's idempotency key for that case.
      */
-    async runReenableActionForTenants(input: Omit<RunActionInput, 'tenantId'> & { tenantIds: TenantId[] }): Promise<GroupActionResult> {
+    async runReenableActionForTenants(
+      input: Omit<RunActionInput, 'tenantId'> & { tenantIds: TenantId[] },
+    ): Promise<GroupActionResult> {
       const started = Date.now();
       const previous = activityInfo().heartbeatDetails as { done?: TenantId[]; details?: string[] } | undefined;
       const done = new Set<TenantId>(previous?.done ?? []);
@@ -133,12 +167,23 @@ export function createReenableActivities({ pools }: { pools: Pools }) {
           heartbeat({ done: [...done], details });
         } catch (error) {
           const failure = error as ApplicationFailure;
-          if (failure instanceof ApplicationFailure && failure.nonRetryable) rejected.push({ tenantId, message: failure.message });
+          if (failure instanceof ApplicationFailure && failure.nonRetryable)
+            rejected.push({ tenantId, message: failure.message });
           else retry.push(`${tenantId}: ${(error as Error).message}`);
         }
       }
-      if (retry.length) throw ApplicationFailure.retryable(`${input.action.name} failed for ${retry.length} tenant(s), retrying them: ${retry.slice(0, 3).join('; ')}`, 'ActionRetry');
-      return { name: input.action.name, attempts: activityInfo().attempt, detail: summarize(details), durationMs: Date.now() - started, rejected };
+      if (retry.length)
+        throw ApplicationFailure.retryable(
+          `${input.action.name} failed for ${retry.length} tenant(s), retrying them: ${retry.slice(0, 3).join('; ')}`,
+          'ActionRetry',
+        );
+      return {
+        name: input.action.name,
+        attempts: activityInfo().attempt,
+        detail: summarize(details),
+        durationMs: Date.now() - started,
+        rejected,
+      };
     },
   };
   return activities;
@@ -162,13 +207,18 @@ export function redirectTarget(from: string, location: string | null): string {
 function sqlActionFailure(error: unknown): unknown {
   const failure = toActivityFailure(error);
   if (!(failure instanceof ApplicationFailure) || !failure.nonRetryable || !isPgError(error)) return failure;
-  const what = failure.type === 'InsufficientPrivilegeError' ? `grant the privilege it needs to the restore's role (README: Grants)`
-    : failure.type === 'LiveReadOnlyError' ? 'point --live at the primary'
-      : `fix the action's SQL in the config file, or the live data it reads`;
+  const what =
+    failure.type === 'InsufficientPrivilegeError'
+      ? `grant the privilege it needs to the restore's role (README: Grants)`
+      : failure.type === 'LiveReadOnlyError'
+        ? 'point --live at the primary'
+        : `fix the action's SQL in the config file, or the live data it reads`;
   return ApplicationFailure.create({
     // The workflow names the action (`Re-enable action <name> failed: ...`).
     message: `${reduceDbError(error).message}. Retrying will not help: ${what}, then run the action again by hand for this tenant (its rows are restored; a new restore would refuse it as present): the statement from the config with $1 = the tenant id and $2 = the idempotency key <restoreId>/<tenantId>/<action>.`,
-    type: failure.type ?? undefined, nonRetryable: true, details: failure.details ?? undefined,
+    type: failure.type ?? undefined,
+    nonRetryable: true,
+    details: failure.details ?? undefined,
   });
 }
 

@@ -43,9 +43,26 @@ export interface RestoreReport {
   live: string;
   tenantRoot: string;
   conflict: string;
-  source: { backup?: string; scratch?: string; sha256?: string; bytes?: number; verifiedBy?: string; reused?: boolean; scratchMs?: number };
+  source: {
+    backup?: string;
+    scratch?: string;
+    sha256?: string;
+    bytes?: number;
+    verifiedBy?: string;
+    reused?: boolean;
+    scratchMs?: number;
+  };
   plan?: { digest: string; location: string; tables: number };
-  totals: { tenants: number; restored: number; failed: number; cancelled: number; notStarted: number; rows: Record<string, number>; skipped: Record<string, number>; conflicts: Record<string, number> };
+  totals: {
+    tenants: number;
+    restored: number;
+    failed: number;
+    cancelled: number;
+    notStarted: number;
+    rows: Record<string, number>;
+    skipped: Record<string, number>;
+    conflicts: Record<string, number>;
+  };
   timing: { copyMsTotal: number; tenantMsTotal: number; tenantMsMedian: number; tenantMsMax: number };
   error?: string;
   tenants: ReportTenant[];
@@ -72,7 +89,19 @@ const add = (into: Record<string, number>, from: Record<string, number> | undefi
 };
 
 export function tenantRow(tenantId: TenantId, result: TenantResult | undefined): ReportTenant {
-  if (!result) return { tenantId, status: 'not-started', rows: {}, skipped: {}, conflicts: {}, parentClosure: [], validation: [], orphans: [], actions: [], durations: {} };
+  if (!result)
+    return {
+      tenantId,
+      status: 'not-started',
+      rows: {},
+      skipped: {},
+      conflicts: {},
+      parentClosure: [],
+      validation: [],
+      orphans: [],
+      actions: [],
+      durations: {},
+    };
   return {
     tenantId,
     status: result.status,
@@ -82,15 +111,24 @@ export function tenantRow(tenantId: TenantId, result: TenantResult | undefined):
     // A group's preflight leaves the key checks to its copy (PreflightResult.checks), which then reports the conflicts.
     conflicts: (result.preflight?.checks === 'state' ? result.copy?.conflicts : result.preflight?.conflicts) ?? {},
     liveState: result.preflight?.tenants?.[tenantId]?.state ?? result.preflight?.liveState,
-    ...(result.preflight?.tenants?.[tenantId]?.missing ? { missingAtPreflight: result.preflight.tenants[tenantId]!.missing } : {}),
+    ...(result.preflight?.tenants?.[tenantId]?.missing
+      ? { missingAtPreflight: result.preflight.tenants[tenantId]!.missing }
+      : {}),
     ...(result.copy?.restoredKeys ? { restoredKeys: result.copy.restoredKeys } : {}),
     parentClosure: result.copy?.parentClosure ?? [],
-    validation: (result.validation?.tables ?? []).map((t) => ({ table: t.table, scratchCount: t.scratchCount, liveCount: t.liveCount, checksum: t.liveChecksum, match: t.match })),
+    validation: (result.validation?.tables ?? []).map((t) => ({
+      table: t.table,
+      scratchCount: t.scratchCount,
+      liveCount: t.liveCount,
+      checksum: t.liveChecksum,
+      match: t.match,
+    })),
     orphans: result.validation?.orphans ?? [],
     actions: result.actions,
     durations: result.durations,
     ...(result.group ? { group: { workflowId: result.group.workflowId, tenants: result.group.tenantIds.length } } : {}),
-    throttledMs: (result.preflight?.throttledMs ?? 0) + (result.copy?.throttledMs ?? 0) + (result.validation?.throttledMs ?? 0),
+    throttledMs:
+      (result.preflight?.throttledMs ?? 0) + (result.copy?.throttledMs ?? 0) + (result.validation?.throttledMs ?? 0),
   };
 }
 
@@ -101,8 +139,12 @@ export function renderMarkdown(report: RestoreReport): string {
     '',
     `- started ${report.startedAt}, finished ${report.finishedAt} (${(report.durationMs / 1000).toFixed(1)} s)`,
     `- live \`${report.live}\`, tenant root \`${report.tenantRoot}\`, conflict policy \`${report.conflict}\``,
-    report.source.backup ? `- backup \`${report.source.backup}\` (${report.source.bytes ?? '?'} bytes, sha256 \`${report.source.sha256 ?? '?'}\`, verified by ${report.source.verifiedBy ?? '?'}${report.source.reused ? ', scratch reused' : ''})` : `- scratch \`${report.source.scratch}\``,
-    report.plan ? `- plan digest \`${report.plan.digest}\` (${report.plan.tables} tables, ${report.plan.location})` : '- no plan',
+    report.source.backup
+      ? `- backup \`${report.source.backup}\` (${report.source.bytes ?? '?'} bytes, sha256 \`${report.source.sha256 ?? '?'}\`, verified by ${report.source.verifiedBy ?? '?'}${report.source.reused ? ', scratch reused' : ''})`
+      : `- scratch \`${report.source.scratch}\``,
+    report.plan
+      ? `- plan digest \`${report.plan.digest}\` (${report.plan.tables} tables, ${report.plan.location})`
+      : '- no plan',
     report.error ? `- **error**: ${report.error}` : '',
     '',
     `| tenants | restored | failed | cancelled | not started |`,
@@ -113,7 +155,9 @@ export function renderMarkdown(report: RestoreReport): string {
     '',
     '| table | rows | kept (skip) | conflicts |',
     '|---|---:|---:|---:|',
-    ...Object.keys({ ...t.rows, ...t.skipped, ...t.conflicts }).sort().map((k) => `| ${k} | ${t.rows[k] ?? 0} | ${t.skipped[k] ?? 0} | ${t.conflicts[k] ?? 0} |`),
+    ...Object.keys({ ...t.rows, ...t.skipped, ...t.conflicts })
+      .sort()
+      .map((k) => `| ${k} | ${t.rows[k] ?? 0} | ${t.skipped[k] ?? 0} | ${t.conflicts[k] ?? 0} |`),
     '',
     ...refusedSection(report.tenants),
     ...partialSection(report.tenants),
@@ -143,7 +187,14 @@ function refusedSection(tenants: ReportTenant[]): string[] {
     '',
     '| tenant | state | rows of the backup missing in live |',
     '|---|---|---|',
-    ...refused.map((x) => `| ${x.tenantId} | ${x.liveState ?? '?'} | ${Object.entries(x.missingAtPreflight ?? {}).map(([t, n]) => `${t}: ${n}`).join(', ') || 'none'} |`),
+    ...refused.map(
+      (x) =>
+        `| ${x.tenantId} | ${x.liveState ?? '?'} | ${
+          Object.entries(x.missingAtPreflight ?? {})
+            .map(([t, n]) => `${t}: ${n}`)
+            .join(', ') || 'none'
+        } |`,
+    ),
     '',
   ];
 }
@@ -161,8 +212,15 @@ function partialSection(tenants: ReportTenant[]): string[] {
     ...partial.flatMap((x) => [
       `### Tenant ${x.tenantId}`,
       '',
-      ...Object.entries(x.restoredKeys!).map(([table, k]) =>
-        `- ${table}: ${k.total} row(s): ${k.keys.slice(0, shown).map((key) => `(${key.join(', ')})`).join(' ')}${k.total > Math.min(k.keys.length, shown) ? ` … and ${k.total - Math.min(k.keys.length, shown)} more` : ''}`),
+      ...Object.entries(x.restoredKeys!).map(
+        ([table, k]) =>
+          `- ${table}: ${k.total} row(s): ${k.keys
+            .slice(0, shown)
+            .map((key) => `(${key.join(', ')})`)
+            .join(
+              ' ',
+            )}${k.total > Math.min(k.keys.length, shown) ? ` … and ${k.total - Math.min(k.keys.length, shown)} more` : ''}`,
+      ),
       '',
     ]),
   ];
@@ -173,7 +231,9 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await s3.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+      );
       for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
       heartbeat({ listed: keys.length });
@@ -187,23 +247,45 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
      * error and actions, so the report has every tenant's evidence whatever the outcome. The report counts the rows
      * of a unit of several once.
      */
-    async recordGroupResults(input: { artifacts: ArtifactsRef; result: TenantResult; tenants: Array<Pick<TenantResult, 'tenantId' | 'status' | 'error' | 'actions'>> }): Promise<number> {
+    async recordGroupResults(input: {
+      artifacts: ArtifactsRef;
+      result: TenantResult;
+      tenants: Array<Pick<TenantResult, 'tenantId' | 'status' | 'error' | 'actions'>>;
+    }): Promise<number> {
       for (let i = 0; i < input.tenants.length; i += 16) {
-        await Promise.all(input.tenants.slice(i, i + 16).map((t) => putJson(s3, { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${t.tenantId}.json` }, { ...input.result, ...t })));
+        await Promise.all(
+          input.tenants
+            .slice(i, i + 16)
+            .map((t) =>
+              putJson(
+                s3,
+                { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${t.tenantId}.json` },
+                { ...input.result, ...t },
+              ),
+            ),
+        );
       }
       return input.tenants.length;
     },
 
     /** The same record for one tenant, as the previous release's per-tenant children call it. */
     async recordTenantResult(input: { artifacts: ArtifactsRef; result: TenantResult }): Promise<ObjectRef> {
-      await activities.recordGroupResults({ artifacts: input.artifacts, result: input.result, tenants: [input.result] });
+      await activities.recordGroupResults({
+        artifacts: input.artifacts,
+        result: input.result,
+        tenants: [input.result],
+      });
       return { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${input.result.tenantId}.json` };
     },
 
     async writeRestoreReport(input: WriteReportInput): Promise<{ json: string; markdown: string }> {
       const { bucket, prefix } = input.artifacts;
       // As the restore used them: uuids in PostgreSQL's text form (readTenantPage), so that results match the list.
-      const ids: TenantId[] = input.tenantList ? (await getJson<string[]>(s3, input.tenantList)).map((id) => normalizeTenantId(String(id), input.plan?.rootKeyType)) : [];
+      const ids: TenantId[] = input.tenantList
+        ? (await getJson<string[]>(s3, input.tenantList)).map((id) =>
+            normalizeTenantId(String(id), input.plan?.rootKeyType),
+          )
+        : [];
       const keys = await listKeys(bucket, `${prefix}tenants/`);
       const results = new Map<string, TenantResult>();
       for (let i = 0; i < keys.length; i += 32) {
@@ -214,10 +296,22 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
       // A partial tenant's restored keys were stored by its copy activity, outside history: the report lists them.
       for (const r of results.values()) {
         if (!r.copy?.restoredKeysObject) continue;
-        r.copy.restoredKeys = await getJson<NonNullable<typeof r.copy.restoredKeys>>(s3, r.copy.restoredKeysObject).catch(() => r.copy!.restoredKeys);
+        r.copy.restoredKeys = await getJson<NonNullable<typeof r.copy.restoredKeys>>(
+          s3,
+          r.copy.restoredKeysObject,
+        ).catch(() => r.copy!.restoredKeys);
       }
       const tenants = ids.map((id) => tenantRow(id, results.get(id)));
-      const totals = { tenants: tenants.length, restored: 0, failed: 0, cancelled: 0, notStarted: 0, rows: {} as Record<string, number>, skipped: {} as Record<string, number>, conflicts: {} as Record<string, number> };
+      const totals = {
+        tenants: tenants.length,
+        restored: 0,
+        failed: 0,
+        cancelled: 0,
+        notStarted: 0,
+        rows: {} as Record<string, number>,
+        skipped: {} as Record<string, number>,
+        conflicts: {} as Record<string, number>,
+      };
       const tenantMs: number[] = [];
       let copyMsTotal = 0;
       const groupsCounted = new Set<string>();
@@ -247,8 +341,18 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
         live: input.live,
         tenantRoot: input.tenantRoot,
         conflict: input.conflict,
-        source: { backup: input.backup, scratch: input.scratch?.ref, sha256: input.scratch?.sha256, bytes: input.scratch?.bytes, verifiedBy: input.scratch?.verifiedBy, reused: input.scratch?.reused, scratchMs: input.scratch?.durationMs },
-        plan: input.plan ? { digest: input.plan.digest, location: formatS3Url(input.plan), tables: input.plan.tables } : undefined,
+        source: {
+          backup: input.backup,
+          scratch: input.scratch?.ref,
+          sha256: input.scratch?.sha256,
+          bytes: input.scratch?.bytes,
+          verifiedBy: input.scratch?.verifiedBy,
+          reused: input.scratch?.reused,
+          scratchMs: input.scratch?.durationMs,
+        },
+        plan: input.plan
+          ? { digest: input.plan.digest, location: formatS3Url(input.plan), tables: input.plan.tables }
+          : undefined,
         totals,
         timing: {
           copyMsTotal,

@@ -15,7 +15,15 @@ import { classifyDbError, isPgError, nonRetryableErrorTypes, reduceDbError } fro
 import { validateConfig } from './config';
 import { buildPlan, fkChecksFromEnv, type Plan } from './plan';
 import { preflightTenant } from './preflight';
-import type { ConflictPolicy, CopyCheckpoint, CopyResult, PreflightResult, RestoreConfig, TenantId, ValidationResult } from './restore-types';
+import type {
+  ConflictPolicy,
+  CopyCheckpoint,
+  CopyResult,
+  PreflightResult,
+  RestoreConfig,
+  TenantId,
+  ValidationResult,
+} from './restore-types';
 import { LivePressure, type YieldToLive } from './live-pressure';
 import { getText, putJson, putText } from './s3';
 import { validateTenant } from './validate';
@@ -33,10 +41,17 @@ export function toActivityFailure(error: unknown): unknown {
   const e = error as Error;
   // A database error, or an error that wraps one (`cause`: Temporal would serialize the whole chain).
   let pgError: unknown = error;
-  for (let depth = 0; depth < 5 && pgError && !isPgError(pgError); depth++) pgError = (pgError as { cause?: unknown }).cause;
+  for (let depth = 0; depth < 5 && pgError && !isPgError(pgError); depth++)
+    pgError = (pgError as { cause?: unknown }).cause;
   if (isPgError(pgError) && !(e && nonRetryableErrorTypes.includes(e.name))) {
     const named = classifyDbError(pgError);
-    if (named) return ApplicationFailure.create({ message: named.message, type: named.name, nonRetryable: true, details: [named.details] });
+    if (named)
+      return ApplicationFailure.create({
+        message: named.message,
+        type: named.name,
+        nonRetryable: true,
+        details: [named.details],
+      });
     const reduced = reduceDbError(pgError);
     const { sqlState, condition, schema, table, constraint } = reduced;
     return ApplicationFailure.create({
@@ -116,7 +131,10 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       plan = getText(s3, ref).then((text) => {
         const parsed = JSON.parse(text) as Plan;
         if (parsed.digest !== ref.digest) {
-          throw ApplicationFailure.nonRetryable(`Plan s3://${ref.bucket}/${ref.key} has digest ${parsed.digest}, the restore expects ${ref.digest}.`, 'PlanMismatchError');
+          throw ApplicationFailure.nonRetryable(
+            `Plan s3://${ref.bucket}/${ref.key} has digest ${parsed.digest}, the restore expects ${ref.digest}.`,
+            'PlanMismatchError',
+          );
         }
         return parsed;
       });
@@ -131,11 +149,16 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     if (!input.artifacts || !result.restoredKeys) return result;
     const ref = restoredKeysObject(input.artifacts, input.tenantId);
     if (Object.values(result.restoredKeys).some((k) => k.total > 0)) await putJson(s3, ref, result.restoredKeys);
-    const counts = Object.fromEntries(Object.entries(result.restoredKeys).map(([table, k]) => [table, { keys: [], total: k.total }]));
+    const counts = Object.fromEntries(
+      Object.entries(result.restoredKeys).map(([table, k]) => [table, { keys: [], total: k.total }]),
+    );
     return { ...result, restoredKeys: counts, restoredKeysObject: ref };
   }
 
-  const dbs = (input: { scratch: string; live: string }) => ({ scratch: pools.get(input.scratch), live: pools.get(input.live) });
+  const dbs = (input: { scratch: string; live: string }) => ({
+    scratch: pools.get(input.scratch),
+    live: pools.get(input.live),
+  });
 
   // Adaptive throttling (activities/live-pressure.ts), one per live database: on unless the worker's environment says
   // TENANT_RESTORE_THROTTLE=off.
@@ -153,21 +176,59 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
   return {
     /** Builds the plan once for the whole restore and stores it in S3; children get its location and digest. */
-    async buildRestorePlan(input: { restoreId: string; scratch: string; live: string; tenantRoot: string; config?: RestoreConfig; artifacts: ArtifactsRef }): Promise<PlanRef> {
+    async buildRestorePlan(input: {
+      restoreId: string;
+      scratch: string;
+      live: string;
+      tenantRoot: string;
+      config?: RestoreConfig;
+      artifacts: ArtifactsRef;
+    }): Promise<PlanRef> {
       // The config is checked again here, whoever started the workflow (the CLI, a drill schedule, another client).
-      const config = input.config === undefined ? undefined : engineCallSync(() => validateConfig(input.config, 'the restore config'));
-      const plan = await heartbeating(() => ({ stage: 'plan' }), () => engineCall(() => buildPlan({ ...dbs(input), tenantRoot: input.tenantRoot, config, fkChecks })));
+      const config =
+        input.config === undefined
+          ? undefined
+          : engineCallSync(() => validateConfig(input.config, 'the restore config'));
+      const plan = await heartbeating(
+        () => ({ stage: 'plan' }),
+        () => engineCall(() => buildPlan({ ...dbs(input), tenantRoot: input.tenantRoot, config, fkChecks })),
+      );
       const text = JSON.stringify(plan);
       const key = `${input.artifacts.prefix}plan.json`;
       await putText(s3, { bucket: input.artifacts.bucket, key }, text, 'application/json');
       planCache.set(plan.digest, Promise.resolve(plan));
-      log.info('plan stored', { digest: plan.digest, tables: plan.tables.length, bytes: text.length, sha256: createHash('sha256').update(text).digest('hex') });
-      return { bucket: input.artifacts.bucket, key, digest: plan.digest, tables: plan.tables.length, rootKeyType: plan.rootKey.type };
+      log.info('plan stored', {
+        digest: plan.digest,
+        tables: plan.tables.length,
+        bytes: text.length,
+        sha256: createHash('sha256').update(text).digest('hex'),
+      });
+      return {
+        bucket: input.artifacts.bucket,
+        key,
+        digest: plan.digest,
+        tables: plan.tables.length,
+        rootKeyType: plan.rootKey.type,
+      };
     },
 
     async preflightTenantRestore(input: TenantStepInput): Promise<PreflightResult> {
       const plan = await loadPlan(input.plan);
-      return heartbeating(() => ({ stage: 'preflight' }), () => engineCall(() => preflightTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict, yieldToLive: yieldToLive(input.live), checks: input.preflightChecks })));
+      return heartbeating(
+        () => ({ stage: 'preflight' }),
+        () =>
+          engineCall(() =>
+            preflightTenant({
+              ...dbs(input),
+              plan,
+              tenantId: input.tenantId,
+              tenantIds: input.tenantIds,
+              conflict: input.conflict,
+              yieldToLive: yieldToLive(input.live),
+              checks: input.preflightChecks,
+            }),
+          ),
+      );
     },
 
     /**
@@ -178,30 +239,55 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       const plan = await loadPlan(input.plan);
       const resumeFrom = activityInfo().heartbeatDetails as CopyCheckpoint | undefined;
       let last: CopyCheckpoint | undefined = resumeFrom;
-      if (resumeFrom) log.info('resuming copy from checkpoint', { tenantId: input.tenantId, tableIndex: resumeFrom.tableIndex, attempt: activityInfo().attempt });
-      const result = await heartbeating(() => last, () => engineCall(() => copyTenant({
-        ...dbs(input),
-        plan,
-        tenantIds: input.tenantIds ?? [input.tenantId],
-        conflict: input.conflict,
-        chunkRows: input.chunkRows,
-        resumeFrom,
-        onCheckpoint: (checkpoint: CopyCheckpoint) => {
-          last = checkpoint;
-          heartbeat(checkpoint);
-        },
-        signal: cancellationSignal(),
-        yieldToLive: yieldToLive(input.live),
-        recordKeys: input.partial,
-        // Only a first attempt: a retry may find the rows its own earlier attempt committed.
-        expectAbsent: activityInfo().attempt === 1 ? input.expectAbsent : undefined,
-      })));
+      if (resumeFrom)
+        log.info('resuming copy from checkpoint', {
+          tenantId: input.tenantId,
+          tableIndex: resumeFrom.tableIndex,
+          attempt: activityInfo().attempt,
+        });
+      const result = await heartbeating(
+        () => last,
+        () =>
+          engineCall(() =>
+            copyTenant({
+              ...dbs(input),
+              plan,
+              tenantIds: input.tenantIds ?? [input.tenantId],
+              conflict: input.conflict,
+              chunkRows: input.chunkRows,
+              resumeFrom,
+              onCheckpoint: (checkpoint: CopyCheckpoint) => {
+                last = checkpoint;
+                heartbeat(checkpoint);
+              },
+              signal: cancellationSignal(),
+              yieldToLive: yieldToLive(input.live),
+              recordKeys: input.partial,
+              // Only a first attempt: a retry may find the rows its own earlier attempt committed.
+              expectAbsent: activityInfo().attempt === 1 ? input.expectAbsent : undefined,
+            }),
+          ),
+      );
       return input.partial ? await storeRestoredKeys(input, result) : result;
     },
 
     async validateTenantRows(input: TenantStepInput): Promise<ValidationResult> {
       const plan = await loadPlan(input.plan);
-      return heartbeating(() => ({ stage: 'validate' }), () => engineCall(() => validateTenant({ ...dbs(input), plan, tenantId: input.tenantId, tenantIds: input.tenantIds, conflict: input.conflict, yieldToLive: yieldToLive(input.live), partial: input.partial })));
+      return heartbeating(
+        () => ({ stage: 'validate' }),
+        () =>
+          engineCall(() =>
+            validateTenant({
+              ...dbs(input),
+              plan,
+              tenantId: input.tenantId,
+              tenantIds: input.tenantIds,
+              conflict: input.conflict,
+              yieldToLive: yieldToLive(input.live),
+              partial: input.partial,
+            }),
+          ),
+      );
     },
   };
 }

@@ -184,14 +184,20 @@ export function canonicalUuid(id: string): string | undefined {
  * tenant, so ids are brought to PostgreSQL's own text form at input (the engine compares ids as text in places).
  */
 export function normalizeTenantId(id: TenantId, rootKeyType: string | undefined): TenantId {
-  return rootKeyType === 'uuid' ? canonicalUuid(id) ?? id : id;
+  return rootKeyType === 'uuid' ? (canonicalUuid(id) ?? id) : id;
 }
 
 /** An S3 object named by bucket and key (never a presigned URL: those carry credentials). */
-export interface ObjectRef { bucket: string; key: string }
+export interface ObjectRef {
+  bucket: string;
+  key: string;
+}
 
 /** Where a restore keeps its artifacts: `<prefix>plan.json`, `<prefix>tenants.json`, `<prefix>tenants/<id>.json`, `<prefix>report.{json,md}`. */
-export interface ArtifactsRef { bucket: string; prefix: string }
+export interface ArtifactsRef {
+  bucket: string;
+  prefix: string;
+}
 
 /** The plan is built once, stored in S3, and passed to children by location and digest (a plan per child input would bloat history). */
 export interface PlanRef extends ObjectRef {
@@ -219,7 +225,14 @@ export interface ScratchInfo {
 
 export type TenantStatus = 'restored' | 'failed' | 'cancelled';
 
-export interface ActionOutcome { name: string; type: 'sql' | 'webhook'; status: 'done' | 'failed'; attempts?: number; detail?: string; durationMs: number }
+export interface ActionOutcome {
+  name: string;
+  type: 'sql' | 'webhook';
+  status: 'done' | 'failed';
+  attempts?: number;
+  detail?: string;
+  durationMs: number;
+}
 
 /** Everything a child learned about its tenant; written to S3 for the report (counts and digests only). */
 export interface TenantResult {

@@ -9,7 +9,10 @@ import type { Readable } from 'node:stream';
 // release, so for operators it is noise on stderr: silenced unless the environment says otherwise.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-export interface S3Location { bucket: string; key: string }
+export interface S3Location {
+  bucket: string;
+  key: string;
+}
 
 export class S3UrlError extends Error {
   override name = 'S3UrlError';
@@ -35,11 +38,25 @@ export function createS3Client(env: NodeJS.ProcessEnv = process.env): S3Client {
 }
 
 export async function putJson(s3: S3Client, location: S3Location, value: unknown): Promise<void> {
-  await s3.send(new PutObjectCommand({ Bucket: location.bucket, Key: location.key, Body: JSON.stringify(value, null, 2), ContentType: 'application/json' }));
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: location.bucket,
+      Key: location.key,
+      Body: JSON.stringify(value, null, 2),
+      ContentType: 'application/json',
+    }),
+  );
 }
 
-export async function putText(s3: S3Client, location: S3Location, body: string, contentType = 'text/plain'): Promise<void> {
-  await s3.send(new PutObjectCommand({ Bucket: location.bucket, Key: location.key, Body: body, ContentType: contentType }));
+export async function putText(
+  s3: S3Client,
+  location: S3Location,
+  body: string,
+  contentType = 'text/plain',
+): Promise<void> {
+  await s3.send(
+    new PutObjectCommand({ Bucket: location.bucket, Key: location.key, Body: body, ContentType: contentType }),
+  );
 }
 
 export async function getText(s3: S3Client, location: S3Location): Promise<string> {
@@ -51,12 +68,21 @@ export async function getJson<T>(s3: S3Client, location: S3Location): Promise<T>
   return JSON.parse(await getText(s3, location)) as T;
 }
 
-export async function getStream(s3: S3Client, location: S3Location, signal?: AbortSignal): Promise<{ body: Readable; size?: number; metadata: Record<string, string> }> {
-  const response = await s3.send(new GetObjectCommand({ Bucket: location.bucket, Key: location.key }), { abortSignal: signal });
+export async function getStream(
+  s3: S3Client,
+  location: S3Location,
+  signal?: AbortSignal,
+): Promise<{ body: Readable; size?: number; metadata: Record<string, string> }> {
+  const response = await s3.send(new GetObjectCommand({ Bucket: location.bucket, Key: location.key }), {
+    abortSignal: signal,
+  });
   return { body: response.Body as Readable, size: response.ContentLength, metadata: response.Metadata ?? {} };
 }
 
-export async function head(s3: S3Client, location: S3Location): Promise<{ size?: number; metadata: Record<string, string>; lastModified?: Date }> {
+export async function head(
+  s3: S3Client,
+  location: S3Location,
+): Promise<{ size?: number; metadata: Record<string, string>; lastModified?: Date }> {
   const response = await s3.send(new HeadObjectCommand({ Bucket: location.bucket, Key: location.key }));
   return { size: response.ContentLength, metadata: response.Metadata ?? {}, lastModified: response.LastModified };
 }

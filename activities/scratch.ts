@@ -27,7 +27,16 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { databaseName, escapeIdentifier, escapeLiteral, libpqTarget, resolveConnectionString, withDatabase, type DatabaseRef, type Pools } from './db';
+import {
+  databaseName,
+  escapeIdentifier,
+  escapeLiteral,
+  libpqTarget,
+  resolveConnectionString,
+  withDatabase,
+  type DatabaseRef,
+  type Pools,
+} from './db';
 import { reduceToolStderr } from './errors';
 import { getJson, getStream, head, parseS3Url, type S3Location } from './s3';
 import type { ScratchInfo } from './restore-types';
@@ -39,7 +48,10 @@ import type { ScratchInfo } from './restore-types';
  */
 export function scratchDatabaseName(restoreId: string): string {
   const hash = createHash('sha256').update(restoreId, 'utf8').digest('hex').slice(0, 12);
-  const prefix = restoreId.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 63 - 'scratch_'.length - 1 - hash.length);
+  const prefix = restoreId
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_')
+    .slice(0, 63 - 'scratch_'.length - 1 - hash.length);
   return `scratch_${prefix}_${hash}`;
 }
 
@@ -93,8 +105,12 @@ export function scratchOwnership(
   const { marker } = existing;
   if (!marker) return existing.empty ? 'rebuild' : 'foreign';
   if (marker.restoreId !== want.restoreId) return 'foreign';
-  const loaded = marker.state === 'loaded' && marker.backup === want.backup && !!marker.sha256
-    && (want.size === undefined || marker.size === want.size) && (!want.sha256 || marker.sha256 === want.sha256);
+  const loaded =
+    marker.state === 'loaded' &&
+    marker.backup === want.backup &&
+    !!marker.sha256 &&
+    (want.size === undefined || marker.size === want.size) &&
+    (!want.sha256 || marker.sha256 === want.sha256);
   return loaded ? 'reuse' : 'rebuild';
 }
 
@@ -110,7 +126,16 @@ const archiveVersions: Array<{ version: string; pgDump: string }> = [
   { version: '1.16', pgDump: '17' },
 ];
 /** The newest archive format each pg_restore major version reads (its K_VERS_MAX). */
-const newestReadable: Record<number, string> = { 10: '1.13', 11: '1.13', 12: '1.14', 13: '1.14', 14: '1.14', 15: '1.14', 16: '1.15', 17: '1.16' };
+const newestReadable: Record<number, string> = {
+  10: '1.13',
+  11: '1.13',
+  12: '1.14',
+  13: '1.14',
+  14: '1.14',
+  15: '1.14',
+  16: '1.15',
+  17: '1.16',
+};
 
 export interface ArchiveHeader {
   /** Archive format version, `major.minor.rev`. */
@@ -124,7 +149,8 @@ export interface ArchiveHeader {
 }
 
 const compareVersions = (a: number[], b: number[]): number => {
-  for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
+  for (let i = 0; i < Math.max(a.length, b.length); i++)
+    if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
   return 0;
 };
 
@@ -161,7 +187,8 @@ export function parseArchiveHeader(bytes: Buffer): ArchiveHeader | undefined {
   if (readStr() === undefined) return header; // database name: not needed
   if (compareVersions(version, [1, 10]) < 0) return header;
   // Only what reads as a version: a damaged header must not put arbitrary bytes into a message.
-  const asVersion = (text: string | undefined) => (text !== undefined && /^\d+(\.\d+)*[\w .()+~-]*$/.test(text) ? text : undefined);
+  const asVersion = (text: string | undefined) =>
+    text !== undefined && /^\d+(\.\d+)*[\w .()+~-]*$/.test(text) ? text : undefined;
   header.serverVersion = asVersion(readStr());
   header.dumpVersion = header.serverVersion === undefined ? undefined : asVersion(readStr());
   return header;
@@ -171,7 +198,8 @@ export function parseArchiveHeader(bytes: Buffer): ArchiveHeader | undefined {
 export function describeBackupBytes(bytes: Buffer, totalSize: number): string {
   if (totalSize === 0 || bytes.length === 0) return 'an empty file';
   const starts = (...b: number[]) => b.every((x, i) => bytes[i] === x);
-  if (starts(0x1f, 0x8b)) return 'a gzip file (a compressed plain SQL dump? pg_dump -Fc output is never gzipped as a whole)';
+  if (starts(0x1f, 0x8b))
+    return 'a gzip file (a compressed plain SQL dump? pg_dump -Fc output is never gzipped as a whole)';
   if (starts(0x50, 0x4b, 0x03, 0x04)) return 'a zip file';
   if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'a zstd file';
   if (starts(0x04, 0x22, 0x4d, 0x18)) return 'an lz4 file';
@@ -199,11 +227,16 @@ export function newerArchiveMessage(header: ArchiveHeader, pgRestoreVersion: str
   const format = header.version.join('.');
   const short = `${header.version[0]}.${header.version[1]}`;
   const release = archiveVersions.find((v) => v.version === short)?.pgDump;
-  const writer = header.dumpVersion ? `pg_dump ${header.dumpVersion}` : release ? `pg_dump ${release} or later` : 'a pg_dump newer than 17';
-  return `it was written by ${writer} (archive format ${format}), and this worker has ${pgRestoreVersion.trim()}`
-    + `${newest ? `, which reads archive formats up to ${newest}` : ''}. It is not corrupt: install a pg_restore at least as new as that pg_dump on the workers (the PostgreSQL client package of that major version), then start the restore again.`;
+  const writer = header.dumpVersion
+    ? `pg_dump ${header.dumpVersion}`
+    : release
+      ? `pg_dump ${release} or later`
+      : 'a pg_dump newer than 17';
+  return (
+    `it was written by ${writer} (archive format ${format}), and this worker has ${pgRestoreVersion.trim()}` +
+    `${newest ? `, which reads archive formats up to ${newest}` : ''}. It is not corrupt: install a pg_restore at least as new as that pg_dump on the workers (the PostgreSQL client package of that major version), then start the restore again.`
+  );
 }
-
 
 export interface PrepareScratchInput {
   restoreId: string;
@@ -215,13 +248,21 @@ export interface PrepareScratchInput {
   allowUnverifiedBackup?: boolean;
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal, stdoutToString = false): Promise<string> {
+function run(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  signal: AbortSignal,
+  stdoutToString = false,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';
     let cut = false;
-    child.stdout.on('data', (chunk: Buffer) => { if (stdoutToString) out.push(chunk); });
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (stdoutToString) out.push(chunk);
+    });
     child.stderr.on('data', (chunk: Buffer) => {
       err += chunk.toString();
       if (err.length > 65_536) {
@@ -255,9 +296,15 @@ async function withHeartbeats<T>(details: () => unknown, work: Promise<T>, ms = 
   }
 }
 
-async function readManifest(s3: S3Client, location: S3Location): Promise<{ sha256?: string; size?: number } | undefined> {
+async function readManifest(
+  s3: S3Client,
+  location: S3Location,
+): Promise<{ sha256?: string; size?: number } | undefined> {
   try {
-    return await getJson<{ sha256?: string; size?: number }>(s3, { bucket: location.bucket, key: `${location.key}.manifest.json` });
+    return await getJson<{ sha256?: string; size?: number }>(s3, {
+      bucket: location.bucket,
+      key: `${location.key}.manifest.json`,
+    });
   } catch (error) {
     const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
     if (e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return undefined;
@@ -266,23 +313,39 @@ async function readManifest(s3: S3Client, location: S3Location): Promise<{ sha25
 }
 
 /** pg_restore's words for an archive that is cut short or damaged (not for a database problem). */
-const corruptArchive = /could not read from input file|unexpected end of file|did not find magic string|could not find block ID|input file is too short|corrupt|unsupported version .* in file header|could not uncompress data/i;
+const corruptArchive =
+  /could not read from input file|unexpected end of file|did not find magic string|could not find block ID|input file is too short|corrupt|unsupported version .* in file header|could not uncompress data/i;
 
 /** FK statements from pg_restore's script, turned into NOT VALID where Postgres allows it. */
 export function splitStatements(script: string): string[] {
-  return script
-    .split(/;\s*\n/)
-    // Comments, and psql meta-commands: pg_restore 15.14+ wraps its script in \restrict/\unrestrict (CVE-2025-8714),
-    // which the server would read as a syntax error at the start of the first statement.
-    .map((s) => s.split('\n').filter((line) => !line.startsWith('--') && !line.startsWith('\\')).join('\n').trim())
-    .filter((s) => s.length > 0);
+  return (
+    script
+      .split(/;\s*\n/)
+      // Comments, and psql meta-commands: pg_restore 15.14+ wraps its script in \restrict/\unrestrict (CVE-2025-8714),
+      // which the server would read as a syntax error at the start of the first statement.
+      .map((s) =>
+        s
+          .split('\n')
+          .filter((line) => !line.startsWith('--') && !line.startsWith('\\'))
+          .join('\n')
+          .trim(),
+      )
+      .filter((s) => s.length > 0)
+  );
 }
 
 export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
   /** The database named `name` on `server`, with its marker, or `{ exists: false }`. */
-  async function inspect(server: DatabaseRef, name: string): Promise<{ exists: false } | { exists: true; marker: ScratchMarker | null; empty: boolean }> {
-    const { rows } = await pools.get(server).query<{ comment: string | null }>(
-      `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [name]);
+  async function inspect(
+    server: DatabaseRef,
+    name: string,
+  ): Promise<{ exists: false } | { exists: true; marker: ScratchMarker | null; empty: boolean }> {
+    const { rows } = await pools
+      .get(server)
+      .query<{ comment: string | null }>(
+        `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
+        [name],
+      );
     if (rows.length === 0) return { exists: false };
     const marker = parseScratchMarker(rows[0].comment);
     if (marker) return { exists: true, marker, empty: false };
@@ -301,7 +364,9 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
   }
 
   async function writeMarker(server: DatabaseRef, name: string, marker: ScratchMarker): Promise<void> {
-    await pools.get(server).query(`COMMENT ON DATABASE ${escapeIdentifier(name)} IS ${escapeLiteral(JSON.stringify(marker))}`);
+    await pools
+      .get(server)
+      .query(`COMMENT ON DATABASE ${escapeIdentifier(name)} IS ${escapeLiteral(JSON.stringify(marker))}`);
   }
 
   let pgRestoreVersion: string | undefined;
@@ -324,24 +389,34 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       const name = scratchDatabaseName(input.restoreId);
       const ref = databaseOnServer(input.server, name);
       const location = parseS3Url(input.backup);
-      const object = await head(s3, location).catch((error: { name?: string; $metadata?: { httpStatusCode?: number } }) => {
-        if (error.name === 'NotFound' || error.$metadata?.httpStatusCode === 404) {
-          throw ApplicationFailure.nonRetryable(`Backup ${input.backup} does not exist.`, 'BackupNotFound');
-        }
-        throw error;
-      });
+      const object = await head(s3, location).catch(
+        (error: { name?: string; $metadata?: { httpStatusCode?: number } }) => {
+          if (error.name === 'NotFound' || error.$metadata?.httpStatusCode === 404) {
+            throw ApplicationFailure.nonRetryable(`Backup ${input.backup} does not exist.`, 'BackupNotFound');
+          }
+          throw error;
+        },
+      );
       const manifest = await readManifest(s3, location);
       const expectedSha = manifest?.sha256 ?? object.metadata.sha256;
       const expectedSize = manifest?.size ?? (object.metadata.size ? Number(object.metadata.size) : undefined);
       // 'size-only': no sha256 anywhere, loaded only because the operator passed --allow-unverified-backup.
-      const verifiedBy: ScratchInfo['verifiedBy'] = manifest?.sha256 ? 'manifest' : object.metadata.sha256 ? 'metadata' : 'size-only';
+      const verifiedBy: ScratchInfo['verifiedBy'] = manifest?.sha256
+        ? 'manifest'
+        : object.metadata.sha256
+          ? 'metadata'
+          : 'size-only';
       if (!expectedSha && !input.allowUnverifiedBackup) {
         throw ApplicationFailure.nonRetryable(
           `Backup ${input.backup} cannot be verified: there is no ${location.key}.manifest.json with a sha256 next to it, and no sha256 in the object's metadata, so nothing proves it is the archive pg_dump wrote. Upload a manifest ({ "sha256": "<hex>", "size": <bytes> }), or, if you accept an unverified backup, start again with --allow-unverified-backup (drills: allowUnverifiedBackup).`,
-          'BackupUnverified');
+          'BackupUnverified',
+        );
       }
       if (expectedSize !== undefined && object.size !== undefined && expectedSize !== object.size) {
-        throw ApplicationFailure.nonRetryable(`Backup ${input.backup} is ${object.size} bytes, its manifest says ${expectedSize}.`, 'BackupSizeMismatch');
+        throw ApplicationFailure.nonRetryable(
+          `Backup ${input.backup} is ${object.size} bytes, its manifest says ${expectedSize}.`,
+          'BackupSizeMismatch',
+        );
       }
 
       // One loader per scratch at a time: a retry that overlaps a slow attempt waits instead of racing it.
@@ -350,21 +425,44 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       /** Set once the database of this name is known to be this restore's: only then may a failure drop it. */
       let ours = false;
       try {
-        await withHeartbeats(() => ({ stage: 'lock' }), lockClient.query('SELECT pg_advisory_lock(hashtext($1))', [`tenant-restore:scratch:${name}`]));
+        await withHeartbeats(
+          () => ({ stage: 'lock' }),
+          lockClient.query('SELECT pg_advisory_lock(hashtext($1))', [`tenant-restore:scratch:${name}`]),
+        );
         const existing = await inspect(input.server, name);
-        const decision = scratchOwnership(existing, { restoreId: input.restoreId, backup: input.backup, size: object.size, sha256: expectedSha });
+        const decision = scratchOwnership(existing, {
+          restoreId: input.restoreId,
+          backup: input.backup,
+          size: object.size,
+          sha256: expectedSha,
+        });
         if (decision === 'foreign') {
           const marker = existing.exists ? existing.marker : null;
-          const whose = marker?.restoreId ? `the scratch of restore '${marker.restoreId}'` : marker ? 'a scratch whose marker names no restore (made by an older tenant-restore)' : 'not a tenant-restore scratch (no marker)';
+          const whose = marker?.restoreId
+            ? `the scratch of restore '${marker.restoreId}'`
+            : marker
+              ? 'a scratch whose marker names no restore (made by an older tenant-restore)'
+              : 'not a tenant-restore scratch (no marker)';
           throw ApplicationFailure.nonRetryable(
             `Database ${name} on the scratch server already exists and is ${whose}, not a scratch of restore '${input.restoreId}': it was not touched. If it is no longer needed, drop it yourself (DROP DATABASE ${escapeIdentifier(name)}), or start this restore with another --id or another --scratch-server.`,
-            'ScratchNotOwned');
+            'ScratchNotOwned',
+          );
         }
         ours = decision !== 'absent';
         if (decision === 'reuse' && existing.exists && existing.marker) {
           const marker = existing.marker;
           log.info('scratch already loaded from this archive by this restore: reused', { database: name });
-          return { ref, server: input.server, owned: true, reused: true, backup: input.backup, bytes: marker.size, sha256: marker.sha256, verifiedBy, durationMs: Date.now() - started };
+          return {
+            ref,
+            server: input.server,
+            owned: true,
+            reused: true,
+            backup: input.backup,
+            bytes: marker.size,
+            sha256: marker.sha256,
+            verifiedBy,
+            durationMs: Date.now() - started,
+          };
         }
 
         const dir = await mkdtemp(join(tmpdir(), `tenant-restore-${name}-`));
@@ -381,13 +479,22 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
               callback(null, chunk);
             },
           });
-          await withHeartbeats(() => ({ stage: 'download', bytes }), pipeline(body, hashing, createWriteStream(file), { signal }));
+          await withHeartbeats(
+            () => ({ stage: 'download', bytes }),
+            pipeline(body, hashing, createWriteStream(file), { signal }),
+          );
           const sha256 = hash.digest('hex');
           if (object.size !== undefined && bytes !== object.size) {
-            throw ApplicationFailure.retryable(`Downloaded ${bytes} bytes of ${input.backup}, expected ${object.size}.`, 'BackupTruncated');
+            throw ApplicationFailure.retryable(
+              `Downloaded ${bytes} bytes of ${input.backup}, expected ${object.size}.`,
+              'BackupTruncated',
+            );
           }
           if (expectedSha && expectedSha !== sha256) {
-            throw ApplicationFailure.nonRetryable(`Backup ${input.backup} has sha256 ${sha256}, its ${verifiedBy} says ${expectedSha}.`, 'BackupChecksumMismatch');
+            throw ApplicationFailure.nonRetryable(
+              `Backup ${input.backup} has sha256 ${sha256}, its ${verifiedBy} says ${expectedSha}.`,
+              'BackupChecksumMismatch',
+            );
           }
           // What it is, from its first bytes: only a custom-format archive goes on, and only to pg_restore.
           const first = Buffer.alloc(4096);
@@ -395,42 +502,69 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           const { bytesRead } = await fd.read(first, 0, first.length, 0).finally(() => fd.close());
           const header = parseArchiveHeader(first.subarray(0, bytesRead));
           if (!header || header.format !== 1) {
-            const found = header ? `a pg_dump archive in format ${header.format} (not custom)` : describeBackupBytes(first.subarray(0, bytesRead), bytes);
+            const found = header
+              ? `a pg_dump archive in format ${header.format} (not custom)`
+              : describeBackupBytes(first.subarray(0, bytesRead), bytes);
             throw ApplicationFailure.nonRetryable(
               `Backup ${input.backup} is ${found}, not a pg_dump custom-format archive: it was not loaded, and nothing in it was run. tenant-restore reads backups only with pg_restore, never with psql; take the backup with pg_dump -Fc (custom format) and start again.`,
-              'UnsupportedBackupFormat');
+              'UnsupportedBackupFormat',
+            );
           }
           const pgRestore = await localPgRestoreVersion(signal);
           const newer = newerArchiveProblem(header, pgRestore);
-          if (newer) throw ApplicationFailure.nonRetryable(`Backup ${input.backup} cannot be read by this worker's pg_restore: ${newer}`, 'BackupFromNewerPgDump');
+          if (newer)
+            throw ApplicationFailure.nonRetryable(
+              `Backup ${input.backup} cannot be read by this worker's pg_restore: ${newer}`,
+              'BackupFromNewerPgDump',
+            );
 
           // Ours (or absent): from here on it is rebuilt, and marked as this restore's from the moment it exists.
           ours = true;
           await pools.close(ref);
           await pools.get(input.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
-          await pools.get(input.server).query(`CREATE DATABASE ${escapeIdentifier(name)}`).catch((error: { code?: string }) => {
-            if (error.code === '42501') {
-              throw ApplicationFailure.nonRetryable(
-                `The role of the scratch server (${input.server}) may not create databases. Scratch needs a role with CREATEDB; the least-privilege live role of scripts/grants.sql has none, by design. Start again with --scratch-server postgres://<scratch role>@<host>/postgres (a role with CREATEDB, on a server that is not live if you can), or --scratch <url> of a database you restored yourself.`,
-                'ScratchServerNotAllowed');
-            }
-            throw error;
-          });
+          await pools
+            .get(input.server)
+            .query(`CREATE DATABASE ${escapeIdentifier(name)}`)
+            .catch((error: { code?: string }) => {
+              if (error.code === '42501') {
+                throw ApplicationFailure.nonRetryable(
+                  `The role of the scratch server (${input.server}) may not create databases. Scratch needs a role with CREATEDB; the least-privilege live role of scripts/grants.sql has none, by design. Start again with --scratch-server postgres://<scratch role>@<host>/postgres (a role with CREATEDB, on a server that is not live if you can), or --scratch <url> of a database you restored yourself.`,
+                  'ScratchServerNotAllowed',
+                );
+              }
+              throw error;
+            });
           const createdAt = new Date().toISOString();
-          const loading: ScratchMarker = { tool: 'tenant-restore', restoreId: input.restoreId, state: 'loading', backup: input.backup, size: bytes, sha256, createdAt };
+          const loading: ScratchMarker = {
+            tool: 'tenant-restore',
+            restoreId: input.restoreId,
+            state: 'loading',
+            backup: input.backup,
+            size: bytes,
+            sha256,
+            createdAt,
+          };
           await writeMarker(input.server, name, loading);
 
           const restoreStarted = Date.now();
-          await withHeartbeats(() => ({ stage: 'pg_restore', bytes }), restoreArchive(file, dir, ref, signal)).catch((error: Error) => {
-            if (/unsupported version .* in file header/i.test(error.message)) {
-              throw ApplicationFailure.nonRetryable(`Backup ${input.backup} cannot be read by this worker's pg_restore: ${newerArchiveMessage(header, pgRestore)}`, 'BackupFromNewerPgDump');
-            }
-            // A truncated or corrupted archive fails the same way on every attempt: say so, and do not retry.
-            if (corruptArchive.test(error.message)) {
-              throw ApplicationFailure.nonRetryable(`Backup ${input.backup} is not a valid pg_dump archive (it is truncated or corrupted): ${error.message.slice(0, 500)}`, 'BackupCorrupt');
-            }
-            throw error;
-          });
+          await withHeartbeats(() => ({ stage: 'pg_restore', bytes }), restoreArchive(file, dir, ref, signal)).catch(
+            (error: Error) => {
+              if (/unsupported version .* in file header/i.test(error.message)) {
+                throw ApplicationFailure.nonRetryable(
+                  `Backup ${input.backup} cannot be read by this worker's pg_restore: ${newerArchiveMessage(header, pgRestore)}`,
+                  'BackupFromNewerPgDump',
+                );
+              }
+              // A truncated or corrupted archive fails the same way on every attempt: say so, and do not retry.
+              if (corruptArchive.test(error.message)) {
+                throw ApplicationFailure.nonRetryable(
+                  `Backup ${input.backup} is not a valid pg_dump archive (it is truncated or corrupted): ${error.message.slice(0, 500)}`,
+                  'BackupCorrupt',
+                );
+              }
+              throw error;
+            },
+          );
           const restoreMs = Date.now() - restoreStarted;
           // Statistics for the ownership predicates' plans; cheap (sampled).
           await withHeartbeats(() => ({ stage: 'analyze' }), pools.get(ref, { max: 2 }).query('ANALYZE'));
@@ -439,7 +573,17 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           // Written last: `loaded` means "completely loaded and verified, by this restore, from this archive".
           await writeMarker(input.server, name, { ...loading, state: 'loaded', loadedAt: new Date().toISOString() });
           log.info('scratch loaded', { database: name, bytes, restoreMs, attempt: activityInfo().attempt });
-          return { ref, server: input.server, owned: true, reused: false, backup: input.backup, bytes, sha256, verifiedBy, durationMs: Date.now() - started };
+          return {
+            ref,
+            server: input.server,
+            owned: true,
+            reused: false,
+            backup: input.backup,
+            bytes,
+            sha256,
+            verifiedBy,
+            durationMs: Date.now() - started,
+          };
         } finally {
           await rm(dir, { recursive: true, force: true });
         }
@@ -451,12 +595,17 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           await pools.close(ref);
           const now = await inspect(input.server, name).catch(() => undefined);
           if (now?.exists && (now.marker?.restoreId === input.restoreId || (!now.marker && now.empty))) {
-            await pools.get(input.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`).catch(() => undefined);
+            await pools
+              .get(input.server)
+              .query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`)
+              .catch(() => undefined);
           }
         }
         throw error;
       } finally {
-        await lockClient.query('SELECT pg_advisory_unlock_all()').catch(() => { broken = true; });
+        await lockClient.query('SELECT pg_advisory_unlock_all()').catch(() => {
+          broken = true;
+        });
         lockClient.release(broken);
       }
     },
@@ -465,20 +614,29 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
      * Drops the scratch this restore created: only when its name is this restore's and its marker names this restore
      * id. A `--scratch <url>` given by the operator (owned: false) is never dropped, nor is anything else.
      */
-    async dropScratch(input: { restoreId: string; scratch: ScratchInfo }): Promise<{ dropped: boolean; reason?: string }> {
+    async dropScratch(input: {
+      restoreId: string;
+      scratch: ScratchInfo;
+    }): Promise<{ dropped: boolean; reason?: string }> {
       const { scratch } = input;
       if (!scratch.owned || !scratch.server) return { dropped: false, reason: 'not created by this restore' };
       const name = scratchDatabaseName(input.restoreId);
       const target = databaseName(resolveConnectionString(scratch.ref));
       if (target !== name) {
-        log.warn('scratch not dropped: its name is not this restore\'s', { database: target, expected: name });
+        log.warn("scratch not dropped: its name is not this restore's", { database: target, expected: name });
         return { dropped: false, reason: `'${target}' is not this restore's scratch '${name}'` };
       }
       const existing = await inspect(scratch.server, name);
       if (!existing.exists) return { dropped: false, reason: 'already gone' };
       if (existing.marker?.restoreId !== input.restoreId) {
-        log.warn('scratch not dropped: its marker does not name this restore', { database: name, marker: existing.marker?.restoreId ?? null });
-        return { dropped: false, reason: `its marker names ${existing.marker?.restoreId ? `restore '${existing.marker.restoreId}'` : 'no restore'}` };
+        log.warn('scratch not dropped: its marker does not name this restore', {
+          database: name,
+          marker: existing.marker?.restoreId ?? null,
+        });
+        return {
+          dropped: false,
+          reason: `its marker names ${existing.marker?.restoreId ? `restore '${existing.marker.restoreId}'` : 'no restore'}`,
+        };
       }
       await pools.close(scratch.ref);
       await pools.get(scratch.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
@@ -504,11 +662,22 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     const fkList = join(dir, 'fk.list');
     await writeFile(mainList, lines.map((l) => (isFk(l) ? `;${l}` : l)).join('\n'));
     const jobs = Math.max(1, Math.min(availableParallelism(), 4));
-    await run('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '-j', String(jobs), '-L', mainList, '-d', url, file], env, signal);
+    await run(
+      'pg_restore',
+      ['--no-owner', '--no-privileges', '--exit-on-error', '-j', String(jobs), '-L', mainList, '-d', url, file],
+      env,
+      signal,
+    );
     const fkLines = lines.filter(isFk);
     if (fkLines.length === 0) return;
     await writeFile(fkList, fkLines.join('\n'));
-    const script = await run('pg_restore', ['--no-owner', '--no-privileges', '-L', fkList, '-f', '-', file], env, signal, true);
+    const script = await run(
+      'pg_restore',
+      ['--no-owner', '--no-privileges', '-L', fkList, '-f', '-', file],
+      env,
+      signal,
+      true,
+    );
     const client = await pools.get(ref, { max: 2 }).connect();
     try {
       for (const statement of splitStatements(script)) {

@@ -25,10 +25,15 @@ export function tenantListProblems(ids: unknown[]): string[] {
   const seen = new Map<string, string>();
   ids.forEach((raw, index) => {
     const id = typeof raw === 'number' && Number.isSafeInteger(raw) ? String(raw) : raw;
-    if (typeof id !== 'string' || !tenantIdPattern.test(id)) problems.push(`entry ${index + 1} (${JSON.stringify(raw)}) is not a tenant id`);
+    if (typeof id !== 'string' || !tenantIdPattern.test(id))
+      problems.push(`entry ${index + 1} (${JSON.stringify(raw)}) is not a tenant id`);
     else if (seen.has(sameTenantKey(id))) {
       const first = seen.get(sameTenantKey(id))!;
-      problems.push(first === id ? `tenant ${id} is listed twice` : `tenant ${id} is listed twice (also as ${first}: uuids are compared without regard to case)`);
+      problems.push(
+        first === id
+          ? `tenant ${id} is listed twice`
+          : `tenant ${id} is listed twice (also as ${first}: uuids are compared without regard to case)`,
+      );
     } else seen.set(sameTenantKey(id), id);
   });
   return problems;
@@ -51,7 +56,11 @@ export function createTenantListActivities({ s3 }: { s3: S3Client }) {
 
   return {
     /** Writes an inline list to `<artifacts>/tenants.json`, or checks a given object; returns where it is and its length. */
-    async stageTenantList(input: { artifacts: ArtifactsRef; tenants?: TenantId[]; tenantsObject?: ObjectRef }): Promise<ObjectRef & { count: number }> {
+    async stageTenantList(input: {
+      artifacts: ArtifactsRef;
+      tenants?: TenantId[];
+      tenantsObject?: ObjectRef;
+    }): Promise<ObjectRef & { count: number }> {
       let ids: unknown[];
       let ref: ObjectRef;
       if (input.tenants) {
@@ -62,21 +71,38 @@ export function createTenantListActivities({ s3 }: { s3: S3Client }) {
         try {
           ids = JSON.parse(await getText(s3, ref)) as unknown[];
         } catch (error) {
-          if ((error as Error).name === 'SyntaxError') throw ApplicationFailure.nonRetryable(`s3://${ref.bucket}/${ref.key} is not a JSON array of tenant ids.`, 'InvalidTenantList');
+          if ((error as Error).name === 'SyntaxError')
+            throw ApplicationFailure.nonRetryable(
+              `s3://${ref.bucket}/${ref.key} is not a JSON array of tenant ids.`,
+              'InvalidTenantList',
+            );
           throw error;
         }
-        if (!Array.isArray(ids)) throw ApplicationFailure.nonRetryable(`s3://${ref.bucket}/${ref.key} is not a JSON array of tenant ids.`, 'InvalidTenantList');
+        if (!Array.isArray(ids))
+          throw ApplicationFailure.nonRetryable(
+            `s3://${ref.bucket}/${ref.key} is not a JSON array of tenant ids.`,
+            'InvalidTenantList',
+          );
       } else {
         throw ApplicationFailure.nonRetryable('A restore needs tenants or tenantsObject.', 'InvalidTenantList');
       }
       const problems = tenantListProblems(ids);
-      if (problems.length) throw ApplicationFailure.nonRetryable(`Bad tenant list: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}.`, 'InvalidTenantList');
+      if (problems.length)
+        throw ApplicationFailure.nonRetryable(
+          `Bad tenant list: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}.`,
+          'InvalidTenantList',
+        );
       if (input.tenants) await putText(s3, ref, JSON.stringify(ids.map(String)), 'application/json');
       return { ...ref, count: ids.length };
     },
 
     /** A page of the list: the ids at [offset, offset + limit), uuids in PostgreSQL's text form when the root key is a uuid. */
-    async readTenantPage(input: { list: ObjectRef; offset: number; limit: number; rootKeyType?: string }): Promise<TenantId[]> {
+    async readTenantPage(input: {
+      list: ObjectRef;
+      offset: number;
+      limit: number;
+      rootKeyType?: string;
+    }): Promise<TenantId[]> {
       const ids = await load(input.list);
       return ids.slice(input.offset, input.offset + input.limit).map((id) => normalizeTenantId(id, input.rootKeyType));
     },

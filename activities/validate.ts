@@ -44,7 +44,12 @@ async function checksum(client: PoolClient, plan: Plan, ctx: RenderContext, tabl
 /** Every FK of the tenants' owned rows in live: the orphans found, per FK (shared tables are the parent closure). */
 function ownedOrphans(live: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<ValidationResult['orphans']> {
   const ctx = renderContext(plan, tenantIds);
-  return scanOrphans(live, plan, plan.tables.filter((t) => t.role !== 'shared'), () => ({ owned: ctx }));
+  return scanOrphans(
+    live,
+    plan,
+    plan.tables.filter((t) => t.role !== 'shared'),
+    () => ({ owned: ctx }),
+  );
 }
 
 export async function validateTenant(input: ValidateInput): Promise<ValidationResult> {

@@ -14,7 +14,19 @@ import { statusCommand } from './commands/status';
 import { approveCommand, cancelCommand, concurrencyCommand, pauseCommand, resumeCommand } from './commands/control';
 import { reportCommand } from './commands/report';
 
-const commands: Command[] = [workerCommand, planCommand, startCommand, statusCommand, pauseCommand, resumeCommand, cancelCommand, approveCommand, concurrencyCommand, reportCommand, drillCommand];
+const commands: Command[] = [
+  workerCommand,
+  planCommand,
+  startCommand,
+  statusCommand,
+  pauseCommand,
+  resumeCommand,
+  cancelCommand,
+  approveCommand,
+  concurrencyCommand,
+  reportCommand,
+  drillCommand,
+];
 
 function version(): string {
   return (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
@@ -82,10 +94,13 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module || process.argv[1]?.endsWith('tenant-restore')) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  }, (error: Error) => {
-    process.stderr.write(`tenant-restore: ${error.stack ?? error.message}\n`);
-    process.exitCode = 1;
-  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: Error) => {
+      process.stderr.write(`tenant-restore: ${error.stack ?? error.message}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -26,7 +26,16 @@ import { createDatabase, dbUrl, dropDatabase, say, serverVersion, sleep, benchEn
 import { DbSampler, type StatementTime } from './bench/db-sampler';
 import { isRetryableDbError } from '../activities/db';
 import { scratchDatabaseName } from '../activities/scratch';
-import { productReadiness, readReport, resultsDir, runStart, WorkerProcess, workflowProfile, type StartRun, type WorkflowProfile } from './bench/product';
+import {
+  productReadiness,
+  readReport,
+  resultsDir,
+  runStart,
+  WorkerProcess,
+  workflowProfile,
+  type StartRun,
+  type WorkflowProfile,
+} from './bench/product';
 import { projectRoot } from './stack';
 import { defaultConcurrency } from '../workflows/definitions';
 
@@ -38,22 +47,66 @@ const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N]
                     [--fresh-data] [--keep] [--json] [--out <file>]`;
 
 interface Options {
-  quick: boolean; tenants: number; rows: number; victims: number; empty: number; scale: number; bigRows: number[];
-  concurrency?: number; groupSize?: number; scaleConcurrency?: number; childrenPerRun?: number; baselineSeconds: number; writerConnections: number;
-  timeoutMinutes: number; scaleTimeoutMinutes: number; overheadTimeoutMinutes: number; memoryTimeoutMinutes: number; seed: number; skip: Record<'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live', boolean>;
-  freshData: boolean; keep: boolean; json: boolean; out?: string;
+  quick: boolean;
+  tenants: number;
+  rows: number;
+  victims: number;
+  empty: number;
+  scale: number;
+  bigRows: number[];
+  concurrency?: number;
+  groupSize?: number;
+  scaleConcurrency?: number;
+  childrenPerRun?: number;
+  baselineSeconds: number;
+  writerConnections: number;
+  timeoutMinutes: number;
+  scaleTimeoutMinutes: number;
+  overheadTimeoutMinutes: number;
+  memoryTimeoutMinutes: number;
+  seed: number;
+  skip: Record<'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live', boolean>;
+  freshData: boolean;
+  keep: boolean;
+  json: boolean;
+  out?: string;
 }
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
-    args: argv, strict: true, allowPositionals: false, options: {
-      quick: { type: 'boolean' }, tenants: { type: 'string' }, rows: { type: 'string' }, victims: { type: 'string' }, empty: { type: 'string' },
-      scale: { type: 'string' }, 'big-rows': { type: 'string' }, concurrency: { type: 'string' }, 'group-size': { type: 'string' }, 'scale-concurrency': { type: 'string' },
-      'children-per-run': { type: 'string' }, 'baseline-seconds': { type: 'string' }, 'writer-connections': { type: 'string' },
-      'timeout-minutes': { type: 'string' }, 'scale-timeout-minutes': { type: 'string' }, 'overhead-timeout-minutes': { type: 'string' },
-      'memory-timeout-minutes': { type: 'string' }, seed: { type: 'string' }, 'skip-ideal': { type: 'boolean' }, 'skip-product': { type: 'boolean' },
-      'skip-overhead': { type: 'boolean' }, 'skip-scale': { type: 'boolean' }, 'skip-memory': { type: 'boolean' }, 'skip-live': { type: 'boolean' },
-      'fresh-data': { type: 'boolean' }, keep: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean' },
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      quick: { type: 'boolean' },
+      tenants: { type: 'string' },
+      rows: { type: 'string' },
+      victims: { type: 'string' },
+      empty: { type: 'string' },
+      scale: { type: 'string' },
+      'big-rows': { type: 'string' },
+      concurrency: { type: 'string' },
+      'group-size': { type: 'string' },
+      'scale-concurrency': { type: 'string' },
+      'children-per-run': { type: 'string' },
+      'baseline-seconds': { type: 'string' },
+      'writer-connections': { type: 'string' },
+      'timeout-minutes': { type: 'string' },
+      'scale-timeout-minutes': { type: 'string' },
+      'overhead-timeout-minutes': { type: 'string' },
+      'memory-timeout-minutes': { type: 'string' },
+      seed: { type: 'string' },
+      'skip-ideal': { type: 'boolean' },
+      'skip-product': { type: 'boolean' },
+      'skip-overhead': { type: 'boolean' },
+      'skip-scale': { type: 'boolean' },
+      'skip-memory': { type: 'boolean' },
+      'skip-live': { type: 'boolean' },
+      'fresh-data': { type: 'boolean' },
+      keep: { type: 'boolean' },
+      json: { type: 'boolean' },
+      out: { type: 'string' },
+      help: { type: 'boolean' },
     },
   });
   if (values.help) {
@@ -67,7 +120,8 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isInteger(n) || n < min) throw new Error(`--${name} '${value}': an integer >= ${min}`);
     return n;
   };
-  const optional = (name: string, value: string | undefined) => (value === undefined ? undefined : int(name, value, 0, 1));
+  const optional = (name: string, value: string | undefined) =>
+    value === undefined ? undefined : int(name, value, 0, 1);
   return {
     quick,
     tenants: int('tenants', values.tenants, quick ? 60 : 2000, 10),
@@ -75,7 +129,9 @@ function parseOptions(argv: string[]): Options {
     victims: int('victims', values.victims, quick ? 6 : 400, 1),
     empty: int('empty', values.empty, quick ? 4 : 20, 1),
     scale: int('scale', values.scale, quick ? 12 : 10_000, 1),
-    bigRows: (values['big-rows'] ?? (quick ? '20000,100000' : '1000000,5000000')).split(',').map((s) => int('big-rows', s.trim(), 0, 1000)),
+    bigRows: (values['big-rows'] ?? (quick ? '20000,100000' : '1000000,5000000'))
+      .split(',')
+      .map((s) => int('big-rows', s.trim(), 0, 1000)),
     concurrency: optional('concurrency', values.concurrency),
     // --quick: groups of 2, so that its few tenants still make several children (and continue-as-new, below).
     groupSize: optional('group-size', values['group-size']) ?? (quick ? 2 : undefined),
@@ -90,10 +146,17 @@ function parseOptions(argv: string[]): Options {
     memoryTimeoutMinutes: int('memory-timeout-minutes', values['memory-timeout-minutes'], quick ? 3 : 8, 1),
     seed: int('seed', values.seed, 42),
     skip: {
-      ideal: !!values['skip-ideal'], product: !!values['skip-product'], overhead: !!values['skip-overhead'],
-      scale: !!values['skip-scale'], memory: !!values['skip-memory'], live: !!values['skip-live'],
+      ideal: !!values['skip-ideal'],
+      product: !!values['skip-product'],
+      overhead: !!values['skip-overhead'],
+      scale: !!values['skip-scale'],
+      memory: !!values['skip-memory'],
+      live: !!values['skip-live'],
     },
-    freshData: !!values['fresh-data'], keep: !!values.keep, json: !!values.json, out: values.out,
+    freshData: !!values['fresh-data'],
+    keep: !!values.keep,
+    json: !!values.json,
+    out: values.out,
   };
 }
 
@@ -102,7 +165,13 @@ function parseOptions(argv: string[]): Options {
 
 type SectionStatus = 'ok' | 'skipped' | 'not-available' | 'failed' | 'timed-out';
 
-interface PhaseStats { tenants: number; sumMs: number; medianMs?: number; p95Ms?: number; maxMs?: number }
+interface PhaseStats {
+  tenants: number;
+  sumMs: number;
+  medianMs?: number;
+  p95Ms?: number;
+  maxMs?: number;
+}
 
 interface ProductRun {
   status: SectionStatus;
@@ -147,9 +216,31 @@ interface BenchResults {
   ideal?: { status: SectionStatus; reason?: string } & Partial<IdealResult>;
   product?: ProductRun;
   comparison?: { ratio?: number; ratioAtLeast?: number; productRowsPerSecond?: number; idealRowsPerSecond?: number };
-  overhead?: ProductRun & { perTenantMs?: number; perTenantWallMs?: number; medianTenantMs?: number; concurrency: number };
-  live?: { status: SectionStatus; reason?: string; before?: LatencySummary; during?: LatencySummary; duringTenantWindow?: LatencySummary; p99Ratio?: number; writer?: Omit<WriterStats, 'latency'> };
-  memory?: Array<{ rows: number; status: SectionStatus; reason?: string; idleRssKb?: number; peakRssKb?: number; hwmKb?: number; wallMs?: number; rowsRestored?: number }>;
+  overhead?: ProductRun & {
+    perTenantMs?: number;
+    perTenantWallMs?: number;
+    medianTenantMs?: number;
+    concurrency: number;
+  };
+  live?: {
+    status: SectionStatus;
+    reason?: string;
+    before?: LatencySummary;
+    during?: LatencySummary;
+    duringTenantWindow?: LatencySummary;
+    p99Ratio?: number;
+    writer?: Omit<WriterStats, 'latency'>;
+  };
+  memory?: Array<{
+    rows: number;
+    status: SectionStatus;
+    reason?: string;
+    idleRssKb?: number;
+    peakRssKb?: number;
+    hwmKb?: number;
+    wallMs?: number;
+    rowsRestored?: number;
+  }>;
   scale?: ProductRun & { concurrency: number; requested: number };
   targets?: Array<{ name: string; target: string; value: string; met?: boolean }>;
 }
@@ -177,14 +268,30 @@ async function retrying<T>(what: string, fn: () => Promise<T>, attempts = 3): Pr
 }
 
 function phaseStats(values: number[]): PhaseStats {
-  return { tenants: values.length, sumMs: values.reduce((a, b) => a + b, 0), medianMs: percentile(values, 50), p95Ms: percentile(values, 95), maxMs: values.length ? Math.max(...values) : undefined };
+  return {
+    tenants: values.length,
+    sumMs: values.reduce((a, b) => a + b, 0),
+    medianMs: percentile(values, 50),
+    p95Ms: percentile(values, 95),
+    maxMs: values.length ? Math.max(...values) : undefined,
+  };
 }
 
 /** Runs `start --wait --json` and gathers what the product recorded about it. */
-async function productRun(label: string, args: {
-  taskQueue: string; source: { backup: string } | { scratch: string }; live: string; tenants: string[]; concurrency?: number;
-  groupSize?: number; childrenPerRun?: number; timeoutMinutes: number; verify?: { database: string; expectedRows: number };
-}): Promise<ProductRun & { run?: StartRun; workflow?: WorkflowProfile }> {
+async function productRun(
+  label: string,
+  args: {
+    taskQueue: string;
+    source: { backup: string } | { scratch: string };
+    live: string;
+    tenants: string[];
+    concurrency?: number;
+    groupSize?: number;
+    childrenPerRun?: number;
+    timeoutMinutes: number;
+    verify?: { database: string; expectedRows: number };
+  },
+): Promise<ProductRun & { run?: StartRun; workflow?: WorkflowProfile }> {
   const restoreId = `bench-${runTag.replace('_', '-')}-${label}`;
   const tenantsFile = join(logsDir, `${label}.tenants`);
   writeFileSync(tenantsFile, `${args.tenants.join('\n')}\n`);
@@ -194,13 +301,30 @@ async function productRun(label: string, args: {
   await sampler.start();
   let dbStatements: Awaited<ReturnType<DbSampler['stop']>> | undefined;
   const run = await runStart({
-    restoreId, taskQueue: args.taskQueue, source: args.source, live: args.live, tenantsFile, artifacts, config: configFile,
-    concurrency: args.concurrency, groupSize: args.groupSize, childrenPerRun: args.childrenPerRun, timeoutMs: args.timeoutMinutes * 60_000, logFile: join(logsDir, `${label}.start.log`),
+    restoreId,
+    taskQueue: args.taskQueue,
+    source: args.source,
+    live: args.live,
+    tenantsFile,
+    artifacts,
+    config: configFile,
+    concurrency: args.concurrency,
+    groupSize: args.groupSize,
+    childrenPerRun: args.childrenPerRun,
+    timeoutMs: args.timeoutMinutes * 60_000,
+    logFile: join(logsDir, `${label}.start.log`),
   }).finally(async () => {
     dbStatements = await sampler.stop();
   });
   const out = run.output;
-  const base: ProductRun & { run: StartRun } = { status: 'ok', restoreId, wallMs: run.ms, exitCode: run.exitCode, run, stderrTail: run.stderrTail || undefined };
+  const base: ProductRun & { run: StartRun } = {
+    status: 'ok',
+    restoreId,
+    wallMs: run.ms,
+    exitCode: run.exitCode,
+    run,
+    stderrTail: run.stderrTail || undefined,
+  };
   const result: ProductRun & { run: StartRun; workflow?: WorkflowProfile } = { ...base };
   if (run.timedOut) {
     const p = run.progressAtTimeout;
@@ -216,9 +340,14 @@ async function productRun(label: string, args: {
     const rowsReported = out.tenants.reduce((a, t) => a + Object.values(t.rows ?? {}).reduce((x, y) => x + y, 0), 0);
     Object.assign(result, {
       restoreStatus: out.status,
-      tenants: { total: out.total ?? args.tenants.length, restored: out.restored ?? restored, failed: out.failed ?? failedTenants.length },
+      tenants: {
+        total: out.total ?? args.tenants.length,
+        restored: out.restored ?? restored,
+        failed: out.failed ?? failedTenants.length,
+      },
       failures: failedTenants.slice(0, 10).map((t) => ({ tenantId: t.tenantId, error: t.error })),
-      rowsReported, rowsPerSecond: rowsReported / (run.ms / 1000),
+      rowsReported,
+      rowsPerSecond: rowsReported / (run.ms / 1000),
     });
     if (out.status !== 'succeeded') {
       result.status = 'failed';
@@ -246,13 +375,16 @@ async function productRun(label: string, args: {
     }
     for (const name of Object.keys(activities)) {
       const spans = workflow.activities.filter((a) => a.name === name);
-      activities[name].wallMs = Math.max(...spans.map((a) => a.closedAt)) - Math.min(...spans.map((a) => a.scheduledAt));
+      activities[name].wallMs =
+        Math.max(...spans.map((a) => a.closedAt)) - Math.min(...spans.map((a) => a.scheduledAt));
     }
     const reportStart = workflow.activities.find((a) => a.name === 'writeRestoreReport')?.scheduledAt;
     const phases: Record<string, PhaseStats> = {};
     // A group's tenants share one set of durations: count each child once.
     const seen = new Set<string>();
-    const children = (report?.tenants ?? []).filter((t) => !t.group || (!seen.has(t.group.workflowId) && seen.add(t.group.workflowId)));
+    const children = (report?.tenants ?? []).filter(
+      (t) => !t.group || (!seen.has(t.group.workflowId) && seen.add(t.group.workflowId)),
+    );
     for (const phase of ['preflight', 'copy', 'validate', 'reenable', 'total'] as const) {
       const values = children.map((t) => t.durations?.[phase]).filter((v): v is number => typeof v === 'number');
       if (values.length) phases[phase] = phaseStats(values);
@@ -262,7 +394,10 @@ async function productRun(label: string, args: {
       cliToWorkflowMs: workflow.startedAt ? workflow.startedAt - run.startedAt : undefined,
       activities,
       tenantWindowMs: workflow.firstChildAt && reportStart ? reportStart - workflow.firstChildAt : undefined,
-      throttle: { on: (process.env.TENANT_RESTORE_THROTTLE ?? 'on') !== 'off', waitedMs: children.reduce((a, t) => a + (t.throttledMs ?? 0), 0) },
+      throttle: {
+        on: (process.env.TENANT_RESTORE_THROTTLE ?? 'on') !== 'off',
+        waitedMs: children.reduce((a, t) => a + (t.throttledMs ?? 0), 0),
+      },
       afterLastTenantMs: reportStart ? run.finishedAt - reportStart : undefined,
       phases,
       reportDurationMs: report?.durationMs,
@@ -296,13 +431,27 @@ async function main(): Promise<number> {
   try {
     await query('postgres', 'SELECT 1');
   } catch (error) {
-    process.stderr.write(`bench: PostgreSQL of the dev stack is not reachable (${(error as Error).message}). Run: npm run stack -- up\n`);
+    process.stderr.write(
+      `bench: PostgreSQL of the dev stack is not reachable (${(error as Error).message}). Run: npm run stack -- up\n`,
+    );
     return 1;
   }
   const results: BenchResults = {
-    benchmark: 'tenant-restore', version: 1, command: `npm run bench --${process.argv.slice(2).map((a) => ` ${a}`).join('')}`,
-    startedAt: new Date(started).toISOString(), options,
-    machine: { cpus: cpus().length, memoryGb: Math.round(totalmem() / 2 ** 30), loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))), postgres: await serverVersion(), node: process.version },
+    benchmark: 'tenant-restore',
+    version: 1,
+    command: `npm run bench --${process.argv
+      .slice(2)
+      .map((a) => ` ${a}`)
+      .join('')}`,
+    startedAt: new Date(started).toISOString(),
+    options,
+    machine: {
+      cpus: cpus().length,
+      memoryGb: Math.round(totalmem() / 2 ** 30),
+      loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
+      postgres: await serverVersion(),
+      node: process.version,
+    },
     productReadiness: await productReadiness(),
   };
   if (!results.productReadiness.ready) say(`the product is not complete: ${results.productReadiness.gaps.join('; ')}`);
@@ -311,10 +460,16 @@ async function main(): Promise<number> {
 
   try {
     // --- data ---------------------------------------------------------------------------------------------------
-    const dataset = await retrying('dataset', () => mainDataset({
-      tenants: options.tenants, rows: options.rows, victims: options.victims, seed: options.seed, fresh: options.freshData,
-      empties: (options.skip.overhead ? 0 : options.empty) + (options.skip.scale ? 0 : options.scale),
-    }));
+    const dataset = await retrying('dataset', () =>
+      mainDataset({
+        tenants: options.tenants,
+        rows: options.rows,
+        victims: options.victims,
+        seed: options.seed,
+        fresh: options.freshData,
+        empties: (options.skip.overhead ? 0 : options.empty) + (options.skip.scale ? 0 : options.scale),
+      }),
+    );
     const { victims: _v, empties: _e, ...datasetSummary } = dataset;
     results.dataset = { ...datasetSummary, victimCount: dataset.victims.length, emptyCount: dataset.empties.length };
 
@@ -325,7 +480,9 @@ async function main(): Promise<number> {
         const ideal = await runIdeal(dataset, runTag);
         cleanup.push(ideal.scratch, ideal.live);
         results.ideal = { status: 'ok', ...ideal };
-        say(`ideal: ${seconds(ideal.totalMs)} (pg_restore ${seconds(ideal.pgRestoreMs)}, COPY ${seconds(ideal.copyMs)}), ${count(ideal.rowsTotal)} rows`);
+        say(
+          `ideal: ${seconds(ideal.totalMs)} (pg_restore ${seconds(ideal.pgRestoreMs)}, COPY ${seconds(ideal.copyMs)}), ${count(ideal.rowsTotal)} rows`,
+        );
       } catch (error) {
         results.ideal = { status: 'failed', reason: (error as Error).message };
         problems.push(`ideal: ${(error as Error).message}`);
@@ -333,13 +490,22 @@ async function main(): Promise<number> {
     }
 
     // --- product, live protection, overhead, scale: one worker child on its own task queue --------------------------
-    const notAvailable = (what: string): ProductRun => ({ status: 'not-available', reason: `${what}: the product is not complete: ${results.productReadiness.gaps.join('; ')}` });
+    const notAvailable = (what: string): ProductRun => ({
+      status: 'not-available',
+      reason: `${what}: the product is not complete: ${results.productReadiness.gaps.join('; ')}`,
+    });
     const productWanted = !options.skip.product || !options.skip.overhead || !options.skip.scale;
     if (!results.productReadiness.ready) {
       if (!options.skip.product) results.product = notAvailable('product restore');
       if (!options.skip.live) results.live = { status: 'not-available', reason: 'needs the product restore' };
-      if (!options.skip.overhead) results.overhead = { ...notAvailable('overhead'), concurrency: options.concurrency ?? defaultConcurrency };
-      if (!options.skip.scale) results.scale = { ...notAvailable('scale'), concurrency: options.scaleConcurrency ?? options.concurrency ?? defaultConcurrency, requested: options.scale };
+      if (!options.skip.overhead)
+        results.overhead = { ...notAvailable('overhead'), concurrency: options.concurrency ?? defaultConcurrency };
+      if (!options.skip.scale)
+        results.scale = {
+          ...notAvailable('scale'),
+          concurrency: options.scaleConcurrency ?? options.concurrency ?? defaultConcurrency,
+          requested: options.scale,
+        };
     } else if (productWanted) {
       const live = `bench_prod_live_${runTag}`;
       await dropDatabase(live);
@@ -357,15 +523,28 @@ async function main(): Promise<number> {
           let writer: Writer | undefined;
           let writerStart = 0;
           if (!options.skip.live) {
-            writer = new Writer({ url: dbUrl(live), excludeTenants: dataset.victims, connections: options.writerConnections, seed: options.seed });
+            writer = new Writer({
+              url: dbUrl(live),
+              excludeTenants: dataset.victims,
+              connections: options.writerConnections,
+              seed: options.seed,
+            });
             await writer.start();
             writerStart = Date.now();
-            say(`writer: ${options.writerConnections} sessions on other tenants; ${options.baselineSeconds} s of baseline before the restore`);
+            say(
+              `writer: ${options.writerConnections} sessions on other tenants; ${options.baselineSeconds} s of baseline before the restore`,
+            );
             await sleep(options.baselineSeconds * 1000);
           }
           const main = await productRun('main', {
-            taskQueue, source: { backup: dataset.backupUrl }, live: dbUrl(live), tenants: dataset.victims, concurrency: options.concurrency, groupSize: options.groupSize,
-            timeoutMinutes, verify: { database: live, expectedRows: dataset.victimRowsTotal },
+            taskQueue,
+            source: { backup: dataset.backupUrl },
+            live: dbUrl(live),
+            tenants: dataset.victims,
+            concurrency: options.concurrency,
+            groupSize: options.groupSize,
+            timeoutMinutes,
+            verify: { database: live, expectedRows: dataset.victimRowsTotal },
           });
           if (writer) {
             const stats = await writer.stop();
@@ -375,8 +554,20 @@ async function main(): Promise<number> {
               const before = summarize(writer.samples, writerStart + 1000, main.run.startedAt);
               const during = summarize(writer.samples, main.run.startedAt, main.run.finishedAt);
               const reportStart = main.workflow?.activities.find((a) => a.name === 'writeRestoreReport')?.scheduledAt;
-              const window = main.workflow?.firstChildAt && reportStart ? summarize(writer.samples, main.workflow.firstChildAt, reportStart) : undefined;
-              results.live = { status: 'ok', reason: main.status === 'ok' ? undefined : `measured while the product restore ran; it ended ${main.status}`, before, during, duringTenantWindow: window, p99Ratio: before.p99 ? during.p99 / before.p99 : undefined, writer: writerRest };
+              const window =
+                main.workflow?.firstChildAt && reportStart
+                  ? summarize(writer.samples, main.workflow.firstChildAt, reportStart)
+                  : undefined;
+              results.live = {
+                status: 'ok',
+                reason:
+                  main.status === 'ok' ? undefined : `measured while the product restore ran; it ended ${main.status}`,
+                before,
+                during,
+                duringTenantWindow: window,
+                p99Ratio: before.p99 ? during.p99 / before.p99 : undefined,
+                writer: writerRest,
+              };
             } else results.live = { status: 'failed', reason: 'the product run did not start' };
           }
           // A run that did not reach its cleanup leaves its scratch behind.
@@ -386,15 +577,30 @@ async function main(): Promise<number> {
           else say(`product: ${seconds(main.wallMs)} for ${count(main.rowsVerifiedInLive)} rows`);
         }
 
-        if (options.skip.overhead) results.overhead = { status: 'skipped', concurrency: options.concurrency ?? defaultConcurrency };
+        if (options.skip.overhead)
+          results.overhead = { status: 'skipped', concurrency: options.concurrency ?? defaultConcurrency };
         else {
           const tenants = dataset.empties.slice(0, options.empty);
-          const r = await productRun('overhead', { taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency: options.concurrency, groupSize: options.groupSize, timeoutMinutes: options.overheadTimeoutMinutes });
+          const r = await productRun('overhead', {
+            taskQueue,
+            source: { scratch: dbUrl(dataset.source) },
+            live: dbUrl(live),
+            tenants,
+            concurrency: options.concurrency,
+            groupSize: options.groupSize,
+            timeoutMinutes: options.overheadTimeoutMinutes,
+          });
           const window = r.profile?.tenantWindowMs;
           results.overhead = {
-            ...strip(r), concurrency: options.concurrency ?? defaultConcurrency,
+            ...strip(r),
+            concurrency: options.concurrency ?? defaultConcurrency,
             // Not finished: elapsed / tenants restored so far, an upper bound of the same figure.
-            perTenantMs: window !== undefined ? window / tenants.length : r.status === 'timed-out' && r.tenants?.restored ? r.wallMs! / r.tenants.restored : undefined,
+            perTenantMs:
+              window !== undefined
+                ? window / tenants.length
+                : r.status === 'timed-out' && r.tenants?.restored
+                  ? r.wallMs! / r.tenants.restored
+                  : undefined,
             perTenantWallMs: r.wallMs !== undefined ? r.wallMs / tenants.length : undefined,
             medianTenantMs: r.profile?.phases.total?.medianMs,
           };
@@ -407,7 +613,13 @@ async function main(): Promise<number> {
           const tenants = dataset.empties.slice(offset, offset + options.scale);
           const concurrency = options.scaleConcurrency ?? options.concurrency;
           const r = await productRun('scale', {
-            taskQueue, source: { scratch: dbUrl(dataset.source) }, live: dbUrl(live), tenants, concurrency, groupSize: options.groupSize, childrenPerRun: options.childrenPerRun,
+            taskQueue,
+            source: { scratch: dbUrl(dataset.source) },
+            live: dbUrl(live),
+            tenants,
+            concurrency,
+            groupSize: options.groupSize,
+            childrenPerRun: options.childrenPerRun,
             timeoutMinutes: options.scaleTimeoutMinutes,
           });
           results.scale = { ...strip(r), concurrency: concurrency ?? defaultConcurrency, requested: tenants.length };
@@ -425,7 +637,12 @@ async function main(): Promise<number> {
 
     // --- 3. memory ----------------------------------------------------------------------------------------------
     if (options.skip.memory) results.memory = [];
-    else if (!results.productReadiness.ready) results.memory = options.bigRows.map((rows) => ({ rows, status: 'not-available' as const, reason: 'the product is not complete' }));
+    else if (!results.productReadiness.ready)
+      results.memory = options.bigRows.map((rows) => ({
+        rows,
+        status: 'not-available' as const,
+        reason: 'the product is not complete',
+      }));
     else {
       results.memory = [];
       for (const rows of options.bigRows) {
@@ -433,7 +650,9 @@ async function main(): Promise<number> {
         results.memory.push(entry);
         const worker = new WorkerProcess(`bench-${runTag}-mem-${rows}`, join(logsDir, `worker-mem-${rows}.log`));
         try {
-          const big = await retrying('big-tenant dataset', () => bigTenantDataset(rows, options.seed, options.freshData));
+          const big = await retrying('big-tenant dataset', () =>
+            bigTenantDataset(rows, options.seed, options.freshData),
+          );
           entry.rows = big.rows;
           const live = `bench_big_live_${runTag}_${rows}`;
           await dropDatabase(live);
@@ -442,8 +661,12 @@ async function main(): Promise<number> {
           await worker.start();
           entry.idleRssKb = worker.idleRssKb;
           const r = await productRun(`memory-${rows}`, {
-            taskQueue: worker.taskQueue, source: { scratch: dbUrl(big.source) }, live: dbUrl(live), tenants: [big.tenantId],
-            timeoutMinutes: options.memoryTimeoutMinutes, verify: { database: live, expectedRows: big.rows },
+            taskQueue: worker.taskQueue,
+            source: { scratch: dbUrl(big.source) },
+            live: dbUrl(live),
+            tenants: [big.tenantId],
+            timeoutMinutes: options.memoryTimeoutMinutes,
+            verify: { database: live, expectedRows: big.rows },
           });
           entry.peakRssKb = r.run ? worker.peakRssKb(r.run.startedAt, r.run.finishedAt + 1) : undefined;
           entry.hwmKb = worker.hwmKb();
@@ -454,7 +677,9 @@ async function main(): Promise<number> {
             entry.reason = `${r.reason}${entry.peakRssKb ? `; peak RSS until then ${Math.round(entry.peakRssKb / 1024)} MB` : ''}`;
             problems.push(`memory ${rows}: ${r.reason}`);
           }
-          say(`memory ${count(big.rows)} rows: peak RSS ${mb(entry.peakRssKb)} (idle ${mb(entry.idleRssKb)}), ${seconds(r.wallMs)}`);
+          say(
+            `memory ${count(big.rows)} rows: peak RSS ${mb(entry.peakRssKb)} (idle ${mb(entry.idleRssKb)}), ${seconds(r.wallMs)}`,
+          );
         } catch (error) {
           entry.status = 'failed';
           entry.reason = (error as Error).message;
@@ -478,7 +703,8 @@ async function main(): Promise<number> {
   results.comparison = {
     ratio: ideal && product?.wallMs ? product.wallMs / ideal.totalMs! : undefined,
     ratioAtLeast: ideal && timedOutMain?.wallMs ? timedOutMain.wallMs / ideal.totalMs! : undefined,
-    productRowsPerSecond: product?.rowsVerifiedInLive && product.wallMs ? product.rowsVerifiedInLive / (product.wallMs / 1000) : undefined,
+    productRowsPerSecond:
+      product?.rowsVerifiedInLive && product.wallMs ? product.rowsVerifiedInLive / (product.wallMs / 1000) : undefined,
     idealRowsPerSecond: ideal?.rowsPerSecond,
   };
   const memOk = (results.memory ?? []).filter((m) => m.status === 'ok' && m.peakRssKb);
@@ -487,14 +713,50 @@ async function main(): Promise<number> {
   const liveOk = results.live?.status === 'ok' ? results.live : undefined;
   results.targets = [
     {
-      name: 'product / ideal', target: '<= 2.0 (goal <= 1.3)',
-      value: results.comparison.ratio !== undefined ? ratio(results.comparison.ratio) : results.comparison.ratioAtLeast !== undefined ? `> ${ratio(results.comparison.ratioAtLeast)} (did not finish)` : 'n/a',
-      met: results.comparison.ratio !== undefined ? results.comparison.ratio <= 2.0 : results.comparison.ratioAtLeast !== undefined && results.comparison.ratioAtLeast > 2.0 ? false : undefined,
+      name: 'product / ideal',
+      target: '<= 2.0 (goal <= 1.3)',
+      value:
+        results.comparison.ratio !== undefined
+          ? ratio(results.comparison.ratio)
+          : results.comparison.ratioAtLeast !== undefined
+            ? `> ${ratio(results.comparison.ratioAtLeast)} (did not finish)`
+            : 'n/a',
+      met:
+        results.comparison.ratio !== undefined
+          ? results.comparison.ratio <= 2.0
+          : results.comparison.ratioAtLeast !== undefined && results.comparison.ratioAtLeast > 2.0
+            ? false
+            : undefined,
     },
-    { name: 'writer p99 during / before', target: '<= 2.0', value: ratio(liveOk?.p99Ratio), met: liveOk?.p99Ratio === undefined ? undefined : liveOk.p99Ratio <= 2.0 },
-    { name: 'worker peak RSS (largest tenant)', target: '<= 512 MB', value: mb(memMax), met: memMax === undefined ? undefined : memMax <= 512 * 1024 },
-    { name: 'worker peak RSS growth, smallest to largest tenant', target: 'flat (<= 1.25x)', value: ratio(memGrowth), met: memGrowth === undefined ? undefined : memGrowth <= 1.25 },
-    { name: `bulk restore of ${count(options.scale)} tenants`, target: 'finishes, no history limit', value: results.scale?.status ?? 'n/a', met: results.scale?.status === 'ok' ? true : results.scale?.status === 'failed' || results.scale?.status === 'timed-out' ? false : undefined },
+    {
+      name: 'writer p99 during / before',
+      target: '<= 2.0',
+      value: ratio(liveOk?.p99Ratio),
+      met: liveOk?.p99Ratio === undefined ? undefined : liveOk.p99Ratio <= 2.0,
+    },
+    {
+      name: 'worker peak RSS (largest tenant)',
+      target: '<= 512 MB',
+      value: mb(memMax),
+      met: memMax === undefined ? undefined : memMax <= 512 * 1024,
+    },
+    {
+      name: 'worker peak RSS growth, smallest to largest tenant',
+      target: 'flat (<= 1.25x)',
+      value: ratio(memGrowth),
+      met: memGrowth === undefined ? undefined : memGrowth <= 1.25,
+    },
+    {
+      name: `bulk restore of ${count(options.scale)} tenants`,
+      target: 'finishes, no history limit',
+      value: results.scale?.status ?? 'n/a',
+      met:
+        results.scale?.status === 'ok'
+          ? true
+          : results.scale?.status === 'failed' || results.scale?.status === 'timed-out'
+            ? false
+            : undefined,
+    },
   ];
   results.finishedAt = new Date().toISOString();
   results.durationMs = Date.now() - started;
@@ -525,77 +787,202 @@ export function render(r: BenchResults): string {
   const rows: Row[] = [];
   const d = r.dataset;
   const o = r.options;
-  rows.push({ section: `1. Product vs ideal: restore ${count(d?.victimCount)} of ${count(d?.tenants)} tenants (${count(d?.victimRowsTotal)} of ${count(d?.totalRows)} rows, archive ${d ? Math.round(d.backupBytes / 1e6) : 'n/a'} MB)`, metric: '', value: '' });
+  rows.push({
+    section: `1. Product vs ideal: restore ${count(d?.victimCount)} of ${count(d?.tenants)} tenants (${count(d?.victimRowsTotal)} of ${count(d?.totalRows)} rows, archive ${d ? Math.round(d.backupBytes / 1e6) : 'n/a'} MB)`,
+    metric: '',
+    value: '',
+  });
   const ideal = r.ideal;
   if (ideal?.status === 'ok') {
-    rows.push({ metric: 'ideal: total', value: seconds(ideal.totalMs), note: `download ${seconds(ideal.downloadMs)} + pg_restore -j2 ${seconds(ideal.pgRestoreMs)} + COPY pipes ${seconds(ideal.copyMs)}` });
+    rows.push({
+      metric: 'ideal: total',
+      value: seconds(ideal.totalMs),
+      note: `download ${seconds(ideal.downloadMs)} + pg_restore -j2 ${seconds(ideal.pgRestoreMs)} + COPY pipes ${seconds(ideal.copyMs)}`,
+    });
     rows.push({ metric: 'ideal: rows/s', value: count(ideal.rowsPerSecond) });
   } else rows.push({ metric: 'ideal', value: 'n/a', note: statusNote(ideal) });
   const p = r.product;
   if (p?.status === 'ok') {
-    rows.push({ metric: 'product: total (start --wait)', value: seconds(p.wallMs), note: `${p.tenants?.restored}/${p.tenants?.total} tenants restored, validated, re-enabled; ${count(p.rowsVerifiedInLive)} rows verified in live` });
+    rows.push({
+      metric: 'product: total (start --wait)',
+      value: seconds(p.wallMs),
+      note: `${p.tenants?.restored}/${p.tenants?.total} tenants restored, validated, re-enabled; ${count(p.rowsVerifiedInLive)} rows verified in live`,
+    });
     rows.push({ metric: 'product: rows/s', value: count(r.comparison?.productRowsPerSecond) });
   } else rows.push({ metric: 'product', value: 'n/a', note: statusNote(p) });
   const t0 = r.targets?.[0];
-  rows.push({ metric: 'ratio product / ideal', value: t0?.value ?? 'n/a', target: '<= 2.0 (goal <= 1.3)', verdict: verdict(t0?.met) });
+  rows.push({
+    metric: 'ratio product / ideal',
+    value: t0?.value ?? 'n/a',
+    target: '<= 2.0 (goal <= 1.3)',
+    verdict: verdict(t0?.met),
+  });
   const ov = r.overhead;
   if (ov?.status === 'timed-out' && ov.perTenantMs !== undefined) {
-    rows.push({ metric: 'orchestration overhead per empty tenant', value: `<= ${millis(ov.perTenantMs)}`, note: `NOT FINISHED: elapsed / tenants restored so far (${ov.tenants?.restored}/${ov.tenants?.total}) at concurrency ${ov.concurrency}` });
+    rows.push({
+      metric: 'orchestration overhead per empty tenant',
+      value: `<= ${millis(ov.perTenantMs)}`,
+      note: `NOT FINISHED: elapsed / tenants restored so far (${ov.tenants?.restored}/${ov.tenants?.total}) at concurrency ${ov.concurrency}`,
+    });
   } else if (ov?.status === 'ok') {
-    rows.push({ metric: `orchestration overhead per empty tenant`, value: millis(ov.perTenantMs), note: `${ov.tenants?.total} tenants with only a root row at concurrency ${ov.concurrency}: tenant window / N; wall/N ${millis(ov.perTenantWallMs)}, median child latency ${millis(ov.medianTenantMs)}` });
+    rows.push({
+      metric: `orchestration overhead per empty tenant`,
+      value: millis(ov.perTenantMs),
+      note: `${ov.tenants?.total} tenants with only a root row at concurrency ${ov.concurrency}: tenant window / N; wall/N ${millis(ov.perTenantWallMs)}, median child latency ${millis(ov.medianTenantMs)}`,
+    });
   } else rows.push({ metric: 'orchestration overhead per empty tenant', value: 'n/a', note: statusNote(ov) });
 
   if (p?.profile) {
     const pr = p.profile;
-    rows.push({ section: `Where the product's time goes (main restore${p.status === 'ok' ? '' : `, ${p.status}: partial`})`, metric: '', value: '' });
+    rows.push({
+      section: `Where the product's time goes (main restore${p.status === 'ok' ? '' : `, ${p.status}: partial`})`,
+      metric: '',
+      value: '',
+    });
     rows.push({ metric: 'CLI start until workflow started', value: seconds(pr.cliToWorkflowMs) });
     const act = (name: string, label: string, note?: string) => {
       const a = pr.activities[name];
-      if (a) rows.push({ metric: label, value: seconds(a.wallMs), note: [a.failedAttempts ? `${a.failedAttempts} retried attempts` : '', note ?? ''].filter(Boolean).join('; ') || undefined });
+      if (a)
+        rows.push({
+          metric: label,
+          value: seconds(a.wallMs),
+          note:
+            [a.failedAttempts ? `${a.failedAttempts} retried attempts` : '', note ?? ''].filter(Boolean).join('; ') ||
+            undefined,
+        });
     };
     act('stageTenantList', 'stage tenant list');
-    act('prepareScratch', 'scratch: download, verify, pg_restore', ideal?.status === 'ok' ? `ideal's download + pg_restore: ${seconds(ideal.downloadMs! + ideal.pgRestoreMs!)}` : undefined);
+    act(
+      'prepareScratch',
+      'scratch: download, verify, pg_restore',
+      ideal?.status === 'ok'
+        ? `ideal's download + pg_restore: ${seconds(ideal.downloadMs! + ideal.pgRestoreMs!)}`
+        : undefined,
+    );
     act('buildRestorePlan', 'plan');
-    rows.push({ metric: 'tenant window (first child start to report)', value: seconds(pr.tenantWindowMs), note: ideal?.status === 'ok' ? `ideal's COPY pipes: ${seconds(ideal.copyMs)}` : undefined });
+    rows.push({
+      metric: 'tenant window (first child start to report)',
+      value: seconds(pr.tenantWindowMs),
+      note: ideal?.status === 'ok' ? `ideal's COPY pipes: ${seconds(ideal.copyMs)}` : undefined,
+    });
     for (const phase of ['preflight', 'copy', 'validate', 'reenable', 'total'] as const) {
       const s = pr.phases[phase];
-      if (s) rows.push({ metric: `  per child: ${phase}`, value: `${seconds(s.sumMs)} summed`, note: `median ${millis(s.medianMs)}, p95 ${millis(s.p95Ms)}, max ${millis(s.maxMs)}` });
+      if (s)
+        rows.push({
+          metric: `  per child: ${phase}`,
+          value: `${seconds(s.sumMs)} summed`,
+          note: `median ${millis(s.medianMs)}, p95 ${millis(s.p95Ms)}, max ${millis(s.maxMs)}`,
+        });
     }
-    if (!Object.keys(pr.phases).length) rows.push({ metric: '  per child phases', value: 'n/a', note: 'the report has no per-child durations' });
-    if (pr.throttle) rows.push({ metric: '  adaptive throttling', value: pr.throttle.on ? `${seconds(pr.throttle.waitedMs)} waited` : 'off', note: pr.throttle.on ? 'summed over children: time the steps waited for a busy live' : 'TENANT_RESTORE_THROTTLE=off' });
+    if (!Object.keys(pr.phases).length)
+      rows.push({ metric: '  per child phases', value: 'n/a', note: 'the report has no per-child durations' });
+    if (pr.throttle)
+      rows.push({
+        metric: '  adaptive throttling',
+        value: pr.throttle.on ? `${seconds(pr.throttle.waitedMs)} waited` : 'off',
+        note: pr.throttle.on
+          ? 'summed over children: time the steps waited for a busy live'
+          : 'TENANT_RESTORE_THROTTLE=off',
+      });
     act('writeRestoreReport', 'report');
     act('dropScratch', 'drop scratch');
     rows.push({ metric: 'report start until CLI exit', value: seconds(pr.afterLastTenantMs) });
     for (const st of pr.dbStatements?.statements.slice(0, 6) ?? []) {
-      rows.push({ metric: `  db: ${st.statement.slice(0, 70)}`, value: `${seconds(st.ms)} session time`, note: `${Math.round(st.share * 100)}% of sampled product session time` });
+      rows.push({
+        metric: `  db: ${st.statement.slice(0, 70)}`,
+        value: `${seconds(st.ms)} session time`,
+        note: `${Math.round(st.share * 100)}% of sampled product session time`,
+      });
     }
   }
 
-  rows.push({ section: `2. Live protection: workload writer (${o.writerConnections} sessions) on other tenants`, metric: '', value: '' });
+  rows.push({
+    section: `2. Live protection: workload writer (${o.writerConnections} sessions) on other tenants`,
+    metric: '',
+    value: '',
+  });
   const l = r.live;
   if (l?.before && l.during) {
-    rows.push({ metric: 'writer before restore: p50 / p99', value: `${millis(l.before.p50)} / ${millis(l.before.p99)}`, note: `${count(l.before.count)} transactions over ${o.baselineSeconds - 1} s` });
-    rows.push({ metric: 'writer during restore: p50 / p99', value: `${millis(l.during.p50)} / ${millis(l.during.p99)}`, note: `${count(l.during.count)} transactions; max ${millis(l.during.max)}` });
-    if (l.duringTenantWindow) rows.push({ metric: '  of which tenant window: p50 / p99', value: `${millis(l.duringTenantWindow.p50)} / ${millis(l.duringTenantWindow.p99)}`, note: 'after scratch and plan' });
-    rows.push({ metric: 'p99 during / before', value: ratio(l.p99Ratio), target: '<= 2.0', verdict: verdict(r.targets?.[1]?.met), note: l.writer?.errors ? `${l.writer.errors} writer errors` : undefined });
+    rows.push({
+      metric: 'writer before restore: p50 / p99',
+      value: `${millis(l.before.p50)} / ${millis(l.before.p99)}`,
+      note: `${count(l.before.count)} transactions over ${o.baselineSeconds - 1} s`,
+    });
+    rows.push({
+      metric: 'writer during restore: p50 / p99',
+      value: `${millis(l.during.p50)} / ${millis(l.during.p99)}`,
+      note: `${count(l.during.count)} transactions; max ${millis(l.during.max)}`,
+    });
+    if (l.duringTenantWindow)
+      rows.push({
+        metric: '  of which tenant window: p50 / p99',
+        value: `${millis(l.duringTenantWindow.p50)} / ${millis(l.duringTenantWindow.p99)}`,
+        note: 'after scratch and plan',
+      });
+    rows.push({
+      metric: 'p99 during / before',
+      value: ratio(l.p99Ratio),
+      target: '<= 2.0',
+      verdict: verdict(r.targets?.[1]?.met),
+      note: l.writer?.errors ? `${l.writer.errors} writer errors` : undefined,
+    });
   } else rows.push({ metric: 'writer latency', value: 'n/a', note: statusNote(l) });
 
   rows.push({ section: '3. Memory: worker peak RSS restoring ONE big tenant', metric: '', value: '' });
   for (const m of r.memory ?? []) {
-    if (m.status === 'ok') rows.push({ metric: `tenant of ${count(m.rows)} rows`, value: mb(m.peakRssKb), target: '<= 512 MB', verdict: verdict(m.peakRssKb! <= 512 * 1024), note: `idle ${mb(m.idleRssKb)}, VmHWM ${mb(m.hwmKb)} (incl. startup bundling), ${seconds(m.wallMs)}, ${count(m.rowsRestored)} rows restored` });
+    if (m.status === 'ok')
+      rows.push({
+        metric: `tenant of ${count(m.rows)} rows`,
+        value: mb(m.peakRssKb),
+        target: '<= 512 MB',
+        verdict: verdict(m.peakRssKb! <= 512 * 1024),
+        note: `idle ${mb(m.idleRssKb)}, VmHWM ${mb(m.hwmKb)} (incl. startup bundling), ${seconds(m.wallMs)}, ${count(m.rowsRestored)} rows restored`,
+      });
     else rows.push({ metric: `tenant of ${count(m.rows)} rows`, value: 'n/a', note: statusNote(m) });
   }
   if (!(r.memory ?? []).length) rows.push({ metric: 'memory', value: 'n/a', note: 'skipped' });
-  else rows.push({ metric: 'growth smallest to largest', value: r.targets?.[3]?.value ?? 'n/a', target: 'flat (<= 1.25x)', verdict: verdict(r.targets?.[3]?.met) });
+  else
+    rows.push({
+      metric: 'growth smallest to largest',
+      value: r.targets?.[3]?.value ?? 'n/a',
+      target: 'flat (<= 1.25x)',
+      verdict: verdict(r.targets?.[3]?.met),
+    });
 
   const s = r.scale;
-  rows.push({ section: `4. Scale: one bulk restore of ${count(s?.requested ?? o.scale)} empty tenants`, metric: '', value: '' });
+  rows.push({
+    section: `4. Scale: one bulk restore of ${count(s?.requested ?? o.scale)} empty tenants`,
+    metric: '',
+    value: '',
+  });
   if (s?.status === 'ok') {
-    rows.push({ metric: 'wall time', value: seconds(s.wallMs), note: `concurrency ${s.concurrency}; ${millis(s.wallMs! / s.requested)} per tenant` });
-    rows.push({ metric: 'continue-as-new runs', value: count(s.profile?.runs), target: 'no history limit', verdict: 'met', note: s.profile ? `largest run history: ${count(Math.max(...s.profile.historyEventsPerRun))} events (limit 51,200)` : undefined });
+    rows.push({
+      metric: 'wall time',
+      value: seconds(s.wallMs),
+      note: `concurrency ${s.concurrency}; ${millis(s.wallMs! / s.requested)} per tenant`,
+    });
+    rows.push({
+      metric: 'continue-as-new runs',
+      value: count(s.profile?.runs),
+      target: 'no history limit',
+      verdict: 'met',
+      note: s.profile
+        ? `largest run history: ${count(Math.max(...s.profile.historyEventsPerRun))} events (limit 51,200)`
+        : undefined,
+    });
   } else {
-    rows.push({ metric: 'bulk restore', value: s?.wallMs ? `> ${seconds(s.wallMs)}` : 'n/a', verdict: s?.status === 'failed' || s?.status === 'timed-out' ? 'MISSED' : undefined, note: statusNote(s) });
-    if (s?.profile) rows.push({ metric: 'continue-as-new runs so far', value: count(s.profile.runs), note: `largest run history: ${count(Math.max(...s.profile.historyEventsPerRun))} events (limit 51,200)` });
+    rows.push({
+      metric: 'bulk restore',
+      value: s?.wallMs ? `> ${seconds(s.wallMs)}` : 'n/a',
+      verdict: s?.status === 'failed' || s?.status === 'timed-out' ? 'MISSED' : undefined,
+      note: statusNote(s),
+    });
+    if (s?.profile)
+      rows.push({
+        metric: 'continue-as-new runs so far',
+        value: count(s.profile.runs),
+        note: `largest run history: ${count(Math.max(...s.profile.historyEventsPerRun))} events (limit 51,200)`,
+      });
   }
 
   const header = [
@@ -606,9 +993,12 @@ export function render(r: BenchResults): string {
   return `${header.join('\n')}\n\n${table(rows)}`;
 }
 
-main().then((code) => {
-  process.exitCode = code;
-}, (error: Error) => {
-  process.stderr.write(`bench: ${error.stack ?? error.message}\n`);
-  process.exitCode = 1;
-});
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: Error) => {
+    process.stderr.write(`bench: ${error.stack ?? error.message}\n`);
+    process.exitCode = 1;
+  },
+);

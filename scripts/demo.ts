@@ -25,9 +25,23 @@ import { connect, escapeIdentifier, withDatabase } from '../activities/db';
 import type { RestoreConfig } from '../activities/restore-types';
 import { createS3Client } from '../activities/s3';
 import type { RestoreReport } from '../activities/report';
-import { bulkWorkflowId, defaultGroupSize, progressQuery, type BulkRestoreInput, type BulkRestoreResult, type RestoreProgress } from '../workflows/definitions';
+import {
+  bulkWorkflowId,
+  defaultGroupSize,
+  progressQuery,
+  type BulkRestoreInput,
+  type BulkRestoreResult,
+  type RestoreProgress,
+} from '../workflows/definitions';
 import { projectRoot, stackDir, stackUp } from './stack';
-import { compareSnapshots, diffChecksums, ensureVerifyDatabase, reenableColumns, snapshotRows, tenantChecksums } from './workload/checksums';
+import {
+  compareSnapshots,
+  diffChecksums,
+  ensureVerifyDatabase,
+  reenableColumns,
+  snapshotRows,
+  tenantChecksums,
+} from './workload/checksums';
 import { generateWorkload } from './workload/generate';
 import { pickVictims, purgeTenants, suspendTenants } from './workload/incident';
 import { takeBackup } from './workload/backup';
@@ -85,9 +99,17 @@ function parseFlags() {
   const database = String(values.database);
   if (!/^[a-z_][a-z0-9_]*$/.test(database)) throw new Error(`--database must be a lowercase identifier\n\n${usage}`);
   const options = {
-    tenants: int('tenants', 2), victims: int('victims', 1), rows: int('rows', 1000), concurrency: int('concurrency', 1), groupSize: int('group-size', 1),
-    seed: int('seed', 0), writerConnections: int('writer-connections', 0), database, keep: values.keep === true,
-    stopBeforeRestore: values['stop-before-restore'] === true, help: values.help === true,
+    tenants: int('tenants', 2),
+    victims: int('victims', 1),
+    rows: int('rows', 1000),
+    concurrency: int('concurrency', 1),
+    groupSize: int('group-size', 1),
+    seed: int('seed', 0),
+    writerConnections: int('writer-connections', 0),
+    database,
+    keep: values.keep === true,
+    stopBeforeRestore: values['stop-before-restore'] === true,
+    help: values.help === true,
   };
   if (options.victims >= options.tenants) throw new Error(`--victims must be smaller than --tenants\n\n${usage}`);
   return options;
@@ -98,10 +120,14 @@ function startWorkerProcess(taskQueue: string): { child: ChildProcess; logFile: 
   mkdirSync(stackDir, { recursive: true });
   const logFile = join(stackDir, 'demo-worker.log');
   const log = openSync(logFile, 'w');
-  const child = spawn(process.execPath, [join(projectRoot, 'bin', 'tenant-restore'), 'worker', '--task-queue', taskQueue], {
-    stdio: ['ignore', log, log],
-    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
-  });
+  const child = spawn(
+    process.execPath,
+    [join(projectRoot, 'bin', 'tenant-restore'), 'worker', '--task-queue', taskQueue],
+    {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
+    },
+  );
   return { child, logFile };
 }
 
@@ -120,9 +146,11 @@ function progressLine(p: RestoreProgress): string {
   const done = c.restored + c.failed + c.cancelled;
   const width = 30;
   const filled = p.total ? Math.round((done / p.total) * width) : 0;
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.phase.padEnd(17)} ${done}/${p.total} done ` +
+  return (
+    `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.phase.padEnd(17)} ${done}/${p.total} done ` +
     `(restored ${c.restored}, failed ${c.failed}) · running ${active} (preflight ${c.preflight}, copy ${c.copy}, validate ${c.validate}, re-enable ${c.reenable})` +
-    `${c['awaiting-approval'] ? ` · awaiting approval ${c['awaiting-approval']}` : ''} · pending ${c.pending}`;
+    `${c['awaiting-approval'] ? ` · awaiting approval ${c['awaiting-approval']}` : ''} · pending ${c.pending}`
+  );
 }
 
 async function main(): Promise<number> {
@@ -131,12 +159,16 @@ async function main(): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  process.stdout.write(`tenant-restore demo: ${options.victims} of ${options.tenants} tenants hard-deleted by mistake, restored from an S3 backup\n` +
-    'while the other tenants keep writing. Sizes: ' +
-    `--tenants ${options.tenants} --victims ${options.victims} --rows ${options.rows} --concurrency ${options.concurrency} --group-size ${options.groupSize} --seed ${options.seed}\n`);
+  process.stdout.write(
+    `tenant-restore demo: ${options.victims} of ${options.tenants} tenants hard-deleted by mistake, restored from an S3 backup\n` +
+      'while the other tenants keep writing. Sizes: ' +
+      `--tenants ${options.tenants} --victims ${options.victims} --rows ${options.rows} --concurrency ${options.concurrency} --group-size ${options.groupSize} --seed ${options.seed}\n`,
+  );
 
   // 1 ---------------------------------------------------------------------------------------------------------------
-  step('Bringing up the dev stack: Temporal dev server, PostgreSQL, MinIO (idempotent; a first run builds Go binaries)');
+  step(
+    'Bringing up the dev stack: Temporal dev server, PostgreSQL, MinIO (idempotent; a first run builds Go binaries)',
+  );
   const env = await stackUp((m) => say(m));
   Object.assign(process.env, env);
   const serverUrl = new URL(env.STACK_PG_URL);
@@ -144,10 +176,14 @@ async function main(): Promise<number> {
   // URLs handed to workflows carry no password: the worker reads it from PGPASSFILE (invariant I5).
   const adminUrl = serverUrl.toString().replace(':@', '@');
   const liveUrl = withDatabase(adminUrl, options.database);
-  say(`Temporal ${env.TEMPORAL_ADDRESS} · Web UI ${env.TEMPORAL_UI_URL} · PostgreSQL ${serverUrl.host} · MinIO ${env.AWS_ENDPOINT_URL_S3}`);
+  say(
+    `Temporal ${env.TEMPORAL_ADDRESS} · Web UI ${env.TEMPORAL_UI_URL} · PostgreSQL ${serverUrl.host} · MinIO ${env.AWS_ENDPOINT_URL_S3}`,
+  );
 
   // 2 ---------------------------------------------------------------------------------------------------------------
-  step(`Creating the live database '${options.database}': ${options.tenants} tenants, ~${fmt(options.rows)} rows (schema scripts/workload/schema.sql)`);
+  step(
+    `Creating the live database '${options.database}': ${options.tenants} tenants, ~${fmt(options.rows)} rows (schema scripts/workload/schema.sql)`,
+  );
   const admin = await connect(adminUrl, 'demo');
   try {
     for (const name of [options.database, `${options.database}_verify`]) {
@@ -157,35 +193,77 @@ async function main(): Promise<number> {
   } finally {
     await admin.end();
   }
-  const generated = await generateWorkload(liveUrl, { tenants: options.tenants, rowsTarget: options.rows, seed: options.seed, onProgress: (m) => say(`  ${m}`) });
-  say(`generated ${fmt(generated.totalRows)} rows in ${secs(generated.durationMs)} (${fmt(Math.round(generated.totalRows / (generated.durationMs / 1000)))} rows/s):`);
+  const generated = await generateWorkload(liveUrl, {
+    tenants: options.tenants,
+    rowsTarget: options.rows,
+    seed: options.seed,
+    onProgress: (m) => say(`  ${m}`),
+  });
+  say(
+    `generated ${fmt(generated.totalRows)} rows in ${secs(generated.durationMs)} (${fmt(Math.round(generated.totalRows / (generated.durationMs / 1000)))} rows/s):`,
+  );
   for (const [table, n] of Object.entries(generated.rows)) say(`  ${table.padEnd(22)} ${fmt(n).padStart(10)}`);
-  say(`largest tenants (issues): ${generated.largestTenants.map((t) => `${t.tenantId} (${fmt(t.issues)})`).join(', ')}`);
+  say(
+    `largest tenants (issues): ${generated.largestTenants.map((t) => `${t.tenantId} (${fmt(t.issues)})`).join(', ')}`,
+  );
 
   // 3 ---------------------------------------------------------------------------------------------------------------
-  const victims = pickVictims(generated.tenantIds, options.victims, options.seed, generated.largestTenants.map((t) => t.tenantId));
-  step(`The offboarding job runs with the wrong id list: it suspends ${victims.length} active tenants (billing off, apps disabled)`);
+  const victims = pickVictims(
+    generated.tenantIds,
+    options.victims,
+    options.seed,
+    generated.largestTenants.map((t) => t.tenantId),
+  );
+  step(
+    `The offboarding job runs with the wrong id list: it suspends ${victims.length} active tenants (billing off, apps disabled)`,
+  );
   const suspended = await suspendTenants(liveUrl, victims);
-  say(`suspended ${fmt(suspended.billingAccounts)} billing accounts and ${fmt(suspended.appInstallations)} app installations; victims include the two largest tenants`);
+  say(
+    `suspended ${fmt(suspended.billingAccounts)} billing accounts and ${fmt(suspended.appInstallations)} app installations; victims include the two largest tenants`,
+  );
   say(`victims: ${victims.slice(0, 12).join(', ')}${victims.length > 12 ? `, ... (${victims.length})` : ''}`);
 
   // 4 ---------------------------------------------------------------------------------------------------------------
   const backupKey = `backups/${options.database}/${new Date().toISOString().replace(/[:.]/g, '-')}.dump`;
-  step(`The nightly backup: pg_dump -Fc streamed into MinIO (s3://${env.STACK_S3_BUCKET}/${backupKey}) with a manifest`);
+  step(
+    `The nightly backup: pg_dump -Fc streamed into MinIO (s3://${env.STACK_S3_BUCKET}/${backupKey}) with a manifest`,
+  );
   const s3 = createS3Client();
-  const backup = await takeBackup({ url: liveUrl, s3, bucket: env.STACK_S3_BUCKET, key: backupKey, retentionDays: 1, onProgress: (b) => say(`  uploaded ${fmt(Math.round(b / 1048576))} MB`) });
+  const backup = await takeBackup({
+    url: liveUrl,
+    s3,
+    bucket: env.STACK_S3_BUCKET,
+    key: backupKey,
+    retentionDays: 1,
+    onProgress: (b) => say(`  uploaded ${fmt(Math.round(b / 1048576))} MB`),
+  });
   const m = backup.manifest;
-  say(`backup ${backup.url}: ${fmt(Math.round(m.sizeBytes / 1048576))} MB in ${secs(m.durationMs)}, sha256 ${m.sha256.slice(0, 16)}..., ` +
-    (m.immutability.mode === 'object-lock' ? `object lock ${m.immutability.lockMode} until ${m.immutability.retainUntil}` : 'bucket versioning'));
+  say(
+    `backup ${backup.url}: ${fmt(Math.round(m.sizeBytes / 1048576))} MB in ${secs(m.durationMs)}, sha256 ${m.sha256.slice(0, 16)}..., ` +
+      (m.immutability.mode === 'object-lock'
+        ? `object lock ${m.immutability.lockMode} until ${m.immutability.retainUntil}`
+        : 'bucket versioning'),
+  );
   say(`manifest ${backup.manifestUrl}`);
   // The victims as the backup holds them (nothing writes them between backup and purge), to check the restore later.
   const victimsInBackup = await tenantChecksums(liveUrl, victims, { ignoreColumns: reenableColumns });
-  const victimRows = Object.values(victimsInBackup).reduce((s, tables) => s + Object.values(tables).reduce((a, t) => a + t.rows, 0), 0);
+  const victimRows = Object.values(victimsInBackup).reduce(
+    (s, tables) => s + Object.values(tables).reduce((a, t) => a + t.rows, 0),
+    0,
+  );
   say(`recorded per-tenant, per-table checksums of the ${victims.length} victims: ${fmt(victimRows)} rows`);
 
   // 5 ---------------------------------------------------------------------------------------------------------------
-  step(`The other ${fmt(options.tenants - victims.length)} tenants keep working: a writer with ${options.writerConnections} sessions inserts, updates and deletes their rows`);
-  const writer = new Writer({ url: liveUrl, excludeTenants: victims, connections: options.writerConnections, pauseMs: 10, seed: options.seed });
+  step(
+    `The other ${fmt(options.tenants - victims.length)} tenants keep working: a writer with ${options.writerConnections} sessions inserts, updates and deletes their rows`,
+  );
+  const writer = new Writer({
+    url: liveUrl,
+    excludeTenants: victims,
+    connections: options.writerConnections,
+    pauseMs: 10,
+    seed: options.seed,
+  });
   if (options.writerConnections > 0) await writer.start();
   await new Promise((r) => setTimeout(r, 2000));
   say(`writer running: ${fmt(writer.log.length)} row changes so far, p50 ${writer.stats().latency.p50.toFixed(1)} ms`);
@@ -193,14 +271,22 @@ async function main(): Promise<number> {
   // 6 ---------------------------------------------------------------------------------------------------------------
   step(`The purge phase hard-deletes the ${victims.length} suspended tenants, children first, in one transaction`);
   const purge = await purgeTenants(liveUrl, victims);
-  say(`deleted ${fmt(purge.totalDeleted)} rows in ${secs(purge.durationMs)}: ${Object.entries(purge.deleted).map(([t, n]) => `${t.replace('app.', '')} ${fmt(n)}`).join(', ')}`);
+  say(
+    `deleted ${fmt(purge.totalDeleted)} rows in ${secs(purge.durationMs)}: ${Object.entries(purge.deleted)
+      .map(([t, n]) => `${t.replace('app.', '')} ${fmt(n)}`)
+      .join(', ')}`,
+  );
   const verifyUrl = await ensureVerifyDatabase(liveUrl);
   const before = await snapshotRows(liveUrl, verifyUrl, 'before', victims);
-  say(`snapshot of every other tenant's rows taken into '${options.database}_verify' (${fmt(before.rows)} row digests, ${secs(before.durationMs)}); the writer keeps going`);
+  say(
+    `snapshot of every other tenant's rows taken into '${options.database}_verify' (${fmt(before.rows)} row digests, ${secs(before.durationMs)}); the writer keeps going`,
+  );
 
   if (options.stopBeforeRestore) {
     const stats = await writer.stop();
-    say(`stopped before the restore, as asked. Writer: ${stats.transactions} transactions, ${stats.errors} errors, p50 ${stats.latency.p50.toFixed(1)} ms, p99 ${stats.latency.p99.toFixed(1)} ms`);
+    say(
+      `stopped before the restore, as asked. Writer: ${stats.transactions} transactions, ${stats.errors} errors, p50 ${stats.latency.p50.toFixed(1)} ms, p99 ${stats.latency.p99.toFixed(1)} ms`,
+    );
     s3.destroy();
     return 0;
   }
@@ -208,14 +294,18 @@ async function main(): Promise<number> {
   // 7 ---------------------------------------------------------------------------------------------------------------
   const restoreId = `demo-${Date.now().toString(36)}`;
   const taskQueue = `tenant-restore-demo-${restoreId}`;
-  step(`Restoring: a worker and one bulkRestore (restore id ${restoreId}, groups of ${options.groupSize} tenants, concurrency ${options.concurrency})`);
+  step(
+    `Restoring: a worker and one bulkRestore (restore id ${restoreId}, groups of ${options.groupSize} tenants, concurrency ${options.concurrency})`,
+  );
   const worker = startWorkerProcess(taskQueue);
   say(`started worker pid ${worker.child.pid} on task queue ${taskQueue} (log: .stack/demo-worker.log)`);
   const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
   const client = new Client({ connection, namespace: env.TEMPORAL_NAMESPACE });
   let ok = true;
   try {
-    const config = JSON.parse(readFileSync(join(__dirname, 'workload', 'restore-config.json'), 'utf8')) as RestoreConfig;
+    const config = JSON.parse(
+      readFileSync(join(__dirname, 'workload', 'restore-config.json'), 'utf8'),
+    ) as RestoreConfig;
     const input: BulkRestoreInput = {
       restoreId,
       source: { kind: 'backup', backup: backup.url },
@@ -229,14 +319,23 @@ async function main(): Promise<number> {
       artifacts: { bucket: env.STACK_S3_BUCKET, prefix: `restores/${restoreId}/` },
     };
     const started = Date.now();
-    const handle = await client.workflow.start('bulkRestore', { taskQueue, workflowId: bulkWorkflowId(restoreId), args: [input] });
+    const handle = await client.workflow.start('bulkRestore', {
+      taskQueue,
+      workflowId: bulkWorkflowId(restoreId),
+      args: [input],
+    });
     const ui = `${env.TEMPORAL_UI_URL}/namespaces/${env.TEMPORAL_NAMESPACE}`;
     say(`started workflow ${bulkWorkflowId(restoreId)}`);
     say(`Web UI: ${ui}/workflows/${encodeURIComponent(bulkWorkflowId(restoreId))}`);
-    say(`        all of this restore's workflows: ${ui}/workflows?query=${encodeURIComponent(`RestoreId="${restoreId}"`)}`);
+    say(
+      `        all of this restore's workflows: ${ui}/workflows?query=${encodeURIComponent(`RestoreId="${restoreId}"`)}`,
+    );
     const resultPromise = handle.result() as Promise<BulkRestoreResult>;
     let finished = false;
-    resultPromise.then(() => (finished = true), () => (finished = true));
+    resultPromise.then(
+      () => (finished = true),
+      () => (finished = true),
+    );
     let lastLine = '';
     while (!finished) {
       await Promise.race([resultPromise.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
@@ -248,36 +347,55 @@ async function main(): Promise<number> {
       } catch {
         // The first query can come before the first workflow task: try again next tick.
       }
-      if (worker.child.exitCode !== null) throw new Error(`the worker exited (code ${worker.child.exitCode}); see .stack/demo-worker.log`);
+      if (worker.child.exitCode !== null)
+        throw new Error(`the worker exited (code ${worker.child.exitCode}); see .stack/demo-worker.log`);
     }
     const result = await resultPromise;
     const wallMs = Date.now() - started;
-    say(`bulkRestore ${result.status}: ${result.restored}/${result.total} restored, ${result.failed} failed, in ${secs(wallMs)}`);
+    say(
+      `bulkRestore ${result.status}: ${result.restored}/${result.total} restored, ${result.failed} failed, in ${secs(wallMs)}`,
+    );
 
     // 8 -------------------------------------------------------------------------------------------------------------
     step('The report');
     let report: RestoreReport | undefined;
     if (result.report) {
       const [, bucket, key] = /^s3:\/\/([^/]+)\/(.+)$/.exec(result.report.json) ?? [];
-      report = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToString()) as RestoreReport;
+      report = JSON.parse(
+        await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToString(),
+      ) as RestoreReport;
     }
     if (!report) {
       ok = false;
       say('no report was written');
     } else {
       const rows = Object.values(report.totals.rows).reduce((a, b) => a + b, 0);
-      const validated = report.tenants.filter((t) => t.validation.length > 0 && t.validation.every((v) => v.match) && t.orphans.length === 0).length;
+      const validated = report.tenants.filter(
+        (t) => t.validation.length > 0 && t.validation.every((v) => v.match) && t.orphans.length === 0,
+      ).length;
       const tables = report.tenants.reduce((s, t) => s + t.validation.length, 0);
-      const actionsDone = (name: string) => report!.tenants.filter((t) => t.actions.some((a) => a.name === name && a.status === 'done')).length;
-      say(`tenants restored  ${report.totals.restored}/${report.totals.tenants} (failed ${report.totals.failed}, cancelled ${report.totals.cancelled})`);
-      say(`rows restored     ${fmt(rows)} in ${secs(report.durationMs)} (${fmt(Math.round(rows / (report.durationMs / 1000)))} rows/s end to end, scratch load ${secs(report.source.scratchMs ?? 0)})`);
+      const actionsDone = (name: string) =>
+        report!.tenants.filter((t) => t.actions.some((a) => a.name === name && a.status === 'done')).length;
+      say(
+        `tenants restored  ${report.totals.restored}/${report.totals.tenants} (failed ${report.totals.failed}, cancelled ${report.totals.cancelled})`,
+      );
+      say(
+        `rows restored     ${fmt(rows)} in ${secs(report.durationMs)} (${fmt(Math.round(rows / (report.durationMs / 1000)))} rows/s end to end, scratch load ${secs(report.source.scratchMs ?? 0)})`,
+      );
       for (const [table, n] of Object.entries(report.totals.rows)) say(`  ${table.padEnd(22)} ${fmt(n).padStart(10)}`);
-      say(`validation        ${validated}/${report.totals.tenants} tenants: ${fmt(tables)} per-table counts and checksums equal scratch, no FK orphans`);
-      say(`backup checked    sha256 ${report.source.sha256?.slice(0, 16) ?? '?'}... (verified by ${report.source.verifiedBy ?? '?'}); plan ${report.plan?.digest.slice(0, 12) ?? '?'} (${report.plan?.tables ?? '?'} tables)`);
-      say(`billing re-enabled  ${actionsDone('reactivate-billing')}/${report.totals.tenants} tenants · apps re-enabled ${actionsDone('reenable-apps')}/${report.totals.tenants}`);
+      say(
+        `validation        ${validated}/${report.totals.tenants} tenants: ${fmt(tables)} per-table counts and checksums equal scratch, no FK orphans`,
+      );
+      say(
+        `backup checked    sha256 ${report.source.sha256?.slice(0, 16) ?? '?'}... (verified by ${report.source.verifiedBy ?? '?'}); plan ${report.plan?.digest.slice(0, 12) ?? '?'} (${report.plan?.tables ?? '?'} tables)`,
+      );
+      say(
+        `billing re-enabled  ${actionsDone('reactivate-billing')}/${report.totals.tenants} tenants · apps re-enabled ${actionsDone('reenable-apps')}/${report.totals.tenants}`,
+      );
       say(`tenant time       median ${secs(report.timing.tenantMsMedian)}, max ${secs(report.timing.tenantMsMax)}`);
       say(`full report       ${result.report!.markdown} (and ${result.report!.json})`);
-      for (const f of report.tenants.filter((t) => t.status !== 'restored').slice(0, 10)) say(`  ${f.tenantId}: ${f.status} ${f.error ?? ''}`);
+      for (const f of report.tenants.filter((t) => t.status !== 'restored').slice(0, 10))
+        say(`  ${f.tenantId}: ${f.status} ${f.error ?? ''}`);
       if (report.totals.restored !== victims.length || validated !== victims.length) ok = false;
     }
     if (result.status !== 'succeeded') ok = false;
@@ -290,24 +408,36 @@ async function main(): Promise<number> {
   // 9 ---------------------------------------------------------------------------------------------------------------
   step('Independent checks (scripts/workload/checksums.ts): the victims equal the backup, nobody else was touched');
   const stats = await writer.stop();
-  say(`writer stopped: ${fmt(stats.transactions)} transactions (${Object.entries(stats.byOp).map(([k, v]) => `${k} ${v}`).join(', ')}), ` +
-    `${stats.errors} errors, latency p50 ${stats.latency.p50.toFixed(1)} ms, p99 ${stats.latency.p99.toFixed(1)} ms`);
+  say(
+    `writer stopped: ${fmt(stats.transactions)} transactions (${Object.entries(stats.byOp)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}), ` +
+      `${stats.errors} errors, latency p50 ${stats.latency.p50.toFixed(1)} ms, p99 ${stats.latency.p99.toFixed(1)} ms`,
+  );
   if (stats.errors > 0) say(`  writer errors: ${stats.lastErrors.join(' | ')}`);
 
   const victimsNow = await tenantChecksums(liveUrl, victims, { ignoreColumns: reenableColumns });
   const diffs = diffChecksums(victimsInBackup, victimsNow);
   const equalTenants = victims.filter((v) => !diffs.some((d) => d.tenantId === v)).length;
-  say(`victims equal to the backup: ${equalTenants}/${victims.length} tenants, ${Object.keys(victimsInBackup[victims[0]]).length} tables each, ` +
-    `${fmt(victimRows)} rows (count and checksum per tenant and table; the re-enabled flags and their updated_at left out)`);
-  for (const d of diffs.slice(0, 10)) say(`  DIFFERENT ${d.tenantId} ${d.table}: expected ${d.expected.rows} rows/${d.expected.checksum}, found ${d.actual.rows}/${d.actual.checksum}`);
+  say(
+    `victims equal to the backup: ${equalTenants}/${victims.length} tenants, ${Object.keys(victimsInBackup[victims[0]]).length} tables each, ` +
+      `${fmt(victimRows)} rows (count and checksum per tenant and table; the re-enabled flags and their updated_at left out)`,
+  );
+  for (const d of diffs.slice(0, 10))
+    say(
+      `  DIFFERENT ${d.tenantId} ${d.table}: expected ${d.expected.rows} rows/${d.expected.checksum}, found ${d.actual.rows}/${d.actual.checksum}`,
+    );
 
   const flagsDb = await connect(liveUrl, 'demo');
   let billingOff = -1;
   let appsOff = -1;
   try {
-    const r = await flagsDb.query<{ billing_off: string; apps_off: string }>(`
+    const r = await flagsDb.query<{ billing_off: string; apps_off: string }>(
+      `
       SELECT (SELECT count(*) FROM app.billing_accounts WHERE tenant_id = ANY($1::bigint[]) AND NOT active) AS billing_off,
-             (SELECT count(*) FROM app.app_installations WHERE tenant_id = ANY($1::bigint[]) AND NOT enabled) AS apps_off`, [victims]);
+             (SELECT count(*) FROM app.app_installations WHERE tenant_id = ANY($1::bigint[]) AND NOT enabled) AS apps_off`,
+      [victims],
+    );
     billingOff = Number(r.rows[0].billing_off);
     appsOff = Number(r.rows[0].apps_off);
   } finally {
@@ -317,18 +447,30 @@ async function main(): Promise<number> {
 
   const after = await snapshotRows(liveUrl, verifyUrl, 'after', victims);
   const untouched = await compareSnapshots(verifyUrl, 'before', 'after', writer.log);
-  say(`other tenants: ${fmt(untouched.rowsCompared)} rows compared row by row (snapshot before the restore vs after, ${secs(after.durationMs)}):`);
-  say(`  ${fmt(untouched.rowsUnchanged)} unchanged, ${fmt(untouched.rowsWrittenByWriter)} changed by the writer and exactly as it left them, ${untouched.violations} changed by anyone else`);
-  for (const e of untouched.examples) say(`  VIOLATION ${e.table} ${e.key} (tenant ${e.tenantId ?? 'shared'}): before ${e.before ?? 'absent'}, after ${e.after ?? 'absent'}, writer ${e.writer === undefined ? 'never touched it' : e.writer ?? 'deleted it'}`);
+  say(
+    `other tenants: ${fmt(untouched.rowsCompared)} rows compared row by row (snapshot before the restore vs after, ${secs(after.durationMs)}):`,
+  );
+  say(
+    `  ${fmt(untouched.rowsUnchanged)} unchanged, ${fmt(untouched.rowsWrittenByWriter)} changed by the writer and exactly as it left them, ${untouched.violations} changed by anyone else`,
+  );
+  for (const e of untouched.examples)
+    say(
+      `  VIOLATION ${e.table} ${e.key} (tenant ${e.tenantId ?? 'shared'}): before ${e.before ?? 'absent'}, after ${e.after ?? 'absent'}, writer ${e.writer === undefined ? 'never touched it' : (e.writer ?? 'deleted it')}`,
+    );
   s3.destroy();
 
-  if (diffs.length > 0 || billingOff !== 0 || appsOff !== 0 || untouched.violations !== 0 || stats.errors > 0) ok = false;
+  if (diffs.length > 0 || billingOff !== 0 || appsOff !== 0 || untouched.violations !== 0 || stats.errors > 0)
+    ok = false;
   process.stdout.write('\n');
   if (ok) {
-    process.stdout.write(`DEMO PASSED in ${secs(Date.now() - t0)}: all ${victims.length} deleted tenants are back, equal to the backup and validated, billing and apps ` +
-      `re-enabled; the other ${options.tenants - victims.length} tenants' rows were not touched by the restore (only by their own writer).\n`);
+    process.stdout.write(
+      `DEMO PASSED in ${secs(Date.now() - t0)}: all ${victims.length} deleted tenants are back, equal to the backup and validated, billing and apps ` +
+        `re-enabled; the other ${options.tenants - victims.length} tenants' rows were not touched by the restore (only by their own writer).\n`,
+    );
   } else {
-    process.stdout.write(`DEMO FAILED: see the lines above. Databases '${options.database}' and '${options.database}_verify' are kept for inspection; worker log .stack/demo-worker.log\n`);
+    process.stdout.write(
+      `DEMO FAILED: see the lines above. Databases '${options.database}' and '${options.database}_verify' are kept for inspection; worker log .stack/demo-worker.log\n`,
+    );
   }
   if (ok && !options.keep) {
     const cleanup = await connect(adminUrl, 'demo');
@@ -337,12 +479,17 @@ async function main(): Promise<number> {
     } finally {
       await cleanup.end();
     }
-    say(`kept '${options.database}' (the restored live database) for a look: psql -h 127.0.0.1 -p ${serverUrl.port} -U postgres ${options.database}`);
+    say(
+      `kept '${options.database}' (the restored live database) for a look: psql -h 127.0.0.1 -p ${serverUrl.port} -U postgres ${options.database}`,
+    );
   }
   return ok ? 0 : 1;
 }
 
-main().then((code) => process.exit(code), (error: Error) => {
-  process.stderr.write(`\ndemo: ${error.message}\n`);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    process.stderr.write(`\ndemo: ${error.message}\n`);
+    process.exit(1);
+  },
+);

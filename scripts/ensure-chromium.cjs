@@ -11,10 +11,18 @@ const command = 'apt-get update && apt-get install -y chromium';
 if (!existsSync(path)) {
   if (process.getuid && process.getuid() === 0 && existsSync('/usr/bin/apt-get')) {
     console.error(`[chromium] ${path} is missing: running '${command}' (about a minute)`);
-    const result = spawnSync('sh', ['-c', command], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    if (result.status !== 0 || !existsSync(path)) console.error(`[chromium] install failed (exit ${result.status}); the Web UI test will fail until it is installed`);
+    const result = spawnSync('sh', ['-c', command], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    if (result.status !== 0 || !existsSync(path))
+      console.error(
+        `[chromium] install failed (exit ${result.status}); the Web UI test will fail until it is installed`,
+      );
     else console.error(`[chromium] installed ${path}`);
   } else {
-    console.error(`[chromium] ${path} is missing and this is not root: install it with  sudo sh -c '${command}'  (the Web UI test fails until then)`);
+    console.error(
+      `[chromium] ${path} is missing and this is not root: install it with  sudo sh -c '${command}'  (the Web UI test fails until then)`,
+    );
   }
 }

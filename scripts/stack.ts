@@ -98,13 +98,21 @@ export function portOpen(port: number, host = '127.0.0.1', timeoutMs = 500): Pro
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, logFile?: string): Promise<void> {
+async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  logFile?: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 250));
   }
-  const tail = logFile && existsSync(logFile) ? `\nLast lines of ${logFile}:\n${readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n')}` : '';
+  const tail =
+    logFile && existsSync(logFile)
+      ? `\nLast lines of ${logFile}:\n${readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n')}`
+      : '';
   throw new Error(`${what} did not become ready within ${Math.round(timeoutMs / 1000)} s.${tail}`);
 }
 
@@ -150,7 +158,9 @@ export async function ensureGoBinary(name: string, modules: string[], say: Say =
     const timer = setInterval(() => {
       const lines = readFileSync(logFile, 'utf8').trim().split('\n').filter(Boolean);
       const fetched = lines.filter((l) => l.startsWith('go: downloading')).length;
-      say(`  ... still building ${name}: ${Math.round((Date.now() - started) / 1000)} s elapsed, ${fetched} modules downloaded, now compiling`);
+      say(
+        `  ... still building ${name}: ${Math.round((Date.now() - started) / 1000)} s elapsed, ${fetched} modules downloaded, now compiling`,
+      );
     }, 15_000);
     const code: number = await new Promise((r) => child.on('exit', (c) => r(c ?? 1)));
     clearInterval(timer);
@@ -184,7 +194,8 @@ function findPostgresBin(): string {
 function postgresRunAs(): string | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const id = spawnSync('id', ['-u', 'postgres']);
-  if (id.status !== 0) throw new Error("Running as root, PostgreSQL needs an unprivileged user: create one with 'useradd -r postgres'.");
+  if (id.status !== 0)
+    throw new Error("Running as root, PostgreSQL needs an unprivileged user: create one with 'useradd -r postgres'.");
   return 'postgres';
 }
 
@@ -236,8 +247,11 @@ async function upPostgres(say: Say): Promise<void> {
   const dataDir = join(stackDir, 'pg', 'data');
   const socketDir = join(stackDir, 'pg');
   if (await portOpen(ports.postgres)) {
-    if (alive(readPid('postgres')) || existsSync(join(dataDir, 'postmaster.pid'))) return say(`postgres already up on :${ports.postgres}`);
-    throw new Error(`Port ${ports.postgres} is taken by a process that is not this stack's PostgreSQL. Stop it or set STACK_PG_PORT.`);
+    if (alive(readPid('postgres')) || existsSync(join(dataDir, 'postmaster.pid')))
+      return say(`postgres already up on :${ports.postgres}`);
+    throw new Error(
+      `Port ${ports.postgres} is taken by a process that is not this stack's PostgreSQL. Stop it or set STACK_PG_PORT.`,
+    );
   }
   const bin = findPostgresBin();
   const runAs = postgresRunAs();
@@ -248,18 +262,46 @@ async function upPostgres(say: Say): Promise<void> {
     const pwFile = join(socketDir, 'pwfile');
     writeFileSync(pwFile, secret('postgres'), { mode: 0o600 });
     if (runAs) spawnSync('chown', [runAs, pwFile]);
-    const init = runPg(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--pwfile', pwFile, '--auth-local=trust',
-      '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8'], runAs);
+    const init = runPg(
+      join(bin, 'initdb'),
+      [
+        '-D',
+        dataDir,
+        '-U',
+        'postgres',
+        '--pwfile',
+        pwFile,
+        '--auth-local=trust',
+        '--auth-host=scram-sha-256',
+        '-E',
+        'UTF8',
+        '--locale=C.UTF-8',
+      ],
+      runAs,
+    );
     rmSync(pwFile);
     if (init.status !== 0) throw new Error(`initdb failed:\n${init.output}`);
   }
   // Dev-stack settings: durability traded for test speed (a clean restart keeps everything; an OS crash may not).
-  const options = [`-c port=${ports.postgres}`, `-c listen_addresses=127.0.0.1`, `-c unix_socket_directories=${socketDir}`,
-    '-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off', '-c max_connections=300',
-    '-c shared_buffers=256MB', '-c max_wal_size=2GB', '-c log_min_messages=warning',
-    '-c max_locks_per_transaction=256'].join(' ');
+  const options = [
+    `-c port=${ports.postgres}`,
+    `-c listen_addresses=127.0.0.1`,
+    `-c unix_socket_directories=${socketDir}`,
+    '-c fsync=off',
+    '-c synchronous_commit=off',
+    '-c full_page_writes=off',
+    '-c max_connections=300',
+    '-c shared_buffers=256MB',
+    '-c max_wal_size=2GB',
+    '-c log_min_messages=warning',
+    '-c max_locks_per_transaction=256',
+  ].join(' ');
   say(`starting postgres on :${ports.postgres}`);
-  const started = runPg(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', join(socketDir, 'postgres.log'), '-o', options, '-w', '-t', '60', 'start'], runAs);
+  const started = runPg(
+    join(bin, 'pg_ctl'),
+    ['-D', dataDir, '-l', join(socketDir, 'postgres.log'), '-o', options, '-w', '-t', '60', 'start'],
+    runAs,
+  );
   if (started.status !== 0) throw new Error(`pg_ctl start failed:\n${started.output}\nSee .stack/pg/postgres.log`);
   const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
   writeFileSync(pidFile('postgres'), String(pid));
@@ -269,12 +311,30 @@ async function upPostgres(say: Say): Promise<void> {
 async function upTemporal(say: Say): Promise<void> {
   if (await portOpen(ports.temporal)) {
     if (alive(readPid('temporal'))) return say(`temporal already up on :${ports.temporal}`);
-    throw new Error(`Port ${ports.temporal} is taken by a process that is not this stack's Temporal. Stop it or set STACK_TEMPORAL_PORT.`);
+    throw new Error(
+      `Port ${ports.temporal} is taken by a process that is not this stack's Temporal. Stop it or set STACK_TEMPORAL_PORT.`,
+    );
   }
-  const binary = await ensureGoBinary('temporal', [TEMPORAL_MODULE, 'github.com/temporalio/cli/cmd/temporal@v1.4.1'], say);
+  const binary = await ensureGoBinary(
+    'temporal',
+    [TEMPORAL_MODULE, 'github.com/temporalio/cli/cmd/temporal@v1.4.1'],
+    say,
+  );
   mkdirSync(join(stackDir, 'temporal'), { recursive: true });
-  const args = ['server', 'start-dev', '--db-filename', join(stackDir, 'temporal', 'temporal.db'), '--ip', '127.0.0.1',
-    '--port', String(ports.temporal), '--ui-port', String(ports.temporalUi), '--log-level', 'warn'];
+  const args = [
+    'server',
+    'start-dev',
+    '--db-filename',
+    join(stackDir, 'temporal', 'temporal.db'),
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(ports.temporal),
+    '--ui-port',
+    String(ports.temporalUi),
+    '--log-level',
+    'warn',
+  ];
   for (const [name, type] of Object.entries(searchAttributes)) args.push('--search-attribute', `${name}=${type}`);
   say(`starting temporal dev server on :${ports.temporal} (Web UI http://127.0.0.1:${ports.temporalUi})`);
   startDetached('temporal', binary, args);
@@ -287,42 +347,70 @@ async function upMinio(say: Say, env: StackEnv): Promise<void> {
     const binary = await ensureGoBinary('minio', [MINIO_MODULE], say);
     mkdirSync(join(stackDir, 'minio', 'data'), { recursive: true });
     say(`starting minio on :${ports.minio}`);
-    startDetached('minio', binary, ['server', join(stackDir, 'minio', 'data'), '--address', `127.0.0.1:${ports.minio}`,
-      '--console-address', `127.0.0.1:${ports.minioConsole}`, '--quiet'], {
-      ...process.env,
-      MINIO_ROOT_USER: env.AWS_ACCESS_KEY_ID,
-      MINIO_ROOT_PASSWORD: env.AWS_SECRET_ACCESS_KEY,
-      MINIO_BROWSER: 'off',
-      MINIO_UPDATE: 'off',
-      MINIO_CI_CD: '1',
-    });
+    startDetached(
+      'minio',
+      binary,
+      [
+        'server',
+        join(stackDir, 'minio', 'data'),
+        '--address',
+        `127.0.0.1:${ports.minio}`,
+        '--console-address',
+        `127.0.0.1:${ports.minioConsole}`,
+        '--quiet',
+      ],
+      {
+        ...process.env,
+        MINIO_ROOT_USER: env.AWS_ACCESS_KEY_ID,
+        MINIO_ROOT_PASSWORD: env.AWS_SECRET_ACCESS_KEY,
+        MINIO_BROWSER: 'off',
+        MINIO_UPDATE: 'off',
+        MINIO_CI_CD: '1',
+      },
+    );
   } else if (alive(readPid('minio'))) {
     say(`minio already up on :${ports.minio}`);
   } else {
-    throw new Error(`Port ${ports.minio} is taken by a process that is not this stack's MinIO. Stop it or set STACK_MINIO_PORT.`);
+    throw new Error(
+      `Port ${ports.minio} is taken by a process that is not this stack's MinIO. Stop it or set STACK_MINIO_PORT.`,
+    );
   }
-  const s3 = new S3Client({ endpoint: env.AWS_ENDPOINT_URL_S3, region: env.AWS_REGION, forcePathStyle: true,
-    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY } });
-  await waitFor('minio', async () => {
-    try {
-      await s3.send(new HeadBucketCommand({ Bucket: env.STACK_S3_BUCKET }));
-      return true;
-    } catch (error) {
-      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 404) {
-        // Object lock makes backups immutable; it implies versioning. Fall back to plain versioning if refused.
-        try {
-          await s3.send(new CreateBucketCommand({ Bucket: env.STACK_S3_BUCKET, ObjectLockEnabledForBucket: true }));
-        } catch {
-          await s3.send(new CreateBucketCommand({ Bucket: env.STACK_S3_BUCKET }));
-          await s3.send(new PutBucketVersioningCommand({ Bucket: env.STACK_S3_BUCKET, VersioningConfiguration: { Status: 'Enabled' } }));
-        }
-        say(`created bucket ${env.STACK_S3_BUCKET}`);
+  const s3 = new S3Client({
+    endpoint: env.AWS_ENDPOINT_URL_S3,
+    region: env.AWS_REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
+  });
+  await waitFor(
+    'minio',
+    async () => {
+      try {
+        await s3.send(new HeadBucketCommand({ Bucket: env.STACK_S3_BUCKET }));
         return true;
+      } catch (error) {
+        const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        if (status === 404) {
+          // Object lock makes backups immutable; it implies versioning. Fall back to plain versioning if refused.
+          try {
+            await s3.send(new CreateBucketCommand({ Bucket: env.STACK_S3_BUCKET, ObjectLockEnabledForBucket: true }));
+          } catch {
+            await s3.send(new CreateBucketCommand({ Bucket: env.STACK_S3_BUCKET }));
+            await s3.send(
+              new PutBucketVersioningCommand({
+                Bucket: env.STACK_S3_BUCKET,
+                VersioningConfiguration: { Status: 'Enabled' },
+              }),
+            );
+          }
+          say(`created bucket ${env.STACK_S3_BUCKET}`);
+          return true;
+        }
+        return false;
       }
-      return false;
-    }
-  }, 60_000, join(stackDir, 'minio.log'));
+    },
+    60_000,
+    join(stackDir, 'minio.log'),
+  );
   s3.destroy();
 }
 
@@ -332,14 +420,20 @@ async function upMinio(say: Say, env: StackEnv): Promise<void> {
 export function writeEnvFile(env: StackEnv): string {
   const file = join(stackDir, 'env');
   const lines = Object.entries(env).map(([k, v]) => `export ${k}='${v}'`);
-  writeFileSync(file, `# written by 'npm run stack -- up'; source it: . .stack/env\n${lines.join('\n')}\n`, { mode: 0o600 });
+  writeFileSync(file, `# written by 'npm run stack -- up'; source it: . .stack/env\n${lines.join('\n')}\n`, {
+    mode: 0o600,
+  });
   return file;
 }
 
 /** Adds one `host:port:db:user:password` line to a pgpass file, replacing an older line for the same user. */
 export function addPgpassEntry(file: string, line: string): void {
   const prefix = line.split(':').slice(0, 4).join(':') + ':';
-  const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l && !l.startsWith(prefix)) : [];
+  const lines = existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l && !l.startsWith(prefix))
+    : [];
   writeFileSync(file, [...lines, line].join('\n') + '\n', { mode: 0o600 });
 }
 
@@ -372,7 +466,11 @@ export async function stackDown(say: Say = defaultSay): Promise<void> {
   const dataDir = join(stackDir, 'pg', 'data');
   if (alive(readPid('postgres')) && existsSync(join(dataDir, 'postmaster.pid'))) {
     say('stopping postgres');
-    const result = runPg(join(findPostgresBin(), 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', 'stop'], postgresRunAs());
+    const result = runPg(
+      join(findPostgresBin(), 'pg_ctl'),
+      ['-D', dataDir, '-m', 'fast', '-w', 'stop'],
+      postgresRunAs(),
+    );
     if (result.status !== 0) say(`pg_ctl stop: ${result.output.trim()}`);
   }
   rmSync(pidFile('postgres'), { force: true });
@@ -398,14 +496,26 @@ export async function restartTemporal(say: Say = defaultSay): Promise<void> {
   await upTemporal(say);
 }
 
-export interface ServiceStatus { name: string; pid?: number; running: boolean; port: number; listening: boolean }
+export interface ServiceStatus {
+  name: string;
+  pid?: number;
+  running: boolean;
+  port: number;
+  listening: boolean;
+}
 
 export async function stackStatus(): Promise<ServiceStatus[]> {
-  const services: Array<[string, number]> = [['postgres', ports.postgres], ['temporal', ports.temporal], ['minio', ports.minio]];
-  return Promise.all(services.map(async ([name, port]) => {
-    const pid = readPid(name);
-    return { name, pid, running: alive(pid), port, listening: await portOpen(port) };
-  }));
+  const services: Array<[string, number]> = [
+    ['postgres', ports.postgres],
+    ['temporal', ports.temporal],
+    ['minio', ports.minio],
+  ];
+  return Promise.all(
+    services.map(async ([name, port]) => {
+      const pid = readPid(name);
+      return { name, pid, running: alive(pid), port, listening: await portOpen(port) };
+    }),
+  );
 }
 
 /** Reads `.stack/env` written by `up`. */
@@ -426,8 +536,16 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'up': {
       const env = await stackUp();
-      if (json) console.log(JSON.stringify({ ...env, AWS_SECRET_ACCESS_KEY: '***', STACK_PG_URL: env.STACK_PG_URL.replace(/:[^:@/]+@/, ':***@') }));
-      else console.log(`stack is up. Load its environment with:  . .stack/env\nTemporal Web UI: ${env.TEMPORAL_UI_URL}`);
+      if (json)
+        console.log(
+          JSON.stringify({
+            ...env,
+            AWS_SECRET_ACCESS_KEY: '***',
+            STACK_PG_URL: env.STACK_PG_URL.replace(/:[^:@/]+@/, ':***@'),
+          }),
+        );
+      else
+        console.log(`stack is up. Load its environment with:  . .stack/env\nTemporal Web UI: ${env.TEMPORAL_UI_URL}`);
       return 0;
     }
     case 'down':
@@ -437,22 +555,30 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const status = await stackStatus();
       if (json) console.log(JSON.stringify(status));
-      else for (const s of status) console.log(`${s.name.padEnd(9)} ${s.running && s.listening ? 'up  ' : 'down'}  pid ${s.pid ?? '-'}  port ${s.port}`);
+      else
+        for (const s of status)
+          console.log(
+            `${s.name.padEnd(9)} ${s.running && s.listening ? 'up  ' : 'down'}  pid ${s.pid ?? '-'}  port ${s.port}`,
+          );
       return status.every((s) => s.running && s.listening) ? 0 : 1;
     }
     default:
-      console.error('usage: npm run stack -- up|down|status [--json]\n' +
-        '  up      start Temporal, PostgreSQL and MinIO in the background (idempotent); writes .stack/env\n' +
-        '  down    stop exactly the processes that up started\n' +
-        '  status  show each service; exit 0 only if all are up');
+      console.error(
+        'usage: npm run stack -- up|down|status [--json]\n' +
+          '  up      start Temporal, PostgreSQL and MinIO in the background (idempotent); writes .stack/env\n' +
+          '  down    stop exactly the processes that up started\n' +
+          '  status  show each service; exit 0 only if all are up',
+      );
       return 2;
   }
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => process.exit(code), (error: Error) => {
-    console.error(`[stack] ${error.message}`);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: Error) => {
+      console.error(`[stack] ${error.message}`);
+      process.exit(1);
+    },
+  );
 }
-

@@ -22,7 +22,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   } catch (error) {
     throw new Error(`The test stack could not start, so no integration test can run:\n${(error as Error).message}`);
   }
-  const { code } = await bundleWorkflowCode({ workflowsPath: join(projectRoot, 'workflows', 'index.ts'), logger: quietLogger });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: join(projectRoot, 'workflows', 'index.ts'),
+    logger: quietLogger,
+  });
   mkdirSync(join(stackDir, 'bundles'), { recursive: true });
   const bundlePath = join(stackDir, 'bundles', `workflows-${process.pid}.js`);
   writeFileSync(bundlePath, code);
@@ -36,7 +39,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
 }
 
 const quietLogger = {
-  log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined,
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
   warn: (message: string) => process.stderr.write(`[bundle] ${message}\n`),
   error: (message: string) => process.stderr.write(`[bundle] ${message}\n`),
 };

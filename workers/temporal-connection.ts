@@ -14,7 +14,10 @@ export interface TemporalConnectionOptions {
 export function temporalConnectionOptions(env: NodeJS.ProcessEnv = process.env): TemporalConnectionOptions {
   const address = env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
   if (env.TEMPORAL_TLS_CERT && env.TEMPORAL_TLS_KEY) {
-    return { address, tls: { clientCertPair: { crt: readFileSync(env.TEMPORAL_TLS_CERT), key: readFileSync(env.TEMPORAL_TLS_KEY) } } };
+    return {
+      address,
+      tls: { clientCertPair: { crt: readFileSync(env.TEMPORAL_TLS_CERT), key: readFileSync(env.TEMPORAL_TLS_KEY) } },
+    };
   }
   if (env.TEMPORAL_API_KEY) return { address, tls: true, apiKey: env.TEMPORAL_API_KEY };
   return { address };

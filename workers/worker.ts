@@ -2,7 +2,14 @@
  * A stateless worker: polls one task queue, holds database pools and an S3 client, and resolves every secret from
  * its own environment. Run N of them on N hosts; concurrency is bounded by what live can take.
  */
-import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel, type LogMetadata } from '@temporalio/worker';
+import {
+  NativeConnection,
+  Runtime,
+  Worker,
+  makeTelemetryFilterString,
+  type LogLevel,
+  type LogMetadata,
+} from '@temporalio/worker';
 import pino from 'pino';
 import { createActivities } from '../activities';
 import { Pools } from '../activities/db';
@@ -24,7 +31,8 @@ export function installRuntimeLogger(logger: pino.Logger): void {
   runtimeInstalled = true;
   Runtime.install({
     logger: {
-      log: (level: LogLevel, message: string, meta?: LogMetadata) => logger[level.toLowerCase() as 'info']({ ...meta }, message),
+      log: (level: LogLevel, message: string, meta?: LogMetadata) =>
+        logger[level.toLowerCase() as 'info']({ ...meta }, message),
       trace: (message: string, meta?: LogMetadata) => logger.trace({ ...meta }, message),
       debug: (message: string, meta?: LogMetadata) => logger.debug({ ...meta }, message),
       info: (message: string, meta?: LogMetadata) => logger.info({ ...meta }, message),

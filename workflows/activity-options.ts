@@ -17,12 +17,22 @@ export function parentActivities(patience: 'restore' | 'drill') {
     steps: proxyActivities<Activities>({
       startToCloseTimeout: '30 minutes',
       heartbeatTimeout: '1 minute',
-      retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: restore ? 20 : 10 },
+      retry: {
+        initialInterval: '1 second',
+        backoffCoefficient: 2,
+        maximumInterval: '30 seconds',
+        maximumAttempts: restore ? 20 : 10,
+      },
     }),
     scratchSteps: proxyActivities<Activities>({
       startToCloseTimeout: '6 hours',
       heartbeatTimeout: '1 minute',
-      retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: restore ? '1 minute' : '30 seconds', maximumAttempts: restore ? 10 : 4 },
+      retry: {
+        initialInterval: '2 seconds',
+        backoffCoefficient: 2,
+        maximumInterval: restore ? '1 minute' : '30 seconds',
+        maximumAttempts: restore ? 10 : 4,
+      },
     }),
   };
 }
@@ -44,14 +54,24 @@ export const copy = proxyActivities<Activities>({
 /** One tenant's action (the previous release's per-tenant children): back off longer, give up after a while. */
 export const actions = proxyActivities<Activities>({
   startToCloseTimeout: reenableActionTimeoutSeconds * 1000,
-  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
+  retry: {
+    initialInterval: '500 milliseconds',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 8,
+  },
 });
 
 /** Re-enable actions call other systems. A unit's action runs for each of its tenants in turn, heartbeating the tenants done so that a retry skips them. */
 export const unitActions = proxyActivities<Activities>({
   startToCloseTimeout: '15 minutes',
   heartbeatTimeout: reenableActionTimeoutSeconds * 1000,
-  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
+  retry: {
+    initialInterval: '500 milliseconds',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 8,
+  },
 });
 
 export const bookkeeping = proxyActivities<Activities>({

@@ -27,7 +27,11 @@ export interface Admission {
   refused: Refusal[];
 }
 
-export function admitTenants(preflight: PreflightResult, ids: TenantId[], options: { allowPartial?: boolean; admitted?: TenantId[] }): Admission {
+export function admitTenants(
+  preflight: PreflightResult,
+  ids: TenantId[],
+  options: { allowPartial?: boolean; admitted?: TenantId[] },
+): Admission {
   const admission: Admission = { absent: [], partial: [], refused: [] };
   const admitted = new Set(options.admitted ?? []);
   for (const id of ids) {
@@ -35,7 +39,13 @@ export function admitTenants(preflight: PreflightResult, ids: TenantId[], option
     const found: TenantClassification = preflight.tenants?.[id] ?? { state: 'absent' };
     if (found.state === 'absent' || admitted.has(id)) admission.absent.push(id);
     else if (found.state === 'partial' && options.allowPartial) admission.partial.push(id);
-    else admission.refused.push({ tenantId: id, state: found.state, missing: found.missing ?? {}, message: refusalMessage(id, found) });
+    else
+      admission.refused.push({
+        tenantId: id,
+        state: found.state,
+        missing: found.missing ?? {},
+        message: refusalMessage(id, found),
+      });
   }
   return admission;
 }

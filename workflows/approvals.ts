@@ -37,12 +37,22 @@ export class Approvals {
       const groupOf = this.state.groupOf ?? {};
       const units = new Map<string, TenantId[]>();
       for (const id of targets) if (groupOf[id]) units.set(groupOf[id], [...(units.get(groupOf[id]) ?? []), id]);
-      await Promise.all([...units].map(([workflowId, ids]) => this.send(workflowId, () => getExternalWorkflowHandle(workflowId).signal(approveUnitTenantsSignal, { tenantIds: ids }))));
+      await Promise.all(
+        [...units].map(([workflowId, ids]) =>
+          this.send(workflowId, () =>
+            getExternalWorkflowHandle(workflowId).signal(approveUnitTenantsSignal, { tenantIds: ids }),
+          ),
+        ),
+      );
       // Per-tenant children of the previous release are approved by their own id.
-      await Promise.all(targets.filter((id) => !groupOf[id]).map((id) => {
-        const workflowId = tenantWorkflowId(this.restoreId, id);
-        return this.send(workflowId, () => getExternalWorkflowHandle(workflowId).signal(approveTenantSignal));
-      }));
+      await Promise.all(
+        targets
+          .filter((id) => !groupOf[id])
+          .map((id) => {
+            const workflowId = tenantWorkflowId(this.restoreId, id);
+            return this.send(workflowId, () => getExternalWorkflowHandle(workflowId).signal(approveTenantSignal));
+          }),
+      );
     });
   }
 

@@ -138,7 +138,12 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       },
     });
     if (next === 'continue-as-new') {
-      log.info('continuing as new', { restoreId, started: state.nextIndex, running: Object.keys(state.running).length, run: state.runs });
+      log.info('continuing as new', {
+        restoreId,
+        started: state.nextIndex,
+        running: Object.keys(state.running).length,
+        run: state.runs,
+      });
       approvals.carry();
       return continueAsNew<typeof bulkRestore>({ ...input, tenants: undefined }, state);
     }
@@ -147,14 +152,31 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
 
   /** Scratch (loaded from the backup, or given) and the plan: nothing is written to live before both succeed. */
   async function prepareScratchAndPlan(): Promise<void> {
-    state.tenantList = await steps.stageTenantList({ artifacts: input.artifacts, tenants: input.tenants, tenantsObject: input.tenantsObject });
+    state.tenantList = await steps.stageTenantList({
+      artifacts: input.artifacts,
+      tenants: input.tenants,
+      tenantsObject: input.tenantsObject,
+    });
     publish();
-    state.scratch = input.source.kind === 'backup'
-      ? await scratchSteps.prepareScratch({ restoreId, backup: input.source.backup, server: input.source.scratchServer ?? input.live, allowUnverifiedBackup: input.allowUnverifiedBackup })
-      : await steps.checkScratch({ scratch: input.source.scratch });
+    state.scratch =
+      input.source.kind === 'backup'
+        ? await scratchSteps.prepareScratch({
+            restoreId,
+            backup: input.source.backup,
+            server: input.source.scratchServer ?? input.live,
+            allowUnverifiedBackup: input.allowUnverifiedBackup,
+          })
+        : await steps.checkScratch({ scratch: input.source.scratch });
     if (state.cancelRequested) return;
     setPhase('planning');
-    state.plan = await steps.buildRestorePlan({ restoreId, scratch: state.scratch.ref, live: input.live, tenantRoot: input.tenantRoot, config: input.config, artifacts: input.artifacts });
+    state.plan = await steps.buildRestorePlan({
+      restoreId,
+      scratch: state.scratch.ref,
+      live: input.live,
+      tenantRoot: input.tenantRoot,
+      config: input.config,
+      artifacts: input.artifacts,
+    });
     approvals.normalize(state.plan.rootKeyType);
   }
 
@@ -176,9 +198,18 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
   /** The next unit's tenants from the current page of the list, or undefined after reading the next page. */
   async function nextUnit(): Promise<TenantId[] | undefined> {
     if (state.nextIndex >= pageStart + page.length) {
-      page = await steps.readTenantPage({ list: state.tenantList!, offset: state.nextIndex, limit: pageSize, rootKeyType: state.plan?.rootKeyType });
+      page = await steps.readTenantPage({
+        list: state.tenantList!,
+        offset: state.nextIndex,
+        limit: pageSize,
+        rootKeyType: state.plan?.rootKeyType,
+      });
       pageStart = state.nextIndex;
-      if (page.length === 0) throw ApplicationFailure.nonRetryable(`Tenant list ended at ${state.nextIndex}, expected ${total()} ids.`, 'InvalidTenantList');
+      if (page.length === 0)
+        throw ApplicationFailure.nonRetryable(
+          `Tenant list ended at ${state.nextIndex}, expected ${total()} ids.`,
+          'InvalidTenantList',
+        );
       return undefined;
     }
     const offset = state.nextIndex - pageStart;
@@ -186,7 +217,10 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
   }
 
   /** Starts the child workflow of one unit. */
-  function startUnit(tenantIds: TenantId[]): { workflowId: string; started: Promise<{ result(): Promise<TenantOutcome[]> }> } {
+  function startUnit(tenantIds: TenantId[]): {
+    workflowId: string;
+    started: Promise<{ result(): Promise<TenantOutcome[]> }>;
+  } {
     const firstIndex = state.nextIndex;
     const unitInput = {
       restoreId,
@@ -213,35 +247,80 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       const workflowId = unitWorkflowId(restoreId, tenantIds, firstIndex);
       for (const id of tenantIds) state.groupOf![id] = workflowId;
       const kind = tenantIds.length === 1 ? 'tenant' : 'group';
-      return { workflowId, started: startChild(restoreUnit, { ...options, workflowId, typedSearchAttributes: attributes(kind), args: [unitInput] }) };
+      return {
+        workflowId,
+        started: startChild(restoreUnit, {
+          ...options,
+          workflowId,
+          typedSearchAttributes: attributes(kind),
+          args: [unitInput],
+        }),
+      };
     }
     // A run of the previous release, replaying: the child types it started, with their inputs.
     if (groupSize > 1) {
       const workflowId = groupWorkflowId(restoreId, firstIndex);
       for (const id of tenantIds) state.groupOf![id] = workflowId;
-      return { workflowId, started: startChild(tenantGroupRestore, { ...options, workflowId, typedSearchAttributes: attributes('group'), args: [unitInput] }) };
+      return {
+        workflowId,
+        started: startChild(tenantGroupRestore, {
+          ...options,
+          workflowId,
+          typedSearchAttributes: attributes('group'),
+          args: [unitInput],
+        }),
+      };
     }
     const [tenantId] = tenantIds as [TenantId];
     const workflowId = tenantWorkflowId(restoreId, tenantId);
     const { tenantIds: _ids, approvedTenants: _approved, ...common } = unitInput;
-    const started = startChild(tenantRestore, { ...options, workflowId, typedSearchAttributes: attributes('tenant'), args: [{ ...common, tenantId, approved: approvals.isApproved(tenantId) }] });
+    const started = startChild(tenantRestore, {
+      ...options,
+      workflowId,
+      typedSearchAttributes: attributes('tenant'),
+      args: [{ ...common, tenantId, approved: approvals.isApproved(tenantId) }],
+    });
     return { workflowId, started: started.then((handle) => ({ result: async () => [await handle.result()] })) };
   }
 
   function reportInput(status: RestoreStatus, error?: string) {
     return {
-      restoreId, artifacts: input.artifacts, status, startedAt: state.startedAt, finishedAt: Date.now(), live: input.live,
-      tenantRoot: input.tenantRoot, conflict: input.conflict, backup: input.source.kind === 'backup' ? input.source.backup : undefined,
-      scratch: state.scratch, plan: state.plan, tenantList: state.tenantList, error,
+      restoreId,
+      artifacts: input.artifacts,
+      status,
+      startedAt: state.startedAt,
+      finishedAt: Date.now(),
+      live: input.live,
+      tenantRoot: input.tenantRoot,
+      conflict: input.conflict,
+      backup: input.source.kind === 'backup' ? input.source.backup : undefined,
+      scratch: state.scratch,
+      plan: state.plan,
+      tenantList: state.tenantList,
+      error,
     };
   }
 
-  function result(status: RestoreStatus, written?: { json: string; markdown: string }, dropped = false, error?: string): BulkRestoreResult {
-    const cancelled = state.cancelledTenants + (state.cancelRequested || status === 'failed' ? total() - state.nextIndex : 0);
+  function result(
+    status: RestoreStatus,
+    written?: { json: string; markdown: string },
+    dropped = false,
+    error?: string,
+  ): BulkRestoreResult {
+    const cancelled =
+      state.cancelledTenants + (state.cancelRequested || status === 'failed' ? total() - state.nextIndex : 0);
     return {
-      restoreId, status, total: total(), restored: state.restored, failed: state.failed, cancelled,
-      failures: state.failures, report: written, scratch: state.scratch ? { ref: state.scratch.ref, dropped } : undefined,
-      durationMs: Date.now() - state.startedAt, error,
+      restoreId,
+      status,
+      total: total(),
+      restored: state.restored,
+      failed: state.failed,
+      cancelled,
+      failures: state.failures,
+      report: written,
+      scratch: state.scratch ? { ref: state.scratch.ref, dropped } : undefined,
+      durationMs: Date.now() - state.startedAt,
+      error,
     };
   }
 

@@ -47,8 +47,10 @@ export const TenantsFailedKey = defineSearchAttributeKey('TenantsFailed', 'INT')
  * of several `restore/<id>/group/<n>`, named by the position of its first tenant in the tenant list.
  */
 export const bulkWorkflowId = (restoreId: string): string => `restore/${restoreId}`;
-export const tenantWorkflowId = (restoreId: string, tenantId: TenantId): string => `restore/${restoreId}/tenant/${tenantId}`;
-export const groupWorkflowId = (restoreId: string, firstIndex: number): string => `restore/${restoreId}/group/${firstIndex}`;
+export const tenantWorkflowId = (restoreId: string, tenantId: TenantId): string =>
+  `restore/${restoreId}/tenant/${tenantId}`;
+export const groupWorkflowId = (restoreId: string, firstIndex: number): string =>
+  `restore/${restoreId}/group/${firstIndex}`;
 export const unitWorkflowId = (restoreId: string, tenantIds: TenantId[], firstIndex: number): string =>
   tenantIds.length === 1 ? tenantWorkflowId(restoreId, tenantIds[0]!) : groupWorkflowId(restoreId, firstIndex);
 
@@ -61,15 +63,11 @@ export const defaultGroupSize = 20;
 /** Units restored at once when the operator does not choose (`start --concurrency`, a drill's `concurrency`). */
 export const defaultConcurrency = 2;
 
-
-
 // ---------------------------------------------------------------------------------------------------------------
 // shapes
 
-
 export type RestoreSource =
-  | { kind: 'backup'; backup: string; scratchServer?: string }
-  | { kind: 'scratch'; scratch: string };
+  { kind: 'backup'; backup: string; scratchServer?: string } | { kind: 'scratch'; scratch: string };
 
 export interface BulkRestoreInput {
   restoreId: string;
@@ -105,11 +103,26 @@ export interface BulkRestoreInput {
 }
 
 /** Where a tenant is. `waiting` holds a window slot no more: it waits for approval, not for live's capacity. */
-export type TenantPhase = 'preflight' | 'copy' | 'validate' | 'awaiting-approval' | 'reenable' | 'restored' | 'failed' | 'cancelled';
+export type TenantPhase =
+  'preflight' | 'copy' | 'validate' | 'awaiting-approval' | 'reenable' | 'restored' | 'failed' | 'cancelled';
 
-export type BulkPhase = 'preparing-scratch' | 'planning' | 'restoring' | 'paused' | 'cancelling' | 'reporting' | 'cleanup' | 'completed' | 'partial' | 'cancelled' | 'failed';
+export type BulkPhase =
+  | 'preparing-scratch'
+  | 'planning'
+  | 'restoring'
+  | 'paused'
+  | 'cancelling'
+  | 'reporting'
+  | 'cleanup'
+  | 'completed'
+  | 'partial'
+  | 'cancelled'
+  | 'failed';
 
-export interface FailedTenant { tenantId: TenantId; reason: string }
+export interface FailedTenant {
+  tenantId: TenantId;
+  reason: string;
+}
 
 /** State a bulk restore carries across continue-as-new. Small: counts, the running set, a bounded failure list. */
 export interface BulkRestoreState {
@@ -170,10 +183,13 @@ export interface UnitOptions {
   partial?: boolean;
 }
 
-
-
 /** The small outcome a child signals to its parent. */
-export interface TenantOutcome { tenantId: TenantId; status: TenantStatus; reason?: string; rows?: number }
+export interface TenantOutcome {
+  tenantId: TenantId;
+  status: TenantStatus;
+  reason?: string;
+  rows?: number;
+}
 
 export interface RestoreProgress {
   restoreId: string;

@@ -42,7 +42,10 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
   const signal = async (phase: TenantPhase) => {
     current = phase;
     upsertSearchAttributes([{ key: RestorePhaseKey, value: phase }]);
-    if (parent) await tellParent(() => getExternalWorkflowHandle(parent.workflowId).signal(tenantPhaseSignal, { tenantId, phase }));
+    if (parent)
+      await tellParent(() =>
+        getExternalWorkflowHandle(parent.workflowId).signal(tenantPhaseSignal, { tenantId, phase }),
+      );
   };
   const io: UnitIo = {
     partialInPlace: true,
@@ -62,16 +65,21 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
       const mine = tenants[0]!;
       upsertSearchAttributes([{ key: RestorePhaseKey, value: mine.status }]);
       await bookkeeping.recordTenantResult({ artifacts: input.artifacts, result: { ...result, ...mine } });
-      if (parent) await tellParent(() => getExternalWorkflowHandle(parent.workflowId).signal(tenantDoneSignal, outcomes[0]!));
+      if (parent)
+        await tellParent(() => getExternalWorkflowHandle(parent.workflowId).signal(tenantDoneSignal, outcomes[0]!));
     },
     async ended(outcomes, cancelledBy) {
       if (cancelledBy) throw cancelledBy;
       const outcome = outcomes[0]!;
-      if (outcome.status === 'failed') throw ApplicationFailure.nonRetryable(outcome.reason ?? 'failed', 'TenantRestoreFailed');
+      if (outcome.status === 'failed')
+        throw ApplicationFailure.nonRetryable(outcome.reason ?? 'failed', 'TenantRestoreFailed');
     },
   };
   // That release's children signalled `preflight` first unless started after this patch.
   if (!patched('child-skips-preflight-signal')) await signal('preflight');
-  const [outcome] = await runUnit({ ...input, tenantIds: [tenantId], approvedTenants: input.approved ? [tenantId] : [] }, io);
+  const [outcome] = await runUnit(
+    { ...input, tenantIds: [tenantId], approvedTenants: input.approved ? [tenantId] : [] },
+    io,
+  );
   return outcome!;
 }

@@ -10,7 +10,16 @@ import type { DrillRecord } from '../activities/drill';
 import type { RestoreConfig, TenantId } from '../activities/restore-types';
 import { parentActivities } from './activity-options';
 import { bulkRestore } from './bulk-restore';
-import { bulkWorkflowId, defaultConcurrency, defaultGroupSize, RestoreIdKey, RestoreKindKey, RestorePhaseKey, type BulkRestoreResult, type ScratchInfo } from './definitions';
+import {
+  bulkWorkflowId,
+  defaultConcurrency,
+  defaultGroupSize,
+  RestoreIdKey,
+  RestoreKindKey,
+  RestorePhaseKey,
+  type BulkRestoreResult,
+  type ScratchInfo,
+} from './definitions';
 
 export interface RestoreDrillInput {
   /** `s3://bucket/prefix`: the newest pg_dump archive under it is drilled. */
@@ -64,8 +73,10 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
   const drillId = input.drillId ?? drillIdOf();
   const restoreId = `drill-${drillId}`;
   const bucket = input.bucket ?? /^s3:\/\/([^/]+)/.exec(input.backupPrefix)?.[1];
-  if (!bucket) throw ApplicationFailure.nonRetryable(`'${input.backupPrefix}' is not s3://<bucket>/<prefix>.`, 'InvalidInput');
-  if (!Number.isInteger(input.sample) || input.sample < 1) throw ApplicationFailure.nonRetryable('sample must be a positive integer.', 'InvalidInput');
+  if (!bucket)
+    throw ApplicationFailure.nonRetryable(`'${input.backupPrefix}' is not s3://<bucket>/<prefix>.`, 'InvalidInput');
+  if (!Number.isInteger(input.sample) || input.sample < 1)
+    throw ApplicationFailure.nonRetryable('sample must be a positive integer.', 'InvalidInput');
   upsertSearchAttributes([
     { key: RestoreIdKey, value: restoreId },
     { key: RestoreKindKey, value: 'drill' },
@@ -74,8 +85,18 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
 
   const startedAt = Date.now();
   const record: DrillRecord = {
-    drillId, status: 'failed', startedAt: new Date(startedAt).toISOString(), finishedAt: '', tenants: [], restored: 0, failed: 0,
-    rows: 0, timeToRestoreMs: 0, rowsPerSecond: 0, restoreId, failures: [],
+    drillId,
+    status: 'failed',
+    startedAt: new Date(startedAt).toISOString(),
+    finishedAt: '',
+    tenants: [],
+    restored: 0,
+    failed: 0,
+    rows: 0,
+    timeToRestoreMs: 0,
+    rowsPerSecond: 0,
+    restoreId,
+    failures: [],
   };
   let scratch: ScratchInfo | undefined;
   let drill: string | undefined;
@@ -84,23 +105,35 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
     record.backup = latest.backup;
     record.backupCreatedAt = latest.lastModified;
     const restoreStarted = Date.now();
-    scratch = await scratchSteps.prepareScratch({ restoreId, backup: latest.backup, server: input.server ?? input.live, allowUnverifiedBackup: input.allowUnverifiedBackup });
-    record.tenants = await steps.sampleTenants({ scratch: scratch.ref, tenantRoot: input.tenantRoot, sample: input.sample, drillId });
+    scratch = await scratchSteps.prepareScratch({
+      restoreId,
+      backup: latest.backup,
+      server: input.server ?? input.live,
+      allowUnverifiedBackup: input.allowUnverifiedBackup,
+    });
+    record.tenants = await steps.sampleTenants({
+      scratch: scratch.ref,
+      tenantRoot: input.tenantRoot,
+      sample: input.sample,
+      drillId,
+    });
     drill = (await steps.createDrillDatabase({ drillId, live: input.live, server: input.server })).drill;
     const result: BulkRestoreResult = await executeChild(bulkRestore, {
       workflowId: bulkWorkflowId(restoreId),
-      args: [{
-        restoreId,
-        source: { kind: 'scratch', scratch: scratch.ref },
-        live: drill,
-        tenantRoot: input.tenantRoot,
-        tenants: record.tenants as TenantId[],
-        conflict: 'skip',
-        concurrency: input.concurrency ?? defaultConcurrency,
-        groupSize: input.groupSize ?? defaultGroupSize,
-        config: { ...input.config, actions: [] },
-        artifacts: { bucket, prefix: `drills/${drillId}/` },
-      }],
+      args: [
+        {
+          restoreId,
+          source: { kind: 'scratch', scratch: scratch.ref },
+          live: drill,
+          tenantRoot: input.tenantRoot,
+          tenants: record.tenants as TenantId[],
+          conflict: 'skip',
+          concurrency: input.concurrency ?? defaultConcurrency,
+          groupSize: input.groupSize ?? defaultGroupSize,
+          config: { ...input.config, actions: [] },
+          artifacts: { bucket, prefix: `drills/${drillId}/` },
+        },
+      ],
     });
     record.timeToRestoreMs = Date.now() - restoreStarted;
     record.restored = result.restored;
@@ -113,11 +146,13 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
       record.rowCheck = { ok: check.ok, tables: check.tables, mismatches: check.mismatches };
     }
     record.rowsPerSecond = record.timeToRestoreMs > 0 ? Math.round(record.rows / (record.timeToRestoreMs / 1000)) : 0;
-    const passed = result.status === 'succeeded' && result.restored === record.tenants.length && record.rowCheck?.ok === true;
+    const passed =
+      result.status === 'succeeded' && result.restored === record.tenants.length && record.rowCheck?.ok === true;
     if (!passed) {
-      record.error = result.status !== 'succeeded' || result.restored !== record.tenants.length
-        ? `restored ${result.restored}/${record.tenants.length} tenants (restore ${result.status})`
-        : `the drill database does not hold what the report says: ${JSON.stringify(record.rowCheck?.mismatches.slice(0, 5))}`;
+      record.error =
+        result.status !== 'succeeded' || result.restored !== record.tenants.length
+          ? `restored ${result.restored}/${record.tenants.length} tenants (restore ${result.status})`
+          : `the drill database does not hold what the report says: ${JSON.stringify(record.rowCheck?.mismatches.slice(0, 5))}`;
     }
     record.status = passed ? 'passed' : 'failed';
   } catch (error) {
@@ -127,7 +162,10 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
 
   // Clean up and record even when the drill was cancelled.
   await CancellationScope.nonCancellable(async () => {
-    if (drill) await steps.dropDrillDatabase({ drillId, drill, server: input.server, live: input.live }).catch((e: unknown) => log.error('could not drop the drill database', { error: reason(e) }));
+    if (drill)
+      await steps
+        .dropDrillDatabase({ drillId, drill, server: input.server, live: input.live })
+        .catch((e: unknown) => log.error('could not drop the drill database', { error: reason(e) }));
     const dropScratch = scratch
       ? steps.dropScratch({ restoreId, scratch })
       : steps.dropDrillScratch({ restoreId, server: input.server ?? input.live });

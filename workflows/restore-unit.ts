@@ -43,7 +43,10 @@ export interface UnitIo {
   /** The unit's tenants `ids` move to `phase`: the search attribute, and the parent's count of tenants by phase. */
   enter(ids: TenantId[], phase: TenantPhase): Promise<void>;
   /** Runs one action for `ids`; tenants whose call was refused for good are returned in `rejected`. */
-  runAction(ids: TenantId[], action: ReenableAction): Promise<{ attempts?: number; detail?: string; rejected: Array<{ tenantId: TenantId; message: string }> }>;
+  runAction(
+    ids: TenantId[],
+    action: ReenableAction,
+  ): Promise<{ attempts?: number; detail?: string; rejected: Array<{ tenantId: TenantId; message: string }> }>;
   /** Records finished tenants in S3 (with the unit's evidence) and tells the parent their outcomes. */
   finished(result: TenantResult, tenants: TenantRecord[], outcomes: TenantOutcome[]): Promise<void>;
   /** After every tenant finished: the unit's final search attribute. `cancelledBy` is set when the unit was cancelled. */
@@ -88,10 +91,18 @@ export function unitIo(input: RestoreUnitInput, { endAsTenants }: { endAsTenants
   return {
     async enter(ids, phase) {
       upsertSearchAttributes([{ key: RestorePhaseKey, value: phase }]);
-      if (parent) await tell(() => getExternalWorkflowHandle(parent.workflowId).signal(unitPhaseSignal, { tenantIds: ids, phase }));
+      if (parent)
+        await tell(() =>
+          getExternalWorkflowHandle(parent.workflowId).signal(unitPhaseSignal, { tenantIds: ids, phase }),
+        );
     },
     async runAction(ids, action) {
-      return unitActions.runReenableActionForTenants({ restoreId: input.restoreId, tenantIds: ids, live: input.live, action });
+      return unitActions.runReenableActionForTenants({
+        restoreId: input.restoreId,
+        tenantIds: ids,
+        live: input.live,
+        action,
+      });
     },
     async finished(result, tenants, outcomes) {
       await bookkeeping.recordGroupResults({ artifacts: input.artifacts, result, tenants });
@@ -99,11 +110,19 @@ export function unitIo(input: RestoreUnitInput, { endAsTenants }: { endAsTenants
     },
     async ended(outcomes, cancelledBy) {
       const failed = outcomes.filter((o) => o.status !== 'restored').length;
-      upsertSearchAttributes([{ key: RestorePhaseKey, value: failed === 0 ? 'restored' : failed === outcomes.length ? outcomes[0]!.status : 'partial' }]);
+      upsertSearchAttributes([
+        {
+          key: RestorePhaseKey,
+          value: failed === 0 ? 'restored' : failed === outcomes.length ? outcomes[0]!.status : 'partial',
+        },
+      ]);
       if (!endAsTenants) return;
       if (cancelledBy) throw cancelledBy;
       if (outcomes.every((o) => o.status === 'failed')) {
-        const reason = outcomes.length === 1 ? outcomes[0]!.reason ?? 'failed' : `all ${outcomes.length} tenants failed; the first: ${outcomes[0]!.reason ?? 'failed'}`;
+        const reason =
+          outcomes.length === 1
+            ? (outcomes[0]!.reason ?? 'failed')
+            : `all ${outcomes.length} tenants failed; the first: ${outcomes[0]!.reason ?? 'failed'}`;
         throw ApplicationFailure.nonRetryable(reason, 'TenantRestoreFailed');
       }
     },
@@ -139,12 +158,20 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
    * Preflight, copy and validate of `ids` as one unit. Returns the evidence, or the step that failed and why, or (after
    * preflight, before anything is written) the admission when some tenants cannot go on with this unit.
    */
-  async function dataSteps(ids: TenantId[], opts: UnitOptions): Promise<{ evidence: Evidence; failure?: StepFailure; admission?: Admission }> {
+  async function dataSteps(
+    ids: TenantId[],
+    opts: UnitOptions,
+  ): Promise<{ evidence: Evidence; failure?: StepFailure; admission?: Admission }> {
     const evidence: Evidence = { durations: {} };
     const inputFor = (partial: boolean) => ({
-      restoreId, scratch: input.scratch, live: input.live, plan: input.plan, tenantId: ids[0]!, tenantIds: ids,
+      restoreId,
+      scratch: input.scratch,
+      live: input.live,
+      plan: input.plan,
+      tenantId: ids[0]!,
+      tenantIds: ids,
       // A partial tenant gets its missing rows only: no policy may update a row its users kept.
-      conflict: partial ? 'skip' as const : input.conflict,
+      conflict: partial ? ('skip' as const) : input.conflict,
       ...(partial ? { partial: true, artifacts: input.artifacts } : {}),
     });
     let stepInput = inputFor(opts.partial ?? false);
@@ -160,7 +187,12 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
     try {
       // A unit of several checks only presence here (in the backup, in live): its copy repeats every key check inside
       // its transaction and reports the conflicts, so the full check would only be paid twice.
-      evidence.preflight = await timed('preflight', () => steps.preflightTenantRestore({ ...stepInput, preflightChecks: ids.length > 1 ? 'state' as const : 'full' as const }));
+      evidence.preflight = await timed('preflight', () =>
+        steps.preflightTenantRestore({
+          ...stepInput,
+          preflightChecks: ids.length > 1 ? ('state' as const) : ('full' as const),
+        }),
+      );
       // Gated: a worker of an earlier release may have run this task before a preflight result said who is in live.
       const admitting = patched('tenant-admission');
       const preflight = admitting ? evidence.preflight : { ...evidence.preflight, tenants: undefined };
@@ -168,17 +200,30 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       const partialAlone = io.partialInPlace && ids.length === 1 && admission.partial.length === 1;
       if (partialAlone) stepInput = inputFor(true);
       else if (mustReshape(admission, opts.partial ?? false)) return { evidence, admission };
-      const expectAbsent = ids.filter((id) => preflight.tenants?.[id]?.state === 'absent' && !opts.admitted?.includes(id));
+      const expectAbsent = ids.filter(
+        (id) => preflight.tenants?.[id]?.state === 'absent' && !opts.admitted?.includes(id),
+      );
       step = 'copy';
       await io.enter(ids, 'copy');
-      evidence.copy = await timed('copy', () => copy.copyTenantRows({ ...stepInput, chunkRows: input.chunkRows, ...(expectAbsent.length ? { expectAbsent } : {}) }));
+      evidence.copy = await timed('copy', () =>
+        copy.copyTenantRows({
+          ...stepInput,
+          chunkRows: input.chunkRows,
+          ...(expectAbsent.length ? { expectAbsent } : {}),
+        }),
+      );
       step = 'validate';
       await io.enter(ids, 'validate');
       evidence.validation = await timed('validate', () => steps.validateTenantRows(stepInput));
       if (!evidence.validation.ok) {
-        const bad = evidence.validation.tables.filter((t) => !t.match).map((t) => `${t.table} (scratch ${t.scratchCount}, live ${t.liveCount})`);
+        const bad = evidence.validation.tables
+          .filter((t) => !t.match)
+          .map((t) => `${t.table} (scratch ${t.scratchCount}, live ${t.liveCount})`);
         const orphans = evidence.validation.orphans.map((o) => `${o.rows} orphan(s) on ${o.constraint}`);
-        return { evidence, failure: { step, type: 'ValidationFailed', message: `Validation failed: ${[...bad, ...orphans].join('; ')}` } };
+        return {
+          evidence,
+          failure: { step, type: 'ValidationFailed', message: `Validation failed: ${[...bad, ...orphans].join('; ')}` },
+        };
       }
       return { evidence };
     } catch (error) {
@@ -192,12 +237,19 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
    * they run in waves, for the tenants approved so far. `finished` is called for tenants as they finish (each wave,
    * and the tenants an action rejected), so that the parent counts them at once.
    */
-  async function reenable(ids: TenantId[], finished: (ids: TenantId[], own: Map<TenantId, TenantActions>) => Promise<void>): Promise<void> {
+  async function reenable(
+    ids: TenantId[],
+    finished: (ids: TenantId[], own: Map<TenantId, TenantActions>) => Promise<void>,
+  ): Promise<void> {
     const perTenant = new Map<TenantId, TenantActions>(ids.map((id) => [id, { actions: [] }]));
     const fail = (id: TenantId, action: ReenableAction, message: string, durationMs: number) => {
       const t = perTenant.get(id)!;
       t.actions.push({ name: action.name, type: action.type, status: 'failed', detail: message, durationMs });
-      t.failure = { step: 'reenable', type: 'ReenableFailed', message: `Re-enable action ${action.name} failed: ${message}` };
+      t.failure = {
+        step: 'reenable',
+        type: 'ReenableFailed',
+        message: `Re-enable action ${action.name} failed: ${message}`,
+      };
     };
     const run = async (wave: TenantId[], from: number, to: number): Promise<TenantId[]> => {
       let alive = wave;
@@ -210,7 +262,15 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
           for (const id of alive) {
             const message = rejected.get(id);
             if (message !== undefined) fail(id, action, message, Date.now() - t0);
-            else perTenant.get(id)!.actions.push({ name: action.name, type: action.type, status: 'done', attempts: done.attempts, detail: done.detail, durationMs: Date.now() - t0 });
+            else
+              perTenant.get(id)!.actions.push({
+                name: action.name,
+                type: action.type,
+                status: 'done',
+                attempts: done.attempts,
+                detail: done.detail,
+                durationMs: Date.now() - t0,
+              });
           }
           alive = alive.filter((id) => !rejected.has(id));
         } catch (error) {
@@ -248,13 +308,21 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
    * the admission of a unit that must be reshaped (its refused tenants are already finished here); otherwise every
    * tenant's outcome is recorded and told as the tenant finishes.
    */
-  async function restoreOnce(ids: TenantId[], opts: UnitOptions): Promise<{ failure?: StepFailure; reshape?: Admission; preflighted: boolean }> {
+  async function restoreOnce(
+    ids: TenantId[],
+    opts: UnitOptions,
+  ): Promise<{ failure?: StepFailure; reshape?: Admission; preflighted: boolean }> {
     const grouped = ids.length > 1;
     const startedAt = Date.now();
     const { evidence, failure, admission } = await dataSteps(ids, opts);
     const preflighted = evidence.preflight !== undefined;
     if (failure && grouped) return { failure, preflighted };
-    const refusals = new Map<TenantId, StepFailure>((admission?.refused ?? []).map((r) => [r.tenantId, { step: 'preflight', type: 'TenantPresentError', message: r.message }]));
+    const refusals = new Map<TenantId, StepFailure>(
+      (admission?.refused ?? []).map((r) => [
+        r.tenantId,
+        { step: 'preflight', type: 'TenantPresentError', message: r.message },
+      ]),
+    );
     const finished = async (done: TenantId[], own?: Map<TenantId, TenantActions>): Promise<void> => {
       const finishedAt = Date.now();
       const records: TenantRecord[] = done.map((tenantId) => {
@@ -263,18 +331,32 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
         const outcome: TenantOutcome = {
           tenantId,
           status: error ? 'failed' : 'restored',
-          reason: error ? `${error.step}: ${error.type ? `${error.type}: ` : ''}${error.message}`.slice(0, 500) : undefined,
+          reason: error
+            ? `${error.step}: ${error.type ? `${error.type}: ` : ''}${error.message}`.slice(0, 500)
+            : undefined,
           rows: grouped || !evidence.copy ? undefined : Object.values(evidence.copy.rows).reduce((a, b) => a + b, 0),
         };
         outcomes.set(tenantId, outcome);
         return { tenantId, status: outcome.status, error, actions: mine?.actions ?? [] };
       });
       const result: TenantResult = {
-        restoreId, tenantId: done[0]!, status: 'restored', actions: [], ...evidence,
-        durations: { ...evidence.durations, total: finishedAt - startedAt }, startedAt, finishedAt,
+        restoreId,
+        tenantId: done[0]!,
+        status: 'restored',
+        actions: [],
+        ...evidence,
+        durations: { ...evidence.durations, total: finishedAt - startedAt },
+        startedAt,
+        finishedAt,
         ...(grouped ? { group: { workflowId, tenantIds: ids } } : {}),
       };
-      await CancellationScope.nonCancellable(() => io.finished(result, records, done.map((id) => outcomes.get(id)!)));
+      await CancellationScope.nonCancellable(() =>
+        io.finished(
+          result,
+          records,
+          done.map((id) => outcomes.get(id)!),
+        ),
+      );
     };
     if (admission) {
       // Refused tenants end here, with nothing of theirs written; the others go on in units the caller makes.
@@ -300,10 +382,17 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       return;
     }
     if (!unit.failure) return;
-    log.warn('unit failed; restoring its tenants one at a time', { unit: workflowId, step: unit.failure.step, type: unit.failure.type, tenants: ids.length });
+    log.warn('unit failed; restoring its tenants one at a time', {
+      unit: workflowId,
+      step: unit.failure.step,
+      type: unit.failure.type,
+      tenants: ids.length,
+    });
     // After a preflight that admitted them all, this unit's own copy may have made its tenants present: admitted. Not
     // when the copy refused them because they came back into live (written by someone else, not by this unit).
-    const admitted = new Set(unit.preflighted && unit.failure.type !== 'TenantPresentError' ? ids : (opts.admitted ?? []));
+    const admitted = new Set(
+      unit.preflighted && unit.failure.type !== 'TenantPresentError' ? ids : (opts.admitted ?? []),
+    );
     for (const id of ids) {
       await io.enter([id], 'preflight');
       await restoreTenants([id], { admitted: admitted.has(id) ? [id] : [], partial: opts.partial });
@@ -318,12 +407,26 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
     cancelledBy = error;
     // Cancelled by the operator: a one-transaction copy rolled back; tenants not yet finished are cancelled.
     const cancelled = tenantIds.filter((id) => !outcomes.has(id));
-    for (const id of cancelled) outcomes.set(id, { tenantId: id, status: 'cancelled', reason: 'cancelled by operator' });
+    for (const id of cancelled)
+      outcomes.set(id, { tenantId: id, status: 'cancelled', reason: 'cancelled by operator' });
     const now = Date.now();
     await CancellationScope.nonCancellable(() =>
       io.finished(
-        { restoreId, tenantId: tenantIds[0]!, status: 'cancelled', actions: [], durations: {}, startedAt: now, finishedAt: now },
-        cancelled.map((tenantId) => ({ tenantId, status: 'cancelled', error: { type: 'Cancelled', message: 'cancelled by operator' }, actions: [] })),
+        {
+          restoreId,
+          tenantId: tenantIds[0]!,
+          status: 'cancelled',
+          actions: [],
+          durations: {},
+          startedAt: now,
+          finishedAt: now,
+        },
+        cancelled.map((tenantId) => ({
+          tenantId,
+          status: 'cancelled',
+          error: { type: 'Cancelled', message: 'cancelled by operator' },
+          actions: [],
+        })),
         cancelled.map((id) => outcomes.get(id)!),
       ),
     );

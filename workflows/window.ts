@@ -38,7 +38,17 @@ export const concurrencyRange = { min: 1, max: 1000 } as const;
 
 export type WindowState = Pick<
   BulkRestoreState,
-  'nextIndex' | 'running' | 'restored' | 'failed' | 'cancelledTenants' | 'failures' | 'concurrency' | 'paused' | 'cancelRequested' | 'childrenStarted' | 'groupOf'
+  | 'nextIndex'
+  | 'running'
+  | 'restored'
+  | 'failed'
+  | 'cancelledTenants'
+  | 'failures'
+  | 'concurrency'
+  | 'paused'
+  | 'cancelRequested'
+  | 'childrenStarted'
+  | 'groupOf'
 >;
 
 /** What the window needs from its parent. */
@@ -88,7 +98,10 @@ export class SlidingWindow {
     });
     setHandler(setConcurrencySignal, (n: number) => {
       if (Number.isInteger(n) && n >= concurrencyRange.min && n <= concurrencyRange.max) this.state.concurrency = n;
-      else log.warn(`ignored setConcurrency: not an integer in ${concurrencyRange.min}..${concurrencyRange.max}`, { value: n });
+      else
+        log.warn(`ignored setConcurrency: not an integer in ${concurrencyRange.min}..${concurrencyRange.max}`, {
+          value: n,
+        });
     });
     CancellationScope.current().cancelRequested.catch(() => {
       this.state.cancelRequested = true;
@@ -118,7 +131,8 @@ export class SlidingWindow {
     else if (outcome.status === 'cancelled') state.cancelledTenants += 1;
     else {
       state.failed += 1;
-      if (state.failures.length < maxFailuresKept) state.failures.push({ tenantId: outcome.tenantId, reason: outcome.reason ?? 'failed' });
+      if (state.failures.length < maxFailuresKept)
+        state.failures.push({ tenantId: outcome.tenantId, reason: outcome.reason ?? 'failed' });
     }
   }
 
@@ -133,7 +147,8 @@ export class SlidingWindow {
     const { state } = this;
     const hasMore = () => !state.cancelRequested && state.nextIndex < source.total();
     const canStart = () => hasMore() && !state.paused && this.inFlight() < state.concurrency;
-    const shouldContinueAsNew = () => (hasMore() && this.startedThisRun >= source.maxUnitsPerRun) || workflowInfo().continueAsNewSuggested;
+    const shouldContinueAsNew = () =>
+      (hasMore() && this.startedThisRun >= source.maxUnitsPerRun) || workflowInfo().continueAsNewSuggested;
     const mustForwardCancel = () => state.cancelRequested && !this.cancelForwarded && this.startsPending === 0;
     const idle = () => !hasMore() && Object.keys(state.running).length === 0 && this.startsPending === 0;
 
@@ -155,7 +170,9 @@ export class SlidingWindow {
       }
       source.changed('waiting');
       const seen = this.fingerprint();
-      await condition(() => canStart() || idle() || mustForwardCancel() || shouldContinueAsNew() || seen !== this.fingerprint());
+      await condition(
+        () => canStart() || idle() || mustForwardCancel() || shouldContinueAsNew() || seen !== this.fingerprint(),
+      );
     }
     return 'drained';
   }
@@ -163,7 +180,8 @@ export class SlidingWindow {
   /** Units holding a slot: a unit holds one while any of its tenants still uses the database. */
   private inFlight(): number {
     const units = new Set<string>();
-    for (const [id, phase] of Object.entries(this.state.running)) if (phase !== 'awaiting-approval') units.add(this.state.groupOf![id] ?? id);
+    for (const [id, phase] of Object.entries(this.state.running))
+      if (phase !== 'awaiting-approval') units.add(this.state.groupOf![id] ?? id);
     return units.size;
   }
 
@@ -174,11 +192,14 @@ export class SlidingWindow {
 
   private cancelRunning(restoreId: string): void {
     const units = new Set<string>();
-    for (const id of Object.keys(this.state.running)) units.add(this.state.groupOf![id] ?? tenantWorkflowId(restoreId, id));
+    for (const id of Object.keys(this.state.running))
+      units.add(this.state.groupOf![id] ?? tenantWorkflowId(restoreId, id));
     for (const workflowId of units) {
-      getExternalWorkflowHandle(workflowId).cancel().catch((error: Error) => {
-        log.info('cancel not delivered (unit already finished)', { workflowId, error: error.message });
-      });
+      getExternalWorkflowHandle(workflowId)
+        .cancel()
+        .catch((error: Error) => {
+          log.info('cancel not delivered (unit already finished)', { workflowId, error: error.message });
+        });
     }
   }
 
@@ -194,7 +215,8 @@ export class SlidingWindow {
     state.childrenStarted += 1;
     this.startedThisRun += 1;
     this.startsPending += 1;
-    const finishAll = (status: TenantOutcome['status'], reason: string) => tenantIds.forEach((tenantId) => this.finish({ tenantId, status, reason }));
+    const finishAll = (status: TenantOutcome['status'], reason: string) =>
+      tenantIds.forEach((tenantId) => this.finish({ tenantId, status, reason }));
     started.then(
       (handle) => {
         this.startsPending -= 1;
@@ -217,18 +239,39 @@ export class SlidingWindow {
 }
 
 /** The `progress` query: counts by phase, from the window's state. */
-export function progress(restoreId: string, phase: BulkPhase, state: BulkRestoreState, total: number, artifacts: ArtifactsRef): RestoreProgress {
+export function progress(
+  restoreId: string,
+  phase: BulkPhase,
+  state: BulkRestoreState,
+  total: number,
+  artifacts: ArtifactsRef,
+): RestoreProgress {
   const counts: RestoreProgress['counts'] = {
     pending: state.cancelRequested ? 0 : total - state.nextIndex,
-    preflight: 0, copy: 0, validate: 0, 'awaiting-approval': 0, reenable: 0,
+    preflight: 0,
+    copy: 0,
+    validate: 0,
+    'awaiting-approval': 0,
+    reenable: 0,
     restored: state.restored,
     failed: state.failed,
     cancelled: state.cancelledTenants + (state.cancelRequested ? total - state.nextIndex : 0),
   };
   for (const p of Object.values(state.running)) counts[p] += 1;
   return {
-    restoreId, phase, paused: state.paused, cancelRequested: state.cancelRequested, concurrency: state.concurrency,
-    total, started: state.nextIndex, counts, failures: state.failures, approvedAll: state.approvedAll,
-    scratch: state.scratch?.ref, planDigest: state.plan?.digest, runs: state.runs, artifacts,
+    restoreId,
+    phase,
+    paused: state.paused,
+    cancelRequested: state.cancelRequested,
+    concurrency: state.concurrency,
+    total,
+    started: state.nextIndex,
+    counts,
+    failures: state.failures,
+    approvedAll: state.approvedAll,
+    scratch: state.scratch?.ref,
+    planDigest: state.plan?.digest,
+    runs: state.runs,
+    artifacts,
   };
 }

@@ -147,19 +147,48 @@ const privilegeSql = `SELECT has_parameter_privilege('session_replication_role',
   current_setting('server_version_num')::int AS version`;
 
 export async function readCatalog(pool: Pool): Promise<Catalog> {
-  const tableRows = (await pool.query<{ oid: number; schema: string; name: string; partitioned: boolean }>(tablesSql)).rows;
+  const tableRows = (await pool.query<{ oid: number; schema: string; name: string; partitioned: boolean }>(tablesSql))
+    .rows;
   const oids = tableRows.map((t) => t.oid);
   // One after the other: these are quick, and a catalog read should not take five connections of live's pool.
   const columns = await pool.query<CatalogColumn & { oid: number }>(columnsSql, [oids]);
-  const uniques = await pool.query<{ oid: number; primary: boolean; name: string; plain: boolean; deferrable: boolean; nullsNotDistinct: boolean; predicate: string | null; keys: string[]; columns: string[]; readColumns: string[] }>(uniqueKeysSql, [oids]);
-  const fks = await pool.query<{ name: string; fromOid: number; toOid: number; columns: string[]; referencedColumns: string[]; deferrable: boolean; inherited: boolean }>(foreignKeysSql);
+  const uniques = await pool.query<{
+    oid: number;
+    primary: boolean;
+    name: string;
+    plain: boolean;
+    deferrable: boolean;
+    nullsNotDistinct: boolean;
+    predicate: string | null;
+    keys: string[];
+    columns: string[];
+    readColumns: string[];
+  }>(uniqueKeysSql, [oids]);
+  const fks = await pool.query<{
+    name: string;
+    fromOid: number;
+    toOid: number;
+    columns: string[];
+    referencedColumns: string[];
+    deferrable: boolean;
+    inherited: boolean;
+  }>(foreignKeysSql);
   const triggers = await pool.query<{ oid: number; name: string }>(triggersSql);
   const privilege = await pool.query<{ canSet: boolean; version: number }>(privilegeSql);
 
   const byOid = new Map<number, CatalogTable>();
   const tables: Record<string, CatalogTable> = {};
   for (const t of tableRows) {
-    const table: CatalogTable = { key: `${t.schema}.${t.name}`, schema: t.schema, name: t.name, partitioned: t.partitioned, columns: [], primaryKey: null, uniqueKeys: [], userTriggers: [] };
+    const table: CatalogTable = {
+      key: `${t.schema}.${t.name}`,
+      schema: t.schema,
+      name: t.name,
+      partitioned: t.partitioned,
+      columns: [],
+      primaryKey: null,
+      uniqueKeys: [],
+      userTriggers: [],
+    };
     byOid.set(t.oid, table);
     tables[table.key] = table;
   }
@@ -169,7 +198,16 @@ export async function readCatalog(pool: Pool): Promise<Catalog> {
   for (const u of uniques.rows) {
     const table = byOid.get(u.oid);
     if (!table) continue;
-    (table.uniqueIndexes ??= []).push({ name: u.name, primary: u.primary, plain: u.plain, keys: u.keys, predicate: u.predicate, columns: u.readColumns, deferrable: u.deferrable, nullsNotDistinct: u.nullsNotDistinct });
+    (table.uniqueIndexes ??= []).push({
+      name: u.name,
+      primary: u.primary,
+      plain: u.plain,
+      keys: u.keys,
+      predicate: u.predicate,
+      columns: u.readColumns,
+      deferrable: u.deferrable,
+      nullsNotDistinct: u.nullsNotDistinct,
+    });
     if (!u.plain) continue;
     if (u.primary) table.primaryKey = u.columns;
     if (!table.uniqueKeys.some((k) => k.join() === u.columns.join())) table.uniqueKeys.push(u.columns);
@@ -191,10 +229,28 @@ export async function readCatalog(pool: Pool): Promise<Catalog> {
     const rank = `${fk.inherited ? 1 : 0}${fk.name}`;
     const existing = seen.get(id);
     if (existing && existing.rank <= rank) continue;
-    seen.set(id, { rank, fk: { name: fk.name, from: from.key, columns: fk.columns, to: to.key, referencedColumns: fk.referencedColumns, deferrable: fk.deferrable, logical: false } });
+    seen.set(id, {
+      rank,
+      fk: {
+        name: fk.name,
+        from: from.key,
+        columns: fk.columns,
+        to: to.key,
+        referencedColumns: fk.referencedColumns,
+        deferrable: fk.deferrable,
+        logical: false,
+      },
+    });
   }
-  const foreignKeys = [...seen.values()].map((s) => s.fk).sort((a, b) => compareText(`${a.from} ${a.name}`, `${b.from} ${b.name}`));
-  return { tables, foreignKeys, canSetReplicationRole: privilege.rows[0]!.canSet, serverVersionNum: privilege.rows[0]!.version };
+  const foreignKeys = [...seen.values()]
+    .map((s) => s.fk)
+    .sort((a, b) => compareText(`${a.from} ${a.name}`, `${b.from} ${b.name}`));
+  return {
+    tables,
+    foreignKeys,
+    canSetReplicationRole: privilege.rows[0]!.canSet,
+    serverVersionNum: privilege.rows[0]!.version,
+  };
 }
 
 /** Byte-order comparison: the plan must not depend on the locale of the machine that builds it. */

@@ -29,7 +29,11 @@ export interface TableDrift {
 
 export type Castable = (from: string, to: string) => boolean;
 
-export function diffTable(backup: CatalogTable, live: CatalogTable, castable: Castable): { written: WrittenColumn[]; drift: TableDrift } {
+export function diffTable(
+  backup: CatalogTable,
+  live: CatalogTable,
+  castable: Castable,
+): { written: WrittenColumn[]; drift: TableDrift } {
   const drift: TableDrift = { table: live.key, defaulted: [], dropped: [], retyped: [] };
   const written: WrittenColumn[] = [];
   const problems: string[] = [];
@@ -38,14 +42,18 @@ export function diffTable(backup: CatalogTable, live: CatalogTable, castable: Ca
     const source = backup.columns.find((c) => c.name === col.name);
     if (!source || source.generated) {
       if (col.notNull && col.default === null && col.identity === '') {
-        problems.push(`${live.key}.${col.name} exists only in live, is NOT NULL and has no default: give it a default in live (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...), then plan again`);
+        problems.push(
+          `${live.key}.${col.name} exists only in live, is NOT NULL and has no default: give it a default in live (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...), then plan again`,
+        );
       }
       drift.defaulted.push(col.name);
       continue;
     }
     if (source.type !== col.type) {
       if (!castable(source.type, col.type)) {
-        problems.push(`${live.key}.${col.name} is ${source.type} in the backup but ${col.type} in live, and PostgreSQL has no cast between them: add a cast or restore from a backup with live's schema`);
+        problems.push(
+          `${live.key}.${col.name} is ${source.type} in the backup but ${col.type} in live, and PostgreSQL has no cast between them: add a cast or restore from a backup with live's schema`,
+        );
         continue;
       }
       drift.retyped.push({ column: col.name, backup: source.type, live: col.type });
@@ -57,7 +65,11 @@ export function diffTable(backup: CatalogTable, live: CatalogTable, castable: Ca
   for (const col of backup.columns) {
     if (!col.generated && !live.columns.some((c) => c.name === col.name)) drift.dropped.push(col.name);
   }
-  if (problems.length) throw new SchemaDriftError(`Schema drift between backup and live:\n  - ${problems.join('\n  - ')}`, { table: live.key, problems });
+  if (problems.length)
+    throw new SchemaDriftError(`Schema drift between backup and live:\n  - ${problems.join('\n  - ')}`, {
+      table: live.key,
+      problems,
+    });
   return { written, drift };
 }
 

@@ -31,20 +31,43 @@ export function logicalForeignKeys(catalog: Catalog, config: RestoreConfig): Cat
     if (!from) problems.push(`logicalForeignKeys[${i}].from: table ${fk.from} does not exist`);
     if (!to) problems.push(`logicalForeignKeys[${i}].to: table ${fk.to} does not exist`);
     if (!from || !to) return;
-    for (const c of fk.columns) if (!from.columns.some((col) => col.name === c)) problems.push(`logicalForeignKeys[${i}].columns: ${fk.from} has no column ${c}`);
-    for (const c of fk.referencedColumns) if (!to.columns.some((col) => col.name === c)) problems.push(`logicalForeignKeys[${i}].referencedColumns: ${fk.to} has no column ${c}`);
-    if (!to.uniqueKeys.some((k) => k.length === fk.referencedColumns.length && k.every((c) => fk.referencedColumns.includes(c)))) {
-      problems.push(`logicalForeignKeys[${i}].referencedColumns: (${fk.referencedColumns.join(', ')}) is not a unique key of ${fk.to}`);
+    for (const c of fk.columns)
+      if (!from.columns.some((col) => col.name === c))
+        problems.push(`logicalForeignKeys[${i}].columns: ${fk.from} has no column ${c}`);
+    for (const c of fk.referencedColumns)
+      if (!to.columns.some((col) => col.name === c))
+        problems.push(`logicalForeignKeys[${i}].referencedColumns: ${fk.to} has no column ${c}`);
+    if (
+      !to.uniqueKeys.some(
+        (k) => k.length === fk.referencedColumns.length && k.every((c) => fk.referencedColumns.includes(c)),
+      )
+    ) {
+      problems.push(
+        `logicalForeignKeys[${i}].referencedColumns: (${fk.referencedColumns.join(', ')}) is not a unique key of ${fk.to}`,
+      );
     }
-    result.push({ name: `logical:${fk.from}(${fk.columns.join(',')})->${fk.to}`, from: fk.from, columns: fk.columns, to: fk.to, referencedColumns: fk.referencedColumns, deferrable: false, logical: true });
+    result.push({
+      name: `logical:${fk.from}(${fk.columns.join(',')})->${fk.to}`,
+      from: fk.from,
+      columns: fk.columns,
+      to: fk.to,
+      referencedColumns: fk.referencedColumns,
+      deferrable: false,
+      logical: true,
+    });
   });
-  if (problems.length) throw new InvalidConfigError(`the config's logical foreign keys do not match the backup's schema:\n  - ${problems.join('\n  - ')}`);
+  if (problems.length)
+    throw new InvalidConfigError(
+      `the config's logical foreign keys do not match the backup's schema:\n  - ${problems.join('\n  - ')}`,
+    );
   return result;
 }
 
 export function buildFkGraph(scratch: Catalog, live: Catalog, config: RestoreConfig): FkGraph {
   const excluded = new Set(config.excludeTables ?? []);
-  const tables = Object.keys(scratch.tables).filter((t) => !excluded.has(t)).sort(compareText);
+  const tables = Object.keys(scratch.tables)
+    .filter((t) => !excluded.has(t))
+    .sort(compareText);
   const present = new Set(tables);
   const edges = new Map<string, FkEdge>();
   const nullable = (fk: CatalogForeignKey) => {

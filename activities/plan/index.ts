@@ -6,13 +6,31 @@
  */
 import { createHash } from 'node:crypto';
 import { escapeIdentifier, inTransaction, type Pool } from '../db';
-import { DeferrableUniqueKeyError, ExcludedParentError, InvalidConfigError, InvalidTenantRootError, MissingPrimaryKeyError, PlanMismatchError, SchemaDriftError } from '../errors';
+import {
+  DeferrableUniqueKeyError,
+  ExcludedParentError,
+  InvalidConfigError,
+  InvalidTenantRootError,
+  MissingPrimaryKeyError,
+  PlanMismatchError,
+  SchemaDriftError,
+} from '../errors';
 import type { PlannedTableSummary, PlanSummary, RestoreConfig, TenantId } from '../restore-types';
 import { compareText, readCatalog, type Catalog, type CatalogTable } from './catalog';
 import { castabilityOf, diffTable, type TableDrift, type WrittenColumn } from './drift';
 import { buildFkGraph } from './fk-graph';
 import { orderTables, type PlanCycle } from './order';
-import { describePath, ownedPredicate, ownedTables, ownershipPaths, setTenantIdsSql, sharedAncestors, type OwnershipPath, type PathStep, type RenderContext } from './ownership';
+import {
+  describePath,
+  ownedPredicate,
+  ownedTables,
+  ownershipPaths,
+  setTenantIdsSql,
+  sharedAncestors,
+  type OwnershipPath,
+  type PathStep,
+  type RenderContext,
+} from './ownership';
 
 export type { PlanCycle, CycleStrategy } from './order';
 export type { OwnershipPath, PathStep } from './ownership';
@@ -108,7 +126,9 @@ export const fkChecksModes: readonly FkChecks[] = ['engine', 'postgres'];
 export function fkChecksFromEnv(env: NodeJS.ProcessEnv = process.env): FkChecks | undefined {
   const value = env.TENANT_RESTORE_FK_CHECKS || undefined;
   if (value !== undefined && !fkChecksModes.includes(value as FkChecks)) {
-    throw new Error(`TENANT_RESTORE_FK_CHECKS='${value}': use ${fkChecksModes.join(' or ')}, or leave it unset (engine when the live role may set session_replication_role).`);
+    throw new Error(
+      `TENANT_RESTORE_FK_CHECKS='${value}': use ${fkChecksModes.join(' or ')}, or leave it unset (engine when the live role may set session_replication_role).`,
+    );
   }
   return value as FkChecks | undefined;
 }
@@ -123,7 +143,15 @@ export function qualify(plan: Pick<Plan, 'tables'>, key: string): string {
 export function renderContext(plan: Plan, tenantIds?: string[]): RenderContext {
   const paths: Record<string, OwnershipPath[]> = {};
   for (const t of plan.tables) if (t.role !== 'shared') paths[t.key] = t.paths;
-  return { qualify: (k) => qualify(plan, k), root: plan.tenantRoot, rootKey: plan.rootKey.column, rootKeyType: plan.rootKey.type, paths, closureEdges: plan.closureEdges, tenantIds };
+  return {
+    qualify: (k) => qualify(plan, k),
+    root: plan.tenantRoot,
+    rootKey: plan.rootKey.column,
+    rootKeyType: plan.rootKey.type,
+    paths,
+    closureEdges: plan.closureEdges,
+    tenantIds,
+  };
 }
 
 export function planDigest(plan: Omit<Plan, 'digest'> | Plan): string {
@@ -135,7 +163,9 @@ export function planDigest(plan: Omit<Plan, 'digest'> | Plan): string {
 /** Refuses a plan whose content does not match its digest (altered in transit, or from another version). */
 export function assertPlan(plan: Plan): void {
   if (plan?.version !== 1 || planDigest(plan) !== plan.digest) {
-    throw new PlanMismatchError('The plan does not match its digest (altered, or built by another version): build the plan again with `tenant-restore plan`.');
+    throw new PlanMismatchError(
+      'The plan does not match its digest (altered, or built by another version): build the plan again with `tenant-restore plan`.',
+    );
   }
 }
 
@@ -154,7 +184,9 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   const config = input.config ?? {};
   const [scratch, live] = await Promise.all([readCatalog(input.scratch), readCatalog(input.live)]);
   if (input.fkChecks === 'engine' && !live.canSetReplicationRole) {
-    throw new InvalidConfigError('FK checks by the engine were asked for (TENANT_RESTORE_FK_CHECKS=engine), but the live role may not set session_replication_role: GRANT SET ON PARAMETER session_replication_role to it (PostgreSQL 15+), or use FK checks by postgres.');
+    throw new InvalidConfigError(
+      'FK checks by the engine were asked for (TENANT_RESTORE_FK_CHECKS=engine), but the live role may not set session_replication_role: GRANT SET ON PARAMETER session_replication_role to it (PostgreSQL 15+), or use FK checks by postgres.',
+    );
   }
   const suspendFkChecks = input.fkChecks === 'postgres' ? false : live.canSetReplicationRole;
   const root = resolveRoot(input.tenantRoot, scratch, live);
@@ -174,7 +206,10 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   // Drift, table by table, with the casts that live knows.
   const missing = planTables.filter((t) => !live.tables[t]);
   if (missing.length) {
-    throw new SchemaDriftError(`Tables of the backup that the restore must write do not exist in live: ${missing.join(', ')}. Create them in live, or list them in the config's excludeTables.`, { tables: missing });
+    throw new SchemaDriftError(
+      `Tables of the backup that the restore must write do not exist in live: ${missing.join(', ')}. Create them in live, or list them in the config's excludeTables.`,
+      { tables: missing },
+    );
   }
   const pairs: Array<[string, string]> = [];
   for (const t of planTables) {
@@ -186,7 +221,10 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   const castable = await castabilityOf(input.live, pairs);
 
   const nullThenUpdate = new Map<string, string[]>();
-  for (const c of cycles) for (const e of c.edges) if (e.strategy === 'null-then-update') nullThenUpdate.set(e.from, [...(nullThenUpdate.get(e.from) ?? []), ...e.columns]);
+  for (const c of cycles)
+    for (const e of c.edges)
+      if (e.strategy === 'null-then-update')
+        nullThenUpdate.set(e.from, [...(nullThenUpdate.get(e.from) ?? []), ...e.columns]);
 
   const warnings: string[] = [];
   const driftTables: TableDrift[] = [];
@@ -198,15 +236,23 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
     const { written, drift } = diffTable(b, l, castable);
     if (drift.defaulted.length || drift.dropped.length || drift.retyped.length) driftTables.push(drift);
     const missingKey = primaryKey.filter((k) => !written.some((w) => w.name === k));
-    if (missingKey.length) throw new SchemaDriftError(`${key}: primary key column(s) ${missingKey.join(', ')} of live are not in the backup; rows cannot be matched. Restore from a backup with these columns.`, { table: key });
+    if (missingKey.length)
+      throw new SchemaDriftError(
+        `${key}: primary key column(s) ${missingKey.join(', ')} of live are not in the backup; rows cannot be matched. Restore from a backup with these columns.`,
+        { table: key },
+      );
     const role: PlannedTableSummary['role'] = key === root.key ? 'root' : owned.has(key) ? 'owned' : 'shared';
     for (const u of l.uniqueIndexes ?? []) {
       if (!u.plain && !u.columns.every((c) => written.some((w) => w.name === c))) {
-        warnings.push(`${key}: unique index ${u.name} reads column(s) the backup does not have (${u.columns.filter((c) => !written.some((w) => w.name === c)).join(', ')}); the cross-tenant guard cannot evaluate it before the insert, so a key another tenant holds there fails the insert instead`);
+        warnings.push(
+          `${key}: unique index ${u.name} reads column(s) the backup does not have (${u.columns.filter((c) => !written.some((w) => w.name === c)).join(', ')}); the cross-tenant guard cannot evaluate it before the insert, so a key another tenant holds there fails the insert instead`,
+        );
       }
     }
     if (l.userTriggers.length && !suspendFkChecks && role !== 'shared') {
-      warnings.push(`${key}: user triggers (${l.userTriggers.join(', ')}) will fire on restored rows, because ${live.canSetReplicationRole ? 'FK checks are left to postgres (TENANT_RESTORE_FK_CHECKS=postgres)' : 'this role may not set session_replication_role'}`);
+      warnings.push(
+        `${key}: user triggers (${l.userTriggers.join(', ')}) will fire on restored rows, because ${live.canSetReplicationRole ? 'FK checks are left to postgres (TENANT_RESTORE_FK_CHECKS=postgres)' : 'this role may not set session_replication_role'}`,
+      );
     }
     return {
       key,
@@ -216,27 +262,44 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
       columns: written,
       primaryKey,
       uniqueKeys: l.uniqueKeys.filter((k) => k.every((c) => written.some((w) => w.name === c))),
-      uniqueIndexes: (l.uniqueIndexes ?? []).filter((u) => !u.plain && u.columns.every((c) => written.some((w) => w.name === c)))
+      uniqueIndexes: (l.uniqueIndexes ?? [])
+        .filter((u) => !u.plain && u.columns.every((c) => written.some((w) => w.name === c)))
         .map((u) => ({ name: u.name, keys: u.keys, predicate: u.predicate, nullsNotDistinct: u.nullsNotDistinct })),
       overridingSystemValue: l.columns.some((c) => c.identity === 'a' && written.some((w) => w.name === c.name)),
-      sequences: l.columns.filter((c) => c.sequence && written.some((w) => w.name === c.name)).map((c) => ({ column: c.name, sequence: c.sequence! })),
+      sequences: l.columns
+        .filter((c) => c.sequence && written.some((w) => w.name === c.name))
+        .map((c) => ({ column: c.name, sequence: c.sequence! })),
       paths: role === 'shared' ? [] : paths[key]!,
-      foreignKeys: live.foreignKeys.filter((f) => f.from === key).map((f) => ({
-        constraint: f.name, columns: f.columns, to: f.to, referencedColumns: f.referencedColumns, toSchema: live.tables[f.to]!.schema, toName: live.tables[f.to]!.name,
-        nullable: f.columns.every((c) => l.columns.find((x) => x.name === c)?.notNull === false),
-      })),
+      foreignKeys: live.foreignKeys
+        .filter((f) => f.from === key)
+        .map((f) => ({
+          constraint: f.name,
+          columns: f.columns,
+          to: f.to,
+          referencedColumns: f.referencedColumns,
+          toSchema: live.tables[f.to]!.schema,
+          toName: live.tables[f.to]!.name,
+          nullable: f.columns.every((c) => l.columns.find((x) => x.name === c)?.notNull === false),
+        })),
       nullThenUpdate: nullThenUpdate.get(key) ?? [],
       userTriggers: l.userTriggers,
     };
   });
-  for (const t of truncated) warnings.push(`${t}: more than the maximum number of FK paths to the root; only the shortest are used`);
+  for (const t of truncated)
+    warnings.push(`${t}: more than the maximum number of FK paths to the root; only the shortest are used`);
   refuseUnmergeableKeys(tables, live);
   refuseExcludedParents({ tables, scratch, live, config, root: root.key, inPlan });
   warnings.push(...fkCheckWarnings(tables, inPlan, suspendFkChecks, config));
 
   const closureEdges: PathStep[] = graph.edges
     .filter((e) => inPlan.has(e.from) && shared.includes(e.to) && !e.logical)
-    .map((e) => ({ constraint: e.name, from: e.from, columns: e.columns, to: e.to, referencedColumns: e.referencedColumns }));
+    .map((e) => ({
+      constraint: e.name,
+      from: e.from,
+      columns: e.columns,
+      to: e.to,
+      referencedColumns: e.referencedColumns,
+    }));
 
   const body: Omit<Plan, 'digest'> = {
     version: 1,
@@ -248,8 +311,12 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
     fkEnforcement: suspendFkChecks ? 'replica' : 'constraints',
     drift: {
       tables: driftTables,
-      onlyInLive: Object.keys(live.tables).filter((t) => !scratch.tables[t]).sort(compareText),
-      onlyInBackup: Object.keys(scratch.tables).filter((t) => !live.tables[t]).sort(compareText),
+      onlyInLive: Object.keys(live.tables)
+        .filter((t) => !scratch.tables[t])
+        .sort(compareText),
+      onlyInBackup: Object.keys(scratch.tables)
+        .filter((t) => !live.tables[t])
+        .sort(compareText),
     },
     excludedTables: [...(config.excludeTables ?? [])].sort(compareText),
     warnings,
@@ -266,7 +333,9 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
  */
 function refuseUnmergeableKeys(tables: PlanTable[], live: Catalog): void {
   const problems: Array<{ table: string; constraint: string }> = [];
-  for (const t of tables) for (const u of live.tables[t.key]!.uniqueIndexes ?? []) if (u.deferrable) problems.push({ table: t.key, constraint: u.name });
+  for (const t of tables)
+    for (const u of live.tables[t.key]!.uniqueIndexes ?? [])
+      if (u.deferrable) problems.push({ table: t.key, constraint: u.name });
   if (!problems.length) return;
   throw new DeferrableUniqueKeyError(
     `The restore must write ${problems.map((p) => `${p.table} (constraint ${p.constraint})`).join(', ')}, whose primary key or unique constraint is DEFERRABLE in live. ` +
@@ -283,7 +352,14 @@ function refuseUnmergeableKeys(tables: PlanTable[], live: Catalog): void {
  * table only in live), the tenant's rows in it went with the tenant and will not come back: restored rows would point
  * at nothing, and every restore would stop at the FK check. That is refused here, with the constraint named.
  */
-function refuseExcludedParents(input: { tables: PlanTable[]; scratch: Catalog; live: Catalog; config: RestoreConfig; root: string; inPlan: Set<string> }): void {
+function refuseExcludedParents(input: {
+  tables: PlanTable[];
+  scratch: Catalog;
+  live: Catalog;
+  config: RestoreConfig;
+  root: string;
+  inPlan: Set<string>;
+}): void {
   const { tables, scratch, live, config, root, inPlan } = input;
   const excluded = new Set(config.excludeTables ?? []);
   const ownedWithoutExclusions = ownedTables(root, buildFkGraph(scratch, live, { ...config, excludeTables: [] }).edges);
@@ -295,9 +371,12 @@ function refuseExcludedParents(input: { tables: PlanTable[]; scratch: Catalog; l
       if (inPlan.has(fk.to)) continue;
       // A column the backup does not have gets live's default, not a restored value.
       if (!fk.columns.every((c) => t.columns.some((w) => w.name === c))) continue;
-      const why = excluded.has(fk.to) && ownedWithoutExclusions.has(fk.to)
-        ? `${fk.to} is excluded by the config, but its rows belong to tenants (it reaches ${root} through FKs)`
-        : !scratch.tables[fk.to] && ownedInLive.has(fk.to) ? `${fk.to} exists only in live and its rows belong to tenants, so the backup cannot bring them back` : null;
+      const why =
+        excluded.has(fk.to) && ownedWithoutExclusions.has(fk.to)
+          ? `${fk.to} is excluded by the config, but its rows belong to tenants (it reaches ${root} through FKs)`
+          : !scratch.tables[fk.to] && ownedInLive.has(fk.to)
+            ? `${fk.to} exists only in live and its rows belong to tenants, so the backup cannot bring them back`
+            : null;
       if (!why) continue;
       problems.push(`${t.key}.${fk.constraint} (${fk.columns.join(', ')}) references ${fk.to}: ${why}`);
       constraints.push({ table: t.key, constraint: fk.constraint, references: fk.to });
@@ -312,7 +391,12 @@ function refuseExcludedParents(input: { tables: PlanTable[]; scratch: Catalog; l
 }
 
 /** What is really checked, and by whom, for FKs the plan cannot order by (outside the plan, or logical). */
-function fkCheckWarnings(tables: PlanTable[], inPlan: Set<string>, suspendFkChecks: boolean, config: RestoreConfig): string[] {
+function fkCheckWarnings(
+  tables: PlanTable[],
+  inPlan: Set<string>,
+  suspendFkChecks: boolean,
+  config: RestoreConfig,
+): string[] {
   const warnings: string[] = [];
   const excluded = new Set(config.excludeTables ?? []);
   const checker = suspendFkChecks
@@ -322,11 +406,15 @@ function fkCheckWarnings(tables: PlanTable[], inPlan: Set<string>, suspendFkChec
     for (const fk of t.foreignKeys) {
       if (inPlan.has(fk.to)) continue;
       const where = excluded.has(fk.to) ? 'excluded by the config' : 'not in the backup';
-      warnings.push(`${t.key}.${fk.constraint} (${fk.columns.join(', ')}) references ${fk.to}, which the restore does not write (${where}): ${checker}`);
+      warnings.push(
+        `${t.key}.${fk.constraint} (${fk.columns.join(', ')}) references ${fk.to}, which the restore does not write (${where}): ${checker}`,
+      );
     }
   }
   for (const fk of config.logicalForeignKeys ?? []) {
-    warnings.push(`logical FK ${fk.from}(${fk.columns.join(', ')}) -> ${fk.to}: used to find the tenant's rows and to order tables; neither PostgreSQL nor the engine checks it`);
+    warnings.push(
+      `logical FK ${fk.from}(${fk.columns.join(', ')}) -> ${fk.to}: used to find the tenant's rows and to order tables; neither PostgreSQL nor the engine checks it`,
+    );
   }
   return warnings;
 }
@@ -334,7 +422,8 @@ function fkCheckWarnings(tables: PlanTable[], inPlan: Set<string>, suspendFkChec
 /** The referenced table of an FK, quoted: a plan table, or a table outside the plan (by the name the plan recorded). */
 export function fkTarget(plan: Pick<Plan, 'tables'>, fk: PlanForeignKey): string {
   if (plan.tables.some((t) => t.key === fk.to)) return qualify(plan, fk.to);
-  if (fk.toSchema !== undefined && fk.toName !== undefined) return `${escapeIdentifier(fk.toSchema)}.${escapeIdentifier(fk.toName)}`;
+  if (fk.toSchema !== undefined && fk.toName !== undefined)
+    return `${escapeIdentifier(fk.toSchema)}.${escapeIdentifier(fk.toName)}`;
   // A plan of an older version: the key is schema.table as the catalog spells it.
   const dot = fk.to.indexOf('.');
   return `${escapeIdentifier(fk.to.slice(0, dot))}.${escapeIdentifier(fk.to.slice(dot + 1))}`;
@@ -393,11 +482,17 @@ function resolveRoot(name: string, scratch: Catalog, live: Catalog): { key: stri
   const b = scratch.tables[name];
   const l = live.tables[name];
   if (!b || !l) {
-    throw new InvalidTenantRootError(`Tenant root ${name} is not a table in ${!b ? 'the backup' : 'live'}. Give --tenant-root as schema.table (for example public.tenants).`, { tenantRoot: name });
+    throw new InvalidTenantRootError(
+      `Tenant root ${name} is not a table in ${!b ? 'the backup' : 'live'}. Give --tenant-root as schema.table (for example public.tenants).`,
+      { tenantRoot: name },
+    );
   }
   const pk = b.primaryKey;
   if (!pk || pk.length !== 1 || l.primaryKey?.join() !== pk.join()) {
-    throw new InvalidTenantRootError(`Tenant root ${name} must have a single-column primary key, the same in backup and live (it has ${pk ? `(${pk.join(', ')})` : 'none'}). Pick the table whose primary key is the tenant id.`, { tenantRoot: name });
+    throw new InvalidTenantRootError(
+      `Tenant root ${name} must have a single-column primary key, the same in backup and live (it has ${pk ? `(${pk.join(', ')})` : 'none'}). Pick the table whose primary key is the tenant id.`,
+      { tenantRoot: name },
+    );
   }
   const type = l.columns.find((c) => c.name === pk[0])!.type;
   return { key: name, column: pk[0]!, type };
@@ -410,7 +505,9 @@ export async function estimateRows(scratch: Pool, plan: Plan, tenantIds: TenantI
     await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
     await client.query(setTenantIdsSql, [tenantIds]);
     for (const t of plan.tables) {
-      const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualify(plan, t.key)} t WHERE ${ownedPredicate(t.key, 't', ctx)}`);
+      const { rows } = await client.query<{ n: string }>(
+        `SELECT count(*) AS n FROM ${qualify(plan, t.key)} t WHERE ${ownedPredicate(t.key, 't', ctx)}`,
+      );
       t.estimatedRows = Number(rows[0]!.n);
     }
   });
@@ -420,7 +517,9 @@ export async function estimateRows(scratch: Pool, plan: Plan, tenantIds: TenantI
 export function describePlan(plan: Plan): string {
   const lines: string[] = [];
   lines.push(`tenant root: ${plan.tenantRoot} (key ${plan.rootKey.column} ${plan.rootKey.type})`);
-  lines.push(`FK enforcement during copy: ${plan.fkEnforcement === 'replica' ? 'suspended in the tenant transaction (session_replication_role=replica), checked by the engine before COMMIT' : 'by PostgreSQL (user triggers fire)'}`);
+  lines.push(
+    `FK enforcement during copy: ${plan.fkEnforcement === 'replica' ? 'suspended in the tenant transaction (session_replication_role=replica), checked by the engine before COMMIT' : 'by PostgreSQL (user triggers fire)'}`,
+  );
   lines.push(`digest: ${plan.digest}`, '', 'restore order (parents first):');
   plan.tables.forEach((t, i) => {
     const est = t.estimatedRows === undefined ? '' : `  ~${t.estimatedRows} rows`;
@@ -435,10 +534,12 @@ export function describePlan(plan: Plan): string {
   if (!plan.cycles.length) lines.push('  none');
   for (const c of plan.cycles) {
     lines.push(`  ${c.tables.join(' <-> ')}`);
-    for (const e of c.edges) lines.push(`    ${e.from}.${e.constraint} (${e.columns.join(', ')}) -> ${e.to}: ${e.strategy}`);
+    for (const e of c.edges)
+      lines.push(`    ${e.from}.${e.constraint} (${e.columns.join(', ')}) -> ${e.to}: ${e.strategy}`);
   }
   lines.push('', 'schema drift:');
-  if (!plan.drift.tables.length && !plan.drift.onlyInBackup.length && !plan.drift.onlyInLive.length) lines.push('  none');
+  if (!plan.drift.tables.length && !plan.drift.onlyInBackup.length && !plan.drift.onlyInLive.length)
+    lines.push('  none');
   for (const d of plan.drift.tables) {
     if (d.defaulted.length) lines.push(`  ${d.table}: only in live, get their default: ${d.defaulted.join(', ')}`);
     if (d.dropped.length) lines.push(`  ${d.table}: only in backup, not restored: ${d.dropped.join(', ')}`);
@@ -449,12 +550,22 @@ export function describePlan(plan: Plan): string {
   const fks = plan.tables.flatMap((t) => t.foreignKeys);
   const outside = fks.filter((f) => !plan.tables.some((t) => t.key === f.to)).length;
   lines.push('', 'foreign keys of restored rows:');
-  lines.push(`  ${fks.length} constraint(s) of live (${outside} referencing tables outside the plan), all checked before COMMIT by ${plan.fkEnforcement === 'replica' ? "the engine's orphan scan" : 'PostgreSQL'}`);
+  lines.push(
+    `  ${fks.length} constraint(s) of live (${outside} referencing tables outside the plan), all checked before COMMIT by ${plan.fkEnforcement === 'replica' ? "the engine's orphan scan" : 'PostgreSQL'}`,
+  );
   lines.push('', 'chunked copy (a tenant with more than chunkRows rows in a table):');
   for (const u of chunkUnits(plan)) {
-    const names = plan.tables.slice(u.start, u.end).map((t) => t.key).join(', ');
+    const names = plan.tables
+      .slice(u.start, u.end)
+      .map((t) => t.key)
+      .join(', ');
     if (u.mode === 'one-transaction') lines.push(`  ${names}: one transaction per tenant, not chunked (${u.reason})`);
-    else if (Object.keys(u.deferred).length) lines.push(`  ${names}: chunks; ${Object.entries(u.deferred).map(([t, c]) => `${t}(${c.join(', ')})`).join(', ')} inserted NULL, then set once the unit's rows are in`);
+    else if (Object.keys(u.deferred).length)
+      lines.push(
+        `  ${names}: chunks; ${Object.entries(u.deferred)
+          .map(([t, c]) => `${t}(${c.join(', ')})`)
+          .join(', ')} inserted NULL, then set once the unit's rows are in`,
+      );
   }
   if (plan.warnings.length) lines.push('', 'warnings:', ...plan.warnings.map((w) => `  ${w}`));
   return lines.join('\n');

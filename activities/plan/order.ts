@@ -127,7 +127,10 @@ function describeCycle(tables: string[], edges: OrderEdge[]): string {
   return `${tables.join(' <-> ')} (constraints: ${edges.map((e) => `${e.from}.${e.name} (${e.columns.join(', ')}) -> ${e.to}`).join('; ')})`;
 }
 
-export function orderTables(input: { tables: string[]; edges: OrderEdge[]; canSuspendFkChecks: boolean }): { order: string[]; cycles: PlanCycle[] } {
+export function orderTables(input: { tables: string[]; edges: OrderEdge[]; canSuspendFkChecks: boolean }): {
+  order: string[];
+  cycles: PlanCycle[];
+} {
   const { tables, edges, canSuspendFkChecks } = input;
   const components = stronglyConnectedComponents(tables, edges);
   const componentOf = new Map<string, number>();
@@ -173,7 +176,9 @@ export function orderTables(input: { tables: string[]; edges: OrderEdge[]; canSu
     innerOrder.set(i, order);
     cycles.push({
       tables: component,
-      edges: inner.filter((e) => broken.has(e)).map((e) => ({ constraint: e.name, from: e.from, to: e.to, columns: e.columns, strategy: broken.get(e)! })),
+      edges: inner
+        .filter((e) => broken.has(e))
+        .map((e) => ({ constraint: e.name, from: e.from, to: e.to, columns: e.columns, strategy: broken.get(e)! })),
     });
   });
 

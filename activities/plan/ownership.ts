@@ -39,7 +39,10 @@ export function ownedTables(root: string, edges: OwnershipEdge[]): Set<string> {
 }
 
 /** Every simple path (no table twice) from each owned table up to the root, shortest first. */
-export function ownershipPaths(root: string, edges: OwnershipEdge[]): { paths: Record<string, OwnershipPath[]>; truncated: string[] } {
+export function ownershipPaths(
+  root: string,
+  edges: OwnershipEdge[],
+): { paths: Record<string, OwnershipPath[]>; truncated: string[] } {
   const owned = ownedTables(root, edges);
   const up = new Map<string, OwnershipEdge[]>();
   for (const e of edges) {
@@ -55,13 +58,21 @@ export function ownershipPaths(root: string, edges: OwnershipEdge[]): { paths: R
     }
     const found: OwnershipPath[] = [];
     // Breadth first, so that when a table has too many paths the shortest (most selective) are the ones kept.
-    let frontier: Array<{ at: string; path: OwnershipPath; seen: Set<string> }> = [{ at: table, path: [], seen: new Set([table]) }];
+    let frontier: Array<{ at: string; path: OwnershipPath; seen: Set<string> }> = [
+      { at: table, path: [], seen: new Set([table]) },
+    ];
     while (frontier.length && found.length < maxPathsPerTable) {
       const next: typeof frontier = [];
       for (const f of frontier) {
         for (const e of up.get(f.at) ?? []) {
           if (f.seen.has(e.to)) continue;
-          const step: PathStep = { constraint: e.name, from: e.from, columns: e.columns, to: e.to, referencedColumns: e.referencedColumns };
+          const step: PathStep = {
+            constraint: e.name,
+            from: e.from,
+            columns: e.columns,
+            to: e.to,
+            referencedColumns: e.referencedColumns,
+          };
           if (e.to === root) found.push([...f.path, step]);
           else next.push({ at: e.to, path: [...f.path, step], seen: new Set([...f.seen, e.to]) });
         }
@@ -132,7 +143,13 @@ export function tenantIdsExpr(ctx: RenderContext): string {
 
 const q = escapeIdentifier;
 
-function pathCondition(path: OwnershipPath, alias: string, ctx: RenderContext, n: number, test: (expr: string) => string): string {
+function pathCondition(
+  path: OwnershipPath,
+  alias: string,
+  ctx: RenderContext,
+  n: number,
+  test: (expr: string) => string,
+): string {
   if (path.length === 0) return test(`${alias}.${q(ctx.rootKey)}`);
   const last = path[path.length - 1]!;
   // When the last FK references the root key itself, the root row need not be joined: its key is in the FK column.
@@ -179,23 +196,38 @@ function ownedByPaths(paths: OwnershipPath[], alias: string, ctx: RenderContext)
   const parts: string[] = [];
   if (paths.some((p) => p.length === 0)) parts.push(`${alias}.${q(ctx.rootKey)} = ANY(${ids})`);
   const byFirstStep = new Map<string, OwnershipPath[]>();
-  for (const p of paths) if (p.length) byFirstStep.set(p[0]!.constraint, [...(byFirstStep.get(p[0]!.constraint) ?? []), p]);
+  for (const p of paths)
+    if (p.length) byFirstStep.set(p[0]!.constraint, [...(byFirstStep.get(p[0]!.constraint) ?? []), p]);
   [...byFirstStep.values()].forEach((group, i) => {
     const step = group[0]![0]!;
     const own = step.columns.map((c) => `${alias}.${q(c)}`);
-    const match = (keySet: string) => (own.length === 1 ? `${own[0]} = ANY(ARRAY(${keySet}))` : `(${own.join(', ')}) IN (${keySet})`);
+    const match = (keySet: string) =>
+      own.length === 1 ? `${own[0]} = ANY(ARRAY(${keySet}))` : `(${own.join(', ')}) IN (${keySet})`;
     if (step.to === ctx.root) {
       // The FK references the root key itself: the tenant id is in the FK column, no need to read the root.
-      if (step.referencedColumns.length === 1 && step.referencedColumns[0] === ctx.rootKey) parts.push(`${own[0]} = ANY(${ids})`);
+      if (step.referencedColumns.length === 1 && step.referencedColumns[0] === ctx.rootKey)
+        parts.push(`${own[0]} = ANY(${ids})`);
       else {
         const r = `${alias}_${i}`;
-        parts.push(match(`SELECT ${step.referencedColumns.map((c) => `${r}.${q(c)}`).join(', ')} FROM ${ctx.qualify(step.to)} ${r} WHERE ${r}.${q(ctx.rootKey)} = ANY(${ids})`));
+        parts.push(
+          match(
+            `SELECT ${step.referencedColumns.map((c) => `${r}.${q(c)}`).join(', ')} FROM ${ctx.qualify(step.to)} ${r} WHERE ${r}.${q(ctx.rootKey)} = ANY(${ids})`,
+          ),
+        );
       }
       return;
     }
     const parent = `${alias}_${i}`;
-    const inner = ownedByPaths(group.map((p) => p.slice(1)), parent, ctx);
-    parts.push(match(`SELECT ${step.referencedColumns.map((c) => `${parent}.${q(c)}`).join(', ')} FROM ${ctx.qualify(step.to)} ${parent} WHERE ${inner}`));
+    const inner = ownedByPaths(
+      group.map((p) => p.slice(1)),
+      parent,
+      ctx,
+    );
+    parts.push(
+      match(
+        `SELECT ${step.referencedColumns.map((c) => `${parent}.${q(c)}`).join(', ')} FROM ${ctx.qualify(step.to)} ${parent} WHERE ${inner}`,
+      ),
+    );
   });
   return parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`;
 }

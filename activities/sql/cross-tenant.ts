@@ -17,9 +17,19 @@ import { columnList, keyMatch, rowText, writtenNames, type Sql } from './index';
 export type StagedContent = 'rows' | 'hashed';
 
 /** Staged rows whose `key` (a unique key's columns) another tenant holds in live with other content. */
-export function crossTenantKeyCount(plan: Plan, ctx: RenderContext, table: PlanTable, staging: string, key: string[], content: StagedContent): Sql {
+export function crossTenantKeyCount(
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  staging: string,
+  key: string[],
+  content: StagedContent,
+): Sql {
   const names = writtenNames(table);
-  const differs = content === 'hashed' ? `md5(${rowText(names, 't')}) <> s.tr_row` : `${rowText(names, 't')} IS DISTINCT FROM ${rowText(names, 's')}`;
+  const differs =
+    content === 'hashed'
+      ? `md5(${rowText(names, 't')}) <> s.tr_row`
+      : `${rowText(names, 't')} IS DISTINCT FROM ${rowText(names, 's')}`;
   return {
     text: `SELECT count(*) AS n FROM ${staging} s JOIN ${qualify(plan, table.key)} t ON ${keyMatch(key, 's', 't')}
        WHERE ${differs} AND ${otherOwnerPredicate(table.key, 't', ctx)}`,
@@ -34,7 +44,13 @@ export function crossTenantKeyCount(plan: Plan, ctx: RenderContext, table: PlanT
  * match the index and the predicate lets the planner use the partial index. Without it, `ON CONFLICT DO NOTHING` (skip)
  * would silently drop such a row, and overwrite would meet a raw unique violation. Needs whole staged rows.
  */
-export function crossTenantIndexCount(plan: Plan, ctx: RenderContext, table: PlanTable, staging: string, index: PlanUniqueIndex): Sql {
+export function crossTenantIndexCount(
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  staging: string,
+  index: PlanUniqueIndex,
+): Sql {
   const names = writtenNames(table);
   const where = index.predicate === null ? '' : ` WHERE (${index.predicate})`;
   const eq = index.nullsNotDistinct ? 'IS NOT DISTINCT FROM' : '=';
@@ -50,7 +66,12 @@ export function crossTenantIndexCount(plan: Plan, ctx: RenderContext, table: Pla
  * The one refusal of a key held by another tenant. "Nothing was written" is true in preflight and in a one-transaction
  * copy; a chunked copy rewrites that sentence to say what earlier chunks committed (copy.ts, explainCommitted).
  */
-export function crossTenantConflict(table: string, n: number, tenantIds: TenantId[], key: { columns: string[] } | { index: string; description: string }): CrossTenantConflictError {
+export function crossTenantConflict(
+  table: string,
+  n: number,
+  tenantIds: TenantId[],
+  key: { columns: string[] } | { index: string; description: string },
+): CrossTenantConflictError {
   const where = 'columns' in key ? `a key (${key.columns.join(', ')})` : `a key in ${key.description}`;
   return new CrossTenantConflictError(
     `${n} row(s) of ${table} that tenant(s) ${tenantIds.join(', ')} would restore have ${where} that another tenant holds in live. ` +
@@ -61,7 +82,15 @@ export function crossTenantConflict(table: string, n: number, tenantIds: TenantI
 }
 
 /** Runs the check for every unique key (and, over whole staged rows, every partial/expression unique index) of `table`. */
-export async function assertNoCrossTenantKeys(live: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable, staging: string, tenantIds: TenantId[], content: StagedContent): Promise<void> {
+export async function assertNoCrossTenantKeys(
+  live: PoolClient,
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  staging: string,
+  tenantIds: TenantId[],
+  content: StagedContent,
+): Promise<void> {
   for (const key of table.uniqueKeys) {
     const { rows } = await live.query<{ n: string }>(crossTenantKeyCount(plan, ctx, table, staging, key, content));
     const n = Number(rows[0]!.n);

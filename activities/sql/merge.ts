@@ -19,7 +19,9 @@ import type { StagedContent } from './cross-tenant';
 export function conflictCount(plan: Plan, table: PlanTable, staging: string, content: StagedContent): Sql {
   const target = qualify(plan, table.key);
   if (content === 'hashed') {
-    return { text: `SELECT count(*) AS n FROM ${staging} s JOIN ${target} t ON ${keyMatch(table.primaryKey, 's', 't')} WHERE md5(${rowText(writtenNames(table), 't')}) <> s.tr_row` };
+    return {
+      text: `SELECT count(*) AS n FROM ${staging} s JOIN ${target} t ON ${keyMatch(table.primaryKey, 's', 't')} WHERE md5(${rowText(writtenNames(table), 't')}) <> s.tr_row`,
+    };
   }
   const compared = writtenNames(table).filter((c) => !table.nullThenUpdate.includes(c));
   return {
@@ -43,16 +45,26 @@ export function conflictPolicyRefusal(table: string, n: number, tenantIds: Tenan
  * cross-tenant check, and an identical row is not rewritten. Columns inserted NULL (`nullThenUpdate`) are set later.
  * `OVERRIDING SYSTEM VALUE` keeps the backup's ids in a GENERATED ALWAYS identity column.
  */
-export function insertStaged(plan: Plan, ctx: RenderContext, table: PlanTable, staging: string, policy: ConflictPolicy): Sql {
+export function insertStaged(
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  staging: string,
+  policy: ConflictPolicy,
+): Sql {
   const target = qualify(plan, table.key);
   const names = writtenNames(table);
   const overriding = table.overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
   const selectList = names.map((c) => (table.nullThenUpdate.includes(c) ? 'NULL' : `s.${q(c)}`)).join(', ');
   if (table.role === 'shared' || policy !== 'overwrite') {
-    return { text: `INSERT INTO ${target} (${columnList(names)})${overriding} SELECT ${selectList} FROM ${staging} s ON CONFLICT DO NOTHING` };
+    return {
+      text: `INSERT INTO ${target} (${columnList(names)})${overriding} SELECT ${selectList} FROM ${staging} s ON CONFLICT DO NOTHING`,
+    };
   }
   const nonKey = names.filter((c) => !table.primaryKey.includes(c));
-  const set = nonKey.length ? nonKey.map((c) => `${q(c)} = EXCLUDED.${q(c)}`).join(', ') : `${q(table.primaryKey[0]!)} = EXCLUDED.${q(table.primaryKey[0]!)}`;
+  const set = nonKey.length
+    ? nonKey.map((c) => `${q(c)} = EXCLUDED.${q(c)}`).join(', ')
+    : `${q(table.primaryKey[0]!)} = EXCLUDED.${q(table.primaryKey[0]!)}`;
   return {
     text: `INSERT INTO ${target} AS t (${columnList(names)})${overriding} SELECT ${selectList} FROM ${staging} s
       ON CONFLICT (${columnList(table.primaryKey)}) DO UPDATE SET ${set}
@@ -62,17 +74,24 @@ export function insertStaged(plan: Plan, ctx: RenderContext, table: PlanTable, s
 
 /** An empty table of the target's primary-key columns, for the keys a merge inserts. */
 export function createWrittenKeys(plan: Plan, table: PlanTable, name: string): Sql {
-  return { text: `CREATE TEMP TABLE ${name} ON COMMIT DROP AS SELECT ${columnList(table.primaryKey)} FROM ${qualify(plan, table.key)} WITH NO DATA` };
+  return {
+    text: `CREATE TEMP TABLE ${name} ON COMMIT DROP AS SELECT ${columnList(table.primaryKey)} FROM ${qualify(plan, table.key)} WITH NO DATA`,
+  };
 }
 
 /** The insert, with the primary keys of the rows it inserted (or overwrote) kept in `written` (createWrittenKeys). */
 export function insertTracked(insert: Sql, table: PlanTable, written: string): Sql {
-  return { text: `WITH w AS (${insert.text} RETURNING ${columnList(table.primaryKey)}) INSERT INTO ${written} SELECT * FROM w`, values: insert.values };
+  return {
+    text: `WITH w AS (${insert.text} RETURNING ${columnList(table.primaryKey)}) INSERT INTO ${written} SELECT * FROM w`,
+    values: insert.values,
+  };
 }
 
 /** The tracked keys as text, in key order, at most `limit` (a partial tenant's report lists them). */
 export function writtenKeys(table: PlanTable, written: string, limit: number): Sql {
-  return { text: `SELECT ${keyAsText(table.primaryKey)} AS key FROM ${written} ORDER BY ${columnList(table.primaryKey)} LIMIT ${Math.floor(limit)}` };
+  return {
+    text: `SELECT ${keyAsText(table.primaryKey)} AS key FROM ${written} ORDER BY ${columnList(table.primaryKey)} LIMIT ${Math.floor(limit)}`,
+  };
 }
 
 /**
@@ -92,7 +111,13 @@ export function fillWrittenRows(plan: Plan, table: PlanTable, staging: string, w
  * NULL, from the backup, on the rows this copy wrote: live's columns all NULL, the rest of the row equal to the backup's
  * (a row that live kept under skip, with other content, is left alone), and no other tenant owning it. Idempotent.
  */
-export function fillChunkRows(plan: Plan, ctx: RenderContext, table: PlanTable, columns: string[], staging: string): Sql {
+export function fillChunkRows(
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  columns: string[],
+  staging: string,
+): Sql {
   const rest = writtenNames(table).filter((c) => !columns.includes(c));
   return {
     text: `UPDATE ${qualify(plan, table.key)} t SET ${columns.map((c) => `${q(c)} = s.${q(c)}`).join(', ')} FROM ${staging} s

@@ -49,7 +49,12 @@ export interface Orphans {
 }
 
 /** Runs orphanCount for every FK of the given tables; the FKs with orphans, and how many. */
-export async function scanOrphans(client: Pick<PoolClient, 'query'>, plan: Plan, tables: PlanTable[], scope: (table: PlanTable) => OrphanScope): Promise<Orphans[]> {
+export async function scanOrphans(
+  client: Pick<PoolClient, 'query'>,
+  plan: Plan,
+  tables: PlanTable[],
+  scope: (table: PlanTable) => OrphanScope,
+): Promise<Orphans[]> {
   const found: Orphans[] = [];
   for (const table of tables) {
     for (const fk of table.foreignKeys) {
@@ -62,7 +67,11 @@ export async function scanOrphans(client: Pick<PoolClient, 'query'>, plan: Plan,
 }
 
 /** The one refusal of restored rows that reference nothing. */
-export function danglingReference(table: string, orphans: Array<{ constraint: string; rows: number }>, tenantIds: TenantId[]): DanglingReferenceError {
+export function danglingReference(
+  table: string,
+  orphans: Array<{ constraint: string; rows: number }>,
+  tenantIds: TenantId[],
+): DanglingReferenceError {
   return new DanglingReferenceError(
     `Restored rows of ${table} for tenant(s) ${tenantIds.join(', ')} reference parents that exist neither in live nor in the backup's share of these tenants ` +
       `(${orphans.map((o) => `${o.constraint}: ${o.rows}`).join(', ')}). Nothing was committed. Usually the parents belong to another deleted tenant: restore it in the same batch. ` +

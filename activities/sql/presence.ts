@@ -47,15 +47,23 @@ export function rootsInLive(plan: Plan, tenantIds: TenantId[]): Sql {
 
 /** Staged primary keys (`keys`, a staging table of the backup's keys) that live's table lacks. */
 export function missingKeyCount(plan: Plan, table: PlanTable, keys: string): Sql {
-  return { text: `SELECT count(*) AS n FROM ${keys} s WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, table.key)} t WHERE ${keyMatch(table.primaryKey, 's', 't')})` };
+  return {
+    text: `SELECT count(*) AS n FROM ${keys} s WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, table.key)} t WHERE ${keyMatch(table.primaryKey, 's', 't')})`,
+  };
 }
 
 /** Rows of the tenants in `table`: on scratch, to decide between one transaction and chunks. */
 export function ownedRowCount(plan: Plan, ctx: RenderContext, table: PlanTable): Sql {
-  return { text: `SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}` };
+  return {
+    text: `SELECT count(*) AS n FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}`,
+  };
 }
 
-export async function assertTenantsInBackup(scratch: Pick<PoolClient, 'query'>, plan: Plan, tenantIds: TenantId[]): Promise<void> {
+export async function assertTenantsInBackup(
+  scratch: Pick<PoolClient, 'query'>,
+  plan: Plan,
+  tenantIds: TenantId[],
+): Promise<void> {
   const { rows } = await scratch.query<{ missing: string[] | null }>(tenantsMissingFromBackup(plan, tenantIds));
   const missing = rows[0]?.missing;
   if (missing?.length) {
@@ -66,7 +74,11 @@ export async function assertTenantsInBackup(scratch: Pick<PoolClient, 'query'>, 
   }
 }
 
-export async function liveRoots(live: Pick<PoolClient, 'query'>, plan: Plan, tenantIds: TenantId[]): Promise<Set<TenantId>> {
+export async function liveRoots(
+  live: Pick<PoolClient, 'query'>,
+  plan: Plan,
+  tenantIds: TenantId[],
+): Promise<Set<TenantId>> {
   const { rows } = await live.query<{ id: string }>(rootsInLive(plan, tenantIds));
   return new Set(rows.map((r) => r.id));
 }
@@ -75,14 +87,29 @@ export async function liveRoots(live: Pick<PoolClient, 'query'>, plan: Plan, ten
  * Rows of one tenant in the backup whose primary key live lacks, per owned table; and the backup's row count per
  * table. `tag` keeps the staging tables of several calls in one transaction apart.
  */
-export async function missingRows(scratch: PoolClient, live: PoolClient, plan: Plan, tenantId: TenantId, tag: string): Promise<{ missing: Record<string, number>; inBackup: Record<string, number> }> {
+export async function missingRows(
+  scratch: PoolClient,
+  live: PoolClient,
+  plan: Plan,
+  tenantId: TenantId,
+  tag: string,
+): Promise<{ missing: Record<string, number>; inBackup: Record<string, number> }> {
   const ctx = renderContext(plan, [tenantId]);
   const missing: Record<string, number> = {};
   const inBackup: Record<string, number> = {};
   for (const [i, table] of plan.tables.entries()) {
     if (table.role === 'shared') continue;
     const keys = `tr_keys_${tag}_${i}`;
-    const staged = await stageRows(scratch, live, plan, ctx, table, keys, { kind: 'keys', columns: table.primaryKey }, { analyze: 'when-rows' });
+    const staged = await stageRows(
+      scratch,
+      live,
+      plan,
+      ctx,
+      table,
+      keys,
+      { kind: 'keys', columns: table.primaryKey },
+      { analyze: 'when-rows' },
+    );
     inBackup[table.key] = staged;
     if (staged === 0) continue;
     const { rows } = await live.query<{ n: string }>(missingKeyCount(plan, table, keys));
@@ -93,7 +120,12 @@ export async function missingRows(scratch: PoolClient, live: PoolClient, plan: P
 }
 
 /** Each tenant's state in live. Tenants whose root is gone cost nothing beyond the one root lookup. */
-export async function classifyTenants(scratch: PoolClient, live: PoolClient, plan: Plan, tenantIds: TenantId[]): Promise<Record<TenantId, TenantClassification>> {
+export async function classifyTenants(
+  scratch: PoolClient,
+  live: PoolClient,
+  plan: Plan,
+  tenantIds: TenantId[],
+): Promise<Record<TenantId, TenantClassification>> {
   const roots = await liveRoots(live, plan, tenantIds);
   const out: Record<TenantId, TenantClassification> = {};
   for (const [k, id] of tenantIds.entries()) {

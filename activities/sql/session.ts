@@ -109,7 +109,12 @@ export interface ComparedStepInput {
  * A read-only snapshot of scratch and a session of live, both in the canonical text settings (preflight, validate),
  * both always rolled back: nothing is written to any live table.
  */
-export async function withComparedSessions<T>(pools: { scratch: Pool; live: Pool }, tenantIds: TenantId[], liveMode: SessionOptions['mode'], fn: (scratch: PoolClient, live: PoolClient) => Promise<T>): Promise<T> {
+export async function withComparedSessions<T>(
+  pools: { scratch: Pool; live: Pool },
+  tenantIds: TenantId[],
+  liveMode: SessionOptions['mode'],
+  fn: (scratch: PoolClient, live: PoolClient) => Promise<T>,
+): Promise<T> {
   const scratch = await openSession(pools.scratch, sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds }));
   let live: PoolClient | undefined;
   let broken = false;

@@ -20,7 +20,8 @@ const keysetSetting = 'tenant_restore.after_key';
  * primary keys, to find what live lacks); `hashed`, the key columns and an md5 of the whole row in `tr_row` (preflight
  * compares keys and content across servers without moving the rows).
  */
-export type StagedShape = { kind: 'rows' } | { kind: 'keys'; columns: string[] } | { kind: 'hashed'; columns: string[] };
+export type StagedShape =
+  { kind: 'rows' } | { kind: 'keys'; columns: string[] } | { kind: 'hashed'; columns: string[] };
 
 function stagedColumns(table: PlanTable, shape: StagedShape): string[] {
   return shape.kind === 'rows' ? writtenNames(table) : shape.columns;
@@ -29,24 +30,36 @@ function stagedColumns(table: PlanTable, shape: StagedShape): string[] {
 /** Staging takes live's column types (`WITH NO DATA` from the target), so a retyped column (drift) is parsed by live's input function. */
 export function createStaging(plan: Plan, table: PlanTable, name: string, shape: StagedShape): Sql {
   const hash = shape.kind === 'hashed' ? `, ''::text AS tr_row` : '';
-  return { text: `CREATE TEMP TABLE ${name} ON COMMIT DROP AS SELECT ${columnList(stagedColumns(table, shape))}${hash} FROM ${qualify(plan, table.key)} WITH NO DATA` };
+  return {
+    text: `CREATE TEMP TABLE ${name} ON COMMIT DROP AS SELECT ${columnList(stagedColumns(table, shape))}${hash} FROM ${qualify(plan, table.key)} WITH NO DATA`,
+  };
 }
 
 /**
  * The tenant's rows of `table` on scratch. A chunk (`limit`) is taken in primary-key order after the keyset cursor, so
  * that consecutive chunks cover the table exactly once.
  */
-export function copyOut(plan: Plan, ctx: RenderContext, table: PlanTable, shape: StagedShape, chunk?: { limit: number; afterKey: boolean }): Sql {
+export function copyOut(
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  shape: StagedShape,
+  chunk?: { limit: number; afterKey: boolean },
+): Sql {
   const columns = stagedColumns(table, shape);
   const hash = shape.kind === 'hashed' ? `, md5(${rowText(writtenNames(table), 't')})` : '';
   const where = [ownedPredicate(table.key, 't', ctx)];
   if (chunk?.afterKey) where.push(keysetAfter(table, 't'));
   const tail = chunk ? ` ORDER BY ${columnList(table.primaryKey, 't')} LIMIT ${Math.floor(chunk.limit)}` : '';
-  return { text: `COPY (SELECT ${columnList(columns, 't')}${hash} FROM ${qualify(plan, table.key)} t WHERE ${where.join(' AND ')}${tail}) TO STDOUT` };
+  return {
+    text: `COPY (SELECT ${columnList(columns, 't')}${hash} FROM ${qualify(plan, table.key)} t WHERE ${where.join(' AND ')}${tail}) TO STDOUT`,
+  };
 }
 
 export function copyIn(table: PlanTable, name: string, shape: StagedShape): Sql {
-  return { text: `COPY ${name} (${columnList(stagedColumns(table, shape))}${shape.kind === 'hashed' ? ', tr_row' : ''}) FROM STDIN` };
+  return {
+    text: `COPY ${name} (${columnList(stagedColumns(table, shape))}${shape.kind === 'hashed' ? ', tr_row' : ''}) FROM STDIN`,
+  };
 }
 
 /**
@@ -62,7 +75,9 @@ export function analyzeStaging(name: string): Sql {
 /** `(t.x, t.y) > ((cursor)[1]::int, ...)`: the rows after the keyset cursor, each bound cast to its column's type. */
 function keysetAfter(table: PlanTable, alias: string): string {
   const types = new Map(table.columns.map((c) => [c.name, c.type]));
-  const bound = table.primaryKey.map((c, i) => `(current_setting('${keysetSetting}')::text[])[${i + 1}]::${types.get(c)}`);
+  const bound = table.primaryKey.map(
+    (c, i) => `(current_setting('${keysetSetting}')::text[])[${i + 1}]::${types.get(c)}`,
+  );
   return `(${columnList(table.primaryKey, alias)}) > (${bound.join(', ')})`;
 }
 
@@ -73,7 +88,9 @@ export function setKeysetCursor(lastKey: string[]): Sql {
 
 /** The largest primary key of a staged chunk: the cursor after it. */
 export function lastStagedKey(table: PlanTable, name: string): Sql {
-  return { text: `SELECT ${keyAsText(table.primaryKey)} AS key FROM ${name} ORDER BY ${table.primaryKey.map((c) => `${q(c)} DESC`).join(', ')} LIMIT 1` };
+  return {
+    text: `SELECT ${keyAsText(table.primaryKey)} AS key FROM ${name} ORDER BY ${table.primaryKey.map((c) => `${q(c)} DESC`).join(', ')} LIMIT 1`,
+  };
 }
 
 /**

@@ -24,7 +24,9 @@ export async function withTemporal<T>(use: (client: Client) => Promise<T>): Prom
   try {
     connected = await connectTemporal();
   } catch (error) {
-    throw new ServiceUnavailableError(`Temporal is not reachable at ${process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233'}: ${(error as Error).message}`);
+    throw new ServiceUnavailableError(
+      `Temporal is not reachable at ${process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233'}: ${(error as Error).message}`,
+    );
   }
   const { client, close } = connected;
   try {
@@ -73,5 +75,8 @@ export async function checkReachable(flag: string, ref: string, timeoutMs = 5000
     socket.once('connect', () => done(undefined));
     socket.once('error', (error: NodeJS.ErrnoException) => done(error.code ?? error.message));
   });
-  if (problem) throw new ServiceUnavailableError(`--${flag}: PostgreSQL at ${host}:${port} is not reachable (${problem}). Nothing was started.`);
+  if (problem)
+    throw new ServiceUnavailableError(
+      `--${flag}: PostgreSQL at ${host}:${port} is not reachable (${problem}). Nothing was started.`,
+    );
 }

@@ -41,9 +41,15 @@ export function drillInputFromFlags(values: DrillFlags, withId = false): Restore
   if (!values['tenant-root']) throw new UsageError('--tenant-root schema.table is required.');
   const tenantRoot = checkTenantRoot(values['tenant-root']);
   const sample = parseIntegerFlag('--sample', values.sample ?? '', 1, 10_000);
-  const input: RestoreDrillInput = { backupPrefix: prefix, live: checkDatabaseRef('live', values.live), tenantRoot, sample };
+  const input: RestoreDrillInput = {
+    backupPrefix: prefix,
+    live: checkDatabaseRef('live', values.live),
+    tenantRoot,
+    sample,
+  };
   if (values.server) input.server = checkDatabaseRef('server', values.server);
-  if (values.concurrency !== undefined) input.concurrency = parseIntegerFlag('--concurrency', values.concurrency, 1, 1000);
+  if (values.concurrency !== undefined)
+    input.concurrency = parseIntegerFlag('--concurrency', values.concurrency, 1, 1000);
   // The same validation as a restore's config (the worker checks it again when it builds the plan).
   if (values.config) input.config = loadConfigFlag(values.config);
   if (values.bucket) input.bucket = values.bucket;
@@ -52,9 +58,12 @@ export function drillInputFromFlags(values: DrillFlags, withId = false): Restore
   return input;
 }
 
-
 /** Creates (or replaces) the schedule `drill/<id>`. */
-export async function scheduleDrill(client: Client, input: RestoreDrillInput, options: { id: string; cron: string; taskQueue: string }) {
+export async function scheduleDrill(
+  client: Client,
+  input: RestoreDrillInput,
+  options: { id: string; cron: string; taskQueue: string },
+) {
   const scheduleId = `drill/${options.id}`;
   const existing = client.schedule.getHandle(scheduleId);
   try {
@@ -66,26 +75,52 @@ export async function scheduleDrill(client: Client, input: RestoreDrillInput, op
   await client.schedule.create({
     scheduleId,
     spec: { cronExpressions: [options.cron] },
-    action: { type: 'startWorkflow', workflowType: 'restoreDrill', workflowId: `drill/${options.id}/run`, taskQueue: options.taskQueue, args: [input] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'restoreDrill',
+      workflowId: `drill/${options.id}/run`,
+      taskQueue: options.taskQueue,
+      args: [input],
+    },
     // A drill that is still running when the next one is due: skip the next one, do not pile up.
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour' },
   });
   const description = await client.schedule.getHandle(scheduleId).describe();
-  return { scheduleId, cron: options.cron, taskQueue: options.taskQueue, nextRuns: description.info.nextActionTimes.slice(0, 3).map((d) => d.toISOString()), input };
+  return {
+    scheduleId,
+    cron: options.cron,
+    taskQueue: options.taskQueue,
+    nextRuns: description.info.nextActionTimes.slice(0, 3).map((d) => d.toISOString()),
+    input,
+  };
 }
 
 /** Runs one drill now. With wait, returns its record; a failed drill comes back as { failed: true, record? }. */
-export async function runDrill(client: Client, input: RestoreDrillInput, options: { taskQueue: string; wait: boolean }): Promise<{ workflowId: string; record?: DrillRecord; failed: boolean; error?: string }> {
-  const drillId = input.drillId ?? `${new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}-manual`;
+export async function runDrill(
+  client: Client,
+  input: RestoreDrillInput,
+  options: { taskQueue: string; wait: boolean },
+): Promise<{ workflowId: string; record?: DrillRecord; failed: boolean; error?: string }> {
+  const drillId =
+    input.drillId ?? `${new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}-manual`;
   const workflowId = `drill/${drillId}`;
-  const handle = await client.workflow.start('restoreDrill', { taskQueue: options.taskQueue, workflowId, args: [{ ...input, drillId }] });
+  const handle = await client.workflow.start('restoreDrill', {
+    taskQueue: options.taskQueue,
+    workflowId,
+    args: [{ ...input, drillId }],
+  });
   if (!options.wait) return { workflowId, failed: false };
   try {
     return { workflowId, record: (await handle.result()) as DrillRecord, failed: false };
   } catch (error) {
     if (!(error instanceof WorkflowFailedError)) throw error;
     const cause = error.cause as { message?: string; details?: unknown[] } | undefined;
-    return { workflowId, failed: true, record: cause?.details?.[0] as DrillRecord | undefined, error: cause?.message ?? error.message };
+    return {
+      workflowId,
+      failed: true,
+      record: cause?.details?.[0] as DrillRecord | undefined,
+      error: cause?.message ?? error.message,
+    };
   }
 }
 
@@ -94,8 +129,11 @@ export async function listDrills(s3: S3Client, bucket: string, limit = 20): Prom
   const keys: Array<{ key: string; at: number }> = [];
   let token: string | undefined;
   do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'drills/', Delimiter: '/', ContinuationToken: token }));
-    for (const o of page.Contents ?? []) if (o.Key?.endsWith('.json')) keys.push({ key: o.Key, at: o.LastModified?.getTime() ?? 0 });
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: 'drills/', Delimiter: '/', ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? [])
+      if (o.Key?.endsWith('.json')) keys.push({ key: o.Key, at: o.LastModified?.getTime() ?? 0 });
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   keys.sort((a, b) => b.at - a.at || b.key.localeCompare(a.key));

@@ -18,7 +18,8 @@ export class UsageError extends Error {
 const qualifiedName = /^[^.\p{Cc}]+\.[^.\p{Cc}]+$/u;
 
 export function checkTenantRoot(name: string): string {
-  if (!qualifiedName.test(name)) throw new UsageError(`--tenant-root '${name}' is not schema.table, for example public.tenants.`);
+  if (!qualifiedName.test(name))
+    throw new UsageError(`--tenant-root '${name}' is not schema.table, for example public.tenants.`);
   return name;
 }
 
@@ -30,7 +31,10 @@ export function checkDatabaseRef(flag: string, ref: string): string {
   // First, so that no later message echoes a reference with a password in it.
   if (hasPassword(ref)) throw new UsageError(passwordRefusal(`--${flag}`, flag));
   if (aliasRef.test(ref)) return ref;
-  if (!isPostgresUrl(ref)) throw new UsageError(`--${flag} '${ref}' is neither a postgres:// URL nor an alias (TENANT_RESTORE_DB_<ALIAS> in the worker's environment).`);
+  if (!isPostgresUrl(ref))
+    throw new UsageError(
+      `--${flag} '${ref}' is neither a postgres:// URL nor an alias (TENANT_RESTORE_DB_<ALIAS> in the worker's environment).`,
+    );
   let url: URL;
   try {
     url = new URL(ref);
@@ -38,7 +42,8 @@ export function checkDatabaseRef(flag: string, ref: string): string {
     throw new UsageError(`--${flag} is not a valid URL.`);
   }
   if (!url.hostname) throw new UsageError(`--${flag} has no host.`);
-  if (!url.pathname.replace(/^\//, '')) throw new UsageError(`--${flag} names no database (postgres://user@host:port/<database>).`);
+  if (!url.pathname.replace(/^\//, ''))
+    throw new UsageError(`--${flag} names no database (postgres://user@host:port/<database>).`);
   return ref;
 }
 
@@ -49,15 +54,27 @@ export function checkDatabaseRef(flag: string, ref: string): string {
 export function parseIntegerFlag(name: string, text: string, min: number, max?: number, hint = ''): number {
   const n = Number(text);
   if (Number.isInteger(n) && n >= min && (max === undefined || n <= max)) return n;
-  const range = max === undefined ? (min === 1 ? 'a positive integer' : `an integer of at least ${min}`) : `an integer from ${min} to ${max}`;
+  const range =
+    max === undefined
+      ? min === 1
+        ? 'a positive integer'
+        : `an integer of at least ${min}`
+      : `an integer from ${min} to ${max}`;
   throw new UsageError(`${name} '${text}': ${range}${hint}.`);
 }
 
 /** `--tenants 1,2` or `--tenants-file f`, exactly one of them; undefined when neither is given and `required` is false. */
 export function tenantsFromFlags(flags: { tenants?: string; 'tenants-file'?: string }, required: true): TenantId[];
-export function tenantsFromFlags(flags: { tenants?: string; 'tenants-file'?: string }, required: false): TenantId[] | undefined;
-export function tenantsFromFlags(flags: { tenants?: string; 'tenants-file'?: string }, required: boolean): TenantId[] | undefined {
-  if (flags.tenants !== undefined && flags['tenants-file'] !== undefined) throw new UsageError('give either --tenants or --tenants-file, not both.');
+export function tenantsFromFlags(
+  flags: { tenants?: string; 'tenants-file'?: string },
+  required: false,
+): TenantId[] | undefined;
+export function tenantsFromFlags(
+  flags: { tenants?: string; 'tenants-file'?: string },
+  required: boolean,
+): TenantId[] | undefined {
+  if (flags.tenants !== undefined && flags['tenants-file'] !== undefined)
+    throw new UsageError('give either --tenants or --tenants-file, not both.');
   if (flags.tenants !== undefined) return parseTenantList(flags.tenants, '--tenants');
   if (flags['tenants-file'] !== undefined) return parseTenantsFile(flags['tenants-file']);
   if (required) throw new UsageError('missing --tenants 1,2,3 or --tenants-file <path>.');
@@ -93,15 +110,22 @@ function checkIds(entries: Array<{ id: string; where: string }>): TenantId[] {
   const listed = new Map<string, string>();
   for (const { id, where } of entries) {
     if (!id) problems.push(`${where} is empty`);
-    else if (!tenantIdPattern.test(id)) problems.push(`${where} (${JSON.stringify(id.slice(0, 40))}) is not a tenant id`);
-    else if (listed.has(sameTenantKey(id))) problems.push(`${where}: tenant ${id} is already listed at ${listed.get(sameTenantKey(id))}${seen.has(id) ? '' : ' (uuids are compared without regard to case)'}`);
+    else if (!tenantIdPattern.test(id))
+      problems.push(`${where} (${JSON.stringify(id.slice(0, 40))}) is not a tenant id`);
+    else if (listed.has(sameTenantKey(id)))
+      problems.push(
+        `${where}: tenant ${id} is already listed at ${listed.get(sameTenantKey(id))}${seen.has(id) ? '' : ' (uuids are compared without regard to case)'}`,
+      );
     else {
       seen.set(id, where);
       listed.set(sameTenantKey(id), where);
     }
   }
   if (entries.length === 0) problems.push('the tenant list is empty');
-  if (problems.length) throw new UsageError(`bad tenant list:\n  - ${problems.slice(0, 20).join('\n  - ')}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ''}`);
+  if (problems.length)
+    throw new UsageError(
+      `bad tenant list:\n  - ${problems.slice(0, 20).join('\n  - ')}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ''}`,
+    );
   return [...seen.keys()];
 }
 

@@ -2,14 +2,25 @@
 import type { Client } from '@temporalio/client';
 import type { RestoreReport } from '../../activities/report';
 import type { TenantId } from '../../activities/restore-types';
-import { bulkWorkflowId, progressQuery, type BulkRestoreResult, type RestoreProgress } from '../../workflows/definitions';
+import {
+  bulkWorkflowId,
+  progressQuery,
+  type BulkRestoreResult,
+  type RestoreProgress,
+} from '../../workflows/definitions';
 import { getReport, restoreFailureMessage } from './restore';
 
 /** The one JSON object `start --wait --json` prints. */
 export interface WaitOutput {
   restoreId: string;
   status: BulkRestoreResult['status'];
-  tenants: Array<{ tenantId: TenantId; status: string; rows: Record<string, number>; error?: string; group?: { workflowId: string; tenants: number } }>;
+  tenants: Array<{
+    tenantId: TenantId;
+    status: string;
+    rows: Record<string, number>;
+    error?: string;
+    group?: { workflowId: string; tenants: number };
+  }>;
   total: number;
   restored: number;
   failed: number;
@@ -21,7 +32,11 @@ export interface WaitOutput {
 }
 
 /** Waits for the end, calling `onProgress` about once a second, then joins the result with the report's tenants. */
-export async function waitForRestore(client: Client, restoreId: string, onProgress?: (p: RestoreProgress) => void): Promise<WaitOutput> {
+export async function waitForRestore(
+  client: Client,
+  restoreId: string,
+  onProgress?: (p: RestoreProgress) => void,
+): Promise<WaitOutput> {
   const handle = client.workflow.getHandle(bulkWorkflowId(restoreId));
   let done = false;
   const poller = (async () => {
@@ -50,7 +65,13 @@ export async function waitForRestore(client: Client, restoreId: string, onProgre
   } catch {
     report = undefined;
   }
-  const tenants = (report?.tenants ?? []).map((t) => ({ tenantId: t.tenantId, status: t.status, rows: t.rows, ...(t.error ? { error: t.error } : {}), ...(t.group ? { group: t.group } : {}) }));
+  const tenants = (report?.tenants ?? []).map((t) => ({
+    tenantId: t.tenantId,
+    status: t.status,
+    rows: t.rows,
+    ...(t.error ? { error: t.error } : {}),
+    ...(t.group ? { group: t.group } : {}),
+  }));
   return {
     restoreId,
     status: result?.status ?? 'failed',
@@ -87,7 +108,10 @@ export function progressLine(p: RestoreProgress, width = 30): string {
 }
 
 /** Redraws one line on a terminal; elsewhere prints a line when it changes, at most every 5 s. */
-export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): { update: (p: RestoreProgress) => void; end: () => void } {
+export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): {
+  update: (p: RestoreProgress) => void;
+  end: () => void;
+} {
   let last = '';
   let lastAt = 0;
   return {

@@ -8,8 +8,15 @@ import type { RestoreReport } from '../../activities/report';
 import type { TenantId } from '../../activities/restore-types';
 import { createS3Client, getJson, getText, parseS3Url } from '../../activities/s3';
 import {
-  approveSignal, bulkWorkflowId, cancelSignal, pauseSignal, progressQuery, resumeSignal, setConcurrencySignal,
-  type BulkRestoreResult, type RestoreProgress,
+  approveSignal,
+  bulkWorkflowId,
+  cancelSignal,
+  pauseSignal,
+  progressQuery,
+  resumeSignal,
+  setConcurrencySignal,
+  type BulkRestoreResult,
+  type RestoreProgress,
 } from '../../workflows/definitions';
 import { isNotFound, s3Unavailable, webUiLink } from './connection';
 import { UsageError } from './input';
@@ -24,20 +31,29 @@ export interface RestoreStatus {
   webUi: string;
 }
 
-async function existingHandle(client: Client, restoreId: string): Promise<{ handle: WorkflowHandle; status: string; memo: Record<string, unknown> }> {
+async function existingHandle(
+  client: Client,
+  restoreId: string,
+): Promise<{ handle: WorkflowHandle; status: string; memo: Record<string, unknown> }> {
   const handle = client.workflow.getHandle(bulkWorkflowId(restoreId));
   try {
     const description = await handle.describe();
     return { handle, status: description.status.name, memo: (description.memo ?? {}) as Record<string, unknown> };
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new UsageError(`no restore with id '${restoreId}' (workflow ${bulkWorkflowId(restoreId)}).`);
+    if (error instanceof WorkflowNotFoundError)
+      throw new UsageError(`no restore with id '${restoreId}' (workflow ${bulkWorkflowId(restoreId)}).`);
     throw error;
   }
 }
 
 export async function getRestoreStatus(client: Client, restoreId: string): Promise<RestoreStatus> {
   const { handle, status, memo } = await existingHandle(client, restoreId);
-  const base = { restoreId, workflowStatus: status, artifacts: memo.artifacts as string | undefined, webUi: webUiLink(restoreId) };
+  const base = {
+    restoreId,
+    workflowStatus: status,
+    artifacts: memo.artifacts as string | undefined,
+    webUi: webUiLink(restoreId),
+  };
   if (status === 'RUNNING') return { ...base, progress: await handle.query(progressQuery) };
   try {
     return { ...base, result: (await handle.result()) as BulkRestoreResult };
@@ -54,9 +70,15 @@ export function restoreFailureMessage(error: unknown): string {
 
 export type RestoreSignal = 'pause' | 'resume' | 'cancel' | 'approve' | 'setConcurrency';
 
-export async function signalRestore(client: Client, restoreId: string, signal: RestoreSignal, arg?: { tenantIds?: TenantId[] } | number): Promise<{ restoreId: string; signal: RestoreSignal; sent: true }> {
+export async function signalRestore(
+  client: Client,
+  restoreId: string,
+  signal: RestoreSignal,
+  arg?: { tenantIds?: TenantId[] } | number,
+): Promise<{ restoreId: string; signal: RestoreSignal; sent: true }> {
   const { handle, status } = await existingHandle(client, restoreId);
-  if (status !== 'RUNNING') throw new UsageError(`restore ${restoreId} is not running (${status.toLowerCase()}); nothing to ${signal}.`);
+  if (status !== 'RUNNING')
+    throw new UsageError(`restore ${restoreId} is not running (${status.toLowerCase()}); nothing to ${signal}.`);
   if (signal === 'pause') await handle.signal(pauseSignal);
   else if (signal === 'resume') await handle.signal(resumeSignal);
   else if (signal === 'cancel') await handle.signal(cancelSignal);
@@ -65,7 +87,10 @@ export async function signalRestore(client: Client, restoreId: string, signal: R
   return { restoreId, signal, sent: true };
 }
 
-export async function getReport(client: Client, restoreId: string): Promise<{ report: RestoreReport; markdown: string; location: string }> {
+export async function getReport(
+  client: Client,
+  restoreId: string,
+): Promise<{ report: RestoreReport; markdown: string; location: string }> {
   const { memo } = await existingHandle(client, restoreId);
   const artifacts = memo.artifacts as string | undefined;
   if (!artifacts) throw new UsageError(`restore ${restoreId} has no artifacts location in its memo.`);
@@ -76,7 +101,10 @@ export async function getReport(client: Client, restoreId: string): Promise<{ re
     const markdown = await getText(s3, { bucket, key: key.replace(/report\.json$/, 'report.md') });
     return { report, markdown, location: `s3://${bucket}/${key}` };
   } catch (error) {
-    if (isNotFound(error)) throw new UsageError(`restore ${restoreId} has no report yet (it is written when the restore ends): tenant-restore status ${restoreId}`);
+    if (isNotFound(error))
+      throw new UsageError(
+        `restore ${restoreId} has no report yet (it is written when the restore ends): tenant-restore status ${restoreId}`,
+      );
     s3Unavailable(error);
   } finally {
     s3.destroy();

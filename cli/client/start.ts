@@ -7,14 +7,36 @@ import type { Client } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import { conflictPolicies, type ConflictPolicy, type RestoreConfig, type TenantId } from '../../activities/restore-types';
+import {
+  conflictPolicies,
+  type ConflictPolicy,
+  type RestoreConfig,
+  type TenantId,
+} from '../../activities/restore-types';
 import { createS3Client, formatS3Url, head, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
 import {
-  bulkWorkflowId, defaultConcurrency, defaultGroupSize, RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type ArtifactsRef, type BulkRestoreInput,
+  bulkWorkflowId,
+  defaultConcurrency,
+  defaultGroupSize,
+  RestoreIdKey,
+  RestoreKindKey,
+  RestorePhaseKey,
+  TenantsTotalKey,
+  type ArtifactsRef,
+  type BulkRestoreInput,
   type BulkRestoreResult,
 } from '../../workflows/definitions';
 import { checkReachable, isNotFound, s3Unavailable, webUiLink } from './connection';
-import { checkDatabaseRef, checkTenantRoot, isPostgresUrl, loadConfigFlag, parseIntegerFlag, taskQueueFrom, tenantsFromFlags, UsageError } from './input';
+import {
+  checkDatabaseRef,
+  checkTenantRoot,
+  isPostgresUrl,
+  loadConfigFlag,
+  parseIntegerFlag,
+  taskQueueFrom,
+  tenantsFromFlags,
+  UsageError,
+} from './input';
 
 /** Inline tenant lists longer than this go to S3 first, so the workflow input stays far below the 2 MB payload limit. */
 export const inlineTenantLimit = 1000;
@@ -65,7 +87,9 @@ export function scratchOnLiveWarning(input: Pick<BulkRestoreInput, 'source' | 'l
   if (input.source.kind !== 'backup') return undefined;
   const scratchServer = input.source.scratchServer ?? input.live;
   if (serverOf(scratchServer) !== serverOf(input.live)) return undefined;
-  const how = input.source.scratchServer ? '--scratch-server is the same server as --live' : 'no --scratch-server was given';
+  const how = input.source.scratchServer
+    ? '--scratch-server is the same server as --live'
+    : 'no --scratch-server was given';
   return `the scratch database will be created on LIVE's server (${how}): the whole backup is loaded next to production, and the role used needs CREATEDB there (the least-privilege live role of scripts/grants.sql has none, so the restore would fail). Put scratch elsewhere with --scratch-server postgres://<scratch role>@<other host>:<port>/postgres, or give --scratch <url> of a database you restored yourself.`;
 }
 
@@ -79,9 +103,11 @@ export function newRestoreId(now = new Date()): string {
 /** Every check that needs no service. Throws UsageError naming the flag to fix. */
 export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = process.env): StartRequest {
   if (flags.backup && flags.scratch) throw new UsageError('give either --backup or --scratch, not both.');
-  if (!flags.backup && !flags.scratch) throw new UsageError('missing --backup s3://<bucket>/<key> (or --scratch <url> for a database already restored).');
+  if (!flags.backup && !flags.scratch)
+    throw new UsageError('missing --backup s3://<bucket>/<key> (or --scratch <url> for a database already restored).');
   if (flags['scratch-server'] && !flags.backup) throw new UsageError('--scratch-server only goes with --backup.');
-  if (flags['allow-unverified-backup'] && !flags.backup) throw new UsageError('--allow-unverified-backup only goes with --backup.');
+  if (flags['allow-unverified-backup'] && !flags.backup)
+    throw new UsageError('--allow-unverified-backup only goes with --backup.');
   if (!flags.live) throw new UsageError('missing --live <url|alias>.');
   if (!flags['tenant-root']) throw new UsageError('missing --tenant-root <schema.table>.');
   const tenantRoot = checkTenantRoot(flags['tenant-root']);
@@ -97,28 +123,50 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
     }
   }
   const live = checkDatabaseRef('live', flags.live);
-  const scratchServer = flags['scratch-server'] ? checkDatabaseRef('scratch-server', flags['scratch-server']) : undefined;
+  const scratchServer = flags['scratch-server']
+    ? checkDatabaseRef('scratch-server', flags['scratch-server'])
+    : undefined;
   const scratch = flags.scratch ? checkDatabaseRef('scratch', flags.scratch) : undefined;
 
   const conflict = (flags.conflict ?? 'skip') as ConflictPolicy;
-  if (!conflictPolicies.includes(conflict)) throw new UsageError(`--conflict '${flags.conflict}': use one of ${conflictPolicies.join(', ')}.`);
-  const concurrency = flags.concurrency === undefined ? defaultConcurrency : parseIntegerFlag('--concurrency', flags.concurrency, 1, 1000);
-  const groupSize = flags['group-size'] === undefined ? defaultGroupSize : parseIntegerFlag('--group-size', flags['group-size'], 1, 1000, ' (1: one child workflow per tenant)');
-  const childrenPerRun = flags['children-per-run'] === undefined ? undefined : parseIntegerFlag('--children-per-run', flags['children-per-run'], 1);
+  if (!conflictPolicies.includes(conflict))
+    throw new UsageError(`--conflict '${flags.conflict}': use one of ${conflictPolicies.join(', ')}.`);
+  const concurrency =
+    flags.concurrency === undefined
+      ? defaultConcurrency
+      : parseIntegerFlag('--concurrency', flags.concurrency, 1, 1000);
+  const groupSize =
+    flags['group-size'] === undefined
+      ? defaultGroupSize
+      : parseIntegerFlag('--group-size', flags['group-size'], 1, 1000, ' (1: one child workflow per tenant)');
+  const childrenPerRun =
+    flags['children-per-run'] === undefined
+      ? undefined
+      : parseIntegerFlag('--children-per-run', flags['children-per-run'], 1);
 
   let config: RestoreConfig | undefined;
   if (flags.config) {
     config = loadConfigFlag(flags.config);
     for (const action of config.actions ?? []) {
-      if (action.type === 'webhook' && new URL(action.url).password) throw new UsageError(`action ${action.name}: its URL carries a password; use a header 'env:NAME' resolved by the worker.`);
+      if (action.type === 'webhook' && new URL(action.url).password)
+        throw new UsageError(
+          `action ${action.name}: its URL carries a password; use a header 'env:NAME' resolved by the worker.`,
+        );
     }
   }
 
   const restoreId = flags.id ?? newRestoreId();
-  if (!restoreIdPattern.test(restoreId)) throw new UsageError(`--id '${restoreId}': letters, digits, '.', '_' and '-', at most 63 characters.`);
+  if (!restoreIdPattern.test(restoreId))
+    throw new UsageError(`--id '${restoreId}': letters, digits, '.', '_' and '-', at most 63 characters.`);
 
-  const artifactsUrl = flags.artifacts ?? env.TENANT_RESTORE_ARTIFACTS ?? (backup ? `s3://${parseS3Url(backup).bucket}/restores/` : undefined);
-  if (!artifactsUrl) throw new UsageError('where should the plan and report go? Give --artifacts s3://<bucket>/<prefix>/ or set TENANT_RESTORE_ARTIFACTS.');
+  const artifactsUrl =
+    flags.artifacts ??
+    env.TENANT_RESTORE_ARTIFACTS ??
+    (backup ? `s3://${parseS3Url(backup).bucket}/restores/` : undefined);
+  if (!artifactsUrl)
+    throw new UsageError(
+      'where should the plan and report go? Give --artifacts s3://<bucket>/<prefix>/ or set TENANT_RESTORE_ARTIFACTS.',
+    );
   let artifacts: ArtifactsRef;
   try {
     const parsed = /^s3:\/\/([^/]+)\/?(.*)$/.exec(artifactsUrl);
@@ -155,13 +203,23 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
   return { input, taskQueue: taskQueueFrom(flags['task-queue'], env), upload, warnings };
 }
 
-export interface StartedRestore { restoreId: string; workflowId: string; runId: string; tenants: number; taskQueue: string; artifacts: string; webUi: string; warnings: string[] }
+export interface StartedRestore {
+  restoreId: string;
+  workflowId: string;
+  runId: string;
+  tenants: number;
+  taskQueue: string;
+  artifacts: string;
+  webUi: string;
+  warnings: string[];
+}
 
 /** Checks what needs a service (the backup exists, no restore with this id is running), then uploads and starts. */
 export async function startRestore(client: Client, request: StartRequest): Promise<StartedRestore> {
   const { input, taskQueue } = request;
   await checkReachable('live', input.live);
-  if (input.source.kind === 'backup' && input.source.scratchServer) await checkReachable('scratch-server', input.source.scratchServer);
+  if (input.source.kind === 'backup' && input.source.scratchServer)
+    await checkReachable('scratch-server', input.source.scratchServer);
   if (input.source.kind === 'scratch') await checkReachable('scratch', input.source.scratch);
   if (input.source.kind === 'backup') {
     const location = parseS3Url(input.source.backup);
@@ -170,7 +228,8 @@ export async function startRestore(client: Client, request: StartRequest): Promi
       await head(s3, location);
     } catch (error) {
       if (isNotFound(error)) throw new UsageError(`--backup ${input.source.backup} does not exist.`);
-      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403) throw new UsageError(`--backup ${input.source.backup}: access denied.`);
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403)
+        throw new UsageError(`--backup ${input.source.backup}: access denied.`);
       s3Unavailable(error);
     } finally {
       s3.destroy();
@@ -190,24 +249,38 @@ export async function startRestore(client: Client, request: StartRequest): Promi
   }
   const total = request.upload?.ids.length ?? input.tenants?.length ?? 0;
   const artifacts = `s3://${input.artifacts.bucket}/${input.artifacts.prefix}`;
-  const handle = await client.workflow.start<(i: BulkRestoreInput) => Promise<BulkRestoreResult>>('bulkRestore', {
+  const handle = await client.workflow
+    .start<(i: BulkRestoreInput) => Promise<BulkRestoreResult>>('bulkRestore', {
+      workflowId,
+      // A restore id is used once: a second start of the same id (even one racing this one) is refused by Temporal too.
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      taskQueue,
+      args: [input],
+      typedSearchAttributes: [
+        { key: RestoreIdKey, value: input.restoreId },
+        { key: RestoreKindKey, value: 'bulk' },
+        { key: RestorePhaseKey, value: 'preparing-scratch' },
+        { key: TenantsTotalKey, value: total },
+      ],
+      memo: { artifacts, live: input.live, tenantRoot: input.tenantRoot },
+    })
+    .catch((error: unknown) => {
+      if (error instanceof WorkflowExecutionAlreadyStartedError)
+        throw new UsageError(
+          `restore ${input.restoreId} already exists (started at the same moment by someone else?): tenant-restore status ${input.restoreId}. Nothing was started; choose another --id.`,
+        );
+      throw error;
+    });
+  return {
+    restoreId: input.restoreId,
     workflowId,
-    // A restore id is used once: a second start of the same id (even one racing this one) is refused by Temporal too.
-    workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    runId: handle.firstExecutionRunId,
+    tenants: total,
     taskQueue,
-    args: [input],
-    typedSearchAttributes: [
-      { key: RestoreIdKey, value: input.restoreId },
-      { key: RestoreKindKey, value: 'bulk' },
-      { key: RestorePhaseKey, value: 'preparing-scratch' },
-      { key: TenantsTotalKey, value: total },
-    ],
-    memo: { artifacts, live: input.live, tenantRoot: input.tenantRoot },
-  }).catch((error: unknown) => {
-    if (error instanceof WorkflowExecutionAlreadyStartedError) throw new UsageError(`restore ${input.restoreId} already exists (started at the same moment by someone else?): tenant-restore status ${input.restoreId}. Nothing was started; choose another --id.`);
-    throw error;
-  });
-  return { restoreId: input.restoreId, workflowId, runId: handle.firstExecutionRunId, tenants: total, taskQueue, artifacts, webUi: webUiLink(input.restoreId), warnings: request.warnings ?? [] };
+    artifacts,
+    webUi: webUiLink(input.restoreId),
+    warnings: request.warnings ?? [],
+  };
 }
 
 /**
@@ -217,28 +290,41 @@ export async function startRestore(client: Client, request: StartRequest): Promi
  * one (completed, failed, cancelled, terminated, timed out) with the report command, and an id whose workflow is gone
  * (past retention) but whose artifacts are still in S3 with their location.
  */
-export async function refuseExistingRestoreId(client: Client, input: Pick<BulkRestoreInput, 'restoreId' | 'artifacts'>): Promise<void> {
+export async function refuseExistingRestoreId(
+  client: Client,
+  input: Pick<BulkRestoreInput, 'restoreId' | 'artifacts'>,
+): Promise<void> {
   const id = input.restoreId;
   try {
     const description = await client.workflow.getHandle(bulkWorkflowId(id)).describe();
     const status = description.status.name;
-    if (status === 'RUNNING') throw new UsageError(`restore ${id} is already running: follow it with 'tenant-restore status ${id} --watch'. Nothing was started.`);
-    throw new UsageError(`restore ${id} already ran (${status.toLowerCase().replace(/_/g, ' ')}); a restore id is used once. See what it did with 'tenant-restore report ${id}' (or 'tenant-restore status ${id}'), and start a new restore with another --id. Nothing was started.`);
+    if (status === 'RUNNING')
+      throw new UsageError(
+        `restore ${id} is already running: follow it with 'tenant-restore status ${id} --watch'. Nothing was started.`,
+      );
+    throw new UsageError(
+      `restore ${id} already ran (${status.toLowerCase().replace(/_/g, ' ')}); a restore id is used once. See what it did with 'tenant-restore report ${id}' (or 'tenant-restore status ${id}'), and start a new restore with another --id. Nothing was started.`,
+    );
   } catch (error) {
     if (!(error instanceof WorkflowNotFoundError)) throw error;
   }
   const s3 = createS3Client();
   try {
-    const listed = await s3.send(new ListObjectsV2Command({ Bucket: input.artifacts.bucket, Prefix: input.artifacts.prefix, MaxKeys: 2 }));
+    const listed = await s3.send(
+      new ListObjectsV2Command({ Bucket: input.artifacts.bucket, Prefix: input.artifacts.prefix, MaxKeys: 2 }),
+    );
     // The uploaded tenant list of a start that failed before its workflow began is not a restore's artifact.
     if ((listed.Contents ?? []).some((o) => o.Key !== `${input.artifacts.prefix}tenants.input.json`)) {
-      throw new UsageError(`s3://${input.artifacts.bucket}/${input.artifacts.prefix} already holds the artifacts of an earlier restore ${id} (its workflow is no longer in Temporal); a restore id is used once. Start a new restore with another --id. Nothing was started.`);
+      throw new UsageError(
+        `s3://${input.artifacts.bucket}/${input.artifacts.prefix} already holds the artifacts of an earlier restore ${id} (its workflow is no longer in Temporal); a restore id is used once. Start a new restore with another --id. Nothing was started.`,
+      );
     }
   } catch (error) {
     if (error instanceof UsageError) throw error;
     const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     if (status === 404) return; // no such bucket yet: nothing stale in it
-    if (status === 403) throw new UsageError(`--artifacts s3://${input.artifacts.bucket}/${input.artifacts.prefix}: access denied.`);
+    if (status === 403)
+      throw new UsageError(`--artifacts s3://${input.artifacts.bucket}/${input.artifacts.prefix}: access denied.`);
     s3Unavailable(error);
   } finally {
     s3.destroy();

@@ -22,9 +22,24 @@ function signalCommand(name: string, signal: RestoreSignal, summary: string, aft
   };
 }
 
-export const pauseCommand = signalCommand('pause', 'pause', 'stop starting tenants; running tenants finish', 'Running tenants finish; no new tenant starts until resume.');
-export const resumeCommand = signalCommand('resume', 'resume', 'start tenants again after pause', 'Tenants start again, up to the concurrency.');
-export const cancelCommand = signalCommand('cancel', 'cancel', 'stop the restore: no new tenants, running ones are cancelled, then a report', 'No new tenant starts; running tenants are cancelled (their transaction rolls back); the report lists them.');
+export const pauseCommand = signalCommand(
+  'pause',
+  'pause',
+  'stop starting tenants; running tenants finish',
+  'Running tenants finish; no new tenant starts until resume.',
+);
+export const resumeCommand = signalCommand(
+  'resume',
+  'resume',
+  'start tenants again after pause',
+  'Tenants start again, up to the concurrency.',
+);
+export const cancelCommand = signalCommand(
+  'cancel',
+  'cancel',
+  'stop the restore: no new tenants, running ones are cancelled, then a report',
+  'No new tenant starts; running tenants are cancelled (their transaction rolls back); the report lists them.',
+);
 
 const approveUsage = `tenant-restore approve <restoreId> [--tenants 1,2] [--json]
 
@@ -38,12 +53,21 @@ export const approveCommand: Command = {
   summary: 'release the actions held for approval, per tenant (--tenants) or for all',
   usage: approveUsage,
   async run(argv) {
-    const { values, positionals } = parseFlags(argv, { tenants: { type: 'string' }, json: { type: 'boolean' } }, approveUsage);
+    const { values, positionals } = parseFlags(
+      argv,
+      { tenants: { type: 'string' }, json: { type: 'boolean' } },
+      approveUsage,
+    );
     const restoreId = oneRestoreId(positionals, approveUsage);
     const tenantIds = values.tenants !== undefined ? parseTenantList(values.tenants, '--tenants') : undefined;
     return withTemporal(async (client) => {
       const sent = await signalRestore(client, restoreId, 'approve', { tenantIds });
-      print(!!values.json, { ...sent, tenantIds: tenantIds ?? 'all' }, () => `approve: sent to restore ${restoreId} for ${tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant'}.`);
+      print(
+        !!values.json,
+        { ...sent, tenantIds: tenantIds ?? 'all' },
+        () =>
+          `approve: sent to restore ${restoreId} for ${tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant'}.`,
+      );
       return exitCodes.ok;
     });
   },

@@ -41,8 +41,10 @@ const flagSpec = {
 } as const;
 
 export function formatDrill(r: DrillRecord): string {
-  return `${r.drillId}  ${r.status.toUpperCase().padEnd(6)}  ${r.startedAt}  tenants ${r.restored}/${r.tenants.length}  rows ${r.rows}  ` +
-    `time to restore ${(r.timeToRestoreMs / 1000).toFixed(1)} s  ${r.rowsPerSecond} rows/s  backup ${r.backup ?? '-'}${r.error ? `\n    error: ${r.error}` : ''}`;
+  return (
+    `${r.drillId}  ${r.status.toUpperCase().padEnd(6)}  ${r.startedAt}  tenants ${r.restored}/${r.tenants.length}  rows ${r.rows}  ` +
+    `time to restore ${(r.timeToRestoreMs / 1000).toFixed(1)} s  ${r.rowsPerSecond} rows/s  backup ${r.backup ?? '-'}${r.error ? `\n    error: ${r.error}` : ''}`
+  );
 }
 
 export const drillCommand: Command = {
@@ -59,7 +61,9 @@ export const drillCommand: Command = {
       const s3 = createS3Client();
       try {
         const records = await listDrills(s3, bucket, values.limit ? parseIntegerFlag('--limit', values.limit, 1) : 20);
-        print(json, records, () => (records.length ? records.map(formatDrill).join('\n') : `no drills recorded in s3://${bucket}/drills/`));
+        print(json, records, () =>
+          records.length ? records.map(formatDrill).join('\n') : `no drills recorded in s3://${bucket}/drills/`,
+        );
         return exitCodes.ok;
       } finally {
         s3.destroy();
@@ -69,12 +73,18 @@ export const drillCommand: Command = {
     const input = drillInputFromFlags(values, sub === 'run');
     const taskQueue = taskQueueFrom(values['task-queue']);
     if (sub === 'schedule') {
-      if (!values.cron) throw new UsageError('--cron "<minute hour day month weekday>" is required, e.g. --cron "0 3 * * 1".');
+      if (!values.cron)
+        throw new UsageError('--cron "<minute hour day month weekday>" is required, e.g. --cron "0 3 * * 1".');
       const id = checkDrillId(values.id ?? 'weekly');
       const { client, close } = await connectTemporal();
       try {
         const created = await scheduleDrill(client, input, { id, cron: values.cron, taskQueue });
-        print(json, created, () => `schedule ${created.scheduleId} created: cron "${created.cron}", task queue ${created.taskQueue}\nnext runs: ${created.nextRuns.join(', ')}`);
+        print(
+          json,
+          created,
+          () =>
+            `schedule ${created.scheduleId} created: cron "${created.cron}", task queue ${created.taskQueue}\nnext runs: ${created.nextRuns.join(', ')}`,
+        );
         return exitCodes.ok;
       } finally {
         await close();
@@ -83,7 +93,13 @@ export const drillCommand: Command = {
     const { client, close } = await connectTemporal();
     try {
       const outcome = await runDrill(client, input, { taskQueue, wait: values['no-wait'] !== true });
-      print(json, outcome, () => outcome.record ? formatDrill(outcome.record) : outcome.failed ? `drill ${outcome.workflowId} FAILED: ${outcome.error}` : `started ${outcome.workflowId}`);
+      print(json, outcome, () =>
+        outcome.record
+          ? formatDrill(outcome.record)
+          : outcome.failed
+            ? `drill ${outcome.workflowId} FAILED: ${outcome.error}`
+            : `started ${outcome.workflowId}`,
+      );
       return outcome.failed ? exitCodes.partial : exitCodes.ok;
     } finally {
       await close();

@@ -4,23 +4,30 @@ import { buildPlan, describePlan, fkChecksFromEnv } from '../../activities/plan'
 import { checkDatabaseRef, checkTenantRoot, loadConfigFlag, tenantsFromFlags, UsageError } from '../client/input';
 import { exitCodes, parseFlags, print, type Command } from './common';
 
-const usage = 'tenant-restore plan --scratch <url|alias> --live <url|alias> --tenant-root <schema.table> [--tenants 1,2 | --tenants-file f] [--config f] [--json]';
+const usage =
+  'tenant-restore plan --scratch <url|alias> --live <url|alias> --tenant-root <schema.table> [--tenants 1,2 | --tenants-file f] [--config f] [--json]';
 
 export const planCommand: Command = {
   name: 'plan',
-  summary: 'read both catalogs and print the restore plan: order, ownership paths, cycles, drift, row estimates (writes nothing)',
+  summary:
+    'read both catalogs and print the restore plan: order, ownership paths, cycles, drift, row estimates (writes nothing)',
   usage,
   async run(argv) {
-    const { values } = parseFlags(argv, {
-      scratch: { type: 'string' },
-      live: { type: 'string' },
-      'tenant-root': { type: 'string' },
-      tenants: { type: 'string' },
-      'tenants-file': { type: 'string' },
-      config: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    }, usage);
-    if (!values.scratch || !values.live || !values['tenant-root']) throw new UsageError(`--scratch, --live and --tenant-root are required\n\nusage: ${usage}`);
+    const { values } = parseFlags(
+      argv,
+      {
+        scratch: { type: 'string' },
+        live: { type: 'string' },
+        'tenant-root': { type: 'string' },
+        tenants: { type: 'string' },
+        'tenants-file': { type: 'string' },
+        config: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+      usage,
+    );
+    if (!values.scratch || !values.live || !values['tenant-root'])
+      throw new UsageError(`--scratch, --live and --tenant-root are required\n\nusage: ${usage}`);
     const tenantRoot = checkTenantRoot(values['tenant-root']);
     // Checked like start's: the plan command writes nothing to history, but its references and tenant list end up in
     // shell history, scripts and runbooks that are copied into `start`.
@@ -36,7 +43,14 @@ export const planCommand: Command = {
       } catch (error) {
         throw new UsageError((error as Error).message);
       }
-      const plan = await buildPlan({ scratch: pools.get(scratch, { max: 2 }), live: pools.get(live, { max: 2 }), tenantRoot, tenantIds, config, fkChecks });
+      const plan = await buildPlan({
+        scratch: pools.get(scratch, { max: 2 }),
+        live: pools.get(live, { max: 2 }),
+        tenantRoot,
+        tenantIds,
+        config,
+        fkChecks,
+      });
       print(values.json, plan, () => describePlan(plan));
       return exitCodes.ok;
     } catch (error) {

@@ -55,14 +55,32 @@ export const startCommand: Command = {
   summary: 'start a restore of some tenants from a backup (--wait to follow it to the end)',
   usage,
   async run(argv) {
-    const { values, positionals } = parseFlags(argv, {
-      backup: { type: 'string' }, 'scratch-server': { type: 'string' }, scratch: { type: 'string' }, live: { type: 'string' },
-      'tenant-root': { type: 'string' }, tenants: { type: 'string' }, 'tenants-file': { type: 'string' }, conflict: { type: 'string' },
-      concurrency: { type: 'string' }, 'group-size': { type: 'string' }, config: { type: 'string' }, id: { type: 'string' }, 'keep-scratch': { type: 'boolean' }, 'allow-partial': { type: 'boolean' },
-      'allow-unverified-backup': { type: 'boolean' },
-      wait: { type: 'boolean' }, json: { type: 'boolean' }, artifacts: { type: 'string' }, 'task-queue': { type: 'string' },
-      'children-per-run': { type: 'string' },
-    }, usage);
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        backup: { type: 'string' },
+        'scratch-server': { type: 'string' },
+        scratch: { type: 'string' },
+        live: { type: 'string' },
+        'tenant-root': { type: 'string' },
+        tenants: { type: 'string' },
+        'tenants-file': { type: 'string' },
+        conflict: { type: 'string' },
+        concurrency: { type: 'string' },
+        'group-size': { type: 'string' },
+        config: { type: 'string' },
+        id: { type: 'string' },
+        'keep-scratch': { type: 'boolean' },
+        'allow-partial': { type: 'boolean' },
+        'allow-unverified-backup': { type: 'boolean' },
+        wait: { type: 'boolean' },
+        json: { type: 'boolean' },
+        artifacts: { type: 'string' },
+        'task-queue': { type: 'string' },
+        'children-per-run': { type: 'string' },
+      },
+      usage,
+    );
     if (positionals.length) {
       throw new UsageError(`unexpected argument '${positionals[0]}'.\n\nusage: ${usage}`);
     }
@@ -72,28 +90,37 @@ export const startCommand: Command = {
       // Loud, on stderr, whatever the output mode: a warning in the middle of JSON on stdout would go unread.
       for (const warning of started.warnings) process.stderr.write(`\n*** WARNING: ${warning}\n\n`);
       if (!values.wait) {
-        print(!!values.json, started, () => [
-          `started restore ${started.restoreId}: ${started.tenants} tenants, concurrency ${request.input.concurrency}, task queue ${started.taskQueue}`,
-          `  watch:    tenant-restore status ${started.restoreId} --watch`,
-          `  web UI:   ${started.webUi}`,
-          `  control:  tenant-restore pause|resume|cancel ${started.restoreId}`,
-          `  report:   tenant-restore report ${started.restoreId}   (${started.artifacts}report.md)`,
-        ].join('\n'));
+        print(!!values.json, started, () =>
+          [
+            `started restore ${started.restoreId}: ${started.tenants} tenants, concurrency ${request.input.concurrency}, task queue ${started.taskQueue}`,
+            `  watch:    tenant-restore status ${started.restoreId} --watch`,
+            `  web UI:   ${started.webUi}`,
+            `  control:  tenant-restore pause|resume|cancel ${started.restoreId}`,
+            `  report:   tenant-restore report ${started.restoreId}   (${started.artifacts}report.md)`,
+          ].join('\n'),
+        );
         return exitCodes.ok;
       }
       if (!values.json) process.stderr.write(`restore ${started.restoreId} started (${started.webUi})\n`);
       const printer = progressPrinter();
       const output = await waitForRestore(client, started.restoreId, printer.update);
       printer.end();
-      print(!!values.json, started.warnings.length ? { ...output, warnings: started.warnings } : output, () => [
-        `restore ${output.restoreId}: ${output.status}: ${output.restored}/${output.total} restored, ${output.failed} failed, ${output.cancelled} cancelled`,
-        output.refused
-          ? `  refused ${output.refused} of ${output.total}: still in live (present, or partial without --allow-partial); nothing of them was written`
-          : '',
-        ...output.tenants.filter((t) => t.status !== 'restored').slice(0, 50).map((t) => `  tenant ${t.tenantId}: ${t.status}${t.error ? `: ${t.error}` : ''}`),
-        output.error ? `  error: ${output.error}` : '',
-        output.report ? `  report: ${output.report.markdown}` : '',
-      ].filter(Boolean).join('\n'));
+      print(!!values.json, started.warnings.length ? { ...output, warnings: started.warnings } : output, () =>
+        [
+          `restore ${output.restoreId}: ${output.status}: ${output.restored}/${output.total} restored, ${output.failed} failed, ${output.cancelled} cancelled`,
+          output.refused
+            ? `  refused ${output.refused} of ${output.total}: still in live (present, or partial without --allow-partial); nothing of them was written`
+            : '',
+          ...output.tenants
+            .filter((t) => t.status !== 'restored')
+            .slice(0, 50)
+            .map((t) => `  tenant ${t.tenantId}: ${t.status}${t.error ? `: ${t.error}` : ''}`),
+          output.error ? `  error: ${output.error}` : '',
+          output.report ? `  report: ${output.report.markdown}` : '',
+        ]
+          .filter(Boolean)
+          .join('\n'),
+      );
       if (output.status === 'succeeded') return exitCodes.ok;
       // Failed before any tenant started (the backup is corrupt, the schema cannot be restored...): nothing was
       // written to live, so this is bad input, exit 2; the error says what to fix.

@@ -18,11 +18,16 @@ export function describeStatus(s: RestoreStatus): string {
     lines.push(`  ${progressLine(p)}`);
     if (p.scratch) lines.push(`  scratch ${p.scratch}, plan ${p.planDigest ?? '(building)'}, run ${p.runs}`);
     for (const f of p.failures.slice(0, 20)) lines.push(`  failed ${f.tenantId}: ${f.reason}`);
-    if (p.counts['awaiting-approval']) lines.push(`  ${p.counts['awaiting-approval']} tenant(s) wait for: tenant-restore approve ${s.restoreId} [--tenants ...]`);
+    if (p.counts['awaiting-approval'])
+      lines.push(
+        `  ${p.counts['awaiting-approval']} tenant(s) wait for: tenant-restore approve ${s.restoreId} [--tenants ...]`,
+      );
   }
   if (s.result) {
     const r = s.result;
-    lines.push(`  ${r.status}: ${r.restored}/${r.total} restored, ${r.failed} failed, ${r.cancelled} cancelled, ${(r.durationMs / 1000).toFixed(1)} s`);
+    lines.push(
+      `  ${r.status}: ${r.restored}/${r.total} restored, ${r.failed} failed, ${r.cancelled} cancelled, ${(r.durationMs / 1000).toFixed(1)} s`,
+    );
     for (const f of r.failures.slice(0, 20)) lines.push(`  failed ${f.tenantId}: ${f.reason}`);
     if (r.report) lines.push(`  report: ${r.report.markdown}  (tenant-restore report ${s.restoreId})`);
   }
@@ -31,11 +36,12 @@ export function describeStatus(s: RestoreStatus): string {
   return lines.join('\n');
 }
 
-const exitFor = (s: RestoreStatus) => (s.workflowStatus === 'RUNNING' || s.result?.status === 'succeeded' ? exitCodes.ok : exitCodes.partial);
+const exitFor = (s: RestoreStatus) =>
+  s.workflowStatus === 'RUNNING' || s.result?.status === 'succeeded' ? exitCodes.ok : exitCodes.partial;
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: 'show a restore\'s progress: counts by phase, failed tenants; --watch for a live progress bar',
+  summary: "show a restore's progress: counts by phase, failed tenants; --watch for a live progress bar",
   usage,
   async run(argv) {
     const { values, positionals } = parseFlags(argv, { watch: { type: 'boolean' }, json: { type: 'boolean' } }, usage);

@@ -9,10 +9,16 @@ export const workerCommand: Command = {
   summary: 'run a worker that executes restores (stops on SIGINT/SIGTERM)',
   usage,
   async run(argv) {
-    const { values } = parseFlags(argv, { 'task-queue': { type: 'string' }, 'max-activities': { type: 'string' } }, usage);
+    const { values } = parseFlags(
+      argv,
+      { 'task-queue': { type: 'string' }, 'max-activities': { type: 'string' } },
+      usage,
+    );
     await runWorker({
       taskQueue: values['task-queue'],
-      maxConcurrentActivities: values['max-activities'] ? parseIntegerFlag('--max-activities', values['max-activities'], 1) : undefined,
+      maxConcurrentActivities: values['max-activities']
+        ? parseIntegerFlag('--max-activities', values['max-activities'], 1)
+        : undefined,
     });
     return 0;
   },

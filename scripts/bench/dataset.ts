@@ -20,7 +20,19 @@ import { takeBackup } from '../workload/backup';
 import { generateWorkload } from '../workload/generate';
 import { pickVictims, purgeTenants, suspendTenants } from '../workload/incident';
 import { ownedTables, sharedTables } from '../workload/model';
-import { benchEnv, createDatabase, databaseBytes, databaseComment, databaseExists, dbUrl, dropDatabase, query, run, say, setDatabaseComment } from './pg';
+import {
+  benchEnv,
+  createDatabase,
+  databaseBytes,
+  databaseComment,
+  databaseExists,
+  dbUrl,
+  dropDatabase,
+  query,
+  run,
+  say,
+  setDatabaseComment,
+} from './pg';
 
 const markerVersion = 'tenant-restore-bench/1';
 export const firstEmptyTenantId = 900001;
@@ -79,7 +91,10 @@ export function emptyTenantIds(count: number): string[] {
 export async function rowsOfTenants(database: string, tenantIds: string[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const t of ownedTables) {
-    const [r] = await query<{ n: string }>(database, `SELECT count(*)::text AS n FROM ${t.from} WHERE ${t.tenant} = ANY (${idArray(tenantIds)})`);
+    const [r] = await query<{ n: string }>(
+      database,
+      `SELECT count(*)::text AS n FROM ${t.from} WHERE ${t.tenant} = ANY (${idArray(tenantIds)})`,
+    );
     out[t.table] = Number(r.n);
   }
   return out;
@@ -96,33 +111,61 @@ export async function mainDataset(options: MainDatasetOptions): Promise<MainData
   const key = `bench/${tag}/backup.dump`;
   const s3 = createS3Client();
   try {
-    if (!options.fresh && await databaseExists(source) && await databaseExists(postDeletion)) {
+    if (!options.fresh && (await databaseExists(source)) && (await databaseExists(postDeletion))) {
       const comment = await databaseComment(source);
-      const marker = comment?.startsWith(markerVersion) ? JSON.parse(comment.slice(markerVersion.length + 1)) as MainMarker : undefined;
+      const marker = comment?.startsWith(markerVersion)
+        ? (JSON.parse(comment.slice(markerVersion.length + 1)) as MainMarker)
+        : undefined;
       const object = marker ? await head(s3, { bucket: env.STACK_S3_BUCKET, key }).catch(() => undefined) : undefined;
       if (marker && object?.size === marker.backupBytes) {
         say(`reusing dataset ${source} (${marker.totalRows.toLocaleString()} rows; --fresh-data rebuilds it)`);
         return {
-          source, postDeletion, backupUrl: marker.backupUrl, backupBytes: marker.backupBytes, backupSha256: marker.backupSha256,
-          tenants, totalRows: marker.totalRows, rowsPerTable: marker.rowsPerTable, victims: marker.victims,
-          victimRows: marker.victimRows, victimRowsTotal: sum(marker.victimRows), empties: emptyTenantIds(empties),
-          databaseBytes: await databaseBytes(source), reused: true,
+          source,
+          postDeletion,
+          backupUrl: marker.backupUrl,
+          backupBytes: marker.backupBytes,
+          backupSha256: marker.backupSha256,
+          tenants,
+          totalRows: marker.totalRows,
+          rowsPerTable: marker.rowsPerTable,
+          victims: marker.victims,
+          victimRows: marker.victimRows,
+          victimRowsTotal: sum(marker.victimRows),
+          empties: emptyTenantIds(empties),
+          databaseBytes: await databaseBytes(source),
+          reused: true,
         };
       }
     }
-    say(`building dataset ${source}: ${tenants} tenants, ~${rows.toLocaleString()} rows, ${victimCount} victims, ${empties} empty tenants`);
+    say(
+      `building dataset ${source}: ${tenants} tenants, ~${rows.toLocaleString()} rows, ${victimCount} victims, ${empties} empty tenants`,
+    );
     await dropDatabase(postDeletion);
     await dropDatabase(source);
     await createDatabase(source);
     const t0 = Date.now();
-    const generated = await generateWorkload(dbUrl(source), { tenants, rowsTarget: rows, seed, onProgress: (m) => say(`  generate: ${m}`) });
+    const generated = await generateWorkload(dbUrl(source), {
+      tenants,
+      rowsTarget: rows,
+      seed,
+      onProgress: (m) => say(`  generate: ${m}`),
+    });
     const emptyIds = emptyTenantIds(empties);
     if (empties > 0) {
-      await query(source, `INSERT INTO app.tenants (id, slug, name, plan_id, country_code)
+      await query(
+        source,
+        `INSERT INTO app.tenants (id, slug, name, plan_id, country_code)
         SELECT ${firstEmptyTenantId - 1} + g, 'empty-' || (${firstEmptyTenantId - 1} + g), 'Empty tenant ' || g, 1, 'US'
-        FROM generate_series(1, $1::int) g`, [empties]);
+        FROM generate_series(1, $1::int) g`,
+        [empties],
+      );
     }
-    const victims = pickVictims(generated.tenantIds, victimCount, seed, generated.largestTenants.map((t) => t.tenantId));
+    const victims = pickVictims(
+      generated.tenantIds,
+      victimCount,
+      seed,
+      generated.largestTenants.map((t) => t.tenantId),
+    );
     // As in the incident: the decommission script suspended them before the nightly backup, so the restore has to
     // switch billing and apps back on.
     await suspendTenants(dbUrl(source), victims);
@@ -144,15 +187,36 @@ export async function mainDataset(options: MainDatasetOptions): Promise<MainData
     const postMs = Date.now() - t2;
 
     const marker: MainMarker = {
-      version: markerVersion, options: { tenants, rows, victims: victimCount, empties, seed }, backupUrl: backup.url,
-      backupBytes: backup.manifest.sizeBytes, backupSha256: backup.manifest.sha256, totalRows: sum(rowsPerTable), rowsPerTable, victims, victimRows,
+      version: markerVersion,
+      options: { tenants, rows, victims: victimCount, empties, seed },
+      backupUrl: backup.url,
+      backupBytes: backup.manifest.sizeBytes,
+      backupSha256: backup.manifest.sha256,
+      totalRows: sum(rowsPerTable),
+      rowsPerTable,
+      victims,
+      victimRows,
     };
     await setDatabaseComment(source, `${markerVersion} ${JSON.stringify(marker)}`);
-    say(`  dataset ready: ${marker.totalRows.toLocaleString()} rows, victims hold ${sum(victimRows).toLocaleString()} rows, backup ${(backup.manifest.sizeBytes / 1e6).toFixed(0)} MB`);
+    say(
+      `  dataset ready: ${marker.totalRows.toLocaleString()} rows, victims hold ${sum(victimRows).toLocaleString()} rows, backup ${(backup.manifest.sizeBytes / 1e6).toFixed(0)} MB`,
+    );
     return {
-      source, postDeletion, backupUrl: backup.url, backupBytes: backup.manifest.sizeBytes, backupSha256: backup.manifest.sha256,
-      tenants, totalRows: marker.totalRows, rowsPerTable, victims, victimRows, victimRowsTotal: sum(victimRows), empties: emptyIds,
-      databaseBytes: await databaseBytes(source), reused: false, buildMs: { generate: generateMs, backup: backupMs, postDeletion: postMs },
+      source,
+      postDeletion,
+      backupUrl: backup.url,
+      backupBytes: backup.manifest.sizeBytes,
+      backupSha256: backup.manifest.sha256,
+      tenants,
+      totalRows: marker.totalRows,
+      rowsPerTable,
+      victims,
+      victimRows,
+      victimRowsTotal: sum(victimRows),
+      empties: emptyIds,
+      databaseBytes: await databaseBytes(source),
+      reused: false,
+      buildMs: { generate: generateMs, backup: backupMs, postDeletion: postMs },
     };
   } finally {
     s3.destroy();
@@ -175,24 +239,43 @@ export async function bigTenantDataset(rows: number, seed: number, fresh: boolea
   const source = `bench_big_${rows}`;
   const liveTemplate = `bench_bigl_${rows}`;
   const tenantId = '100001';
-  if (!fresh && await databaseExists(source) && await databaseExists(liveTemplate)) {
+  if (!fresh && (await databaseExists(source)) && (await databaseExists(liveTemplate))) {
     const comment = await databaseComment(liveTemplate);
     if (comment?.startsWith(markerVersion)) {
       const marker = JSON.parse(comment.slice(markerVersion.length + 1)) as { rowsPerTable: Record<string, number> };
       say(`reusing big-tenant dataset ${source}`);
-      return { source, liveTemplate, tenantId, rows: sum(marker.rowsPerTable), rowsPerTable: marker.rowsPerTable, reused: true };
+      return {
+        source,
+        liveTemplate,
+        tenantId,
+        rows: sum(marker.rowsPerTable),
+        rowsPerTable: marker.rowsPerTable,
+        reused: true,
+      };
     }
   }
   say(`building big-tenant dataset ${source}: one tenant of ~${rows.toLocaleString()} rows`);
   await dropDatabase(liveTemplate);
   await dropDatabase(source);
   await createDatabase(source);
-  const generated = await generateWorkload(dbUrl(source), { tenants: 1, rowsTarget: rows, seed, onProgress: (m) => say(`  generate: ${m}`) });
+  const generated = await generateWorkload(dbUrl(source), {
+    tenants: 1,
+    rowsTarget: rows,
+    seed,
+    onProgress: (m) => say(`  generate: ${m}`),
+  });
   await createDatabase(liveTemplate);
   // Live: the same schema and the shared reference rows, without any tenant row.
   const excluded = ownedTables.map((t) => `--exclude-table-data=${t.table}`).join(' ');
-  await run(`pg_dump --no-owner --no-privileges ${excluded} -d '${dbUrl(source)}' | psql -q -X -v ON_ERROR_STOP=1 -d '${dbUrl(liveTemplate)}'`, [], { shell: true });
-  const shared = await query<{ n: string }>(liveTemplate, `SELECT (${sharedTables.map((t) => `(SELECT count(*) FROM ${t})`).join(' + ')})::text AS n`);
+  await run(
+    `pg_dump --no-owner --no-privileges ${excluded} -d '${dbUrl(source)}' | psql -q -X -v ON_ERROR_STOP=1 -d '${dbUrl(liveTemplate)}'`,
+    [],
+    { shell: true },
+  );
+  const shared = await query<{ n: string }>(
+    liveTemplate,
+    `SELECT (${sharedTables.map((t) => `(SELECT count(*) FROM ${t})`).join(' + ')})::text AS n`,
+  );
   if (Number(shared[0].n) === 0) throw new Error(`${liveTemplate} has no shared rows: the schema copy failed`);
   const rowsPerTable = Object.fromEntries(ownedTables.map((t) => [t.table, generated.rows[t.table]]));
   await setDatabaseComment(liveTemplate, `${markerVersion} ${JSON.stringify({ rowsPerTable })}`);

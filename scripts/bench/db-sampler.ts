@@ -7,7 +7,11 @@
 import { connect, type Client } from '../../activities/db';
 import { dbUrl } from './pg';
 
-export interface StatementTime { statement: string; ms: number; share: number }
+export interface StatementTime {
+  statement: string;
+  ms: number;
+  share: number;
+}
 
 /** Folds literals, numbers and whitespace so that the same statement for other tenants counts as one. */
 export function normalizeStatement(sql: string): string {
@@ -26,7 +30,10 @@ export class DbSampler {
   private readonly counts = new Map<string, number>();
   samples = 0;
 
-  constructor(private readonly applicationPrefix = 'tenant-restore', private readonly intervalMs = 200) {}
+  constructor(
+    private readonly applicationPrefix = 'tenant-restore',
+    private readonly intervalMs = 200,
+  ) {}
 
   async start(): Promise<void> {
     this.client = await connect(dbUrl('postgres'), 'tenant-restore-bench-sampler');
@@ -41,7 +48,9 @@ export class DbSampler {
         `SELECT query, wait_event_type || ':' || wait_event AS wait FROM pg_stat_activity
          WHERE state = 'active' AND pid <> pg_backend_pid()
            AND (application_name LIKE $1 || '%' OR application_name = 'pg_restore')
-           AND application_name NOT LIKE 'tenant-restore-bench%'`, [this.applicationPrefix]);
+           AND application_name NOT LIKE 'tenant-restore-bench%'`,
+        [this.applicationPrefix],
+      );
       this.samples += 1;
       for (const r of rows) {
         const key = `${normalizeStatement(r.query)}${r.wait && !r.wait.startsWith('Client') ? ` [wait ${r.wait}]` : ''}`;

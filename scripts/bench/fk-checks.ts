@@ -19,10 +19,16 @@ import { pickVictims, purgeTenants } from '../workload/incident';
 import { benchEnv, createDatabase, dropDatabase, say } from './pg';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: {
-    tenants: { type: 'string', default: '300' }, rows: { type: 'string', default: '400000' }, victims: { type: 'string', default: '60' },
-    'group-size': { type: 'string', default: '20' }, rounds: { type: 'string', default: '3' }, keep: { type: 'boolean', default: false },
-  } });
+  const { values } = parseArgs({
+    options: {
+      tenants: { type: 'string', default: '300' },
+      rows: { type: 'string', default: '400000' },
+      victims: { type: 'string', default: '60' },
+      'group-size': { type: 'string', default: '20' },
+      rounds: { type: 'string', default: '3' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
   const tenants = Number(values.tenants);
   const rows = Number(values.rows);
   const victimCount = Number(values.victims);
@@ -79,11 +85,23 @@ async function main(): Promise<void> {
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const engine = median(timings.engine);
     const postgres = median(timings.postgres);
-    process.stdout.write(`${JSON.stringify({
-      tenants, totalRows: generated.totalRows, victims: victims.length, victimRows, groupSize, rounds,
-      ms: timings, medianMs: { engine: Math.round(engine), postgres: Math.round(postgres) },
-      ratioPostgresToEngine: Number((postgres / engine).toFixed(2)),
-    }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify(
+        {
+          tenants,
+          totalRows: generated.totalRows,
+          victims: victims.length,
+          victimRows,
+          groupSize,
+          rounds,
+          ms: timings,
+          medianMs: { engine: Math.round(engine), postgres: Math.round(postgres) },
+          ratioPostgresToEngine: Number((postgres / engine).toFixed(2)),
+        },
+        null,
+        2,
+      )}\n`,
+    );
   } finally {
     await pools.closeAll();
     if (!values.keep) for (const name of made) await dropDatabase(name);

@@ -48,7 +48,16 @@ export async function runIdeal(dataset: MainDataset, runTag: string, jobs = 2): 
     say(`ideal: pg_restore -j${jobs} into ${scratch}`);
     const t1 = performance.now();
     await createDatabase(scratch);
-    await run('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '-j', String(jobs), '-d', dbUrl(scratch), file]);
+    await run('pg_restore', [
+      '--no-owner',
+      '--no-privileges',
+      '--exit-on-error',
+      '-j',
+      String(jobs),
+      '-d',
+      dbUrl(scratch),
+      file,
+    ]);
     const pgRestoreMs = performance.now() - t1;
 
     say(`ideal: COPY ${dataset.victims.length} tenants, table by table`);
@@ -76,8 +85,20 @@ export async function runIdeal(dataset: MainDataset, runTag: string, jobs = 2): 
     const copyMs = performance.now() - t2;
     const totalMs = performance.now() - started;
     const rowsTotal = Object.values(rows).reduce((a, b) => a + b, 0);
-    if (rowsTotal !== dataset.victimRowsTotal) throw new Error(`the ideal copied ${rowsTotal} rows, the victims hold ${dataset.victimRowsTotal}`);
-    return { scratch, live, downloadMs, pgRestoreMs, copyMs, totalMs, rows, rowsTotal, rowsPerSecond: rowsTotal / (totalMs / 1000), copyMsPerTable };
+    if (rowsTotal !== dataset.victimRowsTotal)
+      throw new Error(`the ideal copied ${rowsTotal} rows, the victims hold ${dataset.victimRowsTotal}`);
+    return {
+      scratch,
+      live,
+      downloadMs,
+      pgRestoreMs,
+      copyMs,
+      totalMs,
+      rows,
+      rowsTotal,
+      rowsPerSecond: rowsTotal / (totalMs / 1000),
+      copyMsPerTable,
+    };
   } finally {
     s3.destroy();
     await rm(dir, { recursive: true, force: true });

@@ -24,7 +24,11 @@ export function dbUrl(database: string): string {
   return url.toString().replace(':@', '@');
 }
 
-export async function query<T extends Record<string, unknown> = Record<string, unknown>>(database: string, sql: string, values?: unknown[]): Promise<T[]> {
+export async function query<T extends Record<string, unknown> = Record<string, unknown>>(
+  database: string,
+  sql: string,
+  values?: unknown[],
+): Promise<T[]> {
   const client = await connect(dbUrl(database), 'tenant-restore-bench');
   try {
     return (await client.query<T>(sql, values)).rows;
@@ -39,7 +43,10 @@ export async function databaseExists(name: string): Promise<boolean> {
 }
 
 export async function createDatabase(name: string, template?: string): Promise<string> {
-  await query('postgres', `CREATE DATABASE ${escapeIdentifier(name)}${template ? ` TEMPLATE ${escapeIdentifier(template)}` : ''}`);
+  await query(
+    'postgres',
+    `CREATE DATABASE ${escapeIdentifier(name)}${template ? ` TEMPLATE ${escapeIdentifier(template)}` : ''}`,
+  );
   return dbUrl(name);
 }
 
@@ -48,8 +55,11 @@ export async function dropDatabase(name: string): Promise<void> {
 }
 
 export async function databaseComment(name: string): Promise<string | undefined> {
-  const rows = await query<{ c: string | null }>('postgres',
-    "SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1", [name]);
+  const rows = await query<{ c: string | null }>(
+    'postgres',
+    "SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1",
+    [name],
+  );
   return rows[0]?.c ?? undefined;
 }
 
@@ -68,15 +78,27 @@ export async function serverVersion(): Promise<string> {
 }
 
 /** Runs a command (or a shell pipeline with `shell: true`), failing with its stderr tail. */
-export function run(command: string, args: string[], options: { shell?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+export function run(
+  command: string,
+  args: string[],
+  options: { shell?: boolean; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { shell: options.shell ?? false, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      shell: options.shell ?? false,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} ${options.shell ? '' : args.join(' ')} failed (exit ${code}): ${err.trim()}`))));
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(out)
+        : reject(new Error(`${command} ${options.shell ? '' : args.join(' ')} failed (exit ${code}): ${err.trim()}`)),
+    );
   });
 }
 

@@ -18,16 +18,32 @@ import { benchEnv, run, sleep } from './pg';
 
 const bin = join(projectRoot, 'bin', 'tenant-restore');
 
-export interface ProductReadiness { ready: boolean; gaps: string[] }
+export interface ProductReadiness {
+  ready: boolean;
+  gaps: string[];
+}
 
 /** Which pieces of the product are there: the engine files, their registration in the worker, and the CLI commands. */
 export async function productReadiness(): Promise<ProductReadiness> {
   const gaps: string[] = [];
-  for (const file of ['activities/plan/index.ts', 'activities/preflight.ts', 'activities/copy.ts', 'activities/validate.ts', 'workflows/bulk-restore.ts', 'workflows/restore-unit.ts']) {
-    if (!existsSync(join(projectRoot, file))) gaps.push(`${file} is missing (restore engine or orchestration not landed)`);
+  for (const file of [
+    'activities/plan/index.ts',
+    'activities/preflight.ts',
+    'activities/copy.ts',
+    'activities/validate.ts',
+    'workflows/bulk-restore.ts',
+    'workflows/restore-unit.ts',
+  ]) {
+    if (!existsSync(join(projectRoot, file)))
+      gaps.push(`${file} is missing (restore engine or orchestration not landed)`);
   }
-  const index = existsSync(join(projectRoot, 'activities/index.ts')) ? readFileSync(join(projectRoot, 'activities/index.ts'), 'utf8') : '';
-  if (!/^\s*\.\.\.createRestoreActivities\(/m.test(index)) gaps.push('activities/index.ts does not register createRestoreActivities (the engine activities are not wired into the worker)');
+  const index = existsSync(join(projectRoot, 'activities/index.ts'))
+    ? readFileSync(join(projectRoot, 'activities/index.ts'), 'utf8')
+    : '';
+  if (!/^\s*\.\.\.createRestoreActivities\(/m.test(index))
+    gaps.push(
+      'activities/index.ts does not register createRestoreActivities (the engine activities are not wired into the worker)',
+    );
   let help = '';
   try {
     help = await run(bin, ['--help']);
@@ -35,7 +51,8 @@ export async function productReadiness(): Promise<ProductReadiness> {
     help = (error as Error).message;
   }
   for (const command of ['worker', 'start']) {
-    if (!new RegExp(`^\\s+${command}\\s`, 'm').test(help)) gaps.push(`'tenant-restore ${command}' is not a CLI command yet`);
+    if (!new RegExp(`^\\s+${command}\\s`, 'm').test(help))
+      gaps.push(`'tenant-restore ${command}' is not a CLI command yet`);
   }
   return { ready: gaps.length === 0, gaps };
 }
@@ -43,7 +60,10 @@ export async function productReadiness(): Promise<ProductReadiness> {
 // ---------------------------------------------------------------------------------------------------------------
 // worker child process
 
-export interface RssSample { at: number; rssKb: number }
+export interface RssSample {
+  at: number;
+  rssKb: number;
+}
 
 function readStatusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
   try {
@@ -63,7 +83,10 @@ export class WorkerProcess {
   readonly samples: RssSample[] = [];
   idleRssKb = 0;
 
-  constructor(readonly taskQueue: string, readonly logFile: string) {}
+  constructor(
+    readonly taskQueue: string,
+    readonly logFile: string,
+  ) {}
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -88,7 +111,8 @@ export class WorkerProcess {
     const deadline = Date.now() + timeoutMs;
     while (!ready) {
       if (exitedEarly) throw new Error(`the worker exited before it was ready; see ${this.logFile}`);
-      if (Date.now() > deadline) throw new Error(`the worker was not ready within ${timeoutMs / 1000} s; see ${this.logFile}`);
+      if (Date.now() > deadline)
+        throw new Error(`the worker was not ready within ${timeoutMs / 1000} s; see ${this.logFile}`);
       await sleep(100);
     }
     // Settle: the workflow bundle is built, the pollers are up. What it holds now is the idle baseline.
@@ -171,21 +195,37 @@ export interface StartArgs {
 }
 
 export async function runStart(args: StartArgs): Promise<StartRun> {
-  const argv = ['start',
+  const argv = [
+    'start',
     ...('backup' in args.source ? ['--backup', args.source.backup] : ['--scratch', args.source.scratch]),
-    '--live', args.live, '--tenant-root', 'app.tenants', '--tenants-file', args.tenantsFile,
-    '--id', args.restoreId, '--artifacts', args.artifacts, '--task-queue', args.taskQueue,
+    '--live',
+    args.live,
+    '--tenant-root',
+    'app.tenants',
+    '--tenants-file',
+    args.tenantsFile,
+    '--id',
+    args.restoreId,
+    '--artifacts',
+    args.artifacts,
+    '--task-queue',
+    args.taskQueue,
     ...(args.config ? ['--config', args.config] : []),
     ...(args.concurrency ? ['--concurrency', String(args.concurrency)] : []),
     ...(args.groupSize ? ['--group-size', String(args.groupSize)] : []),
     ...(args.childrenPerRun ? ['--children-per-run', String(args.childrenPerRun)] : []),
     ...(args.keepScratch ? ['--keep-scratch'] : []),
-    '--wait', '--json'];
+    '--wait',
+    '--json',
+  ];
   const log = createWriteStream(args.logFile, { flags: 'a' });
   log.write(`$ tenant-restore ${argv.join(' ')}\n`);
   const startedAt = Date.now();
   const t0 = performance.now();
-  const child = spawn(bin, argv, { env: { ...process.env, TENANT_RESTORE_TASK_QUEUE: args.taskQueue }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(bin, argv, {
+    env: { ...process.env, TENANT_RESTORE_TASK_QUEUE: args.taskQueue },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -215,7 +255,21 @@ export async function runStart(args: StartArgs): Promise<StartRun> {
     progressAtTimeout = await restoreProgress(args.restoreId).catch(() => undefined);
     await terminateRestore(args.restoreId).catch(() => undefined);
   }
-  return { restoreId: args.restoreId, exitCode, ms, startedAt, finishedAt, timedOut, progressAtTimeout, output, stderrTail: stderr.split('\n').filter((l) => l.trim()).slice(-8).join('\n') };
+  return {
+    restoreId: args.restoreId,
+    exitCode,
+    ms,
+    startedAt,
+    finishedAt,
+    timedOut,
+    progressAtTimeout,
+    output,
+    stderrTail: stderr
+      .split('\n')
+      .filter((l) => l.trim())
+      .slice(-8)
+      .join('\n'),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -231,8 +285,16 @@ export async function temporal(): Promise<{ client: Client; close: () => Promise
 export async function restoreProgress(restoreId: string): Promise<StartRun['progressAtTimeout']> {
   const { client, close } = await temporal();
   try {
-    const p = await client.workflow.getHandle(`restore/${restoreId}`).query<{ counts: Record<string, number>; total: number; runs: number; phase: string }>('progress');
-    return { restored: p.counts.restored ?? 0, failed: p.counts.failed ?? 0, total: p.total, runs: p.runs, phase: p.phase };
+    const p = await client.workflow
+      .getHandle(`restore/${restoreId}`)
+      .query<{ counts: Record<string, number>; total: number; runs: number; phase: string }>('progress');
+    return {
+      restored: p.counts.restored ?? 0,
+      failed: p.counts.failed ?? 0,
+      total: p.total,
+      runs: p.runs,
+      phase: p.phase,
+    };
   } finally {
     await close();
   }
@@ -242,19 +304,38 @@ export async function restoreProgress(restoreId: string): Promise<StartRun['prog
 export async function terminateRestore(restoreId: string): Promise<void> {
   const { client, close } = await temporal();
   try {
-    for await (const wf of client.workflow.list({ query: `RestoreId = '${restoreId}' AND ExecutionStatus = 'Running'` })) {
-      await client.workflow.getHandle(wf.workflowId, wf.runId).terminate('benchmark timed out').catch(() => undefined);
+    for await (const wf of client.workflow.list({
+      query: `RestoreId = '${restoreId}' AND ExecutionStatus = 'Running'`,
+    })) {
+      await client.workflow
+        .getHandle(wf.workflowId, wf.runId)
+        .terminate('benchmark timed out')
+        .catch(() => undefined);
     }
-    await client.workflow.getHandle(`restore/${restoreId}`).terminate('benchmark timed out').catch(() => undefined);
+    await client.workflow
+      .getHandle(`restore/${restoreId}`)
+      .terminate('benchmark timed out')
+      .catch(() => undefined);
   } finally {
     await close();
   }
 }
 
-interface Timestamp { seconds?: { toString(): string } | number | null; nanos?: number | null }
-const toMs = (t: Timestamp | null | undefined) => (t ? Number(t.seconds?.toString() ?? 0) * 1000 + (t.nanos ?? 0) / 1e6 : 0);
+interface Timestamp {
+  seconds?: { toString(): string } | number | null;
+  nanos?: number | null;
+}
+const toMs = (t: Timestamp | null | undefined) =>
+  t ? Number(t.seconds?.toString() ?? 0) * 1000 + (t.nanos ?? 0) / 1e6 : 0;
 
-export interface ActivitySpan { name: string; scheduledAt: number; closedAt: number; ms: number; attempts: number; status: string }
+export interface ActivitySpan {
+  name: string;
+  scheduledAt: number;
+  closedAt: number;
+  ms: number;
+  attempts: number;
+  status: string;
+}
 
 export interface WorkflowProfile {
   workflowId: string;
@@ -277,7 +358,8 @@ export async function workflowProfile(restoreId: string): Promise<WorkflowProfil
     let runs: Array<{ runId: string; startTime: Date; closeTime?: Date }> = [];
     for (let i = 0; i < 10; i++) {
       const listed: typeof runs = [];
-      for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) listed.push({ runId: wf.runId, startTime: wf.startTime, closeTime: wf.closeTime });
+      for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
+        listed.push({ runId: wf.runId, startTime: wf.startTime, closeTime: wf.closeTime });
       if (listed.length === runs.length && listed.every((r) => r.closeTime)) break;
       runs = listed;
       await sleep(500);
@@ -296,15 +378,37 @@ export async function workflowProfile(restoreId: string): Promise<WorkflowProfil
       for (const e of events) {
         const at = toMs(e.eventTime as Timestamp);
         const id = String(e.eventId);
-        if (e.activityTaskScheduledEventAttributes) scheduled.set(id, { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
-        if (e.activityTaskStartedEventAttributes) attempts.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), e.activityTaskStartedEventAttributes.attempt ?? 1);
-        const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+        if (e.activityTaskScheduledEventAttributes)
+          scheduled.set(id, { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+        if (e.activityTaskStartedEventAttributes)
+          attempts.set(
+            String(e.activityTaskStartedEventAttributes.scheduledEventId),
+            e.activityTaskStartedEventAttributes.attempt ?? 1,
+          );
+        const closed =
+          e.activityTaskCompletedEventAttributes ??
+          e.activityTaskFailedEventAttributes ??
+          e.activityTaskTimedOutEventAttributes ??
+          e.activityTaskCanceledEventAttributes;
         if (closed) {
           const key = String(closed.scheduledEventId);
           const s = scheduled.get(key);
           if (s) {
-            const status = e.activityTaskCompletedEventAttributes ? 'completed' : e.activityTaskFailedEventAttributes ? 'failed' : e.activityTaskTimedOutEventAttributes ? 'timed out' : 'cancelled';
-            activities.push({ name: s.name, scheduledAt: s.at, closedAt: at, ms: at - s.at, attempts: attempts.get(key) ?? 1, status });
+            const status = e.activityTaskCompletedEventAttributes
+              ? 'completed'
+              : e.activityTaskFailedEventAttributes
+                ? 'failed'
+                : e.activityTaskTimedOutEventAttributes
+                  ? 'timed out'
+                  : 'cancelled';
+            activities.push({
+              name: s.name,
+              scheduledAt: s.at,
+              closedAt: at,
+              ms: at - s.at,
+              attempts: attempts.get(key) ?? 1,
+              status,
+            });
           }
         }
         if (e.startChildWorkflowExecutionInitiatedEventAttributes) {
@@ -314,8 +418,14 @@ export async function workflowProfile(restoreId: string): Promise<WorkflowProfil
       }
     }
     return {
-      workflowId, runs: runs.length, startedAt: runs[0]?.startTime.getTime() ?? 0, closedAt: runs[runs.length - 1]?.closeTime?.getTime() ?? 0,
-      activities, firstChildAt, childrenStarted, historyEventsPerRun,
+      workflowId,
+      runs: runs.length,
+      startedAt: runs[0]?.startTime.getTime() ?? 0,
+      closedAt: runs[runs.length - 1]?.closeTime?.getTime() ?? 0,
+      activities,
+      firstChildAt,
+      childrenStarted,
+      historyEventsPerRun,
     };
   } finally {
     await close();
@@ -323,7 +433,11 @@ export async function workflowProfile(restoreId: string): Promise<WorkflowProfil
 }
 
 /** The product's own report (`<artifacts><restoreId>/report.json`). */
-export async function readReport(artifactsUrl: string, restoreId: string, reportUrl?: string): Promise<RestoreReport | undefined> {
+export async function readReport(
+  artifactsUrl: string,
+  restoreId: string,
+  reportUrl?: string,
+): Promise<RestoreReport | undefined> {
   const url = reportUrl ?? `${artifactsUrl}${restoreId}/report.json`;
   const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
   if (!match) return undefined;

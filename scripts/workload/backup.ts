@@ -4,7 +4,13 @@
  * `<key>.manifest.json`. Both objects are made immutable with an S3 Object Lock retention when the bucket has Object
  * Lock enabled; otherwise the bucket is put under versioning, so that an overwrite cannot lose the backup.
  */
-import { GetBucketVersioningCommand, GetObjectLockConfigurationCommand, PutBucketVersioningCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  GetBucketVersioningCommand,
+  GetObjectLockConfigurationCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,7 +29,8 @@ export interface BackupManifest {
   pgDumpVersion: string;
   format: 'custom';
   /** How the archive is protected against change: an Object Lock retention, or bucket versioning. */
-  immutability: { mode: 'object-lock'; retainUntil: string; lockMode: 'GOVERNANCE' | 'COMPLIANCE' } | { mode: 'versioning' };
+  immutability:
+    { mode: 'object-lock'; retainUntil: string; lockMode: 'GOVERNANCE' | 'COMPLIANCE' } | { mode: 'versioning' };
   versionId?: string;
 }
 
@@ -99,13 +106,23 @@ export async function takeBackup(options: TakeBackupOptions): Promise<TakeBackup
     // 16 MB parts, two in flight: bounded memory whatever the dump size.
     partSize: 16 * 1024 * 1024,
     queueSize: 2,
-    params: { Bucket: bucket, Key: key, Body: body, ContentType: 'application/octet-stream', ChecksumAlgorithm: 'SHA256', ...lockParams },
+    params: {
+      Bucket: bucket,
+      Key: key,
+      Body: body,
+      ContentType: 'application/octet-stream',
+      ChecksumAlgorithm: 'SHA256',
+      ...lockParams,
+    },
   });
   let uploaded: Awaited<ReturnType<Upload['done']>>;
   try {
-    [uploaded] = await Promise.all([upload.done(), exited.then((code) => {
-      if (code !== 0) throw new Error(`pg_dump of ${redactUrl(options.url)} failed (exit ${code}): ${stderr.trim()}`);
-    })]);
+    [uploaded] = await Promise.all([
+      upload.done(),
+      exited.then((code) => {
+        if (code !== 0) throw new Error(`pg_dump of ${redactUrl(options.url)} failed (exit ${code}): ${stderr.trim()}`);
+      }),
+    ]);
   } catch (error) {
     dump.kill();
     await upload.abort().catch(() => undefined);
@@ -126,9 +143,15 @@ export async function takeBackup(options: TakeBackupOptions): Promise<TakeBackup
     versionId: uploaded.VersionId,
   };
   const manifestKey = `${key}.manifest.json`;
-  await s3.send(new PutObjectCommand({
-    Bucket: bucket, Key: manifestKey, Body: JSON.stringify(manifest, null, 2), ContentType: 'application/json',
-    ChecksumAlgorithm: 'SHA256', ...lockParams,
-  }));
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: manifestKey,
+      Body: JSON.stringify(manifest, null, 2),
+      ContentType: 'application/json',
+      ChecksumAlgorithm: 'SHA256',
+      ...lockParams,
+    }),
+  );
   return { url: `s3://${bucket}/${key}`, manifestUrl: `s3://${bucket}/${manifestKey}`, manifest };
 }

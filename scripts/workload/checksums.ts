@@ -14,13 +14,25 @@
  *    A row that the restore inserted, changed or deleted in another tenant breaks one of the two rules. The
  *    `before` snapshot may be taken while the writer runs; `after` must be taken once the writer has stopped.
  */
-import { connect, copyFrom, copyTo, databaseName, escapeIdentifier, escapeLiteral, withDatabase, type Client } from '../../activities/db';
+import {
+  connect,
+  copyFrom,
+  copyTo,
+  databaseName,
+  escapeIdentifier,
+  escapeLiteral,
+  withDatabase,
+  type Client,
+} from '../../activities/db';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ownedTables, sharedTables } from './model';
 import type { WriterLogEntry } from './writer';
 
-export interface TableChecksum { rows: number; checksum: string }
+export interface TableChecksum {
+  rows: number;
+  checksum: string;
+}
 /** tenant id -> table -> checksum */
 export type TenantChecksums = Record<string, Record<string, TableChecksum>>;
 
@@ -43,18 +55,26 @@ async function session(url: string, name: string): Promise<Client> {
 }
 
 /** Per-tenant per-table count and checksum, for the given tenants. Tables with no row for a tenant are included as 0. */
-export async function tenantChecksums(url: string, tenantIds: string[], options: { ignoreColumns?: Record<string, string[]> } = {}): Promise<TenantChecksums> {
+export async function tenantChecksums(
+  url: string,
+  tenantIds: string[],
+  options: { ignoreColumns?: Record<string, string[]> } = {},
+): Promise<TenantChecksums> {
   const client = await session(url, 'workload-checksums');
   const out: TenantChecksums = {};
-  for (const id of tenantIds) out[id] = Object.fromEntries(ownedTables.map((t) => [t.table, { rows: 0, checksum: '0' }]));
+  for (const id of tenantIds)
+    out[id] = Object.fromEntries(ownedTables.map((t) => [t.table, { rows: 0, checksum: '0' }]));
   try {
     for (const t of ownedTables) {
       const ignored = options.ignoreColumns?.[t.table] ?? [];
-      const rowText = ignored.length ? `(to_jsonb(x) - ${escapeLiteral(`{${ignored.join(',')}}`)}::text[])::text` : 'x::text';
+      const rowText = ignored.length
+        ? `(to_jsonb(x) - ${escapeLiteral(`{${ignored.join(',')}}`)}::text[])::text`
+        : 'x::text';
       const result = await client.query<{ tenant_id: string; rows: string; checksum: string }>(
         `SELECT (${t.tenant})::text AS tenant_id, count(*) AS rows,
                 sum(('x' || substr(md5(${rowText}), 1, 16))::bit(64)::bigint::numeric)::text AS checksum
-         FROM ${t.from} WHERE ${t.tenant} = ANY (${idList(tenantIds)}) GROUP BY 1`);
+         FROM ${t.from} WHERE ${t.tenant} = ANY (${idList(tenantIds)}) GROUP BY 1`,
+      );
       for (const r of result.rows) out[r.tenant_id][t.table] = { rows: Number(r.rows), checksum: r.checksum };
     }
   } finally {
@@ -63,7 +83,12 @@ export async function tenantChecksums(url: string, tenantIds: string[], options:
   return out;
 }
 
-export interface ChecksumDiff { tenantId: string; table: string; expected: TableChecksum; actual: TableChecksum }
+export interface ChecksumDiff {
+  tenantId: string;
+  table: string;
+  expected: TableChecksum;
+  actual: TableChecksum;
+}
 
 export function diffChecksums(expected: TenantChecksums, actual: TenantChecksums): ChecksumDiff[] {
   const diffs: ChecksumDiff[] = [];
@@ -103,21 +128,35 @@ export async function ensureVerifyDatabase(liveUrl: string): Promise<string> {
   return url;
 }
 
-export interface SnapshotResult { label: string; rows: number; durationMs: number }
+export interface SnapshotResult {
+  label: string;
+  rows: number;
+  durationMs: number;
+}
 
 /**
  * Streams one digest per row of every tenant NOT in `excludeTenants`, plus the shared tables, from live into the
  * verification database under `label` (replacing an older snapshot of that label).
  */
-export async function snapshotRows(liveUrl: string, verifyUrl: string, label: string, excludeTenants: string[]): Promise<SnapshotResult> {
+export async function snapshotRows(
+  liveUrl: string,
+  verifyUrl: string,
+  label: string,
+  excludeTenants: string[],
+): Promise<SnapshotResult> {
   const started = Date.now();
   const live = await session(liveUrl, 'workload-checksums');
   const verify = await connect(verifyUrl, 'workload-checksums');
   try {
     await verify.query('DELETE FROM row_digests WHERE label = $1', [label]);
     const selects = [
-      ...ownedTables.map((t) => `SELECT ${escapeLiteral(t.table)}, (${t.tenant})::bigint, ${t.key}, md5(x::text) FROM ${t.from} WHERE NOT ((${t.tenant}) = ANY (${idList(excludeTenants)}))`),
-      ...sharedTables.map((table) => `SELECT ${escapeLiteral(table)}, NULL::bigint, md5(x::text), md5(x::text) FROM ${table} x`),
+      ...ownedTables.map(
+        (t) =>
+          `SELECT ${escapeLiteral(t.table)}, (${t.tenant})::bigint, ${t.key}, md5(x::text) FROM ${t.from} WHERE NOT ((${t.tenant}) = ANY (${idList(excludeTenants)}))`,
+      ),
+      ...sharedTables.map(
+        (table) => `SELECT ${escapeLiteral(table)}, NULL::bigint, md5(x::text), md5(x::text) FROM ${table} x`,
+      ),
     ];
     // One REPEATABLE READ transaction on live: all tables from the same instant.
     await live.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -144,22 +183,47 @@ export interface UntouchedReport {
   rowsUnchanged: number;
   /** Rows that changed without the writer (or differ from its last write): must be 0. */
   violations: number;
-  examples: Array<{ table: string; key: string; tenantId: string | null; before: string | null; after: string | null; writer: string | null | undefined }>;
+  examples: Array<{
+    table: string;
+    key: string;
+    tenantId: string | null;
+    before: string | null;
+    after: string | null;
+    writer: string | null | undefined;
+  }>;
 }
 
 /**
  * Compares two snapshots given the writer's log (see the module comment). `writerLog` must be complete: every
  * transaction the writer committed, in commit order per row.
  */
-export async function compareSnapshots(verifyUrl: string, before: string, after: string, writerLog: WriterLogEntry[]): Promise<UntouchedReport> {
+export async function compareSnapshots(
+  verifyUrl: string,
+  before: string,
+  after: string,
+  writerLog: WriterLogEntry[],
+): Promise<UntouchedReport> {
   const verify = await connect(verifyUrl, 'workload-checksums');
   try {
     const last = new Map<string, WriterLogEntry>();
     for (const entry of [...writerLog].sort((a, b) => a.seq - b.seq)) last.set(`${entry.table}\t${entry.key}`, entry);
     await verify.query('DELETE FROM writer_last WHERE label = $1', [after]);
     const lines = [...last.values()].map((e) => `${after}\t${e.table}\t${e.key}\t${e.digest ?? '\\N'}\n`);
-    await pipeline(Readable.from(lines), verify.query(copyFrom('COPY writer_last (label, tbl, key, digest) FROM STDIN')));
-    const result = await verify.query<{ tbl: string; key: string; tenant_id: string | null; before: string | null; after: string | null; writer: string | null; written: boolean; violation: boolean }>(`
+    await pipeline(
+      Readable.from(lines),
+      verify.query(copyFrom('COPY writer_last (label, tbl, key, digest) FROM STDIN')),
+    );
+    const result = await verify.query<{
+      tbl: string;
+      key: string;
+      tenant_id: string | null;
+      before: string | null;
+      after: string | null;
+      writer: string | null;
+      written: boolean;
+      violation: boolean;
+    }>(
+      `
       WITH b AS (SELECT * FROM row_digests WHERE label = $1), a AS (SELECT * FROM row_digests WHERE label = $2),
       joined AS (
         SELECT coalesce(b.tbl, a.tbl) AS tbl, coalesce(b.key, a.key) AS key, coalesce(a.tenant_id, b.tenant_id)::text AS tenant_id,
@@ -169,9 +233,14 @@ export async function compareSnapshots(verifyUrl: string, before: string, after:
       SELECT j.*, w.digest AS writer, w.key IS NOT NULL AS written,
              CASE WHEN w.key IS NULL THEN j.before IS DISTINCT FROM j.after ELSE w.digest IS DISTINCT FROM j.after END AS violation
       FROM joined j LEFT JOIN writer_last w ON w.label = $2 AND w.tbl = j.tbl AND w.key = j.key
-      WHERE w.key IS NOT NULL OR j.before IS DISTINCT FROM j.after`, [before, after]);
-    const total = await verify.query<{ n: string }>(`
-      SELECT count(*) AS n FROM (SELECT tbl, key FROM row_digests WHERE label = $1 UNION SELECT tbl, key FROM row_digests WHERE label = $2) u`, [before, after]);
+      WHERE w.key IS NOT NULL OR j.before IS DISTINCT FROM j.after`,
+      [before, after],
+    );
+    const total = await verify.query<{ n: string }>(
+      `
+      SELECT count(*) AS n FROM (SELECT tbl, key FROM row_digests WHERE label = $1 UNION SELECT tbl, key FROM row_digests WHERE label = $2) u`,
+      [before, after],
+    );
     const rowsCompared = Number(total.rows[0].n);
     const violations = result.rows.filter((r) => r.violation);
     // Rows the writer touched but that are in neither snapshot (inserted and deleted again) are not "compared".
@@ -182,7 +251,14 @@ export async function compareSnapshots(verifyUrl: string, before: string, after:
       rowsWrittenByWriter: last.size,
       rowsUnchanged: rowsCompared - writtenCompared - changedNotWritten,
       violations: violations.length,
-      examples: violations.slice(0, 10).map((r) => ({ table: r.tbl, key: r.key, tenantId: r.tenant_id, before: r.before, after: r.after, writer: r.writer })),
+      examples: violations.slice(0, 10).map((r) => ({
+        table: r.tbl,
+        key: r.key,
+        tenantId: r.tenant_id,
+        before: r.before,
+        after: r.after,
+        writer: r.writer,
+      })),
     };
   } finally {
     await verify.end();

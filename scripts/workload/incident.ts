@@ -43,12 +43,21 @@ function checkIds(ids: string[]): string {
 }
 
 /** Phase 1: billing off, apps disabled. Returns the rows changed. */
-export async function suspendTenants(url: string, tenantIds: string[]): Promise<{ billingAccounts: number; appInstallations: number }> {
+export async function suspendTenants(
+  url: string,
+  tenantIds: string[],
+): Promise<{ billingAccounts: number; appInstallations: number }> {
   checkIds(tenantIds);
   const client = await connect(url, 'workload-incident');
   try {
-    const billing = await client.query('UPDATE app.billing_accounts SET active = false WHERE tenant_id = ANY($1::bigint[]) AND active', [tenantIds]);
-    const apps = await client.query('UPDATE app.app_installations SET enabled = false WHERE tenant_id = ANY($1::bigint[]) AND enabled', [tenantIds]);
+    const billing = await client.query(
+      'UPDATE app.billing_accounts SET active = false WHERE tenant_id = ANY($1::bigint[]) AND active',
+      [tenantIds],
+    );
+    const apps = await client.query(
+      'UPDATE app.app_installations SET enabled = false WHERE tenant_id = ANY($1::bigint[]) AND enabled',
+      [tenantIds],
+    );
     return { billingAccounts: billing.rowCount ?? 0, appInstallations: apps.rowCount ?? 0 };
   } finally {
     await client.end();
@@ -56,7 +65,11 @@ export async function suspendTenants(url: string, tenantIds: string[]): Promise<
 }
 
 /** Phase 2: hard-deletes every row of the tenants, leaves first, in one transaction. */
-export async function purgeTenants(url: string, tenantIds: string[], onTable?: (table: string, rows: number) => void): Promise<IncidentResult> {
+export async function purgeTenants(
+  url: string,
+  tenantIds: string[],
+  onTable?: (table: string, rows: number) => void,
+): Promise<IncidentResult> {
   const started = Date.now();
   const ids = `${escapeLiteral(`{${checkIds(tenantIds)}}`)}::bigint[]`;
   const client = await connect(url, 'workload-incident');
@@ -65,7 +78,9 @@ export async function purgeTenants(url: string, tenantIds: string[], onTable?: (
     await client.query('BEGIN');
     for (const t of [...ownedTables].reverse()) {
       // ctid names exactly the rows the ownership join found, whatever the table's key looks like.
-      const result = await client.query(`DELETE FROM ${t.table} WHERE ctid = ANY (ARRAY(SELECT x.ctid FROM ${t.from} WHERE ${t.tenant} = ANY (${ids})))`);
+      const result = await client.query(
+        `DELETE FROM ${t.table} WHERE ctid = ANY (ARRAY(SELECT x.ctid FROM ${t.from} WHERE ${t.tenant} = ANY (${ids})))`,
+      );
       deleted[t.table] = result.rowCount ?? 0;
       onTable?.(t.table, deleted[t.table]);
     }
@@ -76,5 +91,10 @@ export async function purgeTenants(url: string, tenantIds: string[], onTable?: (
   } finally {
     await client.end();
   }
-  return { tenants: tenantIds.length, deleted, totalDeleted: Object.values(deleted).reduce((a, b) => a + b, 0), durationMs: Date.now() - started };
+  return {
+    tenants: tenantIds.length,
+    deleted,
+    totalDeleted: Object.values(deleted).reduce((a, b) => a + b, 0),
+    durationMs: Date.now() - started,
+  };
 }

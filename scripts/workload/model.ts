@@ -23,7 +23,8 @@ export interface WorkloadTable {
 const via = {
   project: 'JOIN app.projects p ON p.id = x.project_id',
   issue: 'JOIN app.issues i ON i.id = x.issue_id JOIN app.projects p ON p.id = i.project_id',
-  comment: 'JOIN app.comments c ON c.id = x.comment_id JOIN app.issues i ON i.id = c.issue_id JOIN app.projects p ON p.id = i.project_id',
+  comment:
+    'JOIN app.comments c ON c.id = x.comment_id JOIN app.issues i ON i.id = c.issue_id JOIN app.projects p ON p.id = i.project_id',
 };
 
 /** Tenant-owned tables, parents first (FK order). Deleting goes the other way. */
@@ -36,7 +37,12 @@ export const ownedTables: WorkloadTable[] = [
   { table: 'app.projects', from: 'app.projects x', tenant: 'x.tenant_id', key: 'x.id::text' },
   { table: 'app.labels', from: 'app.labels x', tenant: 'x.tenant_id', key: 'x.id::text' },
   { table: 'app.issues', from: `app.issues x ${via.project}`, tenant: 'p.tenant_id', key: 'x.id::text' },
-  { table: 'app.issue_labels', from: `app.issue_labels x ${via.issue}`, tenant: 'p.tenant_id', key: "x.issue_id::text || ':' || x.label_id::text" },
+  {
+    table: 'app.issue_labels',
+    from: `app.issue_labels x ${via.issue}`,
+    tenant: 'p.tenant_id',
+    key: "x.issue_id::text || ':' || x.label_id::text",
+  },
   { table: 'app.comments', from: `app.comments x ${via.issue}`, tenant: 'p.tenant_id', key: 'x.id::text' },
   { table: 'app.attachments', from: `app.attachments x ${via.comment}`, tenant: 'p.tenant_id', key: 'x.id::text' },
 ];

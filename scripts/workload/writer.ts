@@ -23,9 +23,17 @@ export interface WriterLogEntry {
   digest: string | null;
 }
 
-export interface LatencySample { at: number; ms: number }
+export interface LatencySample {
+  at: number;
+  ms: number;
+}
 
-export interface LatencySummary { count: number; p50: number; p99: number; max: number }
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
 
 export interface WriterOptions {
   url: string;
@@ -46,11 +54,18 @@ export interface WriterStats {
   lastErrors: string[];
 }
 
-interface TenantState { tenantId: string; projects: string[]; users: string[] }
+interface TenantState {
+  tenantId: string;
+  projects: string[];
+  users: string[];
+}
 
 /** Percentiles by nearest rank. */
 export function summarize(samples: LatencySample[], from = 0, to = Number.POSITIVE_INFINITY): LatencySummary {
-  const ms = samples.filter((s) => s.at >= from && s.at < to).map((s) => s.ms).sort((a, b) => a - b);
+  const ms = samples
+    .filter((s) => s.at >= from && s.at < to)
+    .map((s) => s.ms)
+    .sort((a, b) => a - b);
   const pick = (p: number) => (ms.length ? ms[Math.min(ms.length - 1, Math.ceil((p / 100) * ms.length) - 1)] : 0);
   return { count: ms.length, p50: pick(50), p99: pick(99), max: ms.length ? ms[ms.length - 1] : 0 };
 }
@@ -78,9 +93,13 @@ export class Writer {
     try {
       const excluded = [...this.excluded];
       const projects = await client.query<{ tenant_id: string; ids: string[] }>(
-        'SELECT tenant_id::text, array_agg(id::text ORDER BY id) AS ids FROM app.projects WHERE NOT (tenant_id = ANY($1::bigint[])) GROUP BY tenant_id', [excluded]);
+        'SELECT tenant_id::text, array_agg(id::text ORDER BY id) AS ids FROM app.projects WHERE NOT (tenant_id = ANY($1::bigint[])) GROUP BY tenant_id',
+        [excluded],
+      );
       const users = await client.query<{ tenant_id: string; ids: string[] }>(
-        'SELECT tenant_id::text, array_agg(id::text ORDER BY id) AS ids FROM app.users WHERE NOT (tenant_id = ANY($1::bigint[])) GROUP BY tenant_id', [excluded]);
+        'SELECT tenant_id::text, array_agg(id::text ORDER BY id) AS ids FROM app.users WHERE NOT (tenant_id = ANY($1::bigint[])) GROUP BY tenant_id',
+        [excluded],
+      );
       const usersOf = new Map(users.rows.map((r) => [r.tenant_id, r.ids]));
       this.tenants = projects.rows
         .filter((r) => usersOf.has(r.tenant_id))
@@ -111,7 +130,13 @@ export class Writer {
   }
 
   stats(): WriterStats {
-    return { transactions: this.samples.length, errors: this.errors, byOp: { ...this.byOp }, latency: summarize(this.samples), lastErrors: [...this.lastErrors] };
+    return {
+      transactions: this.samples.length,
+      errors: this.errors,
+      byOp: { ...this.byOp },
+      latency: summarize(this.samples),
+      lastErrors: [...this.lastErrors],
+    };
   }
 
   private async loop(client: Client, random: () => number): Promise<void> {
@@ -131,12 +156,19 @@ export class Writer {
           const issue = await client.query<{ id: string; digest: string }>(
             `INSERT INTO app.issues AS x (project_id, reporter_id, title, metadata) VALUES ($1, $2, $3, $4)
              RETURNING x.id::text, md5(x::text) AS digest`,
-            [project, user, `Writer issue ${this.seq}`, JSON.stringify({ source: 'writer' })]);
+            [project, user, `Writer issue ${this.seq}`, JSON.stringify({ source: 'writer' })],
+          );
           entries.push({ op: 'insert', table: 'app.issues', key: issue.rows[0].id, digest: issue.rows[0].digest });
           const comment = await client.query<{ id: string; digest: string }>(
             `INSERT INTO app.comments AS x (issue_id, author_id, body) VALUES ($1, $2, 'first!') RETURNING x.id::text, md5(x::text) AS digest`,
-            [issue.rows[0].id, user]);
-          entries.push({ op: 'insert', table: 'app.comments', key: comment.rows[0].id, digest: comment.rows[0].digest });
+            [issue.rows[0].id, user],
+          );
+          entries.push({
+            op: 'insert',
+            table: 'app.comments',
+            key: comment.rows[0].id,
+            digest: comment.rows[0].digest,
+          });
         } else if (dice < 0.7) {
           op = 'update issue';
           // Recent issues of the project: the updated_at trigger fires on each.
@@ -144,13 +176,21 @@ export class Writer {
             `UPDATE app.issues x SET status = $2, priority = $3
              WHERE x.id = (SELECT id FROM app.issues WHERE project_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $4)
              RETURNING x.id::text, md5(x::text) AS digest`,
-            [project, ['open', 'in_progress', 'review', 'done'][Math.floor(random() * 4)], 1 + Math.floor(random() * 5), Math.floor(random() * 10)]);
+            [
+              project,
+              ['open', 'in_progress', 'review', 'done'][Math.floor(random() * 4)],
+              1 + Math.floor(random() * 5),
+              Math.floor(random() * 10),
+            ],
+          );
           for (const r of result.rows) entries.push({ op: 'update', table: 'app.issues', key: r.id, digest: r.digest });
         } else if (dice < 0.8) {
           op = 'update user';
           const result = await client.query<{ id: string; digest: string }>(
             `UPDATE app.users x SET profile = x.profile || jsonb_build_object('last_seen_seq', $2::int) WHERE x.id = $1
-             RETURNING x.id::text, md5(x::text) AS digest`, [user, this.seq]);
+             RETURNING x.id::text, md5(x::text) AS digest`,
+            [user, this.seq],
+          );
           for (const r of result.rows) entries.push({ op: 'update', table: 'app.users', key: r.id, digest: r.digest });
         } else if (dice < 0.9) {
           op = 'delete attachment';
@@ -158,16 +198,22 @@ export class Writer {
             `DELETE FROM app.attachments x WHERE x.id = (
                SELECT a.id FROM app.issues i JOIN app.comments c ON c.issue_id = i.id JOIN app.attachments a ON a.comment_id = c.id
                WHERE i.project_id = $1 LIMIT 1)
-             RETURNING x.id::text`, [project]);
-          for (const r of result.rows) entries.push({ op: 'delete', table: 'app.attachments', key: r.id, digest: null });
+             RETURNING x.id::text`,
+            [project],
+          );
+          for (const r of result.rows)
+            entries.push({ op: 'delete', table: 'app.attachments', key: r.id, digest: null });
         } else {
           op = 'delete issue label';
           const result = await client.query<{ key: string }>(
             `DELETE FROM app.issue_labels x WHERE (x.issue_id, x.label_id) = (
                SELECT il.issue_id, il.label_id FROM app.issues i JOIN app.issue_labels il ON il.issue_id = i.id
                WHERE i.project_id = $1 LIMIT 1)
-             RETURNING x.issue_id::text || ':' || x.label_id::text AS key`, [project]);
-          for (const r of result.rows) entries.push({ op: 'delete', table: 'app.issue_labels', key: r.key, digest: null });
+             RETURNING x.issue_id::text || ':' || x.label_id::text AS key`,
+            [project],
+          );
+          for (const r of result.rows)
+            entries.push({ op: 'delete', table: 'app.issue_labels', key: r.key, digest: null });
         }
         await client.query('COMMIT');
         const at = Date.now();

@@ -19,27 +19,54 @@ const kills = Number(process.env.CHAOS_KILLS ?? 10);
 describe('chaos: bulk restore under worker kills, a PostgreSQL restart and a Temporal restart', () => {
   it(`restores ${victims} tenants exactly, leaves every other tenant as the writer left it (seed ${seed})`, async () => {
     const outcome = await runChaosScenario({
-      name: 'chaos', tenants: victims + 90, victims, rowsTarget: Math.round((victims + 90) * 120), kills, restartPostgres: true, restartTemporal: true,
-      concurrency: 8, groupSize: defaultGroupSize, chunkRows: 40, seed,
+      name: 'chaos',
+      tenants: victims + 90,
+      victims,
+      rowsTarget: Math.round((victims + 90) * 120),
+      kills,
+      restartPostgres: true,
+      restartTemporal: true,
+      concurrency: 8,
+      groupSize: defaultGroupSize,
+      chunkRows: 40,
+      seed,
     });
     const injected = outcome.faults.filter((f) => f.at >= 0 && f.kind !== 'worker-died');
     const summary = {
-      seed, restoreId: outcome.restoreId, tenants: outcome.victims.length, rowsRestored: outcome.rowsRestored,
-      faultsInjected: injected.length, byKind: Object.fromEntries(['kill-worker', 'restart-postgres', 'restart-temporal'].map((k) => [k, injected.filter((f) => f.kind === k).length])),
-      workerDiedOnItsOwn: outcome.faults.filter((f) => f.kind === 'worker-died').length, workerIncarnations: outcome.workerIncarnations,
-      restoreSeconds: Math.round(outcome.restoreMs / 1000), totalSeconds: Math.round(outcome.durationMs / 1000),
-      writerTransactions: outcome.checks.writerTransactions, untouchedRowsCompared: outcome.checks.untouched.rowsCompared,
-      historiesScanned: outcome.checks.scanned.histories, bytesScanned: outcome.checks.scanned.bytes,
+      seed,
+      restoreId: outcome.restoreId,
+      tenants: outcome.victims.length,
+      rowsRestored: outcome.rowsRestored,
+      faultsInjected: injected.length,
+      byKind: Object.fromEntries(
+        ['kill-worker', 'restart-postgres', 'restart-temporal'].map((k) => [
+          k,
+          injected.filter((f) => f.kind === k).length,
+        ]),
+      ),
+      workerDiedOnItsOwn: outcome.faults.filter((f) => f.kind === 'worker-died').length,
+      workerIncarnations: outcome.workerIncarnations,
+      restoreSeconds: Math.round(outcome.restoreMs / 1000),
+      totalSeconds: Math.round(outcome.durationMs / 1000),
+      writerTransactions: outcome.checks.writerTransactions,
+      untouchedRowsCompared: outcome.checks.untouched.rowsCompared,
+      historiesScanned: outcome.checks.scanned.histories,
+      bytesScanned: outcome.checks.scanned.bytes,
     };
     process.stderr.write(`\n[chaos] ${JSON.stringify(summary, null, 2)}\n`);
-    process.stderr.write(`[chaos] faults: ${outcome.faults.map((f) => `${f.kind}@${f.done}${f.phase ? `(${f.phase})` : ''}`).join(', ')}\n`);
+    process.stderr.write(
+      `[chaos] faults: ${outcome.faults.map((f) => `${f.kind}@${f.done}${f.phase ? `(${f.phase})` : ''}`).join(', ')}\n`,
+    );
 
     // Every planned fault was injected while the restore ran: 10 kills, 1 PostgreSQL restart, 1 Temporal restart.
     expect(summary.byKind).toEqual({ 'kill-worker': kills, 'restart-postgres': 1, 'restart-temporal': 1 });
     // ... and survived: no worker died by itself (a PostgreSQL restart once crashed it), the restore completed,
     // every tenant restored.
     expect(summary.workerDiedOnItsOwn).toBe(0);
-    const status = outcome.status.json as { workflowStatus: string; result?: { status: string; restored: number; failed: number } };
+    const status = outcome.status.json as {
+      workflowStatus: string;
+      result?: { status: string; restored: number; failed: number };
+    };
     expect(outcome.status.code).toBe(0);
     expect(status.workflowStatus).toBe('COMPLETED');
     expect(status.result).toMatchObject({ status: 'succeeded', restored: victims, failed: 0 });

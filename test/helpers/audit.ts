@@ -54,20 +54,47 @@ export function privatePgpass(name: string, roles: Array<{ role: string; passwor
   const file = join(dir, `${name}.pgpass`);
   const stack = useStackEnv().PGPASSFILE;
   writeFileSync(file, existsSync(stack) ? readFileSync(stack, 'utf8') : '', { mode: 0o600 });
-  for (const { role, password } of roles) addPgpassEntry(file, `127.0.0.1:${ports.postgres}:*:${pgpassField(role)}:${pgpassField(password)}`);
+  for (const { role, password } of roles)
+    addPgpassEntry(file, `127.0.0.1:${ports.postgres}:*:${pgpassField(role)}:${pgpassField(password)}`);
   return file;
 }
 
-export interface PsqlResult { code: number; output: string }
+export interface PsqlResult {
+  code: number;
+  output: string;
+}
 
 /**
  * Runs scripts/grants.sql on `database` as the stack superuser, the way the file's header documents it; `extra` are
  * more psql arguments (`-v fk_checks=postgres`).
  */
-export function applyGrants(database: string, role: string, password: string, schemas = 'app', extra: string[] = []): Promise<PsqlResult> {
+export function applyGrants(
+  database: string,
+  role: string,
+  password: string,
+  schemas = 'app',
+  extra: string[] = [],
+): Promise<PsqlResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('psql', ['-X', '-q', '-d', serverUrl(database), '-v', `restore_role=${role}`, '-v', `restore_password=${password}`,
-      '-v', `schemas=${schemas}`, ...extra, '-f', grantsSql], { env: { ...process.env, PGPASSFILE: useStackEnv().PGPASSFILE }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      'psql',
+      [
+        '-X',
+        '-q',
+        '-d',
+        serverUrl(database),
+        '-v',
+        `restore_role=${role}`,
+        '-v',
+        `restore_password=${password}`,
+        '-v',
+        `schemas=${schemas}`,
+        ...extra,
+        '-f',
+        grantsSql,
+      ],
+      { env: { ...process.env, PGPASSFILE: useStackEnv().PGPASSFILE }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -85,7 +112,8 @@ export async function createScratchRole(role: string, password: string, liveData
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(role)}) THEN
       EXECUTE format('CREATE ROLE %I LOGIN CREATEDB NOSUPERUSER NOCREATEROLE PASSWORD %L', ${pg.escapeLiteral(role)}, ${pg.escapeLiteral(password)});
     END IF; END $$`);
-  for (const db of liveDatabases) await adminQuery(`REVOKE CONNECT, TEMPORARY ON DATABASE ${pg.escapeIdentifier(db)} FROM PUBLIC`);
+  for (const db of liveDatabases)
+    await adminQuery(`REVOKE CONNECT, TEMPORARY ON DATABASE ${pg.escapeIdentifier(db)} FROM PUBLIC`);
 }
 
 /** The concurrent writer's role: an ordinary application role that may delete (the restore role may not). */
@@ -120,7 +148,14 @@ export async function dropRoles(roles: string[]): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------------
 // I2: DELETE / TRUNCATE audit on live
 
-export interface AuditEvent { op: string; tbl: string; current_user: string; session_user: string; app: string; replication_role: string }
+export interface AuditEvent {
+  op: string;
+  tbl: string;
+  current_user: string;
+  session_user: string;
+  app: string;
+  replication_role: string;
+}
 
 /** The schema the audit keeps its events in (never audited itself, and left out of userTables). */
 export const auditSchema = 'tr_audit';
@@ -155,7 +190,9 @@ export async function installDeleteAudit(url: string, schemas: string[] | 'all' 
        WHERE c.relkind IN ('r', 'p') AND CASE WHEN $1::text[] IS NULL
          THEN n.nspname NOT IN ('pg_catalog', 'information_schema', $2) AND n.nspname NOT LIKE 'pg\\_%'
          ELSE n.nspname = ANY($1::text[]) END
-       ORDER BY 1`, [schemas === 'all' ? null : schemas, auditSchema]);
+       ORDER BY 1`,
+      [schemas === 'all' ? null : schemas, auditSchema],
+    );
     for (const { tbl } of rows) {
       await client.query(`
         DROP TRIGGER IF EXISTS tr_audit_delete ON ${tbl};
@@ -175,14 +212,21 @@ export async function auditEvents(url: string): Promise<AuditEvent[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    return (await client.query<AuditEvent>('SELECT op, tbl, "current_user", "session_user", app, replication_role FROM tr_audit.events ORDER BY id')).rows;
+    return (
+      await client.query<AuditEvent>(
+        'SELECT op, tbl, "current_user", "session_user", app, replication_role FROM tr_audit.events ORDER BY id',
+      )
+    ).rows;
   } finally {
     await client.end();
   }
 }
 
 /** The DELETE and TRUNCATE statements the audit saw from sessions of application `app` (the product's by default). */
-export async function destructiveStatements(url: string, app = 'tenant-restore'): Promise<Array<{ tbl: string; op: string }>> {
+export async function destructiveStatements(
+  url: string,
+  app = 'tenant-restore',
+): Promise<Array<{ tbl: string; op: string }>> {
   return (await auditEvents(url)).filter((e) => e.app === app).map((e) => ({ tbl: e.tbl, op: e.op }));
 }
 
@@ -201,8 +245,15 @@ export async function s3Texts(s3: S3Client, bucket: string, prefix: string): Pro
   return out;
 }
 
-export interface Needle { label: string; value: string }
-export interface Finding { source: string; needle: string; context: string }
+export interface Needle {
+  label: string;
+  value: string;
+}
+export interface Finding {
+  source: string;
+  needle: string;
+  context: string;
+}
 
 /** Every occurrence of every needle in every text, with a little context (the needle itself masked). */
 export function scanForNeedles(texts: Map<string, string>, needles: Needle[]): Finding[] {
@@ -212,7 +263,11 @@ export function scanForNeedles(texts: Map<string, string>, needles: Needle[]): F
       if (!needle.value) continue;
       let at = text.indexOf(needle.value);
       while (at >= 0 && findings.length < 1000) {
-        findings.push({ source, needle: needle.label, context: `${text.slice(Math.max(0, at - 60), at)}<${needle.label}>${text.slice(at + needle.value.length, at + needle.value.length + 60)}` });
+        findings.push({
+          source,
+          needle: needle.label,
+          context: `${text.slice(Math.max(0, at - 60), at)}<${needle.label}>${text.slice(at + needle.value.length, at + needle.value.length + 60)}`,
+        });
         at = text.indexOf(needle.value, at + 1);
       }
     }

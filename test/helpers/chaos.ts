@@ -13,13 +13,31 @@ import { scratchDatabaseName } from '../../activities/scratch';
 import { createS3Client } from '../../activities/s3';
 import { restartPostgres, restartTemporal } from '../../scripts/stack';
 import { takeBackup } from '../../scripts/workload/backup';
-import { compareSnapshots, diffChecksums, ensureVerifyDatabase, reenableColumns, snapshotRows, tenantChecksums } from '../../scripts/workload/checksums';
+import {
+  compareSnapshots,
+  diffChecksums,
+  ensureVerifyDatabase,
+  reenableColumns,
+  snapshotRows,
+  tenantChecksums,
+} from '../../scripts/workload/checksums';
 import { generateWorkload } from '../../scripts/workload/generate';
 import { pickVictims, purgeTenants, suspendTenants } from '../../scripts/workload/incident';
 import { Writer, type WriterLogEntry } from '../../scripts/workload/writer';
 import {
-  applyGrants, auditEvents, createScratchRole, createWriterRole, dropRoles, installDeleteAudit, newPassword, privatePgpass,
-  roleUrl, roleUrlWithPassword, s3Texts, scanForNeedles, type Needle,
+  applyGrants,
+  auditEvents,
+  createScratchRole,
+  createWriterRole,
+  dropRoles,
+  installDeleteAudit,
+  newPassword,
+  privatePgpass,
+  roleUrl,
+  roleUrlWithPassword,
+  s3Texts,
+  scanForNeedles,
+  type Needle,
 } from './audit';
 import { historiesText } from './history';
 import { logDir, productEnv, projectRoot, runCli, WorkerProcess } from './product';
@@ -66,7 +84,12 @@ export interface ChaosOptions {
   say?: (message: string) => void;
 }
 
-export interface FaultRecord { kind: 'kill-worker' | 'restart-postgres' | 'restart-temporal' | 'worker-died'; at: number; done: number; phase?: string }
+export interface FaultRecord {
+  kind: 'kill-worker' | 'restart-postgres' | 'restart-temporal' | 'worker-died';
+  at: number;
+  done: number;
+  phase?: string;
+}
 
 export interface ChaosOutcome {
   restoreId: string;
@@ -82,7 +105,13 @@ export interface ChaosOutcome {
   checks: {
     victimDiffs: number;
     suspendedLeft: number;
-    untouched: { rowsCompared: number; rowsWrittenByWriter: number; rowsUnchanged: number; violations: number; examples: unknown[] };
+    untouched: {
+      rowsCompared: number;
+      rowsWrittenByWriter: number;
+      rowsUnchanged: number;
+      violations: number;
+      examples: unknown[];
+    };
     writerTransactions: number;
     writerErrors: string[];
     auditByRestore: unknown[];
@@ -117,7 +146,13 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
   let temporal: Awaited<ReturnType<typeof temporalClient>> | undefined;
 
   const startWriter = async () => {
-    writer = new Writer({ url: roleUrlWithPassword(roles.writer, passwords.writer, liveName), excludeTenants: victims, connections: 2, pauseMs: 20, seed: o.seed + writerLog.length });
+    writer = new Writer({
+      url: roleUrlWithPassword(roles.writer, passwords.writer, liveName),
+      excludeTenants: victims,
+      connections: 2,
+      pauseMs: 20,
+      seed: o.seed + writerLog.length,
+    });
     await writer.start();
   };
   const stopWriter = async () => {
@@ -135,24 +170,50 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
   try {
     // --- the workload, the backup, the incident ------------------------------------------------------------------
     say(`generating ${o.tenants} tenants (~${o.rowsTarget} rows) in ${liveName}`);
-    const generated = await generateWorkload(liveAdminUrl, { tenants: o.tenants, rowsTarget: o.rowsTarget, seed: o.seed });
-    victims = pickVictims(generated.tenantIds, o.victims, o.seed, generated.largestTenants.map((t) => t.tenantId));
+    const generated = await generateWorkload(liveAdminUrl, {
+      tenants: o.tenants,
+      rowsTarget: o.rowsTarget,
+      seed: o.seed,
+    });
+    victims = pickVictims(
+      generated.tenantIds,
+      o.victims,
+      o.seed,
+      generated.largestTenants.map((t) => t.tenantId),
+    );
     const marker = `rowval-${randomBytes(6).toString('hex')}`;
     const admin = new pg.Client({ connectionString: liveAdminUrl });
     await admin.connect();
     let keyHashes: string[];
     try {
       // Distinctive row values of the victims: if any of them shows up in a history, a log or a report, rows leaked.
-      await admin.query(`UPDATE app.tenants SET name = name || ' ' || $2 || '-' || id WHERE id = ANY($1::bigint[])`, [victims, marker]);
-      await admin.query(`UPDATE app.issues i SET title = $2 || '-issue-' || i.id FROM app.projects p WHERE p.id = i.project_id AND p.tenant_id = ANY($1::bigint[]) AND i.id % 7 = 0`, [victims, marker]);
-      keyHashes = (await admin.query<{ h: string }>('SELECT key_hash AS h FROM app.api_keys WHERE tenant_id = ANY($1::bigint[]) ORDER BY id LIMIT 20', [victims])).rows.map((r) => r.h);
+      await admin.query(`UPDATE app.tenants SET name = name || ' ' || $2 || '-' || id WHERE id = ANY($1::bigint[])`, [
+        victims,
+        marker,
+      ]);
+      await admin.query(
+        `UPDATE app.issues i SET title = $2 || '-issue-' || i.id FROM app.projects p WHERE p.id = i.project_id AND p.tenant_id = ANY($1::bigint[]) AND i.id % 7 = 0`,
+        [victims, marker],
+      );
+      keyHashes = (
+        await admin.query<{ h: string }>(
+          'SELECT key_hash AS h FROM app.api_keys WHERE tenant_id = ANY($1::bigint[]) ORDER BY id LIMIT 20',
+          [victims],
+        )
+      ).rows.map((r) => r.h);
     } finally {
       await admin.end();
     }
     await suspendTenants(liveAdminUrl, victims);
     const expected = await tenantChecksums(liveAdminUrl, victims, { ignoreColumns: reenableColumns });
     const backupKey = `reliability/${run}/backup.dump`;
-    const backup = await takeBackup({ url: liveAdminUrl, s3, bucket: env.STACK_S3_BUCKET, key: backupKey, retentionDays: 1 });
+    const backup = await takeBackup({
+      url: liveAdminUrl,
+      s3,
+      bucket: env.STACK_S3_BUCKET,
+      key: backupKey,
+      retentionDays: 1,
+    });
     say(`backup ${backup.url}: ${backup.manifest.sizeBytes} bytes; ${victims.length} victims`);
 
     // --- roles, audit, writer, incident ---------------------------------------------------------------------------
@@ -167,7 +228,10 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
     const verifyUrl = await ensureVerifyDatabase(liveAdminUrl);
     await snapshotRows(liveAdminUrl, verifyUrl, 'before', victims);
 
-    const pgpass = privatePgpass(run, [{ role: roles.restore, password: passwords.restore }, { role: roles.scratch, password: passwords.scratch }]);
+    const pgpass = privatePgpass(run, [
+      { role: roles.restore, password: passwords.restore },
+      { role: roles.scratch, password: passwords.scratch },
+    ]);
     const productEnvironment = productEnv({ PGPASSFILE: pgpass });
     const taskQueue = `chaos-${run}`;
     worker = new WorkerProcess({ taskQueue, env: productEnvironment, name: run });
@@ -177,15 +241,39 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
     const tenantsFile = join(dir, 'tenants.txt');
     writeFileSync(tenantsFile, `# chaos run ${run}\n${victims.join('\n')}\n`);
     const configFile = join(dir, 'config.json');
-    const baseConfig = JSON.parse(readFileSync(join(projectRoot, 'scripts', 'workload', 'restore-config.json'), 'utf8')) as Record<string, unknown>;
+    const baseConfig = JSON.parse(
+      readFileSync(join(projectRoot, 'scripts', 'workload', 'restore-config.json'), 'utf8'),
+    ) as Record<string, unknown>;
     writeFileSync(configFile, JSON.stringify({ ...baseConfig, chunkRows: o.chunkRows }, null, 2));
     const restoreId = run.replace(/_/g, '-');
-    const startArgs = ['start', '--backup', backup.url, '--scratch-server', roleUrl(roles.scratch, 'postgres'), '--live', roleUrl(roles.restore, liveName),
-      '--tenant-root', 'app.tenants', '--tenants-file', tenantsFile, '--config', configFile, '--concurrency', String(o.concurrency), '--group-size', String(o.groupSize),
-      '--task-queue', taskQueue, '--id', restoreId, '--json'];
+    const startArgs = [
+      'start',
+      '--backup',
+      backup.url,
+      '--scratch-server',
+      roleUrl(roles.scratch, 'postgres'),
+      '--live',
+      roleUrl(roles.restore, liveName),
+      '--tenant-root',
+      'app.tenants',
+      '--tenants-file',
+      tenantsFile,
+      '--config',
+      configFile,
+      '--concurrency',
+      String(o.concurrency),
+      '--group-size',
+      String(o.groupSize),
+      '--task-queue',
+      taskQueue,
+      '--id',
+      restoreId,
+      '--json',
+    ];
     const startResult = await runCli(startArgs, productEnvironment);
     cliOutputs.set('start', startResult.stdout + startResult.stderr);
-    if (startResult.code !== 0) throw new Error(`tenant-restore start exited ${startResult.code}: ${startResult.stderr}`);
+    if (startResult.code !== 0)
+      throw new Error(`tenant-restore start exited ${startResult.code}: ${startResult.stderr}`);
     const restoreStarted = Date.now();
     say(`restore ${restoreId} started`);
 
@@ -201,7 +289,9 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
     type Planned = { kind: FaultRecord['kind']; threshold: number };
     const planned: Planned[] = [];
     // One kill while scratch is being prepared or the plan built; the others at random points of the restore.
-    const lateKinds: Array<FaultRecord['kind']> = [...Array<FaultRecord['kind']>(Math.max(0, o.kills - 1)).fill('kill-worker')];
+    const lateKinds: Array<FaultRecord['kind']> = [
+      ...Array<FaultRecord['kind']>(Math.max(0, o.kills - 1)).fill('kill-worker'),
+    ];
     if (o.restartPostgres) lateKinds.push('restart-postgres');
     if (o.restartTemporal) lateKinds.push('restart-temporal');
     const thresholds = lateKinds.map(() => Math.floor(victims.length * (0.03 + random() * 0.82))).sort((a, b) => a - b);
@@ -211,7 +301,9 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
     }
     lateKinds.forEach((kind, i) => planned.push({ kind, threshold: thresholds[i]! }));
     const earlyKill = o.kills > 0;
-    say(`faults planned: ${earlyKill ? 'kill during scratch/plan, ' : ''}${planned.map((p) => `${p.kind}@${p.threshold}`).join(', ')}`);
+    say(
+      `faults planned: ${earlyKill ? 'kill during scratch/plan, ' : ''}${planned.map((p) => `${p.kind}@${p.threshold}`).join(', ')}`,
+    );
 
     const inject = async (kind: FaultRecord['kind'], state: { done: number; phase: string }) => {
       faults.push({ kind, at: Date.now() - restoreStarted, done: state.done, phase: state.phase });
@@ -273,26 +365,49 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
     let suspendedLeft = 0;
     let markersInLive = 0;
     try {
-      suspendedLeft = Number((await check.query<{ n: string }>(`SELECT (SELECT count(*) FROM app.billing_accounts WHERE tenant_id = ANY($1::bigint[]) AND NOT active)
-        + (SELECT count(*) FROM app.app_installations WHERE tenant_id = ANY($1::bigint[]) AND NOT enabled) AS n`, [victims])).rows[0]!.n);
-      markersInLive = Number((await check.query<{ n: string }>(`SELECT (SELECT count(*) FROM app.tenants WHERE name LIKE '%' || $1 || '%') + (SELECT count(*) FROM app.issues WHERE title LIKE $1 || '%') AS n`, [marker])).rows[0]!.n);
+      suspendedLeft = Number(
+        (
+          await check.query<{ n: string }>(
+            `SELECT (SELECT count(*) FROM app.billing_accounts WHERE tenant_id = ANY($1::bigint[]) AND NOT active)
+        + (SELECT count(*) FROM app.app_installations WHERE tenant_id = ANY($1::bigint[]) AND NOT enabled) AS n`,
+            [victims],
+          )
+        ).rows[0]!.n,
+      );
+      markersInLive = Number(
+        (
+          await check.query<{ n: string }>(
+            `SELECT (SELECT count(*) FROM app.tenants WHERE name LIKE '%' || $1 || '%') + (SELECT count(*) FROM app.issues WHERE title LIKE $1 || '%') AS n`,
+            [marker],
+          )
+        ).rows[0]!.n,
+      );
     } finally {
       await check.end();
     }
     await snapshotRows(liveAdminUrl, verifyUrl, 'after', victims);
     const untouched = await compareSnapshots(verifyUrl, 'before', 'after', writerLog);
     const events = await auditEvents(liveAdminUrl);
-    const auditByRestore = events.filter((e) => e.current_user === roles.restore || e.session_user === roles.restore || e.current_user === roles.scratch || e.app.startsWith('tenant-restore'));
+    const auditByRestore = events.filter(
+      (e) =>
+        e.current_user === roles.restore ||
+        e.session_user === roles.restore ||
+        e.current_user === roles.scratch ||
+        e.app.startsWith('tenant-restore'),
+    );
 
     // I5: histories of the parent (every run) and of every child, the worker logs, the CLI output, the artifacts in S3.
     // Every child of the restore (groups of tenants by default, or one per tenant), found by its RestoreId attribute.
     const children = new Set<string>();
-    for await (const e of temporal.client.workflow.list({ query: `RestoreId = "${restoreId}"` })) children.add(e.workflowId);
+    for await (const e of temporal.client.workflow.list({ query: `RestoreId = "${restoreId}"` }))
+      children.add(e.workflowId);
     children.delete(`restore/${restoreId}`);
-    if (children.size === 0) throw new Error(`no child workflow of restore ${restoreId} is visible: the I5 scan would have nothing to read`);
+    if (children.size === 0)
+      throw new Error(`no child workflow of restore ${restoreId} is visible: the I5 scan would have nothing to read`);
     const workflowIds = [`restore/${restoreId}`, ...[...children].sort()];
     const texts = new Map<string, string>();
-    for (const [id, text] of await retrying(() => historiesText(temporal!.client, workflowIds), 10)) texts.set(`history ${id}`, text);
+    for (const [id, text] of await retrying(() => historiesText(temporal!.client, workflowIds), 10))
+      texts.set(`history ${id}`, text);
     const histories = texts.size;
     texts.set('worker logs', worker.log());
     for (const [name, text] of cliOutputs) texts.set(`cli ${name}`, text);
@@ -312,20 +427,43 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
     writeFileSync(join(dir, 'faults.json'), JSON.stringify(faults, null, 2));
 
     const outcome: ChaosOutcome = {
-      restoreId, faults, workerIncarnations: worker.incarnation, durationMs: Date.now() - started, restoreMs, victims, groupSize: o.groupSize, rowsRestored,
-      status: { code: status.code, json: status.json }, report: { code: report.code, json: report.json },
+      restoreId,
+      faults,
+      workerIncarnations: worker.incarnation,
+      durationMs: Date.now() - started,
+      restoreMs,
+      victims,
+      groupSize: o.groupSize,
+      rowsRestored,
+      status: { code: status.code, json: status.json },
+      report: { code: report.code, json: report.json },
       checks: {
-        victimDiffs: victimDiffs.length, suspendedLeft, untouched, writerTransactions, writerErrors,
-        auditByRestore, auditByWriter: events.filter((e) => e.current_user === roles.writer).length,
+        victimDiffs: victimDiffs.length,
+        suspendedLeft,
+        untouched,
+        writerTransactions,
+        writerErrors,
+        auditByRestore,
+        auditByWriter: events.filter((e) => e.current_user === roles.writer).length,
         auditByIncident: events.filter((e) => e.app === 'workload-incident').length,
-        secretFindings: secretFindings.slice(0, 20), needles: needles.length,
-        scanned: { histories, logs: 1 + cliOutputs.size, s3Objects: artifacts.size, bytes: [...texts.values()].reduce((n, t) => n + t.length, 0) },
+        secretFindings: secretFindings.slice(0, 20),
+        needles: needles.length,
+        scanned: {
+          histories,
+          logs: 1 + cliOutputs.size,
+          s3Objects: artifacts.size,
+          bytes: [...texts.values()].reduce((n, t) => n + t.length, 0),
+        },
         markersInLive,
       },
     };
     if (victimDiffs.length) say(`victim diffs: ${JSON.stringify(victimDiffs.slice(0, 5))}`);
     // Kept for inspection only when a check fails (the caller asserts); a clean run drops its databases.
-    const clean = victimDiffs.length === 0 && untouched.violations === 0 && auditByRestore.length === 0 && secretFindings.length === 0;
+    const clean =
+      victimDiffs.length === 0 &&
+      untouched.violations === 0 &&
+      auditByRestore.length === 0 &&
+      secretFindings.length === 0;
     if (clean) {
       await dropDatabase(`${liveName}_verify`);
       await dropDatabase(liveName);

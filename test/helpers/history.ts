@@ -11,9 +11,13 @@ import { join } from 'node:path';
 type History = temporal.api.history.v1.IHistory;
 
 /** Every execution (each run of each workflow) of a restore, found through the RestoreId search attribute. */
-export async function restoreExecutions(client: Client, restoreId: string): Promise<Array<{ workflowId: string; runId: string; type: string }>> {
+export async function restoreExecutions(
+  client: Client,
+  restoreId: string,
+): Promise<Array<{ workflowId: string; runId: string; type: string }>> {
   const out: Array<{ workflowId: string; runId: string; type: string }> = [];
-  for await (const e of client.workflow.list({ query: `RestoreId = "${restoreId}"` })) out.push({ workflowId: e.workflowId, runId: e.runId, type: e.type });
+  for await (const e of client.workflow.list({ query: `RestoreId = "${restoreId}"` }))
+    out.push({ workflowId: e.workflowId, runId: e.runId, type: e.type });
   return out;
 }
 
@@ -27,7 +31,8 @@ function flattenToText(value: unknown, out: string[] = []): string[] {
     return out;
   }
   if (typeof value === 'string') out.push(value);
-  else if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') out.push(String(value));
+  else if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+    out.push(String(value));
   else if (Array.isArray(value)) for (const v of value) flattenToText(v, out);
   else if (typeof value === 'object') {
     const long = value as { low?: number; high?: number; toString?: () => string };
@@ -50,12 +55,21 @@ export function historyEvents(history: History): Array<{ type: string; signal?: 
     return {
       type: type.replace(/EventAttributes$/, ''),
       signal: (attrs?.signalName as string | undefined) ?? undefined,
-      childId: (attrs?.workflowId as string | undefined) ?? ((attrs?.workflowExecution as { workflowId?: string } | undefined)?.workflowId),
+      childId:
+        (attrs?.workflowId as string | undefined) ??
+        (attrs?.workflowExecution as { workflowId?: string } | undefined)?.workflowId,
     };
   });
 }
 
-export interface FailedActivity { workflowId: string; activity: string; attempt: number; type?: string; nonRetryable?: boolean; message: string }
+export interface FailedActivity {
+  workflowId: string;
+  activity: string;
+  attempt: number;
+  type?: string;
+  nonRetryable?: boolean;
+  message: string;
+}
 
 /** Every failed activity attempt recorded in the histories (the last attempt of each: Temporal records only that one). */
 export async function failedActivities(client: Client, workflowIds: string[]): Promise<FailedActivity[]> {
@@ -69,8 +83,11 @@ export async function failedActivities(client: Client, workflowIds: string[]): P
       const scheduled = byId.get(String(failed.scheduledEventId))?.activityTaskScheduledEventAttributes;
       const started = byId.get(String(failed.startedEventId))?.activityTaskStartedEventAttributes;
       out.push({
-        workflowId, activity: scheduled?.activityType?.name ?? '?', attempt: started?.attempt ?? -1,
-        type: failed.failure?.applicationFailureInfo?.type ?? undefined, nonRetryable: failed.failure?.applicationFailureInfo?.nonRetryable ?? undefined,
+        workflowId,
+        activity: scheduled?.activityType?.name ?? '?',
+        attempt: started?.attempt ?? -1,
+        type: failed.failure?.applicationFailureInfo?.type ?? undefined,
+        nonRetryable: failed.failure?.applicationFailureInfo?.nonRetryable ?? undefined,
         message: failed.failure?.message ?? '',
       });
     }
@@ -83,10 +100,12 @@ export async function historiesText(client: Client, workflowIds: string[]): Prom
   const texts = new Map<string, string>();
   for (const workflowId of workflowIds) {
     const runs: string[] = [];
-    for await (const execution of client.workflow.list({ query: `WorkflowId = ${JSON.stringify(workflowId)}` })) runs.push(execution.runId);
+    for await (const execution of client.workflow.list({ query: `WorkflowId = ${JSON.stringify(workflowId)}` }))
+      runs.push(execution.runId);
     if (runs.length === 0) runs.push('');
     const parts: string[] = [];
-    for (const runId of runs) parts.push(historyText(await client.workflow.getHandle(workflowId, runId || undefined).fetchHistory()));
+    for (const runId of runs)
+      parts.push(historyText(await client.workflow.getHandle(workflowId, runId || undefined).fetchHistory()));
     texts.set(workflowId, parts.join('\n'));
   }
   return texts;
@@ -102,7 +121,8 @@ export async function restoreWorkflowIds(client: Client, restoreId: string): Pro
   const ids = [`restore/${restoreId}`];
   for (let i = 0; i < ids.length; i++) {
     const runs: string[] = [];
-    for await (const execution of client.workflow.list({ query: `WorkflowId = ${JSON.stringify(ids[i])}` })) runs.push(execution.runId);
+    for await (const execution of client.workflow.list({ query: `WorkflowId = ${JSON.stringify(ids[i])}` }))
+      runs.push(execution.runId);
     if (runs.length === 0) runs.push('');
     for (const runId of runs) {
       const history = await client.workflow.getHandle(ids[i]!, runId || undefined).fetchHistory();
@@ -118,7 +138,8 @@ export async function restoreWorkflowIds(client: Client, restoreId: string): Pro
 /** The text of every history of a restore (restoreWorkflowIds), keyed `history <workflowId>`. */
 export async function restoreHistoriesText(client: Client, restoreId: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  for (const [id, text] of await historiesText(client, await restoreWorkflowIds(client, restoreId))) out.set(`history ${id}`, text);
+  for (const [id, text] of await historiesText(client, await restoreWorkflowIds(client, restoreId)))
+    out.set(`history ${id}`, text);
   return out;
 }
 
@@ -129,7 +150,13 @@ export const replayHistoriesDir = join(__dirname, '..', 'replay', 'histories');
  * Saves a history as binary protobuf (`<name>.binpb`). Binary, because the JSON converters of this install
  * (historyToJSON/historyFromJSON) fail on its duplicated protobufjs copies ("type must be a Type").
  */
-export async function saveHistory(client: Client, workflowId: string, runId: string, name: string, dir = replayHistoriesDir): Promise<string> {
+export async function saveHistory(
+  client: Client,
+  workflowId: string,
+  runId: string,
+  name: string,
+  dir = replayHistoriesDir,
+): Promise<string> {
   const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${name}.binpb`);

@@ -18,7 +18,16 @@ export function tenantFilter(ids: number[]): (table: string) => string | null {
   };
   return (table) => filters[table] ?? null;
 }
-export const tenantTables = ['app.tenants', 'app.users', 'app.projects', 'app.issues', 'app.comments', 'app.attachments', 'app.labels', 'app.issue_labels'];
+export const tenantTables = [
+  'app.tenants',
+  'app.users',
+  'app.projects',
+  'app.issues',
+  'app.comments',
+  'app.attachments',
+  'app.labels',
+  'app.issue_labels',
+];
 
 /** The incident: a script hard-deletes tenants, children first, and a plan nobody else uses. Not product code. */
 export function deleteTenantsSql(ids: number[]): string {
@@ -37,4 +46,3 @@ export function deleteTenantsSql(ids: number[]): string {
     DELETE FROM app.plans WHERE NOT EXISTS (SELECT 1 FROM app.tenants t WHERE t.plan_id = plans.id);
     COMMIT;`;
 }
-

@@ -14,7 +14,12 @@ export const bin = join(projectRoot, 'bin', 'tenant-restore');
 
 /** The environment of the product's processes: the stack's (Temporal, S3, PGPASSFILE), with `extra` on top. */
 export function productEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...useStackEnv(), LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'info', ...extra };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...useStackEnv(),
+    LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'info',
+    ...extra,
+  };
   // The test runner's own variables have nothing to do with the product.
   for (const key of Object.keys(env)) if (key.startsWith('VITEST') || key === 'NODE_OPTIONS') delete env[key];
   return env;
@@ -27,7 +32,12 @@ export function logDir(name: string): string {
   return dir;
 }
 
-export interface CliResult { code: number; stdout: string; stderr: string; json?: unknown }
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json?: unknown;
+}
 
 /** Runs `tenant-restore <args>` to its end. `json` is stdout parsed, when it is JSON. */
 export function runCli(args: string[], env: NodeJS.ProcessEnv = productEnv()): Promise<CliResult> {
@@ -79,9 +89,15 @@ export class WorkerProcess {
     if (this.child) throw new Error('worker already running');
     this.incarnation += 1;
     this.file = createWriteStream(join(logDir(this.options.name), `worker-${this.incarnation}.log`));
-    const child = spawn(process.execPath, [bin, 'worker', '--task-queue', this.options.taskQueue, ...this.options.args], {
-      env: this.options.env, cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [bin, 'worker', '--task-queue', this.options.taskQueue, ...this.options.args],
+      {
+        env: this.options.env,
+        cwd: projectRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     this.child = child;
     let seen = '';
     const ready = new Promise<void>((resolve, reject) => {
@@ -94,7 +110,9 @@ export class WorkerProcess {
       };
       child.stdout!.on('data', onData);
       child.stderr!.on('data', onData);
-      child.once('exit', (code, signal) => reject(new Error(`worker exited before it was ready (code ${code}, signal ${signal}):\n${seen.slice(-3000)}`)));
+      child.once('exit', (code, signal) =>
+        reject(new Error(`worker exited before it was ready (code ${code}, signal ${signal}):\n${seen.slice(-3000)}`)),
+      );
     });
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     await ready;

@@ -18,7 +18,9 @@ export function useStackEnv(): StackEnv {
 }
 
 export function uniqueName(prefix: string): string {
-  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_');
 }
 
 /** The stack's superuser URL without its password: the password comes from PGPASSFILE, as it would in production. */
@@ -47,8 +49,14 @@ export async function adminQuery(sql: string, values?: unknown[]): Promise<pg.Qu
 export async function createDatabase(name: string, template?: string): Promise<string> {
   // CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template, and a worker's pool keeps idle
   // connections to a database it restored into; they are closed here (the pool reconnects when it needs to).
-  if (template) await adminQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [template]);
-  await adminQuery(`CREATE DATABASE ${pg.escapeIdentifier(name)}${template ? ` TEMPLATE ${pg.escapeIdentifier(template)}` : ''}`);
+  if (template)
+    await adminQuery(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+      [template],
+    );
+  await adminQuery(
+    `CREATE DATABASE ${pg.escapeIdentifier(name)}${template ? ` TEMPLATE ${pg.escapeIdentifier(template)}` : ''}`,
+  );
   return serverUrl(name);
 }
 
@@ -60,7 +68,9 @@ export async function dropDatabase(name: string): Promise<void> {
  * Registers hooks that track failures in this file; databases made with `fresh()` are dropped at the end only when
  * every test passed. Call once at the top of a test file.
  */
-export function useFreshDatabases(): { fresh: (prefix: string, template?: string) => Promise<{ name: string; url: string }> } {
+export function useFreshDatabases(): {
+  fresh: (prefix: string, template?: string) => Promise<{ name: string; url: string }>;
+} {
   const made: string[] = [];
   let failed = false;
   afterEach((context) => {
@@ -91,7 +101,9 @@ export async function temporalClient(): Promise<{ client: Client; close: () => P
 /** Starts a worker on its own task queue using the workflow bundle made once by the global setup. */
 let runtimeInstalled = false;
 
-export async function startWorker(options: Omit<WorkerOptions, 'connection' | 'workflowBundle' | 'workflowsPath'>): Promise<{ worker: Worker; running: Promise<void>; stop: () => Promise<void> }> {
+export async function startWorker(
+  options: Omit<WorkerOptions, 'connection' | 'workflowBundle' | 'workflowsPath'>,
+): Promise<{ worker: Worker; running: Promise<void>; stop: () => Promise<void> }> {
   const env = useStackEnv();
   if (!runtimeInstalled) {
     // Only warnings from the SDK: its INFO lines would drown the test output.

@@ -29,7 +29,11 @@ async function query<T extends Record<string, unknown>>(url: string, sql: string
 }
 
 async function databasesLike(fragment: string): Promise<string[]> {
-  const rows = await query<{ datname: string }>(withDb('postgres'), 'SELECT datname FROM pg_database WHERE datname LIKE $1', [`%${fragment.toLowerCase().replace(/[^a-z0-9]/g, '_')}%`]);
+  const rows = await query<{ datname: string }>(
+    withDb('postgres'),
+    'SELECT datname FROM pg_database WHERE datname LIKE $1',
+    [`%${fragment.toLowerCase().replace(/[^a-z0-9]/g, '_')}%`],
+  );
   return rows.map((r) => r.datname);
 }
 
@@ -53,9 +57,23 @@ describe('restore drill', () => {
     // An older backup of a smaller database, then the newest one: the drill must pick the newest.
     const older = await fresh('drill_older');
     await generateWorkload(older.url, { tenants: 3, rowsTarget: 1_000, seed: 1 });
-    await takeBackup({ url: older.url, s3, bucket: env.STACK_S3_BUCKET, key: `${prefix}a-older.dump`, retentionDays: 1 });
+    await takeBackup({
+      url: older.url,
+      s3,
+      bucket: env.STACK_S3_BUCKET,
+      key: `${prefix}a-older.dump`,
+      retentionDays: 1,
+    });
     generated = await generateWorkload(live.url, { tenants: 12, rowsTarget: 6_000, seed: 2 });
-    newest = (await takeBackup({ url: live.url, s3, bucket: env.STACK_S3_BUCKET, key: `${prefix}b-newest.dump`, retentionDays: 1 })).url;
+    newest = (
+      await takeBackup({
+        url: live.url,
+        s3,
+        bucket: env.STACK_S3_BUCKET,
+        key: `${prefix}b-newest.dump`,
+        retentionDays: 1,
+      })
+    ).url;
     worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
     temporal = await temporalClient();
   });
@@ -69,10 +87,17 @@ describe('restore drill', () => {
 
   it('restores K tenants of the newest backup into a disposable database, records its figures, and never writes live', async () => {
     const liveBefore = await tenantChecksums(live.url, generated.tenantIds);
-    const input = drillInputFromFlags({
-      'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${prefix}`, live: live.url, 'tenant-root': 'app.tenants', sample: '4', concurrency: '2',
-      id: uniqueName('d').replace(/_/g, '-'),
-    }, true);
+    const input = drillInputFromFlags(
+      {
+        'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${prefix}`,
+        live: live.url,
+        'tenant-root': 'app.tenants',
+        sample: '4',
+        concurrency: '2',
+        id: uniqueName('d').replace(/_/g, '-'),
+      },
+      true,
+    );
     const outcome = await runDrill(temporal.client, input, { taskQueue, wait: true });
     expect(outcome.error).toBeUndefined();
     expect(outcome.failed).toBe(false);
@@ -88,18 +113,28 @@ describe('restore drill', () => {
 
     // The drill database held exactly these tenants' rows plus the shared parents they need (plans, countries).
     const owned = await tenantChecksums(live.url, record.tenants);
-    const ownedRows = Object.values(owned).reduce((s, tables) => s + Object.values(tables).reduce((a, t) => a + t.rows, 0), 0);
-    const [{ parents }] = await query<{ parents: string }>(live.url, `
+    const ownedRows = Object.values(owned).reduce(
+      (s, tables) => s + Object.values(tables).reduce((a, t) => a + t.rows, 0),
+      0,
+    );
+    const [{ parents }] = await query<{ parents: string }>(
+      live.url,
+      `
       SELECT (SELECT count(DISTINCT plan_id) FROM (SELECT plan_id FROM app.tenants WHERE id = ANY($1::bigint[])
                 UNION SELECT plan_id FROM app.billing_accounts WHERE tenant_id = ANY($1::bigint[])) p)
            + (SELECT count(DISTINCT code) FROM (SELECT country_code AS code FROM app.tenants WHERE id = ANY($1::bigint[])
-                UNION SELECT country_code FROM app.billing_accounts WHERE tenant_id = ANY($1::bigint[])) c) AS parents`, [record.tenants]);
+                UNION SELECT country_code FROM app.billing_accounts WHERE tenant_id = ANY($1::bigint[])) c) AS parents`,
+      [record.tenants],
+    );
     expect(record.rows).toBe(ownedRows + Number(parents));
     expect(record.timeToRestoreMs).toBeGreaterThan(0);
     expect(record.rowsPerSecond).toBe(Math.round(record.rows / (record.timeToRestoreMs / 1000)));
 
     // Recorded in S3, listed by `drill list`.
-    const stored = await getJson<DrillRecord>(s3, { bucket: env.STACK_S3_BUCKET, key: `drills/${record.drillId}.json` });
+    const stored = await getJson<DrillRecord>(s3, {
+      bucket: env.STACK_S3_BUCKET,
+      key: `drills/${record.drillId}.json`,
+    });
     expect(stored).toEqual(record);
     expect((await listDrills(s3, env.STACK_S3_BUCKET, 1000)).map((r) => r.drillId)).toContain(record.drillId);
 
@@ -110,18 +145,39 @@ describe('restore drill', () => {
 
   it('fails its workflow visibly, records why and cleans up, when the newest backup does not match its manifest', async () => {
     const badPrefix = `test/${uniqueName('baddrill')}/`;
-    const original = await s3.send(new GetObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: newest.replace(`s3://${env.STACK_S3_BUCKET}/`, '') }));
+    const original = await s3.send(
+      new GetObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: newest.replace(`s3://${env.STACK_S3_BUCKET}/`, '') }),
+    );
     const bytes = Buffer.from(await original.Body!.transformToByteArray());
     await s3.send(new PutObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: `${badPrefix}x.dump`, Body: bytes }));
-    await s3.send(new PutObjectCommand({
-      Bucket: env.STACK_S3_BUCKET, Key: `${badPrefix}x.dump.manifest.json`,
-      Body: JSON.stringify({ sha256: '0'.repeat(64), size: bytes.length, sizeBytes: bytes.length }),
-    }));
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: env.STACK_S3_BUCKET,
+        Key: `${badPrefix}x.dump.manifest.json`,
+        Body: JSON.stringify({ sha256: '0'.repeat(64), size: bytes.length, sizeBytes: bytes.length }),
+      }),
+    );
     const drillId = uniqueName('bad').replace(/_/g, '-');
-    const input = drillInputFromFlags({ 'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${badPrefix}`, live: live.url, 'tenant-root': 'app.tenants', sample: '2', id: drillId }, true);
+    const input = drillInputFromFlags(
+      {
+        'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${badPrefix}`,
+        live: live.url,
+        'tenant-root': 'app.tenants',
+        sample: '2',
+        id: drillId,
+      },
+      true,
+    );
 
-    const handle = await temporal.client.workflow.start('restoreDrill', { taskQueue, workflowId: `drill/${drillId}`, args: [input] });
-    const error = await handle.result().then(() => undefined, (e: unknown) => e);
+    const handle = await temporal.client.workflow.start('restoreDrill', {
+      taskQueue,
+      workflowId: `drill/${drillId}`,
+      args: [input],
+    });
+    const error = await handle.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(WorkflowFailedError);
     const cause = (error as WorkflowFailedError).cause as { type?: string; message?: string };
     expect(cause.type).toBe('DrillFailed');
@@ -136,7 +192,12 @@ describe('restore drill', () => {
 
   it('drill schedule creates a Temporal Schedule whose runs are drills', async () => {
     const id = uniqueName('sched').replace(/_/g, '-');
-    const input = drillInputFromFlags({ 'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${prefix}`, live: live.url, 'tenant-root': 'app.tenants', sample: '2' });
+    const input = drillInputFromFlags({
+      'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${prefix}`,
+      live: live.url,
+      'tenant-root': 'app.tenants',
+      sample: '2',
+    });
     const created = await scheduleDrill(temporal.client, input, { id, cron: '0 3 * * 1', taskQueue });
     const handle = temporal.client.schedule.getHandle(created.scheduleId);
     try {

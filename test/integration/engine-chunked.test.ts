@@ -39,12 +39,21 @@ describe('chunked copy', () => {
     const checkpoints: CopyCheckpoint[] = [];
     const controller = new AbortController();
     const stopped = await copyTenant({
-      scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'fail', chunkRows: 25, signal: controller.signal,
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['15'],
+      conflict: 'fail',
+      chunkRows: 25,
+      signal: controller.signal,
       onCheckpoint: (c) => {
         checkpoints.push(c);
         if (checkpoints.length === 12) controller.abort(new Error('worker killed'));
       },
-    }).then(() => null, (e: Error) => e);
+    }).then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(stopped?.message).toBe('worker killed');
     expect(checkpoints).toHaveLength(12);
     const last = checkpoints[checkpoints.length - 1]!;
@@ -54,10 +63,26 @@ describe('chunked copy', () => {
     expect(partial['app.tenants']!.startsWith('1:')).toBe(true);
 
     // Resume from an older checkpoint than the last one: the replayed chunks find identical rows and write nothing.
-    const resumed = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'fail', chunkRows: 25, resumeFrom: checkpoints[9] });
+    const resumed = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['15'],
+      conflict: 'fail',
+      chunkRows: 25,
+      resumeFrom: checkpoints[9],
+    });
     expect(resumed.chunked).toBe(true);
-    expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(await fingerprints(scratchUrl, tenantTables, tenantFilter([15])));
-    const v = await validateTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: '15', conflict: 'fail' });
+    expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(
+      await fingerprints(scratchUrl, tenantTables, tenantFilter([15])),
+    );
+    const v = await validateTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantId: '15',
+      conflict: 'fail',
+    });
     expect(v.ok).toBe(true);
     // Counts carried over from the checkpoint plus the resumed part cover the whole tenant exactly once.
     expect(resumed.rows['app.comments']).toBe(180);

@@ -41,7 +41,10 @@ class Writer {
   private stopped = false;
   private done: Promise<void> | undefined;
   private seed = 42;
-  constructor(private readonly live: pg.Client, private readonly shadow: pg.Client) {}
+  constructor(
+    private readonly live: pg.Client,
+    private readonly shadow: pg.Client,
+  ) {}
 
   private random(n: number): number {
     this.seed = (this.seed * 1103515245 + 12345) % 2147483648;
@@ -61,10 +64,17 @@ class Writer {
     );
     const issue = rows[0];
     if (!issue) return;
-    const user = (await this.live.query<{ id: string }>(`SELECT id FROM app.users WHERE tenant_id = $1 ORDER BY id LIMIT 1`, [tenant])).rows[0]!.id;
+    const user = (
+      await this.live.query<{ id: string }>(`SELECT id FROM app.users WHERE tenant_id = $1 ORDER BY id LIMIT 1`, [
+        tenant,
+      ])
+    ).rows[0]!.id;
     switch (this.random(4)) {
       case 0:
-        await this.both(`UPDATE app.issues SET title = $2, meta = meta || jsonb_build_object('touched', $3::int) WHERE id = $1`, [issue.id, `edited ${this.ops}`, this.ops]);
+        await this.both(
+          `UPDATE app.issues SET title = $2, meta = meta || jsonb_build_object('touched', $3::int) WHERE id = $1`,
+          [issue.id, `edited ${this.ops}`, this.ops],
+        );
         break;
       case 1: {
         const { rows: ins } = await this.live.query<{ id: string }>(
@@ -78,7 +88,10 @@ class Writer {
         break;
       }
       case 2:
-        await this.both(`INSERT INTO app.comments (id, issue_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, '2025-01-02Z')`, [randomUUID(), issue.id, user, `writer comment ${this.ops}`]);
+        await this.both(
+          `INSERT INTO app.comments (id, issue_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, '2025-01-02Z')`,
+          [randomUUID(), issue.id, user, `writer comment ${this.ops}`],
+        );
         break;
       default: {
         const { rows: leaf } = await this.live.query<{ id: string }>(
@@ -132,7 +145,10 @@ describe('issue tracker: restore 20% of tenants while the others write', () => {
     shadowUrl = (await fresh('it_shadow', source.name)).url;
     await installDeleteAudit(liveUrl, 'all');
     // Sequences: one behind the backup's ids (must be advanced), one far ahead (must not move back).
-    await query(liveUrl, `SELECT setval(pg_get_serial_sequence('app.attachments', 'id'), 1); SELECT setval(pg_get_serial_sequence('app.projects', 'id'), 1000000)`);
+    await query(
+      liveUrl,
+      `SELECT setval(pg_get_serial_sequence('app.attachments', 'id'), 1); SELECT setval(pg_get_serial_sequence('app.projects', 'id'), 1000000)`,
+    );
   });
   afterAll(async () => {
     for (const c of clients) await c.end();
@@ -156,17 +172,43 @@ describe('issue tracker: restore 20% of tenants while the others write', () => {
     expect((await query(liveUrl, `SELECT count(*)::int AS n FROM app.plans WHERE id = 4`))[0]!.n).toBe(0);
     await writer.until(writer.ops + 30);
 
-    plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'app.tenants', tenantIds: deleted.map(String) });
-    expect(plan.cycles.map((c) => c.edges.map((e) => `${e.constraint}:${e.strategy}`)).flat().sort()).toEqual([
-      'comments_parent_id_fkey:single-statement', 'projects_lead_issue_fk:null-then-update', 'tenants_owner_fk:defer',
+    plan = await buildPlan({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      tenantRoot: 'app.tenants',
+      tenantIds: deleted.map(String),
+    });
+    expect(
+      plan.cycles
+        .map((c) => c.edges.map((e) => `${e.constraint}:${e.strategy}`))
+        .flat()
+        .sort(),
+    ).toEqual([
+      'comments_parent_id_fkey:single-statement',
+      'projects_lead_issue_fk:null-then-update',
+      'tenants_owner_fk:defer',
     ]);
 
     const opsBefore = writer.ops;
     const results: CopyResult[] = [];
     for (const id of deleted.map(String)) {
-      const pre = await preflightTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: id, conflict: 'fail' });
+      const pre = await preflightTenant({
+        scratch: pools.get(scratchUrl),
+        live: pools.get(liveUrl),
+        plan,
+        tenantId: id,
+        conflict: 'fail',
+      });
       expect(pre.liveState).toBe('absent');
-      results.push(await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: [id], conflict: 'fail' }));
+      results.push(
+        await copyTenant({
+          scratch: pools.get(scratchUrl),
+          live: pools.get(liveUrl),
+          plan,
+          tenantIds: [id],
+          conflict: 'fail',
+        }),
+      );
     }
     const opsDuring = writer.ops - opsBefore;
     await writer.until(writer.ops + 30);
@@ -189,19 +231,30 @@ describe('issue tracker: restore 20% of tenants while the others write', () => {
 
     // I3: restored tenants equal the backup, and the engine's own validation agrees.
     const restored = tenantFilter(deleted);
-    expect(await fingerprints(liveUrl, tenantTables, restored)).toEqual(await fingerprints(scratchUrl, tenantTables, restored));
+    expect(await fingerprints(liveUrl, tenantTables, restored)).toEqual(
+      await fingerprints(scratchUrl, tenantTables, restored),
+    );
     expect(await fingerprints(liveUrl, ['app.plans'])).toEqual(await fingerprints(scratchUrl, ['app.plans']));
     for (const id of deleted.map(String)) {
-      const v = await validateTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: id, conflict: 'fail' });
+      const v = await validateTenant({
+        scratch: pools.get(scratchUrl),
+        live: pools.get(liveUrl),
+        plan,
+        tenantId: id,
+        conflict: 'fail',
+      });
       expect(v.orphans).toEqual([]);
       expect(v.tables.filter((t) => !t.match)).toEqual([]);
       expect(v.tables.find((t) => t.table === 'app.comments')!.liveCount).toBe(180);
     }
 
     // Sequences: advanced past restored ids, never moved back.
-    const [seq] = await query<{ attachments: string; maxAttachment: string; projects: string }>(liveUrl, `SELECT
+    const [seq] = await query<{ attachments: string; maxAttachment: string; projects: string }>(
+      liveUrl,
+      `SELECT
       (SELECT last_value FROM app.attachments_id_seq) AS attachments, (SELECT max(id) FROM app.attachments) AS "maxAttachment",
-      (SELECT last_value FROM app.projects_id_seq) AS projects`);
+      (SELECT last_value FROM app.projects_id_seq) AS projects`,
+    );
     expect(Number(seq!.attachments)).toBeGreaterThanOrEqual(Number(seq!.maxAttachment));
     expect(Number(seq!.projects)).toBe(1000000);
   });
@@ -209,19 +262,40 @@ describe('issue tracker: restore 20% of tenants while the others write', () => {
   it('validation notices a restored row that changed, and an orphan', async () => {
     const id = String(deleted[0]);
     await query(liveUrl, `UPDATE app.labels SET name = 'tampered' WHERE tenant_id = $1 AND id = 1`, [id]);
-    const v = await validateTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: id, conflict: 'overwrite' });
+    const v = await validateTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantId: id,
+      conflict: 'overwrite',
+    });
     expect(v.ok).toBe(false);
     expect(v.tables.filter((t) => !t.match).map((t) => t.table)).toEqual(['app.labels']);
     // Under skip, live's version of an existing row wins: keys and counts still match.
-    const skip = await validateTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: id, conflict: 'skip' });
+    const skip = await validateTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantId: id,
+      conflict: 'skip',
+    });
     expect(skip.ok).toBe(true);
 
     // An orphan only a suspended FK check lets through (the situation the orphan scan exists for).
     await withClient(liveUrl, async (c) => {
       await c.query('SET session_replication_role = replica');
-      await c.query(`UPDATE app.issues SET reporter_id = '00000000-0000-0000-0000-000000000001' WHERE id = (SELECT min(i.id) FROM app.issues i JOIN app.projects p ON p.id = i.project_id WHERE p.tenant_id = $1)`, [id]);
+      await c.query(
+        `UPDATE app.issues SET reporter_id = '00000000-0000-0000-0000-000000000001' WHERE id = (SELECT min(i.id) FROM app.issues i JOIN app.projects p ON p.id = i.project_id WHERE p.tenant_id = $1)`,
+        [id],
+      );
     });
-    const orphaned = await validateTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: id, conflict: 'skip' });
+    const orphaned = await validateTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantId: id,
+      conflict: 'skip',
+    });
     expect(orphaned.orphans).toEqual([{ table: 'app.issues', constraint: 'issues_reporter_id_fkey', rows: 1 }]);
     expect(orphaned.ok).toBe(false);
   });

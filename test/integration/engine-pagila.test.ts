@@ -56,32 +56,58 @@ describe('Pagila: restore stores 1 and 2', () => {
   afterAll(() => pools.closeAll());
 
   it('plans the store closure with partitions read through their parent', async () => {
-    plan = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'public.store', tenantIds: ['1', '2'] });
+    plan = await buildPlan({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      tenantRoot: 'public.store',
+      tenantIds: ['1', '2'],
+    });
     const byKey = Object.fromEntries(plan.tables.map((t) => [t.key, t]));
     expect(plan.tables.map((t) => t.key).filter((k) => byKey[k]!.role !== 'shared')).toEqual([
-      'public.store', 'public.customer', 'public.inventory', 'public.staff', 'public.rental', 'public.payment',
+      'public.store',
+      'public.customer',
+      'public.inventory',
+      'public.staff',
+      'public.rental',
+      'public.payment',
     ]);
     // No partition is a table of the plan; payment's FKs (declared per partition) are lifted to the parent.
     expect(plan.tables.some((t) => t.key.startsWith('public.payment_p'))).toBe(false);
     expect(byKey['public.payment']!.paths.map((p) => p.map((s) => s.to).join('>')).sort()).toEqual([
-      'public.customer>public.store', 'public.rental>public.customer>public.store', 'public.rental>public.inventory>public.store',
-      'public.rental>public.staff>public.store', 'public.staff>public.store',
+      'public.customer>public.store',
+      'public.rental>public.customer>public.store',
+      'public.rental>public.inventory>public.store',
+      'public.rental>public.staff>public.store',
+      'public.staff>public.store',
     ]);
-    for (const shared of ['public.address', 'public.city', 'public.country', 'public.film', 'public.language']) expect(byKey[shared]?.role).toBe('shared');
+    for (const shared of ['public.address', 'public.city', 'public.country', 'public.film', 'public.language'])
+      expect(byKey[shared]?.role).toBe('shared');
     const order = plan.tables.map((t) => t.key);
     expect(order.indexOf('public.address')).toBeLessThan(order.indexOf('public.store'));
     expect(order.indexOf('public.rental')).toBeLessThan(order.indexOf('public.payment'));
-    expect(byKey['public.payment']!.estimatedRows).toBe(Number((await query(scratchUrl, 'SELECT count(*) AS n FROM payment'))[0]!.n));
+    expect(byKey['public.payment']!.estimatedRows).toBe(
+      Number((await query(scratchUrl, 'SELECT count(*) AS n FROM payment'))[0]!.n),
+    );
     expect(byKey['public.film']!.userTriggers).toContain('film_fulltext_trigger');
     expect(plan.fkEnforcement).toBe('replica');
     // Deterministic: a second plan has the same digest (estimates aside).
-    const again = await buildPlan({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), tenantRoot: 'public.store' });
+    const again = await buildPlan({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      tenantRoot: 'public.store',
+    });
     expect(again.digest).toBe(plan.digest);
   });
 
   it('preflight sees both stores absent in live and no conflicts', async () => {
     for (const id of ['1', '2']) {
-      const p = await preflightTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: id, conflict: 'fail' });
+      const p = await preflightTenant({
+        scratch: pools.get(scratchUrl),
+        live: pools.get(liveUrl),
+        plan,
+        tenantId: id,
+        conflict: 'fail',
+      });
       expect(p.liveState).toBe('absent');
       expect(p.rowsInBackup['public.store']).toBe(1);
       expect(Object.values(p.conflicts).every((n) => n === 0)).toBe(true);
@@ -89,7 +115,13 @@ describe('Pagila: restore stores 1 and 2', () => {
   });
 
   it('restores both stores byte for byte, without DELETE or TRUNCATE, and validates', async () => {
-    const result = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['1', '2'], conflict: 'fail' });
+    const result = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['1', '2'],
+      conflict: 'fail',
+    });
     expect(result.chunked).toBe(false);
     expect(result.rows['public.payment']).toBe(plan.tables.find((t) => t.key === 'public.payment')!.estimatedRows);
     // The shared parents were never deleted, so the parent closure is empty.
@@ -100,7 +132,13 @@ describe('Pagila: restore stores 1 and 2', () => {
     expect(after).toEqual(before);
 
     for (const id of ['1', '2']) {
-      const v = await validateTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: id, conflict: 'fail' });
+      const v = await validateTenant({
+        scratch: pools.get(scratchUrl),
+        live: pools.get(liveUrl),
+        plan,
+        tenantId: id,
+        conflict: 'fail',
+      });
       expect(v.orphans).toEqual([]);
       expect(v.tables.filter((t) => !t.match)).toEqual([]);
       expect(v.ok).toBe(true);
@@ -108,17 +146,37 @@ describe('Pagila: restore stores 1 and 2', () => {
   });
 
   it('a rerun converges: overwrite rewrites nothing and last_update stays (triggers suspended), skip adds nothing', async () => {
-    const overwrite = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['1', '2'], conflict: 'overwrite' });
+    const overwrite = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['1', '2'],
+      conflict: 'overwrite',
+    });
     expect(Object.values(overwrite.rows).every((n) => n === 0)).toBe(true);
-    const skip = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['1', '2'], conflict: 'skip' });
+    const skip = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['1', '2'],
+      conflict: 'skip',
+    });
     expect(Object.values(skip.rows).every((n) => n === 0)).toBe(true);
     expect(await fingerprints(liveUrl, tables)).toEqual(before);
   });
 
   it('overwrite takes the backup row back without the last_updated trigger rewriting it', async () => {
     await query(liveUrl, `UPDATE customer SET first_name = 'CHANGED' WHERE customer_id IN (1, 2)`);
-    expect(await fingerprints(liveUrl, ['public.customer'])).not.toEqual({ 'public.customer': before['public.customer'] });
-    const result = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['1', '2'], conflict: 'overwrite' });
+    expect(await fingerprints(liveUrl, ['public.customer'])).not.toEqual({
+      'public.customer': before['public.customer'],
+    });
+    const result = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['1', '2'],
+      conflict: 'overwrite',
+    });
     expect(result.rows['public.customer']).toBe(2);
     expect(await fingerprints(liveUrl, tables)).toEqual(before);
     expect(await destructiveStatements(liveUrl)).toEqual([]);

@@ -14,7 +14,15 @@ import { createS3Client, getJson, getText } from '../../activities/s3';
 import { scratchDatabaseName } from '../../activities/scratch';
 import type { RestoreReport } from '../../activities/report';
 import { adminQuery, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
+import {
+  deleteTenants,
+  generate,
+  range,
+  smallTenant,
+  tenantRows,
+  uploadBackup,
+  withClient,
+} from '../fixtures/orchestration/fixture';
 import { historyText, restoreExecutions, saveHistory } from '../helpers/history';
 import { runCli } from '../helpers/product';
 import { startWebhookServer } from '../fixtures/orchestration/webhook-server';
@@ -47,12 +55,24 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
     bystandersBefore = await tenantRows(live.url, bystanders);
     webhook = await startWebhookServer(1);
     configPath = join(tmpdir(), `${restoreId}.config.json`);
-    writeFileSync(configPath, JSON.stringify({
-      actions: [
-        { name: 'reactivate-billing', type: 'sql', sql: 'UPDATE app.billing_accounts SET reenabled_by = $2 WHERE tenant_id = $1::bigint' },
-        { name: 'notify-apps', type: 'webhook', url: webhook.url, headers: { authorization: 'env:ORCH_TEST_WEBHOOK_TOKEN' } },
-      ],
-    }));
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        actions: [
+          {
+            name: 'reactivate-billing',
+            type: 'sql',
+            sql: 'UPDATE app.billing_accounts SET reenabled_by = $2 WHERE tenant_id = $1::bigint',
+          },
+          {
+            name: 'notify-apps',
+            type: 'webhook',
+            url: webhook.url,
+            headers: { authorization: 'env:ORCH_TEST_WEBHOOK_TOKEN' },
+          },
+        ],
+      }),
+    );
     process.env.ORCH_TEST_WEBHOOK_TOKEN = 'Bearer test-token-from-worker-env';
     worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
   });
@@ -68,18 +88,56 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
     const tenantsFile = join(tmpdir(), `${restoreId}.tenants`);
     writeFileSync(tenantsFile, `# victims of the incident\n${victims.join('\n')}\n\n`);
     const run = await runCli([
-      'start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants-file', tenantsFile,
-      '--conflict', 'skip', '--concurrency', '10', '--config', configPath, '--id', restoreId, '--wait', '--json',
-      '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`,
+      'start',
+      '--backup',
+      backup,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants-file',
+      tenantsFile,
+      '--conflict',
+      'skip',
+      '--concurrency',
+      '10',
+      '--config',
+      configPath,
+      '--id',
+      restoreId,
+      '--wait',
+      '--json',
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      `s3://${env.STACK_S3_BUCKET}/test-restores/`,
     ]);
     expect(run.stderr).not.toContain(password);
     expect(run.code, run.stderr).toBe(0);
-    const out = JSON.parse(run.stdout) as { restoreId: string; status: string; tenants: Array<{ tenantId: string; status: string; rows: Record<string, number>; error?: string; group?: { workflowId: string; tenants: number } }> };
+    const out = JSON.parse(run.stdout) as {
+      restoreId: string;
+      status: string;
+      tenants: Array<{
+        tenantId: string;
+        status: string;
+        rows: Record<string, number>;
+        error?: string;
+        group?: { workflowId: string; tenants: number };
+      }>;
+    };
     expect(out.restoreId).toBe(restoreId);
     expect(out.status).toBe('succeeded');
     expect(out.tenants.map((t) => t.tenantId).sort()).toEqual(victims.map(String).sort());
     // The default --group-size (20) puts the 50 tenants in groups of 20, 20 and 10; each tenant's rows are its group's.
-    const perTenant = { 'app.tenants': 1, 'app.users': 3, 'app.projects': 2, 'app.issues': 6, 'app.comments': 12, 'app.billing_accounts': 1, 'app.app_installations': 2 };
+    const perTenant = {
+      'app.tenants': 1,
+      'app.users': 3,
+      'app.projects': 2,
+      'app.issues': 6,
+      'app.comments': 12,
+      'app.billing_accounts': 1,
+      'app.app_installations': 2,
+    };
     const groups = new Map<string, number>();
     for (const t of out.tenants) {
       expect(t.status).toBe('restored');
@@ -89,10 +147,11 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
       expect(t.rows).toEqual(Object.fromEntries(Object.entries(perTenant).map(([k, n]) => [k, n * t.group!.tenants])));
     }
     expect([...groups.values()].sort((a, b) => a - b)).toEqual([10, 20, 20]);
-    for (const [workflowId, n] of groups) expect(out.tenants.filter((t) => t.group!.workflowId === workflowId)[0]!.group!.tenants).toBe(n);
+    for (const [workflowId, n] of groups)
+      expect(out.tenants.filter((t) => t.group!.workflowId === workflowId)[0]!.group!.tenants).toBe(n);
   });
 
-  it('left live with the backup\'s rows for the victims and untouched bystanders', async () => {
+  it("left live with the backup's rows for the victims and untouched bystanders", async () => {
     const restored = await tenantRows(live.url, victims);
     expect(restored['app.comments'].count).toBe(50 * 12);
     expect(restored).toEqual(await tenantRows(source.url, victims));
@@ -100,7 +159,11 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
   });
 
   it('ran the re-enable actions once per tenant with the idempotency key, retrying the webhook', async () => {
-    const billing = await withClient(live.url, (c) => c.query<{ tenant_id: string; reenabled_by: string | null }>('SELECT tenant_id, reenabled_by FROM app.billing_accounts ORDER BY tenant_id'));
+    const billing = await withClient(live.url, (c) =>
+      c.query<{ tenant_id: string; reenabled_by: string | null }>(
+        'SELECT tenant_id, reenabled_by FROM app.billing_accounts ORDER BY tenant_id',
+      ),
+    );
     for (const row of billing.rows) {
       const id = Number(row.tenant_id);
       expect(row.reenabled_by).toBe(victims.includes(id) ? `${restoreId}/${id}/reactivate-billing` : null);
@@ -112,7 +175,12 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
       const calls = webhook.calls.filter((c) => c.key === `${restoreId}/${id}/notify-apps`);
       expect(calls.map((c) => c.status)).toEqual([503, 200]);
       expect(calls[1].authorization).toBe('Bearer test-token-from-worker-env');
-      expect(calls[1].body).toEqual({ restoreId, tenantId: String(id), action: 'notify-apps', idempotencyKey: `${restoreId}/${id}/notify-apps` });
+      expect(calls[1].body).toEqual({
+        restoreId,
+        tenantId: String(id),
+        action: 'notify-apps',
+        idempotencyKey: `${restoreId}/${id}/notify-apps`,
+      });
     }
   });
 

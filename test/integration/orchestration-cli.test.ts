@@ -20,12 +20,26 @@ describe('tenant-restore start: input checked before anything is written', () =>
   const s3 = createS3Client();
   afterAll(() => s3.destroy());
   const artifacts = `s3://${env.STACK_S3_BUCKET}/test-cli/`;
-  const good = (id: string) => ['start', '--backup', `s3://${env.STACK_S3_BUCKET}/test-cli/absent.dump`, '--live', serverUrl('postgres'), '--tenant-root', 'app.tenants', '--id', id, '--artifacts', artifacts];
+  const good = (id: string) => [
+    'start',
+    '--backup',
+    `s3://${env.STACK_S3_BUCKET}/test-cli/absent.dump`,
+    '--live',
+    serverUrl('postgres'),
+    '--tenant-root',
+    'app.tenants',
+    '--id',
+    id,
+    '--artifacts',
+    artifacts,
+  ];
 
   async function nothingWritten(id: string): Promise<void> {
     const { client, close } = await temporalClient();
     try {
-      await expect(client.workflow.getHandle(bulkWorkflowId(id)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+      await expect(client.workflow.getHandle(bulkWorkflowId(id)).describe()).rejects.toBeInstanceOf(
+        WorkflowNotFoundError,
+      );
     } finally {
       await close();
     }
@@ -34,11 +48,23 @@ describe('tenant-restore start: input checked before anything is written', () =>
   }
 
   it.each([
-    ['a password in --live', (id: string) => [...good(id).map((a) => (a === serverUrl('postgres') ? env.STACK_PG_URL : a)), '--tenants', '1'], /carries a password.*PGPASSFILE/s],
+    [
+      'a password in --live',
+      (id: string) => [...good(id).map((a) => (a === serverUrl('postgres') ? env.STACK_PG_URL : a)), '--tenants', '1'],
+      /carries a password.*PGPASSFILE/s,
+    ],
     ['duplicate tenant ids', (id: string) => [...good(id), '--tenants', '1,2,1'], /tenant 1 is already listed/],
     ['an empty tenant id', (id: string) => [...good(id), '--tenants', '1,,2'], /entry 2 is empty/],
-    ['a bad conflict policy', (id: string) => [...good(id), '--tenants', '1', '--conflict', 'merge'], /skip, overwrite, fail/],
-    ['a bad URL', (id: string) => [...good(id).map((a) => (a === serverUrl('postgres') ? 'mysql://x/y' : a)), '--tenants', '1'], /neither a postgres/],
+    [
+      'a bad conflict policy',
+      (id: string) => [...good(id), '--tenants', '1', '--conflict', 'merge'],
+      /skip, overwrite, fail/,
+    ],
+    [
+      'a bad URL',
+      (id: string) => [...good(id).map((a) => (a === serverUrl('postgres') ? 'mysql://x/y' : a)), '--tenants', '1'],
+      /neither a postgres/,
+    ],
     ['a backup that does not exist', (id: string) => [...good(id), '--tenants', '1'], /does not exist/],
     ['an unknown flag', (id: string) => [...good(id), '--tenants', '1', '--bogus'], /Unknown option/],
   ])('refuses %s with exit 2', async (_name, args, message) => {

@@ -11,9 +11,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities';
 import { Pools } from '../../activities/db';
 import { createS3Client } from '../../activities/s3';
-import { bulkWorkflowId, progressQuery, type BulkRestoreResult, type RestoreProgress } from '../../workflows/definitions';
+import {
+  bulkWorkflowId,
+  progressQuery,
+  type BulkRestoreResult,
+  type RestoreProgress,
+} from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
+import {
+  deleteTenants,
+  generate,
+  range,
+  smallTenant,
+  tenantRows,
+  uploadBackup,
+  withClient,
+} from '../fixtures/orchestration/fixture';
 import { historyEvents, saveHistory } from '../helpers/history';
 import { runCli } from '../helpers/product';
 import { startWebhookServer } from '../fixtures/orchestration/webhook-server';
@@ -50,13 +63,33 @@ describe('operator control of a running restore', () => {
     s3.destroy();
   });
 
-  async function start(name: string, extra: string[], config?: object): Promise<{ restoreId: string; live: { name: string; url: string } }> {
+  async function start(
+    name: string,
+    extra: string[],
+    config?: object,
+  ): Promise<{ restoreId: string; live: { name: string; url: string } }> {
     const live = await fresh(`orch_ctl_${name}`, template.name);
     const restoreId = uniqueName(name).replace(/_/g, '-');
-    const args = ['start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', victims.join(','),
-      '--id', restoreId, '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`,
+    const args = [
+      'start',
+      '--backup',
+      backup,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      victims.join(','),
+      '--id',
+      restoreId,
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      `s3://${env.STACK_S3_BUCKET}/test-restores/`,
       // One child per tenant unless the test says otherwise: the window assertions count tenants.
-      ...(extra.includes('--group-size') ? [] : ['--group-size', '1']), ...extra];
+      ...(extra.includes('--group-size') ? [] : ['--group-size', '1']),
+      ...extra,
+    ];
     if (config) {
       const path = join(tmpdir(), `${restoreId}.json`);
       writeFileSync(path, JSON.stringify(config));
@@ -69,7 +102,8 @@ describe('operator control of a running restore', () => {
   }
 
   const progress = (restoreId: string) => client.workflow.getHandle(bulkWorkflowId(restoreId)).query(progressQuery);
-  const result = (restoreId: string) => client.workflow.getHandle(bulkWorkflowId(restoreId)).result() as Promise<BulkRestoreResult>;
+  const result = (restoreId: string) =>
+    client.workflow.getHandle(bulkWorkflowId(restoreId)).result() as Promise<BulkRestoreResult>;
   async function until(restoreId: string, predicate: (p: RestoreProgress) => boolean): Promise<RestoreProgress> {
     for (;;) {
       const p = await progress(restoreId).catch(() => undefined);
@@ -78,7 +112,8 @@ describe('operator control of a running restore', () => {
     }
   }
   const running = (p: RestoreProgress) => p.counts.preflight + p.counts.copy + p.counts.validate + p.counts.reenable;
-  const parentEvents = async (restoreId: string) => historyEvents(await client.workflow.getHandle(bulkWorkflowId(restoreId)).fetchHistory());
+  const parentEvents = async (restoreId: string) =>
+    historyEvents(await client.workflow.getHandle(bulkWorkflowId(restoreId)).fetchHistory());
 
   /** Max tenants in the window between events [from, to) of the parent's history: started minus reported done. */
   function windowPeak(events: Awaited<ReturnType<typeof parentEvents>>, from = 0, to = events.length): number {
@@ -117,7 +152,9 @@ describe('operator control of a running restore', () => {
     expect(pauseAt).toBeGreaterThan(0);
     expect(resumeAt).toBeGreaterThan(pauseAt);
     // Between pause and resume the workflow started no child.
-    expect(events.slice(pauseAt, resumeAt).filter((e) => e.type === 'startChildWorkflowExecutionInitiated')).toHaveLength(0);
+    expect(
+      events.slice(pauseAt, resumeAt).filter((e) => e.type === 'startChildWorkflowExecutionInitiated'),
+    ).toHaveLength(0);
     expect(events.filter((e) => e.type === 'startChildWorkflowExecutionInitiated')).toHaveLength(20);
     await expectRestoredLikeBackup(live.url, victims);
   });
@@ -160,7 +197,9 @@ describe('operator control of a running restore', () => {
       const rows = await tenantRows(live.url, [Number(t.tenantId)]);
       const absent = Object.values(rows).every((r) => r.count === 0);
       const single = await tenantRows(source.url, [Number(t.tenantId)]);
-      expect(absent || JSON.stringify(rows) === JSON.stringify(single), `tenant ${t.tenantId} is half-restored`).toBe(true);
+      expect(absent || JSON.stringify(rows) === JSON.stringify(single), `tenant ${t.tenantId} is half-restored`).toBe(
+        true,
+      );
     }
     expect((await runCli(['pause', restoreId])).code).toBe(2); // not running any more
   });
@@ -170,12 +209,20 @@ describe('operator control of a running restore', () => {
    * window slot), approving 3 and 4 finishes exactly those two, approving all finishes the rest. Returns the restore
    * id once it has succeeded, with live equal to the backup.
    */
-  async function approvalScenario(name: string, args: string[], replay: { parent: string; child: string; childId: (restoreId: string) => string }): Promise<string> {
+  async function approvalScenario(
+    name: string,
+    args: string[],
+    replay: { parent: string; child: string; childId: (restoreId: string) => string },
+  ): Promise<string> {
     const webhook = await startWebhookServer(0);
     try {
       const { restoreId, live } = await start(name, args, {
         actions: [
-          { name: 'reenable-apps', type: 'sql', sql: 'UPDATE app.app_installations SET enabled = true WHERE tenant_id = $1::bigint' },
+          {
+            name: 'reenable-apps',
+            type: 'sql',
+            sql: 'UPDATE app.app_installations SET enabled = true WHERE tenant_id = $1::bigint',
+          },
           { name: 'billing', type: 'webhook', url: webhook.url, requiresApproval: true },
         ],
       });
@@ -195,7 +242,12 @@ describe('operator control of a running restore', () => {
       expect(done).toMatchObject({ status: 'succeeded', restored: 20 });
       expect(webhook.calls.map((c) => c.key).sort()).toEqual(victims.map((id) => `${restoreId}/${id}/billing`).sort());
       await expectRestoredLikeBackup(live.url, victims);
-      const enabled = await withClient(live.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.app_installations WHERE tenant_id = ANY($1) AND enabled', [victims]));
+      const enabled = await withClient(live.url, (c) =>
+        c.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM app.app_installations WHERE tenant_id = ANY($1) AND enabled',
+          [victims],
+        ),
+      );
       expect(enabled.rows[0].n).toBe(40);
       if (process.env.SAVE_REPLAY_HISTORIES) {
         const parent = await client.workflow.getHandle(bulkWorkflowId(restoreId)).describe();
@@ -210,14 +262,23 @@ describe('operator control of a running restore', () => {
   }
 
   it('holds billing until approved, per tenant and then for all; other actions run at once', async () => {
-    await approvalScenario('approve', ['--concurrency', '3'], { parent: 'bulk-restore-units-approval', child: 'restore-unit-approval', childId: (id) => `restore/${id}/tenant/3` });
+    await approvalScenario('approve', ['--concurrency', '3'], {
+      parent: 'bulk-restore-units-approval',
+      child: 'restore-unit-approval',
+      childId: (id) => `restore/${id}/tenant/3`,
+    });
   });
 
   it('holds billing per tenant inside groups: approved tenants finish, the rest of their group keeps waiting', async () => {
     // Four groups of five; 3 and 4 share a group with 1, 2 and 5, and only they go on when approved.
-    const restoreId = await approvalScenario('approve-groups', ['--concurrency', '2', '--group-size', '5'],
-      { parent: 'bulk-restore-units-group-approval', child: 'restore-unit-group-approval', childId: (id) => `restore/${id}/group/0` });
-    const children = (await parentEvents(restoreId)).map((e) => e.childId).filter((id) => id && id !== bulkWorkflowId(restoreId));
+    const restoreId = await approvalScenario('approve-groups', ['--concurrency', '2', '--group-size', '5'], {
+      parent: 'bulk-restore-units-group-approval',
+      child: 'restore-unit-group-approval',
+      childId: (id) => `restore/${id}/group/0`,
+    });
+    const children = (await parentEvents(restoreId))
+      .map((e) => e.childId)
+      .filter((id) => id && id !== bulkWorkflowId(restoreId));
     expect([...new Set(children)].sort()).toEqual([0, 5, 10, 15].map((i) => `restore/${restoreId}/group/${i}`).sort());
   });
   it('gives up on a webhook that does not answer within its timeout, and retries it', async () => {
@@ -230,7 +291,9 @@ describe('operator control of a running restore', () => {
       expect(done).toMatchObject({ status: 'succeeded', restored: 20 });
       // Every tenant's first call hung and was abandoned after 1 s; the retry with the same key was answered.
       for (const id of victims) {
-        expect(webhook.calls.filter((c) => c.key === `${restoreId}/${id}/billing`).map((c) => c.status)).toEqual([0, 200]);
+        expect(webhook.calls.filter((c) => c.key === `${restoreId}/${id}/billing`).map((c) => c.status)).toEqual([
+          0, 200,
+        ]);
       }
     } finally {
       await webhook.close();

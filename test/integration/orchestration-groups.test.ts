@@ -15,7 +15,16 @@ import { createS3Client, getJson } from '../../activities/s3';
 import type { RestoreReport } from '../../activities/report';
 import { groupWorkflowId, tenantWorkflowId, unitWorkflowId } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import { deleteTenants, generate, range, smallTenant, tables, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
+import {
+  deleteTenants,
+  generate,
+  range,
+  smallTenant,
+  tables,
+  tenantRows,
+  uploadBackup,
+  withClient,
+} from '../fixtures/orchestration/fixture';
 import { restoreExecutions } from '../helpers/history';
 import { runCli } from '../helpers/product';
 
@@ -23,7 +32,13 @@ const env = useStackEnv();
 const { fresh } = useFreshDatabases();
 const password = new URL(env.STACK_PG_URL).password;
 
-type CliTenant = { tenantId: string; status: string; rows: Record<string, number>; error?: string; group?: { workflowId: string; tenants: number } };
+type CliTenant = {
+  tenantId: string;
+  status: string;
+  rows: Record<string, number>;
+  error?: string;
+  group?: { workflowId: string; tenants: number };
+};
 
 describe('a group restore in which one tenant conflicts and one is not in the backup', () => {
   const pools = new Pools();
@@ -64,8 +79,17 @@ describe('a group restore in which one tenant conflicts and one is not in the ba
     await deleteTenants(live.url, victims);
     // Since the backup, tenant 30 got a user whose id is one of tenant 7's users in the backup (other tenant, other
     // email): restoring 7 would overwrite another tenant's row, which no policy may do.
-    stolenUserId = await withClient(source.url, async (c) => (await c.query<{ id: string }>('SELECT max(id)::text AS id FROM app.users WHERE tenant_id = $1', [conflicted])).rows[0]!.id);
-    await withClient(live.url, (c) => c.query(`INSERT INTO app.users (id, tenant_id, email) VALUES ($1, 30, 'rowdata-taken-by-t30@example.test')`, [stolenUserId]));
+    stolenUserId = await withClient(
+      source.url,
+      async (c) =>
+        (await c.query<{ id: string }>('SELECT max(id)::text AS id FROM app.users WHERE tenant_id = $1', [conflicted]))
+          .rows[0]!.id,
+    );
+    await withClient(live.url, (c) =>
+      c.query(`INSERT INTO app.users (id, tenant_id, email) VALUES ($1, 30, 'rowdata-taken-by-t30@example.test')`, [
+        stolenUserId,
+      ]),
+    );
     bystandersBefore = await tenantRows(live.url, bystanders);
     worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
   });
@@ -82,9 +106,29 @@ describe('a group restore in which one tenant conflicts and one is not in the ba
     expect(Object.fromEntries(Object.entries(one).map(([t, r]) => [t, r.count]))).toEqual(perTenant);
 
     const run = await runCli([
-      'start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', list.join(','),
-      '--conflict', 'skip', '--concurrency', '2', '--group-size', String(groupSize), '--id', restoreId, '--wait', '--json',
-      '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`,
+      'start',
+      '--backup',
+      backup,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      list.join(','),
+      '--conflict',
+      'skip',
+      '--concurrency',
+      '2',
+      '--group-size',
+      String(groupSize),
+      '--id',
+      restoreId,
+      '--wait',
+      '--json',
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      `s3://${env.STACK_S3_BUCKET}/test-restores/`,
     ]);
     expect(run.stderr).not.toContain(password);
     expect(run.code, run.stderr).toBe(1);
@@ -123,21 +167,36 @@ describe('a group restore in which one tenant conflicts and one is not in the ba
     }
   });
 
-  it('left the backup\'s rows for the restored tenants, none for 7, and the bystanders (tenant 30 too) as they were', async () => {
+  it("left the backup's rows for the restored tenants, none for 7, and the bystanders (tenant 30 too) as they were", async () => {
     expect(await tenantRows(live.url, restored)).toEqual(await tenantRows(source.url, restored));
     const seven = await tenantRows(live.url, [conflicted]);
     for (const table of tables) expect(seven[table].count, `${table} of tenant 7`).toBe(0);
     expect(await tenantRows(live.url, bystanders)).toEqual(bystandersBefore);
-    const stolen = await withClient(live.url, (c) => c.query<{ tenant_id: string; email: string }>('SELECT tenant_id::text, email FROM app.users WHERE id = $1', [stolenUserId]));
+    const stolen = await withClient(live.url, (c) =>
+      c.query<{ tenant_id: string; email: string }>('SELECT tenant_id::text, email FROM app.users WHERE id = $1', [
+        stolenUserId,
+      ]),
+    );
     expect(stolen.rows).toEqual([{ tenant_id: '30', email: 'rowdata-taken-by-t30@example.test' }]);
-    const ghost = await withClient(live.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.tenants WHERE id = $1', [missing]));
+    const ghost = await withClient(live.url, (c) =>
+      c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.tenants WHERE id = $1', [missing]),
+    );
     expect(ghost.rows[0]!.n).toBe(0);
   });
 
-  it('wrote a report whose totals count each group\'s rows once', async () => {
-    const report = await getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/report.json` });
+  it("wrote a report whose totals count each group's rows once", async () => {
+    const report = await getJson<RestoreReport>(s3, {
+      bucket: env.STACK_S3_BUCKET,
+      key: `test-restores/${restoreId}/report.json`,
+    });
     expect(report.status).toBe('partial');
-    expect(report.totals).toMatchObject({ tenants: list.length, restored: restored.length, failed: 2, cancelled: 0, notStarted: 0 });
+    expect(report.totals).toMatchObject({
+      tenants: list.length,
+      restored: restored.length,
+      failed: 2,
+      cancelled: 0,
+      notStarted: 0,
+    });
     const fromSource = await tenantRows(source.url, restored);
     const expected = Object.fromEntries(Object.entries(fromSource).map(([table, r]) => [table, r.count]));
     expect(expected['app.comments']).toBe(restored.length * perTenant['app.comments']!);
@@ -152,14 +211,16 @@ describe('a group restore in which one tenant conflicts and one is not in the ba
     }
   });
 
-  it('ran one restoreUnit per group of 5 (the last, of one tenant, named by its tenant), and none of the previous release\'s child types', async () => {
+  it("ran one restoreUnit per group of 5 (the last, of one tenant, named by its tenant), and none of the previous release's child types", async () => {
     const { client, close } = await temporalClient();
     try {
       const executions = await restoreExecutions(client, restoreId);
       const groups = executions.filter((e) => e.type === 'restoreUnit');
       expect(groups).toHaveLength(Math.ceil(list.length / groupSize));
       // 16 tenants: three units of five, and a unit of one, whose id is the tenant's.
-      expect(groups.map((e) => e.workflowId).sort()).toEqual([0, 5, 10, 15].map((i) => unitWorkflowId(restoreId, list.slice(i, i + groupSize).map(String), i)).sort());
+      expect(groups.map((e) => e.workflowId).sort()).toEqual(
+        [0, 5, 10, 15].map((i) => unitWorkflowId(restoreId, list.slice(i, i + groupSize).map(String), i)).sort(),
+      );
       expect(groups.map((e) => e.workflowId)).toContain(tenantWorkflowId(restoreId, String(list[15])));
       expect(executions.filter((e) => e.type === 'tenantRestore' || e.type === 'tenantGroupRestore')).toHaveLength(0);
       expect(executions.filter((e) => e.type === 'bulkRestore').length).toBeGreaterThanOrEqual(1);

@@ -11,7 +11,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CopyCheckpoint } from '../../activities/restore-types';
 import { bulkWorkflowId, tenantWorkflowId, type BulkRestoreResult } from '../../workflows/definitions';
 import { temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
+import {
+  deleteTenants,
+  generate,
+  range,
+  smallTenant,
+  tenantRows,
+  uploadBackup,
+  withClient,
+} from '../fixtures/orchestration/fixture';
 import { historyEvents } from '../helpers/history';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/product';
 
@@ -36,7 +44,11 @@ describe('a worker killed in the middle of a copy', () => {
       { first: 1, count: 5, shape: smallTenant },
       // 120,000 comments, copied in chunks of 200: a few hundred chunk transactions, so that there is a middle to
       // kill the worker in even on a fast, idle machine (the worker sends checkpoints to the server every second).
-      { first: big, count: 1, shape: { users: 20, projects: 50, issuesPerProject: 40, commentsPerIssue: 60, installations: 3 } },
+      {
+        first: big,
+        count: 1,
+        shape: { users: 20, projects: 50, issuesPerProject: 40, commentsPerIssue: 60, installations: 3 },
+      },
       { first: 7, count: 4, shape: smallTenant },
     ]);
     ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${restoreId}/backup.dump`));
@@ -55,9 +67,30 @@ describe('a worker killed in the middle of a copy', () => {
     workers.push(first);
     const configPath = join(tmpdir(), `${restoreId}.json`);
     writeFileSync(configPath, JSON.stringify({ chunkRows: 200 }));
-    const started = await runCli(['start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', victims.join(','),
+    const started = await runCli([
+      'start',
+      '--backup',
+      backup,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      victims.join(','),
       // One child per tenant, so that the big tenant's own copy is the one killed (groups with kills: reliability-writers, chaos).
-      '--config', configPath, '--concurrency', '6', '--group-size', '1', '--id', restoreId, '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`]);
+      '--config',
+      configPath,
+      '--concurrency',
+      '6',
+      '--group-size',
+      '1',
+      '--id',
+      restoreId,
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      `s3://${env.STACK_S3_BUCKET}/test-restores/`,
+    ]);
     expect(started.code, started.stderr).toBe(0);
 
     // Wait until the big tenant's copy has heartbeated a checkpoint inside its chunked copy, then SIGKILL the worker.
@@ -72,7 +105,9 @@ describe('a worker killed in the middle of a copy', () => {
         if (details?.lastKey) checkpoint = details;
       }
       if (!checkpoint && description && description.status.name !== 'RUNNING') {
-        throw new Error(`tenant ${big} ended (${description.status.name}) before a checkpoint of its chunked copy reached the server: the test needs a bigger tenant to kill the worker in the middle of the copy`);
+        throw new Error(
+          `tenant ${big} ended (${description.status.name}) before a checkpoint of its chunked copy reached the server: the test needs a bigger tenant to kill the worker in the middle of the copy`,
+        );
       }
       if (!checkpoint) await new Promise((r) => setTimeout(r, 100));
     }
@@ -89,7 +124,9 @@ describe('a worker killed in the middle of a copy', () => {
 
     // Exactly the backup's rows: same counts and checksums per table (a duplicate or a missing row would change both).
     expect(await tenantRows(live.url, victims)).toEqual(await tenantRows(source.url, victims));
-    const dupes = await withClient(live.url, (c) => c.query('SELECT body, count(*) FROM app.comments GROUP BY issue_id, body HAVING count(*) > 1'));
+    const dupes = await withClient(live.url, (c) =>
+      c.query('SELECT body, count(*) FROM app.comments GROUP BY issue_id, body HAVING count(*) > 1'),
+    );
     expect(dupes.rows).toHaveLength(0);
 
     // The copy ran again on the new worker and started from the checkpoint, not from the beginning.

@@ -15,7 +15,14 @@ import { createS3Client, getJson } from '../../activities/s3';
 import type { RestoreReport } from '../../activities/report';
 import { bulkWorkflowId, type BulkRestoreResult } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import { deleteTenants, generate, range, tenantRows, tinyTenant, uploadBackup } from '../fixtures/orchestration/fixture';
+import {
+  deleteTenants,
+  generate,
+  range,
+  tenantRows,
+  tinyTenant,
+  uploadBackup,
+} from '../fixtures/orchestration/fixture';
 import { historyEvents, historyText, restoreExecutions, saveHistory } from '../helpers/history';
 import { runCli } from '../helpers/product';
 
@@ -41,7 +48,11 @@ describe('a restore of 2,000 small tenants', () => {
     ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${restoreId}/backup.dump`));
     live = await fresh('orch_scale_live', source.name);
     await deleteTenants(live.url, victims);
-    worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }), maxConcurrentActivityTaskExecutions: 100 });
+    worker = await startWorker({
+      taskQueue,
+      activities: createActivities({ pools, s3 }),
+      maxConcurrentActivityTaskExecutions: 100,
+    });
     ({ client, close: closeClient } = await temporalClient());
   });
 
@@ -56,9 +67,30 @@ describe('a restore of 2,000 small tenants', () => {
   it('continues-as-new with its state and finishes every tenant', { timeout: 3_600_000 }, async () => {
     const tenantsFile = join(tmpdir(), `${restoreId}.tenants`);
     writeFileSync(tenantsFile, victims.join('\n'));
-    const started = await runCli(['start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants-file', tenantsFile,
-      '--concurrency', '20', '--group-size', '5', '--children-per-run', '100', '--id', restoreId, '--task-queue', taskQueue,
-      '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`, '--json']);
+    const started = await runCli([
+      'start',
+      '--backup',
+      backup,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants-file',
+      tenantsFile,
+      '--concurrency',
+      '20',
+      '--group-size',
+      '5',
+      '--children-per-run',
+      '100',
+      '--id',
+      restoreId,
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      `s3://${env.STACK_S3_BUCKET}/test-restores/`,
+      '--json',
+    ]);
     expect(started.code, started.stderr).toBe(0);
     expect(JSON.parse(started.stdout)).toMatchObject({ restoreId, tenants: 2000 });
 
@@ -88,23 +120,34 @@ describe('a restore of 2,000 small tenants', () => {
     const restored = await tenantRows(live.url, victims, minimalTables);
     expect(restored['app.tenants'].count).toBe(2000);
     expect(restored).toEqual(await tenantRows(source.url, victims, minimalTables));
-    const report = await getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/report.json` });
+    const report = await getJson<RestoreReport>(s3, {
+      bucket: env.STACK_S3_BUCKET,
+      key: `test-restores/${restoreId}/report.json`,
+    });
     expect(report.totals).toMatchObject({ tenants: 2000, restored: 2000, notStarted: 0 });
 
     // What Temporal costs per group: wall time against the engine's own step time, at this concurrency.
     const groups = new Map(report.tenants.filter((t) => t.group).map((t) => [t.group!.workflowId, t.durations]));
     expect(groups.size).toBe(400);
-    const engineMs = [...groups.values()].reduce((a, d) => a + (d.preflight ?? 0) + (d.copy ?? 0) + (d.validate ?? 0), 0);
+    const engineMs = [...groups.values()].reduce(
+      (a, d) => a + (d.preflight ?? 0) + (d.copy ?? 0) + (d.validate ?? 0),
+      0,
+    );
     const childMs = [...groups.values()].reduce((a, d) => a + (d.total ?? 0), 0);
-    process.stderr.write(`[scale] 2000 tenants in ${(wallMs / 1000).toFixed(1)} s wall (${(wallMs / 2000).toFixed(1)} ms/tenant), ${runs.length} runs; `
-      + `per group of 5: ${(childMs / 400).toFixed(0)} ms in its child, of which engine steps ${(engineMs / 400).toFixed(0)} ms, orchestration ${((childMs - engineMs) / 400).toFixed(0)} ms\n`);
+    process.stderr.write(
+      `[scale] 2000 tenants in ${(wallMs / 1000).toFixed(1)} s wall (${(wallMs / 2000).toFixed(1)} ms/tenant), ${runs.length} runs; ` +
+        `per group of 5: ${(childMs / 400).toFixed(0)} ms in its child, of which engine steps ${(engineMs / 400).toFixed(0)} ms, orchestration ${((childMs - engineMs) / 400).toFixed(0)} ms\n`,
+    );
 
     if (process.env.SAVE_REPLAY_HISTORIES) {
       // A run that started from carried state and itself continued-as-new.
       for (const run of runs) {
         const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
         const events = historyEvents(history);
-        if (events.at(-1)?.type === 'workflowExecutionContinuedAsNew' && !historyText(history).includes('prepareScratch')) {
+        if (
+          events.at(-1)?.type === 'workflowExecutionContinuedAsNew' &&
+          !historyText(history).includes('prepareScratch')
+        ) {
           await saveHistory(client, run.workflowId, run.runId, 'bulk-restore-units-continued-run');
           break;
         }

@@ -11,8 +11,23 @@ import { Pools } from '../../activities/db';
 import type { RestoreReport } from '../../activities/report';
 import { createS3Client, getJson } from '../../activities/s3';
 import { scratchDatabaseName } from '../../activities/scratch';
-import { adminQuery, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup } from '../fixtures/orchestration/fixture';
+import {
+  adminQuery,
+  serverUrl,
+  startWorker,
+  temporalClient,
+  uniqueName,
+  useFreshDatabases,
+  useStackEnv,
+} from '../helpers/stack';
+import {
+  deleteTenants,
+  generate,
+  range,
+  smallTenant,
+  tenantRows,
+  uploadBackup,
+} from '../fixtures/orchestration/fixture';
 import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
@@ -44,15 +59,42 @@ describe('scratch from S3', () => {
     s3.destroy();
   });
 
-  const scratchExists = async (restoreId: string) => (await adminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [scratchDatabaseName(restoreId)])).rows.length === 1;
-  const report = (restoreId: string) => getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/report.json` });
-  const start = (restoreId: string, live: string, extra: string[] = [], source = ['--backup', backup]) => runCli(['start', ...source, '--live', live, '--tenant-root', 'app.tenants',
-    '--tenants', victims.join(','), '--id', restoreId, '--task-queue', taskQueue, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`, '--wait', '--json', ...extra]);
+  const scratchExists = async (restoreId: string) =>
+    (await adminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [scratchDatabaseName(restoreId)])).rows.length ===
+    1;
+  const report = (restoreId: string) =>
+    getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/report.json` });
+  const start = (restoreId: string, live: string, extra: string[] = [], source = ['--backup', backup]) =>
+    runCli([
+      'start',
+      ...source,
+      '--live',
+      live,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      victims.join(','),
+      '--id',
+      restoreId,
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      `s3://${env.STACK_S3_BUCKET}/test-restores/`,
+      '--wait',
+      '--json',
+      ...extra,
+    ]);
 
   it('refuses an archive that does not match its manifest, writes nothing to live and leaves no scratch', async () => {
     const key = `test/${uniqueName('scr')}/tampered.dump`;
     const { backup: good } = await uploadBackup(source.url, env.STACK_S3_BUCKET, key);
-    await s3.send(new PutObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: `${key}.manifest.json`, Body: JSON.stringify({ sha256: '0'.repeat(64) }) }));
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: env.STACK_S3_BUCKET,
+        Key: `${key}.manifest.json`,
+        Body: JSON.stringify({ sha256: '0'.repeat(64) }),
+      }),
+    );
     const live = await fresh('orch_scr_live', source.name);
     await deleteTenants(live.url, victims);
     const restoreId = uniqueName('tampered').replace(/_/g, '-');
@@ -77,16 +119,26 @@ describe('scratch from S3', () => {
     expect(await scratchExists(restoreId)).toBe(true);
     const afterFirst = await tenantRows(live.url, victims);
     expect(afterFirst).toEqual(await tenantRows(source.url, victims));
-    const { rows: [{ comment }] } = await adminQuery(`SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [scratchDatabaseName(restoreId)]);
+    const {
+      rows: [{ comment }],
+    } = await adminQuery(
+      `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
+      [scratchDatabaseName(restoreId)],
+    );
     const marker = JSON.parse(comment as string) as Record<string, unknown>;
     expect(marker).toMatchObject({ tool: 'tenant-restore', restoreId, state: 'loaded', backup });
 
     // A restore id is used once, so a "rerun" is what an activity retry sees: this restore's scratch, already there.
     // Made here as a copy of the kept one, marked as the next restore's, as its own earlier attempt would have left it.
     const copyAs = async (id: string, state: 'loaded' | 'loading') => {
-      await adminQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [scratchDatabaseName(restoreId)]);
+      await adminQuery(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+        [scratchDatabaseName(restoreId)],
+      );
       await adminQuery(`CREATE DATABASE ${scratchDatabaseName(id)} TEMPLATE ${scratchDatabaseName(restoreId)}`);
-      await adminQuery(`COMMENT ON DATABASE ${scratchDatabaseName(id)} IS '${JSON.stringify({ ...marker, restoreId: id, state })}'`);
+      await adminQuery(
+        `COMMENT ON DATABASE ${scratchDatabaseName(id)} IS '${JSON.stringify({ ...marker, restoreId: id, state })}'`,
+      );
     };
     const loadedId = uniqueName('reuse').replace(/_/g, '-');
     await copyAs(loadedId, 'loaded');
@@ -125,6 +177,11 @@ describe('scratch from S3', () => {
     expect((await adminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [source.name])).rows).toHaveLength(1);
     const r = await report(restoreId);
     expect(r.source.scratch).toBe(serverUrl(source.name));
-    expect(await client.workflow.getHandle(`restore/${restoreId}`).describe().then((d) => d.status.name)).toBe('COMPLETED');
+    expect(
+      await client.workflow
+        .getHandle(`restore/${restoreId}`)
+        .describe()
+        .then((d) => d.status.name),
+    ).toBe('COMPLETED');
   });
 });

@@ -13,7 +13,15 @@ import { validateTenant } from '../../activities/validate';
 import { diffChecksums, tenantChecksums } from '../../scripts/workload/checksums';
 import { generateWorkload } from '../../scripts/workload/generate';
 import { pickVictims, purgeTenants } from '../../scripts/workload/incident';
-import { applyGrants, auditEvents, createScratchRole, dropRoles, installDeleteAudit, newPassword, roleUrlWithPassword } from '../helpers/audit';
+import {
+  applyGrants,
+  auditEvents,
+  createScratchRole,
+  dropRoles,
+  installDeleteAudit,
+  newPassword,
+  roleUrlWithPassword,
+} from '../helpers/audit';
 import { adminQuery, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
 
 useStackEnv();
@@ -23,7 +31,6 @@ const restoreRole = uniqueName('tr_rel_restore');
 const scratchRole = uniqueName('tr_rel_scratch');
 const restorePassword = newPassword();
 const scratchPassword = newPassword();
-
 
 /** The SQLSTATE a statement fails with (or 'ok'), run in its own transaction that is always rolled back. */
 async function sqlState(url: string, sql: string): Promise<string> {
@@ -51,7 +58,12 @@ describe('scripts/grants.sql', () => {
     const generated = await generateWorkload(live.url, { tenants: 12, rowsTarget: 4_000, seed: 21 });
     // The backup, as a database: an exact copy of live before the incident.
     scratch = await fresh('rel_grants_scratch', live.name);
-    victims = pickVictims(generated.tenantIds, 3, 21, generated.largestTenants.map((t) => t.tenantId));
+    victims = pickVictims(
+      generated.tenantIds,
+      3,
+      21,
+      generated.largestTenants.map((t) => t.tenantId),
+    );
     await purgeTenants(live.url, victims);
     restoreUrl = roleUrlWithPassword(restoreRole, restorePassword, live.name);
   });
@@ -68,8 +80,20 @@ describe('scripts/grants.sql', () => {
     expect(again.code).toBe(0);
     // The password never reaches psql's output.
     expect(first.output + again.output).not.toContain(restorePassword);
-    const [role] = (await adminQuery('SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = $1', [restoreRole])).rows;
-    expect(role).toEqual({ rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolreplication: false, rolbypassrls: false, rolcanlogin: true });
+    const [role] = (
+      await adminQuery(
+        'SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = $1',
+        [restoreRole],
+      )
+    ).rows;
+    expect(role).toEqual({
+      rolsuper: false,
+      rolcreatedb: false,
+      rolcreaterole: false,
+      rolreplication: false,
+      rolbypassrls: false,
+      rolcanlogin: true,
+    });
   });
 
   it('refuses everything destructive or beyond a restore', async () => {
@@ -86,13 +110,29 @@ describe('scripts/grants.sql', () => {
       createRole: await sqlState(restoreUrl, 'CREATE ROLE evil'),
     };
     // CREATE DATABASE cannot run in a transaction block: checked on its own.
-    const outside = (sql: string) => withClient(restoreUrl, (c) => c.query(sql).then(() => 'ok', (e: { code?: string }) => e.code ?? 'error'));
+    const outside = (sql: string) =>
+      withClient(restoreUrl, (c) =>
+        c.query(sql).then(
+          () => 'ok',
+          (e: { code?: string }) => e.code ?? 'error',
+        ),
+      );
     const createDatabase = await outside('CREATE DATABASE tr_rel_evil');
     // The replica role is granted for SET (LOCAL) in the role's own sessions, never server-wide.
     const sessionReplicationRoleGlobal = await outside('ALTER SYSTEM SET session_replication_role = replica');
     expect({ ...denied, createDatabase, sessionReplicationRoleGlobal }).toEqual({
-      delete: '42501', deleteRoot: '42501', truncate: '42501', truncateShared: '42501', createTable: '42501', dropTable: '42501',
-      alterTable: '42501', disableTriggers: '42501', createDatabase: '42501', setRole: '42501', sessionReplicationRoleGlobal: '42501', createRole: '42501',
+      delete: '42501',
+      deleteRoot: '42501',
+      truncate: '42501',
+      truncateShared: '42501',
+      createTable: '42501',
+      dropTable: '42501',
+      alterTable: '42501',
+      disableTriggers: '42501',
+      createDatabase: '42501',
+      setRole: '42501',
+      sessionReplicationRoleGlobal: '42501',
+      createRole: '42501',
     });
   });
 
@@ -100,12 +140,30 @@ describe('scripts/grants.sql', () => {
     const allowed = {
       select: await sqlState(restoreUrl, 'SELECT count(*) FROM app.comments'),
       catalog: await sqlState(restoreUrl, "SELECT conname FROM pg_constraint WHERE connamespace = 'app'::regnamespace"),
-      insert: await sqlState(restoreUrl, "INSERT INTO app.labels (tenant_id, name, color) SELECT id, 'x', '#000000' FROM app.tenants LIMIT 1"),
-      insertIdentityAlways: await sqlState(restoreUrl, "INSERT INTO app.comments (id, issue_id, author_id, body) OVERRIDING SYSTEM VALUE SELECT 999999999, id, reporter_id, 'x' FROM app.issues LIMIT 1"),
-      update: await sqlState(restoreUrl, "UPDATE app.billing_accounts SET active = true WHERE tenant_id = (SELECT min(id) FROM app.tenants)"),
-      upsert: await sqlState(restoreUrl, "INSERT INTO app.plans (id, code, name, monthly_price_cents) VALUES (1, 'free', 'Free', 0) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name"),
-      setval: await sqlState(restoreUrl, "SELECT setval(pg_get_serial_sequence('app.issues', 'id'), (SELECT max(id) FROM app.issues) + 10)"),
-      tempTable: await sqlState(restoreUrl, 'CREATE TEMP TABLE tr_stage ON COMMIT DROP AS SELECT * FROM app.issues WITH NO DATA'),
+      insert: await sqlState(
+        restoreUrl,
+        "INSERT INTO app.labels (tenant_id, name, color) SELECT id, 'x', '#000000' FROM app.tenants LIMIT 1",
+      ),
+      insertIdentityAlways: await sqlState(
+        restoreUrl,
+        "INSERT INTO app.comments (id, issue_id, author_id, body) OVERRIDING SYSTEM VALUE SELECT 999999999, id, reporter_id, 'x' FROM app.issues LIMIT 1",
+      ),
+      update: await sqlState(
+        restoreUrl,
+        'UPDATE app.billing_accounts SET active = true WHERE tenant_id = (SELECT min(id) FROM app.tenants)',
+      ),
+      upsert: await sqlState(
+        restoreUrl,
+        "INSERT INTO app.plans (id, code, name, monthly_price_cents) VALUES (1, 'free', 'Free', 0) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name",
+      ),
+      setval: await sqlState(
+        restoreUrl,
+        "SELECT setval(pg_get_serial_sequence('app.issues', 'id'), (SELECT max(id) FROM app.issues) + 10)",
+      ),
+      tempTable: await sqlState(
+        restoreUrl,
+        'CREATE TEMP TABLE tr_stage ON COMMIT DROP AS SELECT * FROM app.issues WITH NO DATA',
+      ),
       replicaLocal: await sqlState(restoreUrl, 'SET LOCAL session_replication_role = replica'),
       keyShare: await sqlState(restoreUrl, 'SELECT id FROM app.tenants LIMIT 3 FOR KEY SHARE'),
       keyShareShared: await sqlState(restoreUrl, 'SELECT code FROM app.countries LIMIT 3 FOR KEY SHARE'),
@@ -123,7 +181,9 @@ describe('scripts/grants.sql', () => {
       await c.query('COMMIT');
     });
     const control = await auditEvents(live.url);
-    expect(control.map((e) => [e.op, e.tbl, e.current_user, e.replication_role])).toEqual([['DELETE', 'app.attachments', 'postgres', 'replica']]);
+    expect(control.map((e) => [e.op, e.tbl, e.current_user, e.replication_role])).toEqual([
+      ['DELETE', 'app.attachments', 'postgres', 'replica'],
+    ]);
 
     const expected = await tenantChecksums(scratch.url, victims);
     const livePool = new pg.Pool({ connectionString: restoreUrl, max: 3, application_name: 'tenant-restore' });
@@ -135,9 +195,21 @@ describe('scripts/grants.sql', () => {
       for (const tenantId of victims) {
         const pre = await preflightTenant({ scratch: scratchPool, live: livePool, plan, tenantId, conflict: 'skip' });
         expect(pre.liveState).toBe('absent');
-        const copied = await copyTenant({ scratch: scratchPool, live: livePool, plan, tenantIds: [tenantId], conflict: 'skip' });
+        const copied = await copyTenant({
+          scratch: scratchPool,
+          live: livePool,
+          plan,
+          tenantIds: [tenantId],
+          conflict: 'skip',
+        });
         expect(copied.rows['app.tenants']).toBe(1);
-        const validation = await validateTenant({ scratch: scratchPool, live: livePool, plan, tenantId, conflict: 'skip' });
+        const validation = await validateTenant({
+          scratch: scratchPool,
+          live: livePool,
+          plan,
+          tenantId,
+          conflict: 'skip',
+        });
         expect(validation.ok, JSON.stringify(validation)).toBe(true);
       }
     } finally {
@@ -146,7 +218,11 @@ describe('scripts/grants.sql', () => {
     }
     expect(diffChecksums(expected, await tenantChecksums(live.url, victims))).toEqual([]);
     const events = await auditEvents(live.url);
-    expect(events.filter((e) => e.current_user === restoreRole || e.session_user === restoreRole || e.app.startsWith('tenant-restore'))).toEqual([]);
+    expect(
+      events.filter(
+        (e) => e.current_user === restoreRole || e.session_user === restoreRole || e.app.startsWith('tenant-restore'),
+      ),
+    ).toEqual([]);
     expect(events).toHaveLength(1);
   });
 
@@ -162,14 +238,24 @@ describe('scripts/grants.sql', () => {
     try {
       const plan = await buildPlan({ scratch: scratchPool, live: livePool, tenantRoot: 'app.tenants' });
       const checkpoints: unknown[] = [];
-      const copied = await copyTenant({ scratch: scratchPool, live: livePool, plan, tenantIds: [victim], conflict: 'skip', chunkRows: 7, onCheckpoint: (c) => void checkpoints.push(c) });
+      const copied = await copyTenant({
+        scratch: scratchPool,
+        live: livePool,
+        plan,
+        tenantIds: [victim],
+        conflict: 'skip',
+        chunkRows: 7,
+        onCheckpoint: (c) => void checkpoints.push(c),
+      });
       expect(copied.chunked).toBe(true);
       expect(checkpoints.length).toBeGreaterThan(plan.tables.length);
     } finally {
       await livePool.end();
       await scratchPool.end();
     }
-    expect(diffChecksums(await tenantChecksums(scratch.url, [victim]), await tenantChecksums(live2.url, [victim]))).toEqual([]);
+    expect(
+      diffChecksums(await tenantChecksums(scratch.url, [victim]), await tenantChecksums(live2.url, [victim])),
+    ).toEqual([]);
   });
 
   it('keeps the scratch role apart: CREATEDB on the scratch server, no way into live', async () => {
@@ -178,11 +264,15 @@ describe('scripts/grants.sql', () => {
     const db = uniqueName('tr_rel_scratchdb');
     await withClient(onServer, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
     await withClient(onServer, (c) => c.query(`DROP DATABASE ${pg.escapeIdentifier(db)}`));
-    const intoLive = await withClient(roleUrlWithPassword(scratchRole, scratchPassword, live.name), async () => 'ok').catch((e: { code?: string }) => e.code);
+    const intoLive = await withClient(
+      roleUrlWithPassword(scratchRole, scratchPassword, live.name),
+      async () => 'ok',
+    ).catch((e: { code?: string }) => e.code);
     expect(intoLive).toBe('42501');
     // The restore role still connects: grants.sql grants CONNECT itself rather than relying on PUBLIC.
     expect(await sqlState(restoreUrl, 'SELECT 1')).toBe('ok');
-    const [flags] = (await adminQuery('SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = $1', [scratchRole])).rows;
+    const [flags] = (await adminQuery('SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = $1', [scratchRole]))
+      .rows;
     expect(flags).toEqual({ rolsuper: false, rolcreatedb: true });
   });
 });

@@ -20,7 +20,15 @@ import { buildStartRequest } from '../../cli/client/start';
 import { bulkWorkflowId, progressQuery, type BulkRestoreResult } from '../../workflows/definitions';
 import { buildPlan } from '../../activities/plan';
 import { applyGrants, dropRoles, newPassword, roleUrlWithPassword } from '../helpers/audit';
-import { adminQuery, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
+import {
+  adminQuery,
+  startWorker,
+  temporalClient,
+  uniqueName,
+  useFreshDatabases,
+  useStackEnv,
+  withClient,
+} from '../helpers/stack';
 import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
@@ -60,7 +68,8 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
       for (let n = 1; n <= 8; n += 1) {
         await c.query('INSERT INTO app.tenants VALUES ($1, $2)', [uuidOf(n), `tenant ${n}`]);
         await c.query('INSERT INTO app.billing VALUES ($1, false)', [uuidOf(n)]);
-        for (let p = 1; p <= 3; p += 1) await c.query('INSERT INTO app.projects VALUES ($1, $2, $3)', [n * 100 + p, uuidOf(n), `project ${p}`]);
+        for (let p = 1; p <= 3; p += 1)
+          await c.query('INSERT INTO app.projects VALUES ($1, $2, $3)', [n * 100 + p, uuidOf(n), `project ${p}`]);
       }
     });
     live = await fresh('safety_cfg_live', source.name);
@@ -84,30 +93,60 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
 
   afterAll(async () => {
     for (const w of workers) await w.stop();
-    for (const s of servers) await new Promise<void>((resolve) => { s.close(() => resolve()); s.closeAllConnections(); });
+    for (const s of servers)
+      await new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeAllConnections();
+      });
     await pools.closeAll();
     s3.destroy();
   });
 
-  const start = (restoreId: string, tenants: string, extra: string[] = [], queue = taskQueue) => runCli([
-    'start', '--scratch', source.url, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', tenants,
-    '--id', restoreId, '--task-queue', queue, '--artifacts', artifacts, '--json', ...extra,
-  ]);
-  const liveRows = (n: number) => withClient(live.url, async (c) => {
-    const { rows } = await c.query<{ tenants: number; projects: number; active: boolean | null; fired: number }>(
-      `SELECT (SELECT count(*)::int FROM app.tenants WHERE id = $1) AS tenants, (SELECT count(*)::int FROM app.projects WHERE tenant_id = $1) AS projects,
-              (SELECT active FROM app.billing WHERE tenant_id = $1) AS active, (SELECT count(*)::int FROM audit.trigger_log WHERE tenant_id = $1) AS fired`, [uuidOf(n)]);
-    return rows[0]!;
-  });
-  const planOf = (restoreId: string) => getJson<Plan>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/plan.json` });
+  const start = (restoreId: string, tenants: string, extra: string[] = [], queue = taskQueue) =>
+    runCli([
+      'start',
+      '--scratch',
+      source.url,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      tenants,
+      '--id',
+      restoreId,
+      '--task-queue',
+      queue,
+      '--artifacts',
+      artifacts,
+      '--json',
+      ...extra,
+    ]);
+  const liveRows = (n: number) =>
+    withClient(live.url, async (c) => {
+      const { rows } = await c.query<{ tenants: number; projects: number; active: boolean | null; fired: number }>(
+        `SELECT (SELECT count(*)::int FROM app.tenants WHERE id = $1) AS tenants, (SELECT count(*)::int FROM app.projects WHERE tenant_id = $1) AS projects,
+              (SELECT active FROM app.billing WHERE tenant_id = $1) AS active, (SELECT count(*)::int FROM audit.trigger_log WHERE tenant_id = $1) AS fired`,
+        [uuidOf(n)],
+      );
+      return rows[0]!;
+    });
+  const planOf = (restoreId: string) =>
+    getJson<Plan>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/plan.json` });
 
-  it('restores tenants listed with upper-case uuids, under PostgreSQL\'s own spelling of their ids', async () => {
+  it("restores tenants listed with upper-case uuids, under PostgreSQL's own spelling of their ids", async () => {
     const restoreId = uniqueName('uuid-upper').replace(/_/g, '-');
     const run = await start(restoreId, `${uuidOf(1).toUpperCase()},${uuidOf(2)}`, ['--group-size', '1', '--wait']);
     expect(run.code, run.stderr + run.stdout).toBe(0);
-    const out = JSON.parse(run.stdout) as { status: string; tenants: Array<{ tenantId: string; status: string; error?: unknown }> };
+    const out = JSON.parse(run.stdout) as {
+      status: string;
+      tenants: Array<{ tenantId: string; status: string; error?: unknown }>;
+    };
     expect(out.status).toBe('succeeded');
-    expect(out.tenants.map((t) => [t.tenantId, t.status]).sort()).toEqual([[uuidOf(1), 'restored'], [uuidOf(2), 'restored']]);
+    expect(out.tenants.map((t) => [t.tenantId, t.status]).sort()).toEqual([
+      [uuidOf(1), 'restored'],
+      [uuidOf(2), 'restored'],
+    ]);
     expect(await liveRows(1)).toEqual({ tenants: 1, projects: 3, active: false, fired: 0 });
     expect(await liveRows(2)).toEqual({ tenants: 1, projects: 3, active: false, fired: 0 });
     // The default: the engine checks FKs, user triggers are suspended in the tenant's transaction (fired: 0 above).
@@ -118,20 +157,35 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
     const restoreId = uniqueName('uuid-dup').replace(/_/g, '-');
     const run = await start(restoreId, `${uuidOf(3)},${uuidOf(3).toUpperCase()}`);
     expect(run.code, run.stdout).toBe(2);
-    expect(run.stderr).toContain(`tenant ${uuidOf(3).toUpperCase()} is already listed at --tenants entry 1 (uuids are compared without regard to case)`);
+    expect(run.stderr).toContain(
+      `tenant ${uuidOf(3).toUpperCase()} is already listed at --tenants entry 1 (uuids are compared without regard to case)`,
+    );
     expect(await liveRows(3)).toMatchObject({ tenants: 0, projects: 0 });
   });
 
   it('releases a held action when the approval names the tenant in upper case', async () => {
     const restoreId = uniqueName('uuid-approve').replace(/_/g, '-');
     const config = join(tmpdir(), `${restoreId}.json`);
-    writeFileSync(config, JSON.stringify({ actions: [{ name: 'billing', type: 'sql', requiresApproval: true, sql: 'UPDATE app.billing SET active = true WHERE tenant_id = $1::uuid' }] }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        actions: [
+          {
+            name: 'billing',
+            type: 'sql',
+            requiresApproval: true,
+            sql: 'UPDATE app.billing SET active = true WHERE tenant_id = $1::uuid',
+          },
+        ],
+      }),
+    );
     const run = await start(restoreId, uuidOf(3), ['--config', config]);
     expect(run.code, run.stderr).toBe(0);
     const { client, close } = await temporalClient();
     try {
       const handle = client.workflow.getHandle(bulkWorkflowId(restoreId));
-      while ((await handle.query(progressQuery)).counts['awaiting-approval'] !== 1) await new Promise((r) => setTimeout(r, 200));
+      while ((await handle.query(progressQuery)).counts['awaiting-approval'] !== 1)
+        await new Promise((r) => setTimeout(r, 200));
       expect((await liveRows(3)).active).toBe(false);
       const approve = await runCli(['approve', restoreId, '--tenants', uuidOf(3).toUpperCase()]);
       expect(approve.code, approve.stderr).toBe(0);
@@ -145,13 +199,39 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
 
   it('checks a config that did not come through the CLI in the worker, before anything is written', async () => {
     const restoreId = uniqueName('cfg-direct').replace(/_/g, '-');
-    const { input, taskQueue: queue } = buildStartRequest({ scratch: source.url, live: live.url, 'tenant-root': 'app.tenants', tenants: uuidOf(4), id: restoreId, artifacts, 'task-queue': taskQueue });
-    input.config = { actions: [{ name: 'billing', type: 'sql', sql: 'UPDATE app.billing SET active = true WHERE tenant_id = $1::uuid', requiresApproval: 'false' as unknown as boolean }] };
+    const { input, taskQueue: queue } = buildStartRequest({
+      scratch: source.url,
+      live: live.url,
+      'tenant-root': 'app.tenants',
+      tenants: uuidOf(4),
+      id: restoreId,
+      artifacts,
+      'task-queue': taskQueue,
+    });
+    input.config = {
+      actions: [
+        {
+          name: 'billing',
+          type: 'sql',
+          sql: 'UPDATE app.billing SET active = true WHERE tenant_id = $1::uuid',
+          requiresApproval: 'false' as unknown as boolean,
+        },
+      ],
+    };
     const { client, close } = await temporalClient();
     try {
-      const handle = await client.workflow.start('bulkRestore', { taskQueue: queue, workflowId: bulkWorkflowId(restoreId), args: [input] });
-      const error = await handle.result().then(() => undefined, (e: Error & { cause?: { message?: string } }) => e);
-      expect(error?.cause?.message).toMatch(/the restore config is not a valid restore config:\n {2}- actions\[0\]\.requiresApproval: must be true or false/);
+      const handle = await client.workflow.start('bulkRestore', {
+        taskQueue: queue,
+        workflowId: bulkWorkflowId(restoreId),
+        args: [input],
+      });
+      const error = await handle.result().then(
+        () => undefined,
+        (e: Error & { cause?: { message?: string } }) => e,
+      );
+      expect(error?.cause?.message).toMatch(
+        /the restore config is not a valid restore config:\n {2}- actions\[0\]\.requiresApproval: must be true or false/,
+      );
     } finally {
       await close();
     }
@@ -176,7 +256,19 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
     await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
     const restoreId = uniqueName('hook-redirect').replace(/_/g, '-');
     const config = join(tmpdir(), `${restoreId}.json`);
-    writeFileSync(config, JSON.stringify({ actions: [{ name: 'notify', type: 'webhook', url: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}/hooks`, headers: { 'X-Api-Key': 'env:SAFETY_TEST_HOOK_KEY' } }] }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        actions: [
+          {
+            name: 'notify',
+            type: 'webhook',
+            url: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}/hooks`,
+            headers: { 'X-Api-Key': 'env:SAFETY_TEST_HOOK_KEY' },
+          },
+        ],
+      }),
+    );
     process.env.SAFETY_TEST_HOOK_KEY = 'k-secret-value-from-worker-env';
     try {
       const run = await start(restoreId, uuidOf(5).toUpperCase(), ['--config', config, '--group-size', '1', '--wait']);
@@ -184,7 +276,9 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
       const out = JSON.parse(run.stdout) as { tenants: Array<{ tenantId: string; status: string; error?: string }> };
       expect(out.tenants).toHaveLength(1);
       expect(out.tenants[0]).toMatchObject({ tenantId: uuidOf(5), status: 'failed' });
-      expect(out.tenants[0]!.error).toContain(`Webhook notify answered HTTP 307, a redirect to http://127.0.0.1:${elsewherePort}/elsewhere (query left out); webhooks do not follow redirects`);
+      expect(out.tenants[0]!.error).toContain(
+        `Webhook notify answered HTTP 307, a redirect to http://127.0.0.1:${elsewherePort}/elsewhere (query left out); webhooks do not follow redirects`,
+      );
       expect(run.stdout + run.stderr).not.toContain('k-secret-value-from-worker-env');
       expect(run.stdout + run.stderr).not.toContain('from-the-server');
       expect(received).toEqual([]);
@@ -200,11 +294,15 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
     expect(run.stdout + run.stderr).not.toContain(password);
     const plan = await planOf(restoreId);
     expect(plan.fkEnforcement).toBe('constraints');
-    expect(plan.warnings).toContain('app.projects: user triggers (log_project) will fire on restored rows, because FK checks are left to postgres (TENANT_RESTORE_FK_CHECKS=postgres)');
+    expect(plan.warnings).toContain(
+      'app.projects: user triggers (log_project) will fire on restored rows, because FK checks are left to postgres (TENANT_RESTORE_FK_CHECKS=postgres)',
+    );
     // The user trigger fired for each restored project, in an ordinary session (no replica role anywhere).
     expect(await liveRows(6)).toEqual({ tenants: 1, projects: 3, active: false, fired: 3 });
     expect(await liveRows(7)).toEqual({ tenants: 1, projects: 3, active: false, fired: 3 });
-    const roles = await withClient(live.url, (c) => c.query<{ replication_role: string }>('SELECT DISTINCT replication_role FROM audit.trigger_log'));
+    const roles = await withClient(live.url, (c) =>
+      c.query<{ replication_role: string }>('SELECT DISTINCT replication_role FROM audit.trigger_log'),
+    );
     expect(roles.rows).toEqual([{ replication_role: 'origin' }]);
   });
 
@@ -212,11 +310,19 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
     const role = uniqueName('tr_safety_fk');
     const rolePassword = newPassword();
     const grants = (extra: string[]) => applyGrants(live.name, role, rolePassword, 'app', extra);
-    const canSet = async () => (await adminQuery("SELECT has_parameter_privilege($1, 'session_replication_role', 'SET') AS ok", [role])).rows[0].ok as boolean;
+    const canSet = async () =>
+      (await adminQuery("SELECT has_parameter_privilege($1, 'session_replication_role', 'SET') AS ok", [role])).rows[0]
+        .ok as boolean;
     const planAsRole = async () => {
       const rolePools = new Pools();
       try {
-        return (await buildPlan({ scratch: rolePools.get(source.url), live: rolePools.get(roleUrlWithPassword(role, rolePassword, live.name)), tenantRoot: 'app.tenants' })).fkEnforcement;
+        return (
+          await buildPlan({
+            scratch: rolePools.get(source.url),
+            live: rolePools.get(roleUrlWithPassword(role, rolePassword, live.name)),
+            tenantRoot: 'app.tenants',
+          })
+        ).fkEnforcement;
       } finally {
         await rolePools.closeAll();
       }

@@ -32,7 +32,15 @@ import { s3Texts, scanForNeedles, type Needle } from '../helpers/audit';
 import { sleep } from '../helpers/chaos';
 import { failedActivities, historiesText, restoreHistoriesText, restoreWorkflowIds } from '../helpers/history';
 import { logDir, productEnv, runCli, WorkerProcess, type CliResult } from '../helpers/product';
-import { dropDatabase, serverUrl, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
+import {
+  dropDatabase,
+  serverUrl,
+  temporalClient,
+  uniqueName,
+  useFreshDatabases,
+  useStackEnv,
+  withClient,
+} from '../helpers/stack';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -48,18 +56,26 @@ const superuserPassword = decodeURIComponent(new URL(env.STACK_PG_URL).password)
 /** Byte-for-byte fingerprint of every app table (count and md5 of the sorted row texts). */
 async function fingerprint(url: string): Promise<Record<string, string>> {
   return withClient(url, async (client) => {
-    const { rows: tables } = await client.query<{ t: string }>(`SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c
+    const { rows: tables } = await client.query<{
+      t: string;
+    }>(`SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = 'app' ORDER BY 1`);
     const out: Record<string, string> = {};
     for (const { t } of tables) {
-      const { rows } = await client.query<{ n: string; h: string | null }>(`SELECT count(*) AS n, md5(string_agg(x::text, E'\\n' ORDER BY x::text)) AS h FROM ${t} x`);
+      const { rows } = await client.query<{ n: string; h: string | null }>(
+        `SELECT count(*) AS n, md5(string_agg(x::text, E'\\n' ORDER BY x::text)) AS h FROM ${t} x`,
+      );
       out[t] = `${rows[0]!.n}:${rows[0]!.h ?? '-'}`;
     }
     return out;
   });
 }
 
-type StartJson = { status: string; tenants: Array<{ tenantId: string; status: string; error?: string }>; error?: string };
+type StartJson = {
+  status: string;
+  tenants: Array<{ tenantId: string; status: string; error?: string }>;
+  error?: string;
+};
 
 describe('safety: secrets and row data stay out, errors that will fail again are not retried', () => {
   let source: { name: string; url: string };
@@ -75,8 +91,26 @@ describe('safety: secrets and row data stay out, errors that will fail again are
   const start = async (liveUrl: string, args: string[]): Promise<{ id: string; result: CliResult }> => {
     const id = uniqueName('safe').replace(/_/g, '-');
     restoreIds.push(id);
-    const result = await runCli(['start', '--backup', backup, '--scratch-server', serverUrl('postgres'), '--live', liveUrl, '--tenant-root', 'app.tenants',
-      '--task-queue', taskQueue, '--id', id, '--json', ...args], cliEnv);
+    const result = await runCli(
+      [
+        'start',
+        '--backup',
+        backup,
+        '--scratch-server',
+        serverUrl('postgres'),
+        '--live',
+        liveUrl,
+        '--tenant-root',
+        'app.tenants',
+        '--task-queue',
+        taskQueue,
+        '--id',
+        id,
+        '--json',
+        ...args,
+      ],
+      cliEnv,
+    );
     cliOutputs.set(`start ${id}`, result.stdout + result.stderr);
     return { id, result };
   };
@@ -89,10 +123,19 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     await withClient(source.url, async (c) => {
       await c.query('UPDATE app.tenants SET name = $1 WHERE id = $2', [secretValue, victims[0]]);
       await c.query('UPDATE app.tenants SET name = $1 WHERE id = $2', [forbiddenValue, victims[1]]);
-      const billing = await c.query('UPDATE app.billing_accounts SET billing_email = $1 WHERE tenant_id = $2', [mailValue, victims[2]]);
+      const billing = await c.query('UPDATE app.billing_accounts SET billing_email = $1 WHERE tenant_id = $2', [
+        mailValue,
+        victims[2],
+      ]);
       expect(billing.rowCount).toBeGreaterThan(0);
     });
-    ({ url: backup } = await takeBackup({ url: source.url, s3, bucket: env.STACK_S3_BUCKET, key: `safety/${run}/backup.dump`, retentionDays: 1 }));
+    ({ url: backup } = await takeBackup({
+      url: source.url,
+      s3,
+      bucket: env.STACK_S3_BUCKET,
+      key: `safety/${run}/backup.dump`,
+      retentionDays: 1,
+    }));
     live = await fresh('safety_live', source.name);
     await purgeTenants(live.url, victims);
     // The worker as operators run it (bin/tenant-restore worker), with a short lock timeout for the lock test.
@@ -128,10 +171,29 @@ describe('safety: secrets and row data stay out, errors that will fail again are
       // Nothing was started: no workflow of that id exists.
       await expect(temporal.client.workflow.getHandle(bulkWorkflowId(id)).describe()).rejects.toThrow();
     }
-    const plan = await runCli(['plan', '--scratch', serverUrl(source.name), '--live', forms[1]!, '--tenant-root', 'app.tenants'], cliEnv);
+    const plan = await runCli(
+      ['plan', '--scratch', serverUrl(source.name), '--live', forms[1]!, '--tenant-root', 'app.tenants'],
+      cliEnv,
+    );
     expect(plan.code, plan.stderr).toBe(2);
     expect(plan.stderr).toMatch(/--live carries a password/);
-    const drill = await runCli(['drill', 'run', '--backup-prefix', `s3://${env.STACK_S3_BUCKET}/safety/${run}/`, '--live', forms[2]!, '--tenant-root', 'app.tenants', '--sample', '1', '--task-queue', taskQueue], cliEnv);
+    const drill = await runCli(
+      [
+        'drill',
+        'run',
+        '--backup-prefix',
+        `s3://${env.STACK_S3_BUCKET}/safety/${run}/`,
+        '--live',
+        forms[2]!,
+        '--tenant-root',
+        'app.tenants',
+        '--sample',
+        '1',
+        '--task-queue',
+        taskQueue,
+      ],
+      cliEnv,
+    );
     expect(drill.code, drill.stderr).toBe(2);
     expect(drill.stderr).toMatch(/--live carries a password/);
     expect(await fingerprint(live.url)).toEqual(before);
@@ -141,12 +203,29 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     const id = uniqueName('safe-raw').replace(/_/g, '-');
     restoreIds.push(id);
     const input: BulkRestoreInput = {
-      restoreId: id, source: { kind: 'scratch', scratch: serverUrl(source.name) }, live: `${serverUrl(live.name)}?password=${encodeURIComponent(superuserPassword)}`,
-      tenantRoot: 'app.tenants', tenants: [victims[5]!], conflict: 'skip', concurrency: 1, artifacts: { bucket: env.STACK_S3_BUCKET, prefix: `restores/${id}/` },
+      restoreId: id,
+      source: { kind: 'scratch', scratch: serverUrl(source.name) },
+      live: `${serverUrl(live.name)}?password=${encodeURIComponent(superuserPassword)}`,
+      tenantRoot: 'app.tenants',
+      tenants: [victims[5]!],
+      conflict: 'skip',
+      concurrency: 1,
+      artifacts: { bucket: env.STACK_S3_BUCKET, prefix: `restores/${id}/` },
     };
     const before = await fingerprint(live.url);
-    const result = await temporal.client.workflow.execute<(i: BulkRestoreInput) => Promise<BulkRestoreResult>>('bulkRestore', { workflowId: bulkWorkflowId(id), taskQueue, args: [input] })
-      .catch((error: Error) => ({ status: 'failed', error: `${error.message} ${(error.cause as Error | undefined)?.message ?? ''}` }) as BulkRestoreResult);
+    const result = await temporal.client.workflow
+      .execute<(i: BulkRestoreInput) => Promise<BulkRestoreResult>>('bulkRestore', {
+        workflowId: bulkWorkflowId(id),
+        taskQueue,
+        args: [input],
+      })
+      .catch(
+        (error: Error) =>
+          ({
+            status: 'failed',
+            error: `${error.message} ${(error.cause as Error | undefined)?.message ?? ''}`,
+          }) as BulkRestoreResult,
+      );
     expect(result.status).toBe('failed');
     const failures = await failedActivities(temporal.client, await restoreWorkflowIds(temporal.client, id));
     expect(failures.length).toBeGreaterThan(0);
@@ -159,15 +238,19 @@ describe('safety: secrets and row data stay out, errors that will fail again are
 
   it('a restore that fails on database errors carrying row values: named, not retried, and no value or password in histories, logs or reports', async () => {
     const checked = await fresh('safety_check', live.name);
-    await withClient(checked.url, (c) => c.query(`
+    await withClient(checked.url, (c) =>
+      c.query(`
       ALTER TABLE app.tenants ADD CONSTRAINT tenants_secret_names_are_numbers CHECK (name NOT LIKE 'SECRET-%' OR name::numeric > 0) NOT VALID;
-      ALTER TABLE app.tenants ADD CONSTRAINT tenants_name_not_forbidden CHECK (name NOT LIKE 'FORBIDDEN-%') NOT VALID`));
+      ALTER TABLE app.tenants ADD CONSTRAINT tenants_name_not_forbidden CHECK (name NOT LIKE 'FORBIDDEN-%') NOT VALID`),
+    );
     // The raw errors do carry the values: in the message (data error) and in the detail (the failing row).
     const raw = await withClient(checked.url, async (c) => {
       const out: Array<{ code?: string; message: string; detail?: string }> = [];
       for (const value of [secretValue, forbiddenValue]) {
         await c.query('BEGIN');
-        await c.query('UPDATE app.tenants SET name = $1 WHERE id = (SELECT min(id) FROM app.tenants)', [value]).catch((e: pg.DatabaseError) => out.push({ code: e.code, message: e.message, detail: e.detail }));
+        await c
+          .query('UPDATE app.tenants SET name = $1 WHERE id = (SELECT min(id) FROM app.tenants)', [value])
+          .catch((e: pg.DatabaseError) => out.push({ code: e.code, message: e.message, detail: e.detail }));
         await c.query('ROLLBACK');
       }
       return out;
@@ -180,9 +263,26 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     const before = await fingerprint(checked.url);
     // A re-enable action (SQL) that meets a data error carrying a row value: the third tenant's billing e-mail.
     const configFile = join(logDir(run), 'config.json');
-    writeFileSync(configFile, JSON.stringify({ actions: [{ name: 'charge-from-mail', type: 'sql', sql: 'UPDATE app.billing_accounts SET balance_cents = billing_email::bigint WHERE tenant_id = $1::bigint' }] }));
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        actions: [
+          {
+            name: 'charge-from-mail',
+            type: 'sql',
+            sql: 'UPDATE app.billing_accounts SET balance_cents = billing_email::bigint WHERE tenant_id = $1::bigint',
+          },
+        ],
+      }),
+    );
     // Three tenants in one group (the default path): the group fails, splits, and each tenant goes alone.
-    const { id, result } = await start(serverUrl(checked.name), ['--tenants', victims.slice(0, 3).join(','), '--config', configFile, '--wait']);
+    const { id, result } = await start(serverUrl(checked.name), [
+      '--tenants',
+      victims.slice(0, 3).join(','),
+      '--config',
+      configFile,
+      '--wait',
+    ]);
     expect(result.code, result.stdout + result.stderr).toBe(1);
     const json = result.json as StartJson;
     const byTenant = new Map(json.tenants.map((t) => [t.tenantId, t]));
@@ -192,11 +292,19 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     expect(byTenant.get(victims[1]!)!.error).toMatch(/ConstraintViolationError.*tenants_name_not_forbidden/s);
     // The third tenant's rows came back; its action failed once, named, and was not retried.
     expect(byTenant.get(victims[2]!)).toMatchObject({ status: 'failed' });
-    expect(byTenant.get(victims[2]!)!.error).toMatch(/charge-from-mail failed: .*SQLSTATE 22P02.*Retrying will not help: fix the action's SQL/s);
+    expect(byTenant.get(victims[2]!)!.error).toMatch(
+      /charge-from-mail failed: .*SQLSTATE 22P02.*Retrying will not help: fix the action's SQL/s,
+    );
     // Nothing of the failed tenants was written.
-    const after = await withClient(checked.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.tenants WHERE id = ANY($1::bigint[])', [victims.slice(0, 2)]));
+    const after = await withClient(checked.url, (c) =>
+      c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.tenants WHERE id = ANY($1::bigint[])', [
+        victims.slice(0, 2),
+      ]),
+    );
     expect(after.rows[0]!.n).toBe(0);
-    expect((await withClient(checked.url, (c) => c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[2]]))).rowCount).toBe(1);
+    expect(
+      (await withClient(checked.url, (c) => c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[2]]))).rowCount,
+    ).toBe(1);
     expect(await fingerprint(checked.url)).not.toEqual(before);
 
     // Not retried: each failed activity failed on its first attempt, non-retryable, with its name.
@@ -235,21 +343,33 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     ];
     expect(scanForNeedles(texts, needles)).toEqual([]);
     // The scan can see: the same needles are found in a text that holds them.
-    expect(scanForNeedles(new Map([['raw', JSON.stringify(raw)]]), needles).map((f) => f.needle)).toEqual(['seeded row value (data error)', 'seeded row value (check violation)']);
+    expect(scanForNeedles(new Map([['raw', JSON.stringify(raw)]]), needles).map((f) => f.needle)).toEqual([
+      'seeded row value (data error)',
+      'seeded row value (check violation)',
+    ]);
   });
 
   it('a read-only live (a standby): LiveReadOnlyError on the first attempt, the tenant reported failed with what to do', async () => {
     const readOnly = await fresh('safety_ro', live.name);
-    await withClient(serverUrl('postgres'), (c) => c.query(`ALTER DATABASE ${pg.escapeIdentifier(readOnly.name)} SET default_transaction_read_only = on`));
+    await withClient(serverUrl('postgres'), (c) =>
+      c.query(`ALTER DATABASE ${pg.escapeIdentifier(readOnly.name)} SET default_transaction_read_only = on`),
+    );
     const before = await fingerprint(readOnly.url);
-    const { id, result } = await start(serverUrl(readOnly.name), ['--tenants', victims[3]!, '--group-size', '1', '--wait']);
+    const { id, result } = await start(serverUrl(readOnly.name), [
+      '--tenants',
+      victims[3]!,
+      '--group-size',
+      '1',
+      '--wait',
+    ]);
     expect(result.code, result.stdout + result.stderr).toBe(1);
     const tenant = (result.json as StartJson).tenants.find((t) => t.tenantId === victims[3]);
     expect(tenant?.status).toBe('failed');
     expect(tenant?.error).toMatch(/LiveReadOnlyError.*read-only.*primary/s);
     const failures = await failedActivities(temporal.client, await restoreWorkflowIds(temporal.client, id));
     expect(failures.filter((f) => f.type === 'LiveReadOnlyError').length).toBeGreaterThan(0);
-    for (const f of failures) expect(f, JSON.stringify(f)).toMatchObject({ type: 'LiveReadOnlyError', attempt: 1, nonRetryable: true });
+    for (const f of failures)
+      expect(f, JSON.stringify(f)).toMatchObject({ type: 'LiveReadOnlyError', attempt: 1, nonRetryable: true });
     expect(await fingerprint(readOnly.url)).toEqual(before);
   });
 
@@ -259,10 +379,23 @@ describe('safety: secrets and row data stay out, errors that will fail again are
     const migration = new pg.Client({ connectionString: locked.url });
     await migration.connect();
     try {
-      const plan = await buildPlan({ scratch: pools.get(source.url), live: pools.get(locked.url), tenantRoot: 'app.tenants' });
+      const plan = await buildPlan({
+        scratch: pools.get(source.url),
+        live: pools.get(locked.url),
+        tenantRoot: 'app.tenants',
+      });
       await migration.query('BEGIN');
       await migration.query('LOCK TABLE app.labels IN ACCESS EXCLUSIVE MODE');
-      const error = await copyTenant({ scratch: pools.get(source.url), live: pools.get(locked.url), plan, tenantIds: [victims[4]!], conflict: 'skip' }).then(() => undefined, (e: unknown) => e);
+      const error = await copyTenant({
+        scratch: pools.get(source.url),
+        live: pools.get(locked.url),
+        plan,
+        tenantIds: [victims[4]!],
+        conflict: 'skip',
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error).toBeDefined();
       expect((error as { code?: string }).code).toBe('55P03');
       const failure = toActivityFailure(error) as ApplicationFailure;
@@ -271,12 +404,23 @@ describe('safety: secrets and row data stay out, errors that will fail again are
       expect(failure.nonRetryable).toBe(false);
       expect(failure.message).toMatch(/TENANT_RESTORE_LOCK_TIMEOUT.*SQLSTATE 55P03 lock_not_available/);
       // Nothing of the tenant was written.
-      const root = await withClient(locked.url, (c) => c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[4]]));
+      const root = await withClient(locked.url, (c) =>
+        c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[4]]),
+      );
       expect(root.rowCount).toBe(0);
       await migration.query('COMMIT');
-      const copied = await copyTenant({ scratch: pools.get(source.url), live: pools.get(locked.url), plan, tenantIds: [victims[4]!], conflict: 'skip' });
+      const copied = await copyTenant({
+        scratch: pools.get(source.url),
+        live: pools.get(locked.url),
+        plan,
+        tenantIds: [victims[4]!],
+        conflict: 'skip',
+      });
       expect(Object.values(copied.rows).reduce((a, b) => a + b, 0)).toBeGreaterThan(1);
-      expect((await withClient(locked.url, (c) => c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[4]]))).rowCount).toBe(1);
+      expect(
+        (await withClient(locked.url, (c) => c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[4]])))
+          .rowCount,
+      ).toBe(1);
     } finally {
       await migration.end();
       await pools.closeAll();
@@ -300,7 +444,12 @@ describe('safety: secrets and row data stay out, errors that will fail again are
           const d = await temporal.client.workflow.getHandle(workflowId).describe();
           for (const p of d.raw.pendingActivities ?? []) {
             if ((p.attempt ?? 0) >= 3 && p.lastFailure?.applicationFailureInfo?.type === 'LockTimeoutError') {
-              seen = { activity: p.activityType?.name ?? '?', attempt: p.attempt ?? 0, type: p.lastFailure.applicationFailureInfo.type, message: p.lastFailure.message };
+              seen = {
+                activity: p.activityType?.name ?? '?',
+                attempt: p.attempt ?? 0,
+                type: p.lastFailure.applicationFailureInfo.type,
+                message: p.lastFailure.message,
+              };
             }
           }
           expect(d.status.name).toBe('RUNNING');
@@ -310,11 +459,18 @@ describe('safety: secrets and row data stay out, errors that will fail again are
       expect(seen.message).toMatch(/SQLSTATE 55P03/);
       await migration.query('COMMIT');
       released = true;
-      const outcome = await temporal.client.workflow.getHandle(bulkWorkflowId(id)).result() as BulkRestoreResult;
+      const outcome = (await temporal.client.workflow.getHandle(bulkWorkflowId(id)).result()) as BulkRestoreResult;
       expect(outcome).toMatchObject({ status: 'succeeded', restored: 1, failed: 0 });
-      expect((await withClient(locked.url, (c) => c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[5]]))).rowCount).toBe(1);
+      expect(
+        (await withClient(locked.url, (c) => c.query('SELECT 1 FROM app.tenants WHERE id = $1', [victims[5]])))
+          .rowCount,
+      ).toBe(1);
       // The retried failures left no secret behind either.
-      expect(scanForNeedles(await historiesText(temporal.client, await restoreWorkflowIds(temporal.client, id)), [{ label: 'password', value: superuserPassword }])).toEqual([]);
+      expect(
+        scanForNeedles(await historiesText(temporal.client, await restoreWorkflowIds(temporal.client, id)), [
+          { label: 'password', value: superuserPassword },
+        ]),
+      ).toEqual([]);
     } finally {
       if (!released) await migration.query('ROLLBACK').catch(() => undefined);
       await migration.end();

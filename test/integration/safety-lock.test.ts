@@ -23,7 +23,10 @@ const { fresh } = useFreshDatabases();
 /** Polls pg_stat_activity until a session of the copy waits on an advisory lock (no time bound: the test's timeout is the net). */
 async function waitForAdvisoryWaiter(url: string): Promise<void> {
   for (;;) {
-    const rows = await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`);
+    const rows = await query<{ n: number }>(
+      url,
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
+    );
     if (rows[0]!.n > 0) return;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -50,15 +53,29 @@ describe('per-tenant lock on live', () => {
     await other.connect();
     try {
       await other.query(tenantLock(plan, '15'));
-      const copying = copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'fail' });
+      const copying = copyTenant({
+        scratch: pools.get(scratchUrl),
+        live: pools.get(liveUrl),
+        plan,
+        tenantIds: ['15'],
+        conflict: 'fail',
+      });
       await waitForAdvisoryWaiter(liveUrl);
       // Another tenant is not held back by tenant 15's lock.
-      await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['16'], conflict: 'fail' });
+      await copyTenant({
+        scratch: pools.get(scratchUrl),
+        live: pools.get(liveUrl),
+        plan,
+        tenantIds: ['16'],
+        conflict: 'fail',
+      });
       expect((await fingerprints(liveUrl, ['app.tenants'], tenantFilter([15])))['app.tenants']).toBe('0:-');
       await other.query('SELECT pg_advisory_unlock_all()');
       const result = await copying;
       expect(result.rows['app.tenants']).toBe(1);
-      expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15, 16]))).toEqual(await fingerprints(scratchUrl, tenantTables, tenantFilter([15, 16])));
+      expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15, 16]))).toEqual(
+        await fingerprints(scratchUrl, tenantTables, tenantFilter([15, 16])),
+      );
     } finally {
       await other.end();
     }
@@ -70,7 +87,16 @@ describe('per-tenant lock on live', () => {
     const impatient = new pg.Pool({ connectionString: liveUrl, options: '-c lock_timeout=200' });
     try {
       await other.query(tenantLock(plan, '15'));
-      const error = await copyTenant({ scratch: pools.get(scratchUrl), live: impatient, plan, tenantIds: ['15'], conflict: 'skip' }).then(() => null, (e: Error & { code?: string }) => e);
+      const error = await copyTenant({
+        scratch: pools.get(scratchUrl),
+        live: impatient,
+        plan,
+        tenantIds: ['15'],
+        conflict: 'skip',
+      }).then(
+        () => null,
+        (e: Error & { code?: string }) => e,
+      );
       expect(error?.code).toBe('55P03');
       expect(error?.message).toMatch(/Tenant 15 is being restored by another session/);
     } finally {
@@ -82,9 +108,21 @@ describe('per-tenant lock on live', () => {
   it('refuses, under the lock, a tenant that came back into live since preflight (another restore finished it), writing nothing', async () => {
     // 15 and 16 are in live now (restored above): a copy whose preflight had found 15 absent must not restore it again.
     const before = await fingerprints(liveUrl, tenantTables, tenantFilter([15]));
-    const error = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['15'], conflict: 'overwrite', expectAbsent: ['15'] }).then(() => null, (e: Error) => e);
+    const error = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['15'],
+      conflict: 'overwrite',
+      expectAbsent: ['15'],
+    }).then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(error?.name).toBe('TenantPresentError');
-    expect(error?.message).toMatch(/Tenant\(s\) 15 came back into live between this restore's preflight and its copy.*Nothing of them was written/);
+    expect(error?.message).toMatch(
+      /Tenant\(s\) 15 came back into live between this restore's preflight and its copy.*Nothing of them was written/,
+    );
     expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(before);
   });
 
@@ -92,7 +130,13 @@ describe('per-tenant lock on live', () => {
     await query(liveUrl, deleteTenantsSql([17]));
     const one = new pg.Pool({ connectionString: liveUrl, max: 1 });
     try {
-      const result = await copyTenant({ scratch: pools.get(scratchUrl), live: one, plan, tenantIds: ['17'], conflict: 'fail' });
+      const result = await copyTenant({
+        scratch: pools.get(scratchUrl),
+        live: one,
+        plan,
+        tenantIds: ['17'],
+        conflict: 'fail',
+      });
       expect(result.rows['app.tenants']).toBe(1);
     } finally {
       await one.end();
@@ -100,18 +144,37 @@ describe('per-tenant lock on live', () => {
   });
 
   it('classifies before the policy: a present tenant under --conflict fail is reported present, not as a policy conflict', async () => {
-    const result = await preflightTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantId: '15', conflict: 'fail' });
+    const result = await preflightTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantId: '15',
+      conflict: 'fail',
+    });
     expect(result.tenants?.['15']?.state).toBe('present');
     expect(result.liveState).toBe('present');
   });
 
   it('copies a partial tenant in one transaction, whatever chunkRows says, and records the keys it inserted', async () => {
-    const removed = await query<{ id: string }>(liveUrl, `DELETE FROM app.attachments WHERE comment_id IN (SELECT c.id FROM app.comments c JOIN app.issues i ON i.id = c.issue_id JOIN app.projects p ON p.id = i.project_id WHERE p.tenant_id = 16) RETURNING id::text`);
+    const removed = await query<{ id: string }>(
+      liveUrl,
+      `DELETE FROM app.attachments WHERE comment_id IN (SELECT c.id FROM app.comments c JOIN app.issues i ON i.id = c.issue_id JOIN app.projects p ON p.id = i.project_id WHERE p.tenant_id = 16) RETURNING id::text`,
+    );
     expect(removed.length).toBeGreaterThan(0);
-    const result = await copyTenant({ scratch: pools.get(scratchUrl), live: pools.get(liveUrl), plan, tenantIds: ['16'], conflict: 'skip', chunkRows: 1, recordKeys: true });
+    const result = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['16'],
+      conflict: 'skip',
+      chunkRows: 1,
+      recordKeys: true,
+    });
     expect(result.chunked).toBe(false);
     expect(result.restoredKeys?.['app.attachments']?.total).toBe(removed.length);
-    expect(result.restoredKeys?.['app.attachments']?.keys.map((k) => k[0]).sort()).toEqual(removed.map((r) => r.id).sort());
+    expect(result.restoredKeys?.['app.attachments']?.keys.map((k) => k[0]).sort()).toEqual(
+      removed.map((r) => r.id).sort(),
+    );
     expect(Object.keys(result.restoredKeys ?? {})).toEqual(['app.attachments']);
   });
 });

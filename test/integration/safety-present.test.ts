@@ -19,7 +19,15 @@ import { Pools } from '../../activities/db';
 import { createS3Client, getJson } from '../../activities/s3';
 import type { RestoreReport } from '../../activities/report';
 import { startWorker, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup, withClient } from '../fixtures/orchestration/fixture';
+import {
+  deleteTenants,
+  generate,
+  range,
+  smallTenant,
+  tenantRows,
+  uploadBackup,
+  withClient,
+} from '../fixtures/orchestration/fixture';
 import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
@@ -49,13 +57,39 @@ describe('tenants still in live are refused; partial ones only with --allow-part
 
   const start = (id: string, tenants: number[], extra: string[] = []) =>
     runCli([
-      'start', '--backup', backup, '--live', live.url, '--tenant-root', 'app.tenants', '--tenants', tenants.join(','),
-      '--conflict', 'overwrite', '--config', config, '--id', id, '--wait', '--task-queue', taskQueue,
-      '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`, ...extra,
+      'start',
+      '--backup',
+      backup,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      tenants.join(','),
+      '--conflict',
+      'overwrite',
+      '--config',
+      config,
+      '--id',
+      id,
+      '--wait',
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      `s3://${env.STACK_S3_BUCKET}/test-restores/`,
+      ...extra,
     ]);
-  const report = (id: string) => getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${id}/report.json` });
+  const report = (id: string) =>
+    getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${id}/report.json` });
   const reenabled = (ids: number[]) =>
-    withClient(live.url, async (c) => (await c.query<{ id: string }>('SELECT tenant_id::text AS id FROM app.billing_accounts WHERE tenant_id = ANY($1) AND reenabled_by IS NOT NULL ORDER BY 1', [ids])).rows.map((r) => Number(r.id)));
+    withClient(live.url, async (c) =>
+      (
+        await c.query<{ id: string }>(
+          'SELECT tenant_id::text AS id FROM app.billing_accounts WHERE tenant_id = ANY($1) AND reenabled_by IS NOT NULL ORDER BY 1',
+          [ids],
+        )
+      ).rows.map((r) => Number(r.id)),
+    );
 
   beforeAll(async () => {
     source = await fresh('safety_present_src');
@@ -65,17 +99,39 @@ describe('tenants still in live are refused; partial ones only with --allow-part
     await deleteTenants(live.url, absent);
     await withClient(live.url, async (c) => {
       // Tenant 6: a purge that stopped half way (two comments gone), and a user who changed their email since the backup.
-      deletedComments = (await c.query<{ id: string }>(
-        `DELETE FROM app.comments WHERE id IN (SELECT cm.id FROM app.comments cm JOIN app.issues i ON i.id = cm.issue_id JOIN app.projects p ON p.id = i.project_id
-           WHERE p.tenant_id = $1 ORDER BY cm.id LIMIT 2) RETURNING id::text`, [partial])).rows.map((r) => r.id).sort((a, b) => Number(a) - Number(b));
-      changedUser = (await c.query<{ id: string }>(`UPDATE app.users SET email = 'rowdata-new-email@example.test' WHERE id = (SELECT min(id) FROM app.users WHERE tenant_id = $1) RETURNING id::text`, [partial])).rows[0]!.id;
+      deletedComments = (
+        await c.query<{ id: string }>(
+          `DELETE FROM app.comments WHERE id IN (SELECT cm.id FROM app.comments cm JOIN app.issues i ON i.id = cm.issue_id JOIN app.projects p ON p.id = i.project_id
+           WHERE p.tenant_id = $1 ORDER BY cm.id LIMIT 2) RETURNING id::text`,
+          [partial],
+        )
+      ).rows
+        .map((r) => r.id)
+        .sort((a, b) => Number(a) - Number(b));
+      changedUser = (
+        await c.query<{ id: string }>(
+          `UPDATE app.users SET email = 'rowdata-new-email@example.test' WHERE id = (SELECT min(id) FROM app.users WHERE tenant_id = $1) RETURNING id::text`,
+          [partial],
+        )
+      ).rows[0]!.id;
     });
     expect(deletedComments).toHaveLength(2);
     presentBefore = await tenantRows(live.url, [present]);
     partialBefore = await tenantRows(live.url, [partial]);
     bystandersBefore = await tenantRows(live.url, bystanders);
     config = join(tmpdir(), `${run}.config.json`);
-    writeFileSync(config, JSON.stringify({ actions: [{ name: 'billing', type: 'sql', sql: 'UPDATE app.billing_accounts SET reenabled_by = $2 WHERE tenant_id = $1::bigint' }] }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        actions: [
+          {
+            name: 'billing',
+            type: 'sql',
+            sql: 'UPDATE app.billing_accounts SET reenabled_by = $2 WHERE tenant_id = $1::bigint',
+          },
+        ],
+      }),
+    );
     worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
   });
 
@@ -90,14 +146,24 @@ describe('tenants still in live are refused; partial ones only with --allow-part
     const result = await start(id, [...absent, present, partial]);
     expect(result.code, result.stderr).toBe(1);
     expect(result.stdout).toContain('refused 2 of 6');
-    expect(result.stdout).toMatch(new RegExp(`tenant ${present}: failed: TenantPresentError: Tenant ${present} is present in live`));
-    expect(result.stdout).toMatch(new RegExp(`tenant ${partial}: failed: TenantPresentError: Tenant ${partial} is partial in live: .*2 row\\(s\\) of the backup are missing \\(app.comments: 2\\).*--allow-partial`));
+    expect(result.stdout).toMatch(
+      new RegExp(`tenant ${present}: failed: TenantPresentError: Tenant ${present} is present in live`),
+    );
+    expect(result.stdout).toMatch(
+      new RegExp(
+        `tenant ${partial}: failed: TenantPresentError: Tenant ${partial} is partial in live: .*2 row\\(s\\) of the backup are missing \\(app.comments: 2\\).*--allow-partial`,
+      ),
+    );
 
     const r = await report(id);
     const byId = new Map(r.tenants.map((t) => [Number(t.tenantId), t]));
     for (const a of absent) expect(byId.get(a)!.status, `tenant ${a}`).toBe('restored');
     expect(byId.get(present)).toMatchObject({ status: 'failed', liveState: 'present', missingAtPreflight: {} });
-    expect(byId.get(partial)).toMatchObject({ status: 'failed', liveState: 'partial', missingAtPreflight: { 'app.comments': 2 } });
+    expect(byId.get(partial)).toMatchObject({
+      status: 'failed',
+      liveState: 'partial',
+      missingAtPreflight: { 'app.comments': 2 },
+    });
     expect(byId.get(present)!.actions).toEqual([]);
 
     // Nothing of 5 and 6 was written, not even the re-enable action; 1-4 are the backup's; bystanders untouched.
@@ -105,8 +171,25 @@ describe('tenants still in live are refused; partial ones only with --allow-part
     expect(await tenantRows(live.url, [partial])).toEqual(partialBefore);
     expect(await reenabled([present, partial])).toEqual([]);
     expect(await reenabled(absent)).toEqual(absent);
-    expect(await tenantRows(live.url, absent, ['app.tenants', 'app.users', 'app.projects', 'app.issues', 'app.comments', 'app.app_installations']))
-      .toEqual(await tenantRows(source.url, absent, ['app.tenants', 'app.users', 'app.projects', 'app.issues', 'app.comments', 'app.app_installations']));
+    expect(
+      await tenantRows(live.url, absent, [
+        'app.tenants',
+        'app.users',
+        'app.projects',
+        'app.issues',
+        'app.comments',
+        'app.app_installations',
+      ]),
+    ).toEqual(
+      await tenantRows(source.url, absent, [
+        'app.tenants',
+        'app.users',
+        'app.projects',
+        'app.issues',
+        'app.comments',
+        'app.app_installations',
+      ]),
+    );
     expect(await tenantRows(live.url, bystanders)).toEqual(bystandersBefore);
   });
 
@@ -132,20 +215,46 @@ describe('tenants still in live are refused; partial ones only with --allow-part
     expect(out.refused).toBe(1);
 
     // The two comments are back with the backup's content; the changed email is live's, not the backup's.
-    const back = await withClient(live.url, async (c) => (await c.query<{ id: string; body: string }>('SELECT id::text, body FROM app.comments WHERE id = ANY($1::bigint[]) ORDER BY id', [deletedComments])).rows);
-    const inBackup = await withClient(source.url, async (c) => (await c.query<{ id: string; body: string }>('SELECT id::text, body FROM app.comments WHERE id = ANY($1::bigint[]) ORDER BY id', [deletedComments])).rows);
+    const back = await withClient(
+      live.url,
+      async (c) =>
+        (
+          await c.query<{ id: string; body: string }>(
+            'SELECT id::text, body FROM app.comments WHERE id = ANY($1::bigint[]) ORDER BY id',
+            [deletedComments],
+          )
+        ).rows,
+    );
+    const inBackup = await withClient(
+      source.url,
+      async (c) =>
+        (
+          await c.query<{ id: string; body: string }>(
+            'SELECT id::text, body FROM app.comments WHERE id = ANY($1::bigint[]) ORDER BY id',
+            [deletedComments],
+          )
+        ).rows,
+    );
     expect(back).toEqual(inBackup);
-    const email = await withClient(live.url, async (c) => (await c.query<{ email: string }>('SELECT email FROM app.users WHERE id = $1', [changedUser])).rows[0]!.email);
+    const email = await withClient(
+      live.url,
+      async (c) =>
+        (await c.query<{ email: string }>('SELECT email FROM app.users WHERE id = $1', [changedUser])).rows[0]!.email,
+    );
     expect(email).toBe('rowdata-new-email@example.test');
     const after = await tenantRows(live.url, [partial]);
     expect(after['app.comments']!.count).toBe(partialBefore['app.comments']!.count + 2);
-    for (const table of ['app.tenants', 'app.users', 'app.projects', 'app.issues', 'app.app_installations']) expect(after[table], table).toEqual(partialBefore[table]);
+    for (const table of ['app.tenants', 'app.users', 'app.projects', 'app.issues', 'app.app_installations'])
+      expect(after[table], table).toEqual(partialBefore[table]);
     expect(await tenantRows(live.url, [present])).toEqual(presentBefore);
 
     const t = (await report(id)).tenants.find((x) => Number(x.tenantId) === partial)!;
     expect(t.restoredKeys).toEqual({ 'app.comments': { keys: deletedComments.map((k) => [k]), total: 2 } });
     // The keys were kept out of workflow history: the tenant's result (what its child workflow carried) holds counts only.
-    const carried = await getJson<{ copy: { restoredKeys: unknown; restoredKeysObject: { key: string } } }>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${id}/tenants/${partial}.json` });
+    const carried = await getJson<{ copy: { restoredKeys: unknown; restoredKeysObject: { key: string } } }>(s3, {
+      bucket: env.STACK_S3_BUCKET,
+      key: `test-restores/${id}/tenants/${partial}.json`,
+    });
     expect(carried.copy.restoredKeys).toEqual({ 'app.comments': { keys: [], total: 2 } });
     expect(carried.copy.restoredKeysObject.key).toBe(`test-restores/${id}/restored-keys/${partial}.json`);
     expect(t.rows['app.comments']).toBe(2);

@@ -22,8 +22,25 @@ import { createS3Client, getJson } from '../../activities/s3';
 import { parseScratchMarker, scratchDatabaseName } from '../../activities/scratch';
 import { drillInputFromFlags, runDrill } from '../../cli/client/drill';
 import { bulkWorkflowId } from '../../workflows/definitions';
-import { adminQuery, dropDatabase, serverUrl, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv, withClient } from '../helpers/stack';
-import { deleteTenants, generate, range, smallTenant, tenantRows, uploadBackup } from '../fixtures/orchestration/fixture';
+import {
+  adminQuery,
+  dropDatabase,
+  serverUrl,
+  startWorker,
+  temporalClient,
+  uniqueName,
+  useFreshDatabases,
+  useStackEnv,
+  withClient,
+} from '../helpers/stack';
+import {
+  deleteTenants,
+  generate,
+  range,
+  smallTenant,
+  tenantRows,
+  uploadBackup,
+} from '../fixtures/orchestration/fixture';
 import { failedActivities } from '../helpers/history';
 import { runCli, type CliResult } from '../helpers/product';
 import { applyGrants, dropRoles, newPassword, roleUrlWithPassword } from '../helpers/audit';
@@ -60,12 +77,37 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
   });
 
   const newId = (prefix: string) => uniqueName(prefix).replace(/_/g, '-');
-  const report = (restoreId: string) => getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-safety/${restoreId}/report.json` });
-  const start = (restoreId: string, live: string, extra: string[] = [], from = ['--backup', backup], queue = taskQueue): Promise<CliResult> => runCli([
-    'start', ...from, '--live', live, '--tenant-root', 'app.tenants', '--tenants', victims.join(','), '--id', restoreId, '--task-queue', queue,
-    '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-safety/`, ...extra]);
+  const report = (restoreId: string) =>
+    getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-safety/${restoreId}/report.json` });
+  const start = (
+    restoreId: string,
+    live: string,
+    extra: string[] = [],
+    from = ['--backup', backup],
+    queue = taskQueue,
+  ): Promise<CliResult> =>
+    runCli([
+      'start',
+      ...from,
+      '--live',
+      live,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      victims.join(','),
+      '--id',
+      restoreId,
+      '--task-queue',
+      queue,
+      '--artifacts',
+      `s3://${env.STACK_S3_BUCKET}/test-safety/`,
+      ...extra,
+    ]);
   const database = async (name: string) => {
-    const { rows } = await adminQuery(`SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`, [name]);
+    const { rows } = await adminQuery(
+      `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
+      [name],
+    );
     return rows.length ? { comment: rows[0].comment as string | null } : undefined;
   };
   const victimLive = async () => {
@@ -80,15 +122,18 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     await s3.send(new PutObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: key, Body: body }));
     if (manifest) {
       const bytes = Buffer.from(body);
-      await s3.send(new PutObjectCommand({
-        Bucket: env.STACK_S3_BUCKET, Key: `${key}.manifest.json`,
-        Body: JSON.stringify({ sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length }),
-      }));
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: env.STACK_S3_BUCKET,
+          Key: `${key}.manifest.json`,
+          Body: JSON.stringify({ sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length }),
+        }),
+      );
     }
     return `s3://${env.STACK_S3_BUCKET}/${key}`;
   };
 
-  it('gives two restore ids that used to collide their own scratches, and one restore\'s drop never touches the other\'s', async () => {
+  it("gives two restore ids that used to collide their own scratches, and one restore's drop never touches the other's", async () => {
     const suffix = uniqueName('c').replace(/_/g, '');
     // Before: both were scratch_collide_<suffix>; the second restore reused the first one's scratch and dropped it.
     const first = `Collide-${suffix}`;
@@ -113,17 +158,24 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     expect(parseScratchMarker((await database(scratchDatabaseName(first)))?.comment)).toEqual(markerA);
   });
 
-  it('never drops a database whose marker does not name the restore: another restore\'s scratch, or a database that is not ours', async () => {
+  it("never drops a database whose marker does not name the restore: another restore's scratch, or a database that is not ours", async () => {
     for (const [label, comment] of [
-      ['another restore\'s scratch', JSON.stringify({ tool: 'tenant-restore', restoreId: 'someone-else', state: 'loading', backup })],
+      [
+        "another restore's scratch",
+        JSON.stringify({ tool: 'tenant-restore', restoreId: 'someone-else', state: 'loading', backup }),
+      ],
       ['a database without a marker', null],
     ] as const) {
       const restoreId = newId('foreign');
       const name = scratchDatabaseName(restoreId);
       leftovers.push(name);
       await adminQuery(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
-      await withClient(serverUrl(name), (c) => c.query(`CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)`));
-      await adminQuery(`COMMENT ON DATABASE ${pg.escapeIdentifier(name)} IS ${comment === null ? 'NULL' : pg.escapeLiteral(comment)}`);
+      await withClient(serverUrl(name), (c) =>
+        c.query(`CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)`),
+      );
+      await adminQuery(
+        `COMMENT ON DATABASE ${pg.escapeIdentifier(name)} IS ${comment === null ? 'NULL' : pg.escapeLiteral(comment)}`,
+      );
 
       const live = await victimLive();
       const run = await start(restoreId, live.url, ['--wait', '--json']);
@@ -147,13 +199,17 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     expect(first.code, first.stdout + first.stderr).toBe(0);
     const handle = client.workflow.getHandle(bulkWorkflowId(done));
     const runBefore = (await handle.describe()).runId;
-    const listArtifacts = async (id: string) => (await s3.send(new ListObjectsV2Command({ Bucket: env.STACK_S3_BUCKET, Prefix: `test-safety/${id}/` })))
-      .Contents?.map((o) => `${o.Key}@${o.LastModified?.toISOString()}`).sort();
+    const listArtifacts = async (id: string) =>
+      (
+        await s3.send(new ListObjectsV2Command({ Bucket: env.STACK_S3_BUCKET, Prefix: `test-safety/${id}/` }))
+      ).Contents?.map((o) => `${o.Key}@${o.LastModified?.toISOString()}`).sort();
     const artifactsBefore = await listArtifacts(done);
 
     const again = await start(done, live.url, ['--wait', '--json'], ['--scratch', serverUrl(source.name)]);
     expect(again.code, again.stdout + again.stderr).toBe(2);
-    expect(again.stderr).toMatch(new RegExp(`restore ${done} already ran \\(completed\\).*tenant-restore report ${done}`));
+    expect(again.stderr).toMatch(
+      new RegExp(`restore ${done} already ran \\(completed\\).*tenant-restore report ${done}`),
+    );
     // Nothing ran: the same single run, the same artifacts.
     expect((await handle.describe()).runId).toBe(runBefore);
     expect(await listArtifacts(done)).toEqual(artifactsBefore);
@@ -166,17 +222,21 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     try {
       const twice = await start(running, live.url, ['--json'], ['--scratch', serverUrl(source.name)], idle);
       expect(twice.code, twice.stdout + twice.stderr).toBe(2);
-      expect(twice.stderr).toMatch(new RegExp(`restore ${running} is already running.*tenant-restore status ${running}`));
+      expect(twice.stderr).toMatch(
+        new RegExp(`restore ${running} is already running.*tenant-restore status ${running}`),
+      );
     } finally {
       await client.workflow.getHandle(bulkWorkflowId(running)).terminate('test over');
     }
     // Terminated is finished too: refused with the report command.
     const after = await start(running, live.url, ['--json'], ['--scratch', serverUrl(source.name)], idle);
     expect(after.code).toBe(2);
-    expect(after.stderr).toMatch(new RegExp(`restore ${running} already ran \\(terminated\\).*tenant-restore report ${running}`));
+    expect(after.stderr).toMatch(
+      new RegExp(`restore ${running} already ran \\(terminated\\).*tenant-restore report ${running}`),
+    );
   });
 
-  it('refuses a plain SQL backup (UnsupportedBackupFormat) and never runs it; start warns that scratch is on live\'s server', async () => {
+  it("refuses a plain SQL backup (UnsupportedBackupFormat) and never runs it; start warns that scratch is on live's server", async () => {
     const marker = uniqueName('pwned');
     const sql = `-- a "backup" that is really a script\nCREATE TABLE public.${marker} (id int);\nINSERT INTO public.${marker} VALUES (1);\n`;
     // With a manifest that matches it: the checksum is not what stops it, its format is.
@@ -187,7 +247,9 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     const run = await start(restoreId, live.url, ['--wait', '--json'], ['--backup', sqlBackup]);
     expect(run.code, run.stdout + run.stderr).toBe(2);
     const out = JSON.parse(run.stdout) as { status: string; error?: string; warnings?: string[] };
-    expect(out.error).toMatch(/plain\.sql is text \(a plain SQL dump.*not a pg_dump custom-format archive: it was not loaded, and nothing in it was run/);
+    expect(out.error).toMatch(
+      /plain\.sql is text \(a plain SQL dump.*not a pg_dump custom-format archive: it was not loaded, and nothing in it was run/,
+    );
     expect(await activityFailureTypes(restoreId)).toContain('UnsupportedBackupFormat');
     // No --scratch-server: scratch would have gone to live's server, said in the JSON and loudly on stderr.
     expect(out.warnings?.join('\n')).toMatch(/scratch database will be created on LIVE's server.*--scratch-server/);
@@ -198,11 +260,15 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     const { rows } = await adminQuery('SELECT datname FROM pg_database WHERE datallowconn');
     let looked = 0;
     for (const { datname } of rows as Array<{ datname: string }>) {
-      const found = await withClient(serverUrl(datname), (c) => c.query(`SELECT to_regclass($1) AS t`, [`public.${marker}`]))
-        .then((r) => r.rows[0].t as string | null, (error: { code?: string }) => {
+      const found = await withClient(serverUrl(datname), (c) =>
+        c.query(`SELECT to_regclass($1) AS t`, [`public.${marker}`]),
+      ).then(
+        (r) => r.rows[0].t as string | null,
+        (error: { code?: string }) => {
           if (error.code === '3D000' || error.code === '57P01') return null; // dropped meanwhile by another test
           throw error;
-        });
+        },
+      );
       expect(found, datname).toBeNull();
       looked++;
     }
@@ -216,14 +282,21 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     const refusedId = newId('unverified');
     const refused = await start(refusedId, live.url, ['--wait', '--json'], ['--backup', bare]);
     expect(refused.code, refused.stdout + refused.stderr).toBe(2);
-    expect((JSON.parse(refused.stdout) as { error?: string }).error).toMatch(/no-manifest\.dump cannot be verified.*--allow-unverified-backup/);
+    expect((JSON.parse(refused.stdout) as { error?: string }).error).toMatch(
+      /no-manifest\.dump cannot be verified.*--allow-unverified-backup/,
+    );
     expect(await activityFailureTypes(refusedId)).toContain('BackupUnverified');
     expect(await database(scratchDatabaseName(refusedId))).toBeUndefined();
     expect((await tenantRows(live.url, victims))['app.tenants'].count).toBe(0);
 
     const allowedId = newId('allowed');
     leftovers.push(scratchDatabaseName(allowedId));
-    const allowed = await start(allowedId, live.url, ['--wait', '--json', '--allow-unverified-backup'], ['--backup', bare]);
+    const allowed = await start(
+      allowedId,
+      live.url,
+      ['--wait', '--json', '--allow-unverified-backup'],
+      ['--backup', bare],
+    );
     expect(allowed.code, allowed.stdout + allowed.stderr).toBe(0);
     const r = await report(allowedId);
     expect(r.source.verifiedBy).toBe('size-only');
@@ -261,9 +334,17 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     const prefix = `test/${uniqueName('safedrill')}/`;
     const archive = execFileSync('pg_dump', ['-Fc', '-d', source.url], { env: process.env, maxBuffer: 1 << 30 });
     await uploadRaw(`${prefix}only.dump`, archive, false);
-    const flags = { 'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${prefix}`, live: source.url, 'tenant-root': 'app.tenants', sample: '2' };
+    const flags = {
+      'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${prefix}`,
+      live: source.url,
+      'tenant-root': 'app.tenants',
+      sample: '2',
+    };
 
-    const refused = await runDrill(client, drillInputFromFlags({ ...flags, id: newId('dr') }, true), { taskQueue, wait: true });
+    const refused = await runDrill(client, drillInputFromFlags({ ...flags, id: newId('dr') }, true), {
+      taskQueue,
+      wait: true,
+    });
     expect(refused.failed).toBe(true);
     expect(refused.record?.error).toMatch(/cannot be verified.*allowUnverifiedBackup/);
     expect(refused.record?.restored).toBe(0);

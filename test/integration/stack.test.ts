@@ -30,7 +30,11 @@ describe('dev stack', () => {
     const worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
     const { client, close } = await temporalClient();
     try {
-      const result = await client.workflow.execute(stackCheck, { taskQueue, workflowId: uniqueName('stack-check'), args: [db.url] });
+      const result = await client.workflow.execute(stackCheck, {
+        taskQueue,
+        workflowId: uniqueName('stack-check'),
+        args: [db.url],
+      });
       expect(result.database).toBe(db.name);
       expect(result.serverVersion).toMatch(/^15\./);
       // The URL in the workflow input carries no password: the worker found it in PGPASSFILE.
@@ -71,7 +75,9 @@ describe('dev stack', () => {
       const checksum = async (url: string) => {
         const client = new pg.Client({ connectionString: url });
         await client.connect();
-        const { rows } = await client.query(`SELECT count(*)::int AS n, md5(string_agg(id || ':' || body, ',' ORDER BY id)) AS sum FROM t`);
+        const { rows } = await client.query(
+          `SELECT count(*)::int AS n, md5(string_agg(id || ':' || body, ',' ORDER BY id)) AS sum FROM t`,
+        );
         await client.end();
         return rows[0] as { n: number; sum: string };
       };

@@ -15,7 +15,14 @@ import { projectRoot } from '../../scripts/stack';
 import { takeBackup } from '../../scripts/workload/backup';
 import { generateWorkload } from '../../scripts/workload/generate';
 import { purgeTenants } from '../../scripts/workload/incident';
-import { approveSignal, bulkWorkflowId, progressQuery, tenantWorkflowId, type BulkRestoreInput, type BulkRestoreResult } from '../../workflows/definitions';
+import {
+  approveSignal,
+  bulkWorkflowId,
+  progressQuery,
+  tenantWorkflowId,
+  type BulkRestoreInput,
+  type BulkRestoreResult,
+} from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 
 const chromiumPath = '/usr/bin/chromium';
@@ -30,7 +37,14 @@ const artifacts = join(projectRoot, 'test', 'artifacts');
 async function reloadUntilVisible(page: Page, text: string): Promise<void> {
   for (;;) {
     // Give each load a while to render (the machine may be busy), then reload to pick up newer visibility.
-    const shown = await page.getByText(text, { exact: true }).first().waitFor({ timeout: 15_000 }).then(() => true, () => false);
+    const shown = await page
+      .getByText(text, { exact: true })
+      .first()
+      .waitFor({ timeout: 15_000 })
+      .then(
+        () => true,
+        () => false,
+      );
     if (shown) return;
     await page.reload({ waitUntil: 'load' }).catch(() => undefined);
   }
@@ -39,7 +53,10 @@ async function reloadUntilVisible(page: Page, text: string): Promise<void> {
 async function gotoRetrying(page: Page, url: string): Promise<void> {
   for (;;) {
     // 'load', not 'networkidle': the UI polls the server for as long as the page is open.
-    const ok = await page.goto(url, { waitUntil: 'load' }).then(() => true, () => false);
+    const ok = await page.goto(url, { waitUntil: 'load' }).then(
+      () => true,
+      () => false,
+    );
     if (ok) return;
     await page.waitForTimeout(500);
   }
@@ -58,13 +75,21 @@ describe('Temporal Web UI in headless Chromium', () => {
 
   beforeAll(async () => {
     if (!existsSync(chromiumPath)) {
-      throw new Error(`Chromium is not installed at ${chromiumPath}. Install Debian's package (as root): apt-get update && apt-get install -y chromium\n` +
-        '(or run: node scripts/ensure-chromium.cjs)');
+      throw new Error(
+        `Chromium is not installed at ${chromiumPath}. Install Debian's package (as root): apt-get update && apt-get install -y chromium\n` +
+          '(or run: node scripts/ensure-chromium.cjs)',
+      );
     }
     mkdirSync(artifacts, { recursive: true });
     const live = await fresh('webui_live');
     await generateWorkload(live.url, { tenants: 6, rowsTarget: 2_000, seed: 4 });
-    const backup = await takeBackup({ url: live.url, s3, bucket: env.STACK_S3_BUCKET, key: `test/${restoreId}/live.dump`, retentionDays: 1 });
+    const backup = await takeBackup({
+      url: live.url,
+      s3,
+      bucket: env.STACK_S3_BUCKET,
+      key: `test/${restoreId}/live.dump`,
+      retentionDays: 1,
+    });
     await purgeTenants(live.url, victims);
     worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
     temporal = await temporalClient();
@@ -77,14 +102,28 @@ describe('Temporal Web UI in headless Chromium', () => {
       tenants: victims,
       conflict: 'skip',
       concurrency: 3,
-      config: { actions: [{ name: 'reactivate-billing', type: 'sql', requiresApproval: true, sql: 'UPDATE app.billing_accounts SET active = true WHERE tenant_id = $1::bigint AND NOT active' }] },
+      config: {
+        actions: [
+          {
+            name: 'reactivate-billing',
+            type: 'sql',
+            requiresApproval: true,
+            sql: 'UPDATE app.billing_accounts SET active = true WHERE tenant_id = $1::bigint AND NOT active',
+          },
+        ],
+      },
       artifacts: { bucket: env.STACK_S3_BUCKET, prefix: `test/${restoreId}/artifacts/` },
     };
-    const handle = await temporal.client.workflow.start('bulkRestore', { taskQueue, workflowId: bulkWorkflowId(restoreId), args: [input] });
+    const handle = await temporal.client.workflow.start('bulkRestore', {
+      taskQueue,
+      workflowId: bulkWorkflowId(restoreId),
+      args: [input],
+    });
     for (;;) {
       const progress = await handle.query(progressQuery).catch(() => undefined);
       if (progress && progress.counts['awaiting-approval'] === victims.length) break;
-      if (progress && progress.counts.failed > 0) throw new Error(`the restore failed before the UI check: ${JSON.stringify(progress.failures)}`);
+      if (progress && progress.counts.failed > 0)
+        throw new Error(`the restore failed before the UI check: ${JSON.stringify(progress.failures)}`);
       await new Promise((r) => setTimeout(r, 300));
     }
     userDataDir = mkdtempSync(join(tmpdir(), 'chromium-profile-'));
@@ -93,8 +132,16 @@ describe('Temporal Web UI in headless Chromium', () => {
       executablePath: chromiumPath,
       headless: true,
       viewport: { width: 1600, height: 1000 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
 

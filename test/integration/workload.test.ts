@@ -9,7 +9,13 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../activities/db';
 import { createS3Client } from '../../activities/s3';
-import { compareSnapshots, diffChecksums, ensureVerifyDatabase, snapshotRows, tenantChecksums } from '../../scripts/workload/checksums';
+import {
+  compareSnapshots,
+  diffChecksums,
+  ensureVerifyDatabase,
+  snapshotRows,
+  tenantChecksums,
+} from '../../scripts/workload/checksums';
 import { generateWorkload, type GenerateResult } from '../../scripts/workload/generate';
 import { pickVictims, purgeTenants, suspendTenants } from '../../scripts/workload/incident';
 import { ownedTables } from '../../scripts/workload/model';
@@ -54,35 +60,48 @@ describe('workload generator', () => {
     // The counts returned are the counts in the database.
     const [{ n }] = await query<{ n: string }>(db.url, 'SELECT count(*) AS n FROM app.comments');
     expect(Number(n)).toBe(generated.rows['app.comments']);
-    const sizes = await query<{ issues: string }>(db.url,
-      'SELECT count(*) AS issues FROM app.issues i JOIN app.projects p ON p.id = i.project_id GROUP BY p.tenant_id ORDER BY 1');
+    const sizes = await query<{ issues: string }>(
+      db.url,
+      'SELECT count(*) AS issues FROM app.issues i JOIN app.projects p ON p.id = i.project_id GROUP BY p.tenant_id ORDER BY 1',
+    );
     const median = Number(sizes[Math.floor(sizes.length / 2)].issues);
     expect(Number(sizes[sizes.length - 1].issues)).toBeGreaterThan(median * 4);
     expect(generated.largestTenants[0].issues).toBe(Number(sizes[sizes.length - 1].issues));
   });
 
   it('declares every foreign key, validated, and has no orphan and no cross-tenant reference', async () => {
-    const fks = await query<{ conname: string; convalidated: boolean }>(db.url,
-      "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' AND connamespace = 'app'::regnamespace");
+    const fks = await query<{ conname: string; convalidated: boolean }>(
+      db.url,
+      "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' AND connamespace = 'app'::regnamespace",
+    );
     expect(fks.length).toBe(23);
     expect(fks.every((f) => f.convalidated)).toBe(true);
-    const noPk = await query(db.url, `
+    const noPk = await query(
+      db.url,
+      `
       SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'app'::regnamespace AND c.relkind = 'r'
-        AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p')`);
+        AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p')`,
+    );
     expect(noPk).toEqual([]);
     // Every reference stays inside its tenant: what makes per-tenant restore possible at all.
-    const [cross] = await query<{ issues: string; comments: string; labels: string }>(db.url, `
+    const [cross] = await query<{ issues: string; comments: string; labels: string }>(
+      db.url,
+      `
       SELECT
         (SELECT count(*) FROM app.issues i JOIN app.projects p ON p.id = i.project_id JOIN app.users u ON u.id = i.reporter_id
           WHERE u.tenant_id <> p.tenant_id) AS issues,
         (SELECT count(*) FROM app.comments c JOIN app.comments parent ON parent.id = c.parent_id WHERE parent.issue_id <> c.issue_id) AS comments,
         (SELECT count(*) FROM app.issue_labels il JOIN app.labels l ON l.id = il.label_id JOIN app.issues i ON i.id = il.issue_id
-          JOIN app.projects p ON p.id = i.project_id WHERE l.tenant_id <> p.tenant_id) AS labels`);
+          JOIN app.projects p ON p.id = i.project_id WHERE l.tenant_id <> p.tenant_id) AS labels`,
+    );
     expect(cross).toEqual({ issues: '0', comments: '0', labels: '0' });
-    const [shape] = await query<{ parents: string; replies: string; always: string }>(db.url, `
+    const [shape] = await query<{ parents: string; replies: string; always: string }>(
+      db.url,
+      `
       SELECT (SELECT count(*) FROM app.issues WHERE parent_id IS NOT NULL) AS parents,
              (SELECT count(*) FROM app.comments WHERE parent_id IS NOT NULL) AS replies,
-             (SELECT attidentity FROM pg_attribute WHERE attrelid = 'app.comments'::regclass AND attname = 'id') AS always`);
+             (SELECT attidentity FROM pg_attribute WHERE attrelid = 'app.comments'::regclass AND attname = 'id') AS always`,
+    );
     expect(Number(shape.parents)).toBeGreaterThan(0);
     expect(Number(shape.replies)).toBeGreaterThan(0);
     expect(shape.always).toBe('a');
@@ -100,12 +119,16 @@ describe('workload generator', () => {
   });
 
   it('keeps identity sequences past the generated ids, and the updated_at trigger fires', async () => {
-    const [row] = await query<{ id: string; updated_at: Date; created_at: Date }>(db.url,
-      "INSERT INTO app.comments (issue_id, author_id, body) SELECT id, reporter_id, 'x' FROM app.issues ORDER BY id LIMIT 1 RETURNING id::text, created_at, updated_at");
+    const [row] = await query<{ id: string; updated_at: Date; created_at: Date }>(
+      db.url,
+      "INSERT INTO app.comments (issue_id, author_id, body) SELECT id, reporter_id, 'x' FROM app.issues ORDER BY id LIMIT 1 RETURNING id::text, created_at, updated_at",
+    );
     const [{ max }] = await query<{ max: string }>(db.url, 'SELECT max(id)::text AS max FROM app.comments');
     expect(row.id).toBe(max);
-    const [touched] = await query<{ updated_at: Date; created_at: Date }>(db.url,
-      "UPDATE app.issues SET status = 'done' WHERE id = (SELECT min(id) FROM app.issues) RETURNING created_at, updated_at");
+    const [touched] = await query<{ updated_at: Date; created_at: Date }>(
+      db.url,
+      "UPDATE app.issues SET status = 'done' WHERE id = (SELECT min(id) FROM app.issues) RETURNING created_at, updated_at",
+    );
     expect(touched.updated_at.getTime()).toBeGreaterThan(touched.created_at.getTime());
   });
 });
@@ -133,7 +156,11 @@ describe('backup into MinIO', () => {
     expect(list.status).toBe(0);
     expect(list.stdout).toMatch(/TABLE DATA app comments/);
 
-    const manifest = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: `${key}.manifest.json` }))).Body!.transformToString()) as typeof result.manifest;
+    const manifest = JSON.parse(
+      await (
+        await s3.send(new GetObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: `${key}.manifest.json` }))
+      ).Body!.transformToString(),
+    ) as typeof result.manifest;
     expect(manifest).toEqual(result.manifest);
 
     if (result.manifest.immutability.mode === 'object-lock') {
@@ -151,10 +178,22 @@ describe('incident, writer and the untouched-tenants proof', () => {
   it('purges the victims, writes only other tenants, and the snapshots prove it; a stray change is caught', async () => {
     const db = await fresh('wl_incident');
     const generated = await generateWorkload(db.url, { tenants: 30, rowsTarget: 20_000, seed: 11 });
-    const victims = pickVictims(generated.tenantIds, 6, 11, generated.largestTenants.map((t) => t.tenantId));
+    const victims = pickVictims(
+      generated.tenantIds,
+      6,
+      11,
+      generated.largestTenants.map((t) => t.tenantId),
+    );
     expect(victims).toHaveLength(6);
     expect(victims).toContain(generated.largestTenants[0].tenantId);
-    expect(pickVictims(generated.tenantIds, 6, 11, generated.largestTenants.map((t) => t.tenantId))).toEqual(victims);
+    expect(
+      pickVictims(
+        generated.tenantIds,
+        6,
+        11,
+        generated.largestTenants.map((t) => t.tenantId),
+      ),
+    ).toEqual(victims);
 
     const suspended = await suspendTenants(db.url, victims);
     expect(suspended.billingAccounts).toBe(6);
@@ -167,7 +206,12 @@ describe('incident, writer and the untouched-tenants proof', () => {
       await until(() => writer.log.length >= 20);
       const purge = await purgeTenants(db.url, victims);
       expect(purge.deleted['app.tenants']).toBe(6);
-      expect(purge.totalDeleted).toBe(Object.values(victimsBefore).reduce((sum, tables) => sum + Object.values(tables).reduce((s, t) => s + t.rows, 0), 0));
+      expect(purge.totalDeleted).toBe(
+        Object.values(victimsBefore).reduce(
+          (sum, tables) => sum + Object.values(tables).reduce((s, t) => s + t.rows, 0),
+          0,
+        ),
+      );
       const before = await snapshotRows(db.url, verifyUrl, 'before', victims);
       expect(before.rows).toBeGreaterThan(0);
       const seen = writer.log.length;
@@ -191,7 +235,11 @@ describe('incident, writer and the untouched-tenants proof', () => {
 
       // A change the writer did not make, in a non-victim tenant, is a violation; so is a row the writer did not insert.
       const other = generated.tenantIds.find((id) => !victims.includes(id))!;
-      await query(db.url, "UPDATE app.labels SET color = '#000000' WHERE id = (SELECT min(id) FROM app.labels WHERE tenant_id = $1)", [other]);
+      await query(
+        db.url,
+        "UPDATE app.labels SET color = '#000000' WHERE id = (SELECT min(id) FROM app.labels WHERE tenant_id = $1)",
+        [other],
+      );
       await query(db.url, "INSERT INTO app.labels (tenant_id, name, color) VALUES ($1, 'stray', '#ffffff')", [other]);
       await snapshotRows(db.url, verifyUrl, 'after', victims);
       const dirty = await compareSnapshots(verifyUrl, 'before', 'after', writer.log);

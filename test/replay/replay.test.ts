@@ -10,21 +10,45 @@ import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { readSavedHistory, replayHistoriesDir as dir } from '../helpers/history';
 
-const files = readdirSync(dir).filter((f) => f.endsWith('.binpb')).sort();
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.binpb'))
+  .sort();
 
 describe('workflow replay against saved histories', () => {
   it('has histories of the parent (first run, continued run, approval, groups, units) and of children (per tenant, groups, units)', () => {
-    expect(files).toEqual(expect.arrayContaining([
-      'bulk-restore-50.binpb', 'bulk-restore-approval.binpb', 'bulk-restore-continued-run.binpb', 'tenant-restore-actions.binpb', 'tenant-restore-approval.binpb',
-      'bulk-restore-groups.binpb', 'bulk-restore-groups-approval.binpb', 'bulk-restore-groups-continued-run.binpb', 'tenant-group-restore-actions.binpb', 'tenant-group-restore-approval.binpb',
-      // This release: restore units (of one, and of several), run by the shims' histories above as well.
-      'bulk-restore-units.binpb', 'bulk-restore-units-approval.binpb', 'bulk-restore-units-continued-run.binpb', 'bulk-restore-units-group-approval.binpb', 'restore-unit-actions.binpb', 'restore-unit-approval.binpb', 'restore-unit-group-approval.binpb',
-    ]));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'bulk-restore-50.binpb',
+        'bulk-restore-approval.binpb',
+        'bulk-restore-continued-run.binpb',
+        'tenant-restore-actions.binpb',
+        'tenant-restore-approval.binpb',
+        'bulk-restore-groups.binpb',
+        'bulk-restore-groups-approval.binpb',
+        'bulk-restore-groups-continued-run.binpb',
+        'tenant-group-restore-actions.binpb',
+        'tenant-group-restore-approval.binpb',
+        // This release: restore units (of one, and of several), run by the shims' histories above as well.
+        'bulk-restore-units.binpb',
+        'bulk-restore-units-approval.binpb',
+        'bulk-restore-units-continued-run.binpb',
+        'bulk-restore-units-group-approval.binpb',
+        'restore-unit-actions.binpb',
+        'restore-unit-approval.binpb',
+        'restore-unit-group-approval.binpb',
+      ]),
+    );
   });
 
   it('replays every saved history without a nondeterminism error', async () => {
-    const histories = files.map((file) => ({ workflowId: file.replace(/\.binpb$/, ''), history: readSavedHistory(join(dir, file)) }));
-    const results = Worker.runReplayHistories({ workflowBundle: { code: readFileSync(inject('workflowBundlePath'), 'utf8') } }, histories);
+    const histories = files.map((file) => ({
+      workflowId: file.replace(/\.binpb$/, ''),
+      history: readSavedHistory(join(dir, file)),
+    }));
+    const results = Worker.runReplayHistories(
+      { workflowBundle: { code: readFileSync(inject('workflowBundlePath'), 'utf8') } },
+      histories,
+    );
     const replayed: string[] = [];
     for await (const result of results) {
       expect(result.error, `${result.workflowId}: ${String(result.error)}`).toBeUndefined();

@@ -5,7 +5,13 @@ import { describe, expect, it } from 'vitest';
 import type { PreflightResult } from '../../activities/restore-types';
 import { admitTenants, mustReshape } from '../../workflows/admission';
 
-const preflight = (tenants: PreflightResult['tenants']): PreflightResult => ({ tenantId: '1', liveState: 'absent', tenants, rowsInBackup: {}, conflicts: {} });
+const preflight = (tenants: PreflightResult['tenants']): PreflightResult => ({
+  tenantId: '1',
+  liveState: 'absent',
+  tenants,
+  rowsInBackup: {},
+  conflicts: {},
+});
 const states = preflight({
   '1': { state: 'absent' },
   '2': { state: 'present', missing: {} },
@@ -17,9 +23,16 @@ describe('admitTenants', () => {
     const a = admitTenants(states, ['1', '2', '3'], {});
     expect(a.absent).toEqual(['1']);
     expect(a.partial).toEqual([]);
-    expect(a.refused.map((r) => [r.tenantId, r.state])).toEqual([['2', 'present'], ['3', 'partial']]);
-    expect(a.refused[0]!.message).toMatch(/Tenant 2 is present in live.*Nothing of it was written.*remove it from the tenant list/);
-    expect(a.refused[1]!.message).toMatch(/3 row\(s\) of the backup are missing \(app.comments: 2, app.issues: 1\).*--allow-partial/);
+    expect(a.refused.map((r) => [r.tenantId, r.state])).toEqual([
+      ['2', 'present'],
+      ['3', 'partial'],
+    ]);
+    expect(a.refused[0]!.message).toMatch(
+      /Tenant 2 is present in live.*Nothing of it was written.*remove it from the tenant list/,
+    );
+    expect(a.refused[1]!.message).toMatch(
+      /3 row\(s\) of the backup are missing \(app.comments: 2, app.issues: 1\).*--allow-partial/,
+    );
     expect(a.refused[1]!.missing).toEqual({ 'app.comments': 2, 'app.issues': 1 });
     expect(mustReshape(a, false)).toBe(true);
   });

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DatabaseRefError, hasPassword, isRetryableDbError, redactUrl, resolveConnectionString, withDatabase } from '../../activities/db';
+import {
+  DatabaseRefError,
+  hasPassword,
+  isRetryableDbError,
+  redactUrl,
+  resolveConnectionString,
+  withDatabase,
+} from '../../activities/db';
 
 describe('database references', () => {
   it('redacts passwords so that URLs can travel through workflow history', () => {

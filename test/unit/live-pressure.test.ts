@@ -18,10 +18,14 @@ function scripted(probes: number[]) {
       return { rows: [] };
     },
   };
-  const pressure = new LivePressure(options, async (ms) => {
-    slept.push(ms);
-    clock += ms;
-  }, () => clock);
+  const pressure = new LivePressure(
+    options,
+    async (ms) => {
+      slept.push(ms);
+      clock += ms;
+    },
+    () => clock,
+  );
   return { client: client as never, pressure, slept, calls: () => n };
 }
 

@@ -7,17 +7,30 @@ import { scratchDatabaseName, splitStatements } from '../../activities/scratch';
 import { checkDatabaseRef, parseTenantList, parseTenantsFile } from '../../cli/client/input';
 import { buildStartRequest, inlineTenantLimit } from '../../cli/client/start';
 
-const base = { backup: 's3://b/k.dump', live: 'postgres://restore@db:5432/app', 'tenant-root': 'app.tenants', tenants: '1,2,3' };
+const base = {
+  backup: 's3://b/k.dump',
+  live: 'postgres://restore@db:5432/app',
+  'tenant-root': 'app.tenants',
+  tenants: '1,2,3',
+};
 
 describe('start input checks', () => {
   it('builds a workflow input with the tenants inline and artifacts under the restore id', () => {
     const { input, taskQueue } = buildStartRequest({ ...base, id: 'r1', concurrency: '7' }, {});
-    expect(input).toMatchObject({ restoreId: 'r1', tenants: ['1', '2', '3'], concurrency: 7, conflict: 'skip', artifacts: { bucket: 'b', prefix: 'restores/r1/' } });
+    expect(input).toMatchObject({
+      restoreId: 'r1',
+      tenants: ['1', '2', '3'],
+      concurrency: 7,
+      conflict: 'skip',
+      artifacts: { bucket: 'b', prefix: 'restores/r1/' },
+    });
     expect(taskQueue).toBe('tenant-restore');
   });
 
   it('refuses a password in a database URL and says where it should go', () => {
-    expect(() => checkDatabaseRef('live', 'postgres://u:secret@db/app')).toThrow(/PGPASSFILE.*TENANT_RESTORE_DB_<ALIAS>/s);
+    expect(() => checkDatabaseRef('live', 'postgres://u:secret@db/app')).toThrow(
+      /PGPASSFILE.*TENANT_RESTORE_DB_<ALIAS>/s,
+    );
     expect(() => buildStartRequest({ ...base, live: 'postgres://u:secret@db/app' }, {})).toThrow(/password/);
     expect(() => buildStartRequest({ ...base, 'scratch-server': 'postgres://u:pw@db/x' }, {})).toThrow(/password/);
     expect(checkDatabaseRef('live', 'live')).toBe('live');
@@ -47,7 +60,9 @@ describe('start input checks', () => {
     expect(() => buildStartRequest({ ...base, backup: 'http://x/y' }, {})).toThrow(/S3 URL/);
     expect(() => buildStartRequest({ ...base, scratch: 'postgres://db/s' }, {})).toThrow(/not both/);
     expect(() => buildStartRequest({ ...base, 'tenant-root': 'tenants' }, {})).toThrow(/schema\.table/);
-    expect(() => buildStartRequest({ ...base, backup: undefined, scratch: 'postgres://db/s' }, {})).toThrow(/--artifacts/);
+    expect(() => buildStartRequest({ ...base, backup: undefined, scratch: 'postgres://db/s' }, {})).toThrow(
+      /--artifacts/,
+    );
     expect(() => buildStartRequest({ ...base, tenants: undefined }, {})).toThrow(/--tenants/);
   });
 
@@ -69,7 +84,11 @@ describe('scratch helpers', () => {
   });
 
   it('splits a pg_restore script into statements without comments or psql meta-commands', () => {
-    const script = '--\n-- PostgreSQL database dump\n--\n\\restrict abc\nSET x = 1;\n\n--\n-- Name: a fk\n--\n\nALTER TABLE ONLY app.a\n    ADD CONSTRAINT fk FOREIGN KEY (b) REFERENCES app.b(id);\n\n\\unrestrict abc\n';
-    expect(splitStatements(script)).toEqual(['SET x = 1', 'ALTER TABLE ONLY app.a\n    ADD CONSTRAINT fk FOREIGN KEY (b) REFERENCES app.b(id)']);
+    const script =
+      '--\n-- PostgreSQL database dump\n--\n\\restrict abc\nSET x = 1;\n\n--\n-- Name: a fk\n--\n\nALTER TABLE ONLY app.a\n    ADD CONSTRAINT fk FOREIGN KEY (b) REFERENCES app.b(id);\n\n\\unrestrict abc\n';
+    expect(splitStatements(script)).toEqual([
+      'SET x = 1',
+      'ALTER TABLE ONLY app.a\n    ADD CONSTRAINT fk FOREIGN KEY (b) REFERENCES app.b(id)',
+    ]);
   });
 });

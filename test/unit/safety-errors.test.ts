@@ -4,10 +4,26 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { DatabaseRefError, hasPassword, isRetryableDbError, Pools, resolveConnectionString, sessionTimeouts } from '../../activities/db';
 import {
-  classifyDbError, ConstraintViolationError, DataError, InsufficientPrivilegeError, LiveReadOnlyError, nonRetryableErrorTypes, reduceDbError,
-  reduceToolStderr, StatementTimeoutError, UndefinedObjectError, UnexpectedDatabaseError,
+  DatabaseRefError,
+  hasPassword,
+  isRetryableDbError,
+  Pools,
+  resolveConnectionString,
+  sessionTimeouts,
+} from '../../activities/db';
+import {
+  classifyDbError,
+  ConstraintViolationError,
+  DataError,
+  InsufficientPrivilegeError,
+  LiveReadOnlyError,
+  nonRetryableErrorTypes,
+  reduceDbError,
+  reduceToolStderr,
+  StatementTimeoutError,
+  UndefinedObjectError,
+  UnexpectedDatabaseError,
 } from '../../activities/errors';
 import { toActivityFailure } from '../../activities/restore-activities';
 import { checkDatabaseRef } from '../../cli/client/input';
@@ -31,7 +47,10 @@ describe('a password in a database reference is refused in every form', () => {
     ['another spelling (libpq ignores it, node-postgres reads any key)', 'postgres://restore@db/app?Password=s3cret'],
     ['user= with a password after a colon', 'postgres://db/app?user=restore:s3cret'],
     ['user part with an encoded colon', 'postgres://restore%3As3cret@db/app'],
-    ['a parameter that is itself a URL with a password', 'postgres://db/app?dbname=postgres%3A%2F%2Fu%3As3cret%40db%2Fapp'],
+    [
+      'a parameter that is itself a URL with a password',
+      'postgres://db/app?dbname=postgres%3A%2F%2Fu%3As3cret%40db%2Fapp',
+    ],
     ['database name that is a keyword string with a password', 'postgres://db/host%3Ddb%20password%3Ds3cret'],
     ['multi-host URL (does not parse as a URL)', 'postgres://restore:s3cret@db1:5432,db2:5432/app'],
     ['keyword/value string', 'host=db user=restore password=s3cret dbname=app'],
@@ -54,7 +73,10 @@ describe('a password in a database reference is refused in every form', () => {
     ['alias', 'live'],
     ['alias/database', 'live/scratch_x'],
     ['URL without password', 'postgres://restore@db:5432/app'],
-    ['URL with harmless parameters', 'postgres://restore@db/app?sslmode=verify-full&application_name=x&passfile=/etc/pgpass'],
+    [
+      'URL with harmless parameters',
+      'postgres://restore@db/app?sslmode=verify-full&application_name=x&passfile=/etc/pgpass',
+    ],
     ['user= without password', 'postgres://db/app?user=restore'],
   ])('no password: %s', (_name, ref) => {
     expect(hasPassword(ref)).toBe(false);
@@ -84,15 +106,37 @@ describe('a password in a database reference is refused in every form', () => {
 
 describe('database errors are reduced before they go anywhere', () => {
   it('a data error keeps its SQLSTATE and drops the value from its message', () => {
-    const error = pgError({ code: '22P02', message: `invalid input syntax for type integer: "${secret}"`, where: `COPY labels, line 1, column id: "${secret}"`, schema: 'app', table: 'labels', column: 'id' });
+    const error = pgError({
+      code: '22P02',
+      message: `invalid input syntax for type integer: "${secret}"`,
+      where: `COPY labels, line 1, column id: "${secret}"`,
+      schema: 'app',
+      table: 'labels',
+      column: 'id',
+    });
     const reduced = reduceDbError(error as never);
-    expect(reduced).toMatchObject({ sqlState: '22P02', condition: 'invalid_text_representation', schema: 'app', table: 'labels', column: 'id' });
+    expect(reduced).toMatchObject({
+      sqlState: '22P02',
+      condition: 'invalid_text_representation',
+      schema: 'app',
+      table: 'labels',
+      column: 'id',
+    });
     expect(JSON.stringify(reduced)).not.toContain(secret);
-    expect(reduced.message).toBe('invalid text representation (SQLSTATE 22P02 invalid_text_representation; table app.labels, column id)');
+    expect(reduced.message).toBe(
+      'invalid text representation (SQLSTATE 22P02 invalid_text_representation; table app.labels, column id)',
+    );
   });
 
   it('a unique violation keeps the constraint, drops the key in detail', () => {
-    const error = pgError({ code: '23505', message: 'duplicate key value violates unique constraint "labels_pkey"', detail: `Key (id)=(${secret}) already exists.`, schema: 'app', table: 'labels', constraint: 'labels_pkey' });
+    const error = pgError({
+      code: '23505',
+      message: 'duplicate key value violates unique constraint "labels_pkey"',
+      detail: `Key (id)=(${secret}) already exists.`,
+      schema: 'app',
+      table: 'labels',
+      constraint: 'labels_pkey',
+    });
     const failure = toActivityFailure(error) as ApplicationFailure;
     expect(failure).toBeInstanceOf(ApplicationFailure);
     expect(failure.type).toBe('ConstraintViolationError');
@@ -100,13 +144,24 @@ describe('database errors are reduced before they go anywhere', () => {
     expect(failure.cause).toBeUndefined();
     expect(failure.message).toContain('labels_pkey');
     expect(failure.message).toContain('app.labels');
-    expect(failure.details).toEqual([{ sqlState: '23505', condition: 'unique_violation', schema: 'app', table: 'labels', column: undefined, constraint: 'labels_pkey' }]);
+    expect(failure.details).toEqual([
+      {
+        sqlState: '23505',
+        condition: 'unique_violation',
+        schema: 'app',
+        table: 'labels',
+        column: undefined,
+        constraint: 'labels_pkey',
+      },
+    ]);
     expect(JSON.stringify({ m: failure.message, d: failure.details, s: failure.stack })).not.toContain(secret);
   });
 
   it('a RAISE in a trigger (class P0) and an internal error keep no server message at all', () => {
     for (const code of ['P0001', 'XX000']) {
-      const failure = toActivityFailure(pgError({ code, message: `row ${secret} refused`, hint: `try ${secret}`, internalQuery: `SELECT '${secret}'` })) as ApplicationFailure;
+      const failure = toActivityFailure(
+        pgError({ code, message: `row ${secret} refused`, hint: `try ${secret}`, internalQuery: `SELECT '${secret}'` }),
+      ) as ApplicationFailure;
       expect(failure.message).not.toContain(secret);
       expect(failure.type).toBe('UnexpectedDatabaseError');
       expect(failure.nonRetryable).toBe(true);
@@ -121,7 +176,15 @@ describe('database errors are reduced before they go anywhere', () => {
   });
 
   it('an error that wraps a database error is reduced too (Temporal would serialize its cause)', () => {
-    const wrapped = new Error('copy failed', { cause: pgError({ code: '23514', message: 'new row violates check constraint "c"', detail: `Failing row contains (${secret}).`, table: 't', constraint: 'c' }) });
+    const wrapped = new Error('copy failed', {
+      cause: pgError({
+        code: '23514',
+        message: 'new row violates check constraint "c"',
+        detail: `Failing row contains (${secret}).`,
+        table: 't',
+        constraint: 'c',
+      }),
+    });
     const failure = toActivityFailure(wrapped) as ApplicationFailure;
     expect(failure.type).toBe('ConstraintViolationError');
     expect(failure.cause).toBeUndefined();
@@ -151,15 +214,20 @@ describe('database errors are reduced before they go anywhere', () => {
 });
 
 describe('only transient database errors are retried', () => {
-  it.each(['40001', '40P01', '08006', '08000', '57P01', '57P02', '57P03', '55P03'])('%s is retried (reduced, typed)', (code) => {
-    const failure = toActivityFailure(pgError({ code, message: 'canceling statement due to lock timeout', detail: `Process holds ${secret}` })) as ApplicationFailure;
-    expect(failure).toBeInstanceOf(ApplicationFailure);
-    expect(failure.nonRetryable).toBe(false);
-    expect(failure.type).toBe(code === '55P03' ? 'LockTimeoutError' : 'TransientDatabaseError');
-    expect(failure.message).not.toContain(secret);
-    expect(isRetryableDbError(pgError({ code }))).toBe(true);
-    expect(classifyDbError(pgError({ code }) as never)).toBeUndefined();
-  });
+  it.each(['40001', '40P01', '08006', '08000', '57P01', '57P02', '57P03', '55P03'])(
+    '%s is retried (reduced, typed)',
+    (code) => {
+      const failure = toActivityFailure(
+        pgError({ code, message: 'canceling statement due to lock timeout', detail: `Process holds ${secret}` }),
+      ) as ApplicationFailure;
+      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure.nonRetryable).toBe(false);
+      expect(failure.type).toBe(code === '55P03' ? 'LockTimeoutError' : 'TransientDatabaseError');
+      expect(failure.message).not.toContain(secret);
+      expect(isRetryableDbError(pgError({ code }))).toBe(true);
+      expect(classifyDbError(pgError({ code }) as never)).toBeUndefined();
+    },
+  );
 
   it.each([
     ['25006', LiveReadOnlyError, /read-only.*standby.*primary/],
@@ -197,11 +265,19 @@ describe('session timeouts', () => {
     expect(sessionTimeouts({})).toEqual({ lockTimeoutMs: 5_000, statementTimeoutMs: 3_600_000 });
   });
   it('read from the environment, with units', () => {
-    expect(sessionTimeouts({ TENANT_RESTORE_LOCK_TIMEOUT: '750', TENANT_RESTORE_STATEMENT_TIMEOUT: '2h' })).toEqual({ lockTimeoutMs: 750, statementTimeoutMs: 7_200_000 });
-    expect(sessionTimeouts({ TENANT_RESTORE_LOCK_TIMEOUT: '30s', TENANT_RESTORE_STATEMENT_TIMEOUT: '0' })).toEqual({ lockTimeoutMs: 30_000, statementTimeoutMs: 0 });
+    expect(sessionTimeouts({ TENANT_RESTORE_LOCK_TIMEOUT: '750', TENANT_RESTORE_STATEMENT_TIMEOUT: '2h' })).toEqual({
+      lockTimeoutMs: 750,
+      statementTimeoutMs: 7_200_000,
+    });
+    expect(sessionTimeouts({ TENANT_RESTORE_LOCK_TIMEOUT: '30s', TENANT_RESTORE_STATEMENT_TIMEOUT: '0' })).toEqual({
+      lockTimeoutMs: 30_000,
+      statementTimeoutMs: 0,
+    });
     expect(sessionTimeouts({ TENANT_RESTORE_LOCK_TIMEOUT: '2min' }).lockTimeoutMs).toBe(120_000);
   });
   it('a value that is not a duration is refused with what to write', () => {
-    expect(() => sessionTimeouts({ TENANT_RESTORE_LOCK_TIMEOUT: 'soon' })).toThrow(/TENANT_RESTORE_LOCK_TIMEOUT='soon' is not a duration.*5s/);
+    expect(() => sessionTimeouts({ TENANT_RESTORE_LOCK_TIMEOUT: 'soon' })).toThrow(
+      /TENANT_RESTORE_LOCK_TIMEOUT='soon' is not a duration.*5s/,
+    );
   });
 });

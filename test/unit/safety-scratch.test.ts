@@ -4,7 +4,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  describeBackupBytes, newerArchiveMessage, newerArchiveProblem, parseArchiveHeader, parseScratchMarker, scratchDatabaseName, scratchOwnership,
+  describeBackupBytes,
+  newerArchiveMessage,
+  newerArchiveProblem,
+  parseArchiveHeader,
+  parseScratchMarker,
+  scratchDatabaseName,
+  scratchOwnership,
   type ScratchMarker,
 } from '../../activities/scratch';
 import { buildStartRequest, scratchOnLiveWarning } from '../../cli/client/start';
@@ -15,8 +21,14 @@ function archiveHeader(version: [number, number, number], dumpVersion: string, s
   const str = (s: string) => Buffer.concat([int(Buffer.byteLength(s)), Buffer.from(s)]);
   const compression = version[1] >= 15 ? Buffer.from([0]) : int(-1);
   return Buffer.concat([
-    Buffer.from('PGDMP', 'latin1'), Buffer.from([...version, 4, 8, 1]), compression,
-    ...[12, 34, 5, 30, 10, 126, 0].map(int), str('prod'), str(serverVersion), str(dumpVersion), Buffer.alloc(64),
+    Buffer.from('PGDMP', 'latin1'),
+    Buffer.from([...version, 4, 8, 1]),
+    compression,
+    ...[12, 34, 5, 30, 10, 126, 0].map(int),
+    str('prod'),
+    str(serverVersion),
+    str(dumpVersion),
+    Buffer.alloc(64),
   ]);
 }
 
@@ -26,7 +38,17 @@ describe('scratch names', () => {
     expect(scratchDatabaseName('Incident-4711')).not.toBe(scratchDatabaseName('incident.4711'));
     expect(scratchDatabaseName('Incident-4711')).toMatch(/^scratch_incident_4711_[0-9a-f]{12}$/);
     expect(scratchDatabaseName('Incident-4711')).toBe(scratchDatabaseName('Incident-4711'));
-    const ids = ['a', 'A', 'a.b', 'a-b', 'a_b', 'A_b', `${'x'.repeat(62)}1`, `${'x'.repeat(62)}2`, `${'X'.repeat(62)}1`];
+    const ids = [
+      'a',
+      'A',
+      'a.b',
+      'a-b',
+      'a_b',
+      'A_b',
+      `${'x'.repeat(62)}1`,
+      `${'x'.repeat(62)}2`,
+      `${'X'.repeat(62)}1`,
+    ];
     const names = ids.map(scratchDatabaseName);
     expect(new Set(names).size).toBe(ids.length);
     for (const name of names) expect(Buffer.byteLength(name)).toBeLessThanOrEqual(63);
@@ -35,7 +57,14 @@ describe('scratch names', () => {
 
 describe('scratch markers', () => {
   const want = { restoreId: 'r-1', backup: 's3://b/k.dump', size: 100, sha256: 'a'.repeat(64) };
-  const loaded: ScratchMarker = { tool: 'tenant-restore', restoreId: 'r-1', state: 'loaded', backup: want.backup, size: 100, sha256: want.sha256 };
+  const loaded: ScratchMarker = {
+    tool: 'tenant-restore',
+    restoreId: 'r-1',
+    state: 'loaded',
+    backup: want.backup,
+    size: 100,
+    sha256: want.sha256,
+  };
 
   it('reuses only a loaded scratch of the same restore and archive; rebuilds its own; never takes another one', () => {
     const db = (marker: ScratchMarker | null, empty = false) => ({ exists: true as const, marker, empty });
@@ -47,7 +76,9 @@ describe('scratch markers', () => {
     expect(scratchOwnership(db({ ...loaded, restoreId: 'r-2' }), want)).toBe('foreign');
     expect(scratchOwnership(db({ ...loaded, restoreId: 'r-2', state: 'loading' }), want)).toBe('foreign');
     // A marker from before markers named their restore: not ours, whatever archive it names.
-    expect(scratchOwnership(db({ tool: 'tenant-restore', backup: want.backup, size: 100, sha256: want.sha256 }), want)).toBe('foreign');
+    expect(
+      scratchOwnership(db({ tool: 'tenant-restore', backup: want.backup, size: 100, sha256: want.sha256 }), want),
+    ).toBe('foreign');
     // No marker: someone's database, unless it is empty (a crash between CREATE DATABASE and the first marker).
     expect(scratchOwnership(db(null, false), want)).toBe('foreign');
     expect(scratchOwnership(db(null, true), want)).toBe('rebuild');
@@ -73,15 +104,24 @@ describe('what a backup is', () => {
     tar.write('toc.dat', 0, 'latin1');
     tar.write('ustar', 257, 'latin1');
     expect(describeBackupBytes(tar, 512)).toMatch(/pg_dump tar archive/);
-    expect(describeBackupBytes(Buffer.from([0, 1, 2, 3, 4]), 5)).toMatch(/unknown binary data \(first bytes 00010203\)/);
+    expect(describeBackupBytes(Buffer.from([0, 1, 2, 3, 4]), 5)).toMatch(
+      /unknown binary data \(first bytes 00010203\)/,
+    );
   });
 
   it('reads the header of a custom-format archive: format version, pg_dump and server versions', () => {
     expect(parseArchiveHeader(archiveHeader([1, 14, 0], '15.20 (Debian 15.20-0+deb12u1)'))).toEqual({
-      version: [1, 14, 0], format: 1, dumpVersion: '15.20 (Debian 15.20-0+deb12u1)', serverVersion: '15.20 (Debian 15.20-0+deb12u1)',
+      version: [1, 14, 0],
+      format: 1,
+      dumpVersion: '15.20 (Debian 15.20-0+deb12u1)',
+      serverVersion: '15.20 (Debian 15.20-0+deb12u1)',
     });
     // 1.15 and later: the compression is one byte, not an int.
-    expect(parseArchiveHeader(archiveHeader([1, 16, 0], '17.2', '17.1'))).toMatchObject({ version: [1, 16, 0], dumpVersion: '17.2', serverVersion: '17.1' });
+    expect(parseArchiveHeader(archiveHeader([1, 16, 0], '17.2', '17.1'))).toMatchObject({
+      version: [1, 16, 0],
+      dumpVersion: '17.2',
+      serverVersion: '17.1',
+    });
   });
 
   it('explains an archive from a newer pg_dump with both versions, not as corrupt', () => {
@@ -92,26 +132,52 @@ describe('what a backup is', () => {
     expect(problem).toMatch(/reads archive formats up to 1\.14/);
     expect(problem).not.toMatch(/truncated or corrupted/);
     expect(newerArchiveProblem(header, 'pg_restore (PostgreSQL) 17.4')).toBeUndefined();
-    expect(newerArchiveProblem(parseArchiveHeader(archiveHeader([1, 14, 0], '15.2'))!, 'pg_restore (PostgreSQL) 15.20')).toBeUndefined();
+    expect(
+      newerArchiveProblem(parseArchiveHeader(archiveHeader([1, 14, 0], '15.2'))!, 'pg_restore (PostgreSQL) 15.20'),
+    ).toBeUndefined();
     // A header cut before its version strings: the release is named from the format version.
-    expect(newerArchiveMessage({ version: [1, 15, 0], format: 1 }, 'pg_restore (PostgreSQL) 15.20', '1.14')).toMatch(/pg_dump 16 or later \(archive format 1\.15\.0\)/);
+    expect(newerArchiveMessage({ version: [1, 15, 0], format: 1 }, 'pg_restore (PostgreSQL) 15.20', '1.14')).toMatch(
+      /pg_dump 16 or later \(archive format 1\.15\.0\)/,
+    );
   });
 });
 
 describe('start: scratch next to live', () => {
-  const base = { backup: 's3://b/k.dump', live: 'postgres://restore@db.internal:5432/prod', 'tenant-root': 'app.tenants', tenants: '1', artifacts: 's3://b/r/' };
+  const base = {
+    backup: 's3://b/k.dump',
+    live: 'postgres://restore@db.internal:5432/prod',
+    'tenant-root': 'app.tenants',
+    tenants: '1',
+    artifacts: 's3://b/r/',
+  };
 
-  it('warns when scratch would be created on live\'s server, by default or by the same host and port', () => {
-    expect(buildStartRequest(base, {}).warnings.join('\n')).toMatch(/LIVE's server \(no --scratch-server was given\).*CREATEDB.*--scratch-server/);
-    expect(buildStartRequest({ ...base, 'scratch-server': 'postgres://scratch@db.internal/postgres' }, {}).warnings).toHaveLength(1);
-    expect(buildStartRequest({ ...base, 'scratch-server': 'postgres://scratch@scratch.internal:5432/postgres' }, {}).warnings).toEqual([]);
-    expect(scratchOnLiveWarning({ live: 'prod', source: { kind: 'scratch', scratch: 'postgres://x@h/s' } })).toBeUndefined();
-    expect(scratchOnLiveWarning({ live: 'prod', source: { kind: 'backup', backup: 's3://b/k' } })).toMatch(/LIVE's server/);
+  it("warns when scratch would be created on live's server, by default or by the same host and port", () => {
+    expect(buildStartRequest(base, {}).warnings.join('\n')).toMatch(
+      /LIVE's server \(no --scratch-server was given\).*CREATEDB.*--scratch-server/,
+    );
+    expect(
+      buildStartRequest({ ...base, 'scratch-server': 'postgres://scratch@db.internal/postgres' }, {}).warnings,
+    ).toHaveLength(1);
+    expect(
+      buildStartRequest({ ...base, 'scratch-server': 'postgres://scratch@scratch.internal:5432/postgres' }, {})
+        .warnings,
+    ).toEqual([]);
+    expect(
+      scratchOnLiveWarning({ live: 'prod', source: { kind: 'scratch', scratch: 'postgres://x@h/s' } }),
+    ).toBeUndefined();
+    expect(scratchOnLiveWarning({ live: 'prod', source: { kind: 'backup', backup: 's3://b/k' } })).toMatch(
+      /LIVE's server/,
+    );
   });
 
   it('carries --allow-unverified-backup into the workflow input, only with --backup', () => {
     expect(buildStartRequest(base, {}).input.allowUnverifiedBackup).toBeUndefined();
     expect(buildStartRequest({ ...base, 'allow-unverified-backup': true }, {}).input.allowUnverifiedBackup).toBe(true);
-    expect(() => buildStartRequest({ ...base, backup: undefined, scratch: 'postgres://x@h/s', 'allow-unverified-backup': true }, {})).toThrow(/only goes with --backup/);
+    expect(() =>
+      buildStartRequest(
+        { ...base, backup: undefined, scratch: 'postgres://x@h/s', 'allow-unverified-backup': true },
+        {},
+      ),
+    ).toThrow(/only goes with --backup/);
   });
 });

@@ -8,42 +8,120 @@ import { renderContext, type Plan, type PlanTable } from '../../activities/plan'
 import { tableChecksum } from '../../activities/sql/checksum';
 import { crossTenantConflict, crossTenantIndexCount, crossTenantKeyCount } from '../../activities/sql/cross-tenant';
 import { tenantLock } from '../../activities/sql/lock';
-import { conflictCount, conflictPolicyRefusal, createWrittenKeys, fillChunkRows, fillWrittenRows, insertStaged, insertTracked, writtenKeys } from '../../activities/sql/merge';
+import {
+  conflictCount,
+  conflictPolicyRefusal,
+  createWrittenKeys,
+  fillChunkRows,
+  fillWrittenRows,
+  insertStaged,
+  insertTracked,
+  writtenKeys,
+} from '../../activities/sql/merge';
 import { danglingReference, orphanCount } from '../../activities/sql/orphans';
 import { missingKeyCount, ownedRowCount, rootsInLive, tenantsMissingFromBackup } from '../../activities/sql/presence';
 import { advanceSequences } from '../../activities/sql/sequences';
 import { sessionSetup } from '../../activities/sql/session';
-import { analyzeStaging, copyIn, copyOut, createStaging, lastStagedKey, setKeysetCursor } from '../../activities/sql/stage';
+import {
+  analyzeStaging,
+  copyIn,
+  copyOut,
+  createStaging,
+  lastStagedKey,
+  setKeysetCursor,
+} from '../../activities/sql/stage';
 import type { Sql } from '../../activities/sql';
 
 // app.plans (shared) <- app.tenants (root, integer key) <- app.users (owned; unique email; an expression index; a sequence).
 const plans: PlanTable = {
-  key: 'app.plans', schema: 'app', name: 'plans', role: 'shared',
-  columns: [{ name: 'id', type: 'integer' }, { name: 'name', type: 'text' }],
-  primaryKey: ['id'], uniqueKeys: [['id']], overridingSystemValue: false, sequences: [], paths: [], foreignKeys: [], nullThenUpdate: [], userTriggers: [],
+  key: 'app.plans',
+  schema: 'app',
+  name: 'plans',
+  role: 'shared',
+  columns: [
+    { name: 'id', type: 'integer' },
+    { name: 'name', type: 'text' },
+  ],
+  primaryKey: ['id'],
+  uniqueKeys: [['id']],
+  overridingSystemValue: false,
+  sequences: [],
+  paths: [],
+  foreignKeys: [],
+  nullThenUpdate: [],
+  userTriggers: [],
 };
 const tenants: PlanTable = {
-  key: 'app.tenants', schema: 'app', name: 'tenants', role: 'root',
-  columns: [{ name: 'id', type: 'integer' }, { name: 'plan_id', type: 'integer' }],
-  primaryKey: ['id'], uniqueKeys: [['id']], overridingSystemValue: false, sequences: [], paths: [[]],
-  foreignKeys: [{ constraint: 'tenants_plan_id_fkey', columns: ['plan_id'], to: 'app.plans', referencedColumns: ['id'] }],
-  nullThenUpdate: [], userTriggers: [],
+  key: 'app.tenants',
+  schema: 'app',
+  name: 'tenants',
+  role: 'root',
+  columns: [
+    { name: 'id', type: 'integer' },
+    { name: 'plan_id', type: 'integer' },
+  ],
+  primaryKey: ['id'],
+  uniqueKeys: [['id']],
+  overridingSystemValue: false,
+  sequences: [],
+  paths: [[]],
+  foreignKeys: [
+    { constraint: 'tenants_plan_id_fkey', columns: ['plan_id'], to: 'app.plans', referencedColumns: ['id'] },
+  ],
+  nullThenUpdate: [],
+  userTriggers: [],
 };
-const usersTenant = { constraint: 'users_tenant_id_fkey', from: 'app.users', columns: ['tenant_id'], to: 'app.tenants', referencedColumns: ['id'] };
+const usersTenant = {
+  constraint: 'users_tenant_id_fkey',
+  from: 'app.users',
+  columns: ['tenant_id'],
+  to: 'app.tenants',
+  referencedColumns: ['id'],
+};
 const users: PlanTable = {
-  key: 'app.users', schema: 'app', name: 'users', role: 'owned',
-  columns: [{ name: 'id', type: 'integer' }, { name: 'tenant_id', type: 'integer' }, { name: 'email', type: 'text' }],
-  primaryKey: ['id'], uniqueKeys: [['id'], ['email']],
-  uniqueIndexes: [{ name: 'users_email_ci', keys: ['lower(email)'], predicate: 'deleted IS NULL', nullsNotDistinct: false }],
-  overridingSystemValue: true, sequences: [{ column: 'id', sequence: '"app"."users_id_seq"' }],
+  key: 'app.users',
+  schema: 'app',
+  name: 'users',
+  role: 'owned',
+  columns: [
+    { name: 'id', type: 'integer' },
+    { name: 'tenant_id', type: 'integer' },
+    { name: 'email', type: 'text' },
+  ],
+  primaryKey: ['id'],
+  uniqueKeys: [['id'], ['email']],
+  uniqueIndexes: [
+    { name: 'users_email_ci', keys: ['lower(email)'], predicate: 'deleted IS NULL', nullsNotDistinct: false },
+  ],
+  overridingSystemValue: true,
+  sequences: [{ column: 'id', sequence: '"app"."users_id_seq"' }],
   paths: [[usersTenant]],
-  foreignKeys: [{ constraint: usersTenant.constraint, columns: ['tenant_id'], to: 'app.tenants', referencedColumns: ['id'] }],
-  nullThenUpdate: [], userTriggers: [],
+  foreignKeys: [
+    { constraint: usersTenant.constraint, columns: ['tenant_id'], to: 'app.tenants', referencedColumns: ['id'] },
+  ],
+  nullThenUpdate: [],
+  userTriggers: [],
 };
 const plan = {
-  version: 1, tenantRoot: 'app.tenants', rootKey: { column: 'id', type: 'integer' }, tables: [plans, tenants, users], cycles: [],
-  closureEdges: [{ constraint: 'tenants_plan_id_fkey', from: 'app.tenants', columns: ['plan_id'], to: 'app.plans', referencedColumns: ['id'] }],
-  fkEnforcement: 'replica', drift: { tables: [], onlyInLive: [], onlyInBackup: [] }, excludedTables: [], warnings: [], digest: 'test',
+  version: 1,
+  tenantRoot: 'app.tenants',
+  rootKey: { column: 'id', type: 'integer' },
+  tables: [plans, tenants, users],
+  cycles: [],
+  closureEdges: [
+    {
+      constraint: 'tenants_plan_id_fkey',
+      from: 'app.tenants',
+      columns: ['plan_id'],
+      to: 'app.plans',
+      referencedColumns: ['id'],
+    },
+  ],
+  fkEnforcement: 'replica',
+  drift: { tables: [], onlyInLive: [], onlyInBackup: [] },
+  excludedTables: [],
+  warnings: [],
+  digest: 'test',
 } as Plan;
 // Tenant 5, inlined as a constant array (RenderContext.tenantIds: the planner sees how many tenants there are).
 const ctx = renderContext(plan, ['5']);
@@ -58,29 +136,47 @@ describe('session', () => {
   const tenantIds = { text: `SELECT set_config('tenant_restore.tenant_ids', $1::text[]::text, true)`, values: [['5']] };
   const noParallel = { text: 'SET LOCAL max_parallel_workers_per_gather = 0' };
   it('scratch: one read-only snapshot, no parallel workers, the tenants as a $1 setting', () => {
-    expect(sessionSetup({ mode: 'snapshot', tenantIds: ['5'] })).toEqual([{ text: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' }, noParallel, tenantIds]);
+    expect(sessionSetup({ mode: 'snapshot', tenantIds: ['5'] })).toEqual([
+      { text: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' },
+      noParallel,
+      tenantIds,
+    ]);
   });
   it("the copy's live transaction: triggers suspended for this session only, deferrable constraints at COMMIT", () => {
     expect(sessionSetup({ mode: 'write', replicaRole: true, deferConstraints: true, tenantIds: ['5'] })).toEqual([
-      { text: 'BEGIN' }, noParallel, { text: 'SET LOCAL session_replication_role = replica' }, { text: 'SET CONSTRAINTS ALL DEFERRED' }, tenantIds,
+      { text: 'BEGIN' },
+      noParallel,
+      { text: 'SET LOCAL session_replication_role = replica' },
+      { text: 'SET CONSTRAINTS ALL DEFERRED' },
+      tenantIds,
     ]);
   });
   it('a compared session: canonical row text, a snapshot that may create temporary tables', () => {
     const setup = sessionSetup({ mode: 'snapshot-temp', canonicalText: true, tenantIds: ['5'] });
     expect(setup[0]).toEqual({ text: 'BEGIN ISOLATION LEVEL REPEATABLE READ' });
-    expect(setup[2]!.text).toBe("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'");
+    expect(setup[2]!.text).toBe(
+      "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'",
+    );
     expect(setup).toHaveLength(4);
   });
 });
 
 describe('stage', () => {
   it('staging takes live column types, and is dropped at COMMIT', () => {
-    expect(createStaging(plan, users, 'tr_stage_2', { kind: 'rows' })).toEqual({ text: 'CREATE TEMP TABLE tr_stage_2 ON COMMIT DROP AS SELECT "id", "tenant_id", "email" FROM "app"."users" WITH NO DATA' });
-    expect(createStaging(plan, users, 'tr_preflight_2', { kind: 'hashed', columns: ['id', 'email'] })).toEqual({ text: `CREATE TEMP TABLE tr_preflight_2 ON COMMIT DROP AS SELECT "id", "email", ''::text AS tr_row FROM "app"."users" WITH NO DATA` });
+    expect(createStaging(plan, users, 'tr_stage_2', { kind: 'rows' })).toEqual({
+      text: 'CREATE TEMP TABLE tr_stage_2 ON COMMIT DROP AS SELECT "id", "tenant_id", "email" FROM "app"."users" WITH NO DATA',
+    });
+    expect(createStaging(plan, users, 'tr_preflight_2', { kind: 'hashed', columns: ['id', 'email'] })).toEqual({
+      text: `CREATE TEMP TABLE tr_preflight_2 ON COMMIT DROP AS SELECT "id", "email", ''::text AS tr_row FROM "app"."users" WITH NO DATA`,
+    });
   });
   it("COPY out of the tenants' rows: whole, hashed, or a chunk after the keyset cursor", () => {
-    expect(copyOut(plan, ctx, users, { kind: 'rows' })).toEqual({ text: `COPY (SELECT t."id", t."tenant_id", t."email" FROM "app"."users" t WHERE ${ours}) TO STDOUT` });
-    expect(copyOut(plan, ctx, users, { kind: 'hashed', columns: ['id', 'email'] })).toEqual({ text: `COPY (SELECT t."id", t."email", md5(${userRow('t')}) FROM "app"."users" t WHERE ${ours}) TO STDOUT` });
+    expect(copyOut(plan, ctx, users, { kind: 'rows' })).toEqual({
+      text: `COPY (SELECT t."id", t."tenant_id", t."email" FROM "app"."users" t WHERE ${ours}) TO STDOUT`,
+    });
+    expect(copyOut(plan, ctx, users, { kind: 'hashed', columns: ['id', 'email'] })).toEqual({
+      text: `COPY (SELECT t."id", t."email", md5(${userRow('t')}) FROM "app"."users" t WHERE ${ours}) TO STDOUT`,
+    });
     expect(copyOut(plan, ctx, users, { kind: 'rows' }, { limit: 25, afterKey: true })).toEqual({
       text: `COPY (SELECT t."id", t."tenant_id", t."email" FROM "app"."users" t WHERE ${ours} AND (t."id") > ((current_setting('tenant_restore.after_key')::text[])[1]::integer) ORDER BY t."id" LIMIT 25) TO STDOUT`,
     });
@@ -91,20 +187,31 @@ describe('stage', () => {
     });
   });
   it('COPY in, ANALYZE, and the keyset cursor as a $1 setting', () => {
-    expect(copyIn(users, 'tr_preflight_2', { kind: 'hashed', columns: ['id', 'email'] })).toEqual({ text: 'COPY tr_preflight_2 ("id", "email", tr_row) FROM STDIN' });
+    expect(copyIn(users, 'tr_preflight_2', { kind: 'hashed', columns: ['id', 'email'] })).toEqual({
+      text: 'COPY tr_preflight_2 ("id", "email", tr_row) FROM STDIN',
+    });
     expect(analyzeStaging('tr_stage_2')).toEqual({ text: 'ANALYZE tr_stage_2' });
-    expect(setKeysetCursor(['41'])).toEqual({ text: `SELECT set_config('tenant_restore.after_key', $1::text[]::text, true)`, values: [['41']] });
-    expect(lastStagedKey(users, 'tr_stage_chunk')).toEqual({ text: 'SELECT ARRAY["id"::text] AS key FROM tr_stage_chunk ORDER BY "id" DESC LIMIT 1' });
+    expect(setKeysetCursor(['41'])).toEqual({
+      text: `SELECT set_config('tenant_restore.after_key', $1::text[]::text, true)`,
+      values: [['41']],
+    });
+    expect(lastStagedKey(users, 'tr_stage_chunk')).toEqual({
+      text: 'SELECT ARRAY["id"::text] AS key FROM tr_stage_chunk ORDER BY "id" DESC LIMIT 1',
+    });
   });
 });
 
 describe('merge', () => {
   it('skip and fail insert what live lacks; a shared table only its missing parents', () => {
-    expect(insertStaged(plan, ctx, users, 's1', 'skip')).toEqual({ text: 'INSERT INTO "app"."users" ("id", "tenant_id", "email") OVERRIDING SYSTEM VALUE SELECT s."id", s."tenant_id", s."email" FROM s1 s ON CONFLICT DO NOTHING' });
+    expect(insertStaged(plan, ctx, users, 's1', 'skip')).toEqual({
+      text: 'INSERT INTO "app"."users" ("id", "tenant_id", "email") OVERRIDING SYSTEM VALUE SELECT s."id", s."tenant_id", s."email" FROM s1 s ON CONFLICT DO NOTHING',
+    });
     expect(insertStaged(plan, ctx, users, 's1', 'fail')).toEqual(insertStaged(plan, ctx, users, 's1', 'skip'));
-    expect(insertStaged(plan, ctx, plans, 's0', 'overwrite')).toEqual({ text: 'INSERT INTO "app"."plans" ("id", "name") SELECT s."id", s."name" FROM s0 s ON CONFLICT DO NOTHING' });
+    expect(insertStaged(plan, ctx, plans, 's0', 'overwrite')).toEqual({
+      text: 'INSERT INTO "app"."plans" ("id", "name") SELECT s."id", s."name" FROM s0 s ON CONFLICT DO NOTHING',
+    });
   });
-  it("overwrite repeats the ownership test on the row it replaces, and leaves identical rows alone", () => {
+  it('overwrite repeats the ownership test on the row it replaces, and leaves identical rows alone', () => {
     expect(flat(insertStaged(plan, ctx, users, 's1', 'overwrite'))).toEqual({
       text: `INSERT INTO "app"."users" AS t ("id", "tenant_id", "email") OVERRIDING SYSTEM VALUE SELECT s."id", s."tenant_id", s."email" FROM s1 s ON CONFLICT ("id") DO UPDATE SET "tenant_id" = EXCLUDED."tenant_id", "email" = EXCLUDED."email" WHERE NOT ${otherOwner} AND ${userRow('t')} IS DISTINCT FROM ${userRow('EXCLUDED')}`,
     });
@@ -112,21 +219,33 @@ describe('merge', () => {
   it('columns inserted NULL (null-then-update) go in as NULL and are left out of the conflict comparison', () => {
     const cyclic = { ...users, nullThenUpdate: ['tenant_id'] };
     expect(insertStaged(plan, ctx, cyclic, 's1', 'skip').text).toContain('SELECT s."id", NULL, s."email" FROM s1 s');
-    expect(conflictCount(plan, cyclic, 's1', 'rows').text).toContain('ROW(t."id", t."email")::text IS DISTINCT FROM ROW(s."id", s."email")::text');
+    expect(conflictCount(plan, cyclic, 's1', 'rows').text).toContain(
+      'ROW(t."id", t."email")::text IS DISTINCT FROM ROW(s."id", s."email")::text',
+    );
   });
   it('conflicts: same-tenant keys in live with other content, over whole or hashed staged rows', () => {
-    expect(conflictCount(plan, users, 's1', 'rows')).toEqual({ text: `SELECT count(*) AS n FROM s1 s WHERE EXISTS (SELECT 1 FROM "app"."users" t WHERE s."id" = t."id" AND ${userRow('t')} IS DISTINCT FROM ${userRow('s')})` });
-    expect(conflictCount(plan, users, 's1', 'hashed')).toEqual({ text: `SELECT count(*) AS n FROM s1 s JOIN "app"."users" t ON s."id" = t."id" WHERE md5(${userRow('t')}) <> s.tr_row` });
+    expect(conflictCount(plan, users, 's1', 'rows')).toEqual({
+      text: `SELECT count(*) AS n FROM s1 s WHERE EXISTS (SELECT 1 FROM "app"."users" t WHERE s."id" = t."id" AND ${userRow('t')} IS DISTINCT FROM ${userRow('s')})`,
+    });
+    expect(conflictCount(plan, users, 's1', 'hashed')).toEqual({
+      text: `SELECT count(*) AS n FROM s1 s JOIN "app"."users" t ON s."id" = t."id" WHERE md5(${userRow('t')}) <> s.tr_row`,
+    });
   });
   it('the inserted keys are tracked and read back in key order, at most a limit', () => {
-    expect(createWrittenKeys(plan, users, 'w1')).toEqual({ text: 'CREATE TEMP TABLE w1 ON COMMIT DROP AS SELECT "id" FROM "app"."users" WITH NO DATA' });
+    expect(createWrittenKeys(plan, users, 'w1')).toEqual({
+      text: 'CREATE TEMP TABLE w1 ON COMMIT DROP AS SELECT "id" FROM "app"."users" WITH NO DATA',
+    });
     expect(insertTracked(insertStaged(plan, ctx, users, 's1', 'skip'), users, 'w1').text).toBe(
       'WITH w AS (INSERT INTO "app"."users" ("id", "tenant_id", "email") OVERRIDING SYSTEM VALUE SELECT s."id", s."tenant_id", s."email" FROM s1 s ON CONFLICT DO NOTHING RETURNING "id") INSERT INTO w1 SELECT * FROM w',
     );
-    expect(writtenKeys(users, 'w1', 1000)).toEqual({ text: 'SELECT ARRAY["id"::text] AS key FROM w1 ORDER BY "id" LIMIT 1000' });
+    expect(writtenKeys(users, 'w1', 1000)).toEqual({
+      text: 'SELECT ARRAY["id"::text] AS key FROM w1 ORDER BY "id" LIMIT 1000',
+    });
   });
   it('the fills set the NULL columns only on rows this copy wrote', () => {
-    expect(flat(fillWrittenRows(plan, { ...users, nullThenUpdate: ['tenant_id'] }, 's1', 'w1'))).toEqual({ text: 'UPDATE "app"."users" t SET "tenant_id" = s."tenant_id" FROM s1 s JOIN w1 w ON s."id" = w."id" WHERE t."id" = s."id"' });
+    expect(flat(fillWrittenRows(plan, { ...users, nullThenUpdate: ['tenant_id'] }, 's1', 'w1'))).toEqual({
+      text: 'UPDATE "app"."users" t SET "tenant_id" = s."tenant_id" FROM s1 s JOIN w1 w ON s."id" = w."id" WHERE t."id" = s."id"',
+    });
     expect(flat(fillChunkRows(plan, ctx, users, ['tenant_id'], 's1'))).toEqual({
       text: `UPDATE "app"."users" t SET "tenant_id" = s."tenant_id" FROM s1 s WHERE t."id" = s."id" AND t."tenant_id" IS NULL AND NOT (s."tenant_id" IS NULL) AND ROW(t."id", t."email")::text = ROW(s."id", s."email")::text AND NOT ${otherOwner}`,
     });
@@ -134,7 +253,9 @@ describe('merge', () => {
   it("policy fail's refusal names the table and says nothing was written", () => {
     const e = conflictPolicyRefusal('app.users', 3, ['5']);
     expect(e).toBeInstanceOf(ConflictPolicyError);
-    expect(e.message).toMatch(/^3 row\(s\) of app\.users of tenant\(s\) 5 already exist in live with other content.*Nothing was written\./);
+    expect(e.message).toMatch(
+      /^3 row\(s\) of app\.users of tenant\(s\) 5 already exist in live with other content.*Nothing was written\./,
+    );
     expect(e.details).toEqual({ table: 'app.users', rows: 3, tenantIds: ['5'] });
   });
 });
@@ -148,7 +269,7 @@ describe('cross-tenant check', () => {
       text: `SELECT count(*) AS n FROM s1 s JOIN "app"."users" t ON s."email" = t."email" WHERE md5(${userRow('t')}) <> s.tr_row AND ${otherOwner}`,
     });
   });
-  it("a partial expression index: its expressions and predicate on both sides", () => {
+  it('a partial expression index: its expressions and predicate on both sides', () => {
     expect(flat(crossTenantIndexCount(plan, ctx, users, 's1', users.uniqueIndexes![0]!))).toEqual({
       text: `WITH sk AS (SELECT "id", "tenant_id", "email", (lower(email)) AS tr_key_0 FROM s1 WHERE (deleted IS NULL)) SELECT count(*) AS n FROM sk WHERE EXISTS (SELECT 1 FROM "app"."users" t WHERE (lower(email)) = sk.tr_key_0 AND (deleted IS NULL) AND ${userRow('t')} IS DISTINCT FROM ${userRow('sk')} AND ${otherOwner})`,
     });
@@ -156,10 +277,17 @@ describe('cross-tenant check', () => {
   it('one refusal, for a key and for an index', () => {
     const key = crossTenantConflict('app.users', 2, ['5'], { columns: ['email'] });
     expect(key).toBeInstanceOf(CrossTenantConflictError);
-    expect(key.message).toMatch(/^2 row\(s\) of app\.users that tenant\(s\) 5 would restore have a key \(email\) that another tenant holds in live\..*Nothing was written for these tenants\./);
+    expect(key.message).toMatch(
+      /^2 row\(s\) of app\.users that tenant\(s\) 5 would restore have a key \(email\) that another tenant holds in live\..*Nothing was written for these tenants\./,
+    );
     expect(key.details).toEqual({ table: 'app.users', key: ['email'], rows: 2, tenantIds: ['5'] });
-    const index = crossTenantConflict('app.users', 1, ['5'], { index: 'users_email_ci', description: 'unique index users_email_ci (lower(email))' });
-    expect(index.message).toContain('have a key in unique index users_email_ci (lower(email)) that another tenant holds in live');
+    const index = crossTenantConflict('app.users', 1, ['5'], {
+      index: 'users_email_ci',
+      description: 'unique index users_email_ci (lower(email))',
+    });
+    expect(index.message).toContain(
+      'have a key in unique index users_email_ci (lower(email)) that another tenant holds in live',
+    );
     expect(index.details).toEqual({ table: 'app.users', index: 'users_email_ci', rows: 1, tenantIds: ['5'] });
   });
 });
@@ -195,8 +323,12 @@ describe('presence', () => {
     });
   });
   it("the backup's keys that live lacks, and the tenants' rows of a table", () => {
-    expect(missingKeyCount(plan, users, 'k1')).toEqual({ text: 'SELECT count(*) AS n FROM k1 s WHERE NOT EXISTS (SELECT 1 FROM "app"."users" t WHERE s."id" = t."id")' });
-    expect(ownedRowCount(plan, ctx, tenants)).toEqual({ text: `SELECT count(*) AS n FROM "app"."tenants" t WHERE (t."id" = ANY('{"5"}'::integer[]))` });
+    expect(missingKeyCount(plan, users, 'k1')).toEqual({
+      text: 'SELECT count(*) AS n FROM k1 s WHERE NOT EXISTS (SELECT 1 FROM "app"."users" t WHERE s."id" = t."id")',
+    });
+    expect(ownedRowCount(plan, ctx, tenants)).toEqual({
+      text: `SELECT count(*) AS n FROM "app"."tenants" t WHERE (t."id" = ANY('{"5"}'::integer[]))`,
+    });
   });
 });
 
@@ -207,13 +339,18 @@ describe('checksum, sequences, lock', () => {
     });
   });
   it('a sequence only moves forward, its name as $1 for the regclass', () => {
-    expect(advanceSequences(users, 's1').map(flat)).toEqual([{
-      text: 'SELECT setval($1::regclass, x.m, true) FROM (SELECT max("id")::bigint AS m FROM s1) x, "app"."users_id_seq" seq WHERE x.m IS NOT NULL AND (x.m > seq.last_value OR (x.m = seq.last_value AND NOT seq.is_called))',
-      values: ['"app"."users_id_seq"'],
-    }]);
+    expect(advanceSequences(users, 's1').map(flat)).toEqual([
+      {
+        text: 'SELECT setval($1::regclass, x.m, true) FROM (SELECT max("id")::bigint AS m FROM s1) x, "app"."users_id_seq" seq WHERE x.m IS NOT NULL AND (x.m > seq.last_value OR (x.m = seq.last_value AND NOT seq.is_called))',
+        values: ['"app"."users_id_seq"'],
+      },
+    ]);
     expect(advanceSequences(tenants, 's0')).toEqual([]);
   });
   it("the tenant lock: keyed on the root and the id in the key's own type", () => {
-    expect(tenantLock(plan, '5')).toEqual({ text: `SELECT pg_advisory_lock(hashtextextended('tenant-restore:tenant:app.tenants:' || ($1::integer)::text, 0))`, values: ['5'] });
+    expect(tenantLock(plan, '5')).toEqual({
+      text: `SELECT pg_advisory_lock(hashtextextended('tenant-restore:tenant:app.tenants:' || ($1::integer)::text, 0))`,
+      values: ['5'],
+    });
   });
 });

@@ -71,13 +71,21 @@ export function createMockActivities() {
       return { ref: input.scratch, owned: false, reused: true, durationMs: 0 };
     },
     async buildRestorePlan(input) {
-      return { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}plan.json`, digest: 'plan-digest', tables: 1, rootKeyType: 'text' };
+      return {
+        bucket: input.artifacts.bucket,
+        key: `${input.artifacts.prefix}plan.json`,
+        digest: 'plan-digest',
+        tables: 1,
+        rootKeyType: 'text',
+      };
     },
     async preflightTenantRestore(input): Promise<PreflightResult> {
       const ids = input.tenantIds ?? [input.tenantId];
       record(input.restoreId).preflights.push(ids);
       const present = new Set(scenarios.get(input.restoreId)?.present ?? []);
-      const tenants = Object.fromEntries(ids.map((id) => [id, { state: present.has(id) ? 'present' as const : 'absent' as const }]));
+      const tenants = Object.fromEntries(
+        ids.map((id) => [id, { state: present.has(id) ? ('present' as const) : ('absent' as const) }]),
+      );
       return {
         tenantId: ids[0]!,
         liveState: ids.some((id) => present.has(id)) ? 'present' : 'absent',
@@ -96,9 +104,17 @@ export function createMockActivities() {
       r.maxCopying = Math.max(r.maxCopying, r.copying);
       try {
         const failure = scenario.copyFails?.(ids);
-        if (failure) throw ApplicationFailure.create({ type: failure.type, message: failure.message, nonRetryable: true });
+        if (failure)
+          throw ApplicationFailure.create({ type: failure.type, message: failure.message, nonRetryable: true });
         if (scenario.holdCopies) await hold(r, ids);
-        return { tenantIds: ids, rows: { 'app.tenants': ids.length }, skipped: {}, parentClosure: [], chunked: false, durationMs: 1 };
+        return {
+          tenantIds: ids,
+          rows: { 'app.tenants': ids.length },
+          skipped: {},
+          parentClosure: [],
+          chunked: false,
+          durationMs: 1,
+        };
       } finally {
         r.copying -= 1;
       }
@@ -108,7 +124,9 @@ export function createMockActivities() {
       return {
         tenantId: input.tenantId,
         ok: true,
-        tables: [{ table: 'app.tenants', scratchCount: n, liveCount: n, scratchChecksum: 'c', liveChecksum: 'c', match: true }],
+        tables: [
+          { table: 'app.tenants', scratchCount: n, liveCount: n, scratchChecksum: 'c', liveChecksum: 'c', match: true },
+        ],
         orphans: [],
       };
     },

@@ -51,13 +51,22 @@ let running: Promise<void>;
 let sequence = 0;
 
 beforeAll(async () => {
-  if (!existsSync(temporalBinary)) throw new Error(`${temporalBinary} is missing: run \`npm run stack up\` once to build it.`);
+  if (!existsSync(temporalBinary))
+    throw new Error(`${temporalBinary} is missing: run \`npm run stack up\` once to build it.`);
   // Only errors from the SDK: the activity failures these tests provoke on purpose are logged as warnings.
   Runtime.install({ logger: new DefaultLogger((process.env.TEST_SDK_LOG_LEVEL as 'WARN' | undefined) ?? 'ERROR') });
   env = await TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalBinary },
-      searchAttributes: [RestoreIdKey, RestorePhaseKey, RestoreKindKey, TenantIdKey, TenantsTotalKey, TenantsRestoredKey, TenantsFailedKey],
+      searchAttributes: [
+        RestoreIdKey,
+        RestorePhaseKey,
+        RestoreKindKey,
+        TenantIdKey,
+        TenantsTotalKey,
+        TenantsRestoredKey,
+        TenantsFailedKey,
+      ],
     },
   });
   worker = await Worker.create({
@@ -82,7 +91,11 @@ function newRestoreId(name: string): string {
   return `${name}-${sequence}-${Date.now().toString(36)}`;
 }
 
-function start(restoreId: string, tenants: string[], options: Partial<BulkRestoreInput> = {}): Promise<WorkflowHandleWithFirstExecutionRunId<typeof bulkRestore>> {
+function start(
+  restoreId: string,
+  tenants: string[],
+  options: Partial<BulkRestoreInput> = {},
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof bulkRestore>> {
   const input: BulkRestoreInput = {
     restoreId,
     source: { kind: 'scratch', scratch: 'scratch_unit' },
@@ -94,11 +107,20 @@ function start(restoreId: string, tenants: string[], options: Partial<BulkRestor
     artifacts: { bucket: 'unit', prefix: `restores/${restoreId}/` },
     ...options,
   };
-  return env.client.workflow.start<typeof bulkRestore>('bulkRestore', { taskQueue, workflowId: bulkWorkflowId(restoreId), args: [input] });
+  return env.client.workflow.start<typeof bulkRestore>('bulkRestore', {
+    taskQueue,
+    workflowId: bulkWorkflowId(restoreId),
+    args: [input],
+  });
 }
 
 /** Polls until `ok` holds: signals and child outcomes reach the parent asynchronously. */
-async function waitFor<T>(what: string, probe: () => T | Promise<T>, ok: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  ok: (value: T) => boolean,
+  timeoutMs = 20_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T;
   for (;;) {
@@ -114,7 +136,11 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const settle = () => sleep(750);
 
 const progressOf = (handle: WorkflowHandle<typeof bulkRestore>) => () => handle.query(progressQuery);
-const heldTenants = (restoreId: string) => mocks.record(restoreId).held.flatMap((h) => h.tenantIds).sort();
+const heldTenants = (restoreId: string) =>
+  mocks
+    .record(restoreId)
+    .held.flatMap((h) => h.tenantIds)
+    .sort();
 
 describe('the sliding window', () => {
   it('bounds the units copying at once by the concurrency, which setConcurrency raises; pause holds new starts, resume and cancel', async () => {
@@ -126,7 +152,11 @@ describe('the sliding window', () => {
     const progress = progressOf(handle);
     const counts = (p: RestoreProgress) => p.counts;
 
-    await waitFor('two copies', () => heldTenants(restoreId), (held) => held.length === 2);
+    await waitFor(
+      'two copies',
+      () => heldTenants(restoreId),
+      (held) => held.length === 2,
+    );
     await settle();
     expect(heldTenants(restoreId)).toEqual(['t0', 't1']);
     expect(record.maxCopying).toBe(2);
@@ -136,7 +166,11 @@ describe('the sliding window', () => {
 
     // A finished unit frees its slot for the next tenant, never for two.
     expect(mocks.release(restoreId, 't0')).toBe(true);
-    await waitFor('t2 copying', () => heldTenants(restoreId), (held) => held.includes('t2'));
+    await waitFor(
+      't2 copying',
+      () => heldTenants(restoreId),
+      (held) => held.includes('t2'),
+    );
     await settle();
     expect(heldTenants(restoreId)).toEqual(['t1', 't2']);
     expect(record.maxCopying).toBe(2);
@@ -144,7 +178,11 @@ describe('the sliding window', () => {
     expect(counts(p)).toMatchObject({ pending: 3, restored: 1 });
 
     await handle.signal(setConcurrencySignal, 3);
-    await waitFor('three copies', () => heldTenants(restoreId), (held) => held.length === 3);
+    await waitFor(
+      'three copies',
+      () => heldTenants(restoreId),
+      (held) => held.length === 3,
+    );
     await settle();
     expect(heldTenants(restoreId)).toEqual(['t1', 't2', 't3']);
     expect(record.maxCopying).toBe(3);
@@ -165,7 +203,11 @@ describe('the sliding window', () => {
     expect(counts(p)).toMatchObject({ pending: 2, copy: 2, restored: 2 });
 
     await handle.signal(resumeSignal);
-    await waitFor('t4 copying after resume', () => heldTenants(restoreId), (held) => held.length === 3);
+    await waitFor(
+      't4 copying after resume',
+      () => heldTenants(restoreId),
+      (held) => held.length === 3,
+    );
     await settle();
     expect(heldTenants(restoreId)).toEqual(['t2', 't3', 't4']);
     expect(record.maxCopying).toBe(3);
@@ -197,7 +239,12 @@ describe('continue-as-new', () => {
     const handle = await start(restoreId, tenants, { concurrency: 2, groupSize: 1, maxChildrenPerRun: 2 });
     const result = await handle.result();
     expect(result).toMatchObject({ status: 'succeeded', total: 5, restored: 5, failed: 0, cancelled: 0 });
-    expect(mocks.record(restoreId).copies.map((c) => c.tenantIds[0]).sort()).toEqual(tenants);
+    expect(
+      mocks
+        .record(restoreId)
+        .copies.map((c) => c.tenantIds[0])
+        .sort(),
+    ).toEqual(tenants);
     const p = await handle.query(progressQuery);
     expect(p.runs).toBe(3);
     expect(p.counts).toMatchObject({ pending: 0, restored: 5 });
@@ -211,14 +258,19 @@ describe('a group whose copy fails', () => {
     const restoreId = newRestoreId('split');
     // b's key is held by another tenant: the copy fails for any unit with b in it, b's own included.
     mocks.scenario(restoreId, {
-      copyFails: (ids) => ids.includes('b') ? { type: 'CrossTenantConflictError', message: `a key of b is held by tenant z (${ids.length} tenants)` } : undefined,
+      copyFails: (ids) =>
+        ids.includes('b')
+          ? { type: 'CrossTenantConflictError', message: `a key of b is held by tenant z (${ids.length} tenants)` }
+          : undefined,
     });
     const handle = await start(restoreId, ['a', 'b', 'c'], { groupSize: 3 });
     const result = await handle.result();
     expect(result).toMatchObject({ status: 'partial', total: 3, restored: 2, failed: 1, cancelled: 0 });
     expect(result.failures).toHaveLength(1);
     expect(result.failures[0]!.tenantId).toBe('b');
-    expect(result.failures[0]!.reason).toMatch(/^copy: CrossTenantConflictError: a key of b is held by tenant z \(1 tenants\)/);
+    expect(result.failures[0]!.reason).toMatch(
+      /^copy: CrossTenantConflictError: a key of b is held by tenant z \(1 tenants\)/,
+    );
     const record = mocks.record(restoreId);
     // The group once, then each tenant alone; after the group's preflight admitted them, none is expected absent again.
     expect(record.copies).toEqual([
@@ -241,7 +293,12 @@ describe('held actions', () => {
     const restoreId = newRestoreId('waves');
     const handle = await start(restoreId, ['a', 'b', 'c'], {
       groupSize: 3,
-      config: { actions: [{ name: 'apps', type: 'sql', sql: 'select 1' }, { name: 'billing', type: 'sql', sql: 'select 2', requiresApproval: true }] },
+      config: {
+        actions: [
+          { name: 'apps', type: 'sql', sql: 'select 1' },
+          { name: 'billing', type: 'sql', sql: 'select 2', requiresApproval: true },
+        ],
+      },
     });
     const progress = progressOf(handle);
     const record = mocks.record(restoreId);
@@ -253,7 +310,10 @@ describe('held actions', () => {
     await handle.signal(approveSignal, { tenantIds: ['a'] });
     p = await waitFor('a restored', progress, (q) => q.counts.restored === 1);
     await settle();
-    expect(record.actions).toEqual([{ action: 'apps', tenantIds: ['a', 'b', 'c'] }, { action: 'billing', tenantIds: ['a'] }]);
+    expect(record.actions).toEqual([
+      { action: 'apps', tenantIds: ['a', 'b', 'c'] },
+      { action: 'billing', tenantIds: ['a'] },
+    ]);
     expect((await progress()).counts).toMatchObject({ restored: 1, 'awaiting-approval': 2 });
 
     await handle.signal(approveSignal, {});
@@ -280,6 +340,9 @@ describe('a tenant still in live', () => {
     expect(result.failures[0]!.reason).toMatch(/^preflight: TenantPresentError: Tenant b is present in live/);
     const record = mocks.record(restoreId);
     expect(record.copies).toEqual([{ tenantIds: ['a', 'c'] }]);
-    expect(record.preflights).toEqual([['a', 'b', 'c'], ['a', 'c']]);
+    expect(record.preflights).toEqual([
+      ['a', 'b', 'c'],
+      ['a', 'c'],
+    ]);
   });
 });
