@@ -1,6 +1,7 @@
 /**
- * The activity options of a restore unit's steps (workflows/restore-unit.ts), and of the shims that finish units started
- * by the previous release (workflows/previous-release.ts).
+ * Timeouts and retries of every activity the workflows call: the parent's and the drill's own steps
+ * (parentActivities), a restore unit's steps (workflows/restore-unit.ts), and the per-tenant activities of the
+ * previous release's children (workflows/previous-release.ts).
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';

@@ -1,6 +1,6 @@
 /**
- * Which tenants of a unit may be restored, from its preflight: pure, deterministic, shared by tenantRestore and
- * tenantGroupRestore (and unit-tested on its own).
+ * Which tenants of a unit may be restored, from its preflight: pure, deterministic, used by every restore unit (and
+ * unit-tested on its own).
  *
  * - absent tenants go on with the unit;
  * - partial tenants go on only when the operator opted in (`allowPartial`), each as a unit of its own that inserts only

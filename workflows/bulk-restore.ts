@@ -41,7 +41,11 @@ import { progress, SlidingWindow } from './window';
 
 const { steps, scratchSteps } = parentActivities('restore');
 
-/** Units started by one run before it continues-as-new: ~15 events each keeps a run near 8k events (limit 51,200). A unit sends one signal per phase for all its tenants, so the bound holds whatever its size. */
+/**
+ * Units started by one run before it continues-as-new: ~15 events each keeps a run near 8k events (limit 51,200). A
+ * unit signals once per phase for all its tenants; splits and approval waves add signals, but the server's
+ * continueAsNewSuggested still ends a run before its history grows too large.
+ */
 const defaultMaxChildrenPerRun = 500;
 /** Tenant ids read from S3 at a time. */
 const pageSize = 500;
@@ -90,9 +94,11 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
   let pageStart = state.nextIndex;
   const total = () => state.tenantList?.count ?? input.tenants?.length ?? 0;
 
+  // Signals buffered in a run's first task reach their handlers in the order the handlers are set: the same order as
+  // the runs of earlier releases, whose histories replay (an approve and a unit's end in one task, say).
   window.registerControls();
-  window.listenToUnits();
   approvals.register();
+  window.listenToUnits();
   setHandler(progressQuery, () => progress(restoreId, phase, state, total(), input.artifacts));
 
   let published = '';

@@ -7,12 +7,14 @@ import {
   ApplicationFailure,
   getExternalWorkflowHandle,
   patched,
+  setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { TenantId } from '../activities/restore-types';
 import { actions, bookkeeping } from './activity-options';
 import {
+  approveTenantSignal,
   RestorePhaseKey,
   tenantDoneSignal,
   tenantPhaseSignal,
@@ -25,7 +27,7 @@ import { runUnit, tellParent, unitIo, type UnitIo } from './restore-unit';
 
 /** The previous release's group child: the same steps, messages and activities as a restore unit. */
 export async function tenantGroupRestore(input: RestoreUnitInput): Promise<TenantOutcome[]> {
-  return runUnit(input, unitIo(input, { endAsTenants: false }));
+  return runUnit(input, unitIo(input, 'previous-release-group'));
 }
 
 /**
@@ -49,6 +51,14 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
   };
   const io: UnitIo = {
     partialInPlace: true,
+    // That release's children signalled `preflight` first unless started after this patch.
+    async begin() {
+      if (!patched('child-skips-preflight-signal')) await signal('preflight');
+    },
+    // That release approved its per-tenant children by a signal that names no tenant.
+    listen(approve) {
+      setHandler(approveTenantSignal, () => approve([tenantId]));
+    },
     async enter(_ids: TenantId[], phase) {
       if (phase === 'reenable') reenablePending = current !== 'reenable';
       else if (phase !== current) await signal(phase);
@@ -75,8 +85,6 @@ export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOu
         throw ApplicationFailure.nonRetryable(outcome.reason ?? 'failed', 'TenantRestoreFailed');
     },
   };
-  // That release's children signalled `preflight` first unless started after this patch.
-  if (!patched('child-skips-preflight-signal')) await signal('preflight');
   const [outcome] = await runUnit(
     { ...input, tenantIds: [tenantId], approvedTenants: input.approved ? [tenantId] : [] },
     io,

@@ -9,6 +9,7 @@ import {
 import type { DrillRecord } from '../activities/drill';
 import type { RestoreConfig, TenantId } from '../activities/restore-types';
 import { parentActivities } from './activity-options';
+import { failureMessage } from './failures';
 import { bulkRestore } from './bulk-restore';
 import {
   bulkWorkflowId,
@@ -52,11 +53,7 @@ function drillIdOf(): string {
   return `${stamp}-${info.runId.slice(0, 8)}`;
 }
 
-function reason(error: unknown): string {
-  let e = error as { cause?: unknown; message?: string; name?: string };
-  while (e?.cause && (e.name === 'ActivityFailure' || e.name === 'ChildWorkflowFailure')) e = e.cause as typeof e;
-  return e?.message ?? String(error);
-}
+const reason = (error: unknown): string => failureMessage(error).message;
 
 /**
  * restoreDrill: proves, on a schedule, that a backup can be restored, and how fast.

@@ -14,7 +14,6 @@ import type { ReenableAction, TenantId } from '../activities/restore-types';
 import { bookkeeping, copy, steps, unitActions } from './activity-options';
 import { admitTenants, mustReshape, type Admission } from './admission';
 import {
-  approveTenantSignal,
   approveUnitTenantsSignal,
   RestorePhaseKey,
   unitDoneSignal,
@@ -53,6 +52,10 @@ export interface UnitIo {
   ended(outcomes: TenantOutcome[], cancelledBy?: unknown): Promise<void>;
   /** A unit of one allowed partial tenant goes on in place instead of being preflighted again alone. */
   partialInPlace?: boolean;
+  /** Runs first, inside the unit's cancellation handling (a cancel then still records and tells the parent). */
+  begin?(): Promise<void>;
+  /** Registers messages of its own that approve tenants of the unit. */
+  listen?(approve: (ids: TenantId[]) => void): void;
 }
 
 /**
@@ -77,22 +80,23 @@ export interface UnitIo {
  *   them so); Completed otherwise, with each tenant's outcome in its result.
  */
 export async function restoreUnit(input: RestoreUnitInput): Promise<TenantOutcome[]> {
-  return runUnit(input, unitIo(input, { endAsTenants: true }));
+  return runUnit(input, unitIo(input, 'unit'));
 }
 
 /**
- * The unit's own messages and activities. With `endAsTenants`, the execution ends as its tenants did, so the Web UI
- * lists a unit whose every tenant failed as Failed, and a cancelled one as Cancelled; a unit of one allowed partial
- * tenant goes on in place. The previous release's group child completed whatever its tenants did, and keeps doing so.
+ * The unit's messages and activities. A `unit` ends as its tenants did, so the Web UI lists a unit whose every tenant
+ * failed as Failed and a cancelled one as Cancelled, and a unit of one allowed partial tenant goes on in place. The
+ * previous release's group child (`previous-release-group`) completed whatever its tenants did and preflighted an
+ * allowed partial tenant again alone: it keeps doing both, so that its histories replay.
  */
-export function unitIo(input: RestoreUnitInput, { endAsTenants }: { endAsTenants: boolean }): UnitIo {
+export function unitIo(input: RestoreUnitInput, kind: 'unit' | 'previous-release-group'): UnitIo {
   const { parent } = workflowInfo();
-  const tell = async (send: () => Promise<void>) => tellParent(send);
+  const endAsTenants = kind === 'unit';
   return {
     async enter(ids, phase) {
       upsertSearchAttributes([{ key: RestorePhaseKey, value: phase }]);
       if (parent)
-        await tell(() =>
+        await tellParent(() =>
           getExternalWorkflowHandle(parent.workflowId).signal(unitPhaseSignal, { tenantIds: ids, phase }),
         );
     },
@@ -106,7 +110,8 @@ export function unitIo(input: RestoreUnitInput, { endAsTenants }: { endAsTenants
     },
     async finished(result, tenants, outcomes) {
       await bookkeeping.recordGroupResults({ artifacts: input.artifacts, result, tenants });
-      if (parent) await tell(() => getExternalWorkflowHandle(parent.workflowId).signal(unitDoneSignal, { outcomes }));
+      if (parent)
+        await tellParent(() => getExternalWorkflowHandle(parent.workflowId).signal(unitDoneSignal, { outcomes }));
     },
     async ended(outcomes, cancelledBy) {
       const failed = outcomes.filter((o) => o.status !== 'restored').length;
@@ -146,13 +151,11 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
   const { workflowId } = workflowInfo();
   const approved = new Set<TenantId>(input.approvedTenants);
   const outcomes = new Map<TenantId, TenantOutcome>();
-  setHandler(approveUnitTenantsSignal, ({ tenantIds: ids }) => {
-    for (const id of ids) approved.add(id);
-  });
-  // The previous release's per-tenant children were approved by this signal, which names no tenant: all of the unit.
-  setHandler(approveTenantSignal, () => {
-    for (const id of tenantIds) approved.add(id);
-  });
+  const approve = (ids: TenantId[]) => ids.forEach((id) => approved.add(id));
+  setHandler(approveUnitTenantsSignal, ({ tenantIds: ids }) => approve(ids));
+  io.listen?.(approve);
+  /** The tenants restored right now as one unit, and what it has learned so far (recorded if it is cancelled). */
+  let current: { ids: TenantId[]; evidence: Evidence; startedAt: number } | undefined;
 
   /**
    * Preflight, copy and validate of `ids` as one unit. Returns the evidence, or the step that failed and why, or (after
@@ -161,8 +164,8 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
   async function dataSteps(
     ids: TenantId[],
     opts: UnitOptions,
+    evidence: Evidence,
   ): Promise<{ evidence: Evidence; failure?: StepFailure; admission?: Admission }> {
-    const evidence: Evidence = { durations: {} };
     const inputFor = (partial: boolean) => ({
       restoreId,
       scratch: input.scratch,
@@ -314,7 +317,8 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
   ): Promise<{ failure?: StepFailure; reshape?: Admission; preflighted: boolean }> {
     const grouped = ids.length > 1;
     const startedAt = Date.now();
-    const { evidence, failure, admission } = await dataSteps(ids, opts);
+    current = { ids, evidence: { durations: {} }, startedAt };
+    const { evidence, failure, admission } = await dataSteps(ids, opts, current.evidence);
     const preflighted = evidence.preflight !== undefined;
     if (failure && grouped) return { failure, preflighted };
     const refusals = new Map<TenantId, StepFailure>(
@@ -401,6 +405,7 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
 
   let cancelledBy: unknown;
   try {
+    await io.begin?.();
     await restoreTenants(tenantIds, {});
   } catch (error) {
     if (!isCancellation(error)) throw error;
@@ -410,6 +415,9 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
     for (const id of cancelled)
       outcomes.set(id, { tenantId: id, status: 'cancelled', reason: 'cancelled by operator' });
     const now = Date.now();
+    // What the unit in progress learned (a partial tenant's restored keys, say) stays in the record when it is the
+    // cancelled tenants' own; one record for all cancelled tenants, as always.
+    const own = current && cancelled.every((id) => current!.ids.includes(id)) ? current : undefined;
     await CancellationScope.nonCancellable(() =>
       io.finished(
         {
@@ -417,9 +425,11 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
           tenantId: tenantIds[0]!,
           status: 'cancelled',
           actions: [],
-          durations: {},
-          startedAt: now,
+          ...own?.evidence,
+          durations: { ...own?.evidence.durations, total: now - (own?.startedAt ?? now) },
+          startedAt: own?.startedAt ?? now,
           finishedAt: now,
+          ...(own && own.ids.length > 1 ? { group: { workflowId, tenantIds: own.ids } } : {}),
         },
         cancelled.map((tenantId) => ({
           tenantId,

@@ -17,6 +17,7 @@ import {
   cancelSignal,
   pauseSignal,
   resumeSignal,
+  concurrencyRange,
   setConcurrencySignal,
   tenantDoneSignal,
   tenantPhaseSignal,
@@ -33,8 +34,6 @@ import { failureMessage, isCancelled } from './failures';
 
 /** Failures kept with their reasons in workflow state and the progress query; the report has all of them. */
 const maxFailuresKept = 100;
-/** The concurrency an operator may set: at least one unit, and a bound that no live database would survive anyway. */
-export const concurrencyRange = { min: 1, max: 1000 } as const;
 
 export type WindowState = Pick<
   BulkRestoreState,
@@ -111,14 +110,14 @@ export class SlidingWindow {
   /** Units tell the parent (by workflow id, so any run of it hears) where their tenants are, and how they ended. */
   listenToUnits(): void {
     const { state } = this;
-    setHandler(unitPhaseSignal, ({ tenantIds, phase }) => {
-      for (const id of tenantIds) if (id in state.running) state.running[id] = phase;
-    });
-    setHandler(unitDoneSignal, ({ outcomes }) => outcomes.forEach((o) => this.finish(o)));
     setHandler(tenantPhaseSignal, ({ tenantId, phase }) => {
       if (tenantId in state.running) state.running[tenantId] = phase;
     });
     setHandler(tenantDoneSignal, (outcome) => this.finish(outcome));
+    setHandler(unitPhaseSignal, ({ tenantIds, phase }) => {
+      for (const id of tenantIds) if (id in state.running) state.running[id] = phase;
+    });
+    setHandler(unitDoneSignal, ({ outcomes }) => outcomes.forEach((o) => this.finish(o)));
   }
 
   /** Counts a tenant's outcome, once (a unit's signal and its result may both report it). */

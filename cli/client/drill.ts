@@ -7,6 +7,7 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { ScheduleOverlapPolicy, WorkflowFailedError, type Client } from '@temporalio/client';
 import type { DrillRecord } from '../../activities/drill';
 import { getJson } from '../../activities/s3';
+import { concurrencyRange } from '../../workflows/definitions';
 import type { RestoreDrillInput } from '../../workflows/restore-drill';
 import { checkDatabaseRef, checkTenantRoot, loadConfigFlag, parseIntegerFlag, UsageError } from './input';
 
@@ -49,7 +50,12 @@ export function drillInputFromFlags(values: DrillFlags, withId = false): Restore
   };
   if (values.server) input.server = checkDatabaseRef('server', values.server);
   if (values.concurrency !== undefined)
-    input.concurrency = parseIntegerFlag('--concurrency', values.concurrency, 1, 1000);
+    input.concurrency = parseIntegerFlag(
+      '--concurrency',
+      values.concurrency,
+      concurrencyRange.min,
+      concurrencyRange.max,
+    );
   // The same validation as a restore's config (the worker checks it again when it builds the plan).
   if (values.config) input.config = loadConfigFlag(values.config);
   if (values.bucket) input.bucket = values.bucket;

@@ -16,6 +16,7 @@ import {
 import { createS3Client, formatS3Url, head, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
 import {
   bulkWorkflowId,
+  concurrencyRange,
   defaultConcurrency,
   defaultGroupSize,
   RestoreIdKey,
@@ -134,7 +135,7 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
   const concurrency =
     flags.concurrency === undefined
       ? defaultConcurrency
-      : parseIntegerFlag('--concurrency', flags.concurrency, 1, 1000);
+      : parseIntegerFlag('--concurrency', flags.concurrency, concurrencyRange.min, concurrencyRange.max);
   const groupSize =
     flags['group-size'] === undefined
       ? defaultGroupSize

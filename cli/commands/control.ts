@@ -2,6 +2,7 @@
 import { withTemporal } from '../client/connection';
 import { oneRestoreId, parseIntegerFlag, parseTenantList, UsageError } from '../client/input';
 import { signalRestore, type RestoreSignal } from '../client/restore';
+import { concurrencyRange } from '../../workflows/definitions';
 import { exitCodes, parseFlags, print, type Command } from './common';
 
 function signalCommand(name: string, signal: RestoreSignal, summary: string, after: string): Command {
@@ -75,7 +76,7 @@ export const approveCommand: Command = {
 
 const concurrencyUsage = `tenant-restore concurrency <restoreId> <N> [--json]
 
-Sets how many tenants are restored at once (1..1000), while the restore runs.
+Sets how many restore units (--group-size tenants each) run at once (1..1000), while the restore runs.
 
 exit codes: 0 sent | 2 bad input, unknown or finished restore | 3 Temporal unreachable`;
 
@@ -86,7 +87,7 @@ export const concurrencyCommand: Command = {
   async run(argv) {
     const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' } }, concurrencyUsage);
     if (positionals.length !== 2) throw new UsageError(`give a restore id and a number.\n\nusage: ${concurrencyUsage}`);
-    const n = parseIntegerFlag('concurrency', positionals[1], 1, 1000);
+    const n = parseIntegerFlag('concurrency', positionals[1], concurrencyRange.min, concurrencyRange.max);
     return withTemporal(async (client) => {
       const sent = await signalRestore(client, positionals[0], 'setConcurrency', n);
       print(!!values.json, { ...sent, concurrency: n }, () => `concurrency of restore ${positionals[0]} set to ${n}.`);
