@@ -38,6 +38,8 @@ export interface CatalogTable {
   uniqueIndexes?: CatalogUniqueIndex[];
   /** Non-internal triggers (on the table or its partitions), for the report. */
   userTriggers: string[];
+  /** Columns that lead an index of the table or of its partitions (any index without a predicate, unique or not). */
+  indexedColumns?: string[];
 }
 
 export interface CatalogUniqueIndex {
@@ -124,6 +126,14 @@ const uniqueKeysSql = `
   WHERE i.indrelid = ANY($1::oid[]) AND i.indisunique
   ORDER BY i.indrelid, NOT i.indisprimary, i.indexrelid::regclass::text`;
 
+// The first column of every index without a predicate, partitions' indexes lifted to their root (attnums resolved on
+// the relation the index is on): an ownership predicate can probe such a column with an array of keys.
+const indexedColumnsSql = `
+  SELECT coalesce(pg_partition_root(i.indrelid), i.indrelid)::int AS oid, array_agg(DISTINCT a.attname::text) AS columns
+  FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+  WHERE i.indpred IS NULL AND i.indkey[0] <> 0
+  GROUP BY 1`;
+
 // FKs on a partition are lifted to the partition root on both sides; attnums are resolved to names on the relation
 // that declares them (a partition's attnums may differ from its parent's), and duplicates are removed by the caller.
 const foreignKeysSql = `
@@ -174,6 +184,7 @@ export async function readCatalog(pool: Pool): Promise<Catalog> {
     inherited: boolean;
   }>(foreignKeysSql);
   const triggers = await pool.query<{ oid: number; name: string }>(triggersSql);
+  const indexed = await pool.query<{ oid: number; columns: string[] }>(indexedColumnsSql);
   const privilege = await pool.query<{ canSet: boolean; version: number }>(privilegeSql);
 
   const byOid = new Map<number, CatalogTable>();
@@ -215,6 +226,10 @@ export async function readCatalog(pool: Pool): Promise<Catalog> {
   for (const t of triggers.rows) {
     const table = byOid.get(t.oid);
     if (table && !table.userTriggers.includes(t.name)) table.userTriggers.push(t.name);
+  }
+  for (const i of indexed.rows) {
+    const table = byOid.get(i.oid);
+    if (table) table.indexedColumns = [...new Set([...(table.indexedColumns ?? []), ...i.columns])].sort();
   }
 
   // One FK per (from, columns, to, referenced columns): the clones PostgreSQL makes on each partition (and the

@@ -80,6 +80,11 @@ export interface PlanTable extends PlannedTableSummary {
   /** FK columns inserted as NULL and set afterwards (cycle strategy null-then-update). */
   nullThenUpdate: string[];
   userTriggers: string[];
+  /**
+   * Columns that lead an index in both the backup and live: an ownership predicate probes them with an array of keys,
+   * and reads any other column against a hashed key set (plan/ownership.ts). Absent in plans of earlier releases.
+   */
+  indexedColumns?: string[];
 }
 
 export interface Plan extends PlanSummary {
@@ -151,6 +156,10 @@ export function renderContext(plan: Plan, tenantIds?: string[]): RenderContext {
     paths,
     closureEdges: plan.closureEdges,
     tenantIds,
+    indexed: (table, column) => {
+      const columns = plan.tables.find((t) => t.key === table)?.indexedColumns;
+      return columns === undefined || columns.includes(column);
+    },
   };
 }
 
@@ -283,6 +292,7 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
         })),
       nullThenUpdate: nullThenUpdate.get(key) ?? [],
       userTriggers: l.userTriggers,
+      indexedColumns: (b.indexedColumns ?? []).filter((c) => l.indexedColumns?.includes(c)),
     };
   });
   for (const t of truncated)

@@ -169,6 +169,17 @@ describe('ownership', () => {
     );
     expect(comments.match(/"app"\."issues"/g)).toHaveLength(1);
     expect(comments).not.toContain('coalesce');
+
+    // A column without an index is matched against a hashed key set (IN), not probed with an array.
+    const unindexed = {
+      ...ctx,
+      indexed: (table: string, column: string) => !(table === 'issues' && column === 'reporter_id'),
+    };
+    expect(ownedPredicate('comments', 't', unindexed)).toBe(
+      `(t."issue_id" = ANY(ARRAY(SELECT t_0."id" FROM "app"."issues" t_0 WHERE (` +
+        `t_0."project_id" = ANY(ARRAY(SELECT t_0_0."id" FROM "app"."projects" t_0_0 WHERE t_0_0."tenant_id" = ANY(${ids}))) OR ` +
+        `(t_0."reporter_id") IN (SELECT t_0_1."id" FROM "app"."users" t_0_1 WHERE t_0_1."tenant_id" = ANY(${ids}))))))`,
+    );
   });
 
   it('tests another owner with a correlated EXISTS, which is never NULL and so safe under NOT', () => {

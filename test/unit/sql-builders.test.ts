@@ -134,8 +134,8 @@ const flat = (sql: Sql): Sql => ({ ...sql, text: sql.text.replace(/\s+/g, ' ').r
 
 describe('session', () => {
   const tenantIds = { text: `SELECT set_config('tenant_restore.tenant_ids', $1::text[]::text, true)`, values: [['5']] };
-  const noParallel = { text: 'SET LOCAL max_parallel_workers_per_gather = 0' };
-  it('scratch: one read-only snapshot, no parallel workers, the tenants as a $1 setting', () => {
+  const noParallel = { text: 'SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off' };
+  it('scratch: one read-only snapshot, no parallel workers and no JIT, the tenants as a $1 setting', () => {
     expect(sessionSetup({ mode: 'snapshot', tenantIds: ['5'] })).toEqual([
       { text: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' },
       noParallel,
