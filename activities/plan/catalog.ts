@@ -126,12 +126,15 @@ const uniqueKeysSql = `
   WHERE i.indrelid = ANY($1::oid[]) AND i.indisunique
   ORDER BY i.indrelid, NOT i.indisprimary, i.indexrelid::regclass::text`;
 
-// The first column of every index without a predicate, partitions' indexes lifted to their root (attnums resolved on
-// the relation the index is on): an ownership predicate can probe such a column with an array of keys.
+// The first column of every btree or hash index that an ownership predicate (`col = ANY(...)`) can use: no predicate,
+// or only `col IS NOT NULL` (which that comparison implies). Partitions' indexes are lifted to their root, with attnums
+// resolved on the relation the index is on. Such a column is probed with an array of keys.
 const indexedColumnsSql = `
   SELECT coalesce(pg_partition_root(i.indrelid), i.indrelid)::int AS oid, array_agg(DISTINCT a.attname::text) AS columns
   FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-  WHERE i.indpred IS NULL AND i.indkey[0] <> 0
+  JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+  WHERE i.indkey[0] <> 0 AND am.amname IN ('btree', 'hash')
+    AND (i.indpred IS NULL OR pg_get_expr(i.indpred, i.indrelid) = '(' || quote_ident(a.attname) || ' IS NOT NULL)')
   GROUP BY 1`;
 
 // FKs on a partition are lifted to the partition root on both sides; attnums are resolved to names on the relation

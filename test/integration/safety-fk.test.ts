@@ -20,7 +20,8 @@ import {
   ExcludedParentError,
   nonRetryableErrorTypes,
 } from '../../activities/errors';
-import { buildPlan, chunkUnits, describePlan, type Plan, type PlanTable } from '../../activities/plan';
+import { buildPlan, chunkUnits, describePlan, renderContext, type Plan, type PlanTable } from '../../activities/plan';
+import { ownedPredicate } from '../../activities/plan/ownership';
 import { validateTenant } from '../../activities/validate';
 import type { CopyCheckpoint } from '../../activities/restore-types';
 import { fingerprints, psqlFile, query, userTables } from '../helpers/engine';
@@ -291,6 +292,9 @@ describe('foreign keys: no orphan is ever committed', () => {
       await query(liveDb.url, schema);
       const plan = await buildPlan({ scratch: pools.get(backup.url), live: pools.get(liveDb.url), tenantRoot: 's.t' });
       expect(plan.tables.find((t) => t.key === 's.a')!.nullThenUpdate).toEqual(['b_id']);
+    // No index on s.a(t_id) nor s.b(a_id): their ownership predicates match a hashed key set (IN), not an array.
+    expect(plan.tables.find((t) => t.key === 's.a')!.indexedColumns).toEqual(['id']);
+    expect(ownedPredicate('s.b', 't', renderContext(plan, ['1']))).toContain('IN (SELECT');
       for (const tenant of ['2', '1']) {
         const result = await copyTenant({
           scratch: pools.get(backup.url),
