@@ -128,8 +128,14 @@ async function merge(
   }
   // Stop before writing anything of the table when another tenant holds one of its keys.
   await assertNoCrossTenantKeys(live, plan, ctx, table, stagingName, tenantIds, 'rows');
-  const { rows: conflictRows } = await live.query<{ n: string }>(conflictCount(plan, table, stagingName, 'rows'));
-  const conflicts = Number(conflictRows[0]!.n);
+  const countConflicts = async () =>
+    Number((await live.query<{ n: string }>(conflictCount(plan, table, stagingName, 'rows'))).rows[0]!.n);
+  // Under skip the insert changes no existing row, so the conflicts (live rows that differ from the backup's) are the
+  // same after it, and can only be among the rows it did not write: counted after it, and only when it left some (an
+  // absent tenant's rows are all written: no count). Not when user triggers fire on the insert (FK checks by
+  // PostgreSQL): a trigger may change an inserted row, which would then differ from its staged copy.
+  const countAfterInsert = policy === 'skip' && (plan.fkEnforcement === 'replica' || table.userTriggers.length === 0);
+  let conflicts = countAfterInsert ? 0 : await countConflicts();
   if (policy === 'fail' && conflicts > 0) throw conflictPolicyRefusal(table.key, conflicts, tenantIds);
   let written: number;
   if (trackWritten) {
@@ -138,6 +144,7 @@ async function merge(
   } else {
     written = (await live.query(insert)).rowCount ?? 0;
   }
+  if (countAfterInsert && written < staged) conflicts = await countConflicts();
   return { staged, written, kept: policy === 'skip' ? conflicts : 0, conflicts };
 }
 

@@ -292,9 +292,9 @@ describe('foreign keys: no orphan is ever committed', () => {
       await query(liveDb.url, schema);
       const plan = await buildPlan({ scratch: pools.get(backup.url), live: pools.get(liveDb.url), tenantRoot: 's.t' });
       expect(plan.tables.find((t) => t.key === 's.a')!.nullThenUpdate).toEqual(['b_id']);
-    // No index on s.a(t_id) nor s.b(a_id): their ownership predicates match a hashed key set (IN), not an array.
-    expect(plan.tables.find((t) => t.key === 's.a')!.indexedColumns).toEqual(['id']);
-    expect(ownedPredicate('s.b', 't', renderContext(plan, ['1']))).toContain('IN (SELECT');
+      // No index on s.a(t_id) nor s.b(a_id): their ownership predicates match a hashed key set (IN), not an array.
+      expect(plan.tables.find((t) => t.key === 's.a')!.indexedColumns).toEqual(['id']);
+      expect(ownedPredicate('s.b', 't', renderContext(plan, ['1']))).toContain('IN (SELECT');
       for (const tenant of ['2', '1']) {
         const result = await copyTenant({
           scratch: pools.get(backup.url),
@@ -311,6 +311,49 @@ describe('foreign keys: no orphan is ever committed', () => {
       expect(await orphans(liveDb.url)).toEqual({});
     },
   );
+
+  it('under skip, conflicts are the live rows that differ from the backup: counted whether or not the insert wrote the rest', async () => {
+    const schema = `CREATE SCHEMA s;
+      CREATE TABLE s.t (id int PRIMARY KEY);
+      CREATE TABLE s.a (id int PRIMARY KEY, t_id int NOT NULL REFERENCES s.t, v text);`;
+    const backup = await fresh('sfk_skip_src');
+    await query(
+      backup.url,
+      `${schema} INSERT INTO s.t VALUES (1); INSERT INTO s.a VALUES (10, 1, 'x'), (11, 1, 'y'), (12, 1, 'z');`,
+    );
+    const liveDb = await fresh('sfk_skip_live');
+    // Live kept row 10 as it was and changed row 11; row 12 is gone.
+    await query(
+      liveDb.url,
+      `${schema} INSERT INTO s.t VALUES (1); INSERT INTO s.a VALUES (10, 1, 'x'), (11, 1, 'changed');`,
+    );
+    const plan = await buildPlan({ scratch: pools.get(backup.url), live: pools.get(liveDb.url), tenantRoot: 's.t' });
+    const result = await copyTenant({
+      scratch: pools.get(backup.url),
+      live: pools.get(liveDb.url),
+      plan,
+      tenantIds: ['1'],
+      conflict: 'skip',
+    });
+    expect(result.conflicts?.['s.a']).toBe(1);
+    expect(result.skipped['s.a']).toBe(1);
+    expect(await query(liveDb.url, 'SELECT id, v FROM s.a ORDER BY id')).toEqual([
+      { id: 10, v: 'x' },
+      { id: 11, v: 'changed' },
+      { id: 12, v: 'z' },
+    ]);
+    // A tenant whose rows are all new has no conflict, and the count is not even needed.
+    await query(liveDb.url, 'DELETE FROM s.a; DELETE FROM s.t');
+    const fresh2 = await copyTenant({
+      scratch: pools.get(backup.url),
+      live: pools.get(liveDb.url),
+      plan,
+      tenantIds: ['1'],
+      conflict: 'skip',
+    });
+    expect(fresh2.conflicts?.['s.a']).toBe(0);
+    expect(fresh2.rows['s.a']).toBe(3);
+  });
 
   it('a database error in a later chunk is named, says what was committed, and leaves no orphan', async () => {
     // Live has a rule (added after the backup) that tenant 15's 26th comment breaks: the second chunk of app.comments fails.
