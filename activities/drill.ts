@@ -184,14 +184,10 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
       report: string;
     }): Promise<NonNullable<DrillRecord['rowCheck']> & { rows: number }> {
       const report = await getJson<RestoreReport>(s3, parseS3Url(input.report));
+      // The report's totals count each unit's evidence once: its tenants' rows, and the shared parents they needed.
       const expected: Record<string, number> = { ...report.totals.rows };
-      // A unit of several tenants copied its parent closure once; each of its tenants carries the unit's evidence.
-      const counted = new Set<string>();
-      for (const t of report.tenants) {
-        if (t.group && counted.has(t.group.workflowId)) continue;
-        if (t.group) counted.add(t.group.workflowId);
-        for (const p of t.parentClosure) expected[p.table] = (expected[p.table] ?? 0) + p.rows;
-      }
+      for (const [table, n] of Object.entries(report.totals.parentClosure))
+        expected[table] = (expected[table] ?? 0) + n;
       const db = pools.get(input.drill);
       const { rows: tables } = await db.query<{ schema: string; name: string }>(`
         SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -62,6 +62,8 @@ export interface RestoreReport {
     rows: Record<string, number>;
     skipped: Record<string, number>;
     conflicts: Record<string, number>;
+    /** Shared parents inserted for the restored rows, per table (each unit's once). */
+    parentClosure: Record<string, number>;
   };
   timing: { copyMsTotal: number; tenantMsTotal: number; tenantMsMedian: number; tenantMsMax: number };
   error?: string;
@@ -311,6 +313,7 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
         rows: {} as Record<string, number>,
         skipped: {} as Record<string, number>,
         conflicts: {} as Record<string, number>,
+        parentClosure: {} as Record<string, number>,
       };
       const tenantMs: number[] = [];
       let copyMsTotal = 0;
@@ -329,6 +332,7 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
         add(totals.rows, x.rows);
         add(totals.skipped, x.skipped);
         add(totals.conflicts, x.conflicts);
+        add(totals.parentClosure, Object.fromEntries(x.parentClosure.map((p) => [p.table, p.rows])));
         copyMsTotal += x.durations.copy ?? 0;
       }
       tenantMs.sort((a, b) => a - b);
