@@ -27,6 +27,7 @@ import type {
 import { LivePressure, type YieldToLive } from './live-pressure';
 import { getText, putJson, putText } from './s3';
 import { validateTenant } from './validate';
+import type { ComparedStepInput } from './sql/session';
 import type { ArtifactsRef, ObjectRef, PlanRef } from './restore-types';
 
 /**
@@ -171,6 +172,16 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     return (client, signal) => pressure.yieldToLive(client, signal ?? cancellationSignal());
   };
 
+  /** What preflight and validate share: both databases, the plan, the tenants, the policy, the throttle. */
+  const comparedStep = async (input: TenantStepInput): Promise<ComparedStepInput> => ({
+    ...dbs(input),
+    plan: await loadPlan(input.plan),
+    tenantId: input.tenantId,
+    tenantIds: input.tenantIds,
+    conflict: input.conflict,
+    yieldToLive: yieldToLive(input.live),
+  });
+
   // Who checks FKs during the copy (BuildPlanInput.fkChecks); a bad value stops the worker at start.
   const fkChecks = fkChecksFromEnv();
 
@@ -213,21 +224,10 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     },
 
     async preflightTenantRestore(input: TenantStepInput): Promise<PreflightResult> {
-      const plan = await loadPlan(input.plan);
+      const step = await comparedStep(input);
       return heartbeating(
         () => ({ stage: 'preflight' }),
-        () =>
-          engineCall(() =>
-            preflightTenant({
-              ...dbs(input),
-              plan,
-              tenantId: input.tenantId,
-              tenantIds: input.tenantIds,
-              conflict: input.conflict,
-              yieldToLive: yieldToLive(input.live),
-              checks: input.preflightChecks,
-            }),
-          ),
+        () => engineCall(() => preflightTenant({ ...step, checks: input.preflightChecks })),
       );
     },
 
@@ -272,21 +272,10 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     },
 
     async validateTenantRows(input: TenantStepInput): Promise<ValidationResult> {
-      const plan = await loadPlan(input.plan);
+      const step = await comparedStep(input);
       return heartbeating(
         () => ({ stage: 'validate' }),
-        () =>
-          engineCall(() =>
-            validateTenant({
-              ...dbs(input),
-              plan,
-              tenantId: input.tenantId,
-              tenantIds: input.tenantIds,
-              conflict: input.conflict,
-              yieldToLive: yieldToLive(input.live),
-              partial: input.partial,
-            }),
-          ),
+        () => engineCall(() => validateTenant({ ...step, partial: input.partial })),
       );
     },
   };

@@ -158,14 +158,15 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
   let current: { ids: TenantId[]; evidence: Evidence; startedAt: number } | undefined;
 
   /**
-   * Preflight, copy and validate of `ids` as one unit. Returns the evidence, or the step that failed and why, or (after
-   * preflight, before anything is written) the admission when some tenants cannot go on with this unit.
+   * Preflight, copy and validate of `ids` as one unit, filling `evidence` as the steps run. Returns the step that failed
+   * and why, or (after preflight, before anything is written) the admission when some tenants cannot go on with this
+   * unit.
    */
   async function dataSteps(
     ids: TenantId[],
     opts: UnitOptions,
     evidence: Evidence,
-  ): Promise<{ evidence: Evidence; failure?: StepFailure; admission?: Admission }> {
+  ): Promise<{ failure?: StepFailure; admission?: Admission }> {
     const inputFor = (partial: boolean) => ({
       restoreId,
       scratch: input.scratch,
@@ -202,7 +203,7 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       const admission = admitTenants(preflight, ids, { allowPartial: input.allowPartial, admitted: opts.admitted });
       const partialAlone = io.partialInPlace && ids.length === 1 && admission.partial.length === 1;
       if (partialAlone) stepInput = inputFor(true);
-      else if (mustReshape(admission, opts.partial ?? false)) return { evidence, admission };
+      else if (mustReshape(admission, opts.partial ?? false)) return { admission };
       const expectAbsent = ids.filter(
         (id) => preflight.tenants?.[id]?.state === 'absent' && !opts.admitted?.includes(id),
       );
@@ -224,14 +225,13 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
           .map((t) => `${t.table} (scratch ${t.scratchCount}, live ${t.liveCount})`);
         const orphans = evidence.validation.orphans.map((o) => `${o.rows} orphan(s) on ${o.constraint}`);
         return {
-          evidence,
           failure: { step, type: 'ValidationFailed', message: `Validation failed: ${[...bad, ...orphans].join('; ')}` },
         };
       }
-      return { evidence };
+      return {};
     } catch (error) {
       if (isCancellation(error)) throw error;
-      return { evidence, failure: { step, ...failureMessage(error) } };
+      return { failure: { step, ...failureMessage(error) } };
     }
   }
 
@@ -317,8 +317,9 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
   ): Promise<{ failure?: StepFailure; reshape?: Admission; preflighted: boolean }> {
     const grouped = ids.length > 1;
     const startedAt = Date.now();
-    current = { ids, evidence: { durations: {} }, startedAt };
-    const { evidence, failure, admission } = await dataSteps(ids, opts, current.evidence);
+    const evidence: Evidence = { durations: {} };
+    current = { ids, evidence, startedAt };
+    const { failure, admission } = await dataSteps(ids, opts, evidence);
     const preflighted = evidence.preflight !== undefined;
     if (failure && grouped) return { failure, preflighted };
     const refusals = new Map<TenantId, StepFailure>(
