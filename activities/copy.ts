@@ -100,7 +100,7 @@ function stage(
   ctx: RenderContext,
   table: PlanTable,
   stagingName: string,
-  opts: { chunk?: { limit: number; afterKey: boolean }; signal?: AbortSignal },
+  opts: { chunk?: { limit: number; afterKey: boolean }; cap?: number; signal?: AbortSignal },
 ): Promise<number> {
   return stageRows(scratch, live, plan, ctx, table, stagingName, { kind: 'rows' }, { ...opts, analyze: 'always' });
 }
@@ -126,17 +126,24 @@ async function merge(
     const { rowCount } = await live.query(insert);
     return { staged, written: rowCount ?? 0, kept: 0, conflicts: 0 };
   }
-  // Stop before writing anything of the table when another tenant holds one of its keys.
-  await assertNoCrossTenantKeys(live, plan, ctx, table, stagingName, tenantIds, 'rows');
+  // Under skip and fail the insert is `ON CONFLICT DO NOTHING` on every unique key and index: a staged row that meets
+  // any key already in live is left out, and one it inserts is this tenant's, identical to the backup's. So when it
+  // inserts every staged row, live held none of their keys: no other tenant's (I1 holds) and no conflict. Checks
+  // first only where that proof fails: overwrite (its insert updates rows), and user triggers that fire on the insert
+  // (FK checks by PostgreSQL) and may change the rows it inserts. When the insert left rows out, the checks run after
+  // it, still inside the transaction: a refusal rolls the insert back with everything else, nothing committed.
+  const checkAfterInsert =
+    policy !== 'overwrite' && (plan.fkEnforcement === 'replica' || table.userTriggers.length === 0);
   const countConflicts = async () =>
     Number((await live.query<{ n: string }>(conflictCount(plan, table, stagingName, 'rows'))).rows[0]!.n);
-  // Under skip the insert changes no existing row, so the conflicts (live rows that differ from the backup's) are the
-  // same after it, and can only be among the rows it did not write: counted after it, and only when it left some (an
-  // absent tenant's rows are all written: no count). Not when user triggers fire on the insert (FK checks by
-  // PostgreSQL): a trigger may change an inserted row, which would then differ from its staged copy.
-  const countAfterInsert = policy === 'skip' && (plan.fkEnforcement === 'replica' || table.userTriggers.length === 0);
-  let conflicts = countAfterInsert ? 0 : await countConflicts();
-  if (policy === 'fail' && conflicts > 0) throw conflictPolicyRefusal(table.key, conflicts, tenantIds);
+  const check = async () => {
+    // Stop before anything of the table commits when another tenant holds one of its keys.
+    await assertNoCrossTenantKeys(live, plan, ctx, table, stagingName, tenantIds, 'rows');
+    const conflicts = await countConflicts();
+    if (policy === 'fail' && conflicts > 0) throw conflictPolicyRefusal(table.key, conflicts, tenantIds);
+    return conflicts;
+  };
+  let conflicts = checkAfterInsert ? 0 : await check();
   let written: number;
   if (trackWritten) {
     await live.query(createWrittenKeys(plan, table, trackWritten));
@@ -144,7 +151,7 @@ async function merge(
   } else {
     written = (await live.query(insert)).rowCount ?? 0;
   }
-  if (countAfterInsert && written < staged) conflicts = await countConflicts();
+  if (checkAfterInsert && written < staged) conflicts = await check();
   return { staged, written, kept: policy === 'skip' ? conflicts : 0, conflicts };
 }
 
@@ -155,7 +162,7 @@ async function merge(
 async function finishStaged(
   live: PoolClient,
   plan: Plan,
-  staged: Array<{ table: PlanTable; name: string; written: string | null }>,
+  staged: StagedTable[],
   tenantIds: TenantId[],
   signal?: AbortSignal,
 ): Promise<void> {
@@ -164,10 +171,22 @@ async function finishStaged(
   if (plan.fkEnforcement === 'replica') {
     for (const s of staged) {
       checkAbort(signal);
-      await assertNoOrphans(live, plan, s.table, s.name, tenantIds);
+      await assertNoOrphans(live, plan, s.table, s.name, tenantIds, s.allWritten);
     }
   }
   checkAbort(signal);
+}
+
+/**
+ * A table merged in this transaction. `written`: the table of the keys it inserted, for the fill of columns inserted
+ * NULL. `allWritten`: every staged row was inserted (or overwritten), so live's rows of the staged keys are the staged
+ * rows (once the fill has run; FK triggers suspended, so no user trigger changed them).
+ */
+interface StagedTable {
+  table: PlanTable;
+  name: string;
+  written: string | null;
+  allWritten: boolean;
 }
 
 /** The primary keys of the rows a merge inserted (tracked in `writtenName`), as text, at most recordedKeysLimit. */
@@ -188,8 +207,9 @@ async function assertNoOrphans(
   table: PlanTable,
   stagingName: string,
   tenantIds: TenantId[],
+  asStaged = false,
 ): Promise<void> {
-  const orphans = await scanOrphans(live, plan, [table], () => ({ staged: stagingName }));
+  const orphans = await scanOrphans(live, plan, [table], () => ({ staged: stagingName, asStaged }));
   if (orphans.length) throw danglingReference(table.key, orphans, tenantIds);
 }
 
@@ -264,17 +284,27 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
     // A partial tenant goes in one transaction: its keys are recorded from that transaction's inserts, and the chunked
     // path's second pass (deferred FK columns) must never touch a row its users kept.
     const chunkRows = input.recordKeys ? undefined : input.chunkRows;
-    const counts = chunkRows || input.resumeFrom ? await countRows(scratch, plan, ctx) : null;
-    const chunked = Boolean(input.resumeFrom) || (chunkRows !== undefined && counts!.some((n) => n > chunkRows));
     let throttledMs = 0;
     const yieldToLive: YieldToLive = async (live, signal) => {
       const waited = (await input.yieldToLive?.(live, signal)) ?? 0;
       throttledMs += waited;
       return waited;
     };
-    const result = chunked
-      ? await copyChunked({ ...input, yieldToLive }, scratch, ctx, chunkRows ?? Math.max(...counts!, 1))
-      : await copyOneTransaction({ ...input, yieldToLive }, scratch, ctx);
+    const copy = { ...input, yieldToLive };
+    let result: CopyTotals;
+    let chunked = Boolean(input.resumeFrom);
+    if (input.resumeFrom) {
+      // The chunk size of the attempt that wrote the checkpoint, when the input does not carry it: the largest table.
+      const size = chunkRows ?? Math.max(...(await countRows(scratch, plan, ctx)), 1);
+      result = await copyChunked(copy, scratch, ctx, size);
+    } else {
+      // One transaction unless a table holds more than chunkRows rows of the tenants. Nothing is counted first: the
+      // transaction stages at most chunkRows + 1 rows per table, and one that finds more is rolled back (nothing of it
+      // committed) and the copy goes in chunks.
+      const whole = await copyOneTransaction(copy, scratch, ctx, chunkRows);
+      chunked = whole === tooLarge;
+      result = whole === tooLarge ? await copyChunked(copy, scratch, ctx, chunkRows!) : whole;
+    }
     return { ...result, tenantIds, chunked, durationMs: Date.now() - started, throttledMs };
   } catch (error) {
     scratchBroken = true;
@@ -325,33 +355,54 @@ function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableOutcome,
   totals.conflicts[table.key] = (totals.conflicts[table.key] ?? 0) + outcome.conflicts;
 }
 
+/** What copyOneTransaction returns when a table holds more than chunkRows rows of the tenants (rolled back). */
+const tooLarge = Symbol('more than chunkRows');
+
+class TooLargeForOneTransaction extends Error {}
+
 /** The default: every table of the tenant in one live transaction, all or nothing. */
 async function copyOneTransaction(
   input: CopyTenantInput,
   scratch: PoolClient,
   ctx: RenderContext,
-): Promise<CopyTotals> {
+  chunkRows?: number,
+): Promise<CopyTotals | typeof tooLarge> {
   const { plan, tenantIds, conflict, signal } = input;
   const totals = emptyTotals(plan);
-  return liveTransaction(input, async (live) => {
-    const staged: Array<{ table: PlanTable; name: string; written: string | null }> = [];
+  try {
+    return await liveTransaction(input, (live) => copyTables(live));
+  } catch (error) {
+    if (error instanceof TooLargeForOneTransaction) return tooLarge;
+    throw error;
+  }
+  async function copyTables(live: PoolClient): Promise<CopyTotals> {
+    const staged: StagedTable[] = [];
     for (const [i, table] of plan.tables.entries()) {
       checkAbort(signal);
       await input.yieldToLive?.(live, signal);
       const name = `tr_stage_${i}`;
       const recordKeys = input.recordKeys && table.role !== 'shared';
       const written = table.nullThenUpdate.length || recordKeys ? `tr_written_${i}` : null;
-      const n = await stage(scratch, live, plan, ctx, table, name, { signal });
+      const n = await stage(scratch, live, plan, ctx, table, name, {
+        signal,
+        cap: chunkRows === undefined ? undefined : chunkRows + 1,
+      });
+      if (chunkRows !== undefined && n > chunkRows) throw new TooLargeForOneTransaction();
       const outcome = await merge(live, plan, ctx, table, name, n, conflict, tenantIds, written);
       addOutcome(totals, table, outcome);
       if (recordKeys && outcome.written > 0)
         (totals.restoredKeys ??= {})[table.key] = await recordedKeys(live, table, written!, outcome.written);
       // No row staged, no written-keys table (merge creates it only for rows): nothing of this table to fill.
-      staged.push({ table, name, written: table.nullThenUpdate.length && n > 0 ? written : null });
+      staged.push({
+        table,
+        name,
+        written: table.nullThenUpdate.length && n > 0 ? written : null,
+        allWritten: outcome.written === n,
+      });
     }
     await finishStaged(live, plan, staged, tenantIds, signal);
     return totals;
-  });
+  }
 }
 
 /**
@@ -551,7 +602,7 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
     if (plan.tables[i]!.role !== 'shared') run.totals.rows[plan.tables[i]!.key] = 0;
   const outcomes: Array<[PlanTable, TableOutcome]> = [];
   await liveTransaction(run.input, async (live) => {
-    const staged: Array<{ table: PlanTable; name: string; written: string | null }> = [];
+    const staged: StagedTable[] = [];
     for (let i = unit.start; i < unit.end; i++) {
       const table = plan.tables[i]!;
       checkAbort(signal);
@@ -559,8 +610,9 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
       const name = `tr_stage_${i}`;
       const written = table.nullThenUpdate.length ? `tr_written_${i}` : null;
       const n = await stage(run.scratch, live, plan, run.ctx, table, name, { signal });
-      outcomes.push([table, await merge(live, plan, run.ctx, table, name, n, conflict, tenantIds, written)]);
-      staged.push({ table, name, written: n > 0 ? written : null });
+      const outcome = await merge(live, plan, run.ctx, table, name, n, conflict, tenantIds, written);
+      outcomes.push([table, outcome]);
+      staged.push({ table, name, written: n > 0 ? written : null, allWritten: outcome.written === n });
     }
     await finishStaged(live, plan, staged, tenantIds, signal);
   });

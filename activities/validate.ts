@@ -3,7 +3,7 @@
  * checksum of the tenant's rows, computed in SQL on scratch and on live: the sum of a 64-bit hash of each row's text
  * (`hashtextextended(ROW(...)::text, 0)`, summed as numeric so it cannot overflow), with both sessions in the same
  * text settings (UTC, ISO dates, full float digits) so that the same row gives the same text on both servers. Then
- * every FK of the tenant's rows in live is scanned for orphans.
+ * every FK of the tenant's rows in live is checked for orphans, in the same pass as live's checksum.
  *
  * What "match" means depends on the policy:
  * - overwrite and fail: live holds exactly the backup's rows, so count and full-row checksum must be equal;
@@ -18,7 +18,7 @@ import { assertPlan, renderContext, type Plan, type PlanTable } from './plan';
 import type { RenderContext } from './plan/ownership';
 import type { TableValidation, TenantId, ValidationResult } from './restore-types';
 import { tableChecksum } from './sql/checksum';
-import { scanOrphans } from './sql/orphans';
+import { scanOrphans, type Orphans } from './sql/orphans';
 import { missingRows } from './sql/presence';
 import { withComparedSessions, type ComparedStepInput } from './sql/session';
 
@@ -34,11 +34,25 @@ interface Sums {
   n: number;
   rows: string;
   keys: string;
+  /** Live only: the FKs of the table with rows whose reference finds no parent. */
+  orphans: Orphans[];
 }
 
-async function checksum(client: PoolClient, plan: Plan, ctx: RenderContext, table: PlanTable): Promise<Sums> {
-  const { rows } = await client.query<{ n: string; rows: string; keys: string }>(tableChecksum(plan, ctx, table));
-  return { n: Number(rows[0]!.n), rows: rows[0]!.rows, keys: rows[0]!.keys };
+async function checksum(
+  client: PoolClient,
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  withOrphans = false,
+): Promise<Sums> {
+  const { rows } = await client.query<Record<string, string>>(tableChecksum(plan, ctx, table, withOrphans));
+  const r = rows[0]!;
+  const orphans = withOrphans
+    ? table.foreignKeys
+        .map((fk, i) => ({ table: table.key, constraint: fk.constraint, rows: Number(r[`o${i}`]) }))
+        .filter((o) => o.rows > 0)
+    : [];
+  return { n: Number(r.n), rows: r.rows!, keys: r.keys!, orphans };
 }
 
 /** Every FK of the tenants' owned rows in live: the orphans found, per FK (shared tables are the parent closure). */
@@ -60,11 +74,13 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
   const ctx = renderContext(plan, tenantIds);
   return withComparedSessions(input, tenantIds, 'snapshot', async (scratch, live) => {
     const tables: TableValidation[] = [];
+    const orphans: Orphans[] = [];
     let throttledMs = 0;
     for (const table of plan.tables) {
       if (table.role === 'shared') continue;
       throttledMs += (await input.yieldToLive?.(live)) ?? 0;
-      const [s, l] = await Promise.all([checksum(scratch, plan, ctx, table), checksum(live, plan, ctx, table)]);
+      const [s, l] = await Promise.all([checksum(scratch, plan, ctx, table), checksum(live, plan, ctx, table, true)]);
+      orphans.push(...l.orphans);
       const match = s.n === l.n && (conflict === 'skip' ? s.keys === l.keys : s.rows === l.rows);
       tables.push({
         table: table.key,
@@ -75,7 +91,6 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
         match,
       });
     }
-    const orphans = await ownedOrphans(live, plan, tenantIds);
     return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans, throttledMs };
   });
 }

@@ -45,12 +45,17 @@ export function copyOut(
   table: PlanTable,
   shape: StagedShape,
   chunk?: { limit: number; afterKey: boolean },
+  cap?: number,
 ): Sql {
   const columns = stagedColumns(table, shape);
   const hash = shape.kind === 'hashed' ? `, md5(${rowText(writtenNames(table), 't')})` : '';
   const where = [ownedPredicate(table.key, 't', ctx)];
   if (chunk?.afterKey) where.push(keysetAfter(table, 't'));
-  const tail = chunk ? ` ORDER BY ${columnList(table.primaryKey, 't')} LIMIT ${Math.floor(chunk.limit)}` : '';
+  const tail = chunk
+    ? ` ORDER BY ${columnList(table.primaryKey, 't')} LIMIT ${Math.floor(chunk.limit)}`
+    : cap
+      ? ` LIMIT ${Math.floor(cap)}`
+      : '';
   return {
     text: `COPY (SELECT ${columnList(columns, 't')}${hash} FROM ${qualify(plan, table.key)} t WHERE ${where.join(' AND ')}${tail}) TO STDOUT`,
   };
@@ -105,10 +110,16 @@ export async function stageRows(
   table: PlanTable,
   name: string,
   shape: StagedShape,
-  options: { chunk?: { limit: number; afterKey: boolean }; signal?: AbortSignal; analyze: 'always' | 'when-rows' },
+  options: {
+    chunk?: { limit: number; afterKey: boolean };
+    /** At most this many rows, in no particular order (a copy that finds more goes in chunks instead). */
+    cap?: number;
+    signal?: AbortSignal;
+    analyze: 'always' | 'when-rows';
+  },
 ): Promise<number> {
   await live.query(createStaging(plan, table, name, shape));
-  const source = scratch.query(copyTo(copyOut(plan, ctx, table, shape, options.chunk).text));
+  const source = scratch.query(copyTo(copyOut(plan, ctx, table, shape, options.chunk, options.cap).text));
   const sink = live.query(copyFrom(copyIn(table, name, shape).text));
   await pipeline(source, sink, { signal: options.signal });
   if (options.analyze === 'always' || sink.rowCount > 0) await live.query(analyzeStaging(name));
