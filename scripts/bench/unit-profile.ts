@@ -40,7 +40,10 @@ function instrument(pool: pg.Pool, timings: Map<string, Timing>, step: { name: s
       };
       const result = query(...args) as { then?: unknown; on?: (e: string, f: () => void) => void };
       if (typeof result?.then === 'function') (result as Promise<unknown>).then(add, add);
-      else (result?.on?.('end', add), result?.on?.('finish', add));
+      else {
+        result?.on?.('end', add);
+        result?.on?.('finish', add);
+      }
       return result;
     };
   });
