@@ -54,7 +54,7 @@ import { danglingReference, scanOrphans } from './sql/orphans';
 import { assertTenantsInBackup, liveRoots, ownedRowCount } from './sql/presence';
 import { advanceSequences } from './sql/sequences';
 import { closeSession, openSession, sessionSetup } from './sql/session';
-import { lastStagedKey, setKeysetCursor, stageRows } from './sql/stage';
+import { analyzeStaging, lastStagedKey, setKeysetCursor, stageRows } from './sql/stage';
 
 export interface CopyTenantInput {
   scratch: Pool;
@@ -92,7 +92,11 @@ interface TableOutcome {
   conflicts: number;
 }
 
-/** Streams the tenant's rows of `table` from scratch into a fresh staging table on live. Returns the staged row count. */
+/**
+ * Streams the tenant's rows of `table` from scratch into a fresh staging table on live. Returns the staged row count.
+ * `analyze`: a chunk's staging is analyzed at once (its statements join it to the target); in one transaction it is
+ * analyzed only when a statement will join it (checks, fill, FK check against the target): see `analyzed`.
+ */
 function stage(
   scratch: PoolClient,
   live: PoolClient,
@@ -100,9 +104,33 @@ function stage(
   ctx: RenderContext,
   table: PlanTable,
   stagingName: string,
-  opts: { chunk?: { limit: number; afterKey: boolean }; cap?: number; signal?: AbortSignal },
+  opts: {
+    chunk?: { limit: number; afterKey: boolean };
+    cap?: number;
+    signal?: AbortSignal;
+    analyze: 'always' | 'later';
+  },
 ): Promise<number> {
-  return stageRows(scratch, live, plan, ctx, table, stagingName, { kind: 'rows' }, { ...opts, analyze: 'always' });
+  return stageRows(scratch, live, plan, ctx, table, stagingName, { kind: 'rows' }, opts);
+}
+
+/**
+ * A temp table has no statistics until analyzed, and a join of an unanalyzed staging table to the target is planned as
+ * a hash join over the whole target (sql/stage.ts). The fast path joins staging to nothing (the insert reads it, the
+ * FK check probes parents by index), so its ANALYZE (7-42 ms per table of a unit) is taken only before a join. Tracked
+ * per transaction: staging tables are dropped at COMMIT.
+ */
+class Staging {
+  private readonly analyzed = new Set<string>();
+  constructor(private readonly live: PoolClient) {}
+  markAnalyzed(name: string): void {
+    this.analyzed.add(name);
+  }
+  async analyze(name: string): Promise<void> {
+    if (this.analyzed.has(name)) return;
+    await this.live.query(analyzeStaging(name));
+    this.analyzed.add(name);
+  }
 }
 
 /**
@@ -111,6 +139,7 @@ function stage(
  */
 async function merge(
   live: PoolClient,
+  staging: Staging,
   plan: Plan,
   ctx: RenderContext,
   table: PlanTable,
@@ -137,6 +166,7 @@ async function merge(
   const countConflicts = async () =>
     Number((await live.query<{ n: string }>(conflictCount(plan, table, stagingName, 'rows'))).rows[0]!.n);
   const check = async () => {
+    await staging.analyze(stagingName);
     // Stop before anything of the table commits when another tenant holds one of its keys.
     await assertNoCrossTenantKeys(live, plan, ctx, table, stagingName, tenantIds, 'rows');
     const conflicts = await countConflicts();
@@ -161,16 +191,23 @@ async function merge(
  */
 async function finishStaged(
   live: PoolClient,
+  staging: Staging,
   plan: Plan,
   staged: StagedTable[],
   tenantIds: TenantId[],
   signal?: AbortSignal,
 ): Promise<void> {
-  for (const s of staged) if (s.written) await live.query(fillWrittenRows(plan, s.table, s.name, s.written));
+  for (const s of staged) {
+    if (!s.written) continue;
+    await staging.analyze(s.name);
+    await live.query(fillWrittenRows(plan, s.table, s.name, s.written));
+  }
   for (const s of staged) for (const statement of advanceSequences(s.table, s.name)) await live.query(statement);
   if (plan.fkEnforcement === 'replica') {
     for (const s of staged) {
       checkAbort(signal);
+      // Rows left out: the check joins the target (and the merge's checks have usually analyzed staging already).
+      if (!s.allWritten) await staging.analyze(s.name);
       await assertNoOrphans(live, plan, s.table, s.name, tenantIds, s.allWritten);
     }
   }
@@ -370,12 +407,12 @@ async function copyOneTransaction(
   const { plan, tenantIds, conflict, signal } = input;
   const totals = emptyTotals(plan);
   try {
-    return await liveTransaction(input, (live) => copyTables(live));
+    return await liveTransaction(input, copyTables);
   } catch (error) {
     if (error instanceof TooLargeForOneTransaction) return tooLarge;
     throw error;
   }
-  async function copyTables(live: PoolClient): Promise<CopyTotals> {
+  async function copyTables(live: PoolClient, staging: Staging): Promise<CopyTotals> {
     const staged: StagedTable[] = [];
     for (const [i, table] of plan.tables.entries()) {
       checkAbort(signal);
@@ -386,9 +423,10 @@ async function copyOneTransaction(
       const n = await stage(scratch, live, plan, ctx, table, name, {
         signal,
         cap: chunkRows === undefined ? undefined : chunkRows + 1,
+        analyze: 'later',
       });
       if (chunkRows !== undefined && n > chunkRows) throw new TooLargeForOneTransaction();
-      const outcome = await merge(live, plan, ctx, table, name, n, conflict, tenantIds, written);
+      const outcome = await merge(live, staging, plan, ctx, table, name, n, conflict, tenantIds, written);
       addOutcome(totals, table, outcome);
       if (recordKeys && outcome.written > 0)
         (totals.restoredKeys ??= {})[table.key] = await recordedKeys(live, table, written!, outcome.written);
@@ -400,7 +438,7 @@ async function copyOneTransaction(
         allWritten: outcome.written === n,
       });
     }
-    await finishStaged(live, plan, staged, tenantIds, signal);
+    await finishStaged(live, staging, plan, staged, tenantIds, signal);
     return totals;
   }
 }
@@ -409,7 +447,10 @@ async function copyOneTransaction(
  * One transaction on live for the tenants (beginLive), committed when `work` returns, rolled back when it throws. A
  * COPY interrupted mid-stream can leave the connection in an unknown protocol state: after an abort it is not reused.
  */
-async function liveTransaction<T>(input: CopyTenantInput, work: (live: PoolClient) => Promise<T>): Promise<T> {
+async function liveTransaction<T>(
+  input: CopyTenantInput,
+  work: (live: PoolClient, staging: Staging) => Promise<T>,
+): Promise<T> {
   const { plan, tenantIds } = input;
   const live = await openSession(
     input.live,
@@ -417,7 +458,7 @@ async function liveTransaction<T>(input: CopyTenantInput, work: (live: PoolClien
   );
   let broken = false;
   try {
-    const result = await work(live);
+    const result = await work(live, new Staging(live));
     checkAbort(input.signal);
     await live.query('COMMIT');
     return result;
@@ -508,19 +549,21 @@ async function chunkTransaction<T>(
   run: ChunkRun,
   table: PlanTable,
   lastKey: string[] | undefined,
-  work: (live: PoolClient, name: string, staged: number) => Promise<T>,
+  work: (live: PoolClient, staging: Staging, name: string, staged: number) => Promise<T>,
 ): Promise<{ result: T; staged: number; lastKey: string[] | undefined }> {
   const { plan, tenantIds, signal } = run.input;
   checkAbort(signal);
   if (lastKey) await run.scratch.query(setKeysetCursor(lastKey));
-  return liveTransaction(run.input, async (live) => {
+  return liveTransaction(run.input, async (live, staging) => {
     await run.input.yieldToLive?.(live, signal);
     const name = 'tr_stage_chunk';
     const staged = await stage(run.scratch, live, plan, run.ctx, table, name, {
       chunk: { limit: run.chunkRows, afterKey: Boolean(lastKey) },
       signal,
+      analyze: 'always',
     });
-    const result = await work(live, name, staged);
+    staging.markAnalyzed(name);
+    const result = await work(live, staging, name, staged);
     if (plan.fkEnforcement === 'replica') await assertNoOrphans(live, plan, table, name, tenantIds);
     let next = lastKey;
     if (staged > 0) {
@@ -540,9 +583,10 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
     const nulls = unit.deferred[table.key] ?? [];
     let lastKey = i === resumeFrom?.tableIndex ? resumeFrom.lastKey : undefined;
     for (;;) {
-      const chunk = await chunkTransaction(run, table, lastKey, async (live, name, staged) => {
+      const chunk = await chunkTransaction(run, table, lastKey, async (live, staging, name, staged) => {
         const outcome = await merge(
           live,
+          staging,
           plan,
           run.ctx,
           { ...table, nullThenUpdate: nulls },
@@ -583,7 +627,7 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
         run,
         table,
         lastKey,
-        async (live, name) => void (await live.query(fillChunkRows(plan, run.ctx, table, columns, name))),
+        async (live, _staging, name) => void (await live.query(fillChunkRows(plan, run.ctx, table, columns, name))),
       );
       lastKey = chunk.lastKey;
       if (chunk.staged < run.chunkRows) break;
@@ -601,7 +645,7 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
   for (let i = unit.start; i < Math.min(start, unit.end); i++)
     if (plan.tables[i]!.role !== 'shared') run.totals.rows[plan.tables[i]!.key] = 0;
   const outcomes: Array<[PlanTable, TableOutcome]> = [];
-  await liveTransaction(run.input, async (live) => {
+  await liveTransaction(run.input, async (live, staging) => {
     const staged: StagedTable[] = [];
     for (let i = unit.start; i < unit.end; i++) {
       const table = plan.tables[i]!;
@@ -609,12 +653,12 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
       await run.input.yieldToLive?.(live, signal);
       const name = `tr_stage_${i}`;
       const written = table.nullThenUpdate.length ? `tr_written_${i}` : null;
-      const n = await stage(run.scratch, live, plan, run.ctx, table, name, { signal });
-      const outcome = await merge(live, plan, run.ctx, table, name, n, conflict, tenantIds, written);
+      const n = await stage(run.scratch, live, plan, run.ctx, table, name, { signal, analyze: 'later' });
+      const outcome = await merge(live, staging, plan, run.ctx, table, name, n, conflict, tenantIds, written);
       outcomes.push([table, outcome]);
       staged.push({ table, name, written: n > 0 ? written : null, allWritten: outcome.written === n });
     }
-    await finishStaged(live, plan, staged, tenantIds, signal);
+    await finishStaged(live, staging, plan, staged, tenantIds, signal);
   });
   for (const [table, outcome] of outcomes) recordCommitted(run, table, outcome);
   await onCheckpoint?.({ tableIndex: unit.end, rows: { ...run.progress } });

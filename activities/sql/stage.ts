@@ -115,13 +115,15 @@ export async function stageRows(
     /** At most this many rows, in no particular order (a copy that finds more goes in chunks instead). */
     cap?: number;
     signal?: AbortSignal;
-    analyze: 'always' | 'when-rows';
+    /** `later`: the caller analyzes it if and when a statement joins it to a big table (copy.ts). */
+    analyze: 'always' | 'when-rows' | 'later';
   },
 ): Promise<number> {
   await live.query(createStaging(plan, table, name, shape));
   const source = scratch.query(copyTo(copyOut(plan, ctx, table, shape, options.chunk, options.cap).text));
   const sink = live.query(copyFrom(copyIn(table, name, shape).text));
   await pipeline(source, sink, { signal: options.signal });
-  if (options.analyze === 'always' || sink.rowCount > 0) await live.query(analyzeStaging(name));
+  if (options.analyze === 'always' || (options.analyze === 'when-rows' && sink.rowCount > 0))
+    await live.query(analyzeStaging(name));
   return sink.rowCount;
 }
