@@ -19,7 +19,7 @@ import { createS3Client, head } from '../../activities/s3';
 import { takeBackup } from '../workload/backup';
 import { generateWorkload } from '../workload/generate';
 import { pickVictims, purgeTenants, suspendTenants } from '../workload/incident';
-import { ownedTables, sharedTables } from '../workload/model';
+import { ownedTables, sharedTables, type WorkloadTable } from '../workload/model';
 import {
   benchEnv,
   createDatabase,
@@ -88,9 +88,13 @@ export function emptyTenantIds(count: number): string[] {
 }
 
 /** Rows per owned table for the given tenants (the workload's own ownership joins, not the product's). */
-export async function rowsOfTenants(database: string, tenantIds: string[]): Promise<Record<string, number>> {
+export async function rowsOfTenants(
+  database: string,
+  tenantIds: string[],
+  tables: WorkloadTable[] = ownedTables,
+): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const t of ownedTables) {
+  for (const t of tables) {
     const [r] = await query<{ n: string }>(
       database,
       `SELECT count(*)::text AS n FROM ${t.from} WHERE ${t.tenant} = ANY (${idArray(tenantIds)})`,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { connect, copyFrom, copyTo, escapeLiteral } from '../../activities/db';
 import { createS3Client, getStream, parseS3Url } from '../../activities/s3';
-import { ownedTables } from '../workload/model';
+import { ownedTables, type WorkloadTable } from '../workload/model';
 import type { MainDataset } from './dataset';
 import { createDatabase, dbUrl, dropDatabase, run, say } from './pg';
 
@@ -28,10 +28,55 @@ export interface IdealResult {
   copyMsPerTable: Record<string, number>;
 }
 
-/** Runs the ideal pipeline; the restored database is kept (the caller uses it as a ready scratch, then drops it). */
-export async function runIdeal(dataset: MainDataset, runTag: string, jobs = 2): Promise<IdealResult> {
-  const scratch = `bench_ideal_scratch_${runTag}`;
-  const live = `bench_ideal_live_${runTag}`;
+/**
+ * The ideal's data movement alone: one `COPY (SELECT ...) TO STDOUT | COPY ... FROM STDIN` per table for the tenants,
+ * FK triggers off. Rows per table and milliseconds per table.
+ */
+export async function copyTenants(
+  from: string,
+  into: string,
+  tenantIds: string[],
+  tables: WorkloadTable[] = ownedTables,
+): Promise<{ rows: Record<string, number>; copyMsPerTable: Record<string, number>; ms: number }> {
+  const started = performance.now();
+  const ids = `${escapeLiteral(`{${tenantIds.join(',')}}`)}::bigint[]`;
+  const source = await connect(dbUrl(from), 'bench-ideal');
+  const target = await connect(dbUrl(into), 'bench-ideal');
+  const rows: Record<string, number> = {};
+  const copyMsPerTable: Record<string, number> = {};
+  try {
+    // FK triggers off for this session only: the ideal trusts the backup and checks nothing.
+    await target.query('SET session_replication_role = replica');
+    for (const t of tables) {
+      const t0 = performance.now();
+      const out = source.query(copyTo(`COPY (SELECT x.* FROM ${t.from} WHERE ${t.tenant} = ANY (${ids})) TO STDOUT`));
+      const sink = target.query(copyFrom(`COPY ${t.table} FROM STDIN`));
+      await pipeline(out, sink);
+      rows[t.table] = Number(sink.rowCount);
+      copyMsPerTable[t.table] = performance.now() - t0;
+    }
+  } finally {
+    await source.end();
+    await target.end();
+  }
+  return { rows, copyMsPerTable, ms: performance.now() - started };
+}
+
+export type IdealDataset = Pick<MainDataset, 'postDeletion' | 'backupUrl' | 'victims' | 'victimRowsTotal'>;
+
+/**
+ * Runs the ideal pipeline over `tables` (the main dataset's by default); the restored database is kept (the caller
+ * uses it as a ready scratch, then drops it). `label` names its databases (one ideal per dataset in a run).
+ */
+export async function runIdeal(
+  dataset: IdealDataset,
+  runTag: string,
+  jobs = 2,
+  tables: WorkloadTable[] = ownedTables,
+  label = 'ideal',
+): Promise<IdealResult> {
+  const scratch = `bench_${label}_scratch_${runTag}`;
+  const live = `bench_${label}_live_${runTag}`;
   await dropDatabase(scratch);
   await dropDatabase(live);
   await createDatabase(live, dataset.postDeletion);
@@ -40,12 +85,12 @@ export async function runIdeal(dataset: MainDataset, runTag: string, jobs = 2): 
   const s3 = createS3Client();
   const started = performance.now();
   try {
-    say('ideal: downloading the archive');
+    say(`${label}: downloading the archive`);
     const { body } = await getStream(s3, parseS3Url(dataset.backupUrl));
     await pipeline(body, createWriteStream(file));
     const downloadMs = performance.now() - started;
 
-    say(`ideal: pg_restore -j${jobs} into ${scratch}`);
+    say(`${label}: pg_restore -j${jobs} into ${scratch}`);
     const t1 = performance.now();
     await createDatabase(scratch);
     await run('pg_restore', [
@@ -60,28 +105,9 @@ export async function runIdeal(dataset: MainDataset, runTag: string, jobs = 2): 
     ]);
     const pgRestoreMs = performance.now() - t1;
 
-    say(`ideal: COPY ${dataset.victims.length} tenants, table by table`);
+    say(`${label}: COPY ${dataset.victims.length} tenants, table by table`);
     const t2 = performance.now();
-    const ids = `${escapeLiteral(`{${dataset.victims.join(',')}}`)}::bigint[]`;
-    const source = await connect(dbUrl(scratch), 'bench-ideal');
-    const target = await connect(dbUrl(live), 'bench-ideal');
-    const rows: Record<string, number> = {};
-    const copyMsPerTable: Record<string, number> = {};
-    try {
-      // FK triggers off for this session only: the ideal trusts the backup and checks nothing.
-      await target.query('SET session_replication_role = replica');
-      for (const t of ownedTables) {
-        const t0 = performance.now();
-        const out = source.query(copyTo(`COPY (SELECT x.* FROM ${t.from} WHERE ${t.tenant} = ANY (${ids})) TO STDOUT`));
-        const into = target.query(copyFrom(`COPY ${t.table} FROM STDIN`));
-        await pipeline(out, into);
-        rows[t.table] = Number(into.rowCount);
-        copyMsPerTable[t.table] = performance.now() - t0;
-      }
-    } finally {
-      await source.end();
-      await target.end();
-    }
+    const { rows, copyMsPerTable } = await copyTenants(scratch, live, dataset.victims, tables);
     const copyMs = performance.now() - t2;
     const totalMs = performance.now() - started;
     const rowsTotal = Object.values(rows).reduce((a, b) => a + b, 0);

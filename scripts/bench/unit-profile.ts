@@ -12,7 +12,7 @@ import { copyTenant } from '../../activities/copy';
 import { Pools } from '../../activities/db';
 import { buildPlan } from '../../activities/plan';
 import { validateTenant } from '../../activities/validate';
-import { dbUrl } from './pg';
+import { dbUrl, query } from './pg';
 
 interface Timing {
   count: number;
@@ -49,6 +49,106 @@ function instrument(pool: pg.Pool, timings: Map<string, Timing>, step: { name: s
   });
 }
 
+export interface UnitProfile {
+  units: number;
+  tenantsPerUnit: number;
+  tables: number;
+  rowsPerUnit: number;
+  /** Per unit: statements of copy and validate, and their time. */
+  statementsPerUnit: number;
+  copyMsPerUnit: number;
+  validateMsPerUnit: number;
+  statementsPerTablePerUnit: number;
+  msPerTablePerUnit: number;
+  /** The slowest statement kinds over all units. */
+  top: Array<{ kind: string; count: number; ms: number; text: string }>;
+}
+
+/**
+ * Copies and validates `units` units of `size` tenants (the first absent ones of `tenantIds`) from `scratch` into a
+ * fresh copy of `liveTemplate`, alone on the server, timing every statement. The live copy is dropped afterwards.
+ */
+export async function profileUnits(options: {
+  scratch: string;
+  liveTemplate: string;
+  tenantIds: string[];
+  size: number;
+  units: number;
+  chunkRows?: number;
+}): Promise<UnitProfile> {
+  const live = 'bench_unit_profile_live';
+  const pools = new Pools();
+  const admin = pools.get(dbUrl('postgres'));
+  await admin.query(`DROP DATABASE IF EXISTS ${live} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${live} TEMPLATE ${options.liveTemplate}`);
+  const scratch = pools.get(dbUrl(options.scratch));
+  const livePool = pools.get(dbUrl(live));
+  const timings = new Map<string, Timing>();
+  const step = { name: 'plan' };
+  instrument(scratch, timings, step);
+  instrument(livePool, timings, step);
+  try {
+    const plan = await buildPlan({ scratch, live: livePool, tenantRoot: 'app.tenants' });
+    const steps = { copy: 0, validate: 0 };
+    let rows = 0;
+    for (let g = 0; g < options.units; g++) {
+      const tenantIds = options.tenantIds.slice(g * options.size, (g + 1) * options.size);
+      if (!tenantIds.length) break;
+      step.name = 'copy';
+      let t0 = performance.now();
+      const copied = await copyTenant({
+        scratch,
+        live: livePool,
+        plan,
+        tenantIds,
+        conflict: 'skip',
+        chunkRows: options.chunkRows,
+      });
+      steps.copy += performance.now() - t0;
+      rows += Object.values(copied.rows).reduce((a, b) => a + b, 0);
+      step.name = 'validate';
+      t0 = performance.now();
+      const v = await validateTenant({
+        scratch,
+        live: livePool,
+        plan,
+        tenantId: tenantIds[0]!,
+        tenantIds,
+        conflict: 'skip',
+      });
+      steps.validate += performance.now() - t0;
+      if (!v.ok) throw new Error(`validation failed: ${JSON.stringify(v)}`);
+    }
+    const units = Math.min(options.units, Math.ceil(options.tenantIds.length / options.size));
+    const all = [...timings].filter(([kind]) => !kind.startsWith('plan:'));
+    const statements = all.reduce((n, [, t]) => n + t.count, 0);
+    const tables = plan.tables.length;
+    return {
+      units,
+      tenantsPerUnit: options.size,
+      tables,
+      rowsPerUnit: rows / units,
+      statementsPerUnit: statements / units,
+      copyMsPerUnit: steps.copy / units,
+      validateMsPerUnit: steps.validate / units,
+      statementsPerTablePerUnit: statements / units / tables,
+      msPerTablePerUnit: (steps.copy + steps.validate) / units / tables,
+      top: all
+        .sort((a, b) => b[1].ms - a[1].ms)
+        .slice(0, 12)
+        .map(([kind, t]) => ({ kind, count: t.count, ms: t.ms, text: t.text })),
+    };
+  } finally {
+    await pools.closeAll();
+    const cleanup = new Pools();
+    await cleanup
+      .get(dbUrl('postgres'))
+      .query(`DROP DATABASE IF EXISTS ${live} WITH (FORCE)`)
+      .catch(() => undefined);
+    await cleanup.closeAll();
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -61,76 +161,29 @@ async function main(): Promise<void> {
       full: { type: 'string', default: '0' },
     },
   });
-  const live = 'bench_unit_profile_live';
-  const pools = new Pools();
-  const admin = pools.get(dbUrl('postgres'));
-  await admin.query(`DROP DATABASE IF EXISTS ${live} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${live} TEMPLATE ${values.post}`);
-  const scratch = pools.get(dbUrl(values.scratch!));
-  const livePool = pools.get(dbUrl(live));
-  const timings = new Map<string, Timing>();
-  const step = { name: 'plan' };
-  instrument(scratch, timings, step);
-  instrument(livePool, timings, step);
-  try {
-    const victims = (await scratch.query<{ id: string }>(`SELECT id::text FROM app.tenants ORDER BY id`)).rows.map(
-      (r) => r.id,
-    );
-    const present = new Set(
-      (await livePool.query<{ id: string }>(`SELECT id::text FROM app.tenants`)).rows.map((r) => r.id),
-    );
-    const absent = victims.filter((id) => !present.has(id));
-    const plan = await buildPlan({ scratch, live: livePool, tenantRoot: 'app.tenants' });
-    const size = Number(values.group);
-    const steps: Record<string, number> = {};
-    for (let g = 0; g < Number(values.groups); g++) {
-      const tenantIds = absent.slice(g * size, (g + 1) * size);
-      for (const [name, run] of [
-        [
-          'copy',
-          () =>
-            copyTenant({
-              scratch,
-              live: livePool,
-              plan,
-              tenantIds,
-              conflict: 'skip',
-              chunkRows: Number(values.chunk) || undefined,
-            }),
-        ],
-        [
-          'validate',
-          () => validateTenant({ scratch, live: livePool, plan, tenantId: tenantIds[0]!, tenantIds, conflict: 'skip' }),
-        ],
-      ] as const) {
-        step.name = name;
-        const t0 = performance.now();
-        const result = (await run()) as { ok?: boolean };
-        steps[name] = (steps[name] ?? 0) + performance.now() - t0;
-        if (result.ok === false) throw new Error(`validation failed: ${JSON.stringify(result)}`);
-      }
-    }
-    const rows = [...timings].sort((a, b) => b[1].ms - a[1].ms);
-    for (const [kind, t] of rows.slice(0, 40))
-      console.log(`${t.ms.toFixed(0).padStart(7)} ms ${String(t.count).padStart(4)}x  ${kind}`);
-    for (const [kind, t] of rows.slice(0, Number(values.full))) console.log(`\n-- ${kind}\n${t.text}`);
-    console.log(
-      `steps: ${Object.entries(steps)
-        .map(([k, ms]) => `${k} ${ms.toFixed(0)} ms`)
-        .join(', ')}; statements: ${rows.reduce((n, [, t]) => n + t.count, 0)}`,
-    );
-  } finally {
-    await pools.closeAll();
-    const cleanup = new Pools();
-    await cleanup
-      .get(dbUrl('postgres'))
-      .query(`DROP DATABASE IF EXISTS ${live} WITH (FORCE)`)
-      .catch(() => undefined);
-    await cleanup.closeAll();
-  }
+  const inScratch = await query<{ id: string }>(values.scratch!, 'SELECT id::text FROM app.tenants ORDER BY id');
+  const present = new Set(
+    (await query<{ id: string }>(values.post!, 'SELECT id::text FROM app.tenants')).map((r) => r.id),
+  );
+  const p = await profileUnits({
+    scratch: values.scratch!,
+    liveTemplate: values.post!,
+    tenantIds: inScratch.map((r) => r.id).filter((id) => !present.has(id)),
+    size: Number(values.group),
+    units: Number(values.groups),
+    chunkRows: Number(values.chunk) || undefined,
+  });
+  for (const t of p.top) console.log(`${t.ms.toFixed(0).padStart(7)} ms ${String(t.count).padStart(4)}x  ${t.kind}`);
+  for (const t of p.top.slice(0, Number(values.full))) console.log(`\n-- ${t.kind}\n${t.text}`);
+  console.log(
+    `per unit of ${p.tenantsPerUnit} tenants (${p.units} units, ${p.tables} tables, ${Math.round(p.rowsPerUnit)} rows): ` +
+      `copy ${p.copyMsPerUnit.toFixed(0)} ms, validate ${p.validateMsPerUnit.toFixed(0)} ms, ${p.statementsPerUnit.toFixed(0)} statements ` +
+      `(${p.statementsPerTablePerUnit.toFixed(1)} per table, ${p.msPerTablePerUnit.toFixed(1)} ms per table)`,
+  );
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+if (process.argv[1]?.endsWith('unit-profile.ts'))
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
