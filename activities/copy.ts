@@ -54,7 +54,7 @@ import { danglingReference, scanOrphans } from './sql/orphans';
 import { assertTenantsInBackup, liveRoots, ownedRowCount } from './sql/presence';
 import { advanceSequences } from './sql/sequences';
 import { closeSession, openSession, sessionSetup } from './sql/session';
-import { analyzeStaging, lastStagedKey, setKeysetCursor, stageRows } from './sql/stage';
+import { analyzeStaging, lastStagedKey, setKeysetCursor, stageRows, stagingName } from './sql/stage';
 
 export interface CopyTenantInput {
   scratch: Pool;
@@ -417,7 +417,7 @@ async function copyOneTransaction(
     for (const [i, table] of plan.tables.entries()) {
       checkAbort(signal);
       await input.yieldToLive?.(live, signal);
-      const name = `tr_stage_${i}`;
+      const name = stagingName(`tr_stage_${i}`, table, { kind: 'rows' });
       const recordKeys = input.recordKeys && table.role !== 'shared';
       const written = table.nullThenUpdate.length || recordKeys ? `tr_written_${i}` : null;
       const n = await stage(scratch, live, plan, ctx, table, name, {
@@ -556,7 +556,7 @@ async function chunkTransaction<T>(
   if (lastKey) await run.scratch.query(setKeysetCursor(lastKey));
   return liveTransaction(run.input, async (live, staging) => {
     await run.input.yieldToLive?.(live, signal);
-    const name = 'tr_stage_chunk';
+    const name = stagingName('tr_stage_chunk', table, { kind: 'rows' });
     const staged = await stage(run.scratch, live, plan, run.ctx, table, name, {
       chunk: { limit: run.chunkRows, afterKey: Boolean(lastKey) },
       signal,
@@ -651,7 +651,7 @@ async function copyUnitInOneTransaction(run: ChunkRun, unit: ChunkUnit, start: n
       const table = plan.tables[i]!;
       checkAbort(signal);
       await run.input.yieldToLive?.(live, signal);
-      const name = `tr_stage_${i}`;
+      const name = stagingName(`tr_stage_${i}`, table, { kind: 'rows' });
       const written = table.nullThenUpdate.length ? `tr_written_${i}` : null;
       const n = await stage(run.scratch, live, plan, run.ctx, table, name, { signal, analyze: 'later' });
       const outcome = await merge(live, staging, plan, run.ctx, table, name, n, conflict, tenantIds, written);

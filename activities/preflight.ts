@@ -15,7 +15,7 @@ import { assertNoCrossTenantKeys } from './sql/cross-tenant';
 import { conflictCount, conflictPolicyRefusal } from './sql/merge';
 import { assertTenantsInBackup, classifyTenants, unitState } from './sql/presence';
 import { withComparedSessions, type ComparedStepInput } from './sql/session';
-import { stageRows } from './sql/stage';
+import { stageRows, stagingName } from './sql/stage';
 
 export interface PreflightInput extends ComparedStepInput {
   /** `state`: only "in the backup?" and "what does live hold?"; the key checks are left to the copy (groups). */
@@ -54,8 +54,8 @@ export async function preflightTenant(input: PreflightInput): Promise<PreflightR
     for (const [i, table] of plan.tables.entries()) {
       if (table.role === 'shared') continue;
       throttledMs += (await input.yieldToLive?.(live)) ?? 0;
-      const staging = `tr_preflight_${i}`;
       const shape = { kind: 'hashed' as const, columns: [...new Set(table.uniqueKeys.flat())] };
+      const staging = stagingName(`tr_preflight_${i}`, table, shape);
       rowsInBackup[table.key] = await stageRows(scratch, live, plan, ctx, table, staging, shape, { analyze: 'always' });
       // Same rule as the copy: another tenant's row (alone or shared with this tenant) that differs from the backup's.
       await assertNoCrossTenantKeys(live, plan, ctx, table, staging, tenantIds, 'hashed');

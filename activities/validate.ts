@@ -17,7 +17,7 @@ import type { PoolClient } from './db';
 import { assertPlan, renderContext, type Plan, type PlanTable } from './plan';
 import type { RenderContext } from './plan/ownership';
 import type { TableValidation, TenantId, ValidationResult } from './restore-types';
-import { tableChecksum } from './sql/checksum';
+import { tablesChecksum } from './sql/checksum';
 import { scanOrphans, type Orphans } from './sql/orphans';
 import { missingRows } from './sql/presence';
 import { withComparedSessions, type ComparedStepInput } from './sql/session';
@@ -38,21 +38,29 @@ interface Sums {
   orphans: Orphans[];
 }
 
-async function checksum(
+/** Tables per checksum statement: one round trip and one throttle probe for many small tables. */
+const tablesPerStatement = 16;
+
+/** The checksums of `tables`, in their order, in one statement. */
+async function checksums(
   client: PoolClient,
   plan: Plan,
   ctx: RenderContext,
-  table: PlanTable,
+  tables: PlanTable[],
   withOrphans = false,
-): Promise<Sums> {
-  const { rows } = await client.query<Record<string, string>>(tableChecksum(plan, ctx, table, withOrphans));
-  const r = rows[0]!;
-  const orphans = withOrphans
-    ? table.foreignKeys
-        .map((fk, i) => ({ table: table.key, constraint: fk.constraint, rows: Number(r[`o${i}`]) }))
-        .filter((o) => o.rows > 0)
-    : [];
-  return { n: Number(r.n), rows: r.rows!, keys: r.keys!, orphans };
+): Promise<Sums[]> {
+  const { rows } = await client.query<{ i: number; n: string; rows: string; keys: string; orphans?: string[] }>(
+    tablesChecksum(plan, ctx, tables, withOrphans),
+  );
+  const sums: Sums[] = [];
+  for (const r of rows) {
+    const table = tables[r.i]!;
+    const orphans = (r.orphans ?? [])
+      .map((n, k) => ({ table: table.key, constraint: table.foreignKeys[k]!.constraint, rows: Number(n) }))
+      .filter((o) => o.rows > 0);
+    sums[r.i] = { n: Number(r.n), rows: r.rows, keys: r.keys, orphans };
+  }
+  return sums;
 }
 
 /** Every FK of the tenants' owned rows in live: the orphans found, per FK (shared tables are the parent closure). */
@@ -76,20 +84,28 @@ export async function validateTenant(input: ValidateInput): Promise<ValidationRe
     const tables: TableValidation[] = [];
     const orphans: Orphans[] = [];
     let throttledMs = 0;
-    for (const table of plan.tables) {
-      if (table.role === 'shared') continue;
+    const owned = plan.tables.filter((t) => t.role !== 'shared');
+    for (let start = 0; start < owned.length; start += tablesPerStatement) {
+      const batch = owned.slice(start, start + tablesPerStatement);
       throttledMs += (await input.yieldToLive?.(live)) ?? 0;
-      const [s, l] = await Promise.all([checksum(scratch, plan, ctx, table), checksum(live, plan, ctx, table, true)]);
-      orphans.push(...l.orphans);
-      const match = s.n === l.n && (conflict === 'skip' ? s.keys === l.keys : s.rows === l.rows);
-      tables.push({
-        table: table.key,
-        scratchCount: s.n,
-        liveCount: l.n,
-        scratchChecksum: conflict === 'skip' ? `keys:${s.keys} rows:${s.rows}` : s.rows,
-        liveChecksum: conflict === 'skip' ? `keys:${l.keys} rows:${l.rows}` : l.rows,
-        match,
-      });
+      const [inScratch, inLive] = await Promise.all([
+        checksums(scratch, plan, ctx, batch),
+        checksums(live, plan, ctx, batch, true),
+      ]);
+      for (const [k, table] of batch.entries()) {
+        const s = inScratch[k]!;
+        const l = inLive[k]!;
+        orphans.push(...l.orphans);
+        const match = s.n === l.n && (conflict === 'skip' ? s.keys === l.keys : s.rows === l.rows);
+        tables.push({
+          table: table.key,
+          scratchCount: s.n,
+          liveCount: l.n,
+          scratchChecksum: conflict === 'skip' ? `keys:${s.keys} rows:${s.rows}` : s.rows,
+          liveChecksum: conflict === 'skip' ? `keys:${l.keys} rows:${l.rows}` : l.rows,
+          match,
+        });
+      }
     }
     return { tenantId, ok: tables.every((t) => t.match) && orphans.length === 0, tables, orphans, throttledMs };
   });

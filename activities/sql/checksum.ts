@@ -14,15 +14,40 @@ import { rowText, writtenNames, type Sql } from './index';
 import { danglingFk } from './orphans';
 
 export function tableChecksum(plan: Plan, ctx: RenderContext, table: PlanTable, withOrphans = false): Sql {
-  const orphans = withOrphans
-    ? table.foreignKeys
-        .map((fk, i) => `,\n            count(*) FILTER (WHERE ${danglingFk(plan, fk, 't')}) AS o${i}`)
-        .join('')
-    : '';
+  return { text: checksumSelect(plan, ctx, table, withOrphans) };
+}
+
+/**
+ * The checksums of several tables in one statement (`UNION ALL`, one row per table, `i` its index in `tables`): on a
+ * schema of 120 small tables, a statement per table per side was most of a unit's validation. On live the orphans
+ * come as an array, one count per FK in the order of the table's `foreignKeys`.
+ */
+export function tablesChecksum(plan: Plan, ctx: RenderContext, tables: PlanTable[], withOrphans = false): Sql {
   return {
-    text: `SELECT count(*) AS n,
+    text: tables
+      .map(
+        (table, i) =>
+          `SELECT ${i} AS i, ${checksumSelect(plan, ctx, table, withOrphans, true).slice('SELECT '.length)}`,
+      )
+      .join('\nUNION ALL\n'),
+  };
+}
+
+function checksumSelect(
+  plan: Plan,
+  ctx: RenderContext,
+  table: PlanTable,
+  withOrphans: boolean,
+  asArray = false,
+): string {
+  const counts = table.foreignKeys.map((fk) => `count(*) FILTER (WHERE ${danglingFk(plan, fk, 't')})`);
+  const orphans = !withOrphans
+    ? ''
+    : asArray
+      ? `,\n            ${counts.length ? `ARRAY[${counts.join(', ')}]` : "'{}'"}::bigint[] AS orphans`
+      : counts.map((c, i) => `,\n            ${c} AS o${i}`).join('');
+  return `SELECT count(*) AS n,
             coalesce(sum(hashtextextended(${rowText(writtenNames(table), 't')}, 0)), 0)::text AS rows,
             coalesce(sum(hashtextextended(${rowText(table.primaryKey, 't')}, 0)), 0)::text AS keys${orphans}
-     FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}`,
-  };
+     FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)}`;
 }

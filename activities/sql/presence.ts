@@ -18,7 +18,7 @@ import { qualify, renderContext, type Plan, type PlanTable } from '../plan';
 import { ownedPredicate, type RenderContext } from '../plan/ownership';
 import type { TenantClassification, TenantId, TenantLiveState } from '../restore-types';
 import { keyMatch, type Sql } from './index';
-import { stageRows } from './stage';
+import { stageRows, stagingName } from './stage';
 
 function rootTable(plan: Plan): PlanTable {
   return plan.tables.find((t) => t.role === 'root')!;
@@ -99,17 +99,9 @@ export async function missingRows(
   const inBackup: Record<string, number> = {};
   for (const [i, table] of plan.tables.entries()) {
     if (table.role === 'shared') continue;
-    const keys = `tr_keys_${tag}_${i}`;
-    const staged = await stageRows(
-      scratch,
-      live,
-      plan,
-      ctx,
-      table,
-      keys,
-      { kind: 'keys', columns: table.primaryKey },
-      { analyze: 'when-rows' },
-    );
+    const shape = { kind: 'keys' as const, columns: table.primaryKey };
+    const keys = stagingName(`tr_keys_${tag}_${i}`, table, shape);
+    const staged = await stageRows(scratch, live, plan, ctx, table, keys, shape, { analyze: 'when-rows' });
     inBackup[table.key] = staged;
     if (staged === 0) continue;
     const { rows } = await live.query<{ n: string }>(missingKeyCount(plan, table, keys));

@@ -28,6 +28,7 @@ function instrument(pool: pg.Pool, timings: Map<string, Timing>, step: { name: s
       void client.query(
         `LOAD 'auto_explain'; SET auto_explain.log_min_duration = ${Number(process.env.UNIT_PROFILE_EXPLAIN)}; SET auto_explain.log_analyze = on`,
       );
+    if (process.env.UNIT_PROFILE_LOG) void client.query('SET log_min_duration_statement = 0');
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
       const first = args[0] as { text?: string } | string;
@@ -135,7 +136,7 @@ export async function profileUnits(options: {
       msPerTablePerUnit: (steps.copy + steps.validate) / units / tables,
       top: all
         .sort((a, b) => b[1].ms - a[1].ms)
-        .slice(0, 12)
+        .slice(0, (options as { topN?: number }).topN ?? 12)
         .map(([kind, t]) => ({ kind, count: t.count, ms: t.ms, text: t.text })),
     };
   } finally {

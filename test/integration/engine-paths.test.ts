@@ -48,13 +48,13 @@ function record(pool: pg.Pool): string[] {
 /** The checked path's statements: the cross-tenant check and the conflict count join staging to the target. */
 const checks = (texts: string[]) =>
   texts.filter(
-    (t) => /^SELECT count\(\*\) AS n FROM tr_stage_\d+ s (JOIN|WHERE EXISTS)/.test(t) || /^WITH sk AS/.test(t),
+    (t) => /^SELECT count\(\*\) AS n FROM tr_stage_\d+_\w+ s (JOIN|WHERE EXISTS)/.test(t) || /^WITH sk AS/.test(t),
   ).length;
 /** The pre-COMMIT FK check reading references from staging alone, and joining the target. */
 const fkFromStaging = (texts: string[]) =>
-  texts.filter((t) => /^WITH r AS \(SELECT DISTINCT .* FROM tr_stage_\d+ t WHERE/s.test(t)).length;
+  texts.filter((t) => /^WITH r AS \(SELECT DISTINCT .* FROM tr_stage_\d+_\w+ t WHERE/s.test(t)).length;
 const fkJoined = (texts: string[]) =>
-  texts.filter((t) => /^WITH r AS \(SELECT DISTINCT .* t JOIN tr_stage_\d+ s ON/s.test(t)).length;
+  texts.filter((t) => /^WITH r AS \(SELECT DISTINCT .* t JOIN tr_stage_\d+_\w+ s ON/s.test(t)).length;
 
 describe('fast path and checked path', () => {
   const pools = new Pools();

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { CrossTenantConflictError, ConflictPolicyError, DanglingReferenceError } from '../../activities/errors';
 import { renderContext, type Plan, type PlanTable } from '../../activities/plan';
-import { tableChecksum } from '../../activities/sql/checksum';
+import { tableChecksum, tablesChecksum } from '../../activities/sql/checksum';
 import { crossTenantConflict, crossTenantIndexCount, crossTenantKeyCount } from '../../activities/sql/cross-tenant';
 import { tenantLock } from '../../activities/sql/lock';
 import {
@@ -29,6 +29,7 @@ import {
   createStaging,
   lastStagedKey,
   setKeysetCursor,
+  stagingName,
 } from '../../activities/sql/stage';
 import type { Sql } from '../../activities/sql';
 
@@ -162,13 +163,25 @@ describe('session', () => {
 });
 
 describe('stage', () => {
-  it('staging takes live column types, and is dropped at COMMIT', () => {
+  it('staging takes live column types, lives with the session and is emptied at COMMIT', () => {
     expect(createStaging(plan, users, 'tr_stage_2', { kind: 'rows' })).toEqual({
-      text: 'CREATE TEMP TABLE tr_stage_2 ON COMMIT DROP AS SELECT "id", "tenant_id", "email" FROM "app"."users" WITH NO DATA',
+      text: 'CREATE TEMP TABLE IF NOT EXISTS tr_stage_2 ON COMMIT DELETE ROWS AS SELECT "id", "tenant_id", "email" FROM "app"."users" WITH NO DATA',
     });
     expect(createStaging(plan, users, 'tr_preflight_2', { kind: 'hashed', columns: ['id', 'email'] })).toEqual({
-      text: `CREATE TEMP TABLE tr_preflight_2 ON COMMIT DROP AS SELECT "id", "email", ''::text AS tr_row FROM "app"."users" WITH NO DATA`,
+      text: `CREATE TEMP TABLE IF NOT EXISTS tr_preflight_2 ON COMMIT DELETE ROWS AS SELECT "id", "email", ''::text AS tr_row FROM "app"."users" WITH NO DATA`,
     });
+  });
+  it("a staging table's name carries a digest of its shape: reused only for the same table, columns, types and shape", () => {
+    const rows = stagingName('tr_stage_2', users, { kind: 'rows' });
+    expect(rows).toMatch(/^tr_stage_2_[0-9a-f]{12}$/);
+    expect(stagingName('tr_stage_2', users, { kind: 'rows' })).toBe(rows);
+    expect(stagingName('tr_stage_2', users, { kind: 'keys', columns: ['id'] })).not.toBe(rows);
+    expect(stagingName('tr_stage_2', tenants, { kind: 'rows' })).not.toBe(rows);
+    const retyped = {
+      ...users,
+      columns: users.columns.map((c) => (c.name === 'email' ? { ...c, type: 'citext' } : c)),
+    };
+    expect(stagingName('tr_stage_2', retyped, { kind: 'rows' })).not.toBe(rows);
   });
   it("COPY out of the tenants' rows: whole, hashed, or a chunk after the keyset cursor", () => {
     expect(copyOut(plan, ctx, users, { kind: 'rows' })).toEqual({
@@ -342,6 +355,15 @@ describe('checksum, sequences, lock', () => {
     expect(flat(tableChecksum(plan, ctx, users))).toEqual({
       text: `SELECT count(*) AS n, coalesce(sum(hashtextextended(${userRow('t')}, 0)), 0)::text AS rows, coalesce(sum(hashtextextended(ROW(t."id")::text, 0)), 0)::text AS keys FROM "app"."users" t WHERE ${ours}`,
     });
+  });
+  it('several tables in one statement, one row each, the orphans of each FK as an array', () => {
+    const text = flat(tablesChecksum(plan, ctx, [users, tenants], true)).text;
+    expect(text.split(' UNION ALL ').map((part) => part.slice(0, 12))).toEqual(['SELECT 0 AS ', 'SELECT 1 AS ']);
+    expect(text).toContain(
+      `AS keys, ARRAY[count(*) FILTER (WHERE (t."tenant_id" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "app"."tenants" p WHERE p."id" = t."tenant_id")))]::bigint[] AS orphans FROM "app"."users" t`,
+    );
+    const noFks = flat(tablesChecksum(plan, ctx, [{ ...tenants, foreignKeys: [] }], true)).text;
+    expect(noFks).toContain(`AS keys, '{}'::bigint[] AS orphans FROM "app"."tenants" t`);
   });
   it("on live, the same pass counts each FK's rows whose parent is missing", () => {
     expect(flat(tableChecksum(plan, ctx, users, true)).text).toContain(
