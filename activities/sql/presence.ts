@@ -9,7 +9,7 @@
  * the mistakes in the list, so few) are the backup's primary keys staged on live (stage.ts) and anti-joined with each
  * table: the rows of the backup that live lacks.
  *
- * Both sessions must be inside a transaction: staging tables are ON COMMIT DROP, and live's must not be READ ONLY
+ * Both sessions must be inside a transaction: staging tables are emptied at COMMIT, and live's must not be READ ONLY
  * (a temporary table is still a CREATE). Nothing is written to any live table.
  */
 import { escapeIdentifier as q, type PoolClient } from '../db';
