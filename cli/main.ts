@@ -4,29 +4,94 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { UsageError } from './client/input';
-import { exitCodes, type Command } from './commands/common';
-import { workerCommand } from './commands/worker';
-import { planCommand } from './commands/plan';
-import { drillCommand } from './commands/drill';
-import { startCommand } from './commands/start';
-import { statusCommand } from './commands/status';
-import { approveCommand, cancelCommand, concurrencyCommand, pauseCommand, resumeCommand } from './commands/control';
-import { reportCommand } from './commands/report';
+import { describeFailure } from './client/failures';
+import { closest, exitCodes, type Command } from './commands/common';
 
-const commands: Command[] = [
-  workerCommand,
-  planCommand,
-  startCommand,
-  statusCommand,
-  pauseCommand,
-  resumeCommand,
-  cancelCommand,
-  approveCommand,
-  concurrencyCommand,
-  reportCommand,
-  drillCommand,
+/**
+ * The commands, loaded only when run: `--help` and a typo load none of them (the worker's SDK alone takes most of a
+ * second). Each summary is repeated from its module; test/unit/cli-help.test.ts keeps the two equal.
+ */
+export const commands: Array<{ name: string; summary: string; load: () => Promise<Command> }> = [
+  {
+    name: 'worker',
+    summary: 'run a worker that executes restores (stops on SIGINT/SIGTERM)',
+    load: async () => (await import('./commands/worker')).workerCommand,
+  },
+  {
+    name: 'plan',
+    summary:
+      'read both catalogs and print the restore plan: order, ownership paths, cycles, drift, row estimates (writes nothing)',
+    load: async () => (await import('./commands/plan')).planCommand,
+  },
+  {
+    name: 'start',
+    summary: 'start a restore of some tenants from a backup (--wait to follow it to the end)',
+    load: async () => (await import('./commands/start')).startCommand,
+  },
+  {
+    name: 'status',
+    summary: "show a restore's progress: counts by phase, failed tenants; --watch for a live progress bar",
+    load: async () => (await import('./commands/status')).statusCommand,
+  },
+  {
+    name: 'list',
+    summary: 'restores and drills, newest first, filterable by status and kind',
+    load: async () => (await import('./commands/inspect')).listCommand,
+  },
+  {
+    name: 'describe',
+    summary: 'one restore whole: its input, phase counts, failures, report location and Web UI link',
+    load: async () => (await import('./commands/inspect')).describeCommand,
+  },
+  {
+    name: 'pause',
+    summary: 'stop starting tenants; running tenants finish',
+    load: async () => (await import('./commands/control')).pauseCommand,
+  },
+  {
+    name: 'resume',
+    summary: 'start tenants again after pause',
+    load: async () => (await import('./commands/control')).resumeCommand,
+  },
+  {
+    name: 'cancel',
+    summary: 'stop the restore: no new tenants, running ones are cancelled, then a report',
+    load: async () => (await import('./commands/control')).cancelCommand,
+  },
+  {
+    name: 'approve',
+    summary: 'release the actions held for approval, per tenant (--tenants) or for all',
+    load: async () => (await import('./commands/control')).approveCommand,
+  },
+  {
+    name: 'concurrency',
+    summary: 'change how many tenants a running restore restores at once',
+    load: async () => (await import('./commands/control')).concurrencyCommand,
+  },
+  {
+    name: 'report',
+    summary: 'print the report of a finished restore (Markdown, or --json)',
+    load: async () => (await import('./commands/report')).reportCommand,
+  },
+  {
+    name: 'drill',
+    summary: 'restore drills: schedule, run now, list past drills with their figures',
+    load: async () => (await import('./commands/drill')).drillCommand,
+  },
 ];
+
+/** `--output text|json` (also `--output=json`), the form other tools use: `json` is `--json`, `text` the default. */
+export function outputFlag(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = arg === '--output' ? argv[++i] : arg.startsWith('--output=') ? arg.slice('--output='.length) : null;
+    if (value === null) out.push(arg);
+    else if (value === 'json') out.push('--json');
+    else if (value !== 'text') throw new Error(`--output '${value ?? ''}': text or json.`);
+  }
+  return out;
+}
 
 function version(): string {
   return (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
@@ -67,29 +132,35 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return exitCodes.ok;
   }
-  const command = commands.find((c) => c.name === name);
-  if (!command) {
-    process.stderr.write(`tenant-restore: unknown command '${name}'. Run 'tenant-restore --help' for the list.\n`);
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
+    const guess = closest(
+      name,
+      commands.map((c) => c.name),
+    );
+    process.stderr.write(
+      `tenant-restore: unknown command '${name}'.${guess ? ` Did you mean '${guess}'?` : ''} Run 'tenant-restore --help' for the list.\n`,
+    );
+    return exitCodes.usage;
+  }
+  const command = await entry.load();
+  let args: string[];
+  try {
+    args = outputFlag(rest);
+  } catch (error) {
+    process.stderr.write(`tenant-restore ${name}: ${(error as Error).message}\n`);
     return exitCodes.usage;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(`usage: ${command.usage}\n\n${command.summary}\n`);
+    process.stdout.write(`usage: ${command.usage}\n\n${entry.summary}\n`);
     return exitCodes.ok;
   }
   try {
-    return await command.run(rest);
+    return await command.run(args);
   } catch (error) {
-    const e = error as Error & { code?: string };
-    if (error instanceof UsageError) {
-      process.stderr.write(`tenant-restore ${name}: ${e.message}\n`);
-      return exitCodes.usage;
-    }
-    if (['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT'].includes(e.code ?? '') || /connect|unavailable/i.test(e.name)) {
-      process.stderr.write(`tenant-restore ${name}: cannot reach a service: ${e.message}\n`);
-      return exitCodes.unavailable;
-    }
-    process.stderr.write(`tenant-restore ${name}: ${e.message}\n`);
-    return exitCodes.partial;
+    const failure = describeFailure(error);
+    process.stderr.write(`tenant-restore ${name}: ${failure.message}\n`);
+    return failure.code;
   }
 }
 

@@ -14,7 +14,7 @@ import pino from 'pino';
 import { createActivities } from '../activities';
 import { Pools } from '../activities/db';
 import { createS3Client } from '../activities/s3';
-import { temporalConnectionOptions } from './temporal-connection';
+import { SettingError, temporalConnectionOptions, TemporalUnreachableError } from './temporal-connection';
 
 export const defaultTaskQueue = process.env.TENANT_RESTORE_TASK_QUEUE ?? 'tenant-restore';
 
@@ -43,13 +43,25 @@ export function installRuntimeLogger(logger: pino.Logger): void {
   });
 }
 
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** LOG_LEVEL, checked: a typo would otherwise stop the worker with pino's own message. */
+export function logLevelFrom(env: NodeJS.ProcessEnv = process.env): string {
+  const level = env.LOG_LEVEL ?? 'info';
+  if (!logLevels.includes(level))
+    throw new SettingError(`LOG_LEVEL=${level} is not a log level: use one of ${logLevels.join(', ')} (default info).`);
+  return level;
+}
+
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
-  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { component: 'worker' } });
+  const logger = pino({ level: logLevelFrom(), base: { component: 'worker' } });
   installRuntimeLogger(logger);
   // A database reference with a password in a workflow input (a workflow not started by the CLI) is refused.
   const pools = new Pools(process.env, { refuseInlinePasswords: true });
   const s3 = createS3Client();
-  const connection = await NativeConnection.connect(temporalConnectionOptions());
+  const connection = await NativeConnection.connect(temporalConnectionOptions()).catch((error: Error) => {
+    throw new TemporalUnreachableError(error.message);
+  });
   const taskQueue = options.taskQueue ?? defaultTaskQueue;
   const worker = await Worker.create({
     connection,

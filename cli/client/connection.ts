@@ -4,7 +4,13 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { createConnection } from 'node:net';
-import { temporalConnectionOptions, temporalNamespace } from '../../workers/temporal-connection';
+import {
+  temporalConnectionOptions,
+  temporalConnectTimeoutMs,
+  temporalNamespace,
+  SettingError,
+  TemporalUnreachableError,
+} from '../../workers/temporal-connection';
 import { isPostgresUrl } from './input';
 
 /** A service (Temporal, S3) could not be reached: exit code 3. The name matches the CLI's `unavailable` test. */
@@ -12,28 +18,52 @@ export class ServiceUnavailableError extends Error {
   override name = 'ServiceUnavailableError';
 }
 
-/** A bare connection: `drill` uses it, and so reports an unreachable Temporal as exit 1 (main's generic failure). */
+/** A Temporal client, or TemporalUnreachableError (exit 3) within temporalConnectTimeoutMs. */
 export async function connectTemporal(): Promise<{ client: Client; close: () => Promise<void> }> {
-  const connection = await Connection.connect(temporalConnectionOptions());
+  const options = temporalConnectionOptions();
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ ...options, connectTimeout: temporalConnectTimeoutMs });
+  } catch (error) {
+    throw new TemporalUnreachableError(
+      /deadline/i.test((error as Error).message)
+        ? `no answer within ${temporalConnectTimeoutMs / 1000} s`
+        : (error as Error).message,
+    );
+  }
   return { client: new Client({ connection, namespace: temporalNamespace() }), close: () => connection.close() };
 }
 
 /** Runs `use` with a Temporal client (exit 3 when Temporal cannot be reached), then closes the connection. */
 export async function withTemporal<T>(use: (client: Client) => Promise<T>): Promise<T> {
-  let connected: Awaited<ReturnType<typeof connectTemporal>>;
-  try {
-    connected = await connectTemporal();
-  } catch (error) {
-    throw new ServiceUnavailableError(
-      `Temporal is not reachable at ${process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233'}: ${(error as Error).message}`,
-    );
-  }
-  const { client, close } = connected;
+  const { client, close } = await connectTemporal();
   try {
     return await use(client);
   } finally {
     await close();
   }
+}
+
+/**
+ * How many workers poll `taskQueue` for workflow tasks (as the server saw in the last minute or so). Zero means a
+ * restore on that queue waits: nothing runs it, and a query to it hangs until its timeout.
+ */
+export async function workflowPollers(client: Client, taskQueue: string): Promise<number> {
+  const response = await client.workflowService.describeTaskQueue({
+    namespace: temporalNamespace(),
+    // TASK_QUEUE_KIND_NORMAL and TASK_QUEUE_TYPE_WORKFLOW (temporal.api.enums.v1), by value.
+    taskQueue: { name: taskQueue, kind: 1 },
+    taskQueueType: 1,
+  });
+  return response.pollers?.length ?? 0;
+}
+
+/** The warning printed when no worker polls the restore's task queue. */
+export function noWorkerWarning(taskQueue: string): string {
+  return (
+    `no worker is polling task queue '${taskQueue}' (namespace ${temporalNamespace()}): the restore waits until one does. ` +
+    `Start one: tenant-restore worker --task-queue ${taskQueue} (with the same TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE).`
+  );
 }
 
 export function webUiLink(restoreId: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -47,11 +77,19 @@ export function isNotFound(error: unknown): boolean {
   return e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404;
 }
 
-/** An S3 error with no HTTP status never reached S3: exit 3. Any other is rethrown as it is. */
+/**
+ * An S3 error with no HTTP status never reached S3: exit 3; no credentials at all is a setting (exit 2). Any other is
+ * rethrown as it is.
+ */
 export function s3Unavailable(error: unknown): never {
   const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number }; message: string };
+  if (e.name === 'CredentialsProviderError') throw new SettingError(missingAwsCredentials(e.message));
   if (!e.$metadata?.httpStatusCode) throw new ServiceUnavailableError(`S3 is not reachable: ${e.message}`);
   throw error;
+}
+
+export function missingAwsCredentials(reason: string): string {
+  return `no AWS credentials were found (${reason}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and AWS_ENDPOINT_URL_S3 for an S3-compatible store.`;
 }
 
 /**

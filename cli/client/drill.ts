@@ -64,38 +64,101 @@ export function drillInputFromFlags(values: DrillFlags, withId = false): Restore
   return input;
 }
 
-/** Creates (or replaces) the schedule `drill/<id>`. */
+const cronMacros = /^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/;
+const cronFields: Array<{ name: string; min: number; max: number }> = [
+  { name: 'minute', min: 0, max: 59 },
+  { name: 'hour', min: 0, max: 23 },
+  { name: 'day of month', min: 1, max: 31 },
+  { name: 'month', min: 1, max: 12 },
+  { name: 'day of week', min: 0, max: 7 },
+];
+const cronNames = /^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat)$/i;
+
+/**
+ * A cron expression, checked before anything is sent: five fields (minute hour day-of-month month day-of-week) of
+ * `*`, numbers, names, ranges, lists and steps, or a macro such as @daily. Temporal checks it again.
+ */
+export function checkCron(cron: string): string {
+  const text = cron.trim();
+  if (cronMacros.test(text) || /^@every \d+[smhd]$/.test(text)) return text;
+  const fields = text.split(/\s+/);
+  const example = 'e.g. --cron "0 3 * * 1" (03:00 every Monday, UTC)';
+  if (fields.length !== 5)
+    throw new UsageError(
+      `--cron "${cron}": expected 5 fields (minute hour day-of-month month day-of-week), ${example}.`,
+    );
+  for (const [i, field] of fields.entries()) {
+    const { name, min, max } = cronFields[i]!;
+    for (const part of field.split(',')) {
+      const [range, step, extra] = part.split('/');
+      const value = (v: string) => (/^\d+$/.test(v) ? Number(v) : cronNames.test(v) ? min : NaN);
+      const bounds = range === '*' || range === '?' ? [min, max] : range!.split('-').map(value);
+      const ok =
+        extra === undefined &&
+        (step === undefined || /^[1-9]\d*$/.test(step)) &&
+        bounds.length >= 1 &&
+        bounds.length <= 2 &&
+        bounds.every((b) => Number.isInteger(b) && b >= min && b <= max);
+      if (!ok)
+        throw new UsageError(
+          `--cron "${cron}": the ${name} field '${field}' is not valid (${min}-${max}), ${example}.`,
+        );
+    }
+  }
+  return text;
+}
+
+/**
+ * Creates the schedule `drill/<id>`, or updates it when it exists. Never deletes it: a new definition that Temporal
+ * refuses leaves the old one in place (the weekly drill keeps running), and says why.
+ */
 export async function scheduleDrill(
   client: Client,
   input: RestoreDrillInput,
   options: { id: string; cron: string; taskQueue: string },
 ) {
   const scheduleId = `drill/${options.id}`;
-  const existing = client.schedule.getHandle(scheduleId);
+  const cron = checkCron(options.cron);
+  const action = {
+    type: 'startWorkflow' as const,
+    workflowType: 'restoreDrill',
+    workflowId: `drill/${options.id}/run`,
+    taskQueue: options.taskQueue,
+    args: [input],
+  };
+  const handle = client.schedule.getHandle(scheduleId);
+  let exists = true;
   try {
-    await existing.describe();
-    await existing.delete();
+    await handle.describe();
   } catch (error) {
     if ((error as Error).name !== 'ScheduleNotFoundError') throw error;
+    exists = false;
   }
-  await client.schedule.create({
-    scheduleId,
-    spec: { cronExpressions: [options.cron] },
-    action: {
-      type: 'startWorkflow',
-      workflowType: 'restoreDrill',
-      workflowId: `drill/${options.id}/run`,
-      taskQueue: options.taskQueue,
-      args: [input],
-    },
-    // A drill that is still running when the next one is due: skip the next one, do not pile up.
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour' },
-  });
-  const description = await client.schedule.getHandle(scheduleId).describe();
+  try {
+    if (exists) await handle.update((previous) => ({ ...previous, spec: { cronExpressions: [cron] }, action }));
+    else
+      await client.schedule.create({
+        scheduleId,
+        spec: { cronExpressions: [cron] },
+        action,
+        // A drill that is still running when the next one is due: skip the next one, do not pile up.
+        policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour' },
+      });
+  } catch (error) {
+    const e = error as { code?: number; message: string };
+    // gRPC INVALID_ARGUMENT: Temporal refused the definition (a cron it cannot parse, say).
+    if (e.code === 3)
+      throw new UsageError(
+        `Temporal refused schedule ${scheduleId}: ${e.message}.${exists ? ' The existing schedule was left as it was.' : ''}`,
+      );
+    throw error;
+  }
+  const description = await handle.describe();
   return {
     scheduleId,
-    cron: options.cron,
+    cron,
     taskQueue: options.taskQueue,
+    updated: exists,
     nextRuns: description.info.nextActionTimes.slice(0, 3).map((d) => d.toISOString()),
     input,
   };

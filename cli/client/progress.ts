@@ -8,6 +8,7 @@ import {
   type BulkRestoreResult,
   type RestoreProgress,
 } from '../../workflows/definitions';
+import { noWorkerWarning, workflowPollers } from './connection';
 import { getReport, restoreFailureMessage } from './restore';
 
 /** The one JSON object `start --wait --json` prints. */
@@ -31,18 +32,41 @@ export interface WaitOutput {
   error?: string;
 }
 
-/** Waits for the end, calling `onProgress` about once a second, then joins the result with the report's tenants. */
+/** How often a wait looks for a worker on the restore's task queue while none polls it. */
+const pollerCheckMs = 10_000;
+/** How often the warning is repeated while no worker polls. */
+const noWorkerRepeatMs = 60_000;
+
+/**
+ * Waits for the end, calling `onProgress` about once a second, then joins the result with the report's tenants. With
+ * `watch`, the restore's task queue is checked for workers: while none polls it, the progress is not queried (a query
+ * waits for a worker: it would only time out) and `onNoWorker` is called, at once and then every minute.
+ */
 export async function waitForRestore(
   client: Client,
   restoreId: string,
   onProgress?: (p: RestoreProgress) => void,
+  watch?: { taskQueue: string; onNoWorker: (message: string) => void },
 ): Promise<WaitOutput> {
   const handle = client.workflow.getHandle(bulkWorkflowId(restoreId));
   let done = false;
+  let polled = { at: 0, workers: 1 };
+  let warnedAt = 0;
+  const workerPolls = async (): Promise<boolean> => {
+    if (!watch) return true;
+    if (Date.now() - polled.at >= (polled.workers ? pollerCheckMs * 3 : pollerCheckMs)) {
+      polled = { at: Date.now(), workers: await workflowPollers(client, watch.taskQueue).catch(() => 1) };
+      if (!polled.workers && Date.now() - warnedAt >= noWorkerRepeatMs) {
+        warnedAt = Date.now();
+        watch.onNoWorker(noWorkerWarning(watch.taskQueue));
+      }
+    }
+    return polled.workers > 0;
+  };
   const poller = (async () => {
-    while (!done && onProgress) {
+    while (!done && (onProgress || watch)) {
       try {
-        onProgress(await handle.query(progressQuery));
+        if ((await workerPolls()) && onProgress) onProgress(await handle.query(progressQuery));
       } catch {
         // The run may be continuing-as-new, or just finished: the next poll or the result answers.
       }

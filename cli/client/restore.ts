@@ -2,10 +2,12 @@
  * What the operator asks of an existing restore: its status, a signal (pause, resume, cancel, approve, concurrency),
  * its report. Each returns data; the commands print it. An unknown or finished restore is a UsageError (exit 2).
  */
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { RestoreReport } from '../../activities/report';
-import type { TenantId } from '../../activities/restore-types';
+import type { ObjectRef, TenantId } from '../../activities/restore-types';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { sameTenantKey } from '../../activities/tenant-list';
 import { createS3Client, getJson, getText, parseS3Url } from '../../activities/s3';
 import {
   approveSignal,
@@ -13,18 +15,29 @@ import {
   cancelSignal,
   pauseSignal,
   progressQuery,
+  RestorePhaseKey,
   resumeSignal,
   setConcurrencySignal,
+  TenantsFailedKey,
+  TenantsRestoredKey,
+  TenantsTotalKey,
+  type BulkRestoreInput,
   type BulkRestoreResult,
   type RestoreProgress,
 } from '../../workflows/definitions';
-import { isNotFound, s3Unavailable, webUiLink } from './connection';
+import { isNotFound, noWorkerWarning, s3Unavailable, webUiLink, workflowPollers } from './connection';
 import { UsageError } from './input';
 
 export interface RestoreStatus {
   restoreId: string;
   workflowStatus: string;
   progress?: RestoreProgress;
+  /**
+   * A running restore that no worker polls: its progress cannot be asked (a query needs a worker), so these are the
+   * counts its workflow last wrote into its search attributes, and `noWorker` says what to do.
+   */
+  searchAttributes?: { phase?: string; total?: number; restored?: number; failed?: number };
+  noWorker?: string;
   result?: BulkRestoreResult;
   error?: string;
   artifacts?: string;
@@ -34,11 +47,21 @@ export interface RestoreStatus {
 async function existingHandle(
   client: Client,
   restoreId: string,
-): Promise<{ handle: WorkflowHandle; status: string; memo: Record<string, unknown> }> {
+): Promise<{
+  handle: WorkflowHandle;
+  status: string;
+  memo: Record<string, unknown>;
+  description: WorkflowExecutionDescription;
+}> {
   const handle = client.workflow.getHandle(bulkWorkflowId(restoreId));
   try {
     const description = await handle.describe();
-    return { handle, status: description.status.name, memo: (description.memo ?? {}) as Record<string, unknown> };
+    return {
+      handle,
+      status: description.status.name,
+      memo: (description.memo ?? {}) as Record<string, unknown>,
+      description,
+    };
   } catch (error) {
     if (error instanceof WorkflowNotFoundError)
       throw new UsageError(`no restore with id '${restoreId}' (workflow ${bulkWorkflowId(restoreId)}).`);
@@ -46,15 +69,41 @@ async function existingHandle(
   }
 }
 
+/** A query that no worker answers in this time is given up: the status then comes from the search attributes. */
+const queryTimeoutMs = 10_000;
+
 export async function getRestoreStatus(client: Client, restoreId: string): Promise<RestoreStatus> {
-  const { handle, status, memo } = await existingHandle(client, restoreId);
+  const { handle, status, memo, description } = await existingHandle(client, restoreId);
   const base = {
     restoreId,
     workflowStatus: status,
     artifacts: memo.artifacts as string | undefined,
     webUi: webUiLink(restoreId),
   };
-  if (status === 'RUNNING') return { ...base, progress: await handle.query(progressQuery) };
+  if (status === 'RUNNING') {
+    const attributes = description.typedSearchAttributes;
+    const fromAttributes = () => ({
+      phase: attributes.get(RestorePhaseKey),
+      total: attributes.get(TenantsTotalKey),
+      restored: attributes.get(TenantsRestoredKey),
+      failed: attributes.get(TenantsFailedKey),
+    });
+    if ((await workflowPollers(client, description.taskQueue).catch(() => 1)) === 0)
+      return { ...base, searchAttributes: fromAttributes(), noWorker: noWorkerWarning(description.taskQueue) };
+    try {
+      return {
+        ...base,
+        progress: await client.withDeadline(Date.now() + queryTimeoutMs, () => handle.query(progressQuery)),
+      };
+    } catch (error) {
+      // A worker polls, but none answered in time (busy, or on its way out): what the search attributes say.
+      return {
+        ...base,
+        searchAttributes: fromAttributes(),
+        noWorker: `the progress query got no answer within ${queryTimeoutMs / 1000} s (${(error as Error).message}): counts from the search attributes`,
+      };
+    }
+  }
   try {
     return { ...base, result: (await handle.result()) as BulkRestoreResult };
   } catch (error) {
@@ -75,16 +124,76 @@ export async function signalRestore(
   restoreId: string,
   signal: RestoreSignal,
   arg?: { tenantIds?: TenantId[] } | number,
-): Promise<{ restoreId: string; signal: RestoreSignal; sent: true }> {
-  const { handle, status } = await existingHandle(client, restoreId);
+): Promise<{ restoreId: string; signal: RestoreSignal; sent: true; note?: string }> {
+  const { handle, status, memo } = await existingHandle(client, restoreId);
   if (status !== 'RUNNING')
     throw new UsageError(`restore ${restoreId} is not running (${status.toLowerCase()}); nothing to ${signal}.`);
+  let note: string | undefined;
+  if (signal === 'approve' && typeof arg === 'object' && arg.tenantIds)
+    note = await refuseTenantsOutsideRestore(client, restoreId, memo.artifacts as string | undefined, arg.tenantIds);
   if (signal === 'pause') await handle.signal(pauseSignal);
   else if (signal === 'resume') await handle.signal(resumeSignal);
   else if (signal === 'cancel') await handle.signal(cancelSignal);
   else if (signal === 'approve') await handle.signal(approveSignal, (arg ?? {}) as { tenantIds?: TenantId[] });
   else await handle.signal(setConcurrencySignal, arg as number);
-  return { restoreId, signal, sent: true };
+  return { restoreId, signal, sent: true, ...(note ? { note } : {}) };
+}
+
+/**
+ * Approving a tenant the restore does not hold would be sent, accepted and ignored: the operator would believe a
+ * tenant's billing was released. Ids outside the restore's list are refused, nothing sent.
+ */
+async function refuseTenantsOutsideRestore(
+  client: Client,
+  restoreId: string,
+  artifacts: string | undefined,
+  tenantIds: TenantId[],
+): Promise<string | undefined> {
+  const listed = await restoreTenantList(client, restoreId, artifacts);
+  if (!listed) return "the restore's tenant list could not be read: the tenants were not checked against it";
+  const inRestore = new Set(listed.map((id) => sameTenantKey(String(id))));
+  const outside = tenantIds.filter((id) => !inRestore.has(sameTenantKey(id)));
+  if (outside.length)
+    throw new UsageError(
+      `tenant(s) ${outside.join(', ')} are not in restore ${restoreId} (${listed.length} tenants): nothing was sent. ` +
+        `Check the ids (tenant-restore report ${restoreId} lists the restore's tenants), then approve again.`,
+    );
+  return undefined;
+}
+
+/**
+ * The restore's tenant list: `<artifacts>tenants.json`, which its first activity writes; until then, the list in the
+ * input of its workflow (inline, or the uploaded object it names). Works without a worker.
+ */
+async function restoreTenantList(
+  client: Client,
+  restoreId: string,
+  artifacts: string | undefined,
+): Promise<unknown[] | undefined> {
+  const s3 = createS3Client();
+  try {
+    const read = async (ref: ObjectRef) => {
+      try {
+        return await getJson<unknown[]>(s3, ref);
+      } catch (error) {
+        if (isNotFound(error)) return undefined;
+        s3Unavailable(error);
+      }
+    };
+    const staged = artifacts ? await read(parseS3Url(`${artifacts}tenants.json`)) : undefined;
+    if (staged) return staged;
+    const { history } = await client.workflowService.getWorkflowExecutionHistory({
+      namespace: client.options.namespace,
+      execution: { workflowId: bulkWorkflowId(restoreId) },
+      maximumPageSize: 1,
+    });
+    const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    if (!payload) return undefined;
+    const input = defaultPayloadConverter.fromPayload<BulkRestoreInput>(payload);
+    return input.tenants ?? (input.tenantsObject ? await read(input.tenantsObject) : undefined);
+  } finally {
+    s3.destroy();
+  }
 }
 
 export async function getReport(

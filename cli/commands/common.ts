@@ -20,15 +20,53 @@ export interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-/** node:util parseArgs, with unknown flags turned into a UsageError that names the command's usage. */
+/**
+ * node:util parseArgs, with unknown flags turned into a UsageError that names the command's usage. A flag given twice
+ * is refused too: parseArgs would keep the last value silently, and `--live prod ... --live staging` typed in a hurry
+ * must not pick one for the operator.
+ */
 export function parseFlags<T extends ParseArgsConfig['options']>(argv: string[], options: T, usage: string) {
+  let parsed;
   try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true, tokens: true });
   } catch (error) {
-    throw new UsageError(`${(error as Error).message}\n\nusage: ${usage}`);
+    const unknown = /Unknown option '(--?[^']+)'/.exec((error as Error).message)?.[1];
+    const guess = unknown ? closest(unknown.replace(/^-+/, ''), Object.keys(options ?? {})) : undefined;
+    throw new UsageError(`${(error as Error).message}${guess ? `\nDid you mean --${guess}?` : ''}\n\nusage: ${usage}`);
   }
+  const seen = new Map<string, string[]>();
+  for (const token of parsed.tokens ?? []) {
+    if (token.kind !== 'option' || options?.[token.name]?.multiple) continue;
+    seen.set(token.name, [...(seen.get(token.name) ?? []), token.value ?? 'true']);
+  }
+  for (const [name, values] of seen)
+    if (values.length > 1)
+      throw new UsageError(
+        `--${name} is given ${values.length} times (${values.map((v) => `'${v}'`).join(', ')}): give it once.`,
+      );
+  const { tokens: _tokens, ...result } = parsed;
+  return result;
 }
 
 export function print(json: boolean, data: unknown, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
+}
+
+/** The name nearest to `typed` (at most 2 edits; a swap of two neighbours is one edit), for "did you mean". */
+export function closest(typed: string, names: string[]): string | undefined {
+  const distance = (a: string, b: string): number => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) =>
+      Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+    );
+    for (let i = 1; i <= a.length; i++)
+      for (let j = 1; j <= b.length; j++) {
+        const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+        d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+        if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+          d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+      }
+    return d[a.length]![b.length]!;
+  };
+  const best = names.map((n) => ({ n, d: distance(typed, n) })).sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= 2 ? best.n : undefined;
 }

@@ -67,7 +67,7 @@ export const approveCommand: Command = {
         !!values.json,
         { ...sent, tenantIds: tenantIds ?? 'all' },
         () =>
-          `approve: sent to restore ${restoreId} for ${tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant'}.`,
+          `approve: sent to restore ${restoreId} for ${tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant'}.${sent.note ? ` Note: ${sent.note}.` : ''}`,
       );
       return exitCodes.ok;
     });

@@ -2,7 +2,7 @@
 import type { DrillRecord } from '../../activities/drill';
 import { createS3Client } from '../../activities/s3';
 import { connectTemporal } from '../client/connection';
-import { checkDrillId, drillInputFromFlags, listDrills, runDrill, scheduleDrill } from '../client/drill';
+import { checkCron, checkDrillId, drillInputFromFlags, listDrills, runDrill, scheduleDrill } from '../client/drill';
 import { parseIntegerFlag, taskQueueFrom, UsageError } from '../client/input';
 import { exitCodes, parseFlags, print, type Command } from './common';
 
@@ -12,7 +12,8 @@ const usage = `tenant-restore drill schedule --backup-prefix s3://<bucket>/<pref
        tenant-restore drill run      (same flags as schedule, without --cron) [--id <drill id>] [--no-wait] [--json]
        tenant-restore drill list     --bucket <bucket> | --backup-prefix s3://<bucket>/... [--limit N] [--json]
 
-  schedule  creates (or replaces) a Temporal Schedule 'drill/<id>' that runs a drill on the cron expression
+  schedule  creates a Temporal Schedule 'drill/<id>' that runs a drill on the cron expression, or updates it in place:
+            the new definition is checked first, and one that is refused leaves the existing schedule as it was
   run       runs one drill now and waits for it; exit code 1 when the drill fails
   list      shows past drills from s3://<bucket>/drills/*.json, newest first
 
@@ -76,6 +77,7 @@ export const drillCommand: Command = {
       if (!values.cron)
         throw new UsageError('--cron "<minute hour day month weekday>" is required, e.g. --cron "0 3 * * 1".');
       const id = checkDrillId(values.id ?? 'weekly');
+      checkCron(values.cron);
       const { client, close } = await connectTemporal();
       try {
         const created = await scheduleDrill(client, input, { id, cron: values.cron, taskQueue });
@@ -83,7 +85,7 @@ export const drillCommand: Command = {
           json,
           created,
           () =>
-            `schedule ${created.scheduleId} created: cron "${created.cron}", task queue ${created.taskQueue}\nnext runs: ${created.nextRuns.join(', ')}`,
+            `schedule ${created.scheduleId} ${created.updated ? 'updated' : 'created'}: cron "${created.cron}", task queue ${created.taskQueue}\nnext runs: ${created.nextRuns.join(', ')}`,
         );
         return exitCodes.ok;
       } finally {

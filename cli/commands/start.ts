@@ -1,4 +1,4 @@
-import { withTemporal } from '../client/connection';
+import { noWorkerWarning, withTemporal, workflowPollers } from '../client/connection';
 import { UsageError } from '../client/input';
 import { progressPrinter, waitForRestore } from '../client/progress';
 import { buildStartRequest, startRestore, type StartFlags } from '../client/start';
@@ -89,7 +89,11 @@ export const startCommand: Command = {
       const started = await startRestore(client, request);
       // Loud, on stderr, whatever the output mode: a warning in the middle of JSON on stdout would go unread.
       for (const warning of started.warnings) process.stderr.write(`\n*** WARNING: ${warning}\n\n`);
+      const noWorker = (message: string) => process.stderr.write(`\n*** WARNING: ${message}\n\n`);
       if (!values.wait) {
+        // Started, and nothing will run it: say so (the exit code stays 0: the restore exists and will run).
+        if ((await workflowPollers(client, started.taskQueue).catch(() => 1)) === 0)
+          noWorker(noWorkerWarning(started.taskQueue));
         print(!!values.json, started, () =>
           [
             `started restore ${started.restoreId}: ${started.tenants} tenants, concurrency ${request.input.concurrency}, task queue ${started.taskQueue}`,
@@ -103,7 +107,10 @@ export const startCommand: Command = {
       }
       if (!values.json) process.stderr.write(`restore ${started.restoreId} started (${started.webUi})\n`);
       const printer = progressPrinter();
-      const output = await waitForRestore(client, started.restoreId, printer.update);
+      const output = await waitForRestore(client, started.restoreId, printer.update, {
+        taskQueue: started.taskQueue,
+        onNoWorker: noWorker,
+      });
       printer.end();
       print(!!values.json, started.warnings.length ? { ...output, warnings: started.warnings } : output, () =>
         [

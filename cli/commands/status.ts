@@ -23,6 +23,13 @@ export function describeStatus(s: RestoreStatus): string {
         `  ${p.counts['awaiting-approval']} tenant(s) wait for: tenant-restore approve ${s.restoreId} [--tenants ...]`,
       );
   }
+  if (s.searchAttributes) {
+    const a = s.searchAttributes;
+    lines.push(
+      `  phase ${a.phase ?? '?'}: ${a.restored ?? 0}/${a.total ?? '?'} restored, ${a.failed ?? 0} failed (from the search attributes)`,
+    );
+  }
+  if (s.noWorker) lines.push(`  ${s.noWorker}`);
   if (s.result) {
     const r = s.result;
     lines.push(
@@ -53,9 +60,14 @@ export const statusCommand: Command = {
         return exitFor(status);
       }
       const printer = progressPrinter(process.stdout);
+      let warnedAt = 0;
       while (status.workflowStatus === 'RUNNING') {
         if (values.json) process.stdout.write(`${JSON.stringify(status)}\n`);
         else if (status.progress) printer.update(status.progress);
+        if (status.noWorker && Date.now() - warnedAt > 60_000) {
+          warnedAt = Date.now();
+          process.stderr.write(`\n*** WARNING: ${status.noWorker}\n`);
+        }
         await new Promise((r) => setTimeout(r, 1000));
         status = await getRestoreStatus(client, restoreId);
       }

@@ -1,0 +1,63 @@
+/**
+ * The command line's own logic, without services: the lazy command registry agrees with each command module, typos get
+ * a suggestion, `--output` maps onto `--json`, and a flag given twice is refused.
+ */
+import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../cli/client/input';
+import { closest, parseFlags } from '../../cli/commands/common';
+import { commands, outputFlag } from '../../cli/main';
+
+describe('the command registry', () => {
+  it("repeats each module's name and summary exactly (top-level --help loads no module)", async () => {
+    for (const entry of commands) {
+      const command = await entry.load();
+      expect(command.name).toBe(entry.name);
+      expect(command.summary).toBe(entry.summary);
+    }
+  });
+});
+
+describe('did you mean', () => {
+  it('suggests the nearest name within two edits, and nothing further away', () => {
+    expect(
+      closest(
+        'stauts',
+        commands.map((c) => c.name),
+      ),
+    ).toBe('status');
+    expect(
+      closest(
+        'describ',
+        commands.map((c) => c.name),
+      ),
+    ).toBe('describe');
+    expect(
+      closest(
+        'frobnicate',
+        commands.map((c) => c.name),
+      ),
+    ).toBeUndefined();
+  });
+  it('an unknown flag names the nearest known one', () => {
+    expect(() => parseFlags(['--tenant', '1'], { tenants: { type: 'string' } }, 'usage')).toThrow(
+      /Unknown option '--tenant'[\s\S]*Did you mean --tenants\?/,
+    );
+  });
+});
+
+describe('flags', () => {
+  it('--output json is --json, --output text the default, anything else refused', () => {
+    expect(outputFlag(['x', '--output', 'json'])).toEqual(['x', '--json']);
+    expect(outputFlag(['--output=json', 'x'])).toEqual(['--json', 'x']);
+    expect(outputFlag(['--output', 'text', 'x'])).toEqual(['x']);
+    expect(() => outputFlag(['--output', 'yaml'])).toThrow(/--output 'yaml': text or json/);
+  });
+  it('a flag given twice is refused; a multiple flag is not', () => {
+    expect(() => parseFlags(['--live', 'a', '--live', 'b'], { live: { type: 'string' } }, 'usage')).toThrow(UsageError);
+    expect(() => parseFlags(['--live', 'a', '--live', 'b'], { live: { type: 'string' } }, 'usage')).toThrow(
+      "--live is given 2 times ('a', 'b'): give it once.",
+    );
+    const { values } = parseFlags(['--t', 'a', '--t', 'b'], { t: { type: 'string', multiple: true } }, 'usage');
+    expect(values.t).toEqual(['a', 'b']);
+  });
+});
