@@ -11,74 +11,78 @@ import { closest, exitCodes, type Command } from './commands/common';
  * The commands, loaded only when run: `--help` and a typo load none of them (the worker's SDK alone takes most of a
  * second). Each summary is repeated from its module; test/unit/cli-help.test.ts keeps the two equal.
  */
-export const commands: Array<{ name: string; summary: string; load: () => Promise<Command> }> = [
+// `require`, not `import()`: the CLI runs as CommonJS through tsx, whose hook compiles required .ts files; a dynamic
+// import() would go to Node's ESM loader, which does not resolve extensionless TypeScript paths.
+/* eslint-disable @typescript-eslint/no-require-imports */
+export const commands: Array<{ name: string; summary: string; load: () => Command }> = [
   {
     name: 'worker',
     summary: 'run a worker that executes restores (stops on SIGINT/SIGTERM)',
-    load: async () => (await import('./commands/worker')).workerCommand,
+    load: () => (require('./commands/worker') as typeof import('./commands/worker')).workerCommand,
   },
   {
     name: 'plan',
     summary:
       'read both catalogs and print the restore plan: order, ownership paths, cycles, drift, row estimates (writes nothing)',
-    load: async () => (await import('./commands/plan')).planCommand,
+    load: () => (require('./commands/plan') as typeof import('./commands/plan')).planCommand,
   },
   {
     name: 'start',
     summary: 'start a restore of some tenants from a backup (--wait to follow it to the end)',
-    load: async () => (await import('./commands/start')).startCommand,
+    load: () => (require('./commands/start') as typeof import('./commands/start')).startCommand,
   },
   {
     name: 'status',
     summary: "show a restore's progress: counts by phase, failed tenants; --watch for a live progress bar",
-    load: async () => (await import('./commands/status')).statusCommand,
+    load: () => (require('./commands/status') as typeof import('./commands/status')).statusCommand,
   },
   {
     name: 'list',
     summary: 'restores and drills, newest first, filterable by status and kind',
-    load: async () => (await import('./commands/inspect')).listCommand,
+    load: () => (require('./commands/inspect') as typeof import('./commands/inspect')).listCommand,
   },
   {
     name: 'describe',
     summary: 'one restore whole: its input, phase counts, failures, report location and Web UI link',
-    load: async () => (await import('./commands/inspect')).describeCommand,
+    load: () => (require('./commands/inspect') as typeof import('./commands/inspect')).describeCommand,
   },
   {
     name: 'pause',
     summary: 'stop starting tenants; running tenants finish',
-    load: async () => (await import('./commands/control')).pauseCommand,
+    load: () => (require('./commands/control') as typeof import('./commands/control')).pauseCommand,
   },
   {
     name: 'resume',
     summary: 'start tenants again after pause',
-    load: async () => (await import('./commands/control')).resumeCommand,
+    load: () => (require('./commands/control') as typeof import('./commands/control')).resumeCommand,
   },
   {
     name: 'cancel',
     summary: 'stop the restore: no new tenants, running ones are cancelled, then a report',
-    load: async () => (await import('./commands/control')).cancelCommand,
+    load: () => (require('./commands/control') as typeof import('./commands/control')).cancelCommand,
   },
   {
     name: 'approve',
     summary: 'release the actions held for approval, per tenant (--tenants) or for all',
-    load: async () => (await import('./commands/control')).approveCommand,
+    load: () => (require('./commands/control') as typeof import('./commands/control')).approveCommand,
   },
   {
     name: 'concurrency',
     summary: 'change how many tenants a running restore restores at once',
-    load: async () => (await import('./commands/control')).concurrencyCommand,
+    load: () => (require('./commands/control') as typeof import('./commands/control')).concurrencyCommand,
   },
   {
     name: 'report',
     summary: 'print the report of a finished restore (Markdown, or --json)',
-    load: async () => (await import('./commands/report')).reportCommand,
+    load: () => (require('./commands/report') as typeof import('./commands/report')).reportCommand,
   },
   {
     name: 'drill',
     summary: 'restore drills: schedule, run now, list past drills with their figures',
-    load: async () => (await import('./commands/drill')).drillCommand,
+    load: () => (require('./commands/drill') as typeof import('./commands/drill')).drillCommand,
   },
 ];
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /** `--output text|json` (also `--output=json`), the form other tools use: `json` is `--json`, `text` the default. */
 export function outputFlag(argv: string[]): string[] {
@@ -143,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
     );
     return exitCodes.usage;
   }
-  const command = await entry.load();
+  const command = entry.load();
   let args: string[];
   try {
     args = outputFlag(rest);
