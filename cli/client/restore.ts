@@ -203,6 +203,23 @@ export async function getReport(
   const { memo } = await existingHandle(client, restoreId);
   const artifacts = memo.artifacts as string | undefined;
   if (!artifacts) throw new UsageError(`restore ${restoreId} has no artifacts location in its memo.`);
+  return readReport(artifacts, restoreId);
+}
+
+/**
+ * The artifacts folder of a restore from the `--artifacts` base a restore was started with (the same flag, or
+ * TENANT_RESTORE_ARTIFACTS): `<base>/<restoreId>/`.
+ */
+export function artifactsOf(base: string, restoreId: string): string {
+  if (!/^s3:\/\/[^/]+/.test(base)) throw new UsageError(`--artifacts '${base}' is not s3://<bucket>/<prefix>/.`);
+  return `${base.endsWith('/') ? base : `${base}/`}${restoreId}/`;
+}
+
+/** The report in the artifacts folder `artifacts` (s3://bucket/prefix/), read from S3 alone. */
+export async function readReport(
+  artifacts: string,
+  restoreId: string,
+): Promise<{ report: RestoreReport; markdown: string; location: string }> {
   const { bucket, key } = parseS3Url(`${artifacts}report.json`);
   const s3 = createS3Client();
   try {
@@ -212,7 +229,7 @@ export async function getReport(
   } catch (error) {
     if (isNotFound(error))
       throw new UsageError(
-        `restore ${restoreId} has no report yet (it is written when the restore ends): tenant-restore status ${restoreId}`,
+        `restore ${restoreId} has no report at s3://${bucket}/${key} (it is written when the restore ends): tenant-restore status ${restoreId}`,
       );
     s3Unavailable(error);
   } finally {

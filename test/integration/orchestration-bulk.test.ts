@@ -24,7 +24,7 @@ import {
   withClient,
 } from '../fixtures/orchestration/fixture';
 import { historyText, restoreExecutions, saveHistory } from '../helpers/history';
-import { runCli } from '../helpers/product';
+import { productEnv, runCli } from '../helpers/product';
 import { startWebhookServer } from '../fixtures/orchestration/webhook-server';
 
 const env = useStackEnv();
@@ -201,6 +201,17 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
     const cli = await runCli(['report', restoreId]);
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout).toContain('| app.comments | 600 |');
+    // From S3 alone, as after Temporal's retention removed the workflow: with Temporal unreachable, --artifacts
+    // (the base the restore was started with) finds the same report.
+    const alone = await runCli(
+      ['report', restoreId, '--artifacts', `s3://${env.STACK_S3_BUCKET}/test-restores/`],
+      productEnv({ TEMPORAL_ADDRESS: '127.0.0.1:1' }),
+    );
+    expect(alone.code, alone.stderr).toBe(0);
+    expect(alone.stdout).toBe(cli.stdout);
+    const withoutLocation = await runCli(['report', uniqueName('gone')]);
+    expect(withoutLocation.code).toBe(2);
+    expect(withoutLocation.stderr).toMatch(/give --artifacts s3:\/\/<bucket>\/<prefix>\//);
     const status = await runCli(['status', restoreId, '--json']);
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout).result).toMatchObject({ status: 'succeeded', restored: 50, failed: 0 });
