@@ -13,10 +13,9 @@ import {
 } from '../../workers/temporal-connection';
 import { isPostgresUrl } from './input';
 
-/** A service (Temporal, S3) could not be reached: exit code 3. The name matches the CLI's `unavailable` test. */
-export class ServiceUnavailableError extends Error {
-  override name = 'ServiceUnavailableError';
-}
+import { missingAwsCredentials, ServiceUnavailableError } from './errors';
+
+export { missingAwsCredentials, ServiceUnavailableError };
 
 /** A Temporal client, or TemporalUnreachableError (exit 3) within temporalConnectTimeoutMs. */
 export async function connectTemporal(): Promise<{ client: Client; close: () => Promise<void> }> {
@@ -86,10 +85,6 @@ export function s3Unavailable(error: unknown): never {
   if (e.name === 'CredentialsProviderError') throw new SettingError(missingAwsCredentials(e.message));
   if (!e.$metadata?.httpStatusCode) throw new ServiceUnavailableError(`S3 is not reachable: ${e.message}`);
   throw error;
-}
-
-export function missingAwsCredentials(reason: string): string {
-  return `no AWS credentials were found (${reason}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and AWS_ENDPOINT_URL_S3 for an S3-compatible store.`;
 }
 
 /**

@@ -6,8 +6,7 @@
  * - 1, anything else: the command ran and failed.
  */
 import { SettingError, TemporalUnreachableError } from '../../workers/temporal-connection';
-import { missingAwsCredentials, ServiceUnavailableError } from './connection';
-import { UsageError } from './input';
+import { missingAwsCredentials, ServiceUnavailableError, UsageError } from './errors';
 
 export interface Failure {
   code: 1 | 2 | 3;

@@ -8,10 +8,9 @@ import { hasPassword, passwordRefusal } from '../../activities/db';
 import type { RestoreConfig, TenantId } from '../../activities/restore-types';
 import { sameTenantKey, tenantIdPattern } from '../../activities/tenant-list';
 
-/** Bad input: the message says what is wrong and what to do. Exit code 2, and nothing has been written. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { UsageError } from './errors';
+
+export { UsageError };
 
 // `schema.table` as the catalog spells them, unquoted: any characters (capitals, spaces, quotes, non-ASCII) but a dot
 // or a control character. The engine quotes each part itself.

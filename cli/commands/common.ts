@@ -1,6 +1,6 @@
 /** What every CLI command shares: its shape, exit codes, flag parsing and JSON or human output. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UsageError } from '../client/input';
+import { UsageError } from '../client/errors';
 
 /** Exit codes, documented in `tenant-restore --help`. */
 export const exitCodes = {
