@@ -164,6 +164,99 @@ export async function scheduleDrill(
   };
 }
 
+type CalendarRange = { start: number | string; end?: number | string; step?: number };
+const calendarFields: Array<[string, number | string, number | string]> = [
+  ['minute', 0, 59],
+  ['hour', 0, 23],
+  ['dayOfMonth', 1, 31],
+  ['month', 'JANUARY', 'DECEMBER'],
+  ['dayOfWeek', 'SUNDAY', 'SATURDAY'],
+];
+
+/** A schedule's calendar as Temporal describes it (the cron is not kept), e.g. "minute 0, hour 3, dayOfWeek MONDAY". */
+function calendarText(calendar: Record<string, CalendarRange[]>): string {
+  const parts: string[] = [];
+  for (const [field, min, max] of calendarFields) {
+    const ranges = calendar[field] ?? [];
+    const every =
+      ranges.length === 1 && ranges[0]!.start === min && ranges[0]!.end === max && (ranges[0]!.step ?? 1) === 1;
+    if (!ranges.length || every) continue;
+    const text = ranges
+      .map(
+        (r) =>
+          `${r.start}${r.end !== undefined && r.end !== r.start ? `-${r.end}` : ''}${(r.step ?? 1) > 1 ? `/${r.step}` : ''}`,
+      )
+      .join(',');
+    parts.push(`${field} ${text}`);
+  }
+  return parts.join(', ') || 'every minute';
+}
+
+export interface DrillSchedule {
+  scheduleId: string;
+  /** When it runs, from Temporal's calendar (Temporal does not keep the cron text). */
+  cron: string[];
+  paused: boolean;
+  note?: string;
+  nextRuns: string[];
+  recentRuns: Array<{ startedAt: string; workflowId: string }>;
+}
+
+/** The drill schedules (`drill/<id>`): their crons, whether paused, next and recent runs. */
+export async function listDrillSchedules(client: Client): Promise<DrillSchedule[]> {
+  const out: DrillSchedule[] = [];
+  for await (const summary of client.schedule.list()) {
+    if (!summary.scheduleId.startsWith('drill/')) continue;
+    // The list is eventually consistent: a schedule deleted a moment ago may still be listed, and is skipped.
+    const schedule = await describeDrillSchedule(client, summary.scheduleId.slice('drill/'.length)).catch((error) => {
+      if (error instanceof UsageError) return undefined;
+      throw error;
+    });
+    if (schedule) out.push(schedule);
+  }
+  return out.sort((a, b) => a.scheduleId.localeCompare(b.scheduleId));
+}
+
+export async function describeDrillSchedule(client: Client, id: string): Promise<DrillSchedule> {
+  const scheduleId = `drill/${checkDrillId(id)}`;
+  try {
+    const d = await client.schedule.getHandle(scheduleId).describe();
+    return {
+      scheduleId,
+      cron: (d.spec.calendars ?? []).map((c) => calendarText(c as unknown as Record<string, CalendarRange[]>)),
+      paused: d.state.paused,
+      ...(d.state.note ? { note: d.state.note } : {}),
+      nextRuns: d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()),
+      recentRuns: d.info.recentActions.slice(-3).map((a) => ({
+        startedAt: a.takenAt.toISOString(),
+        workflowId: a.action.type === 'startWorkflow' ? a.action.workflow.workflowId : '',
+      })),
+    };
+  } catch (error) {
+    if ((error as Error).name === 'ScheduleNotFoundError')
+      throw new UsageError(`no drill schedule '${id}' (${scheduleId}): tenant-restore drill schedules lists them.`);
+    throw error;
+  }
+}
+
+/** Pauses, unpauses or deletes the schedule `drill/<id>` (which must exist); returns what it is now. */
+export async function controlDrillSchedule(
+  client: Client,
+  id: string,
+  action: 'pause' | 'unpause' | 'delete',
+  note?: string,
+): Promise<{ scheduleId: string; action: string; schedule?: DrillSchedule }> {
+  const before = await describeDrillSchedule(client, id);
+  const handle = client.schedule.getHandle(before.scheduleId);
+  if (action === 'delete') {
+    await handle.delete();
+    return { scheduleId: before.scheduleId, action };
+  }
+  if (action === 'pause') await handle.pause(note ?? 'paused with tenant-restore drill pause');
+  else await handle.unpause(note ?? 'unpaused with tenant-restore drill unpause');
+  return { scheduleId: before.scheduleId, action, schedule: await describeDrillSchedule(client, id) };
+}
+
 /** Runs one drill now. With wait, returns its record; a failed drill comes back as { failed: true, record? }. */
 export async function runDrill(
   client: Client,

@@ -2,7 +2,17 @@
 import type { DrillRecord } from '../../activities/drill';
 import { createS3Client } from '../../activities/s3';
 import { connectTemporal } from '../client/connection';
-import { checkCron, checkDrillId, drillInputFromFlags, listDrills, runDrill, scheduleDrill } from '../client/drill';
+import {
+  checkCron,
+  checkDrillId,
+  controlDrillSchedule,
+  describeDrillSchedule,
+  drillInputFromFlags,
+  listDrillSchedules,
+  listDrills,
+  runDrill,
+  scheduleDrill,
+} from '../client/drill';
 import { parseIntegerFlag, taskQueueFrom, UsageError } from '../client/input';
 import { exitCodes, parseFlags, print, type Command } from './common';
 
@@ -10,12 +20,18 @@ const usage = `tenant-restore drill schedule --backup-prefix s3://<bucket>/<pref
                            --sample K --cron "<cron>" [--id <schedule id>] [--server <url|alias>] [--concurrency N]
                            [--config <file>] [--task-queue <name>] [--allow-unverified-backup] [--json]
        tenant-restore drill run      (same flags as schedule, without --cron) [--id <drill id>] [--no-wait] [--json]
+       tenant-restore drill update   (same flags as schedule; the schedule --id must exist)
        tenant-restore drill list     --bucket <bucket> | --backup-prefix s3://<bucket>/... [--limit N] [--json]
+       tenant-restore drill schedules [--json]
+       tenant-restore drill pause|unpause|delete --id <schedule id> [--note "why"] [--json]
 
   schedule  creates a Temporal Schedule 'drill/<id>' that runs a drill on the cron expression, or updates it in place:
             the new definition is checked first, and one that is refused leaves the existing schedule as it was
   run       runs one drill now and waits for it; exit code 1 when the drill fails
+  update    the same as schedule, refused when the schedule does not exist (a typo in --id creates nothing)
   list      shows past drills from s3://<bucket>/drills/*.json, newest first
+  schedules the drill schedules: cron, paused or not, next and recent runs
+  pause, unpause, delete   the schedule drill/<id> (pause keeps it, with a note saying why; delete removes it)
 
 A drill picks K tenants of the newest backup under --backup-prefix, creates drill_<id> with live's schema
 (pg_dump --schema-only: live is only read), restores the tenants into it with bulkRestore (re-enable actions are
@@ -39,6 +55,7 @@ const flagSpec = {
   'no-wait': { type: 'boolean' },
   json: { type: 'boolean' },
   'allow-unverified-backup': { type: 'boolean' },
+  note: { type: 'string' },
 } as const;
 
 export function formatDrill(r: DrillRecord): string {
@@ -70,16 +87,46 @@ export const drillCommand: Command = {
         s3.destroy();
       }
     }
-    if (sub !== 'schedule' && sub !== 'run') throw new UsageError(`expected schedule, run or list.\n\nusage: ${usage}`);
+    if (sub === 'schedules' || sub === 'pause' || sub === 'unpause' || sub === 'delete') {
+      const { client, close } = await connectTemporal();
+      try {
+        if (sub === 'schedules') {
+          const schedules = await listDrillSchedules(client);
+          print(json, schedules, () =>
+            schedules.length
+              ? schedules
+                  .map(
+                    (d) =>
+                      `${d.scheduleId}  ${d.paused ? 'PAUSED' : 'active'}  cron "${d.cron.join('; ')}"  next ${d.nextRuns[0] ?? '-'}${d.note ? `  (${d.note})` : ''}`,
+                  )
+                  .join('\n')
+              : 'no drill schedules.',
+          );
+          return exitCodes.ok;
+        }
+        if (!values.id) throw new UsageError(`drill ${sub} needs --id <schedule id>.\n\nusage: ${usage}`);
+        const done = await controlDrillSchedule(client, values.id, sub, values.note);
+        print(json, done, () => `${done.scheduleId}: ${sub === 'delete' ? 'deleted' : `${sub}d`}`);
+        return exitCodes.ok;
+      } finally {
+        await close();
+      }
+    }
+    if (sub !== 'schedule' && sub !== 'update' && sub !== 'run')
+      throw new UsageError(
+        `expected schedule, update, run, list, schedules, pause, unpause or delete.\n\nusage: ${usage}`,
+      );
     const input = drillInputFromFlags(values, sub === 'run');
     const taskQueue = taskQueueFrom(values['task-queue']);
-    if (sub === 'schedule') {
+    if (sub === 'schedule' || sub === 'update') {
       if (!values.cron)
         throw new UsageError('--cron "<minute hour day month weekday>" is required, e.g. --cron "0 3 * * 1".');
       const id = checkDrillId(values.id ?? 'weekly');
       checkCron(values.cron);
       const { client, close } = await connectTemporal();
       try {
+        // update: the schedule must exist (describe refuses an unknown id before anything is sent).
+        if (sub === 'update') await describeDrillSchedule(client, id);
         const created = await scheduleDrill(client, input, { id, cron: values.cron, taskQueue });
         print(
           json,

@@ -190,9 +190,9 @@ describe('flags', () => {
 });
 
 describe('drill schedule: a refused definition leaves the existing schedule', () => {
-  const drillArgs = (cron: string) => [
+  const drillArgs = (cron: string, id = 'operator-test', sub = 'schedule') => [
     'drill',
-    'schedule',
+    sub,
     '--backup-prefix',
     `s3://${env.STACK_S3_BUCKET}/test-operator/`,
     '--live',
@@ -202,7 +202,7 @@ describe('drill schedule: a refused definition leaves the existing schedule', ()
     '--sample',
     '1',
     '--id',
-    'operator-test',
+    id,
     '--cron',
     cron,
     '--task-queue',
@@ -227,6 +227,28 @@ describe('drill schedule: a refused definition leaves the existing schedule', ()
     const updated = await runCli([...drillArgs('30 4 * * 2'), '--json']);
     expect(updated.code, updated.stderr).toBe(0);
     expect((updated.json as { updated: boolean }).updated).toBe(true);
+  });
+
+  it('update refuses an unknown id; pause (with a note), unpause and delete act on the schedule', async () => {
+    const update = await runCli(drillArgs('0 3 * * 1', 'typo-drill', 'update'));
+    expect(update.code, update.stderr).toBe(2);
+    expect(update.stderr).toMatch(/no drill schedule 'typo-drill'/);
+
+    const paused = await runCli(['drill', 'pause', '--id', 'operator-test', '--note', 'maintenance window']);
+    expect(paused.code, paused.stderr).toBe(0);
+    const schedules = await runCli(['drill', 'schedules', '--json']);
+    expect(
+      (schedules.json as Array<{ scheduleId: string }>).find((d) => d.scheduleId === 'drill/operator-test'),
+    ).toMatchObject({
+      paused: true,
+      note: 'maintenance window',
+      cron: ['minute 30, hour 4, dayOfWeek TUESDAY'],
+    });
+    expect((await runCli(['drill', 'unpause', '--id', 'operator-test'])).code).toBe(0);
+    expect((await runCli(['drill', 'delete', '--id', 'operator-test'])).code).toBe(0);
+    const gone = await runCli(['drill', 'pause', '--id', 'operator-test']);
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toMatch(/no drill schedule 'operator-test'/);
   });
 });
 
