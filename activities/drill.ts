@@ -6,6 +6,7 @@
  * Live is only ever read, by `pg_dump --schema-only`. The drill database is created on live's server (or another
  * server given by the caller) under a name that starts with `drill_`; the drop refuses any other name.
  */
+import { drillRecorded } from './metrics';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { cancellationSignal, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -255,6 +256,7 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
     async recordDrill(input: { bucket: string; record: DrillRecord }): Promise<string> {
       const location = { bucket: input.bucket, key: `drills/${input.record.drillId}.json` };
       await putJson(s3, location, input.record);
+      drillRecorded(input.record.status === 'passed', input.record.timeToRestoreMs, input.record.finishedAt);
       return formatS3Url(location);
     },
   };

@@ -26,6 +26,7 @@ import type {
 } from './restore-types';
 import { LivePressure, type YieldToLive } from './live-pressure';
 import { getText, putJson, putText } from './s3';
+import { rowsRestored, throttleWait } from './metrics';
 import { validateTenant } from './validate';
 import type { ComparedStepInput } from './sql/session';
 import type { ArtifactsRef, ObjectRef, PlanRef } from './restore-types';
@@ -268,6 +269,8 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
             }),
           ),
       );
+      rowsRestored(Object.values(result.rows).reduce((a, b) => a + b, 0));
+      throttleWait(result.throttledMs ?? 0);
       return input.partial ? await storeRestoredKeys(input, result) : result;
     },
 

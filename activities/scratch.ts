@@ -16,6 +16,7 @@
  * so the plan sees them, but no full-table check), and every other post-data object (indexes the ownership
  * predicates use, primary keys) is restored as usual, in parallel (`pg_restore -j`).
  */
+import { s3BytesRead } from './metrics';
 import { activityInfo, cancellationSignal, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -573,6 +574,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           // Written last: `loaded` means "completely loaded and verified, by this restore, from this archive".
           await writeMarker(input.server, name, { ...loading, state: 'loaded', loadedAt: new Date().toISOString() });
           log.info('scratch loaded', { database: name, bytes, restoreMs, attempt: activityInfo().attempt });
+          s3BytesRead(bytes);
           return {
             ref,
             server: input.server,

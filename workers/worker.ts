@@ -25,8 +25,12 @@ export interface RunWorkerOptions {
 
 let runtimeInstalled = false;
 
-/** Routes the SDK's own logs to pino, once per process. */
-export function installRuntimeLogger(logger: pino.Logger): void {
+/**
+ * Routes the SDK's own logs to pino, once per process; with `metricsAddress` (TENANT_RESTORE_METRICS_ADDRESS, e.g.
+ * 0.0.0.0:9464) the SDK's metrics and the worker's own (activities/metrics.ts) are served for Prometheus at
+ * http://<address>/metrics.
+ */
+export function installRuntimeLogger(logger: pino.Logger, metricsAddress?: string): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   Runtime.install({
@@ -39,8 +43,40 @@ export function installRuntimeLogger(logger: pino.Logger): void {
       warn: (message: string, meta?: LogMetadata) => logger.warn({ ...meta }, message),
       error: (message: string, meta?: LogMetadata) => logger.error({ ...meta }, message),
     },
-    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } },
+    telemetryOptions: {
+      logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} },
+      ...(metricsAddress ? { metrics: { prometheus: { bindAddress: metricsAddress } } } : {}),
+    },
   });
+}
+
+/** Keys whose values are secrets wherever they appear in a log line (one or two levels down). */
+const secretKeys = [
+  'password',
+  'secret',
+  'token',
+  'apiKey',
+  'authorization',
+  'cookie',
+  'accessKeyId',
+  'secretAccessKey',
+];
+
+/** pino redaction: secret keys by name, and passwords inside URLs in any string value. */
+export const logRedaction: Pick<pino.LoggerOptions, 'redact' | 'formatters'> = {
+  redact: { paths: secretKeys.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]), censor: '[redacted]' },
+  formatters: {
+    log: (object) => scrubUrls(object) as Record<string, unknown>,
+  },
+};
+
+/** `scheme://user:password@host` → `scheme://user:[redacted]@host`, in every string of a log object. */
+function scrubUrls(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string')
+    return value.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:)[^@\s/]+@/gi, '$1[redacted]@');
+  if (depth > 3 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => scrubUrls(v, depth + 1));
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrubUrls(v, depth + 1)]));
 }
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -54,8 +90,9 @@ export function logLevelFrom(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
-  const logger = pino({ level: logLevelFrom(), base: { component: 'worker' } });
-  installRuntimeLogger(logger);
+  const logger = pino({ level: logLevelFrom(), base: { component: 'worker' }, ...logRedaction });
+  const metricsAddress = process.env.TENANT_RESTORE_METRICS_ADDRESS || undefined;
+  installRuntimeLogger(logger, metricsAddress);
   // A database reference with a password in a workflow input (a workflow not started by the CLI) is refused.
   const pools = new Pools(process.env, { refuseInlinePasswords: true });
   const s3 = createS3Client();
@@ -76,7 +113,14 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: '10 seconds',
   });
-  logger.info({ taskQueue, address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' }, 'worker started');
+  logger.info(
+    {
+      taskQueue,
+      address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+      ...(metricsAddress ? { metrics: `http://${metricsAddress}/metrics` } : {}),
+    },
+    'worker started',
+  );
   try {
     await worker.run();
   } finally {

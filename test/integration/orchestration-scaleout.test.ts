@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bulkWorkflowId, TenantsRestoredKey, type BulkRestoreResult } from '../../workflows/definitions';
 import { destructiveStatements, installDeleteAudit } from '../helpers/audit';
-import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/product';
+import { createServer } from 'node:net';
+import { productEnv, runCli, startWorkerProcess, type WorkerProcess } from '../helpers/product';
 import { temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import {
   deleteTenants,
@@ -24,6 +25,17 @@ import {
 const env = useStackEnv();
 const password = new URL(env.STACK_PG_URL).password;
 const { fresh } = useFreshDatabases();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
 
 describe('two workers on one task queue, one killed mid-restore', () => {
   const taskQueue = uniqueName('tq_scaleout');
@@ -57,7 +69,13 @@ describe('two workers on one task queue, one killed mid-restore', () => {
 
   it('the surviving worker finishes the restore alone; I1-I5 hold', async () => {
     const a = await startWorkerProcess({ taskQueue, name: `${restoreId}-a` });
-    const b = await startWorkerProcess({ taskQueue, name: `${restoreId}-b` });
+    // The survivor serves its metrics for Prometheus: after the restore they show what it did.
+    const metricsPort = await freePort();
+    const b = await startWorkerProcess({
+      taskQueue,
+      name: `${restoreId}-b`,
+      env: productEnv({ TENANT_RESTORE_METRICS_ADDRESS: `127.0.0.1:${metricsPort}` }),
+    });
     workers.push(a, b);
     const survivorsBefore = await tenantRows(live.url, survivors);
     const config = join(tmpdir(), `${restoreId}.json`);
@@ -124,6 +142,11 @@ describe('two workers on one task queue, one killed mid-restore', () => {
     expect(await tenantRows(live.url, survivors)).toEqual(survivorsBefore);
     // I2
     expect(await destructiveStatements(live.url)).toEqual([]);
+    // Metrics: the SDK's own and the worker's, on the Prometheus endpoint of the survivor.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^temporal_activity_execution_latency\w*\{/m);
+    expect(metrics).toMatch(/^tenant_restore_tenants\{[^}]*status="restored"[^}]*\} [1-9]/m);
+    expect(metrics).toMatch(/^tenant_restore_rows_restored\{[^}]*\} [1-9]/m);
     // I5: no password in the parent's history (the children's are scanned in orchestration-bulk and the chaos run).
     const history = JSON.stringify((await handle.fetchHistory()).events ?? []);
     expect(history).not.toContain(password);
