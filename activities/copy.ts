@@ -95,7 +95,7 @@ interface TableOutcome {
 /**
  * Streams the tenant's rows of `table` from scratch into a fresh staging table on live. Returns the staged row count.
  * `analyze`: a chunk's staging is analyzed at once (its statements join it to the target); in one transaction it is
- * analyzed only when a statement will join it (checks, fill, FK check against the target): see `analyzed`.
+ * analyzed only when a statement will join it (checks, fill, FK check against the target): see `Staging`.
  */
 function stage(
   scratch: PoolClient,
@@ -118,7 +118,7 @@ function stage(
  * A temp table has no statistics until analyzed, and a join of an unanalyzed staging table to the target is planned as
  * a hash join over the whole target (sql/stage.ts). The fast path joins staging to nothing (the insert reads it, the
  * FK check probes parents by index), so its ANALYZE (7-42 ms per table of a unit) is taken only before a join. Tracked
- * per transaction: staging tables are dropped at COMMIT.
+ * per transaction: staging tables are emptied at COMMIT, and a later transaction stages other rows.
  */
 class Staging {
   private readonly analyzed = new Set<string>();

@@ -6,7 +6,6 @@
  * Live is only ever read, by `pg_dump --schema-only`. The drill database is created on live's server (or another
  * server given by the caller) under a name that starts with `drill_`; the drop refuses any other name.
  */
-import { drillRecorded } from './metrics';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { cancellationSignal, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -20,6 +19,7 @@ import {
   type DatabaseRef,
   type Pools,
 } from './db';
+import { drillRecorded } from './metrics';
 import { formatS3Url, getJson, parseS3Url, putJson } from './s3';
 import { databaseOnServer, parseScratchMarker, scratchDatabaseName } from './scratch';
 import type { RestoreReport } from './report';

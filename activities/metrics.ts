@@ -20,8 +20,8 @@ export function rowsRestored(rows: number): void {
 }
 
 /** Tenants that ended, by status (restored, failed, cancelled). */
-export function tenantsEnded(status: string, count = 1): void {
-  meter()?.createCounter('tenant_restore_tenants', 'tenants').add(count, { status });
+export function tenantEnded(status: string): void {
+  meter()?.createCounter('tenant_restore_tenants', 'tenants').add(1, { status });
 }
 
 export function s3BytesRead(bytes: number): void {

@@ -3,9 +3,9 @@
  * parent's report activity gathers them into `<artifacts>/report.json` and `report.md` (rows per table, conflicts,
  * checksums, durations, actions). The workflow result stays a small summary that points to them.
  */
-import { tenantsEnded } from './metrics';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { heartbeat } from '@temporalio/activity';
+import { tenantEnded } from './metrics';
 import { formatS3Url, getJson, putJson, putText } from './s3';
 import type { TenantId } from './restore-types';
 import type { ArtifactsRef, ObjectRef, PlanRef, RestoreStatus, ScratchInfo, TenantResult } from './restore-types';
@@ -268,7 +268,7 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
             ),
         );
       }
-      for (const t of input.tenants) tenantsEnded(t.status);
+      for (const t of input.tenants) tenantEnded(t.status);
       return input.tenants.length;
     },
 

@@ -16,7 +16,6 @@
  * so the plan sees them, but no full-table check), and every other post-data object (indexes the ownership
  * predicates use, primary keys) is restored as usual, in parallel (`pg_restore -j`).
  */
-import { s3BytesRead } from './metrics';
 import { activityInfo, cancellationSignal, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -38,6 +37,7 @@ import {
   type DatabaseRef,
   type Pools,
 } from './db';
+import { s3BytesRead } from './metrics';
 import { reduceToolStderr } from './errors';
 import { getJson, getStream, head, parseS3Url, type S3Location } from './s3';
 import type { ScratchInfo } from './restore-types';

@@ -1,8 +1,9 @@
 /**
  * validateTenant: the evidence that a tenant is back (I3). Per owned table, the row count and an order-independent
  * checksum of the tenant's rows, computed in SQL on scratch and on live: the sum of a 64-bit hash of each row's text
- * (`hashtextextended(ROW(...)::text, 0)`, summed by sum(bigint) into a numeric, so it cannot overflow), with both sessions in the same
- * text settings (UTC, ISO dates, full float digits) so that the same row gives the same text on both servers. Then
+ * (`hashtextextended(ROW(...)::text, 0)`, summed by sum(bigint) into a numeric, so it cannot overflow), with both
+ * sessions in the same text settings (UTC, ISO dates, full float digits) so that the same row gives the same text on
+ * both servers. Then
  * every FK of the tenant's rows in live is checked for orphans, in the same pass as live's checksum.
  *
  * What "match" means depends on the policy:

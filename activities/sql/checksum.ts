@@ -1,10 +1,10 @@
 /**
  * The checksum of a tenant's rows of one table, computed in SQL on scratch and on live alike (validate.ts): the row
  * count, and order-independent digests, the sum of a 64-bit hash of each row's text (`hashtextextended(ROW(...)::text,
- * 0)`), summed by sum(bigint), whose result is numeric, so that it cannot overflow. A sum does not depend on the order rows are read in, so no sort
- * is needed on either side. Both sessions must be in the canonical text settings (session.ts) for the same row to give
- * the same text on both servers. `rows` covers whole rows; `keys` only the primary key (policy skip keeps live's
- * content of existing rows, so only the keys must match there). On live, `withOrphans` adds in the same pass, per FK of
+ * 0)`), summed by sum(bigint), whose result is numeric, so that it cannot overflow. A sum does not depend on the order
+ * rows are read in, so no sort is needed on either side. Both sessions must be in the canonical text settings
+ * (session.ts) for the same row to give the same text on both servers. `rows` covers whole rows; `keys` only the
+ * primary key (policy skip keeps live's content of existing rows, so only the keys must match there). On live, `withOrphans` adds in the same pass, per FK of
  * the table, the rows whose reference finds no parent (`o0`, `o1`, ... in the order of `table.foreignKeys`): one read of
  * the tenant's rows gives the table's whole evidence.
  */

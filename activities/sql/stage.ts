@@ -1,7 +1,8 @@
 /**
  * Staging: a tenant's rows (or only their keys and a hash of each row) go from scratch into a temporary table of the
  * live session by `COPY ... TO STDOUT` piped into `COPY ... FROM STDIN`, never through Node arrays. Staging tables are
- * temporary, emptied at COMMIT (and a rolled-back transaction takes its rows with it): nothing is ever written to a live table here.
+ * temporary, emptied at COMMIT (a rolled-back transaction takes its rows with it): nothing is ever written to a live
+ * table here.
  *
  * COPY takes no parameters: the tenant ids come from the session setting (session.ts), the keyset cursor of a chunk
  * from another setting set with a `$1` parameter (setKeysetCursor).

@@ -8,6 +8,11 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** No restore with that id in Temporal (never started, or removed by retention): bad input, exit code 2. */
+export class RestoreNotFoundError extends UsageError {
+  override name = 'RestoreNotFoundError';
+}
+
 /** A service (Temporal, S3) could not be reached: exit code 3. */
 export class ServiceUnavailableError extends Error {
   override name = 'ServiceUnavailableError';

@@ -14,7 +14,7 @@ export interface Failure {
 }
 
 /** Errors of the engine that mean the input (config, plan, tenant list) is wrong, whoever raised them. */
-const badInput = new Set(['InvalidConfigError', 'DatabaseRefError', 'ScheduleInvalidError']);
+const badInput = new Set(['InvalidConfigError', 'DatabaseRefError']);
 
 const networkCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'ECONNRESET', 'EAI_AGAIN']);
 

@@ -3,9 +3,7 @@
  * restore whole: what it was asked to do, where it is, what failed, where its report and its Web UI page are.
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
 import {
-  bulkWorkflowId,
   RestoreIdKey,
   RestoreKindKey,
   RestorePhaseKey,
@@ -16,7 +14,7 @@ import {
 } from '../../workflows/definitions';
 import { webUiLink } from './connection';
 import { UsageError } from './input';
-import { getRestoreStatus, type RestoreStatus } from './restore';
+import { getRestoreStatus, restoreInput, type RestoreStatus } from './restore';
 
 /** `--status` values, and the ExecutionStatus each selects. */
 export const listStatuses: Record<string, string> = {
@@ -107,13 +105,7 @@ export interface RestoreDescription extends RestoreStatus {
 /** One restore whole: its input (from its first history event), its status, its report's location, its Web UI link. */
 export async function describeRestore(client: Client, restoreId: string): Promise<RestoreDescription> {
   const status = await getRestoreStatus(client, restoreId);
-  const { history } = await client.workflowService.getWorkflowExecutionHistory({
-    namespace: client.options.namespace,
-    execution: { workflowId: bulkWorkflowId(restoreId) },
-    maximumPageSize: 1,
-  });
-  const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-  const input = payload ? defaultPayloadConverter.fromPayload<BulkRestoreInput>(payload) : undefined;
+  const input = await restoreInput(client, restoreId);
   return {
     ...status,
     ...(input

@@ -26,7 +26,7 @@ import {
   type RestoreProgress,
 } from '../../workflows/definitions';
 import { isNotFound, noWorkerWarning, s3Unavailable, webUiLink, workflowPollers } from './connection';
-import { UsageError } from './input';
+import { RestoreNotFoundError, UsageError } from './errors';
 
 export interface RestoreStatus {
   restoreId: string;
@@ -64,7 +64,7 @@ async function existingHandle(
     };
   } catch (error) {
     if (error instanceof WorkflowNotFoundError)
-      throw new UsageError(`no restore with id '${restoreId}' (workflow ${bulkWorkflowId(restoreId)}).`);
+      throw new RestoreNotFoundError(`no restore with id '${restoreId}' (workflow ${bulkWorkflowId(restoreId)}).`);
     throw error;
   }
 }
@@ -162,6 +162,20 @@ async function refuseTenantsOutsideRestore(
 }
 
 /**
+ * The input of the restore's current run, from the first event of its history: what it was started with (a run that
+ * continued-as-new carries its list in S3, not inline). Works without a worker.
+ */
+export async function restoreInput(client: Client, restoreId: string): Promise<BulkRestoreInput | undefined> {
+  const { history } = await client.workflowService.getWorkflowExecutionHistory({
+    namespace: client.options.namespace,
+    execution: { workflowId: bulkWorkflowId(restoreId) },
+    maximumPageSize: 1,
+  });
+  const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  return payload ? defaultPayloadConverter.fromPayload<BulkRestoreInput>(payload) : undefined;
+}
+
+/**
  * The restore's tenant list: `<artifacts>tenants.json`, which its first activity writes; until then, the list in the
  * input of its workflow (inline, or the uploaded object it names). Works without a worker.
  */
@@ -182,15 +196,8 @@ async function restoreTenantList(
     };
     const staged = artifacts ? await read(parseS3Url(`${artifacts}tenants.json`)) : undefined;
     if (staged) return staged;
-    const { history } = await client.workflowService.getWorkflowExecutionHistory({
-      namespace: client.options.namespace,
-      execution: { workflowId: bulkWorkflowId(restoreId) },
-      maximumPageSize: 1,
-    });
-    const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-    if (!payload) return undefined;
-    const input = defaultPayloadConverter.fromPayload<BulkRestoreInput>(payload);
-    return input.tenants ?? (input.tenantsObject ? await read(input.tenantsObject) : undefined);
+    const input = await restoreInput(client, restoreId);
+    return input?.tenants ?? (input?.tenantsObject ? await read(input.tenantsObject) : undefined);
   } finally {
     s3.destroy();
   }

@@ -1,5 +1,6 @@
 import { withTemporal } from '../client/connection';
-import { oneRestoreId, UsageError } from '../client/input';
+import { RestoreNotFoundError, UsageError } from '../client/errors';
+import { oneRestoreId } from '../client/input';
 import { artifactsOf, getReport, readReport } from '../client/restore';
 import { TemporalUnreachableError } from '../../workers/temporal-connection';
 import { exitCodes, parseFlags, print, type Command } from './common';
@@ -34,7 +35,7 @@ export const reportCommand: Command = {
         found = await withTemporal((client) => getReport(client, restoreId));
       } catch (error) {
         // The workflow is gone (retention) or Temporal is down: the report may still be in S3.
-        const gone = error instanceof UsageError && /no restore with id/.test(error.message);
+        const gone = error instanceof RestoreNotFoundError;
         if (!base || !(gone || error instanceof TemporalUnreachableError)) {
           if (gone)
             throw new UsageError(

@@ -1,5 +1,6 @@
 /**
- * npx tsx scripts/bench/unit-profile.ts [--scratch db] [--post db] [--group N] [--groups N]: one restore unit's statements, timed.
+ * npx tsx scripts/bench/unit-profile.ts [--scratch db] [--post db] [--group N] [--groups N]: one restore unit's
+ * statements, timed.
  *
  * Dev tooling for the speed work: runs the engine's copy and validate steps (no Temporal) for groups of victims of the
  * bench's dataset, from its source database as scratch into a fresh copy of its post-deletion database, and prints the
