@@ -96,8 +96,8 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
 
   // Signals buffered in a run's first task reach their handlers in the order the handlers are set: the same order as
   // the runs of earlier releases, whose histories replay (an approve and a unit's end in one task, say).
-  window.registerControls();
-  approvals.register();
+  window.registerControls(restoreId);
+  approvals.register(input);
   window.listenToUnits();
   setHandler(progressQuery, () => progress(restoreId, phase, state, total(), input.artifacts));
 

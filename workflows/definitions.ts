@@ -4,7 +4,7 @@
  * without a password, the plan travels as an S3 location plus its digest, tenant lists longer than a page live in S3.
  */
 import { defineSearchAttributeKey } from '@temporalio/common';
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type {
   ArtifactsRef,
   ConflictPolicy,
@@ -238,6 +238,35 @@ export const setConcurrencySignal = defineSignal<[number]>('setConcurrency');
 /** Approve the held re-enable actions: of the listed tenants, or of every tenant when the list is absent. */
 export const approveSignal = defineSignal<[{ tenantIds?: TenantId[] }]>('approve');
 export const progressQuery = defineQuery<RestoreProgress>('progress');
+
+/**
+ * The same controls as Workflow Updates: the workflow checks each against its state (a validator that rejects writes
+ * nothing to history) and answers with what it accepted, so the CLI prints the restore's state instead of "sent".
+ * The signals above stay for restores started by earlier releases, which have no update handlers.
+ */
+export interface ControlAck {
+  restoreId: string;
+  paused: boolean;
+  concurrency: number;
+  cancelRequested: boolean;
+  /** False when the restore was already in the state asked for (pause of a paused restore, say). */
+  changed: boolean;
+  /** Tenants started so far, and those running now (in a unit that has not ended). */
+  started: number;
+  running: number;
+}
+export interface ApproveAck {
+  restoreId: string;
+  approved: TenantId[] | 'all';
+  /** Of the approved tenants, those waiting at the gate now: their held actions run at once. */
+  releasedNow: number;
+  /** Of them, those in a unit that has not reached the gate: they will pass it without waiting. */
+  runningBeforeGate: number;
+}
+export const pauseUpdate = defineUpdate<ControlAck>('pauseRestore');
+export const resumeUpdate = defineUpdate<ControlAck>('resumeRestore');
+export const setConcurrencyUpdate = defineUpdate<ControlAck, [number]>('setRestoreConcurrency');
+export const approveUpdate = defineUpdate<ApproveAck, [{ tenantIds?: TenantId[] }]>('approveTenants');
 
 /** Unit → parent, by workflow id, so that it reaches the parent's current run after continue-as-new. */
 export const unitPhaseSignal = defineSignal<[{ tenantIds: TenantId[]; phase: TenantPhase }]>('groupPhase');

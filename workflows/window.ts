@@ -16,9 +16,12 @@ import type { TenantId } from '../activities/restore-types';
 import {
   cancelSignal,
   pauseSignal,
+  pauseUpdate,
   resumeSignal,
+  resumeUpdate,
   concurrencyRange,
   setConcurrencySignal,
+  setConcurrencyUpdate,
   tenantDoneSignal,
   tenantPhaseSignal,
   tenantWorkflowId,
@@ -27,6 +30,7 @@ import {
   type ArtifactsRef,
   type BulkPhase,
   type BulkRestoreState,
+  type ControlAck,
   type RestoreProgress,
   type TenantOutcome,
 } from './definitions';
@@ -71,6 +75,9 @@ export interface WindowSource {
   changed(moment: 'cancelling' | 'waiting'): void;
 }
 
+const validConcurrency = (n: unknown): n is number =>
+  Number.isInteger(n) && (n as number) >= concurrencyRange.min && (n as number) <= concurrencyRange.max;
+
 export class SlidingWindow {
   private startedThisRun = 0;
   private startsPending = 0;
@@ -81,29 +88,60 @@ export class SlidingWindow {
   }
 
   /**
-   * pause, resume, cancel and setConcurrency. A cancel of the workflow itself (Web UI, `temporal workflow cancel`) is
+   * pause, resume, cancel and setConcurrency, as signals (restores of earlier releases' CLI) and, but cancel, as
+   * updates that a validator checks and that answer with the state they left. A cancel of the workflow itself (Web UI, `temporal workflow cancel`) is
    * treated like the cancel signal: the parent's body runs non-cancellable so that it can cancel the units, report
    * and clean up.
    */
-  registerControls(): void {
-    setHandler(pauseSignal, () => {
-      this.state.paused = true;
+  registerControls(restoreId: string): void {
+    const { state } = this;
+    const ack = (changed: boolean): ControlAck => ({
+      restoreId,
+      paused: state.paused,
+      concurrency: state.concurrency,
+      cancelRequested: state.cancelRequested,
+      changed,
+      started: state.nextIndex,
+      running: Object.keys(state.running).length,
     });
-    setHandler(resumeSignal, () => {
-      this.state.paused = false;
-    });
+    const setPaused = (paused: boolean) => {
+      const changed = state.paused !== paused;
+      state.paused = paused;
+      return changed;
+    };
+    const setConcurrency = (n: number) => {
+      const changed = state.concurrency !== n;
+      state.concurrency = n;
+      return changed;
+    };
+    const notCancelling = (what: string) => () => {
+      if (state.cancelRequested) throw new Error(`restore ${restoreId} is being cancelled: nothing to ${what}.`);
+    };
+    setHandler(pauseSignal, () => void setPaused(true));
+    setHandler(resumeSignal, () => void setPaused(false));
     setHandler(cancelSignal, () => {
-      this.state.cancelRequested = true;
+      state.cancelRequested = true;
     });
     setHandler(setConcurrencySignal, (n: number) => {
-      if (Number.isInteger(n) && n >= concurrencyRange.min && n <= concurrencyRange.max) this.state.concurrency = n;
+      if (validConcurrency(n)) setConcurrency(n);
       else
         log.warn(`ignored setConcurrency: not an integer in ${concurrencyRange.min}..${concurrencyRange.max}`, {
           value: n,
         });
     });
+    setHandler(pauseUpdate, () => ack(setPaused(true)), { validator: notCancelling('pause') });
+    setHandler(resumeUpdate, () => ack(setPaused(false)), { validator: notCancelling('resume') });
+    setHandler(setConcurrencyUpdate, (n) => ack(setConcurrency(n)), {
+      validator: (n) => {
+        if (!validConcurrency(n))
+          throw new Error(
+            `concurrency ${JSON.stringify(n)} is not an integer from ${concurrencyRange.min} to ${concurrencyRange.max}.`,
+          );
+        notCancelling('change')();
+      },
+    });
     CancellationScope.current().cancelRequested.catch(() => {
-      this.state.cancelRequested = true;
+      state.cancelRequested = true;
     });
   }
 

@@ -1,73 +1,109 @@
-/** pause, resume, cancel, approve and concurrency: signals to a running restore. */
+/**
+ * pause, resume, approve and concurrency: Workflow Updates that the restore checks and answers with what it accepted;
+ * cancel: a signal. See controlRestore in cli/client/restore.ts.
+ */
 import { withTemporal } from '../client/connection';
 import { oneRestoreId, parseIntegerFlag, parseTenantList, UsageError } from '../client/input';
-import { signalRestore, type RestoreSignal } from '../client/restore';
-import { concurrencyRange } from '../../workflows/definitions';
-import { exitCodes, parseFlags, print, type Command } from './common';
+import { controlRestore, type ControlResult, type RestoreControl } from '../client/restore';
+import { concurrencyRange, type ApproveAck, type ControlAck } from '../../workflows/definitions';
+import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
 
-function signalCommand(name: string, signal: RestoreSignal, summary: string, after: string): Command {
-  const usage = `tenant-restore ${name} <restoreId> [--json]\n\n${after}\n\nexit codes: 0 sent | 2 unknown or finished restore | 3 Temporal unreachable`;
+const controlExitCodes =
+  'exit codes: 0 accepted (or sent, where the restore cannot answer: the output says so) | 2 bad input, unknown or finished restore, or refused by the restore (nothing changed) | 3 Temporal unreachable, or no answer in 15 s';
+
+/** The state a restore answered with, in one line. */
+function describeState(ack: ControlAck): string {
+  const flow = ack.cancelRequested ? 'cancelling' : ack.paused ? 'paused' : 'running';
+  return `${flow}, concurrency ${ack.concurrency}, ${ack.started} tenants started, ${ack.running} running`;
+}
+
+/** What the operator reads: what the restore accepted, or that it was only sent and why. */
+function outcomeLine(result: ControlResult, accepted: (ack: ControlAck & ApproveAck) => string, sent: string): string {
+  const line =
+    result.delivery === 'update' && result.accepted
+      ? accepted(result.accepted as ControlAck & ApproveAck)
+      : `${sent}${result.control === 'cancel' ? '' : ' (sent as a signal: the restore does not acknowledge it)'}`;
+  return result.note ? `${line}\nNote: ${result.note}.` : line;
+}
+
+function simpleControl(
+  name: 'pause' | 'resume' | 'cancel',
+  summary: string,
+  after: string,
+  accepted: (ack: ControlAck, restoreId: string) => string,
+): Command {
+  const usage = `tenant-restore ${name} <restoreId> [--json]\n\n${after}\n\n${controlExitCodes}`;
+  const flags = { json: { type: 'boolean' } } satisfies Flags;
   return {
     name,
     summary,
     usage,
+    flags,
     async run(argv) {
-      const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' } }, usage);
+      const { values, positionals } = parseFlags(argv, flags, usage);
       const restoreId = oneRestoreId(positionals, usage);
       return withTemporal(async (client) => {
-        const sent = await signalRestore(client, restoreId, signal);
-        print(!!values.json, sent, () => `${name}: sent to restore ${restoreId}. ${after}`);
+        const result = await controlRestore(client, restoreId, name satisfies RestoreControl);
+        print(!!values.json, result, () =>
+          outcomeLine(result, (ack) => accepted(ack, restoreId), `${name}: sent to restore ${restoreId}. ${after}`),
+        );
         return exitCodes.ok;
       });
     },
   };
 }
 
-export const pauseCommand = signalCommand(
-  'pause',
+export const pauseCommand = simpleControl(
   'pause',
   'stop starting tenants; running tenants finish',
-  'Running tenants finish; no new tenant starts until resume.',
+  'Running tenants finish; no new tenant starts until resume. The restore answers with its state.',
+  (ack, id) =>
+    `restore ${id} ${ack.changed ? 'paused' : 'was already paused'}: ${describeState(ack)}. Running tenants finish; resume with: tenant-restore resume ${id}`,
 );
-export const resumeCommand = signalCommand(
-  'resume',
+export const resumeCommand = simpleControl(
   'resume',
   'start tenants again after pause',
-  'Tenants start again, up to the concurrency.',
+  'Tenants start again, up to the concurrency. The restore answers with its state.',
+  (ack, id) => `restore ${id} ${ack.changed ? 'resumed' : 'was not paused'}: ${describeState(ack)}.`,
 );
-export const cancelCommand = signalCommand(
-  'cancel',
+export const cancelCommand = simpleControl(
   'cancel',
   'stop the restore: no new tenants, running ones are cancelled, then a report',
   'No new tenant starts; running tenants are cancelled (their transaction rolls back); the report lists them.',
+  () => '',
 );
 
 const approveUsage = `tenant-restore approve <restoreId> [--tenants 1,2] [--json]
 
 Releases the re-enable actions marked requiresApproval (billing, say): of the listed tenants, or of every tenant of
-the restore (also those that have not reached the gate yet) when --tenants is absent.
+the restore (also those that have not reached the gate yet) when --tenants is absent. The restore refuses (exit 2,
+nothing approved) tenants that are not in it, a restore whose actions hold nothing for approval, and a restore being
+cancelled; it answers with how many tenants it released at once.
 
-exit codes: 0 sent | 2 bad input, unknown or finished restore | 3 Temporal unreachable`;
+${controlExitCodes}`;
+
+const approveFlags = { tenants: { type: 'string' }, json: { type: 'boolean' } } satisfies Flags;
 
 export const approveCommand: Command = {
   name: 'approve',
   summary: 'release the actions held for approval, per tenant (--tenants) or for all',
   usage: approveUsage,
+  flags: approveFlags,
   async run(argv) {
-    const { values, positionals } = parseFlags(
-      argv,
-      { tenants: { type: 'string' }, json: { type: 'boolean' } },
-      approveUsage,
-    );
+    const { values, positionals } = parseFlags(argv, approveFlags, approveUsage);
     const restoreId = oneRestoreId(positionals, approveUsage);
     const tenantIds = values.tenants !== undefined ? parseTenantList(values.tenants, '--tenants') : undefined;
+    const who = tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant';
     return withTemporal(async (client) => {
-      const sent = await signalRestore(client, restoreId, 'approve', { tenantIds });
-      print(
-        !!values.json,
-        { ...sent, tenantIds: tenantIds ?? 'all' },
-        () =>
-          `approve: sent to restore ${restoreId} for ${tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant'}.${sent.note ? ` Note: ${sent.note}.` : ''}`,
+      const result = await controlRestore(client, restoreId, 'approve', { tenantIds });
+      print(!!values.json, { ...result, tenantIds: tenantIds ?? 'all' }, () =>
+        outcomeLine(
+          result,
+          (ack) =>
+            `approve: restore ${restoreId} approved ${who}: ${ack.releasedNow} released now (were waiting at the gate), ` +
+            `${ack.runningBeforeGate} running will pass the gate without waiting; tenants not started yet pass it when they get there.`,
+          `approve: sent to restore ${restoreId} for ${who}.`,
+        ),
       );
       return exitCodes.ok;
     });
@@ -76,21 +112,33 @@ export const approveCommand: Command = {
 
 const concurrencyUsage = `tenant-restore concurrency <restoreId> <N> [--json]
 
-Sets how many restore units (--group-size tenants each) run at once (1..1000), while the restore runs.
+Sets how many restore units (--group-size tenants each) run at once (${concurrencyRange.min}..${concurrencyRange.max}), while the restore runs. The
+restore answers with its state; running units above a lower limit finish, and no new one starts until under it.
 
-exit codes: 0 sent | 2 bad input, unknown or finished restore | 3 Temporal unreachable`;
+${controlExitCodes}`;
+
+const concurrencyFlags = { json: { type: 'boolean' } } satisfies Flags;
 
 export const concurrencyCommand: Command = {
   name: 'concurrency',
   summary: 'change how many tenants a running restore restores at once',
   usage: concurrencyUsage,
+  flags: concurrencyFlags,
   async run(argv) {
-    const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' } }, concurrencyUsage);
+    const { values, positionals } = parseFlags(argv, concurrencyFlags, concurrencyUsage);
     if (positionals.length !== 2) throw new UsageError(`give a restore id and a number.\n\nusage: ${concurrencyUsage}`);
-    const n = parseIntegerFlag('concurrency', positionals[1], concurrencyRange.min, concurrencyRange.max);
+    const [restoreId, text] = positionals as [string, string];
+    const n = parseIntegerFlag('concurrency', text, concurrencyRange.min, concurrencyRange.max);
     return withTemporal(async (client) => {
-      const sent = await signalRestore(client, positionals[0], 'setConcurrency', n);
-      print(!!values.json, { ...sent, concurrency: n }, () => `concurrency of restore ${positionals[0]} set to ${n}.`);
+      const result = await controlRestore(client, restoreId, 'setConcurrency', n);
+      print(!!values.json, { ...result, concurrency: n }, () =>
+        outcomeLine(
+          result,
+          (ack) =>
+            `concurrency of restore ${restoreId} ${ack.changed ? `set to ${ack.concurrency}` : `was already ${ack.concurrency}`}: ${describeState(ack)}.`,
+          `concurrency of restore ${restoreId}: ${n}`,
+        ),
+      );
       return exitCodes.ok;
     });
   },

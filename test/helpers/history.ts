@@ -47,14 +47,20 @@ export function historyText(history: History): string {
   return flattenToText(history).join('\n');
 }
 
-/** Events of a history as { type, signal?, childId? } in order, for assertions on what the parent did when. */
-export function historyEvents(history: History): Array<{ type: string; signal?: string; childId?: string }> {
+/**
+ * Events of a history as { type, signal?, update?, childId? } in order, for assertions on what the parent did when.
+ * `update` is the name of an accepted Workflow Update (a rejected one leaves no event).
+ */
+export function historyEvents(
+  history: History,
+): Array<{ type: string; signal?: string; update?: string; childId?: string }> {
   return ((history.events ?? []) as Array<Record<string, unknown>>).map((e) => {
     const type = Object.keys(e).find((k) => k.endsWith('EventAttributes') && e[k]) ?? 'unknown';
     const attrs = e[type] as Record<string, unknown>;
     return {
       type: type.replace(/EventAttributes$/, ''),
       signal: (attrs?.signalName as string | undefined) ?? undefined,
+      update: (attrs?.acceptedRequest as { input?: { name?: string } } | undefined)?.input?.name ?? undefined,
       childId:
         (attrs?.workflowId as string | undefined) ??
         (attrs?.workflowExecution as { workflowId?: string } | undefined)?.workflowId,

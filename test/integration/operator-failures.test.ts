@@ -275,7 +275,12 @@ describe('no worker polling the task queue', () => {
     expect(outside.stderr).toMatch(/tenant\(s\) 99 are not in restore .* \(3 tenants\): nothing was sent/);
     const inside = await runCli(['approve', id, '--tenants', '2']);
     expect(inside.code, inside.stderr).toBe(0);
-    expect(inside.stdout).toMatch(/approve: sent to restore .* for tenants 2\.$/m);
+    // No worker can answer an update: it goes as a signal, and the output says it was not acknowledged and why.
+    expect(inside.stdout).toMatch(
+      /approve: sent to restore .* for tenants 2\. \(sent as a signal: the restore does not acknowledge it\)/,
+    );
+    expect(inside.stdout).toContain(`Note: no worker is polling task queue '${taskQueue}'`);
+    expect((await runCli(['pause', id, '--json'])).json).toMatchObject({ control: 'pause', delivery: 'signal' });
 
     // list and describe work without a worker too.
     const list = await runCli(['list', '--status', 'running', '--kind', 'restore', '--json']);

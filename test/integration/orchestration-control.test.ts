@@ -3,7 +3,7 @@
  * billing. Each restore runs on the real dev server against its own live database (cloned from one post-incident
  * template). Assertions read the parent's history (what it started, and when) rather than racing a clock.
  */
-import type { Client } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +12,10 @@ import { createActivities } from '../../activities';
 import { Pools } from '../../activities/db';
 import { createS3Client } from '../../activities/s3';
 import {
+  approveUpdate,
   bulkWorkflowId,
   progressQuery,
+  setConcurrencyUpdate,
   type BulkRestoreResult,
   type RestoreProgress,
 } from '../../workflows/definitions';
@@ -135,7 +137,33 @@ describe('operator control of a running restore', () => {
   it('pause stops starting tenants until resume; running ones finish; then all are restored', async () => {
     const { restoreId, live } = await start('pause', ['--concurrency', '2']);
     await until(restoreId, (p) => p.counts.restored >= 2);
-    expect((await runCli(['pause', restoreId])).code).toBe(0);
+    // pause is a Workflow Update: the restore answers with the state it is now in.
+    const pause = await runCli(['pause', restoreId, '--json']);
+    expect(pause.code, pause.stderr).toBe(0);
+    expect(pause.json).toMatchObject({
+      restoreId,
+      control: 'pause',
+      delivery: 'update',
+      accepted: { paused: true, changed: true, concurrency: 2, cancelRequested: false },
+    });
+    const again = await runCli(['pause', restoreId]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(
+      new RegExp(`restore ${restoreId} was already paused: paused, concurrency 2, \\d+ tenants started`),
+    );
+    // The validators refuse, with a message and exit 2, what the restore would otherwise accept and ignore; a rejected
+    // update leaves nothing in the history.
+    const eventsBefore = (await parentEvents(restoreId)).filter((e) => e.update).length;
+    const approve = await runCli(['approve', restoreId]);
+    expect(approve.code).toBe(2);
+    expect(approve.stderr).toContain(
+      `approve refused by restore ${restoreId}, nothing changed: no re-enable action of restore ${restoreId} requires approval`,
+    );
+    await expect(
+      client.workflow.getHandle(bulkWorkflowId(restoreId)).executeUpdate(setConcurrencyUpdate, { args: [0] }),
+    ).rejects.toThrow(WorkflowUpdateFailedError);
+    expect((await parentEvents(restoreId)).filter((e) => e.update).length).toBe(eventsBefore);
+
     const paused = await until(restoreId, (p) => p.paused && running(p) === 0);
     expect(paused.phase).toBe('paused');
     expect(paused.counts.pending).toBeGreaterThan(0);
@@ -143,12 +171,16 @@ describe('operator control of a running restore', () => {
     expect(status.stdout).toContain('(paused)');
     await new Promise((r) => setTimeout(r, 3000)); // a while paused: the history below proves nothing started
     expect((await progress(restoreId)).started).toBe(paused.started);
-    expect((await runCli(['resume', restoreId])).code).toBe(0);
+    const resume = await runCli(['resume', restoreId]);
+    expect(resume.code, resume.stderr).toBe(0);
+    expect(resume.stdout).toMatch(
+      new RegExp(`restore ${restoreId} resumed: running, concurrency 2, ${paused.started} tenants started`),
+    );
     const done = await result(restoreId);
     expect(done).toMatchObject({ status: 'succeeded', total: 20, restored: 20, failed: 0 });
     const events = await parentEvents(restoreId);
-    const pauseAt = events.findIndex((e) => e.signal === 'pause');
-    const resumeAt = events.findIndex((e) => e.signal === 'resume');
+    const pauseAt = events.findIndex((e) => e.update === 'pauseRestore');
+    const resumeAt = events.findIndex((e) => e.update === 'resumeRestore');
     expect(pauseAt).toBeGreaterThan(0);
     expect(resumeAt).toBeGreaterThan(pauseAt);
     // Between pause and resume the workflow started no child.
@@ -162,12 +194,14 @@ describe('operator control of a running restore', () => {
   it('a concurrency change takes effect while the restore runs', async () => {
     const { restoreId, live } = await start('conc', ['--concurrency', '1']);
     await until(restoreId, (p) => p.counts.restored >= 2);
-    expect((await runCli(['concurrency', restoreId, '5'])).code).toBe(0);
+    const change = await runCli(['concurrency', restoreId, '5']);
+    expect(change.code, change.stderr).toBe(0);
+    expect(change.stdout).toContain(`concurrency of restore ${restoreId} set to 5: running, concurrency 5`);
     expect((await runCli(['concurrency', restoreId, '0'])).code).toBe(2);
     const done = await result(restoreId);
     expect(done).toMatchObject({ status: 'succeeded', restored: 20 });
     const events = await parentEvents(restoreId);
-    const changeAt = events.findIndex((e) => e.signal === 'setConcurrency');
+    const changeAt = events.findIndex((e) => e.update === 'setRestoreConcurrency');
     expect(changeAt).toBeGreaterThan(0);
     expect(windowPeak(events, 0, changeAt)).toBe(1);
     expect(windowPeak(events, changeAt)).toBe(5);
@@ -232,7 +266,15 @@ describe('operator control of a running restore', () => {
       const status = await runCli(['status', restoreId]);
       expect(status.stdout).toContain(`tenant-restore approve ${restoreId}`);
 
-      expect((await runCli(['approve', restoreId, '--tenants', '3,4'])).code).toBe(0);
+      // The restore's own validator refuses a tenant outside it (the CLI checks too; this is the workflow's check).
+      await expect(
+        client.workflow
+          .getHandle(bulkWorkflowId(restoreId))
+          .executeUpdate(approveUpdate, { args: [{ tenantIds: ['3', '99'] }] }),
+      ).rejects.toThrow(WorkflowUpdateFailedError);
+      const approved = await runCli(['approve', restoreId, '--tenants', '3,4']);
+      expect(approved.code, approved.stderr).toBe(0);
+      expect(approved.stdout).toContain(`approve: restore ${restoreId} approved tenants 3, 4: 2 released now`);
       await until(restoreId, (p) => p.counts.restored === 2);
       expect(webhook.calls.map((c) => c.key).sort()).toEqual([`${restoreId}/3/billing`, `${restoreId}/4/billing`]);
       expect((await progress(restoreId)).counts['awaiting-approval']).toBe(18);
@@ -281,6 +323,42 @@ describe('operator control of a running restore', () => {
       .filter((id) => id && id !== bulkWorkflowId(restoreId));
     expect([...new Set(children)].sort()).toEqual([0, 5, 10, 15].map((i) => `restore/${restoreId}/group/${i}`).sort());
   });
+  it('a running restore without update handlers (an earlier release) still gets the controls, as signals, and is told so', async () => {
+    // A workflow under a restore's id that has no update handler, held running by an activity that waits for the test.
+    const oldQueue = uniqueName('tq_orch_old');
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const old = await startWorker({
+      taskQueue: oldQueue,
+      activities: {
+        checkDatabase: async () => {
+          await held;
+          return { database: 'held', serverVersion: '0' };
+        },
+      },
+    });
+    const restoreId = uniqueName('old-release').replace(/_/g, '-');
+    const handle = await client.workflow.start('stackCheck', {
+      taskQueue: oldQueue,
+      workflowId: bulkWorkflowId(restoreId),
+      args: ['held'],
+    });
+    try {
+      const paused = await runCli(['pause', restoreId, '--json']);
+      expect(paused.code, paused.stderr).toBe(0);
+      expect(paused.json).toMatchObject({ control: 'pause', delivery: 'signal' });
+      expect((paused.json as { note: string }).note).toContain('started by an earlier release');
+      const text = await runCli(['concurrency', restoreId, '3']);
+      expect(text.stdout).toContain('(sent as a signal: the restore does not acknowledge it)');
+      const signals = (await parentEvents(restoreId)).map((e) => e.signal).filter(Boolean);
+      expect(signals).toEqual(['pause', 'setConcurrency']);
+    } finally {
+      release();
+      await handle.result().catch(() => undefined);
+      await old.stop();
+    }
+  });
+
   it('gives up on a webhook that does not answer within its timeout, and retries it', async () => {
     const webhook = await startWebhookServer(0, { hangFirst: 1 });
     try {
