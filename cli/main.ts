@@ -2,7 +2,7 @@
  * The `tenant-restore` command. Each subcommand lives in cli/commands/ and is thin: it parses flags, calls a plain
  * function that returns data, prints it (human text, or JSON with --json) and returns the exit code.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeFailure } from './client/failures';
 import { closest, exitCodes, type Command } from './commands/common';
@@ -11,8 +11,9 @@ import { closest, exitCodes, type Command } from './commands/common';
  * The commands, loaded only when run: `--help` and a typo load none of them (the worker's SDK alone takes most of a
  * second). Each summary is repeated from its module; test/unit/cli-help.test.ts keeps the two equal.
  */
-// `require`, not `import()`: the CLI runs as CommonJS through tsx, whose hook compiles required .ts files; a dynamic
-// import() would go to Node's ESM loader, which does not resolve extensionless TypeScript paths.
+// `require`, not `import()`: the CLI is CommonJS (compiled in dist/, or through tsx's hook, which compiles required .ts
+// files, in a checkout without dist); a dynamic import() would go to Node's ESM loader, which does not resolve
+// extensionless TypeScript paths.
 /* eslint-disable @typescript-eslint/no-require-imports */
 export const commands: Array<{ name: string; summary: string; load: () => Command }> = [
   {
@@ -81,6 +82,16 @@ export const commands: Array<{ name: string; summary: string; load: () => Comman
     summary: 'restore drills: schedule, run now, list past drills with their figures',
     load: () => (require('./commands/drill') as typeof import('./commands/drill')).drillCommand,
   },
+  {
+    name: 'config',
+    summary: 'print the JSON Schema of the config file (for editors), or check a config file',
+    load: () => (require('./commands/config') as typeof import('./commands/config')).configCommand,
+  },
+  {
+    name: 'completion',
+    summary: 'print a shell completion script (bash or zsh)',
+    load: () => (require('./commands/completion') as typeof import('./commands/completion')).completionCommand,
+  },
 ];
 /* eslint-enable @typescript-eslint/no-require-imports */
 
@@ -98,7 +109,9 @@ export function outputFlag(argv: string[]): string[] {
 }
 
 function version(): string {
-  return (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+  // cli/main.ts in a checkout, dist/cli/main.js when built: package.json is one or two folders up.
+  const file = [join(__dirname, '..', 'package.json'), join(__dirname, '..', '..', 'package.json')].find(existsSync)!;
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
 }
 
 function help(): string {

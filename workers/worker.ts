@@ -10,11 +10,13 @@ import {
   type LogLevel,
   type LogMetadata,
 } from '@temporalio/worker';
+import { existsSync } from 'node:fs';
+import { extname, join } from 'node:path';
 import pino from 'pino';
 import { createActivities } from '../activities';
 import { Pools } from '../activities/db';
 import { createS3Client } from '../activities/s3';
-import { SettingError, temporalConnectionOptions, TemporalUnreachableError } from './temporal-connection';
+import { SettingError, temporalSettings, TemporalUnreachableError } from './temporal-connection';
 
 export const defaultTaskQueue = process.env.TENANT_RESTORE_TASK_QUEUE ?? 'tenant-restore';
 
@@ -89,6 +91,20 @@ export function logLevelFrom(env: NodeJS.ProcessEnv = process.env): string {
   return level;
 }
 
+/**
+ * Where the worker's workflow code comes from. Run from dist/ (npm run build: the shipped product), the bundle that the
+ * build made, dist/workflow-bundle.js: nothing is bundled at start. Run from the TypeScript source (tsx, tests, a dev
+ * checkout without dist), the workflows folder, which the SDK bundles when the worker starts.
+ */
+export function workflowSource(
+  moduleFile: string = __filename,
+): { workflowBundle: { codePath: string } } | { workflowsPath: string } {
+  const fromDist = extname(moduleFile) === '.js';
+  const codePath = join(moduleFile, '..', '..', 'workflow-bundle.js');
+  if (fromDist && existsSync(codePath)) return { workflowBundle: { codePath } };
+  return { workflowsPath: require.resolve(join(moduleFile, '..', '..', 'workflows')) };
+}
+
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   const logger = pino({ level: logLevelFrom(), base: { component: 'worker' }, ...logRedaction });
   const metricsAddress = process.env.TENANT_RESTORE_METRICS_ADDRESS || undefined;
@@ -96,15 +112,25 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   // A database reference with a password in a workflow input (a workflow not started by the CLI) is refused.
   const pools = new Pools(process.env, { refuseInlinePasswords: true });
   const s3 = createS3Client();
-  const connection = await NativeConnection.connect(temporalConnectionOptions()).catch((error: Error) => {
+  const temporal = temporalSettings();
+  const connection = await NativeConnection.connect(temporal.connection).catch((error: Error) => {
     throw new TemporalUnreachableError(error.message);
   });
   const taskQueue = options.taskQueue ?? defaultTaskQueue;
+  const workflows = workflowSource();
+  if ('workflowBundle' in workflows)
+    logger.info({ workflowBundle: workflows.workflowBundle.codePath }, 'workflows from the prebuilt bundle');
+  else if (extname(__filename) === '.js')
+    logger.warn(
+      { workflowsPath: workflows.workflowsPath },
+      'workflows bundled at start: dist has no workflow-bundle.js (npm run build makes it)',
+    );
+  else logger.info({ workflowsPath: workflows.workflowsPath }, 'workflows bundled at start from the source');
   const worker = await Worker.create({
     connection,
-    namespace: process.env.TEMPORAL_NAMESPACE ?? 'default',
+    namespace: temporal.namespace,
     taskQueue,
-    workflowsPath: require.resolve('../workflows'),
+    ...workflows,
     activities: createActivities({ pools, s3, logger }),
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 20,
     // A chunked copy heartbeats its checkpoint after every chunk, but the SDK sends heartbeats to the server at most
@@ -116,7 +142,8 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   logger.info(
     {
       taskQueue,
-      address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+      address: temporal.connection.address,
+      namespace: temporal.namespace,
       ...(metricsAddress ? { metrics: `http://${metricsAddress}/metrics` } : {}),
     },
     'worker started',

@@ -145,16 +145,8 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
       ? undefined
       : parseIntegerFlag('--children-per-run', flags['children-per-run'], 1);
 
-  let config: RestoreConfig | undefined;
-  if (flags.config) {
-    config = loadConfigFlag(flags.config);
-    for (const action of config.actions ?? []) {
-      if (action.type === 'webhook' && new URL(action.url).password)
-        throw new UsageError(
-          `action ${action.name}: its URL carries a password; use a header 'env:NAME' resolved by the worker.`,
-        );
-    }
-  }
+  // Validated by the config schema (activities/config.ts), which also refuses credentials in webhook URLs.
+  const config: RestoreConfig | undefined = flags.config ? loadConfigFlag(flags.config) : undefined;
 
   const restoreId = flags.id ?? newRestoreId();
   if (!restoreIdPattern.test(restoreId))

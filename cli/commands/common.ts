@@ -13,10 +13,28 @@ export const exitCodes = {
   unavailable: 3,
 } as const;
 
+/** One flag, as node:util parseArgs takes it, and what shell completion offers for its value. */
+export type FlagSpec = NonNullable<ParseArgsConfig['options']>[string] & {
+  /** The values it takes (`--conflict skip|overwrite|fail`): completion offers them. */
+  choices?: readonly string[];
+  /** Its value is a file path: completion offers files. */
+  file?: boolean;
+};
+export type Flags = Record<string, FlagSpec>;
+
 export interface Command {
   name: string;
   summary: string;
   usage: string;
+  /**
+   * Its flags: run() parses argv with them (parseFlags); `tenant-restore completion` and test/unit/cli-completion.test.ts
+   * (every flag is in the usage) read them.
+   */
+  flags: Flags;
+  /** The words its first argument may be (`drill run`, `config check`), for completion. */
+  subcommands?: readonly string[];
+  /** Its other arguments are files (`config check <file>`), for completion. */
+  fileArguments?: boolean;
   run(argv: string[]): Promise<number>;
 }
 

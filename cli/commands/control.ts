@@ -2,11 +2,19 @@
  * pause, resume, approve and concurrency: Workflow Updates that the restore checks and answers with what it accepted;
  * cancel: a signal. See controlRestore in cli/client/restore.ts.
  */
-import { withTemporal } from '../client/connection';
-import { oneRestoreId, parseIntegerFlag, parseTenantList, UsageError } from '../client/input';
-import { controlRestore, type ControlResult, type RestoreControl } from '../client/restore';
-import { concurrencyRange, type ApproveAck, type ControlAck } from '../../workflows/definitions';
+import { UsageError } from '../client/errors';
+import type { ControlResult, RestoreControl } from '../client/restore';
+import type { ApproveAck, ControlAck } from '../../workflows/definitions';
 import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
+
+// The clients load when the command runs, not with this module: `pause --help` stays clear of the Temporal client,
+// the workflow definitions and pg.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const connection = () => require('../client/connection') as typeof import('../client/connection');
+const input = () => require('../client/input') as typeof import('../client/input');
+const restore = () => require('../client/restore') as typeof import('../client/restore');
+const definitions = () => require('../../workflows/definitions') as typeof import('../../workflows/definitions');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 const controlExitCodes =
   'exit codes: 0 accepted (or sent, where the restore cannot answer: the output says so) | 2 bad input, unknown or finished restore, or refused by the restore (nothing changed) | 3 Temporal unreachable, or no answer in 15 s';
@@ -41,9 +49,9 @@ function simpleControl(
     flags,
     async run(argv) {
       const { values, positionals } = parseFlags(argv, flags, usage);
-      const restoreId = oneRestoreId(positionals, usage);
-      return withTemporal(async (client) => {
-        const result = await controlRestore(client, restoreId, name satisfies RestoreControl);
+      const restoreId = input().oneRestoreId(positionals, usage);
+      return connection().withTemporal(async (client) => {
+        const result = await restore().controlRestore(client, restoreId, name satisfies RestoreControl);
         print(!!values.json, result, () =>
           outcomeLine(result, (ack) => accepted(ack, restoreId), `${name}: sent to restore ${restoreId}. ${after}`),
         );
@@ -91,11 +99,11 @@ export const approveCommand: Command = {
   flags: approveFlags,
   async run(argv) {
     const { values, positionals } = parseFlags(argv, approveFlags, approveUsage);
-    const restoreId = oneRestoreId(positionals, approveUsage);
-    const tenantIds = values.tenants !== undefined ? parseTenantList(values.tenants, '--tenants') : undefined;
+    const restoreId = input().oneRestoreId(positionals, approveUsage);
+    const tenantIds = values.tenants !== undefined ? input().parseTenantList(values.tenants, '--tenants') : undefined;
     const who = tenantIds ? `tenants ${tenantIds.join(', ')}` : 'every tenant';
-    return withTemporal(async (client) => {
-      const result = await controlRestore(client, restoreId, 'approve', { tenantIds });
+    return connection().withTemporal(async (client) => {
+      const result = await restore().controlRestore(client, restoreId, 'approve', { tenantIds });
       print(!!values.json, { ...result, tenantIds: tenantIds ?? 'all' }, () =>
         outcomeLine(
           result,
@@ -112,7 +120,7 @@ export const approveCommand: Command = {
 
 const concurrencyUsage = `tenant-restore concurrency <restoreId> <N> [--json]
 
-Sets how many restore units (--group-size tenants each) run at once (${concurrencyRange.min}..${concurrencyRange.max}), while the restore runs. The
+Sets how many restore units (--group-size tenants each) run at once (1..1000), while the restore runs. The
 restore answers with its state; running units above a lower limit finish, and no new one starts until under it.
 
 ${controlExitCodes}`;
@@ -128,9 +136,10 @@ export const concurrencyCommand: Command = {
     const { values, positionals } = parseFlags(argv, concurrencyFlags, concurrencyUsage);
     if (positionals.length !== 2) throw new UsageError(`give a restore id and a number.\n\nusage: ${concurrencyUsage}`);
     const [restoreId, text] = positionals as [string, string];
-    const n = parseIntegerFlag('concurrency', text, concurrencyRange.min, concurrencyRange.max);
-    return withTemporal(async (client) => {
-      const result = await controlRestore(client, restoreId, 'setConcurrency', n);
+    const { min, max } = definitions().concurrencyRange;
+    const n = input().parseIntegerFlag('concurrency', text, min, max);
+    return connection().withTemporal(async (client) => {
+      const result = await restore().controlRestore(client, restoreId, 'setConcurrency', n);
       print(!!values.json, { ...result, concurrency: n }, () =>
         outcomeLine(
           result,

@@ -1,20 +1,16 @@
 /** `tenant-restore drill schedule|run|list`: restore drills (the functions live in cli/client/drill.ts). */
 import type { DrillRecord } from '../../activities/drill';
-import { createS3Client } from '../../activities/s3';
-import { connectTemporal } from '../client/connection';
-import {
-  checkCron,
-  checkDrillId,
-  controlDrillSchedule,
-  describeDrillSchedule,
-  drillInputFromFlags,
-  listDrillSchedules,
-  listDrills,
-  runDrill,
-  scheduleDrill,
-} from '../client/drill';
-import { parseIntegerFlag, taskQueueFrom, UsageError } from '../client/input';
-import { exitCodes, parseFlags, print, type Command } from './common';
+import { UsageError } from '../client/errors';
+import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
+
+// The clients load when the command runs, not with this module: main.ts loads it for `drill --help`, which then stays
+// clear of the Temporal client, the AWS SDK and pg.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const s3Objects = () => require('../../activities/s3') as typeof import('../../activities/s3');
+const connection = () => require('../client/connection') as typeof import('../client/connection');
+const drills = () => require('../client/drill') as typeof import('../client/drill');
+const inputChecks = () => require('../client/input') as typeof import('../client/input');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore drill schedule --backup-prefix s3://<bucket>/<prefix> --live <url|alias> --tenant-root <schema.table>
                            --sample K --cron "<cron>" [--id <schedule id>] [--server <url|alias>] [--concurrency N]
@@ -48,7 +44,7 @@ const flagSpec = {
   id: { type: 'string' },
   server: { type: 'string' },
   concurrency: { type: 'string' },
-  config: { type: 'string' },
+  config: { type: 'string', file: true },
   'task-queue': { type: 'string' },
   bucket: { type: 'string' },
   limit: { type: 'string' },
@@ -56,7 +52,7 @@ const flagSpec = {
   json: { type: 'boolean' },
   'allow-unverified-backup': { type: 'boolean' },
   note: { type: 'string' },
-} as const;
+} as const satisfies Flags;
 
 export function formatDrill(r: DrillRecord): string {
   return (
@@ -69,14 +65,29 @@ export const drillCommand: Command = {
   name: 'drill',
   summary: 'restore drills: schedule, run now, list past drills with their figures',
   usage,
+  flags: flagSpec,
+  subcommands: ['schedule', 'run', 'update', 'list', 'schedules', 'pause', 'unpause', 'delete'],
   async run(argv) {
     const { values, positionals } = parseFlags(argv, flagSpec, usage);
+    const { connectTemporal } = connection();
+    const {
+      checkCron,
+      checkDrillId,
+      controlDrillSchedule,
+      describeDrillSchedule,
+      drillInputFromFlags,
+      listDrillSchedules,
+      listDrills,
+      runDrill,
+      scheduleDrill,
+    } = drills();
+    const { parseIntegerFlag, taskQueueFrom } = inputChecks();
     const [sub] = positionals;
     const json = values.json === true;
     if (sub === 'list') {
       const bucket = values.bucket ?? /^s3:\/\/([^/]+)/.exec(String(values['backup-prefix'] ?? ''))?.[1];
       if (!bucket) throw new UsageError(`drill list needs --bucket or --backup-prefix.\n\nusage: ${usage}`);
-      const s3 = createS3Client();
+      const s3 = s3Objects().createS3Client();
       try {
         const records = await listDrills(s3, bucket, values.limit ? parseIntegerFlag('--limit', values.limit, 1) : 20);
         print(json, records, () =>

@@ -1,9 +1,14 @@
-import { withTemporal } from '../client/connection';
 import { RestoreNotFoundError, UsageError } from '../client/errors';
-import { oneRestoreId } from '../client/input';
-import { artifactsOf, getReport, readReport } from '../client/restore';
 import { TemporalUnreachableError } from '../../workers/temporal-connection';
-import { exitCodes, parseFlags, print, type Command } from './common';
+import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
+
+// The clients load when the command runs, not with this module: main.ts loads it for `report --help`, which then
+// stays clear of the Temporal client, the AWS SDK and pg.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const connection = () => require('../client/connection') as typeof import('../client/connection');
+const input = () => require('../client/input') as typeof import('../client/input');
+const restore = () => require('../client/restore') as typeof import('../client/restore');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore report <restoreId> [--artifacts s3://<bucket>/<prefix>/] [--json]
 
@@ -15,17 +20,18 @@ or while Temporal is down.
 
 exit codes: 0 every tenant restored | 1 some failed or were cancelled | 2 unknown restore or no report yet | 3 unreachable`;
 
+const flags = { json: { type: 'boolean' }, artifacts: { type: 'string' } } as const satisfies Flags;
+
 export const reportCommand: Command = {
   name: 'report',
   summary: 'print the report of a finished restore (Markdown, or --json)',
   usage,
+  flags,
   async run(argv) {
-    const { values, positionals } = parseFlags(
-      argv,
-      { json: { type: 'boolean' }, artifacts: { type: 'string' } },
-      usage,
-    );
-    const restoreId = oneRestoreId(positionals, usage);
+    const { values, positionals } = parseFlags(argv, flags, usage);
+    const restoreId = input().oneRestoreId(positionals, usage);
+    const { withTemporal } = connection();
+    const { artifactsOf, getReport, readReport } = restore();
     const base = values.artifacts ?? process.env.TENANT_RESTORE_ARTIFACTS;
     const fromS3 = () => readReport(artifactsOf(base!, restoreId), restoreId);
     let found: Awaited<ReturnType<typeof readReport>>;

@@ -1,15 +1,22 @@
-import { noWorkerWarning, withTemporal, workflowPollers } from '../client/connection';
-import { UsageError } from '../client/input';
-import { progressPrinter, waitForRestore } from '../client/progress';
-import { buildStartRequest, startRestore, type StartFlags } from '../client/start';
-import { exitCodes, parseFlags, print, type Command } from './common';
+import { UsageError } from '../client/errors';
+import type { StartFlags } from '../client/start';
+import { conflictPolicies } from '../../activities/restore-types';
+import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
+
+// The clients load when the command runs, not with this module: main.ts loads it for `start --help`, which then stays
+// clear of the Temporal client, the AWS SDK and pg.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const connection = () => require('../client/connection') as typeof import('../client/connection');
+const progress = () => require('../client/progress') as typeof import('../client/progress');
+const starting = () => require('../client/start') as typeof import('../client/start');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
                      (--tenants 1,2,3 | --tenants-file <path>) [--conflict skip|overwrite|fail]
                      [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--allow-partial]
                      [--allow-unverified-backup] [--wait] [--json]
-                     [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>]
+                     [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--children-per-run N]
 
   --backup          pg_dump custom-format archive (pg_dump -Fc) in S3; checked against <key>.manifest.json
                     ({ sha256, size }) or the sha256 in its metadata, then loaded with pg_restore (never psql: a plain
@@ -45,45 +52,49 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-ser
                     or TENANT_RESTORE_ARTIFACTS); each restore writes under <prefix><restoreId>/
   --wait            wait for the end with a progress line on stderr; exit 0 only when every tenant is restored
   --json            one JSON object on stdout: { restoreId, status, tenants: [{ tenantId, status, rows, error? }] }
+  --children-per-run  child workflows one run of restore/<id> starts before it continues as new (default 500), which
+                    bounds its history; tests set it low to exercise continue-as-new
 
 Input is checked before anything starts: exit 2 and nothing written when it is wrong.
 exit codes: 0 restored and validated (or started, without --wait) | 1 some tenants failed | 2 bad input (with --wait: also
             a restore that failed before any tenant started, e.g. a corrupt backup or a schema it cannot restore) | 3 service unreachable`;
 
+const flags = {
+  backup: { type: 'string' },
+  'scratch-server': { type: 'string' },
+  scratch: { type: 'string' },
+  live: { type: 'string' },
+  'tenant-root': { type: 'string' },
+  tenants: { type: 'string' },
+  'tenants-file': { type: 'string', file: true },
+  conflict: { type: 'string', choices: conflictPolicies },
+  concurrency: { type: 'string' },
+  'group-size': { type: 'string' },
+  config: { type: 'string', file: true },
+  id: { type: 'string' },
+  'keep-scratch': { type: 'boolean' },
+  'allow-partial': { type: 'boolean' },
+  'allow-unverified-backup': { type: 'boolean' },
+  wait: { type: 'boolean' },
+  json: { type: 'boolean' },
+  artifacts: { type: 'string' },
+  'task-queue': { type: 'string' },
+  'children-per-run': { type: 'string' },
+} as const satisfies Flags;
+
 export const startCommand: Command = {
   name: 'start',
   summary: 'start a restore of some tenants from a backup (--wait to follow it to the end)',
   usage,
+  flags,
   async run(argv) {
-    const { values, positionals } = parseFlags(
-      argv,
-      {
-        backup: { type: 'string' },
-        'scratch-server': { type: 'string' },
-        scratch: { type: 'string' },
-        live: { type: 'string' },
-        'tenant-root': { type: 'string' },
-        tenants: { type: 'string' },
-        'tenants-file': { type: 'string' },
-        conflict: { type: 'string' },
-        concurrency: { type: 'string' },
-        'group-size': { type: 'string' },
-        config: { type: 'string' },
-        id: { type: 'string' },
-        'keep-scratch': { type: 'boolean' },
-        'allow-partial': { type: 'boolean' },
-        'allow-unverified-backup': { type: 'boolean' },
-        wait: { type: 'boolean' },
-        json: { type: 'boolean' },
-        artifacts: { type: 'string' },
-        'task-queue': { type: 'string' },
-        'children-per-run': { type: 'string' },
-      },
-      usage,
-    );
+    const { values, positionals } = parseFlags(argv, flags, usage);
     if (positionals.length) {
       throw new UsageError(`unexpected argument '${positionals[0]}'.\n\nusage: ${usage}`);
     }
+    const { noWorkerWarning, withTemporal, workflowPollers } = connection();
+    const { progressPrinter, waitForRestore } = progress();
+    const { buildStartRequest, startRestore } = starting();
     const request = buildStartRequest(values as StartFlags);
     return withTemporal(async (client) => {
       const started = await startRestore(client, request);

@@ -1,8 +1,14 @@
-import { withTemporal } from '../client/connection';
-import { oneRestoreId } from '../client/input';
-import { progressLine, progressPrinter } from '../client/progress';
-import { getRestoreStatus, type RestoreStatus } from '../client/restore';
-import { exitCodes, parseFlags, print, type Command } from './common';
+import type { RestoreStatus } from '../client/restore';
+import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
+
+// The clients load when the command runs, not with this module: main.ts loads it for `status --help`, which then
+// stays clear of the Temporal client, the AWS SDK and pg.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const connection = () => require('../client/connection') as typeof import('../client/connection');
+const input = () => require('../client/input') as typeof import('../client/input');
+const progress = () => require('../client/progress') as typeof import('../client/progress');
+const restore = () => require('../client/restore') as typeof import('../client/restore');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore status <restoreId> [--watch] [--json]
 
@@ -12,6 +18,7 @@ const usage = `tenant-restore status <restoreId> [--watch] [--json]
 exit codes: 0 running or succeeded | 1 ended with failed or cancelled tenants | 2 unknown restore | 3 Temporal unreachable`;
 
 export function describeStatus(s: RestoreStatus): string {
+  const { progressLine } = progress();
   const lines = [`restore ${s.restoreId}: ${s.workflowStatus.toLowerCase()}`];
   if (s.progress) {
     const p = s.progress;
@@ -46,13 +53,19 @@ export function describeStatus(s: RestoreStatus): string {
 const exitFor = (s: RestoreStatus) =>
   s.workflowStatus === 'RUNNING' || s.result?.status === 'succeeded' ? exitCodes.ok : exitCodes.partial;
 
+const flags = { watch: { type: 'boolean' }, json: { type: 'boolean' } } as const satisfies Flags;
+
 export const statusCommand: Command = {
   name: 'status',
   summary: "show a restore's progress: counts by phase, failed tenants; --watch for a live progress bar",
   usage,
+  flags,
   async run(argv) {
-    const { values, positionals } = parseFlags(argv, { watch: { type: 'boolean' }, json: { type: 'boolean' } }, usage);
-    const restoreId = oneRestoreId(positionals, usage);
+    const { values, positionals } = parseFlags(argv, flags, usage);
+    const restoreId = input().oneRestoreId(positionals, usage);
+    const { withTemporal } = connection();
+    const { progressPrinter } = progress();
+    const { getRestoreStatus } = restore();
     return withTemporal(async (client) => {
       let status = await getRestoreStatus(client, restoreId);
       if (!values.watch) {

@@ -4,12 +4,12 @@
  * - no worker polling the restore's task queue: `start` says so, `start --wait` warns while it waits, `status` answers
  *   from the search attributes instead of hanging on a query;
  * - bad settings and input exit 2 with what to fix: a cron, an unknown alias, a missing tenants file, a webhook URL,
- *   LOG_LEVEL, missing AWS credentials, a TLS file that is not there;
+ *   LOG_LEVEL, missing AWS credentials, a TLS file that is not there, a Temporal profile that is not in its file;
  * - `drill schedule` with a bad definition leaves the existing schedule as it was;
  * - `approve` of a tenant the restore does not hold is refused, nothing sent.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -106,6 +106,31 @@ describe('bad settings and input: exit 2, saying what to fix', () => {
     const half = await runCli(['status', 'x'], productEnv({ TEMPORAL_TLS_CERT: '/nonexistent/client.pem' }));
     expect(half.code, half.stderr).toBe(2);
     expect(half.stderr).toMatch(/TEMPORAL_TLS_CERT is set without TEMPORAL_TLS_KEY/);
+  });
+
+  it('a Temporal CLI profile (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE) is used, and named when it is wrong', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'tr-profile-')), 'temporal.toml');
+    writeFileSync(
+      file,
+      `[profile.stack]\naddress = "${env.TEMPORAL_ADDRESS}"\nnamespace = "${env.TEMPORAL_NAMESPACE}"\n\n[profile.broken]\naddress = "127.0.0.1:1"\n`,
+    );
+    const withProfile = (profile: string) => {
+      const e = productEnv({ TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: profile });
+      delete e.TEMPORAL_ADDRESS;
+      delete e.TEMPORAL_NAMESPACE;
+      return e;
+    };
+    const ok = await runCli(['list', '--limit', '1', '--json'], withProfile('stack'));
+    expect(ok.code, ok.stderr).toBe(0);
+    const broken = await runCli(['status', 'x'], withProfile('broken'));
+    expect(broken.code, broken.stderr).toBe(3);
+    expect(broken.stderr).toContain(`Temporal is not reachable at 127.0.0.1:1 (profile 'broken' of ${file})`);
+    const unknown = await runCli(['status', 'x'], withProfile('nope'));
+    expect(unknown.code, unknown.stderr).toBe(2);
+    expect(unknown.stderr).toContain(`the Temporal profile 'nope' of ${file} cannot be loaded`);
+    const ca = await runCli(['status', 'x'], productEnv({ TEMPORAL_TLS_SERVER_CA_CERT_PATH: '/nonexistent/ca.pem' }));
+    expect(ca.code, ca.stderr).toBe(2);
+    expect(ca.stderr).toContain('TEMPORAL_TLS_SERVER_CA_CERT_PATH=/nonexistent/ca.pem cannot be read (ENOENT)');
   });
 
   it('no AWS credentials at all', async () => {
