@@ -9,7 +9,8 @@ import type { Pools } from './db';
 import { createDrillActivities } from './drill';
 import { createReenableActivities } from './reenable';
 import { createReportActivities } from './report';
-import { createRestoreActivities, toActivityFailure } from './restore-activities';
+import { createDiscoverActivities } from './discover';
+import { createRestoreActivities, planLoader, toActivityFailure } from './restore-activities';
 import { createScratchActivities } from './scratch';
 import { createTenantListActivities } from './tenant-list';
 
@@ -47,6 +48,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createReenableActivities(deps),
     ...createReportActivities(deps),
     ...createDrillActivities(deps),
+    ...createDiscoverActivities({ ...deps, loadPlan: planLoader(deps.s3) }),
   });
 }
 

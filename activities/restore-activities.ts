@@ -113,10 +113,6 @@ export interface TenantStepInput {
   artifacts?: ArtifactsRef;
 }
 
-/** Plans parsed in this worker, by digest. A plan is the same for every tenant of a restore, so one copy serves all. */
-const planCache = new Map<string, Promise<Plan>>();
-const planCacheLimit = 8;
-
 /**
  * A partial tenant's restored keys go to S3, not into workflow history: a primary key can be row data (an email), and
  * 1,000 keys per table can grow a payload toward its limit. The result keeps the counts and the object's location. A
@@ -126,8 +122,16 @@ export function restoredKeysObject(artifacts: ArtifactsRef, tenantId: TenantId):
   return { bucket: artifacts.bucket, key: `${artifacts.prefix}restored-keys/${tenantId}.json` };
 }
 
-export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
-  function loadPlan(ref: PlanRef): Promise<Plan> {
+/** Plans parsed in this worker, by digest. A plan is the same for every tenant of a restore, so one copy serves all. */
+const planCache = new Map<string, Promise<Plan>>();
+const planCacheLimit = 8;
+
+/**
+ * Reads a plan from S3 by location and digest (a plan whose digest differs is refused: PlanMismatchError), parsed once
+ * per worker: restore units and discover's tables share it.
+ */
+export function planLoader(s3: S3Client): (ref: PlanRef) => Promise<Plan> {
+  return function loadPlan(ref: PlanRef): Promise<Plan> {
     let plan = planCache.get(ref.digest);
     if (!plan) {
       plan = getText(s3, ref).then((text) => {
@@ -145,7 +149,11 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       while (planCache.size > planCacheLimit) planCache.delete(planCache.keys().next().value as string);
     }
     return plan;
-  }
+  };
+}
+
+export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
+  const loadPlan = planLoader(s3);
 
   async function storeRestoredKeys(input: TenantStepInput, result: CopyResult): Promise<CopyResult> {
     if (!input.artifacts || !result.restoredKeys) return result;
@@ -195,6 +203,8 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       tenantRoot: string;
       config?: RestoreConfig;
       artifacts: ArtifactsRef;
+      /** discover compares what it can: drift that would stop a restore is reported in the plan instead. */
+      purpose?: 'restore' | 'discover';
     }): Promise<PlanRef> {
       // The config is checked again here, whoever started the workflow (the CLI, a drill schedule, another client).
       const config =

@@ -28,6 +28,12 @@ export const commands: Array<{ name: string; summary: string; load: () => Comman
     load: () => (require('./commands/plan') as typeof import('./commands/plan')).planCommand,
   },
   {
+    name: 'discover',
+    summary:
+      'who was hit: classify every tenant of the backup against live (absent, partial, changed...), writes nothing',
+    load: () => (require('./commands/discover') as typeof import('./commands/discover')).discoverCommand,
+  },
+  {
     name: 'start',
     summary: 'start a restore of some tenants from a backup (--wait to follow it to the end)',
     load: () => (require('./commands/start') as typeof import('./commands/start')).startCommand,
@@ -39,7 +45,7 @@ export const commands: Array<{ name: string; summary: string; load: () => Comman
   },
   {
     name: 'list',
-    summary: 'restores and drills, newest first, filterable by status and kind',
+    summary: 'restores, drills and discovers, newest first, filterable by status and kind',
     load: () => (require('./commands/inspect') as typeof import('./commands/inspect')).listCommand,
   },
   {

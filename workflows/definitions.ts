@@ -47,6 +47,8 @@ export const TenantsFailedKey = defineSearchAttributeKey('TenantsFailed', 'INT')
  * of several `restore/<id>/group/<n>`, named by the position of its first tenant in the tenant list.
  */
 export const bulkWorkflowId = (restoreId: string): string => `restore/${restoreId}`;
+/** A discover is `discover/<id>`: its own namespace of ids, so that a discover and a restore may share an id's text. */
+export const discoverWorkflowId = (discoverId: string): string => `discover/${discoverId}`;
 export const tenantWorkflowId = (restoreId: string, tenantId: TenantId): string =>
   `restore/${restoreId}/tenant/${tenantId}`;
 export const groupWorkflowId = (restoreId: string, firstIndex: number): string =>
@@ -104,6 +106,18 @@ export interface BulkRestoreInput {
    * The operator's `--allow-unverified-backup`: load a backup that has neither a manifest sha256 nor a sha256 in its
    * object metadata (refused otherwise, BackupUnverified). Absent in restores started before the check existed.
    */
+  allowUnverifiedBackup?: boolean;
+}
+
+/** What `tenant-restore discover` starts: the source and live of a restore, no tenant list (it finds it). */
+export interface DiscoverInput {
+  discoverId: string;
+  source: RestoreSource;
+  live: string;
+  tenantRoot: string;
+  config?: RestoreConfig;
+  artifacts: ArtifactsRef;
+  keepScratch?: boolean;
   allowUnverifiedBackup?: boolean;
 }
 

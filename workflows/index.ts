@@ -3,5 +3,6 @@ export { stackCheck } from './stack-check';
 export { bulkRestore } from './bulk-restore';
 export { restoreUnit } from './restore-unit';
 export { restoreDrill } from './restore-drill';
+export { discover } from './discover';
 // Kept registered for the children the previous release started.
 export { tenantGroupRestore, tenantRestore } from './previous-release';

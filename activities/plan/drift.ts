@@ -25,6 +25,8 @@ export interface TableDrift {
   dropped: string[];
   /** Type differs, a cast exists. */
   retyped: Array<{ column: string; backup: string; live: string }>;
+  /** What a restore would refuse (recorded only when tolerated: discover). */
+  problems?: string[];
 }
 
 export type Castable = (from: string, to: string) => boolean;
@@ -33,6 +35,8 @@ export function diffTable(
   backup: CatalogTable,
   live: CatalogTable,
   castable: Castable,
+  /** Record what a restore would refuse (discover), instead of throwing SchemaDriftError. */
+  tolerate = false,
 ): { written: WrittenColumn[]; drift: TableDrift } {
   const drift: TableDrift = { table: live.key, defaulted: [], dropped: [], retyped: [] };
   const written: WrittenColumn[] = [];
@@ -65,7 +69,8 @@ export function diffTable(
   for (const col of backup.columns) {
     if (!col.generated && !live.columns.some((c) => c.name === col.name)) drift.dropped.push(col.name);
   }
-  if (problems.length)
+  if (problems.length && tolerate) drift.problems = problems;
+  else if (problems.length)
     throw new SchemaDriftError(`Schema drift between backup and live:\n  - ${problems.join('\n  - ')}`, {
       table: live.key,
       problems,

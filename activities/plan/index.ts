@@ -122,6 +122,11 @@ export interface BuildPlanInput {
    * may set the parameter, else postgres. Workers take it from TENANT_RESTORE_FK_CHECKS.
    */
   fkChecks?: FkChecks;
+  /**
+   * discover: drift that would stop a restore (a column only in live that is NOT NULL without a default, a type with no
+   * cast) is recorded in the plan's drift instead of refused; discover compares the columns both sides share.
+   */
+  tolerateDrift?: boolean;
 }
 
 export type FkChecks = 'engine' | 'postgres';
@@ -242,7 +247,7 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
     const l = live.tables[key]!;
     requirePrimaryKey(b, 'the backup');
     const primaryKey = requirePrimaryKey(l, 'live');
-    const { written, drift } = diffTable(b, l, castable);
+    const { written, drift } = diffTable(b, l, castable, input.tolerateDrift);
     if (drift.defaulted.length || drift.dropped.length || drift.retyped.length) driftTables.push(drift);
     const missingKey = primaryKey.filter((k) => !written.some((w) => w.name === k));
     if (missingKey.length)

@@ -94,10 +94,15 @@ export function parseTenantsFile(path: string): TenantId[] {
   } catch (error) {
     throw new UsageError(`cannot read --tenants-file ${path}: ${(error as Error).message}`);
   }
+  return parseTenantText(text, path);
+}
+
+/** The text of a tenants file (or of a list discover wrote), `origin` naming it in messages. */
+export function parseTenantText(text: string, origin: string): TenantId[] {
   const entries: Array<{ id: string; where: string }> = [];
   text.split(/\r?\n/).forEach((line, i) => {
     const id = line.replace(/#.*$/, '').trim();
-    if (id) entries.push({ id, where: `${path} line ${i + 1}` });
+    if (id) entries.push({ id, where: `${origin} line ${i + 1}` });
   });
   return checkIds(entries);
 }

@@ -28,7 +28,7 @@ export const listStatuses: Record<string, string> = {
 
 export interface ListedRestore {
   id: string;
-  kind: 'restore' | 'drill';
+  kind: 'restore' | 'drill' | 'discover';
   workflowId: string;
   status: string;
   startedAt: string;
@@ -37,12 +37,14 @@ export interface ListedRestore {
   tenants?: { total?: number; restored?: number; failed?: number };
 }
 
-/** Restores and drills, newest first; a restore that continued-as-new is listed once, as its latest run. */
+/** Restores, drills and discovers, newest first; a restore that continued-as-new is listed once, as its latest run. */
 export async function listRestores(
   client: Client,
-  options: { status?: string; kind?: 'restore' | 'drill'; limit: number },
+  options: { status?: string; kind?: 'restore' | 'drill' | 'discover'; limit: number },
 ): Promise<ListedRestore[]> {
-  const kinds = options.kind === 'drill' ? '"drill"' : options.kind === 'restore' ? '"bulk"' : '"bulk", "drill"';
+  const kinds = options.kind
+    ? `"${{ drill: 'drill', restore: 'bulk', discover: 'discover' }[options.kind]}"`
+    : '"bulk", "drill", "discover"';
   const clauses = [`RestoreKind IN (${kinds})`];
   if (options.status) {
     const status = listStatuses[options.status];
@@ -61,10 +63,10 @@ export async function listRestores(
     .slice(0, options.limit)
     .map((w) => {
       const a = w.typedSearchAttributes;
-      const drill = a.get(RestoreKindKey) === 'drill';
+      const kind = a.get(RestoreKindKey);
       return {
         id: a.get(RestoreIdKey) ?? w.workflowId,
-        kind: drill ? 'drill' : 'restore',
+        kind: kind === 'drill' ? 'drill' : kind === 'discover' ? 'discover' : 'restore',
         workflowId: w.workflowId,
         status: w.status.name.toLowerCase(),
         startedAt: w.startTime.toISOString(),

@@ -34,6 +34,7 @@ import {
   isPostgresUrl,
   loadConfigFlag,
   parseIntegerFlag,
+  parseTenantText,
   taskQueueFrom,
   tenantsFromFlags,
   UsageError,
@@ -42,25 +43,17 @@ import {
 /** Inline tenant lists longer than this go to S3 first, so the workflow input stays far below the 2 MB payload limit. */
 export const inlineTenantLimit = 1000;
 
-export interface StartFlags {
-  backup?: string;
-  'scratch-server'?: string;
-  scratch?: string;
-  live?: string;
-  'tenant-root'?: string;
+export interface StartFlags extends SourceFlags {
   tenants?: string;
   'tenants-file'?: string;
   conflict?: string;
   concurrency?: string;
   'group-size'?: string;
-  config?: string;
-  id?: string;
   'keep-scratch'?: boolean;
   'allow-partial'?: boolean;
-  artifacts?: string;
   'task-queue'?: string;
   'children-per-run'?: string;
-  'allow-unverified-backup'?: boolean;
+  'from-discover'?: string;
 }
 
 export interface StartRequest {
@@ -101,8 +94,29 @@ export function newRestoreId(now = new Date()): string {
   return `r-${stamp}-${randomBytes(2).toString('hex')}`;
 }
 
-/** Every check that needs no service. Throws UsageError naming the flag to fix. */
-export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = process.env): StartRequest {
+/** The flags `start` and `discover` share: where the backup is, live, the tenant root, config, id and artifacts. */
+export interface SourceFlags {
+  backup?: string;
+  'scratch-server'?: string;
+  scratch?: string;
+  live?: string;
+  'tenant-root'?: string;
+  config?: string;
+  id?: string;
+  artifacts?: string;
+  'allow-unverified-backup'?: boolean;
+}
+
+/**
+ * The checks `start` and `discover` share, needing no service: the source (--backup or --scratch), live, the tenant
+ * root, the config, the id (given: `flags.id`) and the artifacts folder `<base><id>/`. Throws UsageError naming the flag.
+ */
+export function sourceFromFlags(
+  flags: SourceFlags & { id: string },
+  env: NodeJS.ProcessEnv = process.env,
+): Pick<BulkRestoreInput, 'source' | 'live' | 'tenantRoot' | 'config' | 'artifacts' | 'allowUnverifiedBackup'> & {
+  warnings: string[];
+} {
   if (flags.backup && flags.scratch) throw new UsageError('give either --backup or --scratch, not both.');
   if (!flags.backup && !flags.scratch)
     throw new UsageError('missing --backup s3://<bucket>/<key> (or --scratch <url> for a database already restored).');
@@ -112,7 +126,6 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
   if (!flags.live) throw new UsageError('missing --live <url|alias>.');
   if (!flags['tenant-root']) throw new UsageError('missing --tenant-root <schema.table>.');
   const tenantRoot = checkTenantRoot(flags['tenant-root']);
-  const tenants = tenantsFromFlags(flags, true);
 
   let backup: string | undefined;
   if (flags.backup) {
@@ -128,6 +141,62 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
     ? checkDatabaseRef('scratch-server', flags['scratch-server'])
     : undefined;
   const scratch = flags.scratch ? checkDatabaseRef('scratch', flags.scratch) : undefined;
+  // Validated by the config schema (activities/config.ts), which also refuses credentials in webhook URLs.
+  const config: RestoreConfig | undefined = flags.config ? loadConfigFlag(flags.config) : undefined;
+
+  if (!restoreIdPattern.test(flags.id))
+    throw new UsageError(`--id '${flags.id}': letters, digits, '.', '_' and '-', at most 63 characters.`);
+  const artifactsUrl =
+    flags.artifacts ??
+    env.TENANT_RESTORE_ARTIFACTS ??
+    (backup ? `s3://${parseS3Url(backup).bucket}/restores/` : undefined);
+  if (!artifactsUrl)
+    throw new UsageError(
+      'where should the plan and report go? Give --artifacts s3://<bucket>/<prefix>/ or set TENANT_RESTORE_ARTIFACTS.',
+    );
+  let artifacts: ArtifactsRef;
+  try {
+    const parsed = /^s3:\/\/([^/]+)\/?(.*)$/.exec(artifactsUrl);
+    if (!parsed) throw new S3UrlError(`'${artifactsUrl}' is not s3://<bucket>/<prefix>`);
+    const base = parsed[2] && !parsed[2].endsWith('/') ? `${parsed[2]}/` : parsed[2];
+    artifacts = { bucket: parsed[1]!, prefix: `${base}${flags.id}/` };
+  } catch (error) {
+    throw new UsageError(`--artifacts: ${(error as Error).message}`);
+  }
+  const source: BulkRestoreInput['source'] = backup
+    ? { kind: 'backup', backup, scratchServer }
+    : { kind: 'scratch', scratch: scratch! };
+  const warnings = [scratchOnLiveWarning({ source, live })].filter((w): w is string => !!w);
+  return {
+    source,
+    live,
+    tenantRoot,
+    config,
+    artifacts,
+    ...(flags['allow-unverified-backup'] ? { allowUnverifiedBackup: true } : {}),
+    warnings,
+  };
+}
+
+/**
+ * Every check that needs no service. Throws UsageError naming the flag to fix. `fromDiscover` is the list a finished
+ * discover wrote (`--from-discover`, read by the command before this), in the format of --tenants-file.
+ */
+export function buildStartRequest(
+  flags: StartFlags,
+  env: NodeJS.ProcessEnv = process.env,
+  fromDiscover?: { discoverId: string; text: string },
+): StartRequest {
+  const restoreId = flags.id ?? newRestoreId();
+  const { source, live, tenantRoot, config, artifacts, allowUnverifiedBackup, warnings } = sourceFromFlags(
+    { ...flags, id: restoreId },
+    env,
+  );
+  if (fromDiscover && (flags.tenants !== undefined || flags['tenants-file'] !== undefined))
+    throw new UsageError('give --from-discover, or --tenants / --tenants-file, not both.');
+  const tenants = fromDiscover
+    ? parseTenantText(fromDiscover.text, `the list of discover ${fromDiscover.discoverId}`)
+    : tenantsFromFlags(flags, true);
 
   const conflict = (flags.conflict ?? 'skip') as ConflictPolicy;
   if (!conflictPolicies.includes(conflict))
@@ -145,34 +214,9 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
       ? undefined
       : parseIntegerFlag('--children-per-run', flags['children-per-run'], 1);
 
-  // Validated by the config schema (activities/config.ts), which also refuses credentials in webhook URLs.
-  const config: RestoreConfig | undefined = flags.config ? loadConfigFlag(flags.config) : undefined;
-
-  const restoreId = flags.id ?? newRestoreId();
-  if (!restoreIdPattern.test(restoreId))
-    throw new UsageError(`--id '${restoreId}': letters, digits, '.', '_' and '-', at most 63 characters.`);
-
-  const artifactsUrl =
-    flags.artifacts ??
-    env.TENANT_RESTORE_ARTIFACTS ??
-    (backup ? `s3://${parseS3Url(backup).bucket}/restores/` : undefined);
-  if (!artifactsUrl)
-    throw new UsageError(
-      'where should the plan and report go? Give --artifacts s3://<bucket>/<prefix>/ or set TENANT_RESTORE_ARTIFACTS.',
-    );
-  let artifacts: ArtifactsRef;
-  try {
-    const parsed = /^s3:\/\/([^/]+)\/?(.*)$/.exec(artifactsUrl);
-    if (!parsed) throw new S3UrlError(`'${artifactsUrl}' is not s3://<bucket>/<prefix>`);
-    const base = parsed[2] && !parsed[2].endsWith('/') ? `${parsed[2]}/` : parsed[2];
-    artifacts = { bucket: parsed[1], prefix: `${base}${restoreId}/` };
-  } catch (error) {
-    throw new UsageError(`--artifacts: ${(error as Error).message}`);
-  }
-
   const input: BulkRestoreInput = {
     restoreId,
-    source: backup ? { kind: 'backup', backup, scratchServer } : { kind: 'scratch', scratch: scratch! },
+    source,
     live,
     tenantRoot,
     conflict,
@@ -184,7 +228,7 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
     artifacts,
     maxChildrenPerRun: childrenPerRun,
   };
-  if (flags['allow-unverified-backup']) input.allowUnverifiedBackup = true;
+  if (allowUnverifiedBackup) input.allowUnverifiedBackup = true;
   let upload: StartRequest['upload'];
   if (tenants.length > inlineTenantLimit) {
     upload = { bucket: artifacts.bucket, key: `${artifacts.prefix}tenants.input.json`, ids: tenants };
@@ -192,7 +236,6 @@ export function buildStartRequest(flags: StartFlags, env: NodeJS.ProcessEnv = pr
   } else {
     input.tenants = tenants;
   }
-  const warnings = [scratchOnLiveWarning(input)].filter((w): w is string => !!w);
   return { input, taskQueue: taskQueueFrom(flags['task-queue'], env), upload, warnings };
 }
 

@@ -13,7 +13,7 @@ const input = () => require('../client/input') as typeof import('../client/input
 
 // The statuses of cli/client/inspect.ts's listStatuses, written out so that the usage loads no client
 // (test/unit/cli-help.test.ts keeps the two equal).
-const listUsage = `tenant-restore list [--status running|completed|failed|cancelled|terminated|timed-out] [--kind restore|drill] [--limit N] [--json]
+const listUsage = `tenant-restore list [--status running|completed|failed|cancelled|terminated|timed-out] [--kind restore|drill|discover] [--limit N] [--json]
 
 Restores and drills, newest first, from Temporal's visibility store: id, status, tenants restored and failed (as the
 workflow last recorded them), phase. Works without a worker.
@@ -23,26 +23,30 @@ exit codes: 0 listed | 2 bad flags | 3 Temporal unreachable`;
 const listFlags = {
   // listStatuses' keys, written out like the usage's (test/unit/cli-completion.test.ts keeps the three equal).
   status: { type: 'string', choices: ['running', 'completed', 'failed', 'cancelled', 'terminated', 'timed-out'] },
-  kind: { type: 'string', choices: ['restore', 'drill'] },
+  kind: { type: 'string', choices: ['restore', 'drill', 'discover'] },
   limit: { type: 'string' },
   json: { type: 'boolean' },
 } as const satisfies Flags;
 
 export const listCommand: Command = {
   name: 'list',
-  summary: 'restores and drills, newest first, filterable by status and kind',
+  summary: 'restores, drills and discovers, newest first, filterable by status and kind',
   usage: listUsage,
   flags: listFlags,
   async run(argv) {
     const { values, positionals } = parseFlags(argv, listFlags, listUsage);
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'.\n\nusage: ${listUsage}`);
-    if (values.kind !== undefined && values.kind !== 'restore' && values.kind !== 'drill')
-      throw new UsageError(`--kind '${values.kind}': restore or drill.`);
+    if (values.kind !== undefined && !['restore', 'drill', 'discover'].includes(values.kind))
+      throw new UsageError(`--kind '${values.kind}': restore, drill or discover.`);
     const limit = values.limit === undefined ? 20 : input().parseIntegerFlag('--limit', values.limit, 1, 1000);
     const { withTemporal } = connection();
     const { formatListed, listRestores } = inspect();
     return withTemporal(async (client) => {
-      const listed = await listRestores(client, { status: values.status, kind: values.kind as 'restore', limit });
+      const listed = await listRestores(client, {
+        status: values.status,
+        kind: values.kind as 'restore' | 'drill' | 'discover',
+        limit,
+      });
       print(!!values.json, listed, () =>
         listed.length ? listed.map(formatListed).join('\n') : 'no restores or drills match.',
       );

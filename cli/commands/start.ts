@@ -9,11 +9,12 @@ import { exitCodes, parseFlags, print, type Command, type Flags } from './common
 const connection = () => require('../client/connection') as typeof import('../client/connection');
 const progress = () => require('../client/progress') as typeof import('../client/progress');
 const starting = () => require('../client/start') as typeof import('../client/start');
+const discovering = () => require('../client/discover') as typeof import('../client/discover');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
-                     (--tenants 1,2,3 | --tenants-file <path>) [--conflict skip|overwrite|fail]
+                     (--tenants 1,2,3 | --tenants-file <path> | --from-discover <discoverId>) [--conflict skip|overwrite|fail]
                      [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--allow-partial]
                      [--allow-unverified-backup] [--wait] [--json]
                      [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--children-per-run N]
@@ -32,6 +33,8 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-ser
                     the password in PGPASSFILE / PGPASSWORD, or resolve TENANT_RESTORE_DB_<ALIAS> from their environment
   --tenant-root     the table whose primary key is the tenant id, e.g. app.tenants
   --tenants         comma-separated ids; --tenants-file: one id per line (blank lines and # comments allowed)
+  --from-discover   the tenants a finished 'tenant-restore discover' found: the absent ones, and with --allow-partial
+                    the partial ones too (read from its restore-list.txt / restore-list-partial.txt in S3)
   --conflict        a key already in live for the same tenant: skip (live wins, default), overwrite (backup wins), fail
   --concurrency     child workflows (groups of tenants, or tenants with --group-size 1) restored at once (default 2:
                     bound it by live's CPU, not by Temporal); change it later with no restart: see 'concurrency'
@@ -67,6 +70,7 @@ const flags = {
   'tenant-root': { type: 'string' },
   tenants: { type: 'string' },
   'tenants-file': { type: 'string', file: true },
+  'from-discover': { type: 'string' },
   conflict: { type: 'string', choices: conflictPolicies },
   concurrency: { type: 'string' },
   'group-size': { type: 'string' },
@@ -94,9 +98,25 @@ export const startCommand: Command = {
     }
     const { noWorkerWarning, withTemporal, workflowPollers } = connection();
     const { progressPrinter, waitForRestore } = progress();
-    const { buildStartRequest, startRestore } = starting();
-    const request = buildStartRequest(values as StartFlags);
+    const { buildStartRequest, sourceFromFlags, newRestoreId, startRestore } = starting();
+    const fromDiscover = values['from-discover'];
+    // The flags are checked before Temporal is asked anything (exit 2, nothing read): the tenant list of a discover
+    // is read from S3 next, then the whole request is built.
+    const restoreId = values.id ?? newRestoreId();
+    if (fromDiscover) sourceFromFlags({ ...values, id: restoreId });
+    else buildStartRequest({ ...values, id: restoreId } as StartFlags);
     return withTemporal(async (client) => {
+      let discovered: { discoverId: string; text: string } | undefined;
+      if (fromDiscover) {
+        const { discoverList } = discovering();
+        const { text, location } = await discoverList(client, fromDiscover, !!values['allow-partial']);
+        if (!text.split('\n').some((l) => l.trim() && !l.startsWith('#')))
+          throw new UsageError(
+            `discover ${fromDiscover} found no tenant to restore (${location} lists none${values['allow-partial'] ? '' : '; partial tenants go in only with --allow-partial'}). Nothing was started.`,
+          );
+        discovered = { discoverId: fromDiscover, text };
+      }
+      const request = buildStartRequest({ ...values, id: restoreId } as StartFlags, process.env, discovered);
       const started = await startRestore(client, request);
       // Loud, on stderr, whatever the output mode: a warning in the middle of JSON on stdout would go unread.
       for (const warning of started.warnings) process.stderr.write(`\n*** WARNING: ${warning}\n\n`);

@@ -12,6 +12,7 @@ import {
   pauseCommand,
   resumeCommand,
 } from '../../cli/commands/control';
+import { discoverCommand } from '../../cli/commands/discover';
 import { drillCommand } from '../../cli/commands/drill';
 import { describeCommand, listCommand } from '../../cli/commands/inspect';
 import { planCommand } from '../../cli/commands/plan';
@@ -23,6 +24,7 @@ import { workerCommand } from '../../cli/commands/worker';
 export const commandModules: Command[] = [
   workerCommand,
   planCommand,
+  discoverCommand,
   startCommand,
   statusCommand,
   listCommand,

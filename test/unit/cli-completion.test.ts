@@ -79,7 +79,7 @@ describe('tenant-restore completion', () => {
     expect(bashCompletes(bash, ['tenant-restore', 'config', 'check', 'fi'])).toEqual(['files.json']);
     expect(bashCompletes(bash, ['tenant-restore', 'config', ''])).toEqual(['schema', 'check']);
     expect(bashCompletes(bash, ['tenant-restore', 'drill', 'sch'])).toEqual(['schedule', 'schedules']);
-    expect(bashCompletes(bash, ['tenant-restore', 'list', '--kind', ''])).toEqual(['restore', 'drill']);
+    expect(bashCompletes(bash, ['tenant-restore', 'list', '--kind', ''])).toEqual(['restore', 'drill', 'discover']);
     expect(bashCompletes(bash, ['tenant-restore', 'approve', '--'])).toEqual([
       '--tenants',
       '--json',

@@ -1,0 +1,105 @@
+/** `tenant-restore discover`: who was hit, from the backup against live. */
+import type { DiscoverSummary } from '../../activities/discover';
+import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
+import { UsageError } from '../client/errors';
+
+// The clients load when the command runs: `discover --help` stays clear of the Temporal client, the AWS SDK and pg.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const connection = () => require('../client/connection') as typeof import('../client/connection');
+const discovering = () => require('../client/discover') as typeof import('../client/discover');
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+const usage = `tenant-restore discover (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
+                        --live <url|alias> --tenant-root <schema.table> [--config <path>] [--id <discoverId>]
+                        [--write-list <path>] [--include-partial] [--keep-scratch] [--allow-unverified-backup]
+                        [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--json]
+
+Compares every tenant of the backup with live, table by table (one read of each owned table per side, GROUP BY
+tenant), and classifies each: absent (root row gone: restore), partial (root present, rows of the backup missing:
+restore with --allow-partial), changed (same keys, other content: reported, never restored), grown (only new rows:
+normal), intact, new (in live only). Live is read in a READ ONLY transaction: discover never writes to it.
+
+It runs as the workflow discover/<id> (Web UI), waits for the end, and prints the counts per class, the tables most
+affected, and warnings (a live that looks like another database, drift). The result is in S3 under
+<artifacts><id>/: discover.json (per tenant: class and rows missing per table), discover.md, restore-list.txt.
+
+  --backup, --scratch-server, --scratch, --live, --tenant-root, --config, --artifacts, --allow-unverified-backup,
+  --keep-scratch: as for start (scratch is dropped at the end unless --keep-scratch; restore from it with --scratch)
+  --write-list      write the tenants to restore (absent; with --include-partial also partial) to <path>, one id per
+                    line: the format of 'start --tenants-file'. Or restore them with 'start --from-discover <id>'
+  --json            the summary as JSON
+
+exit codes: 0 done (whatever it found) | 2 bad input (a tenant root that is not a table, a backup without it...)
+            | 3 a service unreachable`;
+
+const flags = {
+  backup: { type: 'string' },
+  'scratch-server': { type: 'string' },
+  scratch: { type: 'string' },
+  live: { type: 'string' },
+  'tenant-root': { type: 'string' },
+  config: { type: 'string', file: true },
+  id: { type: 'string' },
+  'write-list': { type: 'string', file: true },
+  'include-partial': { type: 'boolean' },
+  'keep-scratch': { type: 'boolean' },
+  'allow-unverified-backup': { type: 'boolean' },
+  artifacts: { type: 'string' },
+  'task-queue': { type: 'string' },
+  json: { type: 'boolean' },
+} satisfies Flags;
+
+export function describeDiscovery(s: DiscoverSummary, listPath?: string): string {
+  const c = s.counts;
+  const lines = [
+    ...s.warnings.map((w) => `\n*** WARNING: ${w}\n`),
+    `discover ${s.discoverId}: ${s.tenantsInBackup} tenants in the backup, ${s.tenantsInLive} in live, ${s.tables} tables compared`,
+    `  absent   ${String(c.absent).padStart(7)}   root row gone: restore`,
+    `  partial  ${String(c.partial).padStart(7)}   rows of the backup missing: restore with --allow-partial`,
+    `  changed  ${String(c.changed).padStart(7)}   same keys, other content (reported, never restored)`,
+    `  grown    ${String(c.grown).padStart(7)}   only new rows since the backup`,
+    `  intact   ${String(c.intact).padStart(7)}`,
+    `  new      ${String(c.new).padStart(7)}   in live only, created after the backup`,
+  ];
+  if (s.mostAffected.length)
+    lines.push(
+      '  tables most affected (rows missing from live):',
+      ...s.mostAffected.slice(0, 5).map((m) => `    ${m.table}: ${m.missingRows} rows of ${m.tenants} tenants`),
+    );
+  lines.push(`  result:   ${s.artifacts.markdown}`);
+  if (listPath) lines.push(`  list:     ${listPath}`);
+  lines.push(
+    `  restore:  tenant-restore start --from-discover ${s.discoverId} ...${c.partial ? '   (add --allow-partial for the partial ones)' : ''}`,
+  );
+  return lines.join('\n');
+}
+
+export const discoverCommand: Command = {
+  name: 'discover',
+  summary:
+    'who was hit: classify every tenant of the backup against live (absent, partial, changed...), writes nothing',
+  usage,
+  flags,
+  async run(argv) {
+    const { values, positionals } = parseFlags(argv, flags, usage);
+    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'.\n\nusage: ${usage}`);
+    if (values['include-partial'] && !values['write-list'])
+      throw new UsageError('--include-partial only goes with --write-list <path>.');
+    const { buildDiscoverRequest, runDiscover, discoverList, writeList } = discovering();
+    const request = buildDiscoverRequest(values);
+    return connection().withTemporal(async (client) => {
+      for (const warning of request.warnings) process.stderr.write(`\n*** WARNING: ${warning}\n\n`);
+      if (!values.json)
+        process.stderr.write(`discover ${request.input.discoverId} started: comparing the backup with live...\n`);
+      const summary = await runDiscover(client, request, (m) => process.stderr.write(`\n*** WARNING: ${m}\n\n`));
+      let listPath: string | undefined;
+      if (values['write-list']) {
+        const { text } = await discoverList(client, summary.discoverId, !!values['include-partial']);
+        writeList(values['write-list'], text);
+        listPath = values['write-list'];
+      }
+      print(!!values.json, summary, () => describeDiscovery(summary, listPath));
+      return exitCodes.ok;
+    });
+  },
+};

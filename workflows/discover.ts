@@ -1,0 +1,84 @@
+/**
+ * discover (`discover/<id>`): who was hit. Scratch (loaded from the backup, or given) → the plan → every owned table
+ * compared, a few tables per activity, two activities at a time → one class per tenant, stored in S3 → scratch dropped
+ * (when this discover made it). Live is only read. The result is small (counts, locations); the per-tenant detail and
+ * the list to restore are in S3.
+ */
+import { ApplicationFailure, log, upsertSearchAttributes } from '@temporalio/workflow';
+import type { DiscoverSummary } from '../activities/discover';
+import { parentActivities } from './activity-options';
+import { RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type DiscoverInput } from './definitions';
+import { failureMessage } from './failures';
+
+const { steps, scratchSteps } = parentActivities('restore');
+
+/** Tables per activity: each is one read per side, so a retry repeats little; the heartbeat skips the tables done. */
+const tablesPerActivity = 8;
+/** Activities at once: each holds a session on scratch and one on live. */
+const activitiesAtOnce = 2;
+
+export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
+  const { discoverId } = input;
+  const phase = (value: string) =>
+    upsertSearchAttributes([
+      { key: RestoreIdKey, value: discoverId },
+      { key: RestoreKindKey, value: 'discover' },
+      { key: RestorePhaseKey, value: value },
+    ]);
+  phase('preparing-scratch');
+  let scratch;
+  try {
+    scratch =
+      input.source.kind === 'backup'
+        ? await scratchSteps.prepareScratch({
+            restoreId: discoverId,
+            backup: input.source.backup,
+            server: input.source.scratchServer ?? input.live,
+            allowUnverifiedBackup: input.allowUnverifiedBackup,
+          })
+        : await steps.checkScratch({ scratch: input.source.scratch });
+    phase('planning');
+    const plan = await steps.buildRestorePlan({
+      restoreId: discoverId,
+      scratch: scratch.ref,
+      live: input.live,
+      tenantRoot: input.tenantRoot,
+      config: input.config,
+      artifacts: input.artifacts,
+      purpose: 'discover',
+    });
+    phase('comparing');
+    const owned = await steps.ownedTableIndexes({ plan });
+    const batches: number[][] = [];
+    for (let i = 0; i < owned.length; i += tablesPerActivity) batches.push(owned.slice(i, i + tablesPerActivity));
+    let next = 0;
+    const worker = async () => {
+      while (next < batches.length) {
+        const tables = batches[next++]!;
+        await steps.discoverTables({
+          discoverId,
+          scratch: scratch!.ref,
+          live: input.live,
+          plan,
+          tables,
+          artifacts: input.artifacts,
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(activitiesAtOnce, batches.length) }, worker));
+    phase('classifying');
+    const summary = await steps.summarizeDiscovery({ discoverId, plan, tables: owned, artifacts: input.artifacts });
+    upsertSearchAttributes([{ key: TenantsTotalKey, value: summary.tenantsInBackup }]);
+    if (scratch.owned && !input.keepScratch) {
+      phase('cleanup');
+      await steps.dropScratch({ restoreId: discoverId, scratch });
+    }
+    phase('completed');
+    return summary;
+  } catch (error) {
+    const { message } = failureMessage(error);
+    log.error('discover failed', { discoverId, error: message });
+    phase('failed');
+    throw ApplicationFailure.nonRetryable(`Discover ${discoverId} failed: ${message}`, 'DiscoverFailed');
+  }
+}
