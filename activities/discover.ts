@@ -57,6 +57,8 @@ export interface DiscoverSummary {
   warnings: string[];
   drift: Plan['drift'];
   tables: number;
+  /** The scratch compared against (set by the workflow): kept with --keep-scratch, for `start --scratch <ref>`. */
+  scratch?: { ref: string; dropped: boolean };
   /** Where the result is: discover.json, discover.md, restore-list.txt (absent), restore-list-partial.txt (absent + partial). */
   artifacts: { json: string; markdown: string; list: string; listWithPartial: string };
 }

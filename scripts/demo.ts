@@ -23,11 +23,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, escapeIdentifier, withDatabase } from '../activities/db';
 import type { RestoreConfig } from '../activities/restore-types';
-import { createS3Client } from '../activities/s3';
+import type { DiscoverSummary } from '../activities/discover';
+import { createS3Client, getText, parseS3Url } from '../activities/s3';
 import type { RestoreReport } from '../activities/report';
 import {
   bulkWorkflowId,
   defaultGroupSize,
+  discoverWorkflowId,
+  type DiscoverInput,
   progressQuery,
   type BulkRestoreInput,
   type BulkRestoreResult,
@@ -60,7 +63,7 @@ const usage = `usage: npm run demo -- [--tenants N] [--victims N] [--rows N] [--
   --keep                keep the worker's log and the databases for inspection (they are kept anyway on failure)
   --stop-before-restore stop after the incident (for trying the workload alone)`;
 
-const steps = 9;
+const steps = 10;
 let stepNo = 0;
 const t0 = Date.now();
 const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s`;
@@ -294,24 +297,68 @@ async function main(): Promise<number> {
   // 7 ---------------------------------------------------------------------------------------------------------------
   const restoreId = `demo-${Date.now().toString(36)}`;
   const taskQueue = `tenant-restore-demo-${restoreId}`;
-  step(
-    `Restoring: a worker and one bulkRestore (restore id ${restoreId}, groups of ${options.groupSize} tenants, concurrency ${options.concurrency})`,
-  );
   const worker = startWorkerProcess(taskQueue);
-  say(`started worker pid ${worker.child.pid} on task queue ${taskQueue} (log: .stack/demo-worker.log)`);
   const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
   const client = new Client({ connection, namespace: env.TEMPORAL_NAMESPACE });
   let ok = true;
+  let discovered: DiscoverSummary | undefined;
   try {
+    step(
+      "Who was hit? discover compares every tenant of the backup with live, table by table; the purge script's own id list is not trusted",
+    );
+    say(`started worker pid ${worker.child.pid} on task queue ${taskQueue} (log: .stack/demo-worker.log)`);
+    const discoverId = `${restoreId}-discover`;
+    const discoverStarted = Date.now();
+    discovered = (await client.workflow.execute('discover', {
+      taskQueue,
+      workflowId: discoverWorkflowId(discoverId),
+      args: [
+        {
+          discoverId,
+          source: { kind: 'backup', backup: backup.url },
+          live: liveUrl,
+          tenantRoot: 'app.tenants',
+          artifacts: { bucket: env.STACK_S3_BUCKET, prefix: `restores/${discoverId}/` },
+          // The restore below starts from the scratch discover loaded, instead of loading the backup again.
+          keepScratch: true,
+        } satisfies DiscoverInput,
+      ],
+    })) as DiscoverSummary;
+    const c = discovered.counts;
+    say(
+      `discover in ${secs(Date.now() - discoverStarted)} (backup loaded into scratch, ${discovered.tables} tables compared): ` +
+        `${c.absent} absent, ${c.partial} partial, ${c.changed} changed, ${c.grown} grown, ${c.intact} intact, ${c.new} new`,
+    );
+    for (const w of discovered.warnings) say(`WARNING: ${w}`);
+    const list = await getText(s3, parseS3Url(discovered.artifacts.list));
+    const found = list
+      .split('\n')
+      .filter((l) => l.trim() && !l.startsWith('#'))
+      .map((l) => l.trim());
+    const same = found.length === victims.length && [...victims].map(String).sort().join() === [...found].sort().join();
+    say(
+      `the absent tenants discover found ${same ? 'are exactly' : 'DIFFER FROM'} the ${victims.length} the purge deleted; the demo restores those`,
+    );
+    say(
+      `the ${c.partial} partial and ${c.changed} changed tenants are the writer's work since the backup (it deletes labels and attachments, ` +
+        `updates issues): a tenant's own deletions look like damage to a comparison, so partial tenants are restored only with --allow-partial, when you know why`,
+    );
+    if (!same) ok = false;
+
+    step(
+      `Restoring what discover found: one bulkRestore (restore id ${restoreId}, groups of ${options.groupSize} tenants, concurrency ${options.concurrency}) from discover's scratch`,
+    );
     const config = JSON.parse(
       readFileSync(join(__dirname, 'workload', 'restore-config.json'), 'utf8'),
     ) as RestoreConfig;
     const input: BulkRestoreInput = {
       restoreId,
-      source: { kind: 'backup', backup: backup.url },
+      source: discovered.scratch
+        ? { kind: 'scratch', scratch: discovered.scratch.ref }
+        : { kind: 'backup', backup: backup.url },
       live: liveUrl,
       tenantRoot: 'app.tenants',
-      tenants: victims,
+      tenants: found,
       conflict: 'skip',
       concurrency: options.concurrency,
       groupSize: options.groupSize,
@@ -403,6 +450,17 @@ async function main(): Promise<number> {
     await connection.close();
     await stopWorkerProcess(worker.child);
     say('worker stopped');
+    // The scratch discover kept for the restore: the restore did not create it, so it does not drop it.
+    if (discovered?.scratch && !discovered.scratch.dropped) {
+      const scratchName = new URL(discovered.scratch.ref).pathname.slice(1);
+      const admin = await connect(withDatabase(liveUrl, 'postgres'), 'demo');
+      try {
+        await admin.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(scratchName)}`);
+        say(`dropped discover's scratch ${scratchName}`);
+      } finally {
+        await admin.end();
+      }
+    }
   }
 
   // 9 ---------------------------------------------------------------------------------------------------------------

@@ -69,12 +69,14 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     phase('classifying');
     const summary = await steps.summarizeDiscovery({ discoverId, plan, tables: owned, artifacts: input.artifacts });
     upsertSearchAttributes([{ key: TenantsTotalKey, value: summary.tenantsInBackup }]);
-    if (scratch.owned && !input.keepScratch) {
+    const dropped = scratch.owned && !input.keepScratch;
+    if (dropped) {
       phase('cleanup');
       await steps.dropScratch({ restoreId: discoverId, scratch });
     }
     phase('completed');
-    return summary;
+    // A scratch kept (--keep-scratch) is where the restore of what discover found can start: start --scratch <ref>.
+    return { ...summary, scratch: { ref: scratch.ref, dropped } };
   } catch (error) {
     const { message } = failureMessage(error);
     log.error('discover failed', { discoverId, error: message });

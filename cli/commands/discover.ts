@@ -67,6 +67,8 @@ export function describeDiscovery(s: DiscoverSummary, listPath?: string): string
       ...s.mostAffected.slice(0, 5).map((m) => `    ${m.table}: ${m.missingRows} rows of ${m.tenants} tenants`),
     );
   lines.push(`  result:   ${s.artifacts.markdown}`);
+  if (s.scratch && !s.scratch.dropped)
+    lines.push(`  scratch:  ${s.scratch.ref} (kept: restore from it with --scratch)`);
   if (listPath) lines.push(`  list:     ${listPath}`);
   lines.push(
     `  restore:  tenant-restore start --from-discover ${s.discoverId} ...${c.partial ? '   (add --allow-partial for the partial ones)' : ''}`,
