@@ -8,6 +8,8 @@
  *   2. live protection   the workload writer's p50/p99 before and during the product's restore
  *   3. memory            the worker's peak RSS while it restores one tenant of 1M and one of 5M rows
  *   4. scale             one bulk restore of 10,000 empty tenants: wall time and continue-as-new runs
+ *   7. discover          `tenant-restore discover` against one count(*) GROUP BY tenant per owned table and side, on
+ *                        the main, wide and scale datasets (bench/discover.ts): the ratio, and the worker's peak RSS
  *
  * Prints a table (Markdown) on stdout, progress on stderr, and writes bench-results/<timestamp>.json and
  * bench-results/latest.json. A piece of the product that is missing or fails is reported as such, never as a number.
@@ -24,6 +26,7 @@ import { count, mb, millis, percentile, ratio, seconds, table, verdict, type Row
 import { copyTenants, runIdeal, type IdealResult } from './bench/ideal';
 import { profileUnits, type UnitProfile } from './bench/unit-profile';
 import { wideDataset } from './bench/wide';
+import { discoverAvailable, discoverSideBySide, type DiscoverBenchRun } from './bench/discover';
 import type { WorkloadTable } from './workload/model';
 import { createDatabase, dbUrl, dropDatabase, say, serverVersion, sleep, benchEnv, query } from './bench/pg';
 import { DbSampler, type StatementTime } from './bench/db-sampler';
@@ -48,7 +51,8 @@ const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N]
                     [--scale-timeout-minutes M] [--memory-timeout-minutes M] [--seed N]
                     [--wide-tables N] [--wide-tenants N] [--wide-victims N] [--wide-rows N] [--wide-timeout-minutes M]
                     [--skip-ideal] [--skip-product] [--skip-overhead] [--skip-scale] [--skip-memory] [--skip-live]
-                    [--skip-wide] [--skip-units]
+                    [--skip-wide] [--skip-units] [--skip-discover] [--discover-timeout-minutes M]
+                    [--discover-datasets main,wide,scale]
                     [--fresh-data] [--keep] [--json] [--out <file>]`;
 
 interface Options {
@@ -69,9 +73,12 @@ interface Options {
   scaleTimeoutMinutes: number;
   overheadTimeoutMinutes: number;
   memoryTimeoutMinutes: number;
+  discoverTimeoutMinutes: number;
+  /** Datasets discover runs on; default main, plus wide and scale unless their sections are skipped. */
+  discoverDatasets: string[];
   wide: { tables: number; tenants: number; victims: number; rowsPerTable: number; timeoutMinutes: number };
   seed: number;
-  skip: Record<'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live' | 'wide' | 'units', boolean>;
+  skip: Record<'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live' | 'wide' | 'units' | 'discover', boolean>;
   freshData: boolean;
   keep: boolean;
   json: boolean;
@@ -101,6 +108,8 @@ function parseOptions(argv: string[]): Options {
       'scale-timeout-minutes': { type: 'string' },
       'overhead-timeout-minutes': { type: 'string' },
       'memory-timeout-minutes': { type: 'string' },
+      'discover-timeout-minutes': { type: 'string' },
+      'discover-datasets': { type: 'string' },
       'wide-tables': { type: 'string' },
       'wide-tenants': { type: 'string' },
       'wide-victims': { type: 'string' },
@@ -115,6 +124,7 @@ function parseOptions(argv: string[]): Options {
       'skip-live': { type: 'boolean' },
       'skip-wide': { type: 'boolean' },
       'skip-units': { type: 'boolean' },
+      'skip-discover': { type: 'boolean' },
       'fresh-data': { type: 'boolean' },
       keep: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -157,6 +167,17 @@ function parseOptions(argv: string[]): Options {
     scaleTimeoutMinutes: int('scale-timeout-minutes', values['scale-timeout-minutes'], quick ? 3 : 6, 1),
     overheadTimeoutMinutes: int('overhead-timeout-minutes', values['overhead-timeout-minutes'], quick ? 3 : 5, 1),
     memoryTimeoutMinutes: int('memory-timeout-minutes', values['memory-timeout-minutes'], quick ? 3 : 8, 1),
+    discoverTimeoutMinutes: int('discover-timeout-minutes', values['discover-timeout-minutes'], quick ? 3 : 10, 1),
+    discoverDatasets: (
+      values['discover-datasets'] ??
+      ['main', values['skip-wide'] ? '' : 'wide', values['skip-scale'] ? '' : 'scale'].filter(Boolean).join(',')
+    )
+      .split(',')
+      .map((d) => d.trim())
+      .filter((d) => {
+        if (!['main', 'wide', 'scale'].includes(d)) throw new Error(`--discover-datasets '${d}': main, wide or scale`);
+        return true;
+      }),
     wide: {
       tables: int('wide-tables', values['wide-tables'], quick ? 24 : 120, 2),
       tenants: int('wide-tenants', values['wide-tenants'], quick ? 30 : 600, 2),
@@ -174,6 +195,7 @@ function parseOptions(argv: string[]): Options {
       live: !!values['skip-live'],
       wide: !!values['skip-wide'],
       units: !!values['skip-units'],
+      discover: !!values['skip-discover'],
     },
     freshData: !!values['fresh-data'],
     keep: !!values.keep,
@@ -287,6 +309,8 @@ interface BenchResults {
     product?: ProductRun;
     ratio?: number;
   };
+  /** Discover against one count(*) GROUP BY tenant per owned table and side (bench/discover.ts), per dataset. */
+  discover?: { status: SectionStatus; reason?: string; runs: DiscoverBenchRun[] };
   targets?: Array<{ name: string; target: string; value: string; met?: boolean }>;
 }
 
@@ -765,6 +789,72 @@ async function main(): Promise<number> {
       if (r.status !== 'ok') problems.push(`scale: ${r.reason}`);
     }
 
+    // --- 7. discover against count(*) GROUP BY per table, on each dataset ------------------------------------------
+    if (options.skip.discover) results.discover = { status: 'skipped', runs: [] };
+    else if (!(await discoverAvailable()))
+      results.discover = {
+        status: 'not-available',
+        reason: "'tenant-restore discover' is not a CLI command of this build",
+        runs: [],
+      };
+    else {
+      results.discover = { status: 'ok', runs: [] };
+      const sets: Array<{ name: string; source: string; postDeletion: string; absent: number }> = [];
+      const want = (name: string) => options.discoverDatasets.includes(name);
+      if (want('main'))
+        sets.push({
+          name: 'main',
+          source: dataset.source,
+          postDeletion: dataset.postDeletion,
+          absent: dataset.victims.length + dataset.empties.length,
+        });
+      try {
+        if (want('wide')) {
+          const wide = await retrying('wide dataset', () => wideDataset({ ...options.wide, fresh: false }));
+          sets.push({
+            name: 'wide',
+            source: wide.source,
+            postDeletion: wide.postDeletion,
+            absent: wide.victims.length,
+          });
+        }
+        if (want('scale')) {
+          const scale = await retrying('scale dataset', () =>
+            wideDataset({ tables: 6, tenants: options.scale, victims: options.scale, rowsPerTable: 3, fresh: false }),
+          );
+          sets.push({
+            name: 'scale',
+            source: scale.source,
+            postDeletion: scale.postDeletion,
+            absent: scale.victims.length,
+          });
+        }
+      } catch (error) {
+        problems.push(`discover: ${(error as Error).message}`);
+      }
+      for (const set of sets) {
+        const r = await discoverSideBySide({
+          dataset: set.name,
+          scratch: set.source,
+          liveTemplate: set.postDeletion,
+          expectedAbsent: set.absent,
+          runTag,
+          logsDir,
+          timeoutMinutes: options.discoverTimeoutMinutes,
+          keep: options.keep,
+        });
+        results.discover.runs.push(r);
+        if (r.status !== 'ok') {
+          problems.push(`discover ${set.name}: ${r.reason}`);
+          results.discover.status = r.status;
+          results.discover.reason = `${set.name}: ${r.reason}`;
+        } else
+          say(
+            `discover ${set.name}: ${seconds(r.wallMs)} (tables ${seconds(r.compareMs)}), baseline ${seconds(r.baselineMs)}: ${ratio(r.ratio)}; worker peak RSS ${mb(r.peakRssKb)}`,
+          );
+      }
+    }
+
     // --- 5. one unit, alone: statements per unit and per table -----------------------------------------------------
     if (options.skip.units) results.units = { status: 'skipped' };
     else {
@@ -889,6 +979,12 @@ async function main(): Promise<number> {
   const liveOk = results.live?.status === 'ok' ? results.live : undefined;
   const bigRate = (results.memory ?? []).filter((m) => m.productRowsPerSecond && m.idealRowsPerSecond).at(-1);
   const within = (value: number | undefined, limit: number) => (value === undefined ? undefined : value <= limit);
+  const discoverOk = (results.discover?.runs ?? []).filter((d) => d.status === 'ok');
+  const discoverMain = discoverOk.find((d) => d.dataset === 'main');
+  // The run with the most tenants: the target is RSS flat in tenants, <= 512 MB at 10,000.
+  const discoverRssMax = discoverOk
+    .filter((d) => d.peakRssKb)
+    .sort((a, b) => (b.tenantsInBackup ?? 0) - (a.tenantsInBackup ?? 0))[0];
   results.targets = [
     {
       name: 'product / ideal',
@@ -946,6 +1042,18 @@ async function main(): Promise<number> {
       target: '>= 0.5',
       value: bigRate ? ratio(bigRate.productRowsPerSecond! / bigRate.idealRowsPerSecond!) : 'n/a',
       met: bigRate ? bigRate.productRowsPerSecond! / bigRate.idealRowsPerSecond! >= 0.5 : undefined,
+    },
+    {
+      name: 'discover / count(*) GROUP BY per table (main dataset)',
+      target: '<= 1.5',
+      value: ratio(discoverMain?.ratio),
+      met: within(discoverMain?.ratio, 1.5),
+    },
+    {
+      name: `discover: worker peak RSS (up to ${count(discoverRssMax?.tenantsInBackup)} tenants)`,
+      target: '<= 512 MB',
+      value: mb(discoverRssMax?.peakRssKb),
+      met: discoverRssMax?.peakRssKb === undefined ? undefined : discoverRssMax.peakRssKb <= 512 * 1024,
     },
   ];
   results.finishedAt = new Date().toISOString();
@@ -1238,6 +1346,46 @@ export function render(r: BenchResults): string {
       });
     }
   } else rows.push({ metric: 'units', value: 'n/a', note: statusNote(u) });
+
+  rows.push({
+    section: '7. Discover: tenant-restore discover vs one count(*) GROUP BY tenant per owned table, both sides',
+    metric: '',
+    value: '',
+  });
+  const dsc = r.discover;
+  // Small datasets take milliseconds.
+  const time = (ms: number | undefined) => (ms !== undefined && ms < 1000 ? millis(ms) : seconds(ms));
+  if (dsc?.runs.length) {
+    for (const d of dsc.runs) {
+      const what = `${d.dataset}: ${count(d.tenantsInBackup)} tenants, ${count(d.tables)} tables (${count(d.paths)} paths), ${count(d.rowsRead)} rows`;
+      if (d.status !== 'ok' && d.wallMs === undefined) {
+        rows.push({ metric: what, value: 'n/a', note: statusNote(d) });
+        continue;
+      }
+      rows.push({
+        metric: what,
+        value: ratio(d.ratio),
+        target: d.dataset === 'main' ? '<= 1.5' : '',
+        verdict: d.dataset === 'main' ? verdict(d.ratio === undefined ? undefined : d.ratio <= 1.5) : '',
+        note: [
+          `discover ${time(d.wallMs)} (CLI to exit; tables ${time(d.compareMs)}, plan ${time(d.planMs)}, summary ${time(d.summarizeMs)}), baseline ${time(d.baselineMs)}`,
+          `tables alone / baseline ${ratio(d.compareRatio)}`,
+          `discover / baseline along every path ${ratio(d.ratioAllPaths)} (${time(d.baselineAllPathsMs)})`,
+          `found ${d.counts?.absent ?? 'n/a'} absent of ${d.expectedAbsent ?? 'n/a'} deleted`,
+          d.status !== 'ok' ? statusNote(d) : '',
+        ]
+          .filter(Boolean)
+          .join('; '),
+      });
+      rows.push({
+        metric: `  ${d.dataset}: worker peak RSS`,
+        value: mb(d.peakRssKb),
+        target: '<= 512 MB',
+        verdict: verdict(d.peakRssKb === undefined ? undefined : d.peakRssKb <= 512 * 1024),
+        note: `idle ${mb(d.idleRssKb)}`,
+      });
+    }
+  } else rows.push({ metric: 'discover', value: 'n/a', note: statusNote(dsc) });
 
   const header = [
     `tenant-restore benchmark, ${r.startedAt} (${r.machine.cpus} CPUs, PostgreSQL ${r.machine.postgres}, load ${r.machine.loadAverageAtStart.join(' ')} at start)`,

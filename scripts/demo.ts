@@ -434,7 +434,7 @@ async function main(): Promise<number> {
         `validation        ${validated}/${report.totals.tenants} tenants: ${fmt(tables)} per-table counts and checksums equal scratch, no FK orphans`,
       );
       say(
-        `backup checked    sha256 ${report.source.sha256?.slice(0, 16) ?? '?'}... (verified by ${report.source.verifiedBy ?? '?'}); plan ${report.plan?.digest.slice(0, 12) ?? '?'} (${report.plan?.tables ?? '?'} tables)`,
+        `${report.source.sha256 ? `backup checked    sha256 ${report.source.sha256.slice(0, 16)}... (verified by ${report.source.verifiedBy ?? '?'})` : "source            the scratch discover loaded (discover checked the backup's sha256)"}; plan ${report.plan?.digest.slice(0, 12) ?? '?'} (${report.plan?.tables ?? '?'} tables)`,
       );
       say(
         `billing re-enabled  ${actionsDone('reactivate-billing')}/${report.totals.tenants} tenants · apps re-enabled ${actionsDone('reenable-apps')}/${report.totals.tenants}`,

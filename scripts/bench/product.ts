@@ -349,9 +349,14 @@ export interface WorkflowProfile {
   historyEventsPerRun: number[];
 }
 
-/** Runs of `restore/<id>` (continue-as-new gives one per run), and the parent's activity spans from their histories. */
-export async function workflowProfile(restoreId: string): Promise<WorkflowProfile> {
-  const workflowId = `restore/${restoreId}`;
+/**
+ * Runs of `restore/<id>` (continue-as-new gives one per run), and the parent's activity spans from their histories.
+ * `workflowId` names another workflow of the product (`discover/<id>`).
+ */
+export async function workflowProfile(
+  restoreId: string,
+  workflowId = `restore/${restoreId}`,
+): Promise<WorkflowProfile> {
   const { client, close } = await temporal();
   try {
     // Visibility is eventually consistent: read until two listings agree.
