@@ -1,0 +1,350 @@
+/**
+ * Discover against its baseline, side by side in one run (issue 15: ratio <= 1.5).
+ *
+ * - discover: `tenant-restore discover --scratch <source> --live <copy of the post-deletion live> --json` as a child
+ *   process, on a worker child process of its own (its RSS sampled), timed from spawn to exit. From its workflow's
+ *   history: the time of its table comparisons (discoverTables, first scheduled to last closed), of the plan and of
+ *   the summary.
+ * - baseline: one `SELECT <tenant>, count(*) ... GROUP BY <tenant>` per owned table of the same plan, on each side,
+ *   tables reached through a path joined along the same path as discover's SQL (activities/sql/discover.ts), a row
+ *   reached by several paths counted once per tenant (UNION, as discover does). Two tables at a time, each table's two
+ *   sides at once: discover runs two activities at a time, each reading both sides of its table. Same session settings
+ *   as the product's (no parallel workers, no JIT). Run once before discover (which warms the caches for both) and
+ *   once after; the faster run is the baseline.
+ *
+ * Scratch is a database already restored from the backup (--scratch): loading the archive is the restore's step, timed
+ * in section 1; discover with --backup adds that time.
+ */
+import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { escapeIdentifier as q, Pools } from '../../activities/db';
+import type { DiscoverSummary } from '../../activities/discover';
+import { buildPlan, qualify, type OwnershipPath, type Plan, type PlanTable } from '../../activities/plan';
+import { projectRoot } from '../stack';
+import { benchEnv, createDatabase, dbUrl, dropDatabase, run, say, sleep } from './pg';
+import { WorkerProcess, workflowProfile } from './product';
+
+const bin = join(projectRoot, 'bin', 'tenant-restore');
+
+export type BaselineMode = 'first-path' | 'all-paths';
+
+/** Tables compared at once: discover's activitiesAtOnce (workflows/discover.ts). */
+const lanes = 2;
+
+export interface DiscoverBenchRun {
+  dataset: string;
+  status: 'ok' | 'failed' | 'timed-out' | 'not-available';
+  reason?: string;
+  tenantsInBackup?: number;
+  tables?: number;
+  /** Rows read: every owned table, both sides (from the baseline's counts). */
+  rowsRead?: number;
+  discoverId?: string;
+  /** `tenant-restore discover` spawn to exit. */
+  wallMs?: number;
+  /** discoverTables activities, first scheduled to last closed. */
+  compareMs?: number;
+  planMs?: number;
+  summarizeMs?: number;
+  /** The issue's baseline: one count(*) GROUP BY tenant per table and side, along its shortest path. */
+  baselineMs?: number;
+  baselineRunsMs?: number[];
+  /** The same counts along every ownership path of each table, as discover reads them (UNION). */
+  baselineAllPathsMs?: number;
+  /** Ownership paths over the owned tables: discover reads each table once per path and side. */
+  paths?: number;
+  /** wallMs / baselineMs: the issue's ratio. */
+  ratio?: number;
+  /** compareMs / baselineMs: the table reads alone. */
+  compareRatio?: number;
+  /** wallMs / baselineAllPathsMs. */
+  ratioAllPaths?: number;
+  counts?: DiscoverSummary['counts'];
+  /** The tenants the dataset deleted from live: discover must call exactly these absent. */
+  expectedAbsent?: number;
+  warnings?: string[];
+  idleRssKb?: number;
+  peakRssKb?: number;
+}
+
+/** Whether `tenant-restore discover` is a command of this build. */
+export async function discoverAvailable(): Promise<boolean> {
+  try {
+    return /^\s+discover\s/m.test(await run(bin, ['--help']));
+  } catch {
+    return false;
+  }
+}
+
+/** discover's FROM and tenant expression of one path (the same joins as pathJoins in activities/sql/discover.ts). */
+function pathJoins(plan: Plan, table: PlanTable, path: OwnershipPath): { from: string; tenant: string } {
+  const root = plan.tenantRoot;
+  const rootKey = plan.rootKey.column;
+  if (table.key === root) return { from: `${qualify(plan, table.key)} t`, tenant: `t.${q(rootKey)}` };
+  const joins: string[] = [];
+  let alias = 't';
+  for (const [i, step] of path.entries()) {
+    if (
+      i === path.length - 1 &&
+      step.to === root &&
+      step.referencedColumns.length === 1 &&
+      step.referencedColumns[0] === rootKey
+    )
+      return { from: [`${qualify(plan, table.key)} t`, ...joins].join(' '), tenant: `${alias}.${q(step.columns[0]!)}` };
+    const next = `p${i}`;
+    const on = step.referencedColumns.map((c, j) => `${next}.${q(c)} = ${alias}.${q(step.columns[j]!)}`).join(' AND ');
+    joins.push(`JOIN ${qualify(plan, step.to)} ${next} ON ${on}`);
+    alias = next;
+  }
+  return { from: [`${qualify(plan, table.key)} t`, ...joins].join(' '), tenant: `${alias}.${q(rootKey)}` };
+}
+
+/**
+ * The baseline's one statement for a table: rows per tenant. `first-path`: the issue's baseline, one read of the table
+ * along its shortest ownership path. `all-paths`: the same work as discover's (a table with several paths to the root,
+ * such as comments by issue and by author, is read once per path, and a row found by two counts once per tenant).
+ */
+export function baselineSql(plan: Plan, table: PlanTable, mode: BaselineMode = 'first-path'): string {
+  const all = table.key === plan.tenantRoot ? [[]] : table.paths;
+  const paths = mode === 'first-path' ? all.slice(0, 1) : all;
+  const selects = paths.map((path) => pathJoins(plan, table, path));
+  if (selects.length === 1) {
+    const { from, tenant } = selects[0]!;
+    return `SELECT ${tenant}::text AS tenant, count(*) AS n FROM ${from} WHERE ${tenant} IS NOT NULL GROUP BY 1`;
+  }
+  const key = table.primaryKey.map((c, i) => `t.${q(c)} AS k${i}`).join(', ');
+  const union = selects
+    .map(({ from, tenant }) => `SELECT ${tenant}::text AS tenant, ${key} FROM ${from} WHERE ${tenant} IS NOT NULL`)
+    .join(' UNION ');
+  return `SELECT tenant, count(*) AS n FROM (${union}) u GROUP BY 1`;
+}
+
+/** The plan discover builds, built here the same way (both catalogs), and its owned tables. */
+async function ownedTablesOf(
+  pools: Pools,
+  scratch: string,
+  live: string,
+): Promise<{ plan: Plan; tables: PlanTable[] }> {
+  const plan = await buildPlan({ scratch: pools.get(scratch), live: pools.get(live), tenantRoot: 'app.tenants' });
+  return { plan, tables: plan.tables.filter((t) => t.role !== 'shared') };
+}
+
+/** One run of the baseline: every owned table, both sides; milliseconds and rows read. */
+async function baseline(
+  pools: Pools,
+  scratch: string,
+  live: string,
+  mode: BaselineMode = 'first-path',
+): Promise<{ ms: number; rows: number; tables: number; paths: number }> {
+  const { plan, tables } = await ownedTablesOf(pools, scratch, live);
+  const count = async (ref: string, sql: string) => {
+    const client = await pools.get(ref, { max: lanes }).connect();
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await client.query('SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off');
+      const { rows } = await client.query<{ tenant: string; n: string }>(sql);
+      await client.query('ROLLBACK');
+      return rows.reduce((a, r) => a + Number(r.n), 0);
+    } finally {
+      client.release();
+    }
+  };
+  let next = 0;
+  let rows = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      while (next < tables.length) {
+        const sql = baselineSql(plan, tables[next++]!, mode);
+        const [a, b] = await Promise.all([count(scratch, sql), count(live, sql)]);
+        rows += a + b;
+      }
+    }),
+  );
+  return {
+    ms: performance.now() - t0,
+    rows,
+    tables: tables.length,
+    paths: tables.reduce((a, t) => a + Math.max(1, t.paths.length), 0),
+  };
+}
+
+/** `tenant-restore discover ... --json`, timed. */
+async function runDiscoverCli(args: {
+  discoverId: string;
+  taskQueue: string;
+  scratch: string;
+  live: string;
+  artifacts: string;
+  timeoutMs: number;
+  logFile: string;
+}): Promise<{
+  ms: number;
+  startedAt: number;
+  finishedAt: number;
+  code: number | null;
+  timedOut: boolean;
+  summary?: DiscoverSummary;
+  stderrTail: string;
+}> {
+  const argv = [
+    'discover',
+    '--scratch',
+    args.scratch,
+    '--live',
+    args.live,
+    '--tenant-root',
+    'app.tenants',
+    '--id',
+    args.discoverId,
+    '--task-queue',
+    args.taskQueue,
+    '--artifacts',
+    args.artifacts,
+    '--json',
+  ];
+  const log = createWriteStream(args.logFile, { flags: 'a' });
+  log.write(`$ tenant-restore ${argv.join(' ')}\n`);
+  const startedAt = Date.now();
+  const t0 = performance.now();
+  const child = spawn(bin, argv, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => {
+    log.write(c);
+    stderr = (stderr + c.toString()).slice(-4000);
+  });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGTERM');
+  }, args.timeoutMs);
+  const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+  clearTimeout(timer);
+  const ms = performance.now() - t0;
+  log.write(stdout);
+  await new Promise<void>((r) => log.end(() => r()));
+  let summary: DiscoverSummary | undefined;
+  try {
+    summary = JSON.parse(stdout) as DiscoverSummary;
+  } catch {
+    summary = undefined;
+  }
+  return {
+    ms,
+    startedAt,
+    finishedAt: Date.now(),
+    code,
+    timedOut,
+    summary,
+    stderrTail: stderr.trim().split('\n').slice(-6).join(' / '),
+  };
+}
+
+/**
+ * Discover and its baseline on one dataset: `scratch` (the backup, restored) against a copy of `liveTemplate` made for
+ * this run and dropped after it.
+ */
+export async function discoverSideBySide(args: {
+  dataset: string;
+  scratch: string;
+  liveTemplate: string;
+  expectedAbsent?: number;
+  runTag: string;
+  logsDir: string;
+  timeoutMinutes: number;
+  keep: boolean;
+}): Promise<DiscoverBenchRun> {
+  const { dataset } = args;
+  const result: DiscoverBenchRun = { dataset, status: 'ok', expectedAbsent: args.expectedAbsent };
+  const live = `bench_disc_live_${dataset}_${args.runTag}`;
+  const scratchUrl = dbUrl(args.scratch);
+  const liveUrl = dbUrl(live);
+  const pools = new Pools();
+  const worker = new WorkerProcess(
+    `bench-${args.runTag}-discover-${dataset}`,
+    join(args.logsDir, `worker-discover-${dataset}.log`),
+  );
+  try {
+    await dropDatabase(live);
+    await createDatabase(live, args.liveTemplate);
+    say(`discover (${dataset}): baseline, one count(*) GROUP BY tenant per owned table and side`);
+    const first = await baseline(pools, scratchUrl, liveUrl);
+    await worker.start();
+    result.idleRssKb = worker.idleRssKb;
+    const discoverId = `bench-${args.runTag.replace('_', '-')}-discover-${dataset}`;
+    result.discoverId = discoverId;
+    say(`discover (${dataset}): tenant-restore discover --json`);
+    const r = await runDiscoverCli({
+      discoverId,
+      taskQueue: worker.taskQueue,
+      scratch: scratchUrl,
+      live: liveUrl,
+      artifacts: `s3://${benchEnv().STACK_S3_BUCKET}/bench/runs/${args.runTag}/`,
+      timeoutMs: args.timeoutMinutes * 60_000,
+      logFile: join(args.logsDir, `discover-${dataset}.log`),
+    });
+    result.peakRssKb = worker.peakRssKb(r.startedAt, r.finishedAt + 1);
+    result.wallMs = r.ms;
+    const second = await baseline(pools, scratchUrl, liveUrl);
+    result.baselineRunsMs = [first.ms, second.ms];
+    result.baselineMs = Math.min(first.ms, second.ms);
+    result.rowsRead = second.rows;
+    result.tables = second.tables;
+    result.paths = second.paths;
+    result.baselineAllPathsMs = (await baseline(pools, scratchUrl, liveUrl, 'all-paths')).ms;
+    if (r.timedOut) {
+      Object.assign(result, { status: 'timed-out', reason: `not finished within ${args.timeoutMinutes} min` });
+      return result;
+    }
+    if (r.code !== 0 || !r.summary) {
+      Object.assign(result, { status: 'failed', reason: `discover exited ${r.code}: ${r.stderrTail}` });
+      return result;
+    }
+    const s = r.summary;
+    Object.assign(result, {
+      tenantsInBackup: s.tenantsInBackup,
+      counts: s.counts,
+      warnings: s.warnings.length ? s.warnings : undefined,
+      ratio: r.ms / result.baselineMs,
+      ratioAllPaths: r.ms / result.baselineAllPathsMs,
+    });
+    try {
+      const profile = await workflowProfile(discoverId, `discover/${discoverId}`);
+      const spans = (name: string) => profile.activities.filter((a) => a.name === name);
+      const wall = (name: string) => {
+        const s2 = spans(name);
+        return s2.length
+          ? Math.max(...s2.map((a) => a.closedAt)) - Math.min(...s2.map((a) => a.scheduledAt))
+          : undefined;
+      };
+      result.compareMs = wall('discoverTables');
+      result.planMs = wall('buildRestorePlan');
+      result.summarizeMs = wall('summarizeDiscovery');
+      if (result.compareMs !== undefined) result.compareRatio = result.compareMs / result.baselineMs;
+    } catch (error) {
+      say(`  could not read the history of discover/${discoverId}: ${(error as Error).message}`);
+    }
+    if (s.tables !== result.tables) {
+      result.status = 'failed';
+      result.reason = `discover compared ${s.tables} tables, the baseline counted ${result.tables}`;
+    } else if (args.expectedAbsent !== undefined && s.counts.absent !== args.expectedAbsent) {
+      result.status = 'failed';
+      result.reason = `discover found ${s.counts.absent} tenants absent, the dataset deleted ${args.expectedAbsent}`;
+    } else if (s.counts.partial + s.counts.changed + s.counts.grown + s.counts.new > 0) {
+      result.status = 'failed';
+      result.reason = `discover found differences the dataset did not make: ${JSON.stringify(s.counts)}`;
+    }
+    return result;
+  } catch (error) {
+    return { ...result, status: 'failed', reason: (error as Error).message };
+  } finally {
+    await worker.stop();
+    await pools.closeAll();
+    // The worker's pools held sessions on live; they are gone with it.
+    await sleep(100);
+    if (!args.keep) await dropDatabase(live).catch(() => undefined);
+  }
+}
