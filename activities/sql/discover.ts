@@ -39,12 +39,32 @@ function pathJoins(plan: Plan, table: PlanTable, path: OwnershipPath): { from: s
 }
 
 /**
- * Every row of `table` as (tenant text, k bigint, r bigint): one SELECT per ownership path, UNION (a row reached by
- * two paths to one tenant counts once; to two tenants, for each). The columns compared are the plan's written columns
- * of the same type on both sides, so a drifted table is still classified on what they share.
+ * The paths a row's tenant is found through: the shortest path whose every FK is NOT NULL in live, when there is one:
+ * it reaches a tenant for every row whose parents exist. Otherwise every path (UNION: a row reached by two paths to one
+ * tenant counts once; to two tenants, for each), as a restore decides ownership. One path is what makes discover
+ * cheap: the UNION over the 5 paths of the demo's 511k comments (3 joins deep) took 7.3 s, one NOT NULL path 0.1 s.
+ * In a schema whose tenants do not share rows, every path leads to the same tenant.
+ */
+function attributionPaths(plan: Plan, table: PlanTable): OwnershipPath[] {
+  const notNull = new Set(
+    plan.tables.flatMap((t) =>
+      t.foreignKeys.filter((fk) => fk.nullable === false).map((fk) => `${t.key}|${fk.constraint}`),
+    ),
+  );
+  const paths = table.paths ?? [];
+  const first = paths.find(
+    (path) => path.length > 0 && path.every((step) => notNull.has(`${step.from}|${step.constraint}`)),
+  );
+  return first ? [first] : paths;
+}
+
+/**
+ * Every row of `table` as (tenant text, k bigint, r bigint), its tenant found through attributionPaths. A row whose
+ * path is broken (a missing parent) is counted under no tenant. The columns compared are the plan's written columns of
+ * the same type on both sides, so a drifted table is still classified on what they share.
  */
 export function tableTriples(plan: Plan, table: PlanTable): string {
-  const paths = table.key === plan.tenantRoot ? [[]] : (table.paths ?? []);
+  const paths = table.key === plan.tenantRoot ? [[]] : attributionPaths(plan, table);
   const key = `hashtextextended(${rowText(table.primaryKey, 't')}, 0)`;
   // A retyped column (drift) prints differently on each side (numeric(10,2) against numeric(12,4)): left out.
   const compared = table.columns.filter((c) => !c.backupType).map((c) => c.name);
