@@ -213,7 +213,16 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           : engineCallSync(() => validateConfig(input.config, 'the restore config'));
       const plan = await heartbeating(
         () => ({ stage: 'plan' }),
-        () => engineCall(() => buildPlan({ ...dbs(input), tenantRoot: input.tenantRoot, config, fkChecks })),
+        () =>
+          engineCall(() =>
+            buildPlan({
+              ...dbs(input),
+              tenantRoot: input.tenantRoot,
+              config,
+              fkChecks,
+              ...(input.purpose === 'discover' ? { tolerateDrift: true } : {}),
+            }),
+          ),
       );
       const text = JSON.stringify(plan);
       const key = `${input.artifacts.prefix}plan.json`;
