@@ -34,6 +34,8 @@ export interface TableComparison {
   tenantsInLive: number;
   /** [tenant, rows in backup, rows in live, missing, added, changed] */
   differences: Array<[TenantId, number, number, number, number, number]>;
+  /** Ids with differences here but no root row in the backup (orphans, or tenants created since: see classify). */
+  unrooted?: TenantId[];
 }
 
 export interface DiscoveredTenant {
@@ -114,6 +116,7 @@ async function compareTable(
       missing: string;
       added: string;
       changed: string;
+      rooted: boolean;
     }>(compareTriples(plan, table));
     const totals = rows.find((r) => r.tenant === null)!;
     return {
@@ -123,6 +126,7 @@ async function compareTable(
       rowsInLive: Number(totals.in_live),
       tenantsInBackup: Number(totals.missing),
       tenantsInLive: Number(totals.added),
+      unrooted: rows.filter((r) => r.tenant !== null && !r.rooted).map((r) => r.tenant!),
       differences: rows
         .filter((r) => r.tenant !== null)
         .map((r) => [
@@ -147,7 +151,7 @@ async function compareTable(
 export function classify(
   plan: Pick<Plan, 'tenantRoot'>,
   comparisons: TableComparison[],
-): { tenants: DiscoveredTenant[]; tenantsInBackup: number; tenantsInLive: number } {
+): { tenants: DiscoveredTenant[]; orphans: TenantId[]; tenantsInBackup: number; tenantsInLive: number } {
   const root = comparisons.find((c) => c.table === plan.tenantRoot);
   if (!root) throw new Error(`no comparison of the tenant root ${plan.tenantRoot}`);
   const byTenant = new Map<TenantId, DiscoveredTenant>();
@@ -169,6 +173,15 @@ export function classify(
       if (added) (t.added ??= {})[c.table] = added;
       if (changed) (t.changed ??= {})[c.table] = changed;
     }
+  // An id with rows but no root row in the backup, and none created in live, is not a tenant: rows linked to a root
+  // only in code (a logical FK) whose root is gone on both sides. Reported, never classified or listed.
+  const unrooted = new Set(comparisons.flatMap((c) => c.unrooted ?? []));
+  const orphans: TenantId[] = [];
+  for (const id of [...byTenant.keys()])
+    if (unrooted.has(id) && !created.has(id)) {
+      byTenant.delete(id);
+      orphans.push(id);
+    }
   for (const t of byTenant.values()) {
     t.class = absent.has(t.tenantId)
       ? 'absent'
@@ -182,7 +195,12 @@ export function classify(
               ? 'grown'
               : 'intact';
   }
-  return { tenants: [...byTenant.values()], tenantsInBackup: root.tenantsInBackup, tenantsInLive: root.tenantsInLive };
+  return {
+    tenants: [...byTenant.values()],
+    orphans,
+    tenantsInBackup: root.tenantsInBackup,
+    tenantsInLive: root.tenantsInLive,
+  };
 }
 
 /** The class counts, the tables most affected, and the warnings an operator must not miss. */
@@ -205,6 +223,14 @@ export function summarize(
     .slice(0, 10);
   const warnings: string[] = [];
   const { tenantsInBackup, tenantsInLive } = classified;
+  if (classified.orphans.length)
+    warnings.push(
+      `rows of ${classified.orphans.length} id(s) with no root row in the backup or in live differ (${classified.orphans.slice(0, 5).join(', ')}${classified.orphans.length > 5 ? ', ...' : ''}): rows linked to a tenant only in code whose tenant is gone on both sides; not classified, not listed`,
+    );
+  if (tenantsInBackup === 0 && tenantsInLive > 0)
+    warnings.push(
+      `the backup has no tenant at all (its tenant root is empty): every tenant of live is 'new'. Check --backup: is it a backup of this database?`,
+    );
   if (tenantsInLive === 0)
     warnings.push(
       `live has no tenant at all (its tenant root is empty): every tenant of the backup is 'absent'. Check --live: is it the production database?`,

@@ -18,7 +18,7 @@ import { rowText, type Sql } from './index';
 export const liveTriples = 'tr_discover_live';
 
 /** The FROM clause and tenant expression of one ownership path: joins up to the last table before the root. */
-function pathJoins(plan: Plan, table: PlanTable, path: OwnershipPath): { from: string; tenant: string } {
+export function pathJoins(plan: Plan, table: PlanTable, path: OwnershipPath): { from: string; tenant: string } {
   const root = plan.tenantRoot;
   const rootKey = plan.rootKey.column;
   if (table.key === root) return { from: `${qualify(plan, table.key)} t`, tenant: `t.${q(rootKey)}` };
@@ -45,7 +45,7 @@ function pathJoins(plan: Plan, table: PlanTable, path: OwnershipPath): { from: s
  * cheap: the UNION over the 5 paths of the demo's 511k comments (3 joins deep) took 7.3 s, one NOT NULL path 0.1 s.
  * In a schema whose tenants do not share rows, every path leads to the same tenant.
  */
-function attributionPaths(plan: Plan, table: PlanTable): OwnershipPath[] {
+export function attributionPaths(plan: Plan, table: PlanTable): OwnershipPath[] {
   const notNull = new Set(
     plan.tables.flatMap((t) =>
       t.foreignKeys.filter((fk) => fk.nullable === false).map((fk) => `${t.key}|${fk.constraint}`),
@@ -93,8 +93,10 @@ export function copyIntoLiveTriples(): Sql {
 
 /**
  * Per tenant of either side: rows in the backup, rows in live, backup rows whose key live lacks (`missing`), live rows
- * whose key the backup lacks (`added`), rows of the same key with another content (`changed`). Only tenants with a
- * difference come back, and one more row (tenant NULL) with the table's totals: rows on each side, tenants with rows.
+ * whose key the backup lacks (`added`), rows of the same key with another content (`changed`), and whether the tenant
+ * has a root row in the backup (`rooted`: rows of an id that has none are orphans, linked only in code). Only tenants
+ * with a difference come back, and one more row (tenant NULL) with the table's totals: rows on each side, tenants
+ * with rows.
  */
 export function compareTriples(plan: Plan, table: PlanTable): Sql {
   return {
@@ -107,10 +109,12 @@ export function compareTriples(plan: Plan, table: PlanTable): Sql {
               count(*) FILTER (WHERE b.r <> l.r) AS changed
          FROM b FULL JOIN ${liveTriples} l ON l.tenant = b.tenant AND l.k = b.k
         GROUP BY 1)
-     SELECT tenant, in_backup, in_live, missing, added, changed FROM per_tenant
+     SELECT tenant, in_backup, in_live, missing, added, changed,
+            EXISTS (SELECT 1 FROM ${qualify(plan, plan.tenantRoot)} r WHERE r.${q(plan.rootKey.column)}::text = per_tenant.tenant) AS rooted
+       FROM per_tenant
       WHERE missing > 0 OR added > 0 OR changed > 0
      UNION ALL
      SELECT NULL, coalesce(sum(in_backup), 0), coalesce(sum(in_live), 0), count(*) FILTER (WHERE in_backup > 0),
-            count(*) FILTER (WHERE in_live > 0), 0 FROM per_tenant`,
+            count(*) FILTER (WHERE in_live > 0), 0, true FROM per_tenant`,
   };
 }

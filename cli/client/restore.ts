@@ -158,7 +158,9 @@ export async function controlRestore(
 ): Promise<ControlResult> {
   const { handle, status, memo, description } = await existingHandle(client, restoreId);
   if (status !== 'RUNNING')
-    throw new UsageError(`restore ${restoreId} is not running (${status.toLowerCase()}); nothing to ${control}.`);
+    throw new UsageError(
+      `restore ${restoreId} is not running (${status.toLowerCase()}); nothing to ${control === 'setConcurrency' ? 'change' : control}.`,
+    );
   const listNote =
     control === 'approve' && typeof arg === 'object' && arg.tenantIds
       ? await refuseTenantsOutsideRestore(client, restoreId, memo.artifacts as string | undefined, arg.tenantIds)

@@ -26,7 +26,9 @@ affected, and warnings (a live that looks like another database, drift). The res
   --backup, --scratch-server, --scratch, --live, --tenant-root, --config, --artifacts, --allow-unverified-backup,
   --keep-scratch: as for start (scratch is dropped at the end unless --keep-scratch; restore from it with --scratch)
   --write-list      write the tenants to restore (absent; with --include-partial also partial) to <path>, one id per
-                    line: the format of 'start --tenants-file'. Or restore them with 'start --from-discover <id>'
+                    line: the format of 'start --tenants-file'. Or restore them with 'start --from-discover <id>'.
+                    A partial tenant may only be one whose users deleted rows since the backup: its rows come back
+                    with it. Look at discover.md (missing rows per table) before including partial tenants
   --json            the summary as JSON
 
 exit codes: 0 done (whatever it found) | 2 bad input (a tenant root that is not a table, a backup without it...)
@@ -100,6 +102,8 @@ export const discoverCommand: Command = {
         writeList(values['write-list'], text);
         listPath = values['write-list'];
       }
+      // Loud, on stderr, in JSON mode too: a warning inside JSON on stdout would go unread.
+      if (values.json) for (const w of summary.warnings) process.stderr.write(`\n*** WARNING: ${w}\n\n`);
       print(!!values.json, summary, () => describeDiscovery(summary, listPath));
       return exitCodes.ok;
     });

@@ -20,7 +20,8 @@ import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { escapeIdentifier as q, Pools } from '../../activities/db';
 import type { DiscoverSummary } from '../../activities/discover';
-import { buildPlan, qualify, type OwnershipPath, type Plan, type PlanTable } from '../../activities/plan';
+import { buildPlan, type Plan, type PlanTable } from '../../activities/plan';
+import { attributionPaths, pathJoins } from '../../activities/sql/discover';
 import { projectRoot } from '../stack';
 import { benchEnv, createDatabase, dbUrl, dropDatabase, run, say, sleep } from './pg';
 import { WorkerProcess, workflowProfile } from './product';
@@ -77,37 +78,15 @@ export async function discoverAvailable(): Promise<boolean> {
   }
 }
 
-/** discover's FROM and tenant expression of one path (the same joins as pathJoins in activities/sql/discover.ts). */
-function pathJoins(plan: Plan, table: PlanTable, path: OwnershipPath): { from: string; tenant: string } {
-  const root = plan.tenantRoot;
-  const rootKey = plan.rootKey.column;
-  if (table.key === root) return { from: `${qualify(plan, table.key)} t`, tenant: `t.${q(rootKey)}` };
-  const joins: string[] = [];
-  let alias = 't';
-  for (const [i, step] of path.entries()) {
-    if (
-      i === path.length - 1 &&
-      step.to === root &&
-      step.referencedColumns.length === 1 &&
-      step.referencedColumns[0] === rootKey
-    )
-      return { from: [`${qualify(plan, table.key)} t`, ...joins].join(' '), tenant: `${alias}.${q(step.columns[0]!)}` };
-    const next = `p${i}`;
-    const on = step.referencedColumns.map((c, j) => `${next}.${q(c)} = ${alias}.${q(step.columns[j]!)}`).join(' AND ');
-    joins.push(`JOIN ${qualify(plan, step.to)} ${next} ON ${on}`);
-    alias = next;
-  }
-  return { from: [`${qualify(plan, table.key)} t`, ...joins].join(' '), tenant: `${alias}.${q(rootKey)}` };
-}
-
 /**
  * The baseline's one statement for a table: rows per tenant. `first-path`: the issue's baseline, one read of the table
- * along its shortest ownership path. `all-paths`: the same work as discover's (a table with several paths to the root,
+ * along the path discover attributes its rows through. `all-paths`: the same work as discover's (a table with several paths to the root,
  * such as comments by issue and by author, is read once per path, and a row found by two counts once per tenant).
  */
 export function baselineSql(plan: Plan, table: PlanTable, mode: BaselineMode = 'first-path'): string {
   const all = table.key === plan.tenantRoot ? [[]] : table.paths;
-  const paths = mode === 'first-path' ? all.slice(0, 1) : all;
+  // The paths discover reads (attributionPaths: the shortest all-NOT-NULL one when there is one), or every path.
+  const paths = mode === 'first-path' ? (table.key === plan.tenantRoot ? all : attributionPaths(plan, table)) : all;
   const selects = paths.map((path) => pathJoins(plan, table, path));
   if (selects.length === 1) {
     const { from, tenant } = selects[0]!;
