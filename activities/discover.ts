@@ -18,7 +18,18 @@ import { copyFrom, copyTo, type Pools, type PoolClient } from './db';
 import type { Plan } from './plan';
 import type { ArtifactsRef, ObjectRef, PlanRef, TenantId } from './restore-types';
 import { getJson, putJson, putText } from './s3';
-import { compareTriples, copyIntoLiveTriples, copyLiveTriples, createLiveTriples } from './sql/discover';
+import {
+  compareSums,
+  compareTriples,
+  copyIntoLiveSums,
+  copyIntoLiveTriples,
+  copyLiveSums,
+  copyLiveTriples,
+  createLiveSums,
+  createLiveTriples,
+  liveTriples,
+  setSuspects,
+} from './sql/discover';
 import { closeSession, openSession, sessionSetup } from './sql/session';
 
 export type TenantClass = 'absent' | 'partial' | 'changed' | 'grown' | 'intact' | 'new';
@@ -102,41 +113,69 @@ async function compareTable(
       pools.get(input.live),
       sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds: [] }),
     );
-    await scratch.query(createLiveTriples());
+    // Phase 1: a count and two sums of hashes per tenant, on each side; live's few rows per tenant go to scratch.
+    await scratch.query(createLiveSums());
     await pipeline(
-      live.query(copyTo(copyLiveTriples(plan, table).text)),
-      scratch.query(copyFrom(copyIntoLiveTriples().text)),
+      live.query(copyTo(copyLiveSums(plan, table).text)),
+      scratch.query(copyFrom(copyIntoLiveSums().text)),
       { signal: cancellationSignal() },
     );
-    await scratch.query('ANALYZE tr_discover_live');
     const { rows } = await scratch.query<{
       tenant: string | null;
       in_backup: string;
       in_live: string;
-      missing: string;
-      added: string;
-      changed: string;
       rooted: boolean;
-    }>(compareTriples(plan, table));
-    const totals = rows.find((r) => r.tenant === null)!;
-    return {
-      table: table.key,
-      role: table.role,
-      rowsInBackup: Number(totals.in_backup),
-      rowsInLive: Number(totals.in_live),
-      tenantsInBackup: Number(totals.missing),
-      tenantsInLive: Number(totals.added),
-      unrooted: rows.filter((r) => r.tenant !== null && !r.rooted).map((r) => r.tenant!),
-      differences: rows
-        .filter((r) => r.tenant !== null)
-        .map((r) => [
-          r.tenant!,
+    }>(compareSums(plan, table));
+    const [rowTotals, tenantTotals] = rows.filter((r) => r.tenant === null);
+    const differing = rows.filter((r) => r.tenant !== null);
+    const differences: TableComparison['differences'] = [];
+    const suspects: TenantId[] = [];
+    for (const r of differing) {
+      const inBackup = Number(r.in_backup);
+      const inLive = Number(r.in_live);
+      // Rows on one side only: all missing, or all added; no row needs comparing.
+      if (inLive === 0) differences.push([r.tenant!, inBackup, 0, inBackup, 0, 0]);
+      else if (inBackup === 0) differences.push([r.tenant!, 0, inLive, 0, inLive, 0]);
+      else suspects.push(r.tenant!);
+    }
+    // Phase 2, for tenants with rows on both sides whose sums differ: their rows compared key by key.
+    if (suspects.length) {
+      await scratch.query(setSuspects(suspects));
+      await live.query(setSuspects(suspects));
+      await scratch.query(createLiveTriples());
+      await pipeline(
+        live.query(copyTo(copyLiveTriples(plan, table).text)),
+        scratch.query(copyFrom(copyIntoLiveTriples().text)),
+        { signal: cancellationSignal() },
+      );
+      await scratch.query(`ANALYZE ${liveTriples}`);
+      const compared = await scratch.query<{
+        tenant: string;
+        in_backup: string;
+        in_live: string;
+        missing: string;
+        added: string;
+        changed: string;
+      }>(compareTriples(plan, table));
+      for (const r of compared.rows)
+        differences.push([
+          r.tenant,
           Number(r.in_backup),
           Number(r.in_live),
           Number(r.missing),
           Number(r.added),
           Number(r.changed),
-        ]),
+        ]);
+    }
+    return {
+      table: table.key,
+      role: table.role,
+      rowsInBackup: Number(rowTotals!.in_backup),
+      rowsInLive: Number(rowTotals!.in_live),
+      tenantsInBackup: Number(tenantTotals!.in_backup),
+      tenantsInLive: Number(tenantTotals!.in_live),
+      unrooted: differing.filter((r) => !r.rooted).map((r) => r.tenant!),
+      differences,
     };
   } catch (error) {
     broken = true;
