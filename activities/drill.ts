@@ -6,7 +6,8 @@
  * Live is only ever read, by `pg_dump --schema-only`. The drill database is created on live's server (or another
  * server given by the caller) under a name that starts with `drill_`; the drop refuses any other name.
  */
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { NoBackupFoundError, pickBackup } from './backups';
 import { cancellationSignal, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { spawn } from 'node:child_process';
@@ -103,35 +104,13 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
     async findLatestBackup(input: {
       backupPrefix: string;
     }): Promise<{ backup: string; lastModified: string; size: number }> {
-      const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(input.backupPrefix);
-      if (!match)
-        throw ApplicationFailure.nonRetryable(`'${input.backupPrefix}' is not s3://<bucket>/<prefix>.`, 'InvalidInput');
-      const [, bucket, prefix] = match;
-      let best: { key: string; lastModified: Date; size: number } | undefined;
-      let token: string | undefined;
-      do {
-        const page = await s3.send(
-          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-        );
-        for (const o of page.Contents ?? []) {
-          if (!o.Key || !o.LastModified || o.Key.endsWith('.json') || o.Key.endsWith('/')) continue;
-          if (
-            !best ||
-            o.LastModified > best.lastModified ||
-            (o.LastModified.getTime() === best.lastModified.getTime() && o.Key > best.key)
-          ) {
-            best = { key: o.Key, lastModified: o.LastModified, size: o.Size ?? 0 };
-          }
-        }
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-        heartbeat();
-      } while (token);
-      if (!best) throw ApplicationFailure.nonRetryable(`No backup under ${input.backupPrefix}.`, 'NoBackupFound');
-      return {
-        backup: formatS3Url({ bucket, key: best.key }),
-        lastModified: best.lastModified.toISOString(),
-        size: best.size,
-      };
+      try {
+        const picked = await pickBackup(s3, input.backupPrefix, undefined, () => heartbeat());
+        return { backup: picked.backup, lastModified: picked.lastModified, size: picked.size };
+      } catch (error) {
+        if (error instanceof NoBackupFoundError) throw ApplicationFailure.nonRetryable(error.message, 'NoBackupFound');
+        throw error;
+      }
     },
 
     /** K tenant ids of the backup's tenant root, a deterministic sample for the drill id (so a retry picks the same). */

@@ -13,6 +13,7 @@ import {
   type RestoreConfig,
   type TenantId,
 } from '../../activities/restore-types';
+import { age, NoBackupFoundError, pickBackup, type PickedBackup } from '../../activities/backups';
 import { createS3Client, formatS3Url, head, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
 import {
   bulkWorkflowId,
@@ -97,6 +98,8 @@ export function newRestoreId(now = new Date()): string {
 /** The flags `start` and `discover` share: where the backup is, live, the tenant root, config, id and artifacts. */
 export interface SourceFlags {
   backup?: string;
+  'backup-prefix'?: string;
+  at?: string;
   'scratch-server'?: string;
   scratch?: string;
   live?: string;
@@ -105,6 +108,69 @@ export interface SourceFlags {
   id?: string;
   artifacts?: string;
   'allow-unverified-backup'?: boolean;
+}
+
+/**
+ * `--backup-prefix s3://bucket/prefix/ [--at <time>]`: the newest pg_dump archive under the prefix, or the newest taken
+ * before `--at` (the moment of the incident), by its manifest's createdAt (activities/backups.ts). Returns the flags
+ * with `backup` set to it, and what was picked, for the operator to see. Without --backup-prefix: the flags as given.
+ */
+export async function resolveBackupPrefix<T extends SourceFlags>(
+  flags: T,
+  now = new Date(),
+): Promise<{ flags: T; picked?: PickedBackup & { age: string; at?: string } }> {
+  const prefix = flags['backup-prefix'];
+  if (flags.at !== undefined && !prefix)
+    throw new UsageError(
+      '--at picks the newest pg_dump archive taken before that moment under --backup-prefix s3://<bucket>/<prefix>/: give --backup-prefix (point-in-time recovery from a WAL archive is not built yet).',
+    );
+  if (!prefix) return { flags };
+  if (flags.backup || flags.scratch) throw new UsageError('give one of --backup, --backup-prefix or --scratch.');
+  let at: Date | undefined;
+  if (flags.at !== undefined) {
+    // RFC 3339 with its offset (2026-12-02T07:03:00Z, 2026-12-02T08:03:00+01:00): a time without a zone is ambiguous.
+    if (
+      !/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(flags.at) ||
+      Number.isNaN(Date.parse(flags.at))
+    )
+      throw new UsageError(`--at '${flags.at}' is not an RFC 3339 time with its zone, such as 2026-12-02T07:03:00Z.`);
+    at = new Date(flags.at);
+    if (at.getTime() > now.getTime())
+      throw new UsageError(
+        `--at ${at.toISOString()} is in the future: give the moment of the incident (it is now ${now.toISOString()}).`,
+      );
+  }
+  const s3 = createS3Client();
+  try {
+    const picked = await pickBackup(s3, prefix, at);
+    return {
+      flags: { ...flags, backup: picked.backup },
+      picked: { ...picked, age: age(picked.takenAt, at ?? now), ...(at ? { at: at.toISOString() } : {}) },
+    };
+  } catch (error) {
+    if (error instanceof NoBackupFoundError) throw new UsageError(`--backup-prefix: ${error.message}`);
+    s3Unavailable(error);
+  } finally {
+    s3.destroy();
+  }
+}
+
+/**
+ * The flags as the checks that need no service see them before --backup-prefix is resolved: a stand-in archive under
+ * the prefix (its bucket is the default artifacts bucket), so that a wrong --live or --id is reported (exit 2) before
+ * S3 is listed.
+ */
+export function withBackupStandIn<T extends SourceFlags>(flags: T): T {
+  const prefix = flags['backup-prefix'];
+  if (!prefix || flags.backup || flags.scratch) return flags;
+  return { ...flags, backup: `${prefix.endsWith('/') ? prefix : `${prefix}/`}(newest).dump` };
+}
+
+/** The line that says which archive --backup-prefix picked and how old it is. */
+export function pickedBackupLine(
+  picked: NonNullable<Awaited<ReturnType<typeof resolveBackupPrefix>>['picked']>,
+): string {
+  return `using backup ${picked.backup}, taken ${picked.takenAt} (by its ${picked.takenBy}), ${picked.age} before ${picked.at ? `--at ${picked.at}` : 'now'}`;
 }
 
 /**
@@ -119,7 +185,9 @@ export function sourceFromFlags(
 } {
   if (flags.backup && flags.scratch) throw new UsageError('give either --backup or --scratch, not both.');
   if (!flags.backup && !flags.scratch)
-    throw new UsageError('missing --backup s3://<bucket>/<key> (or --scratch <url> for a database already restored).');
+    throw new UsageError(
+      'missing --backup s3://<bucket>/<key> (or --backup-prefix s3://<bucket>/<prefix>/ [--at <time>], or --scratch <url> for a database already restored).',
+    );
   if (flags['scratch-server'] && !flags.backup) throw new UsageError('--scratch-server only goes with --backup.');
   if (flags['allow-unverified-backup'] && !flags.backup)
     throw new UsageError('--allow-unverified-backup only goes with --backup.');

@@ -7,9 +7,11 @@ import { UsageError } from '../client/errors';
 /* eslint-disable @typescript-eslint/no-require-imports */
 const connection = () => require('../client/connection') as typeof import('../client/connection');
 const discovering = () => require('../client/discover') as typeof import('../client/discover');
+const starting = () => require('../client/start') as typeof import('../client/start');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
-const usage = `tenant-restore discover (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
+const usage = `tenant-restore discover (--backup s3://<bucket>/<key> | --backup-prefix s3://<bucket>/<prefix>/ [--at <time>]
+                          [--scratch-server <url>] | --scratch <url>)
                         --live <url|alias> --tenant-root <schema.table> [--config <path>] [--id <discoverId>]
                         [--write-list <path>] [--include-partial] [--keep-scratch] [--allow-unverified-backup]
                         [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--json]
@@ -23,8 +25,8 @@ It runs as the workflow discover/<id> (Web UI), waits for the end, and prints th
 affected, and warnings (a live that looks like another database, drift). The result is in S3 under
 <artifacts><id>/: discover.json (per tenant: class and rows missing per table), discover.md, restore-list.txt.
 
-  --backup, --scratch-server, --scratch, --live, --tenant-root, --config, --artifacts, --allow-unverified-backup,
-  --keep-scratch: as for start (scratch is dropped at the end unless --keep-scratch; restore from it with --scratch)
+  --backup, --backup-prefix, --at, --scratch-server, --scratch, --live, --tenant-root, --config, --artifacts,
+  --allow-unverified-backup, --keep-scratch: as for start (scratch is dropped at the end unless --keep-scratch; restore from it with --scratch)
   --write-list      write the tenants to restore (absent; with --include-partial also partial) to <path>, one id per
                     line: the format of 'start --tenants-file'. Or restore them with 'start --from-discover <id>'.
                     A partial tenant may only be one whose users deleted rows since the backup: its rows come back
@@ -36,6 +38,8 @@ exit codes: 0 done (whatever it found) | 2 bad input (a tenant root that is not 
 
 const flags = {
   backup: { type: 'string' },
+  'backup-prefix': { type: 'string' },
+  at: { type: 'string' },
   'scratch-server': { type: 'string' },
   scratch: { type: 'string' },
   live: { type: 'string' },
@@ -90,7 +94,11 @@ export const discoverCommand: Command = {
     if (values['include-partial'] && !values['write-list'])
       throw new UsageError('--include-partial only goes with --write-list <path>.');
     const { buildDiscoverRequest, runDiscover, discoverList, writeList } = discovering();
-    const request = buildDiscoverRequest(values);
+    const { resolveBackupPrefix, pickedBackupLine, withBackupStandIn } = starting();
+    buildDiscoverRequest(withBackupStandIn(values));
+    const { flags: resolved, picked } = await resolveBackupPrefix(values);
+    if (picked) process.stderr.write(`${pickedBackupLine(picked)}\n`);
+    const request = buildDiscoverRequest(resolved);
     return connection().withTemporal(async (client) => {
       for (const warning of request.warnings) process.stderr.write(`\n*** WARNING: ${warning}\n\n`);
       if (!values.json)

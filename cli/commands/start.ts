@@ -12,7 +12,8 @@ const starting = () => require('../client/start') as typeof import('../client/st
 const discovering = () => require('../client/discover') as typeof import('../client/discover');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
-const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-server <url>] | --scratch <url>)
+const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-prefix s3://<bucket>/<prefix>/ [--at <time>]
+                       [--scratch-server <url>] | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
                      (--tenants 1,2,3 | --tenants-file <path> | --from-discover <discoverId>) [--conflict skip|overwrite|fail]
                      [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--allow-partial]
@@ -23,6 +24,9 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> [--scratch-ser
                     ({ sha256, size }) or the sha256 in its metadata, then loaded with pg_restore (never psql: a plain
                     SQL file, tar, gzip... is refused, UnsupportedBackupFormat) into this restore's own scratch,
                     scratch_<restoreId>_<hash of the id>, on --scratch-server
+  --backup-prefix   the newest pg_dump archive under this prefix (manifests are not archives); with --at <time>
+                    (RFC 3339 with its zone: 2026-12-02T07:03:00Z), the newest taken before that moment, by its
+                    manifest's createdAt (else its upload time). start says which it picked and how old it is
   --scratch-server  where scratch is created (postgres://<role with CREATEDB>@<host>/postgres). Default: live's server,
                     which start WARNS about: the backup then loads next to production, and live's role needs CREATEDB,
                     which the least-privilege role of scripts/grants.sql does not have
@@ -64,6 +68,8 @@ exit codes: 0 restored and validated (or started, without --wait) | 1 some tenan
 
 const flags = {
   backup: { type: 'string' },
+  'backup-prefix': { type: 'string' },
+  at: { type: 'string' },
   'scratch-server': { type: 'string' },
   scratch: { type: 'string' },
   live: { type: 'string' },
@@ -99,12 +105,15 @@ export const startCommand: Command = {
     const { noWorkerWarning, withTemporal, workflowPollers } = connection();
     const { progressPrinter, waitForRestore } = progress();
     const { buildStartRequest, sourceFromFlags, newRestoreId, startRestore } = starting();
+    const { resolveBackupPrefix, pickedBackupLine, withBackupStandIn } = starting();
     const fromDiscover = values['from-discover'];
-    // The flags are checked before Temporal is asked anything (exit 2, nothing read): the tenant list of a discover
-    // is read from S3 next, then the whole request is built.
+    // The flags are checked before anything is read (exit 2): then the archive --backup-prefix names is picked in S3,
+    // the tenant list of a discover is read, and the whole request is built.
     const restoreId = values.id ?? newRestoreId();
-    if (fromDiscover) sourceFromFlags({ ...values, id: restoreId });
-    else buildStartRequest({ ...values, id: restoreId } as StartFlags);
+    if (fromDiscover) sourceFromFlags(withBackupStandIn({ ...values, id: restoreId }));
+    else buildStartRequest(withBackupStandIn({ ...values, id: restoreId }) as StartFlags);
+    const { flags: resolved, picked } = await resolveBackupPrefix({ ...values, id: restoreId });
+    if (picked) process.stderr.write(`${pickedBackupLine(picked)}\n`);
     return withTemporal(async (client) => {
       let discovered: { discoverId: string; text: string } | undefined;
       if (fromDiscover) {
@@ -116,7 +125,7 @@ export const startCommand: Command = {
           );
         discovered = { discoverId: fromDiscover, text };
       }
-      const request = buildStartRequest({ ...values, id: restoreId } as StartFlags, process.env, discovered);
+      const request = buildStartRequest(resolved as StartFlags, process.env, discovered);
       const started = await startRestore(client, request);
       // Loud, on stderr, whatever the output mode: a warning in the middle of JSON on stdout would go unread.
       for (const warning of started.warnings) process.stderr.write(`\n*** WARNING: ${warning}\n\n`);
