@@ -5,7 +5,7 @@
  * The drill (activities/drill.ts) and `start`/`discover --backup-prefix` use it.
  */
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { formatS3Url, getJson } from './s3';
+import { formatS3Url, getJson, parseS3Prefix } from './s3';
 
 export interface PickedBackup {
   backup: string;
@@ -19,12 +19,6 @@ export interface PickedBackup {
 /** No archive fits: none under the prefix, or none taken before the moment (exit 2 in the CLI). */
 export class NoBackupFoundError extends Error {
   override name = 'NoBackupFound';
-}
-
-export function parseS3Prefix(url: string): { bucket: string; prefix: string } {
-  const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
-  if (!match) throw new NoBackupFoundError(`'${url}' is not s3://<bucket>/<prefix>.`);
-  return { bucket: match[1]!, prefix: match[2]! };
 }
 
 export async function pickBackup(

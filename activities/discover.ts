@@ -14,9 +14,10 @@
 import { heartbeat, activityInfo, cancellationSignal } from '@temporalio/activity';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { pipeline } from 'node:stream/promises';
-import { copyFrom, copyTo, type Pools, type PoolClient } from './db';
+import { copyFrom, copyTo, type Pools } from './db';
 import type { Plan } from './plan';
 import type { ArtifactsRef, ObjectRef, PlanRef, TenantId } from './restore-types';
+import { heartbeating } from './restore-activities';
 import { getJson, putJson, putText } from './s3';
 import {
   compareSums,
@@ -30,7 +31,7 @@ import {
   liveTriples,
   setSuspects,
 } from './sql/discover';
-import { closeSession, openSession, sessionSetup } from './sql/session';
+import { withComparedSessions } from './sql/session';
 
 export type TenantClass = 'absent' | 'partial' | 'changed' | 'grown' | 'intact' | 'new';
 export const tenantClasses: readonly TenantClass[] = ['absent', 'partial', 'changed', 'grown', 'intact', 'new'];
@@ -93,7 +94,10 @@ export const tableComparisonObject = (artifacts: ArtifactsRef, index: number): O
 
 const url = (artifacts: ArtifactsRef, name: string) => `s3://${artifacts.bucket}/${artifacts.prefix}${name}`;
 
-/** One table: live's triples streamed into scratch (never into Node), compared there with the backup's, GROUP BY tenant. */
+/**
+ * One table, in two phases (sql/discover.ts): per tenant a count and sums of hashes on each side, then the rows of the
+ * tenants whose sums differ. Live's side is streamed into scratch (never into Node) and compared there.
+ */
 async function compareTable(
   pools: Pools,
   input: Pick<DiscoverTablesInput, 'scratch' | 'live'>,
@@ -101,89 +105,79 @@ async function compareTable(
   index: number,
 ): Promise<TableComparison> {
   const table = plan.tables[index]!;
-  // Scratch: not READ ONLY (the temporary table); live: READ ONLY, so no statement of discover can write to it.
-  const scratch = await openSession(
-    pools.get(input.scratch),
-    sessionSetup({ mode: 'snapshot-temp', canonicalText: true, tenantIds: [] }),
-  );
-  let live: PoolClient | undefined;
-  let broken = false;
-  try {
-    live = await openSession(
-      pools.get(input.live),
-      sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds: [] }),
-    );
-    // Phase 1: a count and two sums of hashes per tenant, on each side; live's few rows per tenant go to scratch.
-    await scratch.query(createLiveSums());
-    await pipeline(
-      live.query(copyTo(copyLiveSums(plan, table).text)),
-      scratch.query(copyFrom(copyIntoLiveSums().text)),
-      { signal: cancellationSignal() },
-    );
-    const { rows } = await scratch.query<{
-      tenant: string | null;
-      in_backup: string;
-      in_live: string;
-      rooted: boolean;
-    }>(compareSums(plan, table));
-    const [rowTotals, tenantTotals] = rows.filter((r) => r.tenant === null);
-    const differing = rows.filter((r) => r.tenant !== null);
-    const differences: TableComparison['differences'] = [];
-    const suspects: TenantId[] = [];
-    for (const r of differing) {
-      const inBackup = Number(r.in_backup);
-      const inLive = Number(r.in_live);
-      // Rows on one side only: all missing, or all added; no row needs comparing.
-      if (inLive === 0) differences.push([r.tenant!, inBackup, 0, inBackup, 0, 0]);
-      else if (inBackup === 0) differences.push([r.tenant!, 0, inLive, 0, inLive, 0]);
-      else suspects.push(r.tenant!);
-    }
-    // Phase 2, for tenants with rows on both sides whose sums differ: their rows compared key by key.
-    if (suspects.length) {
-      await scratch.query(setSuspects(suspects));
-      await live.query(setSuspects(suspects));
-      await scratch.query(createLiveTriples());
+  // Live: READ ONLY, so no statement of discover can write to it; scratch: not READ ONLY (the temporary tables).
+  return withComparedSessions(
+    { scratch: pools.get(input.scratch), live: pools.get(input.live) },
+    [],
+    'snapshot',
+    async (scratch, live) => {
+      // Phase 1: a count and two sums of hashes per tenant, on each side; live's few rows per tenant go to scratch.
+      await scratch.query(createLiveSums());
       await pipeline(
-        live.query(copyTo(copyLiveTriples(plan, table).text)),
-        scratch.query(copyFrom(copyIntoLiveTriples().text)),
+        live.query(copyTo(copyLiveSums(plan, table).text)),
+        scratch.query(copyFrom(copyIntoLiveSums().text)),
         { signal: cancellationSignal() },
       );
-      await scratch.query(`ANALYZE ${liveTriples}`);
-      const compared = await scratch.query<{
-        tenant: string;
+      const { rows } = await scratch.query<{
+        tenant: string | null;
         in_backup: string;
         in_live: string;
-        missing: string;
-        added: string;
-        changed: string;
-      }>(compareTriples(plan, table));
-      for (const r of compared.rows)
-        differences.push([
-          r.tenant,
-          Number(r.in_backup),
-          Number(r.in_live),
-          Number(r.missing),
-          Number(r.added),
-          Number(r.changed),
-        ]);
-    }
-    return {
-      table: table.key,
-      role: table.role,
-      rowsInBackup: Number(rowTotals!.in_backup),
-      rowsInLive: Number(rowTotals!.in_live),
-      tenantsInBackup: Number(tenantTotals!.in_backup),
-      tenantsInLive: Number(tenantTotals!.in_live),
-      unrooted: differing.filter((r) => !r.rooted).map((r) => r.tenant!),
-      differences,
-    };
-  } catch (error) {
-    broken = true;
-    throw error;
-  } finally {
-    await closeSession(scratch, broken);
-    if (live) await closeSession(live, broken);
-  }
+        rooted: boolean;
+      }>(compareSums(plan, table));
+      const [rowTotals, tenantTotals] = rows.filter((r) => r.tenant === null);
+      const differing = rows.filter((r) => r.tenant !== null);
+      const differences: TableComparison['differences'] = [];
+      const suspects: TenantId[] = [];
+      for (const r of differing) {
+        const inBackup = Number(r.in_backup);
+        const inLive = Number(r.in_live);
+        // Rows on one side only: all missing, or all added; no row needs comparing.
+        if (inLive === 0) differences.push([r.tenant!, inBackup, 0, inBackup, 0, 0]);
+        else if (inBackup === 0) differences.push([r.tenant!, 0, inLive, 0, inLive, 0]);
+        else suspects.push(r.tenant!);
+      }
+      // Phase 2, for tenants with rows on both sides whose sums differ: their rows compared key by key.
+      if (suspects.length) {
+        await scratch.query(setSuspects(suspects));
+        await live.query(setSuspects(suspects));
+        await scratch.query(createLiveTriples());
+        await pipeline(
+          live.query(copyTo(copyLiveTriples(plan, table).text)),
+          scratch.query(copyFrom(copyIntoLiveTriples().text)),
+          { signal: cancellationSignal() },
+        );
+        await scratch.query(`ANALYZE ${liveTriples}`);
+        const compared = await scratch.query<{
+          tenant: string;
+          in_backup: string;
+          in_live: string;
+          missing: string;
+          added: string;
+          changed: string;
+        }>(compareTriples(plan, table));
+        for (const r of compared.rows)
+          differences.push([
+            r.tenant,
+            Number(r.in_backup),
+            Number(r.in_live),
+            Number(r.missing),
+            Number(r.added),
+            Number(r.changed),
+          ]);
+      }
+      return {
+        table: table.key,
+        role: table.role,
+        rowsInBackup: Number(rowTotals!.in_backup),
+        rowsInLive: Number(rowTotals!.in_live),
+        tenantsInBackup: Number(tenantTotals!.in_backup),
+        tenantsInLive: Number(tenantTotals!.in_live),
+        unrooted: differing.filter((r) => !r.rooted).map((r) => r.tenant!),
+        differences,
+      };
+    },
+    'snapshot-temp',
+  );
 }
 
 /** Classifies every tenant from the tables' comparisons. Pure: unit-tested on its own. */
@@ -349,13 +343,11 @@ export function createDiscoverActivities({
         if (done.has(index))
           comparison = await getJson<TableComparison>(s3, tableComparisonObject(input.artifacts, index));
         else {
-          heartbeat({ done: [...done], table: plan.tables[index]!.key });
-          const timer = setInterval(() => heartbeat({ done: [...done], table: plan.tables[index]!.key }), 2000);
-          try {
-            comparison = await compareTable(pools, input, plan, index);
-          } finally {
-            clearInterval(timer);
-          }
+          const table = plan.tables[index]!.key;
+          comparison = await heartbeating(
+            () => ({ done: [...done], table }),
+            () => compareTable(pools, input, plan, index),
+          );
           await putJson(s3, tableComparisonObject(input.artifacts, index), comparison);
           done.add(index);
           heartbeat({ done: [...done] });

@@ -83,8 +83,11 @@ function engineCallSync<T>(fn: () => T): T {
   }
 }
 
-/** Heartbeats `details()` every few seconds while `work` runs (a one-transaction copy has no checkpoints to report). */
-async function heartbeating<T>(details: () => unknown, work: () => Promise<T>, ms = 2000): Promise<T> {
+/**
+ * Heartbeats `details()` every few seconds while `work` runs (a one-transaction copy has no checkpoints to report;
+ * discover's tables done so far).
+ */
+export async function heartbeating<T>(details: () => unknown, work: () => Promise<T>, ms = 2000): Promise<T> {
   heartbeat(details());
   const timer = setInterval(() => heartbeat(details()), ms);
   try {

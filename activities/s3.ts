@@ -25,6 +25,13 @@ export function parseS3Url(url: string): S3Location {
   return { bucket: match[1], key: match[2] };
 }
 
+/** Parses `s3://bucket[/prefix]` (a folder: the prefix may be empty). */
+export function parseS3Prefix(url: string): { bucket: string; prefix: string } {
+  const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
+  if (!match) throw new S3UrlError(`'${url}' is not s3://<bucket>/<prefix>`);
+  return { bucket: match[1]!, prefix: match[2]! };
+}
+
 export function formatS3Url(location: S3Location): string {
   return `s3://${location.bucket}/${location.key}`;
 }

@@ -108,16 +108,18 @@ export interface ComparedStepInput {
 }
 
 /**
- * A read-only snapshot of scratch and a session of live, both in the canonical text settings (preflight, validate),
- * both always rolled back: nothing is written to any live table.
+ * A snapshot of scratch (read-only unless `scratchMode` says otherwise: discover keeps live's rows in a temporary table
+ * there) and a session of live, both in the canonical text settings (preflight, validate, discover), both always
+ * rolled back: nothing is written to any live table.
  */
 export async function withComparedSessions<T>(
   pools: { scratch: Pool; live: Pool },
   tenantIds: TenantId[],
   liveMode: SessionOptions['mode'],
   fn: (scratch: PoolClient, live: PoolClient) => Promise<T>,
+  scratchMode: SessionOptions['mode'] = 'snapshot',
 ): Promise<T> {
-  const scratch = await openSession(pools.scratch, sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds }));
+  const scratch = await openSession(pools.scratch, sessionSetup({ mode: scratchMode, canonicalText: true, tenantIds }));
   let live: PoolClient | undefined;
   let broken = false;
   try {

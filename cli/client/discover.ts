@@ -9,7 +9,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@te
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import type { DiscoverSummary } from '../../activities/discover';
-import { createS3Client, getText, head, parseS3Url } from '../../activities/s3';
+import { createS3Client, getText, parseS3Url } from '../../activities/s3';
 import {
   discoverWorkflowId,
   RestoreIdKey,
@@ -17,10 +17,10 @@ import {
   RestorePhaseKey,
   type DiscoverInput,
 } from '../../workflows/definitions';
-import { checkReachable, isNotFound, noWorkerWarning, s3Unavailable, workflowPollers } from './connection';
+import { isNotFound, noWorkerWarning, s3Unavailable, workflowPollers } from './connection';
 import { RestoreNotFoundError, UsageError } from './errors';
 import { restoreFailureMessage } from './restore';
-import { sourceFromFlags, type SourceFlags } from './start';
+import { checkSourceReachable, sourceFromFlags, type SourceFlags } from './start';
 import { taskQueueFrom } from './input';
 
 export interface DiscoverFlags extends SourceFlags {
@@ -65,20 +65,7 @@ export async function runDiscover(
   onNoWorker: (message: string) => void,
 ): Promise<DiscoverSummary> {
   const { input, taskQueue } = request;
-  await checkReachable('live', input.live);
-  if (input.source.kind === 'scratch') await checkReachable('scratch', input.source.scratch);
-  if (input.source.kind === 'backup') {
-    if (input.source.scratchServer) await checkReachable('scratch-server', input.source.scratchServer);
-    const s3 = createS3Client();
-    try {
-      await head(s3, parseS3Url(input.source.backup));
-    } catch (error) {
-      if (isNotFound(error)) throw new UsageError(`--backup ${input.source.backup} does not exist.`);
-      s3Unavailable(error);
-    } finally {
-      s3.destroy();
-    }
-  }
+  await checkSourceReachable(input);
   const artifacts = `s3://${input.artifacts.bucket}/${input.artifacts.prefix}`;
   const handle = await client.workflow
     .start<(i: DiscoverInput) => Promise<DiscoverSummary>>('discover', {

@@ -169,11 +169,10 @@ export async function controlRestore(
   return listNote ? { ...result, note: [result.note, listNote].filter(Boolean).join('; ') } : result;
 
   async function deliver(): Promise<ControlResult> {
-    if (control === 'cancel') return { restoreId, ...(await signal(handle, control, arg)) };
+    if (control === 'cancel') return signal(restoreId, handle, control, arg);
     if ((await workflowPollers(client, description.taskQueue).catch(() => 1)) === 0)
       return {
-        restoreId,
-        ...(await signal(handle, control, arg)),
+        ...(await signal(restoreId, handle, control, arg)),
         note: `${noWorkerWarning(description.taskQueue)} It was sent as a signal, which the restore applies when a worker runs it; no acknowledgement`,
       };
     try {
@@ -185,8 +184,7 @@ export async function controlRestore(
         // A restore started by an earlier release has only the signals.
         if (/No registered handler for update/.test(reason))
           return {
-            restoreId,
-            ...(await signal(handle, control, arg)),
+            ...(await signal(restoreId, handle, control, arg)),
             note: 'this restore was started by an earlier release, which does not acknowledge controls: sent as a signal',
           };
         throw new UsageError(`${control} refused by restore ${restoreId}, nothing changed: ${reason}`);
@@ -213,16 +211,17 @@ function update(
 }
 
 async function signal(
+  restoreId: string,
   handle: WorkflowHandle,
   control: RestoreControl,
   arg: { tenantIds?: TenantId[] } | number | undefined,
-): Promise<{ control: RestoreControl; delivery: 'signal' }> {
+): Promise<ControlResult> {
   if (control === 'pause') await handle.signal(pauseSignal);
   else if (control === 'resume') await handle.signal(resumeSignal);
   else if (control === 'cancel') await handle.signal(cancelSignal);
   else if (control === 'approve') await handle.signal(approveSignal, (arg ?? {}) as { tenantIds?: TenantId[] });
   else await handle.signal(setConcurrencySignal, arg as number);
-  return { control, delivery: 'signal' };
+  return { restoreId, control, delivery: 'signal' };
 }
 
 /**

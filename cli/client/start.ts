@@ -14,7 +14,7 @@ import {
   type TenantId,
 } from '../../activities/restore-types';
 import { age, NoBackupFoundError, pickBackup, type PickedBackup } from '../../activities/backups';
-import { createS3Client, formatS3Url, head, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
+import { createS3Client, formatS3Url, head, parseS3Prefix, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
 import {
   bulkWorkflowId,
   concurrencyRange,
@@ -148,7 +148,8 @@ export async function resolveBackupPrefix<T extends SourceFlags>(
       picked: { ...picked, age: age(picked.takenAt, at ?? now), ...(at ? { at: at.toISOString() } : {}) },
     };
   } catch (error) {
-    if (error instanceof NoBackupFoundError) throw new UsageError(`--backup-prefix: ${error.message}`);
+    if (error instanceof NoBackupFoundError || error instanceof S3UrlError)
+      throw new UsageError(`--backup-prefix: ${error.message}`);
     s3Unavailable(error);
   } finally {
     s3.destroy();
@@ -224,10 +225,8 @@ export function sourceFromFlags(
     );
   let artifacts: ArtifactsRef;
   try {
-    const parsed = /^s3:\/\/([^/]+)\/?(.*)$/.exec(artifactsUrl);
-    if (!parsed) throw new S3UrlError(`'${artifactsUrl}' is not s3://<bucket>/<prefix>`);
-    const base = parsed[2] && !parsed[2].endsWith('/') ? `${parsed[2]}/` : parsed[2];
-    artifacts = { bucket: parsed[1]!, prefix: `${base}${flags.id}/` };
+    const { bucket, prefix } = parseS3Prefix(artifactsUrl);
+    artifacts = { bucket, prefix: `${prefix && !prefix.endsWith('/') ? `${prefix}/` : prefix}${flags.id}/` };
   } catch (error) {
     throw new UsageError(`--artifacts: ${(error as Error).message}`);
   }
@@ -318,9 +317,11 @@ export interface StartedRestore {
   warnings: string[];
 }
 
-/** Checks what needs a service (the backup exists, no restore with this id is running), then uploads and starts. */
-export async function startRestore(client: Client, request: StartRequest): Promise<StartedRestore> {
-  const { input, taskQueue } = request;
+/**
+ * What `start` and `discover` check before they start a workflow: live (and scratch, or its server) answers, and the
+ * backup exists and may be read. UsageError for a missing or forbidden backup, ServiceUnavailable (exit 3) otherwise.
+ */
+export async function checkSourceReachable(input: Pick<BulkRestoreInput, 'source' | 'live'>): Promise<void> {
   await checkReachable('live', input.live);
   if (input.source.kind === 'backup' && input.source.scratchServer)
     await checkReachable('scratch-server', input.source.scratchServer);
@@ -339,6 +340,12 @@ export async function startRestore(client: Client, request: StartRequest): Promi
       s3.destroy();
     }
   }
+}
+
+/** Checks what needs a service (the backup exists, no restore with this id is running), then uploads and starts. */
+export async function startRestore(client: Client, request: StartRequest): Promise<StartedRestore> {
+  const { input, taskQueue } = request;
+  await checkSourceReachable(input);
   await refuseExistingRestoreId(client, input);
   const workflowId = bulkWorkflowId(input.restoreId);
   if (request.upload) {

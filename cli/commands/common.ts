@@ -22,6 +22,26 @@ export type FlagSpec = NonNullable<ParseArgsConfig['options']>[string] & {
 };
 export type Flags = Record<string, FlagSpec>;
 
+/**
+ * The flags `start` and `discover` share, checked by sourceFromFlags (cli/client/start.ts): where the backup is (or
+ * scratch), live, the tenant root, the config, the id, the artifacts and the task queue.
+ */
+export const sourceFlags = {
+  backup: { type: 'string' },
+  'backup-prefix': { type: 'string' },
+  at: { type: 'string' },
+  'scratch-server': { type: 'string' },
+  scratch: { type: 'string' },
+  live: { type: 'string' },
+  'tenant-root': { type: 'string' },
+  config: { type: 'string', file: true },
+  id: { type: 'string' },
+  'keep-scratch': { type: 'boolean' },
+  'allow-unverified-backup': { type: 'boolean' },
+  artifacts: { type: 'string' },
+  'task-queue': { type: 'string' },
+} satisfies Flags;
+
 export interface Command {
   name: string;
   summary: string;

@@ -25,12 +25,20 @@ function describeState(ack: ControlAck): string {
   return `${flow}, concurrency ${ack.concurrency}, ${ack.started} tenants started, ${ack.running} running`;
 }
 
-/** What the operator reads: what the restore accepted, or that it was only sent and why. */
-function outcomeLine(result: ControlResult, accepted: (ack: ControlAck & ApproveAck) => string, sent: string): string {
-  const line =
-    result.delivery === 'update' && result.accepted
+/**
+ * What the operator reads: what the restore accepted, or that it was only sent and why. `accepted` is absent for
+ * cancel, which is always a signal.
+ */
+function outcomeLine(
+  result: ControlResult,
+  accepted: ((ack: ControlAck & ApproveAck) => string) | undefined,
+  sent: string,
+): string {
+  const line = !accepted
+    ? sent
+    : result.delivery === 'update' && result.accepted
       ? accepted(result.accepted as ControlAck & ApproveAck)
-      : `${sent}${result.control === 'cancel' ? '' : ' (sent as a signal: the restore does not acknowledge it)'}`;
+      : `${sent} (sent as a signal: the restore does not acknowledge it)`;
   return result.note ? `${line}\nNote: ${result.note}.` : line;
 }
 
@@ -38,7 +46,7 @@ function simpleControl(
   name: 'pause' | 'resume' | 'cancel',
   summary: string,
   after: string,
-  accepted: (ack: ControlAck, restoreId: string) => string,
+  accepted?: (ack: ControlAck, restoreId: string) => string,
 ): Command {
   const usage = `tenant-restore ${name} <restoreId> [--json]\n\n${after}\n\n${controlExitCodes}`;
   const flags = { json: { type: 'boolean' } } satisfies Flags;
@@ -53,7 +61,11 @@ function simpleControl(
       return connection().withTemporal(async (client) => {
         const result = await restore().controlRestore(client, restoreId, name satisfies RestoreControl);
         print(!!values.json, result, () =>
-          outcomeLine(result, (ack) => accepted(ack, restoreId), `${name}: sent to restore ${restoreId}. ${after}`),
+          outcomeLine(
+            result,
+            accepted && ((ack) => accepted(ack, restoreId)),
+            `${name}: sent to restore ${restoreId}. ${after}`,
+          ),
         );
         return exitCodes.ok;
       });
@@ -78,7 +90,6 @@ export const cancelCommand = simpleControl(
   'cancel',
   'stop the restore: no new tenants, running ones are cancelled, then a report',
   'No new tenant starts; running tenants are cancelled (their transaction rolls back); the report lists them.',
-  () => '',
 );
 
 const approveUsage = `tenant-restore approve <restoreId> [--tenants 1,2] [--json]

@@ -1,6 +1,6 @@
 /** `tenant-restore discover`: who was hit, from the backup against live. */
 import type { DiscoverSummary } from '../../activities/discover';
-import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
+import { exitCodes, parseFlags, print, sourceFlags, type Command, type Flags } from './common';
 import { UsageError } from '../client/errors';
 
 // The clients load when the command runs: `discover --help` stays clear of the Temporal client, the AWS SDK and pg.
@@ -37,22 +37,10 @@ exit codes: 0 done (whatever it found) | 2 bad input (a tenant root that is not 
             | 3 a service unreachable`;
 
 const flags = {
-  backup: { type: 'string' },
-  'backup-prefix': { type: 'string' },
-  at: { type: 'string' },
-  'scratch-server': { type: 'string' },
-  scratch: { type: 'string' },
-  live: { type: 'string' },
-  'tenant-root': { type: 'string' },
-  config: { type: 'string', file: true },
-  id: { type: 'string' },
   'write-list': { type: 'string', file: true },
   'include-partial': { type: 'boolean' },
-  'keep-scratch': { type: 'boolean' },
-  'allow-unverified-backup': { type: 'boolean' },
-  artifacts: { type: 'string' },
-  'task-queue': { type: 'string' },
   json: { type: 'boolean' },
+  ...sourceFlags,
 } satisfies Flags;
 
 export function describeDiscovery(s: DiscoverSummary, listPath?: string): string {

@@ -1,7 +1,7 @@
 import { UsageError } from '../client/errors';
 import type { StartFlags } from '../client/start';
 import { conflictPolicies } from '../../activities/restore-types';
-import { exitCodes, parseFlags, print, type Command, type Flags } from './common';
+import { exitCodes, parseFlags, print, sourceFlags, type Command, type Flags } from './common';
 
 // The clients load when the command runs, not with this module: main.ts loads it for `start --help`, which then stays
 // clear of the Temporal client, the AWS SDK and pg.
@@ -67,29 +67,17 @@ exit codes: 0 restored and validated (or started, without --wait) | 1 some tenan
             a restore that failed before any tenant started, e.g. a corrupt backup or a schema it cannot restore) | 3 service unreachable`;
 
 const flags = {
-  backup: { type: 'string' },
-  'backup-prefix': { type: 'string' },
-  at: { type: 'string' },
-  'scratch-server': { type: 'string' },
-  scratch: { type: 'string' },
-  live: { type: 'string' },
-  'tenant-root': { type: 'string' },
   tenants: { type: 'string' },
   'tenants-file': { type: 'string', file: true },
   'from-discover': { type: 'string' },
   conflict: { type: 'string', choices: conflictPolicies },
   concurrency: { type: 'string' },
   'group-size': { type: 'string' },
-  config: { type: 'string', file: true },
-  id: { type: 'string' },
-  'keep-scratch': { type: 'boolean' },
   'allow-partial': { type: 'boolean' },
-  'allow-unverified-backup': { type: 'boolean' },
   wait: { type: 'boolean' },
   json: { type: 'boolean' },
-  artifacts: { type: 'string' },
-  'task-queue': { type: 'string' },
   'children-per-run': { type: 'string' },
+  ...sourceFlags,
 } as const satisfies Flags;
 
 export const startCommand: Command = {
@@ -104,8 +92,15 @@ export const startCommand: Command = {
     }
     const { noWorkerWarning, withTemporal, workflowPollers } = connection();
     const { progressPrinter, waitForRestore } = progress();
-    const { buildStartRequest, sourceFromFlags, newRestoreId, startRestore } = starting();
-    const { resolveBackupPrefix, pickedBackupLine, withBackupStandIn } = starting();
+    const {
+      buildStartRequest,
+      sourceFromFlags,
+      newRestoreId,
+      startRestore,
+      resolveBackupPrefix,
+      pickedBackupLine,
+      withBackupStandIn,
+    } = starting();
     const fromDiscover = values['from-discover'];
     // The flags are checked before anything is read (exit 2): then the archive --backup-prefix names is picked in S3,
     // the tenant list of a discover is read, and the whole request is built.

@@ -15,18 +15,13 @@
  * Scratch is a database already restored from the backup (--scratch): loading the archive is the restore's step, timed
  * in section 1; discover with --backup adds that time.
  */
-import { spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { escapeIdentifier as q, Pools } from '../../activities/db';
 import type { DiscoverSummary } from '../../activities/discover';
 import { buildPlan, type Plan, type PlanTable } from '../../activities/plan';
 import { attributionPaths, pathJoins } from '../../activities/sql/discover';
-import { projectRoot } from '../stack';
 import { benchEnv, createDatabase, dbUrl, dropDatabase, run, say, sleep } from './pg';
-import { WorkerProcess, workflowProfile } from './product';
-
-const bin = join(projectRoot, 'bin', 'tenant-restore');
+import { bin, runCliTimed, WorkerProcess, workflowProfile } from './product';
 
 export type BaselineMode = 'first-path' | 'all-paths';
 
@@ -183,28 +178,19 @@ async function runDiscoverCli(args: {
     args.artifacts,
     '--json',
   ];
-  const log = createWriteStream(args.logFile, { flags: 'a' });
-  log.write(`$ tenant-restore ${argv.join(' ')}\n`);
-  const startedAt = Date.now();
-  const t0 = performance.now();
-  const child = spawn(bin, argv, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => {
-    log.write(c);
-    stderr = (stderr + c.toString()).slice(-4000);
+  const {
+    exitCode: code,
+    ms,
+    startedAt,
+    finishedAt,
+    timedOut,
+    stdout,
+    stderr,
+  } = await runCliTimed(argv, {
+    env: process.env,
+    logFile: args.logFile,
+    timeoutMs: args.timeoutMs,
   });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill('SIGTERM');
-  }, args.timeoutMs);
-  const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
-  clearTimeout(timer);
-  const ms = performance.now() - t0;
-  log.write(stdout);
-  await new Promise<void>((r) => log.end(() => r()));
   let summary: DiscoverSummary | undefined;
   try {
     summary = JSON.parse(stdout) as DiscoverSummary;
@@ -214,7 +200,7 @@ async function runDiscoverCli(args: {
   return {
     ms,
     startedAt,
-    finishedAt: Date.now(),
+    finishedAt,
     code,
     timedOut,
     summary,

@@ -16,7 +16,7 @@ import { createS3Client, getJson } from '../../activities/s3';
 import { projectRoot } from '../stack';
 import { benchEnv, run, sleep } from './pg';
 
-const bin = join(projectRoot, 'bin', 'tenant-restore');
+export const bin = join(projectRoot, 'bin', 'tenant-restore');
 
 export interface ProductReadiness {
   ready: boolean;
@@ -194,6 +194,48 @@ export interface StartArgs {
   logFile: string;
 }
 
+/**
+ * `tenant-restore <argv>` as a child process, timed from spawn to exit: its stderr (and then its stdout) go to
+ * `logFile`; SIGTERM after `timeoutMs`. stderr comes back as its last 4,000 characters.
+ */
+export async function runCliTimed(
+  argv: string[],
+  options: { env: NodeJS.ProcessEnv; logFile: string; timeoutMs: number },
+): Promise<{
+  exitCode: number | null;
+  ms: number;
+  startedAt: number;
+  finishedAt: number;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+}> {
+  const log = createWriteStream(options.logFile, { flags: 'a' });
+  log.write(`$ tenant-restore ${argv.join(' ')}\n`);
+  const startedAt = Date.now();
+  const t0 = performance.now();
+  const child = spawn(bin, argv, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => {
+    log.write(c);
+    stderr = (stderr + c.toString()).slice(-4000);
+  });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGTERM');
+  }, options.timeoutMs);
+  const exitCode = await new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  clearTimeout(timer);
+  const ms = performance.now() - t0;
+  const finishedAt = Date.now();
+  log.write(stdout);
+  await new Promise<void>((r) => log.end(() => r()));
+  return { exitCode, ms, startedAt, finishedAt, timedOut, stdout, stderr };
+}
+
 export async function runStart(args: StartArgs): Promise<StartRun> {
   const argv = [
     'start',
@@ -218,32 +260,11 @@ export async function runStart(args: StartArgs): Promise<StartRun> {
     '--wait',
     '--json',
   ];
-  const log = createWriteStream(args.logFile, { flags: 'a' });
-  log.write(`$ tenant-restore ${argv.join(' ')}\n`);
-  const startedAt = Date.now();
-  const t0 = performance.now();
-  const child = spawn(bin, argv, {
+  const { exitCode, ms, startedAt, finishedAt, timedOut, stdout, stderr } = await runCliTimed(argv, {
     env: { ...process.env, TENANT_RESTORE_TASK_QUEUE: args.taskQueue },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    logFile: args.logFile,
+    timeoutMs: args.timeoutMs,
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => {
-    log.write(c);
-    stderr = (stderr + c.toString()).slice(-4000);
-  });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill('SIGTERM');
-  }, args.timeoutMs);
-  const exitCode = await new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-  clearTimeout(timer);
-  const ms = performance.now() - t0;
-  const finishedAt = Date.now();
-  log.write(stdout);
-  await new Promise<void>((r) => log.end(() => r()));
   let output: StartOutput | undefined;
   try {
     output = JSON.parse(stdout) as StartOutput;
