@@ -568,6 +568,27 @@ describe('discover: the blast radius of a random incident', () => {
     expect(summary.counts.new).toBe(2);
     expect(summary.counts.changed).toBeGreaterThanOrEqual(books.of('changed').length);
     expect(summary.mostAffected).toEqual([]);
+
+    // A discover that found nobody to restore: start --from-discover refuses it, nothing started.
+    const none = await runCli([
+      'start',
+      '--from-discover',
+      summary.discoverId,
+      '--allow-partial',
+      '--scratch',
+      source.url,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      artifacts,
+    ]);
+    expect(none.code, none.stderr).toBe(2);
+    expect(none.stderr).toContain(`discover ${summary.discoverId} found no tenant to restore`);
+    expect(none.stderr).toContain('Nothing was started.');
   });
 });
 
