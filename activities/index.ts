@@ -10,6 +10,7 @@ import { createDrillActivities } from './drill';
 import { createReenableActivities } from './reenable';
 import { createReportActivities } from './report';
 import { createDiscoverActivities } from './discover';
+import { createPointInTimeActivities, type ScratchHost } from './point-in-time';
 import { createRestoreActivities, planLoader, toActivityFailure } from './restore-activities';
 import { createScratchActivities } from './scratch';
 import { createTenantListActivities } from './tenant-list';
@@ -18,6 +19,8 @@ export interface ActivityDeps {
   pools: Pools;
   s3: S3Client;
   logger?: Logger;
+  /** This worker's host and its own task queue: where a point-in-time scratch it prepares is read. */
+  scratchHost?: ScratchHost;
 }
 
 /**
@@ -43,6 +46,7 @@ export function createActivities(deps: ActivityDeps) {
   return atActivityBoundary({
     ...createConnectivityActivities(deps),
     ...createScratchActivities(deps),
+    ...createPointInTimeActivities({ pools: deps.pools, host: deps.scratchHost }),
     ...createTenantListActivities(deps),
     ...createRestoreActivities(deps),
     ...createReenableActivities(deps),

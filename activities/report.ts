@@ -8,7 +8,15 @@ import { heartbeat } from '@temporalio/activity';
 import { tenantEnded } from './metrics';
 import { formatS3Url, getJson, putJson, putText } from './s3';
 import type { TenantId } from './restore-types';
-import type { ArtifactsRef, ObjectRef, PlanRef, RestoreStatus, ScratchInfo, TenantResult } from './restore-types';
+import type {
+  ArtifactsRef,
+  ObjectRef,
+  PlanRef,
+  PointInTimeScratch,
+  RestoreStatus,
+  ScratchInfo,
+  TenantResult,
+} from './restore-types';
 import { normalizeTenantId } from './restore-types';
 
 export interface ReportTenant {
@@ -52,6 +60,8 @@ export interface RestoreReport {
     verifiedBy?: string;
     reused?: boolean;
     scratchMs?: number;
+    /** A point-in-time scratch: the target, where recovery stopped, the last transaction replayed, the host. */
+    pointInTime?: PointInTimeScratch;
   };
   plan?: { digest: string; location: string; tables: number };
   totals: {
@@ -142,9 +152,11 @@ export function renderMarkdown(report: RestoreReport): string {
     '',
     `- started ${report.startedAt}, finished ${report.finishedAt} (${(report.durationMs / 1000).toFixed(1)} s)`,
     `- live \`${report.live}\`, tenant root \`${report.tenantRoot}\`, conflict policy \`${report.conflict}\``,
-    report.source.backup
-      ? `- backup \`${report.source.backup}\` (${report.source.bytes ?? '?'} bytes, sha256 \`${report.source.sha256 ?? '?'}\`, verified by ${report.source.verifiedBy ?? '?'}${report.source.reused ? ', scratch reused' : ''})`
-      : `- scratch \`${report.source.scratch}\``,
+    report.source.pointInTime
+      ? `- point in time: stanza \`${report.source.pointInTime.stanza}\` recovered to ${report.source.pointInTime.target.type === 'time' ? report.source.pointInTime.target.time : `LSN ${report.source.pointInTime.target.lsn}`} on host ${report.source.pointInTime.host} in ${((report.source.scratchMs ?? 0) / 1000).toFixed(1)} s: stopped ${report.source.pointInTime.stopped ?? '?'}; last transaction replayed at ${report.source.pointInTime.lastTransaction ?? '?'}${report.source.pointInTime.gapMs !== undefined ? ` (${(report.source.pointInTime.gapMs / 1000).toFixed(3)} s before the target)` : ''}`
+      : report.source.backup
+        ? `- backup \`${report.source.backup}\` (${report.source.bytes ?? '?'} bytes, sha256 \`${report.source.sha256 ?? '?'}\`, verified by ${report.source.verifiedBy ?? '?'}${report.source.reused ? ', scratch reused' : ''})`
+        : `- scratch \`${report.source.scratch}\``,
     report.plan
       ? `- plan digest \`${report.plan.digest}\` (${report.plan.tables} tables, ${report.plan.location})`
       : '- no plan',
@@ -355,6 +367,7 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
           verifiedBy: input.scratch?.verifiedBy,
           reused: input.scratch?.reused,
           scratchMs: input.scratch?.durationMs,
+          ...(input.scratch?.pointInTime ? { pointInTime: input.scratch.pointInTime } : {}),
         },
         plan: input.plan
           ? { digest: input.plan.digest, location: formatS3Url(input.plan), tables: input.plan.tables }

@@ -221,6 +221,28 @@ export interface ScratchInfo {
   /** How the archive was checked: against `<key>.manifest.json`, the object's metadata, or only its size. */
   verifiedBy?: 'manifest' | 'metadata' | 'size-only';
   durationMs: number;
+  /** Scratch recovered to a moment from a WAL archive (activities/point-in-time.ts): where, to when, and how well. */
+  pointInTime?: PointInTimeScratch;
+}
+
+/** `--at`: a moment (ISO 8601) or a WAL position. */
+export type RecoveryTarget = { type: 'time'; time: string } | { type: 'lsn'; lsn: string };
+
+export interface PointInTimeScratch {
+  stanza: string;
+  target: RecoveryTarget;
+  database: string;
+  /** Where recovery stopped, from the server's log: `before commit of transaction 1234, time …`. */
+  stopped?: string;
+  /** The last transaction replayed: the recovery point achieved. */
+  lastTransaction?: string;
+  /** The target minus the last transaction replayed (a time target). */
+  gapMs?: number;
+  walSegmentsRestored: number;
+  /** The host whose task queue every activity reading this scratch goes to. */
+  host: string;
+  taskQueue: string;
+  dataDir: string;
 }
 
 export type TenantStatus = 'restored' | 'failed' | 'cancelled';

@@ -249,7 +249,7 @@ export interface PrepareScratchInput {
   allowUnverifiedBackup?: boolean;
 }
 
-function run(
+export function runTool(
   command: string,
   args: string[],
   env: NodeJS.ProcessEnv,
@@ -372,7 +372,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
   let pgRestoreVersion: string | undefined;
   async function localPgRestoreVersion(signal: AbortSignal): Promise<string> {
-    pgRestoreVersion ??= (await run('pg_restore', ['--version'], process.env, signal, true)).trim();
+    pgRestoreVersion ??= (await runTool('pg_restore', ['--version'], process.env, signal, true)).trim();
     return pgRestoreVersion;
   }
 
@@ -657,14 +657,14 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
   async function restoreArchive(file: string, dir: string, ref: DatabaseRef, signal: AbortSignal): Promise<void> {
     const { url, env } = libpqTarget(ref);
     // Only ever pg_restore, and only of a file whose header prepareScratch has read as a custom-format archive.
-    const toc = await run('pg_restore', ['-l', file], env, signal, true);
+    const toc = await runTool('pg_restore', ['-l', file], env, signal, true);
     const lines = toc.split('\n');
     const isFk = (line: string) => / FK CONSTRAINT /.test(line) && !line.startsWith(';');
     const mainList = join(dir, 'main.list');
     const fkList = join(dir, 'fk.list');
     await writeFile(mainList, lines.map((l) => (isFk(l) ? `;${l}` : l)).join('\n'));
     const jobs = Math.max(1, Math.min(availableParallelism(), 4));
-    await run(
+    await runTool(
       'pg_restore',
       ['--no-owner', '--no-privileges', '--exit-on-error', '-j', String(jobs), '-L', mainList, '-d', url, file],
       env,
@@ -673,7 +673,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     const fkLines = lines.filter(isFk);
     if (fkLines.length === 0) return;
     await writeFile(fkList, fkLines.join('\n'));
-    const script = await run(
+    const script = await runTool(
       'pg_restore',
       ['--no-owner', '--no-privileges', '-L', fkList, '-f', '-', file],
       env,

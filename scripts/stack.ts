@@ -3,14 +3,31 @@
  * background with its state under `.stack/`. `up` is idempotent; `down` stops exactly the processes whose pid files
  * it wrote, never anything found by name.
  *
+ * PostgreSQL archives its WAL with pgBackRest (stanza `tenant-restore`) into a second MinIO, `minio-wal`, that serves
+ * TLS with a self-signed certificate made at the first `up`: pgBackRest's S3 client speaks only https, and the main
+ * MinIO stays on http so that no S3 client of the product has to trust that certificate.
+ *
  *   npm run stack -- up | down | status [--json]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { Agent } from 'node:https';
 import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
 import { CreateBucketCommand, HeadBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
+// Not a direct dependency: it comes with @aws-sdk/client-s3, whose default request handler it is.
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 // See activities/s3.ts: the SDK's Node-version warning is noise here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -31,7 +48,20 @@ export const ports = {
   temporalUi: Number(process.env.STACK_TEMPORAL_UI_PORT ?? 8233),
   minio: Number(process.env.STACK_MINIO_PORT ?? 9010),
   minioConsole: Number(process.env.STACK_MINIO_CONSOLE_PORT ?? 9011),
+  /** The second MinIO, TLS only, that holds pgBackRest's WAL archive and backups. */
+  minioWal: Number(process.env.STACK_MINIO_WAL_PORT ?? 9012),
+  minioWalConsole: Number(process.env.STACK_MINIO_WAL_CONSOLE_PORT ?? 9013),
 };
+
+/** pgBackRest: its stanza, its bucket in minio-wal, its config (it holds the S3 secret), the TLS certificate. */
+export const pgbackrestStanza = 'tenant-restore';
+const walBucket = 'tenant-restore-wal';
+const tlsDir = join(stackDir, 'tls');
+const tlsCert = join(tlsDir, 'public.crt');
+const tlsKey = join(tlsDir, 'private.key');
+const pgbackrestDir = join(stackDir, 'pgbackrest');
+export const pgbackrestConfig = join(pgbackrestDir, 'pgbackrest.conf');
+const pgbackrestInstall = 'apt-get update && apt-get install -y pgbackrest';
 
 /** Custom search attributes the workflows set, registered when the dev server starts (DESIGN.md, Temporal shape). */
 export const searchAttributes: Record<string, 'Keyword' | 'Int'> = {
@@ -56,6 +86,11 @@ export interface StackEnv {
   STACK_S3_BUCKET: string;
   /** Passwords live here (libpq format), never in URLs: node-postgres, pg_dump and pg_restore all read it. */
   PGPASSFILE: string;
+  /** pgBackRest's config file; pgbackrest itself reads this variable (or use `pgbackrest()` below). */
+  PGBACKREST_CONFIG: string;
+  STACK_PGBACKREST_STANZA: string;
+  /** The self-signed certificate minio-wal serves (https://127.0.0.1:9012), to trust when talking to it. */
+  STACK_PGBACKREST_CA: string;
 }
 
 type Say = (message: string) => void;
@@ -206,6 +241,34 @@ function runPg(bin: string, args: string[], runAs: string | undefined): { status
   return { status: result.status, output: `${result.stdout ?? ''}${result.stderr ?? ''}` };
 }
 
+/** pgBackRest from the machine's package (Debian's `pgbackrest`; `npm test` and `npm run demo` install it as root). */
+function findPgbackrest(): string {
+  const found = which('pgbackrest');
+  if (!found)
+    throw new Error(
+      "pgBackRest is not installed: the stack archives PostgreSQL's WAL with it.\n" +
+        `Install it with: ${process.getuid?.() === 0 ? '' : 'sudo '}sh -c '${pgbackrestInstall}'`,
+    );
+  return found;
+}
+
+/**
+ * Runs pgbackrest with the stack's config (as the 'postgres' user when root, like PostgreSQL: its log and lock files
+ * belong to that user). `output` is stdout then stderr; `stdout` alone is what `--output=json` prints.
+ * Example: `pgbackrest(['--stanza=tenant-restore', 'backup', '--type=full'])`.
+ */
+export function pgbackrest(args: string[]): { status: number | null; output: string; stdout: string } {
+  const bin = findPgbackrest();
+  const runAs = postgresRunAs();
+  const fullArgs = [`--config=${pgbackrestConfig}`, ...args];
+  const result = spawnSync(runAs ? 'runuser' : bin, runAs ? ['-u', runAs, '--', bin, ...fullArgs] : fullArgs, {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  const stdout = result.stdout ?? '';
+  return { status: result.status, output: `${stdout}${result.stderr ?? ''}`, stdout };
+}
+
 function secret(name: string): string {
   const file = join(stackDir, `${name}.secret`);
   if (!existsSync(file)) writeFileSync(file, randomBytes(18).toString('base64url'), { mode: 0o600 });
@@ -240,21 +303,98 @@ export function stackEnv(): StackEnv {
     AWS_REGION: 'us-east-1',
     STACK_S3_BUCKET: 'tenant-restore',
     PGPASSFILE: join(stackDir, 'pgpass'),
+    PGBACKREST_CONFIG: pgbackrestConfig,
+    STACK_PGBACKREST_STANZA: pgbackrestStanza,
+    STACK_PGBACKREST_CA: tlsCert,
   };
+}
+
+/** The archive_command of the stack's PostgreSQL: pgBackRest pushes each finished WAL segment to minio-wal. */
+function archiveCommand(): string {
+  const quote = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+  return `${quote(findPgbackrest())} ${quote(`--config=${pgbackrestConfig}`)} --stanza=${pgbackrestStanza} archive-push %p`;
+}
+
+/**
+ * WAL archiving is set in the cluster's own configuration, not on pg_ctl's command line: `archive.conf` in the data
+ * directory (rewritten only when it changes), included once from postgresql.conf. A cluster made before archiving
+ * was part of the stack gets the include at its next `up`.
+ */
+function writeArchiveSettings(dataDir: string, runAs: string | undefined): void {
+  const settings = join(dataDir, 'archive.conf');
+  const content =
+    "# Written by scripts/stack.ts at each 'up': WAL archiving with pgBackRest into the stack's minio-wal.\n" +
+    'wal_level = replica\n' +
+    'archive_mode = on\n' +
+    `archive_command = '${archiveCommand().replace(/'/g, "''")}'\n` +
+    'archive_timeout = 60\n';
+  let changed = false;
+  if (!existsSync(settings) || readFileSync(settings, 'utf8') !== content) {
+    writeFileSync(settings, content, { mode: 0o600 });
+    changed = true;
+  }
+  const main = join(dataDir, 'postgresql.conf');
+  const include = "include_if_exists = 'archive.conf'";
+  if (!readFileSync(main, 'utf8').includes(include)) {
+    writeFileSync(
+      main,
+      `${readFileSync(main, 'utf8')}\n# Added by scripts/stack.ts: WAL archiving with pgBackRest.\n${include}\n`,
+    );
+    changed = true;
+  }
+  if (runAs && changed) spawnSync('chown', [runAs, settings, main]);
+}
+
+/** One setting of the running stack PostgreSQL, read over its Unix socket (local connections are trusted). */
+function showSetting(bin: string, name: string, runAs: string | undefined): string {
+  const socketDir = join(stackDir, 'pg');
+  const result = runPg(
+    join(bin, 'psql'),
+    [
+      '-X',
+      '-At',
+      '-h',
+      socketDir,
+      '-p',
+      String(ports.postgres),
+      '-U',
+      'postgres',
+      '-d',
+      'postgres',
+      '-c',
+      `SHOW ${name}`,
+    ],
+    runAs,
+  );
+  if (result.status !== 0) throw new Error(`could not read ${name} from the running postgres:\n${result.output}`);
+  return result.output.trim();
 }
 
 async function upPostgres(say: Say): Promise<void> {
   const dataDir = join(stackDir, 'pg', 'data');
   const socketDir = join(stackDir, 'pg');
-  if (await portOpen(ports.postgres)) {
-    if (alive(readPid('postgres')) || existsSync(join(dataDir, 'postmaster.pid')))
-      return say(`postgres already up on :${ports.postgres}`);
-    throw new Error(
-      `Port ${ports.postgres} is taken by a process that is not this stack's PostgreSQL. Stop it or set STACK_PG_PORT.`,
-    );
-  }
   const bin = findPostgresBin();
   const runAs = postgresRunAs();
+  if (await portOpen(ports.postgres)) {
+    if (!(alive(readPid('postgres')) || existsSync(join(dataDir, 'postmaster.pid'))))
+      throw new Error(
+        `Port ${ports.postgres} is taken by a process that is not this stack's PostgreSQL. Stop it or set STACK_PG_PORT.`,
+      );
+    // A cluster started before WAL archiving was part of the stack (or with another archive_command) gets it now.
+    writeArchiveSettings(dataDir, runAs);
+    const archiveMode = showSetting(bin, 'archive_mode', runAs);
+    if (archiveMode === 'on') {
+      if (showSetting(bin, 'archive_command', runAs) !== archiveCommand()) {
+        say('postgres: archive_command changed, reloading its configuration');
+        const reloaded = runPg(join(bin, 'pg_ctl'), ['-D', dataDir, 'reload'], runAs);
+        if (reloaded.status !== 0) throw new Error(`pg_ctl reload failed:\n${reloaded.output}`);
+      }
+      return say(`postgres already up on :${ports.postgres}`);
+    }
+    say(`postgres is up without WAL archiving (archive_mode ${archiveMode}): restarting it to turn it on`);
+    const stopped = runPg(join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', 'stop'], runAs);
+    if (stopped.status !== 0) throw new Error(`pg_ctl stop failed:\n${stopped.output}`);
+  }
   mkdirSync(socketDir, { recursive: true });
   if (runAs) spawnSync('chown', ['-R', runAs, socketDir]);
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
@@ -282,6 +422,7 @@ async function upPostgres(say: Say): Promise<void> {
     rmSync(pwFile);
     if (init.status !== 0) throw new Error(`initdb failed:\n${init.output}`);
   }
+  writeArchiveSettings(dataDir, runAs);
   // Dev-stack settings: durability traded for test speed (a clean restart keeps everything; an OS crash may not).
   const options = [
     `-c port=${ports.postgres}`,
@@ -341,77 +482,266 @@ async function upTemporal(say: Say): Promise<void> {
   await waitFor('temporal', () => portOpen(ports.temporal), 90_000, join(stackDir, 'temporal.log'));
 }
 
-async function upMinio(say: Say, env: StackEnv): Promise<void> {
-  if (!(await portOpen(ports.minio))) {
-    if (alive(readPid('minio'))) throw new Error('minio is running but not listening; see .stack/minio.log');
-    const binary = await ensureGoBinary('minio', [MINIO_MODULE], say);
-    mkdirSync(join(stackDir, 'minio', 'data'), { recursive: true });
-    say(`starting minio on :${ports.minio}`);
-    startDetached(
-      'minio',
-      binary,
-      [
-        'server',
-        join(stackDir, 'minio', 'data'),
-        '--address',
-        `127.0.0.1:${ports.minio}`,
-        '--console-address',
-        `127.0.0.1:${ports.minioConsole}`,
-        '--quiet',
-      ],
-      {
-        ...process.env,
-        MINIO_ROOT_USER: env.AWS_ACCESS_KEY_ID,
-        MINIO_ROOT_PASSWORD: env.AWS_SECRET_ACCESS_KEY,
-        MINIO_BROWSER: 'off',
-        MINIO_UPDATE: 'off',
-        MINIO_CI_CD: '1',
-      },
-    );
-  } else if (alive(readPid('minio'))) {
-    say(`minio already up on :${ports.minio}`);
-  } else {
+/**
+ * Starts one MinIO server (the main one, or minio-wal) unless this stack's is already listening on its port. Both use
+ * the same binary and the same credentials; each has its own data directory, pid file and log.
+ */
+async function startMinio(
+  name: 'minio' | 'minio-wal',
+  port: number,
+  consolePort: number,
+  portVariable: string,
+  extraArgs: string[],
+  env: StackEnv,
+  say: Say,
+): Promise<void> {
+  if (await portOpen(port)) {
+    if (alive(readPid(name))) return say(`${name} already up on :${port}`);
     throw new Error(
-      `Port ${ports.minio} is taken by a process that is not this stack's MinIO. Stop it or set STACK_MINIO_PORT.`,
+      `Port ${port} is taken by a process that is not this stack's ${name}. Stop it or set ${portVariable}.`,
     );
   }
+  if (alive(readPid(name))) throw new Error(`${name} is running but not listening; see .stack/${name}.log`);
+  const binary = await ensureGoBinary('minio', [MINIO_MODULE], say);
+  const dataDir = join(stackDir, name, 'data');
+  mkdirSync(dataDir, { recursive: true });
+  say(`starting ${name} on :${port}${extraArgs.length ? ' (TLS)' : ''}`);
+  startDetached(
+    name,
+    binary,
+    [
+      'server',
+      dataDir,
+      '--address',
+      `127.0.0.1:${port}`,
+      '--console-address',
+      `127.0.0.1:${consolePort}`,
+      '--quiet',
+      ...extraArgs,
+    ],
+    {
+      ...process.env,
+      MINIO_ROOT_USER: env.AWS_ACCESS_KEY_ID,
+      MINIO_ROOT_PASSWORD: env.AWS_SECRET_ACCESS_KEY,
+      MINIO_BROWSER: 'off',
+      MINIO_UPDATE: 'off',
+      MINIO_CI_CD: '1',
+    },
+  );
+}
+
+/** Waits until `bucket` answers on `s3`, creating it with `create` when MinIO says it does not exist. */
+async function ensureBucket(
+  name: string,
+  s3: S3Client,
+  bucket: string,
+  create: () => Promise<void>,
+  say: Say,
+): Promise<void> {
+  try {
+    await waitFor(
+      name,
+      async () => {
+        try {
+          await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+          return true;
+        } catch (error) {
+          const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+          if (status !== 404) return false;
+          await create();
+          say(`created bucket ${bucket} in ${name}`);
+          return true;
+        }
+      },
+      60_000,
+      join(stackDir, `${name}.log`),
+    );
+  } finally {
+    s3.destroy();
+  }
+}
+
+async function upMinio(say: Say, env: StackEnv): Promise<void> {
+  await startMinio('minio', ports.minio, ports.minioConsole, 'STACK_MINIO_PORT', [], env, say);
   const s3 = new S3Client({
     endpoint: env.AWS_ENDPOINT_URL_S3,
     region: env.AWS_REGION,
     forcePathStyle: true,
     credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
   });
-  await waitFor(
+  await ensureBucket(
     'minio',
+    s3,
+    env.STACK_S3_BUCKET,
     async () => {
+      // Object lock makes backups immutable; it implies versioning. Fall back to plain versioning if refused.
       try {
-        await s3.send(new HeadBucketCommand({ Bucket: env.STACK_S3_BUCKET }));
-        return true;
-      } catch (error) {
-        const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-        if (status === 404) {
-          // Object lock makes backups immutable; it implies versioning. Fall back to plain versioning if refused.
-          try {
-            await s3.send(new CreateBucketCommand({ Bucket: env.STACK_S3_BUCKET, ObjectLockEnabledForBucket: true }));
-          } catch {
-            await s3.send(new CreateBucketCommand({ Bucket: env.STACK_S3_BUCKET }));
-            await s3.send(
-              new PutBucketVersioningCommand({
-                Bucket: env.STACK_S3_BUCKET,
-                VersioningConfiguration: { Status: 'Enabled' },
-              }),
-            );
-          }
-          say(`created bucket ${env.STACK_S3_BUCKET}`);
-          return true;
-        }
-        return false;
+        await s3.send(new CreateBucketCommand({ Bucket: env.STACK_S3_BUCKET, ObjectLockEnabledForBucket: true }));
+      } catch {
+        await s3.send(new CreateBucketCommand({ Bucket: env.STACK_S3_BUCKET }));
+        await s3.send(
+          new PutBucketVersioningCommand({
+            Bucket: env.STACK_S3_BUCKET,
+            VersioningConfiguration: { Status: 'Enabled' },
+          }),
+        );
       }
     },
-    60_000,
-    join(stackDir, 'minio.log'),
+    say,
   );
-  s3.destroy();
+}
+
+/**
+ * The TLS certificate of minio-wal: self-signed, for localhost and 127.0.0.1, made once with openssl. MinIO (root, or
+ * this user) reads private.key; pgBackRest, run as 'postgres', trusts public.crt (repo1-storage-ca-file).
+ */
+function ensureTls(say: Say): void {
+  mkdirSync(tlsDir, { recursive: true });
+  chmodSync(tlsDir, 0o755);
+  if (!existsSync(tlsCert) || !existsSync(tlsKey)) {
+    if (!which('openssl'))
+      throw new Error("openssl is not on PATH (minio-wal's certificate is made with it): apt-get install openssl");
+    say('making a self-signed TLS certificate for minio-wal in .stack/tls');
+    const made = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '3650',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        // pgBackRest 2.45 checks only DNS names, against repo1-storage-host (127.0.0.1); Node checks the IP entry.
+        'subjectAltName=DNS:localhost,DNS:127.0.0.1,IP:127.0.0.1',
+        '-keyout',
+        tlsKey,
+        '-out',
+        tlsCert,
+      ],
+      { encoding: 'utf8' },
+    );
+    if (made.status !== 0) throw new Error(`openssl could not make the certificate:\n${made.stderr}`);
+  }
+  chmodSync(tlsKey, 0o600);
+  chmodSync(tlsCert, 0o644);
+}
+
+async function upMinioWal(say: Say, env: StackEnv): Promise<void> {
+  ensureTls(say);
+  await startMinio(
+    'minio-wal',
+    ports.minioWal,
+    ports.minioWalConsole,
+    'STACK_MINIO_WAL_PORT',
+    ['--certs-dir', tlsDir],
+    env,
+    say,
+  );
+  const s3 = new S3Client({
+    endpoint: `https://127.0.0.1:${ports.minioWal}`,
+    region: env.AWS_REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
+    requestHandler: new NodeHttpHandler({ httpsAgent: new Agent({ ca: readFileSync(tlsCert) }) }),
+  });
+  // No object lock here: pgBackRest expires old backups and their WAL itself (repo1-retention-full).
+  await ensureBucket(
+    'minio-wal',
+    s3,
+    walBucket,
+    async () => void (await s3.send(new CreateBucketCommand({ Bucket: walBucket }))),
+    say,
+  );
+}
+
+/**
+ * pgBackRest's config: the repository is the bucket in minio-wal (path-style S3 over TLS, trusting .stack/tls), the
+ * stanza is the stack's cluster. It holds the S3 secret, so it is 0600, owned by 'postgres' when root (who runs
+ * archive-push). Rewritten only when it changes; log, lock and spool directories live next to it.
+ */
+function writePgbackrestConfig(env: StackEnv): void {
+  const runAs = postgresRunAs();
+  for (const dir of ['log', 'lock', 'spool']) mkdirSync(join(pgbackrestDir, dir), { recursive: true });
+  chmodSync(pgbackrestDir, 0o750);
+  const content = [
+    "# Written by scripts/stack.ts at each 'up'. pgBackRest archives the stack PostgreSQL's WAL into minio-wal.",
+    '[global]',
+    'repo1-type=s3',
+    'repo1-s3-endpoint=localhost',
+    'repo1-storage-host=127.0.0.1',
+    `repo1-storage-port=${ports.minioWal}`,
+    `repo1-s3-bucket=${walBucket}`,
+    `repo1-s3-region=${env.AWS_REGION}`,
+    `repo1-s3-key=${env.AWS_ACCESS_KEY_ID}`,
+    `repo1-s3-key-secret=${env.AWS_SECRET_ACCESS_KEY}`,
+    'repo1-s3-uri-style=path',
+    `repo1-storage-ca-file=${tlsCert}`,
+    'repo1-path=/pgbackrest',
+    'repo1-retention-full=2',
+    'compress-type=lz4',
+    'start-fast=y',
+    'archive-timeout=120',
+    // A local MinIO answers at once: with the default 60 s, retries nest into 8 minutes before an archive-push to a
+    // stopped minio-wal fails (and PostgreSQL's shutdown waits for its archiver); 10 s makes that 80 s.
+    'io-timeout=10',
+    'log-level-console=warn',
+    'log-level-file=info',
+    `log-path=${join(pgbackrestDir, 'log')}`,
+    `lock-path=${join(pgbackrestDir, 'lock')}`,
+    `spool-path=${join(pgbackrestDir, 'spool')}`,
+    '',
+    `[${pgbackrestStanza}]`,
+    `pg1-path=${join(stackDir, 'pg', 'data')}`,
+    `pg1-port=${ports.postgres}`,
+    `pg1-socket-path=${join(stackDir, 'pg')}`,
+    'pg1-user=postgres',
+    '',
+  ].join('\n');
+  if (!existsSync(pgbackrestConfig) || readFileSync(pgbackrestConfig, 'utf8') !== content)
+    writeFileSync(pgbackrestConfig, content, { mode: 0o600 });
+  chmodSync(pgbackrestConfig, 0o600);
+  if (runAs) spawnSync('chown', ['-R', runAs, pgbackrestDir]);
+}
+
+/**
+ * Once PostgreSQL and minio-wal answer: the stanza (stanza-create is idempotent), `check` (a WAL switch archived
+ * end to end), and a first full backup when the repository has none.
+ */
+function upPgbackrest(say: Say): void {
+  const step = (what: string, args: string[]): string => {
+    const result = pgbackrest([`--stanza=${pgbackrestStanza}`, ...args]);
+    if (result.status !== 0)
+      throw new Error(
+        `pgbackrest ${args.join(' ')} failed (exit ${result.status}) ${what}:\n${result.output.trim()}\n` +
+          `Logs in .stack/pgbackrest/log; config ${pgbackrestConfig}`,
+      );
+    return result.stdout;
+  };
+  say(`pgbackrest: stanza-create (stanza ${pgbackrestStanza}, repository s3://${walBucket}/pgbackrest in minio-wal)`);
+  step('creating the stanza', ['stanza-create']);
+  say('pgbackrest: check (a WAL switch archived through archive_command)');
+  step('checking archiving', ['check']);
+  const info = JSON.parse(step('reading the repository', ['info', '--output=json'])) as PgbackrestInfo[];
+  const backups = info.find((s) => s.name === pgbackrestStanza)?.backup ?? [];
+  if (backups.length > 0) {
+    const last = backups[backups.length - 1];
+    say(`pgbackrest: ${backups.length} backup(s), newest ${last.label} (${last.type})`);
+    return;
+  }
+  say('pgbackrest: no backup yet, taking a full backup');
+  step('taking the first full backup', ['backup', '--type=full']);
+}
+
+/** The parts of `pgbackrest info --output=json` the stack and its test read. */
+export interface PgbackrestInfo {
+  name: string;
+  status: { code: number; message: string };
+  backup: Array<{ label: string; type: string; timestamp: { start: number; stop: number } }>;
+  archive: Array<{ id: string; min: string | null; max: string | null }>;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -439,6 +769,7 @@ export function addPgpassEntry(file: string, line: string): void {
 
 /** Brings the whole stack up (idempotent) and returns its environment. */
 export async function stackUp(say: Say = defaultSay): Promise<StackEnv> {
+  findPgbackrest(); // before anything starts: without it, PostgreSQL's archive_command cannot work
   mkdirSync(stackDir, { recursive: true });
   const env = stackEnv();
   // Build/fetch the two Go binaries first, in parallel, because that is the slow part of a first run.
@@ -446,14 +777,33 @@ export async function stackUp(say: Say = defaultSay): Promise<StackEnv> {
     ensureGoBinary('temporal', [TEMPORAL_MODULE, 'github.com/temporalio/cli/cmd/temporal@v1.4.1'], say),
     ensureGoBinary('minio', [MINIO_MODULE], say),
   ]);
-  await Promise.all([upPostgres(say), upTemporal(say), upMinio(say, env)]);
+  writePgbackrestConfig(env);
+  await Promise.all([upPostgres(say), upTemporal(say), upMinio(say, env), upMinioWal(say, env)]);
+  upPgbackrest(say);
   addPgpassEntry(env.PGPASSFILE, `127.0.0.1:${ports.postgres}:*:postgres:${secret('postgres')}`);
   writeEnvFile(env);
   return env;
 }
 
 export async function stackDown(say: Say = defaultSay): Promise<void> {
-  for (const name of ['temporal', 'minio']) {
+  // PostgreSQL first: its archiver may still push WAL to minio-wal while it shuts down.
+  const dataDir = join(stackDir, 'pg', 'data');
+  if (alive(readPid('postgres')) && existsSync(join(dataDir, 'postmaster.pid'))) {
+    say('stopping postgres');
+    const pgCtl = join(findPostgresBin(), 'pg_ctl');
+    let result = runPg(pgCtl, ['-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'], postgresRunAs());
+    if (result.status !== 0 && existsSync(join(dataDir, 'postmaster.pid'))) {
+      // A fast shutdown waits for the archiver, which retries a WAL push while minio-wal does not answer.
+      say(
+        'postgres did not stop within 60 s (its archiver may be retrying a WAL push to minio-wal; see ' +
+          '.stack/pg/postgres.log): stopping it with -m immediate (it recovers at its next start)',
+      );
+      result = runPg(pgCtl, ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], postgresRunAs());
+    }
+    if (result.status !== 0) say(`pg_ctl stop: ${result.output.trim()}`);
+  }
+  rmSync(pidFile('postgres'), { force: true });
+  for (const name of ['temporal', 'minio', 'minio-wal']) {
     const pid = readPid(name);
     if (alive(pid)) {
       say(`stopping ${name} (pid ${pid})`);
@@ -463,17 +813,6 @@ export async function stackDown(say: Say = defaultSay): Promise<void> {
     }
     rmSync(pidFile(name), { force: true });
   }
-  const dataDir = join(stackDir, 'pg', 'data');
-  if (alive(readPid('postgres')) && existsSync(join(dataDir, 'postmaster.pid'))) {
-    say('stopping postgres');
-    const result = runPg(
-      join(findPostgresBin(), 'pg_ctl'),
-      ['-D', dataDir, '-m', 'fast', '-w', 'stop'],
-      postgresRunAs(),
-    );
-    if (result.status !== 0) say(`pg_ctl stop: ${result.output.trim()}`);
-  }
-  rmSync(pidFile('postgres'), { force: true });
 }
 
 /** Restarts only the stack's PostgreSQL (used by the chaos run). */
@@ -509,6 +848,7 @@ export async function stackStatus(): Promise<ServiceStatus[]> {
     ['postgres', ports.postgres],
     ['temporal', ports.temporal],
     ['minio', ports.minio],
+    ['minio-wal', ports.minioWal],
   ];
   return Promise.all(
     services.map(async ([name, port]) => {
@@ -565,7 +905,8 @@ async function main(argv: string[]): Promise<number> {
     default:
       console.error(
         'usage: npm run stack -- up|down|status [--json]\n' +
-          '  up      start Temporal, PostgreSQL and MinIO in the background (idempotent); writes .stack/env\n' +
+          '  up      start Temporal, PostgreSQL, MinIO and minio-wal (WAL archive, pgBackRest) in the background\n' +
+          '          (idempotent); writes .stack/env\n' +
           '  down    stop exactly the processes that up started\n' +
           '  status  show each service; exit 0 only if all are up',
       );

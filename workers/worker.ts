@@ -14,6 +14,7 @@ import { existsSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import pino from 'pino';
 import { createActivities } from '../activities';
+import { hostIdFrom, hostTaskQueue } from '../activities/point-in-time';
 import { Pools } from '../activities/db';
 import { createS3Client } from '../activities/s3';
 import { SettingError, temporalSettings, TemporalUnreachableError } from './temporal-connection';
@@ -126,12 +127,26 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
       'workflows bundled at start: dist has no workflow-bundle.js (npm run build makes it)',
     );
   else logger.info({ workflowsPath: workflows.workflowsPath }, 'workflows bundled at start from the source');
+  // Besides the shared queue, each worker polls its host's own: the activities that read a point-in-time scratch
+  // server (a private PostgreSQL on this host, activities/point-in-time.ts) are sent there. TENANT_RESTORE_HOST_ID
+  // names the host (default: its hostname); workers of one host share the queue and the server.
+  const scratchHost = { id: hostIdFrom(), taskQueue: hostTaskQueue(taskQueue, hostIdFrom()) };
+  const activities = createActivities({ pools, s3, logger, scratchHost });
+  const hostWorker = await Worker.create({
+    connection,
+    namespace: temporal.namespace,
+    taskQueue: scratchHost.taskQueue,
+    activities,
+    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 20,
+    maxHeartbeatThrottleInterval: '1 second',
+    shutdownGraceTime: '10 seconds',
+  });
   const worker = await Worker.create({
     connection,
     namespace: temporal.namespace,
     taskQueue,
     ...workflows,
-    activities: createActivities({ pools, s3, logger }),
+    activities,
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 20,
     // A chunked copy heartbeats its checkpoint after every chunk, but the SDK sends heartbeats to the server at most
     // every 80% of the heartbeat timeout (16 s for the copy) unless capped here. A retry after a crash resumes from
@@ -142,6 +157,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   logger.info(
     {
       taskQueue,
+      hostTaskQueue: scratchHost.taskQueue,
       address: temporal.connection.address,
       namespace: temporal.namespace,
       ...(metricsAddress ? { metrics: `http://${metricsAddress}/metrics` } : {}),
@@ -149,7 +165,8 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     'worker started',
   );
   try {
-    await worker.run();
+    // Either one stopping (a shutdown signal reaches both) ends the worker.
+    await Promise.all([worker.run(), hostWorker.run()]);
   } finally {
     await pools.closeAll();
     s3.destroy();

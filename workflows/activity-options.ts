@@ -3,7 +3,8 @@
  * (parentActivities), a restore unit's steps (workflows/restore-unit.ts), and the per-tenant activities of the
  * previous release's children (workflows/previous-release.ts).
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
+import { ActivityFailure, proxyActivities, TimeoutFailure, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { reenableActionTimeoutSeconds } from './definitions';
 
@@ -12,19 +13,23 @@ import { reenableActionTimeoutSeconds } from './definitions';
  * pg_restore: long, heartbeating). A restore retries them patiently; a drill should fail loudly and soon, so it gives
  * them fewer attempts.
  */
+function parentStepOptions(patience: 'restore' | 'drill'): ActivityOptions {
+  return {
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: '1 minute',
+    retry: {
+      initialInterval: '1 second',
+      backoffCoefficient: 2,
+      maximumInterval: '30 seconds',
+      maximumAttempts: patience === 'restore' ? 20 : 10,
+    },
+  };
+}
+
 export function parentActivities(patience: 'restore' | 'drill') {
   const restore = patience === 'restore';
   return {
-    steps: proxyActivities<Activities>({
-      startToCloseTimeout: '30 minutes',
-      heartbeatTimeout: '1 minute',
-      retry: {
-        initialInterval: '1 second',
-        backoffCoefficient: 2,
-        maximumInterval: '30 seconds',
-        maximumAttempts: restore ? 20 : 10,
-      },
-    }),
+    steps: proxyActivities<Activities>(parentStepOptions(patience)),
     scratchSteps: proxyActivities<Activities>({
       startToCloseTimeout: '6 hours',
       heartbeatTimeout: '1 minute',
@@ -39,18 +44,50 @@ export function parentActivities(patience: 'restore' | 'drill') {
 }
 
 /** Short database steps: retried on transient errors (connection loss, restarts); named engine errors are non-retryable. */
-export const steps = proxyActivities<Activities>({
+const stepOptions: ActivityOptions = {
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
-});
+};
+export const steps = proxyActivities<Activities>(stepOptions);
 
 /** The copy: long, heartbeating its checkpoint; a retry on another worker resumes from it. */
-export const copy = proxyActivities<Activities>({
+const copyOptions: ActivityOptions = {
   startToCloseTimeout: '6 hours',
   heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 50 },
-});
+};
+export const copy = proxyActivities<Activities>(copyOptions);
+
+/**
+ * How long an activity for a point-in-time scratch waits for a worker of its host. Longer than a worker's restart;
+ * past it the host is taken for gone, and its server with it (scratchHostLost).
+ */
+const scratchHostPatience = '2 minutes' as const;
+
+/**
+ * The activities that read scratch (a unit's preflight, copy and validate; the parent's plan and cleanup), sent to the
+ * scratch host's own task queue when scratch is a point-in-time server on one host (activities/point-in-time.ts),
+ * and to the shared queue otherwise (the same proxies as before, so that earlier histories replay).
+ */
+export function scratchReaders(taskQueue: string | undefined) {
+  if (!taskQueue) return { steps, copy, parentSteps: parentActivities('restore').steps };
+  const onHost = { taskQueue, scheduleToStartTimeout: scratchHostPatience };
+  return {
+    steps: proxyActivities<Activities>({ ...stepOptions, ...onHost }),
+    copy: proxyActivities<Activities>({ ...copyOptions, ...onHost }),
+    parentSteps: proxyActivities<Activities>({ ...parentStepOptions('restore'), ...onHost }),
+  };
+}
+
+/** An activity failed because no worker of the scratch host took it in time: that host, and its server, are gone. */
+export function scratchHostLost(error: unknown): boolean {
+  return (
+    error instanceof ActivityFailure &&
+    error.cause instanceof TimeoutFailure &&
+    error.cause.timeoutType === TimeoutType.SCHEDULE_TO_START
+  );
+}
 
 /** One tenant's action (the previous release's per-tenant children): back off longer, give up after a while. */
 export const actions = proxyActivities<Activities>({

@@ -12,7 +12,7 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { TenantId } from '../activities/restore-types';
-import { parentActivities } from './activity-options';
+import { parentActivities, scratchHostLost, scratchReaders } from './activity-options';
 import { Approvals } from './approvals';
 import {
   groupWorkflowId,
@@ -164,26 +164,65 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       tenantsObject: input.tenantsObject,
     });
     publish();
-    state.scratch =
-      input.source.kind === 'backup'
-        ? await scratchSteps.prepareScratch({
-            restoreId,
-            backup: input.source.backup,
-            server: input.source.scratchServer ?? input.live,
-            allowUnverifiedBackup: input.allowUnverifiedBackup,
-          })
-        : await steps.checkScratch({ scratch: input.source.scratch });
-    if (state.cancelRequested) return;
-    setPhase('planning');
-    state.plan = await steps.buildRestorePlan({
-      restoreId,
-      scratch: state.scratch.ref,
-      live: input.live,
-      tenantRoot: input.tenantRoot,
-      config: input.config,
-      artifacts: input.artifacts,
-    });
+    // A point-in-time scratch lives on the host that recovered it: if that host is gone before the plan is read from
+    // it, scratch is recovered again on another (twice at most).
+    for (let attempt = 1; ; attempt += 1) {
+      setPhase('preparing-scratch');
+      state.scratch = await prepareScratch();
+      if (state.cancelRequested) return;
+      setPhase('planning');
+      try {
+        state.plan = await scratchReaders(state.scratch.pointInTime?.taskQueue).parentSteps.buildRestorePlan({
+          restoreId,
+          scratch: state.scratch.ref,
+          live: input.live,
+          tenantRoot: input.tenantRoot,
+          config: input.config,
+          artifacts: input.artifacts,
+        });
+        break;
+      } catch (error) {
+        if (!(state.scratch.pointInTime && scratchHostLost(error) && attempt < 3)) throw error;
+        log.warn('the scratch host stopped answering: recovering scratch again on another host', {
+          restoreId,
+          host: state.scratch.pointInTime.host,
+        });
+      }
+    }
     approvals.normalize(state.plan.rootKeyType);
+  }
+
+  function prepareScratch() {
+    const { source } = input;
+    if (source.kind === 'backup')
+      return scratchSteps.prepareScratch({
+        restoreId,
+        backup: source.backup,
+        server: source.scratchServer ?? input.live,
+        allowUnverifiedBackup: input.allowUnverifiedBackup,
+      });
+    if (source.kind === 'point-in-time')
+      return scratchSteps.preparePointInTimeScratch({
+        restoreId,
+        stanza: source.stanza,
+        target: source.target,
+        database: source.database,
+        live: input.live,
+      });
+    return steps.checkScratch({ scratch: source.scratch });
+  }
+
+  /** This restore's scratch dropped: a database on a server, or a point-in-time server stopped on its host. */
+  async function dropScratch(scratch: NonNullable<BulkRestoreState['scratch']>): Promise<boolean> {
+    if (!scratch.pointInTime) return (await steps.dropScratch({ restoreId, scratch })).dropped;
+    try {
+      const readers = scratchReaders(scratch.pointInTime.taskQueue);
+      return (await readers.parentSteps.stopPointInTimeScratch({ restoreId, scratch })).dropped;
+    } catch (error) {
+      // Its host is gone (and the server with it), or cannot stop it: the report says it was not dropped.
+      log.warn('could not stop the point-in-time scratch', { restoreId, error: failureMessage(error).message });
+      return false;
+    }
   }
 
   /** The report in S3, then scratch dropped (when this restore made it and may). */
@@ -194,7 +233,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     let dropped = false;
     if (state.scratch?.owned && !input.keepScratch) {
       setPhase('cleanup');
-      dropped = (await steps.dropScratch({ restoreId, scratch: state.scratch })).dropped;
+      dropped = await dropScratch(state.scratch);
     }
     setPhase(status === 'succeeded' ? 'completed' : status);
     await condition(allHandlersFinished);
@@ -231,6 +270,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     const unitInput = {
       restoreId,
       scratch: state.scratch!.ref,
+      ...(state.scratch!.pointInTime ? { scratchTaskQueue: state.scratch!.pointInTime.taskQueue } : {}),
       live: input.live,
       plan: state.plan!,
       conflict: input.conflict,
@@ -299,7 +339,12 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       live: input.live,
       tenantRoot: input.tenantRoot,
       conflict: input.conflict,
-      backup: input.source.kind === 'backup' ? input.source.backup : undefined,
+      backup:
+        input.source.kind === 'backup'
+          ? input.source.backup
+          : input.source.kind === 'point-in-time'
+            ? (state.scratch?.backup ?? `pgbackrest:${input.source.stanza}`)
+            : undefined,
       scratch: state.scratch,
       plan: state.plan,
       tenantList: state.tenantList,

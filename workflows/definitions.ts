@@ -10,6 +10,7 @@ import type {
   ConflictPolicy,
   ObjectRef,
   PlanRef,
+  RecoveryTarget,
   ReenableAction,
   RestoreConfig,
   RestoreStatus,
@@ -25,6 +26,7 @@ export type {
   ArtifactsRef,
   ObjectRef,
   PlanRef,
+  RecoveryTarget,
   RestoreStatus,
   ScratchInfo,
   TenantResult,
@@ -74,7 +76,10 @@ export const concurrencyRange = { min: 1, max: 1000 } as const;
 // shapes
 
 export type RestoreSource =
-  { kind: 'backup'; backup: string; scratchServer?: string } | { kind: 'scratch'; scratch: string };
+  | { kind: 'backup'; backup: string; scratchServer?: string }
+  | { kind: 'scratch'; scratch: string }
+  /** A pgBackRest stanza recovered to `target` on a worker's host (activities/point-in-time.ts). */
+  | { kind: 'point-in-time'; stanza: string; target: RecoveryTarget; database?: string };
 
 export interface BulkRestoreInput {
   restoreId: string;
@@ -190,6 +195,8 @@ export interface TenantRestoreInput {
 /** A restore unit: N ≥ 1 tenants restored together (workflows/restore-unit.ts). */
 export interface RestoreUnitInput extends Omit<TenantRestoreInput, 'tenantId' | 'approved'> {
   tenantIds: TenantId[];
+  /** Scratch is a point-in-time server on one host: the unit reads it through that host's task queue. */
+  scratchTaskQueue?: string;
   /** Tenants whose held actions are already approved when the unit starts. */
   approvedTenants: TenantId[];
 }

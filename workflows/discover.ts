@@ -6,7 +6,7 @@
  */
 import { ApplicationFailure, log, upsertSearchAttributes } from '@temporalio/workflow';
 import type { DiscoverSummary } from '../activities/discover';
-import { parentActivities } from './activity-options';
+import { parentActivities, scratchReaders } from './activity-options';
 import { RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type DiscoverInput } from './definitions';
 import { failureMessage } from './failures';
 
@@ -28,17 +28,28 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
   phase('preparing-scratch');
   let scratch;
   try {
+    const { source } = input;
     scratch =
-      input.source.kind === 'backup'
+      source.kind === 'backup'
         ? await scratchSteps.prepareScratch({
             restoreId: discoverId,
-            backup: input.source.backup,
-            server: input.source.scratchServer ?? input.live,
+            backup: source.backup,
+            server: source.scratchServer ?? input.live,
             allowUnverifiedBackup: input.allowUnverifiedBackup,
           })
-        : await steps.checkScratch({ scratch: input.source.scratch });
+        : source.kind === 'point-in-time'
+          ? await scratchSteps.preparePointInTimeScratch({
+              restoreId: discoverId,
+              stanza: source.stanza,
+              target: source.target,
+              database: source.database,
+              live: input.live,
+            })
+          : await steps.checkScratch({ scratch: source.scratch });
+    // A point-in-time scratch is read on its own host (activities/point-in-time.ts).
+    const readers = scratchReaders(scratch.pointInTime?.taskQueue);
     phase('planning');
-    const plan = await steps.buildRestorePlan({
+    const plan = await readers.parentSteps.buildRestorePlan({
       restoreId: discoverId,
       scratch: scratch.ref,
       live: input.live,
@@ -55,7 +66,7 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     const worker = async () => {
       while (next < batches.length) {
         const tables = batches[next++]!;
-        await steps.discoverTables({
+        await readers.parentSteps.discoverTables({
           discoverId,
           scratch: scratch!.ref,
           live: input.live,
@@ -72,7 +83,8 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     const dropped = scratch.owned && !input.keepScratch;
     if (dropped) {
       phase('cleanup');
-      await steps.dropScratch({ restoreId: discoverId, scratch });
+      if (scratch.pointInTime) await readers.parentSteps.stopPointInTimeScratch({ restoreId: discoverId, scratch });
+      else await steps.dropScratch({ restoreId: discoverId, scratch });
     }
     phase('completed');
     // A scratch kept (--keep-scratch) is where the restore of what discover found can start: start --scratch <ref>.

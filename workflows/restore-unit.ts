@@ -11,7 +11,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { ReenableAction, TenantId } from '../activities/restore-types';
-import { bookkeeping, copy, steps, unitActions } from './activity-options';
+import { bookkeeping, scratchReaders, unitActions } from './activity-options';
 import { admitTenants, mustReshape, type Admission } from './admission';
 import {
   approveUnitTenantsSignal,
@@ -149,6 +149,7 @@ export async function tellParent(send: () => Promise<void>): Promise<void> {
 export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<TenantOutcome[]> {
   const { restoreId, tenantIds } = input;
   const { workflowId } = workflowInfo();
+  const { steps, copy } = scratchReaders(input.scratchTaskQueue);
   const approved = new Set<TenantId>(input.approvedTenants);
   const outcomes = new Map<TenantId, TenantOutcome>();
   const approve = (ids: TenantId[]) => ids.forEach((id) => approved.add(id));

@@ -6,6 +6,7 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   conflictPolicies,
@@ -14,6 +15,13 @@ import {
   type TenantId,
 } from '../../activities/restore-types';
 import { age, NoBackupFoundError, pickBackup, type PickedBackup } from '../../activities/backups';
+import {
+  archiveRange,
+  describeTarget,
+  parseRecoveryTarget,
+  targetOutsideRange,
+  type RecoveryTarget,
+} from '../../activities/point-in-time';
 import { createS3Client, formatS3Url, head, parseS3Prefix, parseS3Url, putJson, S3UrlError } from '../../activities/s3';
 import {
   bulkWorkflowId,
@@ -120,9 +128,11 @@ export async function resolveBackupPrefix<T extends SourceFlags>(
   now = new Date(),
 ): Promise<{ flags: T; picked?: PickedBackup & { age: string; at?: string } }> {
   const prefix = flags['backup-prefix'];
+  // --backup pgbackrest:<stanza> --at: the moment goes to the recovery itself (sourceFromFlags checks it).
+  if (isPointInTime(flags.backup)) return { flags };
   if (flags.at !== undefined && !prefix)
     throw new UsageError(
-      '--at picks the newest pg_dump archive taken before that moment under --backup-prefix s3://<bucket>/<prefix>/: give --backup-prefix (point-in-time recovery from a WAL archive is not built yet).',
+      '--at needs a source to go back in: --backup pgbackrest:<stanza> (point-in-time recovery from the WAL archive), or --backup-prefix s3://<bucket>/<prefix>/ (the newest pg_dump archive taken before that moment).',
     );
   if (!prefix) return { flags };
   if (flags.backup || flags.scratch) throw new UsageError('give one of --backup, --backup-prefix or --scratch.');
@@ -196,6 +206,7 @@ export function sourceFromFlags(
   if (!flags['tenant-root']) throw new UsageError('missing --tenant-root <schema.table>.');
   const tenantRoot = checkTenantRoot(flags['tenant-root']);
 
+  if (isPointInTime(flags.backup)) return pointInTimeSource({ ...flags, backup: flags.backup! }, env);
   let backup: string | undefined;
   if (flags.backup) {
     try {
@@ -317,6 +328,74 @@ export interface StartedRestore {
   warnings: string[];
 }
 
+export function isPointInTime(backup: string | undefined): boolean {
+  return !!backup?.startsWith('pgbackrest:');
+}
+
+/**
+ * `--backup pgbackrest:<stanza>[/<database>] --at <RFC 3339 time | LSN>`: scratch recovered to that moment from the
+ * stanza's WAL archive, on a worker's host (activities/point-in-time.ts). The database defaults to live's.
+ */
+function pointInTimeSource(
+  flags: SourceFlags & { id: string; backup: string },
+  env: NodeJS.ProcessEnv,
+  now = new Date(),
+): ReturnType<typeof sourceFromFlags> {
+  const match = /^pgbackrest:([A-Za-z0-9_.-]+)(?:\/([A-Za-z0-9_$-]+))?$/.exec(flags.backup);
+  if (!match)
+    throw new UsageError(
+      `--backup '${flags.backup}': a WAL archive is named pgbackrest:<stanza> or pgbackrest:<stanza>/<database> (the database to restore from; default: live's).`,
+    );
+  for (const other of ['backup-prefix', 'scratch', 'scratch-server', 'allow-unverified-backup'] as const)
+    if (flags[other]) throw new UsageError(`--${other} does not go with --backup pgbackrest:<stanza>.`);
+  if (flags.at === undefined)
+    throw new UsageError(
+      `--backup ${flags.backup} recovers to a moment: give --at <RFC 3339 time with its zone> (the moment just before the incident, e.g. 2026-12-02T07:03:00Z) or --at <LSN> (e.g. 0/3A000060).`,
+    );
+  const target = parseRecoveryTarget(flags.at);
+  if (!target)
+    throw new UsageError(
+      `--at '${flags.at}' is neither an RFC 3339 time with its zone (2026-12-02T07:03:00Z) nor a WAL position (0/3A000060).`,
+    );
+  if (target.type === 'time' && Date.parse(target.time) > now.getTime())
+    throw new UsageError(
+      `--at ${target.time} is in the future: give the moment of the incident (it is now ${now.toISOString()}).`,
+    );
+  // The rest of the checks (live, tenant root, config, id, artifacts) are the same as for a dump.
+  const base = sourceFromFlags(
+    { ...flags, backup: undefined, scratch: 'postgres://stand-in/none', at: undefined },
+    env,
+  );
+  return {
+    ...base,
+    source: { kind: 'point-in-time', stanza: match[1], target, ...(match[2] ? { database: match[2] } : {}) },
+    warnings: [],
+  };
+}
+
+/**
+ * Before a point-in-time restore starts: the moment is inside what the stanza can recover, when this machine can ask
+ * pgBackRest (`pgbackrest info`, with PGBACKREST_CONFIG). A machine without pgbackrest leaves the check to the worker,
+ * which refuses the same way before it restores anything. Returns the line that says what will be recovered.
+ */
+export async function checkPointInTime(source: {
+  stanza: string;
+  target: RecoveryTarget;
+}): Promise<string | undefined> {
+  if (spawnSync('pgbackrest', ['version']).status !== 0) return undefined;
+  let range;
+  try {
+    range = await archiveRange(source.stanza, AbortSignal.timeout(120_000));
+  } catch (error) {
+    throw new UsageError(
+      `--backup pgbackrest:${source.stanza}: pgbackrest info failed on this machine: ${(error as Error).message.slice(0, 500)}`,
+    );
+  }
+  const outside = targetOutsideRange(range, source.target);
+  if (outside) throw new UsageError(`--at: ${outside}`);
+  return `recovering stanza ${source.stanza} to ${describeTarget(source.target)} (it can recover from ${range.from!.time}${range.to?.lastCommit ? ` to ${range.to.lastCommit}` : ''})`;
+}
+
 /**
  * What `start` and `discover` check before they start a workflow: live (and scratch, or its server) answers, and the
  * backup exists and may be read. UsageError for a missing or forbidden backup, ServiceUnavailable (exit 3) otherwise.
@@ -326,6 +405,10 @@ export async function checkSourceReachable(input: Pick<BulkRestoreInput, 'source
   if (input.source.kind === 'backup' && input.source.scratchServer)
     await checkReachable('scratch-server', input.source.scratchServer);
   if (input.source.kind === 'scratch') await checkReachable('scratch', input.source.scratch);
+  if (input.source.kind === 'point-in-time') {
+    const line = await checkPointInTime(input.source);
+    if (line) process.stderr.write(`${line}\n`);
+  }
   if (input.source.kind === 'backup') {
     const location = parseS3Url(input.source.backup);
     const s3 = createS3Client();

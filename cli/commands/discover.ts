@@ -11,6 +11,7 @@ const starting = () => require('../client/start') as typeof import('../client/st
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore discover (--backup s3://<bucket>/<key> | --backup-prefix s3://<bucket>/<prefix>/ [--at <time>]
+                          | --backup pgbackrest:<stanza>[/<db>] --at <time|LSN>
                           [--scratch-server <url>] | --scratch <url>)
                         --live <url|alias> --tenant-root <schema.table> [--config <path>] [--id <discoverId>]
                         [--write-list <path>] [--include-partial] [--keep-scratch] [--allow-unverified-backup]

@@ -79,8 +79,13 @@ export const describeCommand: Command = {
       const d = await describeRestore(client, restoreId);
       print(!!values.json, d, () => {
         const i = d.input;
-        const source =
-          i?.source.kind === 'backup' ? `backup ${i.source.backup}` : i ? `scratch ${i.source.scratch}` : '';
+        const source = !i
+          ? ''
+          : i.source.kind === 'backup'
+            ? `backup ${i.source.backup}`
+            : i.source.kind === 'point-in-time'
+              ? `pgbackrest:${i.source.stanza} at ${i.source.target.type === 'time' ? i.source.target.time : `LSN ${i.source.target.lsn}`}`
+              : `scratch ${i.source.scratch}`;
         return [
           describeStatus(d),
           ...(i

@@ -13,7 +13,7 @@ const discovering = () => require('../client/discover') as typeof import('../cli
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-prefix s3://<bucket>/<prefix>/ [--at <time>]
-                       [--scratch-server <url>] | --scratch <url>)
+                       [--scratch-server <url>] | --backup pgbackrest:<stanza>[/<db>] --at <time|LSN> | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
                      (--tenants 1,2,3 | --tenants-file <path> | --from-discover <discoverId>) [--conflict skip|overwrite|fail]
                      [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--allow-partial]
@@ -27,6 +27,13 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
   --backup-prefix   the newest pg_dump archive under this prefix (manifests are not archives); with --at <time>
                     (RFC 3339 with its zone: 2026-12-02T07:03:00Z), the newest taken before that moment, by its
                     manifest's createdAt (else its upload time). start says which it picked and how old it is
+  --backup pgbackrest:<stanza>[/<database>] --at <time|LSN>
+                    point in time: scratch recovered from the stanza's WAL archive to that moment (RFC 3339 with its
+                    zone, or an LSN such as 0/3A000060) by 'pgbackrest restore --type=time|lsn' on a worker's host, in a
+                    private PostgreSQL there (unix socket only); the restore's reads of it run on that host's task
+                    queue. Refused with the range there is when the moment is before the oldest backup or after the
+                    archive's last commit. The database defaults to live's. Needs --artifacts (or
+                    TENANT_RESTORE_ARTIFACTS). The server is stopped and removed at the end unless --keep-scratch
   --scratch-server  where scratch is created (postgres://<role with CREATEDB>@<host>/postgres). Default: live's server,
                     which start WARNS about: the backup then loads next to production, and live's role needs CREATEDB,
                     which the least-privilege role of scripts/grants.sql does not have

@@ -44,6 +44,12 @@ export interface WriterOptions {
   /** Pause between two transactions of one session, ms (default 10): the writer is load, not a stress test. */
   pauseMs?: number;
   seed?: number;
+  /**
+   * Write to these tenants only (the victims, until the moment they are deleted: the demo's point-in-time story), and
+   * only insert: what a restore must bring back is then exactly the rows in the log.
+   */
+  onlyTenants?: Iterable<string>;
+  insertsOnly?: boolean;
 }
 
 export interface WriterStats {
@@ -92,13 +98,15 @@ export class Writer {
     const client = await connect(this.options.url, 'workload-writer');
     try {
       const excluded = [...this.excluded];
+      const only = this.options.onlyTenants ? [...this.options.onlyTenants].map(String) : undefined;
+      const which = only ? 'tenant_id = ANY($1::bigint[])' : 'NOT (tenant_id = ANY($1::bigint[]))';
       const projects = await client.query<{ tenant_id: string; ids: string[] }>(
-        'SELECT tenant_id::text, array_agg(id::text ORDER BY id) AS ids FROM app.projects WHERE NOT (tenant_id = ANY($1::bigint[])) GROUP BY tenant_id',
-        [excluded],
+        `SELECT tenant_id::text, array_agg(id::text ORDER BY id) AS ids FROM app.projects WHERE ${which} GROUP BY tenant_id`,
+        [only ?? excluded],
       );
       const users = await client.query<{ tenant_id: string; ids: string[] }>(
-        'SELECT tenant_id::text, array_agg(id::text ORDER BY id) AS ids FROM app.users WHERE NOT (tenant_id = ANY($1::bigint[])) GROUP BY tenant_id',
-        [excluded],
+        `SELECT tenant_id::text, array_agg(id::text ORDER BY id) AS ids FROM app.users WHERE ${which} GROUP BY tenant_id`,
+        [only ?? excluded],
       );
       const usersOf = new Map(users.rows.map((r) => [r.tenant_id, r.ids]));
       this.tenants = projects.rows
@@ -145,7 +153,7 @@ export class Writer {
       const tenant = this.tenants[Math.floor(random() * this.tenants.length)];
       const project = tenant.projects[Math.floor(random() * tenant.projects.length)];
       const user = tenant.users[Math.floor(random() * tenant.users.length)];
-      const dice = random();
+      const dice = this.options.insertsOnly ? 0 : random();
       const started = performance.now();
       const entries: Array<Omit<WriterLogEntry, 'seq' | 'at' | 'tenantId'>> = [];
       let op = '';

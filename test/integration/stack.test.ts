@@ -1,6 +1,7 @@
 /**
- * The foundation: the three real services of the dev stack answer, and the tools the restore relies on work
- * against them (a workflow and an activity on the dev server, an object through MinIO, pg_dump/pg_restore).
+ * The foundation: the real services of the dev stack answer, and the tools the restore relies on work against them
+ * (a workflow and an activity on the dev server, an object through MinIO, pg_dump/pg_restore, WAL archived by
+ * pgBackRest into minio-wal).
  */
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { execFileSync } from 'node:child_process';
@@ -10,8 +11,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities';
 import { Pools } from '../../activities/db';
 import { createS3Client } from '../../activities/s3';
+import { pgbackrest, type PgbackrestInfo } from '../../scripts/stack';
 import { stackCheck } from '../../workflows/stack-check';
-import { temporalClient, uniqueName, useFreshDatabases, useStackEnv, startWorker } from '../helpers/stack';
+import {
+  adminQuery,
+  temporalClient,
+  uniqueName,
+  useFreshDatabases,
+  useStackEnv,
+  startWorker,
+  withClient,
+} from '../helpers/stack';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -85,5 +95,42 @@ describe('dev stack', () => {
       expect(after.n).toBe(5000);
       expect(after).toEqual(before);
     });
+  });
+
+  it('archives WAL with pgBackRest into minio-wal, and the repository holds a backup', async () => {
+    const stanza = env.STACK_PGBACKREST_STANZA;
+    const archiver = async () =>
+      (await adminQuery('SELECT last_archived_wal, failed_count::int AS failed FROM pg_stat_archiver')).rows[0] as {
+        last_archived_wal: string | null;
+        failed: number;
+      };
+    const before = await archiver();
+    const db = await fresh('wal_probe');
+    await withClient(db.url, (client) =>
+      client.query('CREATE TABLE probe AS SELECT g FROM generate_series(1, 1000) g'),
+    );
+    // The segment holding that write, closed now: pg_walfile_name of the switch's end names the finished segment.
+    const { rows } = await adminQuery('SELECT pg_walfile_name(pg_switch_wal()) AS segment');
+    const segment = rows[0].segment as string;
+    const segmentName = /^[0-9A-F]{24}$/;
+    let now = before;
+    const deadline = Date.now() + 60_000;
+    while (!(now.last_archived_wal && segmentName.test(now.last_archived_wal) && now.last_archived_wal >= segment)) {
+      if (Date.now() > deadline)
+        throw new Error(`segment ${segment} not archived within 60 s: pg_stat_archiver says ${JSON.stringify(now)}`);
+      await new Promise((r) => setTimeout(r, 500));
+      now = await archiver();
+    }
+    expect(now.failed).toBe(before.failed);
+
+    const info = pgbackrest([`--stanza=${stanza}`, 'info', '--output=json']);
+    expect(info.status, info.output).toBe(0);
+    const entry = (JSON.parse(info.stdout) as PgbackrestInfo[]).find((s) => s.name === stanza);
+    expect(entry?.status.code, JSON.stringify(entry?.status)).toBe(0);
+    expect(entry!.backup.length).toBeGreaterThanOrEqual(1);
+    expect(entry!.archive.length).toBeGreaterThanOrEqual(1);
+    const archive = entry!.archive[entry!.archive.length - 1];
+    expect(archive.min).toMatch(segmentName);
+    expect(archive.max! >= segment, `archive max ${archive.max} reaches ${segment}`).toBe(true);
   });
 });
