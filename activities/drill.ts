@@ -40,6 +40,8 @@ export interface DrillRecord {
   rows: number;
   /** From the start of the restore (scratch load included) until every sampled tenant is validated. */
   timeToRestoreMs: number;
+  /** Of timeToRestoreMs, loading the backup into scratch (download and pg_restore). */
+  timeToScratchMs?: number;
   rowsPerSecond: number;
   /** The drill database held exactly the rows the report says were restored. */
   rowCheck?: { ok: boolean; tables: number; mismatches: Array<{ table: string; expected: number; found: number }> };

@@ -32,8 +32,32 @@ const lsnPattern = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
  */
 export function parseRecoveryTarget(at: string): RecoveryTarget | undefined {
   if (lsnPattern.test(at)) return { type: 'lsn', lsn: at.toUpperCase() };
-  if (rfc3339.test(at) && !Number.isNaN(Date.parse(at))) return { type: 'time', time: new Date(at).toISOString() };
+  if (rfc3339.test(at) && !Number.isNaN(Date.parse(at))) return { type: 'time', time: isoFromMicros(toMicros(at)) };
   return undefined;
+}
+
+/**
+ * A time to the microsecond, as PostgreSQL keeps it: a commit in the same millisecond as the target is before or after
+ * it, and JavaScript's Date would round that away. Reads ISO 8601 / RFC 3339 and PostgreSQL's `2026-12-02 11:00:00.5+00`.
+ */
+export function toMicros(text: string): number {
+  const m = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d+))?\s*(Z|UTC|[+-]\d{2}(?::?\d{2})?)?$/i.exec(
+    text.trim(),
+  );
+  if (!m) return Date.parse(text) * 1000;
+  let zone = (m[4] ?? 'Z').toUpperCase();
+  if (zone === 'UTC') zone = 'Z';
+  else if (/^[+-]\d{2}$/.test(zone)) zone = `${zone}:00`;
+  else if (/^[+-]\d{4}$/.test(zone)) zone = `${zone.slice(0, 3)}:${zone.slice(3)}`;
+  const whole = Date.parse(`${m[1]}T${m[2].length === 5 ? `${m[2]}:00` : m[2]}${zone}`);
+  return whole * 1000 + Number((m[3] ?? '').padEnd(6, '0').slice(0, 6));
+}
+
+/** ISO 8601 in UTC, with microseconds when there are any. */
+export function isoFromMicros(us: number): string {
+  const iso = new Date(Math.floor(us / 1000)).toISOString();
+  const micros = us % 1000;
+  return micros === 0 ? iso : iso.replace(/Z$/, `${String(micros).padStart(3, '0')}Z`);
 }
 
 /** pgBackRest reads `YYYY-MM-DD HH:MM:SS[.mmm]+TZ`, not ISO 8601's T and Z. */
@@ -100,9 +124,9 @@ export function targetOutsideRange(range: ArchiveRange, target: RecoveryTarget):
   if (range.backups === 0 || !range.from)
     return `stanza '${range.stanza}' has no backup to recover from (${range.status}). Take one: pgbackrest --stanza=${range.stanza} backup.`;
   if (target.type === 'time') {
-    if (Date.parse(target.time) < Date.parse(range.from.time))
+    if (toMicros(target.time) < toMicros(range.from.time))
       return `${target.time} is before the oldest backup ended; stanza '${range.stanza}' can recover ${available}.`;
-    if (range.to?.lastCommit && Date.parse(target.time) >= Date.parse(range.to.lastCommit))
+    if (range.to?.lastCommit && toMicros(target.time) >= toMicros(range.to.lastCommit))
       return `${target.time} is at or after the end of the WAL archive; stanza '${range.stanza}' can recover ${available}. Recovery stops at the first commit after the target, so one must be archived: wait for the source's archive_timeout, or run SELECT pg_switch_wal() on it, then retry; or choose an earlier --at.`;
   } else if (lsnValue(target.lsn) < lsnValue(range.from.lsn)) {
     return `LSN ${target.lsn} is before the oldest backup ended; stanza '${range.stanza}' can recover ${available}.`;
@@ -126,12 +150,8 @@ export interface RecoveryOutcome {
 
 /** PostgreSQL prints `2026-12-02 11:00:00.123+00` (lc_messages=C): to ISO 8601. */
 function pgTimeToIso(text: string): string {
-  const iso = text
-    .trim()
-    .replace(' ', 'T')
-    .replace(/([+-]\d{2})$/, '$1:00');
-  const ms = Date.parse(iso);
-  return Number.isNaN(ms) ? text.trim() : new Date(ms).toISOString();
+  const us = toMicros(text);
+  return Number.isNaN(us) ? text.trim() : isoFromMicros(us);
 }
 
 export function parseRecoveryLog(text: string): RecoveryOutcome {
@@ -161,10 +181,10 @@ export function recoveryProblem(outcome: RecoveryOutcome, target: RecoveryTarget
   if (!outcome.stopped)
     return 'the server promoted without saying where recovery stopped (no "recovery stopping" line in its log)';
   if (target.type === 'lsn') return outcome.stopped.includes(target.lsn) ? undefined : `it stopped ${outcome.stopped}`;
-  const at = Date.parse(target.time);
-  if (outcome.stoppedBeforeTime && Date.parse(outcome.stoppedBeforeTime) <= at)
+  const at = toMicros(target.time);
+  if (outcome.stoppedBeforeTime && toMicros(outcome.stoppedBeforeTime) <= at)
     return `it stopped before a commit at ${outcome.stoppedBeforeTime}, not after ${target.time}`;
-  if (outcome.lastTransaction && Date.parse(outcome.lastTransaction) > at)
+  if (outcome.lastTransaction && toMicros(outcome.lastTransaction) > at)
     return `its last replayed transaction is at ${outcome.lastTransaction}, after ${target.time}`;
   return undefined;
 }
@@ -470,7 +490,7 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
             stopped: outcome.stopped,
             ...(recoveredTo ? { lastTransaction: recoveredTo } : {}),
             ...(recoveredTo && input.target.type === 'time'
-              ? { gapMs: Date.parse(input.target.time) - Date.parse(recoveredTo) }
+              ? { gapMs: (toMicros(input.target.time) - toMicros(recoveredTo)) / 1000 }
               : {}),
             walSegmentsRestored: outcome.walSegmentsRestored,
             host: host.id,

@@ -36,7 +36,7 @@ import {
   type BulkRestoreResult,
   type RestoreProgress,
 } from '../workflows/definitions';
-import { projectRoot, stackDir, stackUp } from './stack';
+import { pgbackrest, projectRoot, stackDir, stackUp } from './stack';
 import {
   compareSnapshots,
   diffChecksums,
@@ -63,7 +63,7 @@ const usage = `usage: npm run demo -- [--tenants N] [--victims N] [--rows N] [--
   --keep                keep the worker's log and the databases for inspection (they are kept anyway on failure)
   --stop-before-restore stop after the incident (for trying the workload alone)`;
 
-const steps = 10;
+const steps = 11;
 let stepNo = 0;
 const t0 = Date.now();
 const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s`;
@@ -119,9 +119,9 @@ function parseFlags() {
 }
 
 /** Spawns `tenant-restore worker` on the demo's own task queue; its log goes to .stack/demo-worker.log. */
-function startWorkerProcess(taskQueue: string): { child: ChildProcess; logFile: string } {
+function startWorkerProcess(taskQueue: string, logName = 'demo-worker.log'): { child: ChildProcess; logFile: string } {
   mkdirSync(stackDir, { recursive: true });
-  const logFile = join(stackDir, 'demo-worker.log');
+  const logFile = join(stackDir, logName);
   const log = openSync(logFile, 'w');
   const child = spawn(
     process.execPath,
@@ -255,6 +255,17 @@ async function main(): Promise<number> {
     0,
   );
   say(`recorded per-tenant, per-table checksums of the ${victims.length} victims: ${fmt(victimRows)} rows`);
+  // The cluster's pgBackRest base backup, taken with the dump; the stack's archive_command keeps archiving every WAL
+  // segment after it (scripts/stack.ts), so the archive holds every commit up to the incident.
+  const stanza = env.STACK_PGBACKREST_STANZA;
+  const baseStarted = Date.now();
+  const base = pgbackrest([`--stanza=${stanza}`, 'backup', '--type=incr']);
+  if (base.status !== 0) throw new Error(`pgbackrest backup failed:\n${base.output}`);
+  say(
+    `and the cluster's pgBackRest base backup (stanza ${stanza}, incremental) in ${secs(Date.now() - baseStarted)}; from here on its WAL archive holds every commit`,
+  );
+  // pgBackRest records when a backup ended to the second: the writes below come after that second.
+  await new Promise((r) => setTimeout(r, 1500));
 
   // 5 ---------------------------------------------------------------------------------------------------------------
   step(
@@ -268,10 +279,29 @@ async function main(): Promise<number> {
     seed: options.seed,
   });
   if (options.writerConnections > 0) await writer.start();
+  // The victims are at work too, until the moment they are deleted: what a restore from the nightly dump loses.
+  const victimWriter = new Writer({
+    url: liveUrl,
+    excludeTenants: [],
+    onlyTenants: victims,
+    insertsOnly: true,
+    connections: 1,
+    pauseMs: 40,
+    seed: options.seed + 1,
+  });
+  await victimWriter.start();
+  const victimWritesFrom = Date.now();
   await new Promise((r) => setTimeout(r, 2000));
   say(`writer running: ${fmt(writer.log.length)} row changes so far, p50 ${writer.stats().latency.p50.toFixed(1)} ms`);
 
   // 6 ---------------------------------------------------------------------------------------------------------------
+  const victimWrites = (await victimWriter.stop(), victimWriter.log.filter((e) => e.op === 'insert'));
+  const victimsBeforeDeletion = await tenantChecksums(liveUrl, victims, { ignoreColumns: reenableColumns });
+  const incidentAt = await databaseNow(liveUrl);
+  const victimWindowMs = Date.now() - victimWritesFrom;
+  say(
+    `the victims wrote ${fmt(victimWrites.length)} rows in the ${secs(victimWindowMs)} after the nightly backup; the last commit before the purge is before ${incidentAt}`,
+  );
   step(`The purge phase hard-deletes the ${victims.length} suspended tenants, children first, in one transaction`);
   const purge = await purgeTenants(liveUrl, victims);
   say(
@@ -517,13 +547,28 @@ async function main(): Promise<number> {
     );
   s3.destroy();
 
+  // 10 --------------------------------------------------------------------------------------------------------------
+  const pointInTime = await pointInTimeChapter({
+    liveUrl,
+    database: options.database,
+    stanza,
+    at: incidentAt,
+    victims,
+    victimWrites,
+    victimWindowMs,
+    victimsBeforeDeletion,
+    bucket: env.STACK_S3_BUCKET,
+    restoreId: `demo-${Date.now().toString(36)}-pitr`,
+  });
+  if (!pointInTime) ok = false;
+
   if (diffs.length > 0 || billingOff !== 0 || appsOff !== 0 || untouched.violations !== 0 || stats.errors > 0)
     ok = false;
   process.stdout.write('\n');
   if (ok) {
     process.stdout.write(
       `DEMO PASSED in ${secs(Date.now() - t0)}: all ${victims.length} deleted tenants are back, equal to the backup and validated, billing and apps ` +
-        `re-enabled; the other ${options.tenants - victims.length} tenants' rows were not touched by the restore (only by their own writer).\n`,
+        `re-enabled, then with the rows they wrote after the backup, recovered from the WAL archive; the other ${options.tenants - victims.length} tenants' rows were not touched by the restore (only by their own writer).\n`,
     );
   } else {
     process.stdout.write(
@@ -542,6 +587,168 @@ async function main(): Promise<number> {
     );
   }
   return ok ? 0 : 1;
+}
+
+/** The database's clock: the moment an operator reads off the incident's log. */
+async function databaseNow(url: string): Promise<string> {
+  const db = await connect(url, 'demo');
+  try {
+    return (
+      await db.query<{ t: string }>(
+        `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`,
+      )
+    ).rows[0].t;
+  } finally {
+    await db.end();
+  }
+}
+
+/** How many of the writer's inserted rows are in live exactly as written (md5 of the row, as the writer logged it). */
+async function rowsAsWritten(
+  url: string,
+  writes: Array<{ table: string; key: string; digest: string | null }>,
+): Promise<number> {
+  const db = await connect(url, 'demo');
+  try {
+    await db.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'");
+    let found = 0;
+    for (const table of new Set(writes.map((w) => w.table))) {
+      const mine = writes.filter((w) => w.table === table);
+      const { rows } = await db.query<{ key: string; digest: string }>(
+        `SELECT x.id::text AS key, md5(x::text) AS digest FROM ${table} x WHERE x.id = ANY($1::bigint[])`,
+        [mine.map((w) => w.key)],
+      );
+      const digests = new Map(rows.map((r) => [r.key, r.digest]));
+      found += mine.filter((w) => digests.get(w.key) === w.digest).length;
+    }
+    return found;
+  } finally {
+    await db.end();
+  }
+}
+
+/**
+ * The point-in-time chapter: the rows the victims wrote after the nightly dump are not in it, so the restore above
+ * could not bring them back. tenant-restore recovers the cluster from its WAL archive to the moment before the purge
+ * and restores what those tenants are missing (--allow-partial: only missing rows go in). Returns whether every check
+ * held.
+ */
+async function pointInTimeChapter(o: {
+  liveUrl: string;
+  database: string;
+  stanza: string;
+  at: string;
+  victims: string[];
+  victimWrites: Array<{ table: string; key: string; digest: string | null; tenantId: string }>;
+  victimWindowMs: number;
+  victimsBeforeDeletion: Awaited<ReturnType<typeof tenantChecksums>>;
+  bucket: string;
+  restoreId: string;
+}): Promise<boolean> {
+  step(
+    `Point in time: the ${fmt(o.victimWrites.length)} rows the victims wrote after the nightly backup, brought back from the WAL archive`,
+  );
+  const total = o.victimWrites.length;
+  // A worker for this restore, started now so that it polls by the time the restore starts.
+  const taskQueue = `tenant-restore-demo-${o.restoreId}`;
+  const worker = startWorkerProcess(taskQueue, 'demo-worker-pitr.log');
+  const workerStarted = Date.now();
+  const fromDump = await rowsAsWritten(o.liveUrl, o.victimWrites);
+  say(
+    `after the restore from the nightly dump, ${fromDump} of those ${total} rows are in live: the dump never had them`,
+  );
+  // The WAL segment holding the moment must be archived: a switch, then wait for the archiver.
+  const db = await connect(o.liveUrl, 'demo');
+  try {
+    const { rows } = await db.query<{ wal: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS wal');
+    for (let i = 0; ; i++) {
+      const a = await db.query<{ last: string | null }>('SELECT last_archived_wal AS last FROM pg_stat_archiver');
+      if (a.rows[0].last && a.rows[0].last >= rows[0].wal) break;
+      if (i > 600) throw new Error(`WAL ${rows[0].wal} was not archived within a minute: see .stack/pg/postgres.log`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await db.end();
+  }
+  const shortOf = [...new Set(o.victimWrites.map((w) => w.tenantId))];
+  const args = [
+    'start',
+    '--backup',
+    `pgbackrest:${o.stanza}/${o.database}`,
+    '--at',
+    o.at,
+    '--live',
+    o.liveUrl,
+    '--tenant-root',
+    'app.tenants',
+    '--tenants',
+    shortOf.join(','),
+    '--allow-partial',
+    '--config',
+    join(__dirname, 'workload', 'restore-config.json'),
+    '--id',
+    o.restoreId,
+    '--task-queue',
+    taskQueue,
+    '--artifacts',
+    `s3://${o.bucket}/restores/`,
+    '--wait',
+    '--json',
+  ];
+  say(
+    `the ${shortOf.length} victims the dump left short (the others wrote nothing since): tenant-restore ${args
+      .slice(0, 4)
+      .join(' ')} ${o.at} --allow-partial ...`,
+  );
+  await new Promise((r) => setTimeout(r, Math.max(0, 4000 - (Date.now() - workerStarted))));
+  const started = Date.now();
+  let out = '';
+  let err = '';
+  try {
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, [join(projectRoot, 'bin', 'tenant-restore'), ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      child.on('error', reject);
+      child.on('close', (c) => resolve(c ?? 1));
+    });
+    for (const line of err.split('\n').filter((l) => /^recovering stanza/.test(l))) say(line);
+    if (code !== 0) {
+      say(`the point-in-time restore exited ${code}: ${err.slice(-1500)}`);
+      return false;
+    }
+  } finally {
+    await stopWorkerProcess(worker.child);
+  }
+  const result = JSON.parse(out) as BulkRestoreResult;
+  const s3 = createS3Client();
+  let report: RestoreReport;
+  try {
+    const location = parseS3Url(result.report!.json);
+    report = JSON.parse(await getText(s3, location)) as RestoreReport;
+  } finally {
+    s3.destroy();
+  }
+  const pit = report.source.pointInTime!;
+  say(
+    `bulkRestore ${result.status}: ${result.restored}/${result.total} restored in ${secs(Date.now() - started)}; scratch recovered on host ${pit.host} in ${secs(report.source.scratchMs ?? 0)} ` +
+      `(${pit.walSegmentsRestored} WAL segments replayed): recovery stopped ${pit.stopped}; last transaction replayed at ${pit.lastTransaction}, ${pit.gapMs} ms before --at`,
+  );
+  const fromWal = await rowsAsWritten(o.liveUrl, o.victimWrites);
+  say(
+    `rows written in the ${o.victimWindowMs >= 120_000 ? `${(o.victimWindowMs / 60_000).toFixed(1)} minutes` : secs(o.victimWindowMs)} before the incident: recovered ${fromWal} of ${total} (dump: ${fromDump} of ${total})`,
+  );
+  const now = await tenantChecksums(o.liveUrl, o.victims, { ignoreColumns: reenableColumns });
+  const differ = diffChecksums(o.victimsBeforeDeletion, now);
+  const equal = o.victims.filter((v) => !differ.some((d) => d.tenantId === v)).length;
+  say(
+    `victims equal to the moment before the purge: ${equal}/${o.victims.length} tenants (count and checksum per table)`,
+  );
+  for (const d of differ.slice(0, 5))
+    say(`  DIFFERENT ${d.tenantId} ${d.table}: expected ${d.expected.rows} rows, found ${d.actual.rows}`);
+  return result.status === 'succeeded' && fromWal === total && fromDump === 0 && differ.length === 0 && total > 0;
 }
 
 main().then(

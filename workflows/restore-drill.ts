@@ -108,6 +108,7 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
       server: input.server ?? input.live,
       allowUnverifiedBackup: input.allowUnverifiedBackup,
     });
+    record.timeToScratchMs = scratch.durationMs;
     record.tenants = await steps.sampleTenants({
       scratch: scratch.ref,
       tenantRoot: input.tenantRoot,

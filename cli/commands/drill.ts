@@ -57,7 +57,7 @@ const flagSpec = {
 export function formatDrill(r: DrillRecord): string {
   return (
     `${r.drillId}  ${r.status.toUpperCase().padEnd(6)}  ${r.startedAt}  tenants ${r.restored}/${r.tenants.length}  rows ${r.rows}  ` +
-    `time to restore ${(r.timeToRestoreMs / 1000).toFixed(1)} s  ${r.rowsPerSecond} rows/s  backup ${r.backup ?? '-'}${r.error ? `\n    error: ${r.error}` : ''}`
+    `time to restore ${(r.timeToRestoreMs / 1000).toFixed(1)} s${r.timeToScratchMs !== undefined ? ` (scratch ${(r.timeToScratchMs / 1000).toFixed(1)} s)` : ''}  ${r.rowsPerSecond} rows/s  backup ${r.backup ?? '-'}${r.error ? `\n    error: ${r.error}` : ''}`
   );
 }
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BulkRestoreResult } from '../../workflows/definitions';
 import { pgbackrest } from '../../scripts/stack';
-import { scratchPaths } from '../../activities/point-in-time';
+import { parseRecoveryTarget, scratchPaths } from '../../activities/point-in-time';
 import { deleteTenants, generate, range, smallTenant, tenantRows, withClient } from '../fixtures/orchestration/fixture';
 import { productEnv, runCli, startWorkerProcess, type WorkerProcess } from '../helpers/product';
 import { uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
@@ -40,8 +40,14 @@ async function archiveNow(url: string): Promise<void> {
 
 /** The database's clock, to the microsecond: the moment the operator would read from the incident's log. */
 async function now(url: string): Promise<string> {
-  return withClient(url, async (c) =>
-    (await c.query<{ t: Date }>('SELECT clock_timestamp() AS t')).rows[0].t.toISOString(),
+  return withClient(
+    url,
+    async (c) =>
+      (
+        await c.query<{ t: string }>(
+          `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`,
+        )
+      ).rows[0].t,
   );
 }
 
@@ -165,7 +171,10 @@ describe('point-in-time restore from the WAL archive', () => {
     const id = uniqueName('pitr').replace(/_/g, '-');
     const run = await runCli([...startArgs(live.name, live.url, at, victims, id, taskQueue), '--wait', '--json']);
     expect(run.code, `${run.stderr}\n${worker.log().slice(-3000)}`).toBe(0);
-    expect(run.stderr).toMatch(new RegExp(`recovering stanza ${stanza} to ${at.replace(/\./g, '\\.')}`));
+    const target = parseRecoveryTarget(at)!;
+    expect(target.type).toBe('time');
+    const targetTime = (target as { time: string }).time;
+    expect(run.stderr).toContain(`recovering stanza ${stanza} to ${targetTime}`);
     const result = run.json as BulkRestoreResult;
     expect(result).toMatchObject({ status: 'succeeded', restored: victims.length, failed: 0 });
 
@@ -176,7 +185,7 @@ describe('point-in-time restore from the WAL archive', () => {
     // The report says where recovery stopped and what it replayed last, on which host.
     const report = await runCli(['report', id, '--json']);
     const source = (report.json as { source: { pointInTime?: Record<string, unknown> } }).source;
-    expect(source.pointInTime).toMatchObject({ stanza, host: hostId, target: { type: 'time', time: at } });
+    expect(source.pointInTime).toMatchObject({ stanza, host: hostId, target: { type: 'time', time: targetTime } });
     expect(Date.parse(source.pointInTime!.lastTransaction as string)).toBeLessThanOrEqual(Date.parse(at));
     expect(source.pointInTime!.gapMs as number).toBeGreaterThanOrEqual(0);
     expect(source.pointInTime!.stopped).toMatch(/^before commit of transaction \d+/);

@@ -44,6 +44,20 @@ describe('point in time: the target', () => {
     expect(lsnValue('1/0')).toBeGreaterThan(lsnValue('0/FFFFFFFF'));
   });
 
+  it('compares times to the microsecond, as PostgreSQL keeps them: a commit in the target millisecond is after it', () => {
+    expect(parseRecoveryTarget('2026-12-02T12:39:24.628123Z')).toEqual({
+      type: 'time',
+      time: '2026-12-02T12:39:24.628123Z',
+    });
+    const outcome = parseRecoveryLog(
+      'LOG:  recovery stopping before commit of transaction 7, time 2026-12-02 12:39:24.628456+00\n' +
+        'LOG:  last completed transaction was at log time 2026-12-02 12:39:24.627901+00\n',
+    );
+    expect(outcome.stoppedBeforeTime).toBe('2026-12-02T12:39:24.628456Z');
+    expect(recoveryProblem(outcome, { type: 'time', time: '2026-12-02T12:39:24.628123Z' })).toBeUndefined();
+    expect(recoveryProblem(outcome, { type: 'time', time: '2026-12-02T12:39:24.628456Z' })).toMatch(/stopped before/);
+  });
+
   it('takes the range from pgbackrest info: the end of the oldest backup to the last archived segment', () => {
     const range = archiveRangeFromInfo(info, 'tenant-restore');
     expect(range.backups).toBe(2);
