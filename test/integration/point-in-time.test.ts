@@ -97,11 +97,23 @@ describe('point-in-time restore from the WAL archive', () => {
   beforeAll(async () => {
     live = await fresh('pitr_live');
     await generate(live.url, [{ first: 1, count: 10, shape: smallTenant }]);
+    // Another database of the cluster, written after the backup: the recovery restores only live's files, so the WAL
+    // of this one replays onto zeroed pages (with the stack's full_page_writes=off, no page image comes with it).
+    const other = await fresh('pitr_other');
+    await withClient(other.url, (c) =>
+      c.query(
+        'CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g',
+      ),
+    );
     // The base backup (incremental on the stack's), then the victims' writes that only the WAL archive holds.
     const backup = pgbackrest([`--stanza=${stanza}`, 'backup', '--type=incr']);
     if (backup.status !== 0) throw new Error(`pgbackrest backup failed: ${backup.output}`);
     // pgBackRest records a backup's end to the second, and picks for a moment the newest backup ended before it.
     await new Promise((r) => setTimeout(r, 1500));
+    await withClient(other.url, async (c) => {
+      await c.query(`UPDATE t SET v = v || 'x' WHERE id % 7 = 0`);
+      await c.query('VACUUM t');
+    });
     writtenAfterBackup = await writeAfterBackup(live.url, victims);
     beforeDeletion = await tenantRows(live.url, victims);
     await new Promise((r) => setTimeout(r, 200));

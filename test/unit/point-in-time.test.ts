@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   archiveRangeFromInfo,
+  invalidPagesOutside,
   lsnValue,
   parseRecoveryLog,
   parseRecoveryTarget,
@@ -131,6 +132,19 @@ describe('point in time: what the recovered server says', () => {
     );
     const lsnLog = 'LOG:  recovery stopping after WAL location (LSN) "0/3000060"\n';
     expect(recoveryProblem(parseRecoveryLog(lsnLog), { type: 'lsn', lsn: '0/3000060' })).toBeUndefined();
+  });
+
+  it('counts as damage only the ignored invalid pages of the restored database or the shared catalogs', () => {
+    const log = [
+      'WARNING:  page 3 of relation base/16999/17001 does not exist',
+      'WARNING:  page 0 of relation base/16384/2619 is uninitialized',
+      'WARNING:  page 7 of relation global/1262 does not exist',
+    ].join('\n');
+    expect(invalidPagesOutside(log, '16384')).toEqual([
+      'page 0 of relation base/16384/2619 is uninitialized',
+      'page 7 of relation global/1262 does not exist',
+    ]);
+    expect(invalidPagesOutside(log.split('\n')[0], '16384')).toEqual([]);
   });
 
   it('reports a recovery that ended before the target as a FATAL line', () => {
