@@ -10,6 +10,9 @@
  *   4. scale             one bulk restore of 10,000 empty tenants: wall time and continue-as-new runs
  *   7. discover          `tenant-restore discover` against one count(*) GROUP BY tenant per owned table and side, on
  *                        the main, wide and scale datasets (bench/discover.ts): the ratio, and the worker's peak RSS
+ *   8. point in time     the same victims restored with `start --backup pgbackrest:<stanza>/<db> --at <moment>` from
+ *                        the stack's WAL archive (bench/point-in-time.ts): scratch by recovery against scratch by
+ *                        pg_restore of the dump, the end-to-end ratio against the same ideal, the recovery point
  *
  * Prints a table (Markdown) on stdout, progress on stderr, and writes bench-results/<timestamp>.json and
  * bench-results/latest.json. A piece of the product that is missing or fails is reported as such, never as a number.
@@ -27,6 +30,7 @@ import { copyTenants, runIdeal, type IdealResult } from './bench/ideal';
 import { profileUnits, type UnitProfile } from './bench/unit-profile';
 import { wideDataset } from './bench/wide';
 import { discoverAvailable, discoverSideBySide, type DiscoverBenchRun } from './bench/discover';
+import { isoMicros, pointInTimeIncident, writesAfterBackupInLive } from './bench/point-in-time';
 import type { WorkloadTable } from './workload/model';
 import { createDatabase, dbUrl, dropDatabase, say, serverVersion, sleep, benchEnv, query } from './bench/pg';
 import { DbSampler, type StatementTime } from './bench/db-sampler';
@@ -44,6 +48,7 @@ import {
 } from './bench/product';
 import { projectRoot } from './stack';
 import { defaultConcurrency, defaultGroupSize } from '../workflows/definitions';
+import type { PointInTimeScratch } from '../activities/restore-types';
 
 const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N] [--empty N] [--scale N]
                     [--big-rows 1000000,5000000] [--concurrency N] [--group-size N] [--scale-concurrency N] [--children-per-run N]
@@ -52,6 +57,7 @@ const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N]
                     [--wide-tables N] [--wide-tenants N] [--wide-victims N] [--wide-rows N] [--wide-timeout-minutes M]
                     [--skip-ideal] [--skip-product] [--skip-overhead] [--skip-scale] [--skip-memory] [--skip-live]
                     [--skip-wide] [--skip-units] [--skip-discover] [--discover-timeout-minutes M]
+                    [--skip-pitr] [--pitr-timeout-minutes M]
                     [--discover-datasets main,wide,scale]
                     [--fresh-data] [--keep] [--json] [--out <file>]`;
 
@@ -74,11 +80,15 @@ interface Options {
   overheadTimeoutMinutes: number;
   memoryTimeoutMinutes: number;
   discoverTimeoutMinutes: number;
+  pitrTimeoutMinutes: number;
   /** Datasets discover runs on; default main, plus wide and scale unless their sections are skipped. */
   discoverDatasets: string[];
   wide: { tables: number; tenants: number; victims: number; rowsPerTable: number; timeoutMinutes: number };
   seed: number;
-  skip: Record<'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live' | 'wide' | 'units' | 'discover', boolean>;
+  skip: Record<
+    'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live' | 'wide' | 'units' | 'discover' | 'pitr',
+    boolean
+  >;
   freshData: boolean;
   keep: boolean;
   json: boolean;
@@ -110,6 +120,7 @@ function parseOptions(argv: string[]): Options {
       'memory-timeout-minutes': { type: 'string' },
       'discover-timeout-minutes': { type: 'string' },
       'discover-datasets': { type: 'string' },
+      'pitr-timeout-minutes': { type: 'string' },
       'wide-tables': { type: 'string' },
       'wide-tenants': { type: 'string' },
       'wide-victims': { type: 'string' },
@@ -125,6 +136,7 @@ function parseOptions(argv: string[]): Options {
       'skip-wide': { type: 'boolean' },
       'skip-units': { type: 'boolean' },
       'skip-discover': { type: 'boolean' },
+      'skip-pitr': { type: 'boolean' },
       'fresh-data': { type: 'boolean' },
       keep: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -168,6 +180,7 @@ function parseOptions(argv: string[]): Options {
     overheadTimeoutMinutes: int('overhead-timeout-minutes', values['overhead-timeout-minutes'], quick ? 3 : 5, 1),
     memoryTimeoutMinutes: int('memory-timeout-minutes', values['memory-timeout-minutes'], quick ? 3 : 8, 1),
     discoverTimeoutMinutes: int('discover-timeout-minutes', values['discover-timeout-minutes'], quick ? 3 : 10, 1),
+    pitrTimeoutMinutes: int('pitr-timeout-minutes', values['pitr-timeout-minutes'], quick ? 5 : 15, 1),
     discoverDatasets: (
       values['discover-datasets'] ??
       ['main', values['skip-wide'] ? '' : 'wide', values['skip-scale'] ? '' : 'scale'].filter(Boolean).join(',')
@@ -196,6 +209,7 @@ function parseOptions(argv: string[]): Options {
       wide: !!values['skip-wide'],
       units: !!values['skip-units'],
       discover: !!values['skip-discover'],
+      pitr: !!values['skip-pitr'],
     },
     freshData: !!values['fresh-data'],
     keep: !!values.keep,
@@ -229,6 +243,10 @@ interface ProductRun {
   rowsReported?: number;
   rowsVerifiedInLive?: number;
   rowsPerSecond?: number;
+  /** The report's source.scratchMs: the time to prepare scratch (download and pg_restore, or point-in-time recovery). */
+  scratchMs?: number;
+  /** The report's source.pointInTime, for a restore from a pgBackRest WAL archive. */
+  pointInTime?: PointInTimeScratch;
   profile?: {
     runs: number;
     cliToWorkflowMs?: number;
@@ -311,7 +329,64 @@ interface BenchResults {
   };
   /** Discover against one count(*) GROUP BY tenant per owned table and side (bench/discover.ts), per dataset. */
   discover?: { status: SectionStatus; reason?: string; runs: DiscoverBenchRun[] };
+  /**
+   * The main dataset's victims restored to a moment from the stack's pgBackRest WAL archive (bench/point-in-time.ts),
+   * beside the dump path (the main product run, or a dump restore of its own) and the same ideal.
+   */
+  pointInTime?: PointInTimeResult;
   targets?: Array<{ name: string; target: string; value: string; met?: boolean }>;
+}
+
+interface PointInTimeResult {
+  status: SectionStatus;
+  reason?: string;
+  stanza?: string;
+  /** The live database: a copy of the main dataset's source, in the base backup; the victims deleted after it. */
+  database?: string;
+  victims?: number;
+  /** The victims' rows at the moment (the dataset's, plus the rows written after the base backup). */
+  victimRows?: number;
+  /** ANALYZE and VACUUM of the bench's databases before the base backup (see bench/point-in-time.ts). */
+  quiesceMs?: number;
+  /** The incremental base backup before the incident (not part of the restore's time). */
+  backupMs?: number;
+  writtenAfterBackup?: number;
+  /** The writes made after the base backup, found in live after the restore. */
+  writesAfterBackupRestored?: { renamedTenants: number; issues: number };
+  target?: string;
+  /** From the deletion's commit until pg_stat_archiver reported its WAL segment archived. */
+  archiveMs?: number;
+  /** The point-in-time restore (`start --backup pgbackrest:... --at ... --wait --json`). */
+  product?: ProductRun;
+  scratch?: {
+    /** The PITR restore's report: source.scratchMs (pgbackrest restore, recovery, checks). */
+    pitrMs?: number;
+    /** The dump path's report: source.scratchMs (download, verify, pg_restore). */
+    dumpMs?: number;
+    dumpFrom?: 'main product run' | 'own dump restore';
+    dumpRestoreId?: string;
+    /** pitrMs / dumpMs. */
+    ratio?: number;
+  };
+  endToEnd?: {
+    pitrWallMs?: number;
+    dumpWallMs?: number;
+    idealMs?: number;
+    /** PITR `start --wait` / the ideal (download + pg_restore -j2 + COPY pipes), the ideal of section 1. */
+    pitrRatio?: number;
+    /** The dump path's `start --wait` / the same ideal. */
+    dumpRatio?: number;
+  };
+  recoveryPoint?: {
+    /** The report's: target minus the last transaction replayed. */
+    gapMs?: number;
+    lastTransaction?: string;
+    stopped?: string;
+    walSegmentsRestored?: number;
+    /** The target minus the commit of the bench's last write before it: between these two bounds (ms). */
+    lastWriteGapMs?: { min: number; max: number };
+    lastWriteCommit?: { before: string; after: string };
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -352,6 +427,8 @@ async function productRun(
   args: {
     taskQueue: string;
     source: { backup: string } | { scratch: string };
+    /** --at: a point-in-time restore from a pgbackrest: backup. */
+    at?: string;
     live: string;
     tenants: string[];
     concurrency?: number;
@@ -375,6 +452,7 @@ async function productRun(
     restoreId,
     taskQueue: args.taskQueue,
     source: args.source,
+    at: args.at,
     live: args.live,
     tenantsFile,
     artifacts,
@@ -436,6 +514,8 @@ async function productRun(
   try {
     const workflow = await workflowProfile(restoreId);
     const report = run.timedOut ? undefined : await readReport(artifacts, restoreId, out?.report?.json);
+    result.scratchMs = report?.source.scratchMs;
+    result.pointInTime = report?.source.pointInTime;
     const activities: NonNullable<ProductRun['profile']>['activities'] = {};
     for (const a of workflow.activities) {
       const s = (activities[a.name] ??= { count: 0, sumMs: 0, maxMs: 0, wallMs: 0, failedAttempts: 0 });
@@ -550,6 +630,126 @@ async function sideBySide(
     result = { ...result, status: 'failed', reason: (error as Error).message };
   } finally {
     await worker.stop();
+  }
+  return result;
+}
+
+/**
+ * 8. Point in time: the main dataset's victims, restored from the stack's pgBackRest WAL archive to a moment before
+ * their deletion (bench/point-in-time.ts stages the incident), by `start --backup pgbackrest:<stanza>/<db> --at`, on a
+ * worker of its own. Beside it: the dump path's scratch and wall time (the main product run's, or a dump restore of
+ * the same victims run here when that was skipped), and the ideal of section 1.
+ */
+async function pointInTimeSection(
+  dataset: MainDataset,
+  options: Options,
+  results: BenchResults,
+): Promise<PointInTimeResult> {
+  const result: PointInTimeResult = { status: 'ok', victims: dataset.victims.length };
+  const live = `bench_pitr_live_${runTag}`;
+  const worker = new WorkerProcess(`bench-${runTag}-pitr`, join(logsDir, 'worker-pitr.log'));
+  const dumpLive = `bench_pitr_dump_live_${runTag}`;
+  try {
+    const incident = await pointInTimeIncident({
+      source: dataset.source,
+      live,
+      victims: dataset.victims,
+      pauseMs: 200,
+    });
+    Object.assign(result, {
+      stanza: incident.stanza,
+      database: live,
+      victimRows: incident.rowsAtTargetTotal,
+      quiesceMs: incident.quiesceMs,
+      backupMs: incident.backupMs,
+      writtenAfterBackup: incident.writtenAfterBackup,
+      target: incident.at,
+      archiveMs: incident.archiveMs,
+    });
+    await worker.start();
+    const r = await productRun('pitr', {
+      taskQueue: worker.taskQueue,
+      source: { backup: `pgbackrest:${incident.stanza}/${live}` },
+      at: incident.at,
+      live: dbUrl(live),
+      tenants: dataset.victims,
+      concurrency: options.concurrency,
+      groupSize: options.groupSize,
+      timeoutMinutes: options.pitrTimeoutMinutes,
+      verify: { database: live, expectedRows: incident.rowsAtTargetTotal },
+    });
+    result.product = strip(r);
+    if (r.status === 'ok') result.writesAfterBackupRestored = await writesAfterBackupInLive(live, dataset.victims);
+    const pit = r.pointInTime;
+    const target = isoMicros(incident.at);
+    result.recoveryPoint = {
+      gapMs: pit?.gapMs,
+      lastTransaction: pit?.lastTransaction,
+      stopped: pit?.stopped,
+      walSegmentsRestored: pit?.walSegmentsRestored,
+      lastWriteGapMs: {
+        min: (target - isoMicros(incident.lastWrite.after)) / 1000,
+        max: (target - isoMicros(incident.lastWrite.before)) / 1000,
+      },
+      lastWriteCommit: incident.lastWrite,
+    };
+    if (r.status !== 'ok') Object.assign(result, { status: r.status, reason: r.reason });
+    else if (
+      result.writesAfterBackupRestored &&
+      (result.writesAfterBackupRestored.renamedTenants !== dataset.victims.length ||
+        result.writesAfterBackupRestored.issues !== incident.writtenAfterBackup)
+    )
+      Object.assign(result, {
+        status: 'failed',
+        reason: `the writes after the base backup are not all back: ${JSON.stringify(result.writesAfterBackupRestored)} of ${dataset.victims.length} renamed tenants and ${incident.writtenAfterBackup} issues`,
+      });
+
+    // The dump path, for the same victims: the main product run's, else a dump restore of its own here.
+    let dump: ProductRun | undefined = results.product?.status === 'ok' ? results.product : undefined;
+    let dumpFrom: NonNullable<PointInTimeResult['scratch']>['dumpFrom'] = 'main product run';
+    if (!dump || dump.scratchMs === undefined) {
+      await dropDatabase(dumpLive);
+      await createDatabase(dumpLive, dataset.postDeletion);
+      const d = await productRun('pitr-dump', {
+        taskQueue: worker.taskQueue,
+        source: { backup: dataset.backupUrl },
+        live: dbUrl(dumpLive),
+        tenants: dataset.victims,
+        concurrency: options.concurrency,
+        groupSize: options.groupSize,
+        timeoutMinutes: options.pitrTimeoutMinutes,
+        verify: { database: dumpLive, expectedRows: dataset.victimRowsTotal },
+      });
+      if (!options.keep) await dropDatabase(scratchDatabaseName(d.restoreId!)).catch(() => undefined);
+      dump = d.status === 'ok' ? strip(d) : undefined;
+      dumpFrom = 'own dump restore';
+      if (d.status !== 'ok' && result.status === 'ok')
+        Object.assign(result, { status: d.status, reason: `the dump restore beside it: ${d.reason}` });
+    }
+    result.scratch = {
+      pitrMs: r.scratchMs,
+      dumpMs: dump?.scratchMs,
+      dumpFrom: dump ? dumpFrom : undefined,
+      dumpRestoreId: dump?.restoreId,
+      ratio: r.scratchMs !== undefined && dump?.scratchMs ? r.scratchMs / dump.scratchMs : undefined,
+    };
+    const idealMs = results.ideal?.status === 'ok' ? results.ideal.totalMs : undefined;
+    const pitrWallMs = r.status === 'ok' ? r.wallMs : undefined;
+    result.endToEnd = {
+      pitrWallMs,
+      dumpWallMs: dump?.wallMs,
+      idealMs,
+      pitrRatio: idealMs && pitrWallMs ? pitrWallMs / idealMs : undefined,
+      dumpRatio: idealMs && dump?.wallMs ? dump.wallMs / idealMs : undefined,
+    };
+  } catch (error) {
+    Object.assign(result, { status: 'failed', reason: (error as Error).message });
+  } finally {
+    await worker.stop();
+    if (!options.keep) {
+      await dropDatabase(live).catch(() => undefined);
+      await dropDatabase(dumpLive).catch(() => undefined);
+    }
   }
   return result;
 }
@@ -745,6 +945,20 @@ async function main(): Promise<number> {
       }
     } else {
       results.product = { status: 'skipped' };
+    }
+
+    // --- 8. point in time: the same victims from the stack's WAL archive, beside the dump path and the ideal --------
+    if (options.skip.pitr) results.pointInTime = { status: 'skipped' };
+    else if (!results.productReadiness.ready)
+      results.pointInTime = { status: 'not-available', reason: 'the product is not complete' };
+    else {
+      results.pointInTime = await pointInTimeSection(dataset, options, results);
+      const pit = results.pointInTime;
+      if (pit.status !== 'ok') problems.push(`point in time: ${pit.reason}`);
+      else
+        say(
+          `point in time: ${seconds(pit.endToEnd?.pitrWallMs)} (scratch ${seconds(pit.scratch?.pitrMs)} against the dump's ${seconds(pit.scratch?.dumpMs)}), recovery point ${millis(pit.recoveryPoint?.gapMs)} before the target`,
+        );
     }
 
     // --- 4. wide schema, and 5. scale: ideal and product side by side on generated many-table data ----------------
@@ -1386,6 +1600,51 @@ export function render(r: BenchResults): string {
       });
     }
   } else rows.push({ metric: 'discover', value: 'n/a', note: statusNote(dsc) });
+
+  const pit = r.pointInTime;
+  rows.push({
+    section: `8. Point in time: the same ${count(pit?.victims ?? d?.victimCount)} victims recovered from the stack's pgBackRest WAL archive (start --backup pgbackrest:... --at)`,
+    metric: '',
+    value: '',
+  });
+  if (pit && (pit.status === 'ok' || pit.product?.wallMs !== undefined)) {
+    const sc = pit.scratch;
+    rows.push({
+      metric: 'scratch: point-in-time recovery / pg_restore of the dump',
+      value: ratio(sc?.ratio),
+      note: `recovery ${seconds(sc?.pitrMs)} (pgbackrest restore --db-include, WAL replay, checks); dump ${seconds(sc?.dumpMs)} (download, verify, pg_restore; ${sc?.dumpFrom ?? 'n/a'}): the reports' source.scratchMs`,
+    });
+    const e = pit.endToEnd;
+    rows.push({
+      metric: 'end to end: point in time / ideal',
+      value: ratio(e?.pitrRatio),
+      note: `start --wait ${seconds(e?.pitrWallMs)}; ideal ${seconds(e?.idealMs)} (section 1)`,
+    });
+    rows.push({
+      metric: 'end to end: dump / ideal, same run',
+      value: ratio(e?.dumpRatio),
+      note: `start --wait ${seconds(e?.dumpWallMs)} (${sc?.dumpFrom ?? 'n/a'})`,
+    });
+    const rp = pit.recoveryPoint;
+    rows.push({
+      metric: 'recovery point: target - last transaction replayed',
+      value: rp?.gapMs === undefined ? 'n/a' : `${rp.gapMs.toFixed(1)} ms`,
+      note: `the report's gapMs; last transaction ${rp?.lastTransaction ?? 'n/a'}; stopped ${rp?.stopped ?? 'n/a'}`,
+    });
+    rows.push({
+      metric: "  target - the bench's last write before it",
+      value: rp?.lastWriteGapMs
+        ? `${rp.lastWriteGapMs.min.toFixed(1)} - ${rp.lastWriteGapMs.max.toFixed(1)} ms`
+        : 'n/a',
+      note: `its commit lies between clock_timestamp() before COMMIT and after; ${count(pit.writtenAfterBackup)} rows written after the base backup${pit.writesAfterBackupRestored ? `, ${count(pit.writesAfterBackupRestored.issues)} back in live` : ''}`,
+    });
+    rows.push({
+      metric: '  WAL segments restored',
+      value: count(rp?.walSegmentsRestored),
+      note: `VACUUM of the bench databases ${seconds(pit.quiesceMs)}, base backup (incr) ${seconds(pit.backupMs)} and archiving ${seconds(pit.archiveMs)} before the restore, not in its time`,
+    });
+    if (pit.status !== 'ok') rows.push({ metric: '  status', value: pit.status, note: statusNote(pit) });
+  } else rows.push({ metric: 'point in time', value: 'n/a', note: statusNote(pit) });
 
   const header = [
     `tenant-restore benchmark, ${r.startedAt} (${r.machine.cpus} CPUs, PostgreSQL ${r.machine.postgres}, load ${r.machine.loadAverageAtStart.join(' ')} at start)`,

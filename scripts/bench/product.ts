@@ -180,8 +180,10 @@ export interface StartRun {
 export interface StartArgs {
   restoreId: string;
   taskQueue: string;
-  /** --backup s3://... or --scratch <url> */
+  /** --backup s3://... (or pgbackrest:<stanza>/<database>) or --scratch <url> */
   source: { backup: string } | { scratch: string };
+  /** --at: the moment a pgbackrest: backup is recovered to (point in time). */
+  at?: string;
   live: string;
   tenantsFile: string;
   artifacts: string;
@@ -240,6 +242,7 @@ export async function runStart(args: StartArgs): Promise<StartRun> {
   const argv = [
     'start',
     ...('backup' in args.source ? ['--backup', args.source.backup] : ['--scratch', args.source.scratch]),
+    ...(args.at ? ['--at', args.at] : []),
     '--live',
     args.live,
     '--tenant-root',
