@@ -96,7 +96,7 @@ describe('--backup-prefix and --at pick the archive to restore from', () => {
     const alone = await startWith(['--backup', `${url}nightly-1.dump`, '--at', hours(1).toISOString()]);
     expect(alone.code).toBe(2);
     expect(alone.stderr).toContain(
-      '--at picks the newest pg_dump archive taken before that moment under --backup-prefix',
+      '--at needs a source to go back in: --backup pgbackrest:<stanza> (point-in-time recovery from the WAL archive), or --backup-prefix',
     );
     const empty = await startWith(['--backup-prefix', `s3://${env.STACK_S3_BUCKET}/${prefix}nothing-here/`]);
     expect(empty.code).toBe(2);
