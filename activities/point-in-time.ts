@@ -387,6 +387,7 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
       const paths = scratchPaths(input.restoreId, host.id);
       const database = input.database ?? databaseName(resolveConnectionString(input.live));
       let phase = 'checking the archive';
+      let serverStarted = false;
       let segments = 0;
       const beat = setInterval(() => heartbeat({ phase, walSegmentsRestored: segments }), 2000);
       try {
@@ -456,6 +457,7 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
           'start',
         ]);
         await runTool(command, args, process.env, signal);
+        serverStarted = true;
 
         let outcome: RecoveryOutcome = { walSegmentsRestored: 0, ready: false };
         for (;;) {
@@ -523,6 +525,11 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
             dataDir: paths.dataDir,
           },
         };
+      } catch (error) {
+        // A server that failed its checks is stopped (a server left running would hold memory on the host until
+        // someone noticed); its directory and log stay for a look, until a retry of this restore on this host.
+        if (serverStarted) stopServer(paths.dataDir, 'fast');
+        throw error;
       } finally {
         clearInterval(beat);
       }
