@@ -26,7 +26,9 @@ describe('chaos: bulk restore under worker kills, a PostgreSQL restart and a Tem
       kills,
       restartPostgres: true,
       restartTemporal: true,
-      concurrency: 8,
+      // Two units at a time: progress moves in steps of one unit, so the faults land along the restore. At 8, on a fresh
+      // stack the restore went 60 -> 210 tenants in one wave and ended in 34 s with 6 planned faults not reached.
+      concurrency: 2,
       groupSize: defaultGroupSize,
       chunkRows: 40,
       seed,
