@@ -30,7 +30,8 @@ import { copyTenants, runIdeal, type IdealResult } from './bench/ideal';
 import { profileUnits, type UnitProfile } from './bench/unit-profile';
 import { wideDataset } from './bench/wide';
 import { discoverAvailable, discoverSideBySide, type DiscoverBenchRun } from './bench/discover';
-import { isoMicros, pointInTimeIncident, writesAfterBackupInLive } from './bench/point-in-time';
+import { pointInTimeIncident, writesAfterBackupInLive } from './bench/point-in-time';
+import { toMicros } from '../activities/point-in-time';
 import type { WorkloadTable } from './workload/model';
 import { createDatabase, dbUrl, dropDatabase, say, serverVersion, sleep, benchEnv, query } from './bench/pg';
 import { DbSampler, type StatementTime } from './bench/db-sampler';
@@ -681,15 +682,15 @@ async function pointInTimeSection(
     result.product = strip(r);
     if (r.status === 'ok') result.writesAfterBackupRestored = await writesAfterBackupInLive(live, dataset.victims);
     const pit = r.pointInTime;
-    const target = isoMicros(incident.at);
+    const target = toMicros(incident.at);
     result.recoveryPoint = {
       gapMs: pit?.gapMs,
       lastTransaction: pit?.lastTransaction,
       stopped: pit?.stopped,
       walSegmentsRestored: pit?.walSegmentsRestored,
       lastWriteGapMs: {
-        min: (target - isoMicros(incident.lastWrite.after)) / 1000,
-        max: (target - isoMicros(incident.lastWrite.before)) / 1000,
+        min: (target - toMicros(incident.lastWrite.after)) / 1000,
+        max: (target - toMicros(incident.lastWrite.before)) / 1000,
       },
       lastWriteCommit: incident.lastWrite,
     };

@@ -36,7 +36,7 @@ import {
   type BulkRestoreResult,
   type RestoreProgress,
 } from '../workflows/definitions';
-import { pgbackrest, projectRoot, stackDir, stackUp } from './stack';
+import { archiveWalNow, clockMicrosSql, pgbackrest, projectRoot, stackDir, stackUp } from './stack';
 import {
   compareSnapshots,
   diffChecksums,
@@ -593,11 +593,7 @@ async function main(): Promise<number> {
 async function databaseNow(url: string): Promise<string> {
   const db = await connect(url, 'demo');
   try {
-    return (
-      await db.query<{ t: string }>(
-        `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`,
-      )
-    ).rows[0].t;
+    return (await db.query<{ t: string }>(clockMicrosSql)).rows[0].t;
   } finally {
     await db.end();
   }
@@ -660,13 +656,7 @@ async function pointInTimeChapter(o: {
   // The WAL segment holding the moment must be archived: a switch, then wait for the archiver.
   const db = await connect(o.liveUrl, 'demo');
   try {
-    const { rows } = await db.query<{ wal: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS wal');
-    for (let i = 0; ; i++) {
-      const a = await db.query<{ last: string | null }>('SELECT last_archived_wal AS last FROM pg_stat_archiver');
-      if (a.rows[0].last && a.rows[0].last >= rows[0].wal) break;
-      if (i > 600) throw new Error(`WAL ${rows[0].wal} was not archived within a minute: see .stack/pg/postgres.log`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await archiveWalNow(async (sql) => (await db.query(sql)).rows);
   } finally {
     await db.end();
   }

@@ -257,6 +257,35 @@ function findPgbackrest(): string {
  * belong to that user). `output` is stdout then stderr; `stdout` alone is what `--output=json` prints.
  * Example: `pgbackrest(['--stanza=tenant-restore', 'backup', '--type=full'])`.
  */
+/** The database's clock to the microsecond, in UTC ISO 8601: the moment of an incident as PostgreSQL records it. */
+export const clockMicrosSql = `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`;
+
+/**
+ * Makes the newest commit reach the WAL archive: a switch to a new segment, then a wait until the archiver has pushed
+ * it. `run` runs one query on the archived cluster and returns its rows (each caller has its own client).
+ */
+export async function archiveWalNow(
+  run: (sql: string) => Promise<Array<Record<string, unknown>>>,
+  timeoutMs = 120_000,
+): Promise<void> {
+  const [{ wal }] = (await run('SELECT pg_walfile_name(pg_switch_wal()) AS wal')) as Array<{ wal: string }>;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [s] = (await run(
+      'SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver',
+    )) as Array<{
+      last: string | null;
+      failed: string | null;
+    }>;
+    if (s.last && s.last >= wal) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `WAL ${wal} was not archived within ${timeoutMs / 1000} s (last failed: ${s.failed ?? 'none'}): see .stack/pg/postgres.log`,
+      );
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 export function pgbackrest(args: string[]): { status: number | null; output: string; stdout: string } {
   const bin = findPgbackrest();
   const runAs = postgresRunAs();

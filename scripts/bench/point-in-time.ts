@@ -8,7 +8,7 @@
  */
 import { connect, escapeIdentifier, escapeLiteral } from '../../activities/db';
 import { purgeTenants } from '../workload/incident';
-import { pgbackrest } from '../stack';
+import { archiveWalNow, clockMicrosSql, pgbackrest } from '../stack';
 import { rowsOfTenants } from './dataset';
 import { benchEnv, dbUrl, dropDatabase, query, say, sleep } from './pg';
 
@@ -37,15 +37,6 @@ export interface PointInTimeIncident {
 }
 
 /** clock_timestamp() in UTC to the microsecond, as text (a JavaScript Date keeps milliseconds only). */
-const microsClock = `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`;
-
-/** An ISO 8601 UTC time with up to microseconds, as microseconds since the epoch. */
-export function isoMicros(iso: string): number {
-  const m = /^(.*T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$/.exec(iso);
-  if (!m) return Date.parse(iso) * 1000;
-  return Date.parse(`${m[1]}Z`) * 1000 + Number((m[2] ?? '').padEnd(6, '0').slice(0, 6));
-}
-
 const ids = (tenants: string[]) => `${escapeLiteral(`{${tenants.join(',')}}`)}::bigint[]`;
 
 async function clock(database: string): Promise<string> {
@@ -53,20 +44,9 @@ async function clock(database: string): Promise<string> {
   return r.t.toISOString();
 }
 
-/** The newest commit archived: a switch to a new WAL segment, then wait until the archiver has pushed it. */
+/** The newest commit archived (the stack's archiveWalNow, on this bench database). */
 export async function archiveNow(database: string, timeoutMs = 120_000): Promise<void> {
-  const [{ wal }] = await query<{ wal: string }>(database, 'SELECT pg_walfile_name(pg_switch_wal()) AS wal');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [s] = await query<{ last: string | null; failed: string | null }>(
-      database,
-      'SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver',
-    );
-    if (s.last && s.last >= wal) return;
-    if (Date.now() > deadline)
-      throw new Error(`WAL ${wal} was not archived within ${timeoutMs / 1000} s (last failed: ${s.failed ?? 'none'})`);
-    await sleep(250);
-  }
+  await archiveWalNow((sql) => query(database, sql), timeoutMs);
 }
 
 /**
@@ -145,9 +125,9 @@ export async function pointInTimeIncident(opts: {
     await client.query(
       `UPDATE app.tenants SET name = name || ' (renamed after the backup)' WHERE id = ANY (${ids(victims)})`,
     );
-    const before = (await client.query<{ t: string }>(microsClock)).rows[0].t;
+    const before = (await client.query<{ t: string }>(clockMicrosSql)).rows[0].t;
     await client.query('COMMIT');
-    const after = (await client.query<{ t: string }>(microsClock)).rows[0].t;
+    const after = (await client.query<{ t: string }>(clockMicrosSql)).rows[0].t;
     writtenAfterBackup = inserted.rowCount ?? 0;
     lastWrite = { before, after };
   } catch (error) {

@@ -12,7 +12,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BulkRestoreResult } from '../../workflows/definitions';
-import { pgbackrest } from '../../scripts/stack';
+import { archiveWalNow, clockMicrosSql, pgbackrest } from '../../scripts/stack';
 import { parseRecoveryTarget, scratchPaths } from '../../activities/point-in-time';
 import { deleteTenants, generate, range, smallTenant, tenantRows, withClient } from '../fixtures/orchestration/fixture';
 import { productEnv, runCli, startWorkerProcess, type WorkerProcess } from '../helpers/product';
@@ -26,29 +26,12 @@ const artifacts = `s3://${env.STACK_S3_BUCKET}/test-pitr/`;
 
 /** The newest commit is archived: a switch to a new WAL segment, then wait until the archiver has pushed it. */
 async function archiveNow(url: string): Promise<void> {
-  await withClient(url, async (c) => {
-    const { rows } = await c.query<{ wal: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS wal');
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const s = await c.query<{ last: string | null }>('SELECT last_archived_wal AS last FROM pg_stat_archiver');
-      if (s.rows[0].last && s.rows[0].last >= rows[0].wal) return;
-      if (Date.now() > deadline) throw new Error(`WAL ${rows[0].wal} was not archived within 2 minutes`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  });
+  await withClient(url, (c) => archiveWalNow(async (sql) => (await c.query(sql)).rows));
 }
 
 /** The database's clock, to the microsecond: the moment the operator would read from the incident's log. */
 async function now(url: string): Promise<string> {
-  return withClient(
-    url,
-    async (c) =>
-      (
-        await c.query<{ t: string }>(
-          `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`,
-        )
-      ).rows[0].t,
-  );
+  return withClient(url, async (c) => (await c.query<{ t: string }>(clockMicrosSql)).rows[0].t);
 }
 
 /** A few rows for each victim, written after the base backup: what only the WAL archive holds. */
