@@ -10,7 +10,7 @@
  *   npm run stack -- up | down | status [--json]
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -44,6 +44,8 @@ const MINIO_MODULE = 'github.com/minio/minio@latest';
 /** Ports away from the defaults of services a developer machine may already run (5432, 9000). */
 export const ports = {
   postgres: Number(process.env.STACK_PG_PORT ?? 54329),
+  /** The scratch server: a second cluster, where backups are loaded by an unprivileged role (never on live's server). */
+  pgScratch: Number(process.env.STACK_PG_SCRATCH_PORT ?? 54330),
   temporal: Number(process.env.STACK_TEMPORAL_PORT ?? 7233),
   temporalUi: Number(process.env.STACK_TEMPORAL_UI_PORT ?? 8233),
   minio: Number(process.env.STACK_MINIO_PORT ?? 9010),
@@ -91,7 +93,24 @@ export interface StackEnv {
   STACK_PGBACKREST_STANZA: string;
   /** The self-signed certificate minio-wal serves (https://127.0.0.1:9012), to trust when talking to it. */
   STACK_PGBACKREST_CA: string;
+  /** The scratch cluster's superuser (with its password): for tests that look at what a restore left there. */
+  STACK_PG_SCRATCH_URL: string;
+  /**
+   * The scratch server as the product sees it: an alias (activities/db.ts) for `tenant_restore_scratch`, a role with
+   * CREATEDB and nothing else, on the scratch cluster (its password is in PGPASSFILE).
+   */
+  TENANT_RESTORE_DB_SCRATCH: string;
+  /** The command line's default --scratch-server: the alias above. */
+  TENANT_RESTORE_SCRATCH_SERVER: string;
+  /** The public key workers check backup manifests with (activities/backup-trust.ts): a PEM file. */
+  TENANT_RESTORE_BACKUP_PUBLIC_KEY: string;
+  /** The private key the stack's backup job signs manifests with (scripts/workload/backup.ts): a PEM file. */
+  STACK_BACKUP_SIGNING_KEY: string;
 }
+
+/** The scratch cluster's unprivileged role: CREATEDB, nothing else, and nothing of live (it is another cluster). */
+export const scratchRole = 'tenant_restore_scratch';
+const backupKeyDir = join(stackDir, 'backup-signing');
 
 type Say = (message: string) => void;
 const defaultSay: Say = (m) => process.stderr.write(`[stack] ${m}\n`);
@@ -335,7 +354,27 @@ export function stackEnv(): StackEnv {
     PGBACKREST_CONFIG: pgbackrestConfig,
     STACK_PGBACKREST_STANZA: pgbackrestStanza,
     STACK_PGBACKREST_CA: tlsCert,
+    STACK_PG_SCRATCH_URL: `postgres://postgres:${encodeURIComponent(secret('postgres-scratch'))}@127.0.0.1:${ports.pgScratch}/postgres`,
+    TENANT_RESTORE_DB_SCRATCH: `postgres://${scratchRole}@127.0.0.1:${ports.pgScratch}/postgres`,
+    TENANT_RESTORE_SCRATCH_SERVER: 'scratch',
+    TENANT_RESTORE_BACKUP_PUBLIC_KEY: join(backupKeyDir, 'public.pem'),
+    STACK_BACKUP_SIGNING_KEY: join(backupKeyDir, 'private.pem'),
   };
+}
+
+/**
+ * The stack's backup signing key pair (Ed25519), made once: the backup job (scripts/workload/backup.ts) signs each
+ * manifest with the private key; workers hold only the public key (TENANT_RESTORE_BACKUP_PUBLIC_KEY).
+ */
+function ensureBackupSigningKey(say: Say): void {
+  const privateFile = join(backupKeyDir, 'private.pem');
+  const publicFile = join(backupKeyDir, 'public.pem');
+  if (existsSync(privateFile) && existsSync(publicFile)) return;
+  mkdirSync(backupKeyDir, { recursive: true, mode: 0o700 });
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  writeFileSync(privateFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(publicFile, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644 });
+  say('made the backup signing key pair (Ed25519) in .stack/backup-signing');
 }
 
 /** The archive_command of the stack's PostgreSQL: pgBackRest pushes each finished WAL segment to minio-wal. */
@@ -476,6 +515,104 @@ async function upPostgres(say: Say): Promise<void> {
   const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
   writeFileSync(pidFile('postgres'), String(pid));
   await waitFor('postgres', () => portOpen(ports.postgres), 30_000, join(socketDir, 'postgres.log'));
+}
+
+/**
+ * The scratch server: a second PostgreSQL cluster in .stack/pg-scratch on its own port, no WAL archiving. Backups are
+ * loaded there by `tenant_restore_scratch` (LOGIN CREATEDB, no other privilege; password in PGPASSFILE): a backup is
+ * code for the role that loads it, so it never runs on live's server nor as live's role (activities/scratch-server.ts).
+ * Idempotent: a running cluster is left as it is, the role is (re)made with CREATEDB only.
+ */
+async function upPgScratch(say: Say): Promise<void> {
+  const dir = join(stackDir, 'pg-scratch');
+  const dataDir = join(dir, 'data');
+  const bin = findPostgresBin();
+  const runAs = postgresRunAs();
+  if (await portOpen(ports.pgScratch)) {
+    if (!(alive(readPid('pg-scratch')) || existsSync(join(dataDir, 'postmaster.pid'))))
+      throw new Error(
+        `Port ${ports.pgScratch} is taken by a process that is not this stack's scratch PostgreSQL. Stop it or set STACK_PG_SCRATCH_PORT.`,
+      );
+    say(`pg-scratch already up on :${ports.pgScratch}`);
+  } else {
+    mkdirSync(dir, { recursive: true });
+    if (runAs) spawnSync('chown', ['-R', runAs, dir]);
+    if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+      say(`initdb the scratch cluster in .stack/pg-scratch/data`);
+      const pwFile = join(dir, 'pwfile');
+      writeFileSync(pwFile, secret('postgres-scratch'), { mode: 0o600 });
+      if (runAs) spawnSync('chown', [runAs, pwFile]);
+      const init = runPg(
+        join(bin, 'initdb'),
+        [
+          '-D',
+          dataDir,
+          '-U',
+          'postgres',
+          '--pwfile',
+          pwFile,
+          '--auth-local=trust',
+          '--auth-host=scram-sha-256',
+          '-E',
+          'UTF8',
+          '--locale=C.UTF-8',
+        ],
+        runAs,
+      );
+      rmSync(pwFile);
+      if (init.status !== 0) throw new Error(`initdb (scratch) failed:\n${init.output}`);
+    }
+    const options = [
+      `-c port=${ports.pgScratch}`,
+      '-c listen_addresses=127.0.0.1',
+      `-c unix_socket_directories=${dir}`,
+      '-c fsync=off',
+      '-c synchronous_commit=off',
+      '-c full_page_writes=off',
+      '-c max_connections=200',
+      '-c shared_buffers=128MB',
+      '-c max_wal_size=2GB',
+      '-c log_min_messages=warning',
+      '-c max_locks_per_transaction=256',
+    ].join(' ');
+    say(`starting pg-scratch on :${ports.pgScratch}`);
+    const started = runPg(
+      join(bin, 'pg_ctl'),
+      ['-D', dataDir, '-l', join(dir, 'postgres.log'), '-o', options, '-w', '-t', '60', 'start'],
+      runAs,
+    );
+    if (started.status !== 0)
+      throw new Error(`pg_ctl start (scratch) failed:\n${started.output}\nSee .stack/pg-scratch/postgres.log`);
+    writeFileSync(pidFile('pg-scratch'), readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]!);
+    await waitFor('pg-scratch', () => portOpen(ports.pgScratch), 30_000, join(dir, 'postgres.log'));
+  }
+  // The role, over the Unix socket (trusted): CREATEDB and nothing else, whatever an earlier run gave it.
+  const password = secret('scratch').replace(/'/g, "''");
+  const sql = `DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${scratchRole}') THEN CREATE ROLE ${scratchRole}; END IF;
+  END $$;
+  ALTER ROLE ${scratchRole} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '${password}';`;
+  const made = runPg(
+    join(bin, 'psql'),
+    [
+      '-X',
+      '-q',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-h',
+      dir,
+      '-p',
+      String(ports.pgScratch),
+      '-U',
+      'postgres',
+      '-d',
+      'postgres',
+      '-c',
+      sql,
+    ],
+    runAs,
+  );
+  if (made.status !== 0) throw new Error(`could not make the scratch role ${scratchRole}:\n${made.output}`);
 }
 
 async function upTemporal(say: Say): Promise<void> {
@@ -807,9 +944,12 @@ export async function stackUp(say: Say = defaultSay): Promise<StackEnv> {
     ensureGoBinary('minio', [MINIO_MODULE], say),
   ]);
   writePgbackrestConfig(env);
-  await Promise.all([upPostgres(say), upTemporal(say), upMinio(say, env), upMinioWal(say, env)]);
+  ensureBackupSigningKey(say);
+  await Promise.all([upPostgres(say), upPgScratch(say), upTemporal(say), upMinio(say, env), upMinioWal(say, env)]);
   upPgbackrest(say);
   addPgpassEntry(env.PGPASSFILE, `127.0.0.1:${ports.postgres}:*:postgres:${secret('postgres')}`);
+  addPgpassEntry(env.PGPASSFILE, `127.0.0.1:${ports.pgScratch}:*:postgres:${secret('postgres-scratch')}`);
+  addPgpassEntry(env.PGPASSFILE, `127.0.0.1:${ports.pgScratch}:*:${scratchRole}:${secret('scratch')}`);
   writeEnvFile(env);
   return env;
 }
@@ -832,6 +972,17 @@ export async function stackDown(say: Say = defaultSay): Promise<void> {
     if (result.status !== 0) say(`pg_ctl stop: ${result.output.trim()}`);
   }
   rmSync(pidFile('postgres'), { force: true });
+  const scratchData = join(stackDir, 'pg-scratch', 'data');
+  if (alive(readPid('pg-scratch')) && existsSync(join(scratchData, 'postmaster.pid'))) {
+    say('stopping pg-scratch');
+    const result = runPg(
+      join(findPostgresBin(), 'pg_ctl'),
+      ['-D', scratchData, '-m', 'fast', '-w', '-t', '60', 'stop'],
+      postgresRunAs(),
+    );
+    if (result.status !== 0) say(`pg_ctl stop (scratch): ${result.output.trim()}`);
+  }
+  rmSync(pidFile('pg-scratch'), { force: true });
   for (const name of ['temporal', 'minio', 'minio-wal']) {
     const pid = readPid(name);
     if (alive(pid)) {
@@ -875,6 +1026,7 @@ export interface ServiceStatus {
 export async function stackStatus(): Promise<ServiceStatus[]> {
   const services: Array<[string, number]> = [
     ['postgres', ports.postgres],
+    ['pg-scratch', ports.pgScratch],
     ['temporal', ports.temporal],
     ['minio', ports.minio],
     ['minio-wal', ports.minioWal],
@@ -911,6 +1063,7 @@ async function main(argv: string[]): Promise<number> {
             ...env,
             AWS_SECRET_ACCESS_KEY: '***',
             STACK_PG_URL: env.STACK_PG_URL.replace(/:[^:@/]+@/, ':***@'),
+            STACK_PG_SCRATCH_URL: env.STACK_PG_SCRATCH_URL.replace(/:[^:@/]+@/, ':***@'),
           }),
         );
       else
@@ -927,7 +1080,7 @@ async function main(argv: string[]): Promise<number> {
       else
         for (const s of status)
           console.log(
-            `${s.name.padEnd(9)} ${s.running && s.listening ? 'up  ' : 'down'}  pid ${s.pid ?? '-'}  port ${s.port}`,
+            `${s.name.padEnd(10)} ${s.running && s.listening ? 'up  ' : 'down'}  pid ${s.pid ?? '-'}  port ${s.port}`,
           );
       return status.every((s) => s.running && s.listening) ? 0 : 1;
     }

@@ -3,6 +3,10 @@
  * multipart upload (nothing on local disk), with its sha256 and size computed on the way, plus a manifest object
  * `<key>.manifest.json`. Both objects are made immutable with an S3 Object Lock retention when the bucket has Object
  * Lock enabled; otherwise the bucket is put under versioning, so that an overwrite cannot lose the backup.
+ *
+ * The manifest is signed (Ed25519, activities/backup-trust.ts) with the backup job's private key: the stack's
+ * `STACK_BACKUP_SIGNING_KEY` file, or `signingKey`. Workers trust a manifest only with a signature that verifies with
+ * their public key, since whoever can write the bucket can write a manifest too.
  */
 import {
   GetBucketVersioningCommand,
@@ -14,8 +18,31 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
+import { signManifest, type ManifestSignature } from '../../activities/backup-trust';
 import { databaseName, redactUrl } from '../../activities/db';
+
+/**
+ * The backup job's private key (PEM): `STACK_BACKUP_SIGNING_KEY` names its file (the stack makes it at `up`). Undefined
+ * when there is none: the manifest then goes unsigned, and workers refuse it unless --allow-unverified-backup.
+ */
+export function backupSigningKey(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const file = env.STACK_BACKUP_SIGNING_KEY;
+  return file && existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+}
+
+/**
+ * A manifest for the archive at `key`, signed with the backup job's key (or unsigned when there is none): for tests and
+ * tools that write a manifest of their own (a corrupted archive's real manifest, say).
+ */
+export function signedManifest<T extends { sha256: string; size: number; createdAt?: string }>(
+  key: string,
+  manifest: T,
+  privateKeyPem: string | undefined = backupSigningKey(),
+): T & { signature?: ManifestSignature } {
+  return privateKeyPem ? signManifest(key, manifest, privateKeyPem) : manifest;
+}
 
 export interface BackupManifest {
   sha256: string;
@@ -32,6 +59,8 @@ export interface BackupManifest {
   immutability:
     { mode: 'object-lock'; retainUntil: string; lockMode: 'GOVERNANCE' | 'COMPLIANCE' } | { mode: 'versioning' };
   versionId?: string;
+  /** Ed25519 over the archive's key, sha256, size and createdAt (activities/backup-trust.ts manifestPayload). */
+  signature?: ManifestSignature;
 }
 
 export interface TakeBackupOptions {
@@ -45,6 +74,8 @@ export interface TakeBackupOptions {
   lockMode?: 'GOVERNANCE' | 'COMPLIANCE';
   /** Called every few MB with bytes uploaded so far. */
   onProgress?: (bytes: number) => void;
+  /** The private key (PEM) the manifest is signed with; default: backupSigningKey(); null: unsigned. */
+  signingKey?: string | null;
 }
 
 export interface TakeBackupResult {
@@ -130,7 +161,7 @@ export async function takeBackup(options: TakeBackupOptions): Promise<TakeBackup
   }
   options.onProgress?.(size);
 
-  const manifest: BackupManifest = {
+  const unsigned: BackupManifest = {
     sha256: hash.digest('hex'),
     sizeBytes: size,
     size,
@@ -142,6 +173,11 @@ export async function takeBackup(options: TakeBackupOptions): Promise<TakeBackup
     immutability: mode === 'object-lock' ? { mode, retainUntil: retainUntil.toISOString(), lockMode } : { mode },
     versionId: uploaded.VersionId,
   };
+  const manifest: BackupManifest = signedManifest(
+    key,
+    unsigned,
+    options.signingKey === null ? undefined : (options.signingKey ?? backupSigningKey()),
+  );
   const manifestKey = `${key}.manifest.json`;
   await s3.send(
     new PutObjectCommand({

@@ -14,9 +14,12 @@ const base = {
   tenants: '1,2,3',
 };
 
+/** The command line's configured scratch server (a server of its own): without one, a --backup is refused. */
+const cliEnv = { TENANT_RESTORE_SCRATCH_SERVER: 'postgres://scratch@scratch.internal:5432/postgres' };
+
 describe('start input checks', () => {
   it('builds a workflow input with the tenants inline and artifacts under the restore id', () => {
-    const { input, taskQueue } = buildStartRequest({ ...base, id: 'r1', concurrency: '7' }, {});
+    const { input, taskQueue } = buildStartRequest({ ...base, id: 'r1', concurrency: '7' }, cliEnv);
     expect(input).toMatchObject({
       restoreId: 'r1',
       tenants: ['1', '2', '3'],
@@ -31,8 +34,8 @@ describe('start input checks', () => {
     expect(() => checkDatabaseRef('live', 'postgres://u:secret@db/app')).toThrow(
       /PGPASSFILE.*TENANT_RESTORE_DB_<ALIAS>/s,
     );
-    expect(() => buildStartRequest({ ...base, live: 'postgres://u:secret@db/app' }, {})).toThrow(/password/);
-    expect(() => buildStartRequest({ ...base, 'scratch-server': 'postgres://u:pw@db/x' }, {})).toThrow(/password/);
+    expect(() => buildStartRequest({ ...base, live: 'postgres://u:secret@db/app' }, cliEnv)).toThrow(/password/);
+    expect(() => buildStartRequest({ ...base, 'scratch-server': 'postgres://u:pw@db/x' }, cliEnv)).toThrow(/password/);
     expect(checkDatabaseRef('live', 'live')).toBe('live');
     expect(() => checkDatabaseRef('live', 'mysql://db/x')).toThrow(/neither/);
     expect(() => checkDatabaseRef('live', 'postgres://db')).toThrow(/no database/);
@@ -53,22 +56,22 @@ describe('start input checks', () => {
   });
 
   it('refuses bad policies, concurrency, ids, URLs and flag combinations', () => {
-    expect(() => buildStartRequest({ ...base, conflict: 'merge' }, {})).toThrow(/skip, overwrite, fail/);
-    expect(() => buildStartRequest({ ...base, concurrency: '0' }, {})).toThrow(/1 to 1000/);
-    expect(() => buildStartRequest({ ...base, concurrency: '2.5' }, {})).toThrow(/1 to 1000/);
-    expect(() => buildStartRequest({ ...base, id: 'has space' }, {})).toThrow(/--id/);
-    expect(() => buildStartRequest({ ...base, backup: 'http://x/y' }, {})).toThrow(/S3 URL/);
-    expect(() => buildStartRequest({ ...base, scratch: 'postgres://db/s' }, {})).toThrow(/not both/);
-    expect(() => buildStartRequest({ ...base, 'tenant-root': 'tenants' }, {})).toThrow(/schema\.table/);
-    expect(() => buildStartRequest({ ...base, backup: undefined, scratch: 'postgres://db/s' }, {})).toThrow(
+    expect(() => buildStartRequest({ ...base, conflict: 'merge' }, cliEnv)).toThrow(/skip, overwrite, fail/);
+    expect(() => buildStartRequest({ ...base, concurrency: '0' }, cliEnv)).toThrow(/1 to 1000/);
+    expect(() => buildStartRequest({ ...base, concurrency: '2.5' }, cliEnv)).toThrow(/1 to 1000/);
+    expect(() => buildStartRequest({ ...base, id: 'has space' }, cliEnv)).toThrow(/--id/);
+    expect(() => buildStartRequest({ ...base, backup: 'http://x/y' }, cliEnv)).toThrow(/S3 URL/);
+    expect(() => buildStartRequest({ ...base, scratch: 'postgres://db/s' }, cliEnv)).toThrow(/not both/);
+    expect(() => buildStartRequest({ ...base, 'tenant-root': 'tenants' }, cliEnv)).toThrow(/schema\.table/);
+    expect(() => buildStartRequest({ ...base, backup: undefined, scratch: 'postgres://db/s' }, cliEnv)).toThrow(
       /--artifacts/,
     );
-    expect(() => buildStartRequest({ ...base, tenants: undefined }, {})).toThrow(/--tenants/);
+    expect(() => buildStartRequest({ ...base, tenants: undefined }, cliEnv)).toThrow(/--tenants/);
   });
 
   it('moves a long tenant list to S3 instead of the workflow input', () => {
     const ids = Array.from({ length: inlineTenantLimit + 1 }, (_, i) => String(i + 1)).join(',');
-    const { input, upload } = buildStartRequest({ ...base, tenants: ids, id: 'big' }, {});
+    const { input, upload } = buildStartRequest({ ...base, tenants: ids, id: 'big' }, cliEnv);
     expect(input.tenants).toBeUndefined();
     expect(input.tenantsObject).toEqual({ bucket: 'b', key: 'restores/big/tenants.input.json' });
     expect(upload?.ids).toHaveLength(inlineTenantLimit + 1);

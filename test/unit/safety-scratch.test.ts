@@ -10,6 +10,7 @@ import {
   parseArchiveHeader,
   parseScratchMarker,
   scratchDatabaseName,
+  scratchKinds,
   scratchOwnership,
   type ScratchMarker,
 } from '../../activities/scratch';
@@ -49,16 +50,32 @@ describe('scratch names', () => {
       `${'x'.repeat(62)}2`,
       `${'X'.repeat(62)}1`,
     ];
-    const names = ids.map(scratchDatabaseName);
-    expect(new Set(names).size).toBe(ids.length);
+    const names = ids.flatMap((id) => scratchKinds.map((kind) => scratchDatabaseName(id, kind)));
+    expect(new Set(names).size).toBe(ids.length * scratchKinds.length);
     for (const name of names) expect(Buffer.byteLength(name)).toBeLessThanOrEqual(63);
+  });
+
+  it('gives a discover, a restore and a drill with the same id three scratches (issue 23, N5)', () => {
+    const names = scratchKinds.map((kind) => scratchDatabaseName('inc-42', kind));
+    expect(new Set(names).size).toBe(3);
+    expect(scratchDatabaseName('inc-42', 'discover')).toMatch(/^scratch_discover_inc_42_[0-9a-f]{12}$/);
+    expect(scratchDatabaseName('inc-42')).toBe(scratchDatabaseName('inc-42', 'restore'));
+    // The hash is of kind and id: a restore whose id reads like a discover's name is still not the discover's.
+    expect(scratchDatabaseName('discover_inc-42', 'restore')).not.toBe(scratchDatabaseName('inc-42', 'discover'));
   });
 });
 
 describe('scratch markers', () => {
-  const want = { restoreId: 'r-1', backup: 's3://b/k.dump', size: 100, sha256: 'a'.repeat(64) };
+  const want = {
+    kind: 'restore' as const,
+    restoreId: 'r-1',
+    backup: 's3://b/k.dump',
+    size: 100,
+    sha256: 'a'.repeat(64),
+  };
   const loaded: ScratchMarker = {
     tool: 'tenant-restore',
+    kind: 'restore',
     restoreId: 'r-1',
     state: 'loaded',
     backup: want.backup,
@@ -75,6 +92,13 @@ describe('scratch markers', () => {
     expect(scratchOwnership(db({ ...loaded, backup: 's3://b/other.dump' }), want)).toBe('rebuild');
     expect(scratchOwnership(db({ ...loaded, restoreId: 'r-2' }), want)).toBe('foreign');
     expect(scratchOwnership(db({ ...loaded, restoreId: 'r-2', state: 'loading' }), want)).toBe('foreign');
+    // The same id, another kind: a discover's scratch is never reused, rebuilt or dropped by the restore, nor the reverse.
+    expect(scratchOwnership(db({ ...loaded, kind: 'discover' }), want)).toBe('foreign');
+    expect(scratchOwnership(db({ ...loaded, kind: 'discover', state: 'loading' }), want)).toBe('foreign');
+    expect(scratchOwnership(db(loaded), { ...want, kind: 'discover' })).toBe('foreign');
+    expect(scratchOwnership(db({ ...loaded, kind: 'discover' }), { ...want, kind: 'discover' })).toBe('reuse');
+    // A marker without a kind (0.1.0): nobody's now.
+    expect(scratchOwnership(db({ ...loaded, kind: undefined }), want)).toBe('foreign');
     // A marker from before markers named their restore: not ours, whatever archive it names.
     expect(
       scratchOwnership(db({ tool: 'tenant-restore', backup: want.backup, size: 100, sha256: want.sha256 }), want),
@@ -151,17 +175,63 @@ describe('start: scratch next to live', () => {
     artifacts: 's3://b/r/',
   };
 
-  it("warns when scratch would be created on live's server, by default or by the same host and port", () => {
-    expect(buildStartRequest(base, {}).warnings.join('\n')).toMatch(
-      /LIVE's server \(no --scratch-server was given\).*CREATEDB.*--scratch-server/,
+  it("refuses scratch on live's server or as live's role unless each risk is accepted by its flag, and then warns (issue 23, item 8)", () => {
+    const refusal = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) => {
+      try {
+        buildStartRequest({ ...base, ...flags }, env);
+        return undefined;
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    // No scratch server at all: live's server, as live's role; both flags named.
+    expect(refusal({})).toMatch(
+      /on live's server \(no --scratch-server was given, and TENANT_RESTORE_SCRATCH_SERVER is not set\) and as live's role 'restore'.*--unsafe-scratch-on-live-server --unsafe-scratch-as-live-role\. Nothing was started\./,
+    );
+    expect(refusal({ 'unsafe-scratch-on-live-server': true })).toMatch(/add --unsafe-scratch-as-live-role\./);
+    const accepted = { 'unsafe-scratch-on-live-server': true, 'unsafe-scratch-as-live-role': true };
+    const both = buildStartRequest({ ...base, ...accepted }, {});
+    expect(both.input.unsafeScratch).toEqual(['on-live-server', 'as-live-role']);
+    expect(both.warnings.join('\n')).toMatch(/LIVE's server \(no --scratch-server was given\)/);
+    // The same host and port (loopback names are one host), another role: only the server risk.
+    expect(refusal({ 'scratch-server': 'postgres://scratch@db.internal/postgres' })).toMatch(
+      /on live's server \(--scratch-server .* and --live are both db\.internal:5432\).*add --unsafe-scratch-on-live-server\./,
     );
     expect(
-      buildStartRequest({ ...base, 'scratch-server': 'postgres://scratch@db.internal/postgres' }, {}).warnings,
+      refusal(
+        { live: 'postgres://restore@127.0.0.1:5432/prod', 'scratch-server': 'postgres://scratch@localhost/postgres' },
+        {},
+      ),
+    ).toMatch(/both localhost:5432/);
+    expect(
+      buildStartRequest(
+        { ...base, 'scratch-server': 'postgres://scratch@db.internal/postgres', 'unsafe-scratch-on-live-server': true },
+        {},
+      ).warnings,
     ).toHaveLength(1);
+    // An alias that this process resolves to live's server is live's server.
+    expect(
+      refusal(
+        { 'scratch-server': 'sneaky' },
+        { TENANT_RESTORE_DB_SNEAKY: 'postgres://scratch@db.internal:5432/postgres' },
+      ),
+    ).toMatch(/on live's server/);
+    // Another server with live's user: live's role.
+    expect(refusal({ 'scratch-server': 'postgres://restore@scratch.internal/postgres' })).toMatch(
+      /as live's role 'restore' \(the same user in both references\).*add --unsafe-scratch-as-live-role\./,
+    );
+    // Another server, another role: no refusal, no warning; the default comes from TENANT_RESTORE_SCRATCH_SERVER.
     expect(
       buildStartRequest({ ...base, 'scratch-server': 'postgres://scratch@scratch.internal:5432/postgres' }, {})
         .warnings,
     ).toEqual([]);
+    const configured = buildStartRequest(base, { TENANT_RESTORE_SCRATCH_SERVER: 'scratch' });
+    expect(configured.input.source).toEqual({ kind: 'backup', backup: 's3://b/k.dump', scratchServer: 'scratch' });
+    expect(configured.input.unsafeScratch).toBeUndefined();
+    // The flags only go with --backup.
+    expect(refusal({ backup: undefined, scratch: 'postgres://x@h/s', 'unsafe-scratch-as-superuser': true })).toMatch(
+      /--unsafe-scratch-as-superuser only goes with --backup/,
+    );
     expect(
       scratchOnLiveWarning({ live: 'prod', source: { kind: 'scratch', scratch: 'postgres://x@h/s' } }),
     ).toBeUndefined();
@@ -171,8 +241,9 @@ describe('start: scratch next to live', () => {
   });
 
   it('carries --allow-unverified-backup into the workflow input, only with --backup', () => {
-    expect(buildStartRequest(base, {}).input.allowUnverifiedBackup).toBeUndefined();
-    expect(buildStartRequest({ ...base, 'allow-unverified-backup': true }, {}).input.allowUnverifiedBackup).toBe(true);
+    const env = { TENANT_RESTORE_SCRATCH_SERVER: 'scratch' };
+    expect(buildStartRequest(base, env).input.allowUnverifiedBackup).toBeUndefined();
+    expect(buildStartRequest({ ...base, 'allow-unverified-backup': true }, env).input.allowUnverifiedBackup).toBe(true);
     expect(() =>
       buildStartRequest(
         { ...base, backup: undefined, scratch: 'postgres://x@h/s', 'allow-unverified-backup': true },
