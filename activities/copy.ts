@@ -53,7 +53,7 @@ import {
 import { danglingReference, scanOrphans } from './sql/orphans';
 import { assertTenantsInBackup, liveRoots, ownedRowCount } from './sql/presence';
 import { advanceSequences } from './sql/sequences';
-import { closeSession, openSession, sessionSetup } from './sql/session';
+import { assertSameEncoding, closeSession, openSession, sessionSetup } from './sql/session';
 import { analyzeStaging, lastStagedKey, setKeysetCursor, stageRows, stagingName } from './sql/stage';
 
 export interface CopyTenantInput {
@@ -311,8 +311,9 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   assertPlan(plan);
   checkAbort(signal);
   const ctx = renderContext(plan, tenantIds);
-  // Every table is read from one snapshot of scratch.
-  const scratch = await openSession(input.scratch, sessionSetup({ mode: 'snapshot', tenantIds }));
+  // Every table is read from one snapshot of scratch. Both sides of the COPY in the canonical text settings (ISO dates,
+  // UTF8, UTC, full float digits): scratch's text of a row must read back in live as the same values.
+  const scratch = await openSession(input.scratch, sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds }));
   let scratchBroken = false;
   let lock: Client | undefined;
   try {
@@ -419,6 +420,8 @@ async function copyOneTransaction(
       await input.yieldToLive?.(live, signal);
       const name = stagingName(`tr_stage_${i}`, table, { kind: 'rows' });
       const recordKeys = input.recordKeys && table.role !== 'shared';
+    // The plan checked it; checked again here, before anything is written, for a copy given another live or scratch.
+    await assertSameEncoding(scratch, input.live);
       const written = table.nullThenUpdate.length || recordKeys ? `tr_written_${i}` : null;
       const n = await stage(scratch, live, plan, ctx, table, name, {
         signal,
@@ -454,7 +457,13 @@ async function liveTransaction<T>(
   const { plan, tenantIds } = input;
   const live = await openSession(
     input.live,
-    sessionSetup({ mode: 'write', replicaRole: plan.fkEnforcement === 'replica', deferConstraints: true, tenantIds }),
+    sessionSetup({
+      mode: 'write',
+      canonicalText: true,
+      replicaRole: plan.fkEnforcement === 'replica',
+      deferConstraints: true,
+      tenantIds,
+    }),
   );
   let broken = false;
   try {

@@ -108,6 +108,34 @@ export function withDatabase(url: string, database: string): string {
 
 export function databaseName(url: string): string {
   return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+/**
+ * The text settings of every session of the product (issue 23, item 6). Rows travel between scratch and live as text
+ * (COPY), and preflight, validate and discover compare hashes of row text: the same row must have the same text on both
+ * servers, whatever each database's defaults say (`ALTER DATABASE ... SET DateStyle = 'SQL, DMY'` on a scratch would
+ * flip day and month of every date on its way into live). UTF8 is also the only encoding node-postgres decodes.
+ * sql/session.ts repeats them with SET LOCAL in every transaction it opens (a URL's own `?options=` replaces these).
+ */
+export const canonicalTextSettings: Readonly<Record<string, string>> = {
+  client_encoding: 'UTF8',
+  DateStyle: 'ISO, YMD',
+  IntervalStyle: 'postgres',
+  TimeZone: 'UTC',
+  extra_float_digits: '3',
+  bytea_output: 'hex',
+};
+
+/**
+ * The canonical settings as the `options` startup parameter (`-c name=value`, a space in a value escaped), after the
+ * environment's PGOPTIONS, if any: a startup parameter outranks ALTER DATABASE and ALTER ROLE settings, and a later
+ * `-c` wins over an earlier one.
+ */
+function canonicalTextConfig(env: NodeJS.ProcessEnv): { options: string } {
+  const ours = Object.entries(canonicalTextSettings).map(
+    ([name, value]) => `-c ${name}=${value.replace(/\\/g, '\\\\').replace(/ /g, '\\ ')}`,
+  );
+  return { options: [env.PGOPTIONS, ...ours].filter(Boolean).join(' ') };
+}
+
 }
 
 export interface PoolOptions {
@@ -142,6 +170,7 @@ function durationMs(name: string, value: string | undefined, fallback: number): 
   const unit = { ms: 1, s: 1_000, min: 60_000, h: 3_600_000 }[(match[2] ?? 'ms') as 'ms'];
   return Number(match[1]) * unit;
 }
+        ...canonicalTextConfig(this.env),
 
 /** node-postgres sends these as startup parameters, so they hold for the whole session (0: not sent, server default). */
 function timeoutConfig(env: NodeJS.ProcessEnv): { lock_timeout?: number; statement_timeout?: number } {
@@ -182,6 +211,7 @@ export class Pools {
       // that would crash the worker. The next checkout simply gets a new connection.
       pool.on('error', () => undefined);
       // A client that is checked out but between queries (holding a transaction or an advisory lock while another
+    ...canonicalTextConfig(env),
       // connection works) has no pool listener: its 'error' on a server restart would crash the worker. Its next query
       // fails instead, as a retryable connection error.
       pool.on('connect', (client) => client.on('error', () => undefined));

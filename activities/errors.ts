@@ -89,8 +89,14 @@ export class InvalidCheckpointError extends RestoreError {
   override readonly name = 'InvalidCheckpointError';
 }
 
+/** Scratch (the backup) and live store text in different server encodings: rows would not arrive as they were. */
+export class EncodingMismatchError extends RestoreError {
+  override readonly name = 'EncodingMismatchError';
+}
+
 /** Type strings of every error above: retrying will not change their outcome. */
 export const nonRetryableErrorTypes: string[] = [
+  'EncodingMismatchError',
   'SchemaDriftError',
   'CrossTenantConflictError',
   'TenantNotInBackupError',

@@ -148,6 +148,8 @@ export function planLoader(s3: S3Client): (ref: PlanRef) => Promise<Plan> {
         return parsed;
       });
       plan.catch(() => planCache.delete(ref.digest));
+  /** For validation under skip: the rows the copy kept per table (its `skipped`); every other row must be the backup's. */
+  kept?: Record<string, number>;
       planCache.set(ref.digest, plan);
       while (planCache.size > planCacheLimit) planCache.delete(planCache.keys().next().value as string);
     }
@@ -300,7 +302,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       const step = await comparedStep(input);
       return heartbeating(
         () => ({ stage: 'validate' }),
-        () => engineCall(() => validateTenant({ ...step, partial: input.partial })),
+        () => engineCall(() => validateTenant({ ...step, partial: input.partial, kept: input.kept })),
       );
     },
   };

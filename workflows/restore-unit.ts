@@ -219,7 +219,9 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       );
       step = 'validate';
       await io.enter(ids, 'validate');
-      evidence.validation = await timed('validate', () => steps.validateTenantRows(stepInput));
+      // What the copy kept under skip (live's own rows): every other row must hold the backup's values.
+      const kept = evidence.copy.skipped;
+      evidence.validation = await timed('validate', () => steps.validateTenantRows({ ...stepInput, kept }));
       if (!evidence.validation.ok) {
         const bad = evidence.validation.tables
           .filter((t) => !t.match)

@@ -16,6 +16,7 @@ import {
   SchemaDriftError,
 } from '../errors';
 import type { PlannedTableSummary, PlanSummary, RestoreConfig, TenantId } from '../restore-types';
+import { assertSameEncoding } from '../sql/session';
 import { compareText, readCatalog, type Catalog, type CatalogTable } from './catalog';
 import { castabilityOf, diffTable, type TableDrift, type WrittenColumn } from './drift';
 import { buildFkGraph } from './fk-graph';
@@ -196,6 +197,8 @@ function requirePrimaryKey(table: CatalogTable, where: string): string[] {
 
 export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   const config = input.config ?? {};
+  // Before anything else: a scratch in another encoding than live's cannot give live its rows as they were.
+  await assertSameEncoding(input.scratch, input.live);
   const [scratch, live] = await Promise.all([readCatalog(input.scratch), readCatalog(input.live)]);
   if (input.fkChecks === 'engine' && !live.canSetReplicationRole) {
     throw new InvalidConfigError(

@@ -3,7 +3,8 @@
  * settings it runs under. `lock_timeout` and `statement_timeout` are not here: db.ts sends them as startup parameters
  * of every connection (sessionTimeouts), so that no session of the product, in a transaction or not, goes without them.
  */
-import type { Pool, PoolClient } from '../db';
+import { canonicalTextSettings, type Pool, type PoolClient } from '../db';
+import { EncodingMismatchError } from '../errors';
 import type { YieldToLive } from '../live-pressure';
 import type { Plan } from '../plan';
 import { setTenantIdsSql } from '../plan/ownership';
@@ -40,9 +41,17 @@ const begin: Record<SessionOptions['mode'], string> = {
  */
 const plannerSettings: Sql = { text: 'SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off' };
 
-/** Session settings that make row text identical on two servers, so that hashes of rows can be compared. */
+/**
+ * Session settings that make row text identical on two servers: hashes of rows can be compared (preflight, validate,
+ * discover), and the copy's `COPY ... TO STDOUT` text on scratch reads back as the same values in `COPY ... FROM STDIN`
+ * on live. Every connection already has them as startup parameters (db.ts canonicalTextSettings, which outrank ALTER
+ * DATABASE and ALTER ROLE settings); SET LOCAL repeats them for the transaction, so that a URL with its own
+ * `?options=` cannot undo them either. Constants, not input.
+ */
 const canonicalText: Sql = {
-  text: "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'",
+  text: Object.entries(canonicalTextSettings)
+    .map(([name, value]) => `SET LOCAL ${name} = '${value}'`)
+    .join('; '),
 };
 
 /**
@@ -132,4 +141,33 @@ export async function withComparedSessions<T>(
     await closeSession(scratch, broken);
     if (live) await closeSession(live, broken);
   }
+}
+
+/** A database's server encoding, and its name for a message. */
+async function encodingOf(db: Pool | PoolClient): Promise<{ encoding: string; database: string }> {
+  const { rows } = await (db as Pool).query<{ encoding: string; database: string }>(
+    "SELECT current_setting('server_encoding') AS encoding, current_database() AS database",
+  );
+  return rows[0]!;
+}
+
+/**
+ * Scratch and live must store text in the same server encoding. The copy moves rows as text, and validation compares
+ * hashes of each server's row text: between a UTF8 scratch and a LATIN1 live, every character outside ASCII would
+ * either be converted (and then every checksum of a row holding one differ) or, without a pinned client_encoding, arrive
+ * as other characters (a UTF8 `é` stored as LATIN1 `Ã©`) and be reported as restored. So the restore refuses, at plan
+ * time (plan/index.ts) and again when a copy starts, before anything is written to live. Converting instead would need
+ * every comparison made in one encoding; refusing is simpler and says what to do.
+ */
+export async function assertSameEncoding(scratch: Pool | PoolClient, live: Pool | PoolClient): Promise<void> {
+  const [s, l] = await Promise.all([encodingOf(scratch), encodingOf(live)]);
+  if (s.encoding === l.encoding) return;
+  throw new EncodingMismatchError(
+    `The scratch database ${s.database} (the backup) is encoded in ${s.encoding}, and live (${l.database}) in ${l.encoding}. ` +
+      `Rows go from one to the other as text and are checked by comparing each server's text of them, so a character outside ASCII ` +
+      `would not arrive as it was, or not compare equal. Nothing was written to live. Load the backup into a scratch database with live's encoding ` +
+      `(CREATE DATABASE <name> ENCODING '${l.encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0, then pg_restore into it) ` +
+      `and start again with --scratch <that database>.`,
+    { scratchEncoding: s.encoding, liveEncoding: l.encoding },
+  );
 }

@@ -23,7 +23,10 @@ const keysetSetting = 'tenant_restore.after_key';
  * compares keys and content across servers without moving the rows).
  */
 export type StagedShape =
-  { kind: 'rows' } | { kind: 'keys'; columns: string[] } | { kind: 'hashed'; columns: string[] };
+  | { kind: 'rows' }
+  | { kind: 'keys'; columns: string[] }
+  /** `hashColumns`: the md5 covers these columns only (default every written column; validation leaves retyped ones out). */
+  | { kind: 'hashed'; columns: string[]; hashColumns?: string[] };
 
 function stagedColumns(table: PlanTable, shape: StagedShape): string[] {
   return shape.kind === 'rows' ? writtenNames(table) : shape.columns;
@@ -70,7 +73,7 @@ export function copyOut(
   cap?: number,
 ): Sql {
   const columns = stagedColumns(table, shape);
-  const hash = shape.kind === 'hashed' ? `, md5(${rowText(writtenNames(table), 't')})` : '';
+  const hash = shape.kind === 'hashed' ? `, md5(${rowText(shape.hashColumns ?? writtenNames(table), 't')})` : '';
   const where = [ownedPredicate(table.key, 't', ctx)];
   if (chunk?.afterKey) where.push(keysetAfter(table, 't'));
   const tail = chunk

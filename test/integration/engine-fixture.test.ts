@@ -271,7 +271,8 @@ describe('issue tracker: restore 20% of tenants while the others write', () => {
     });
     expect(v.ok).toBe(false);
     expect(v.tables.filter((t) => !t.match).map((t) => t.table)).toEqual(['app.labels']);
-    // Under skip, live's version of an existing row wins: keys and counts still match.
+    // Under skip, a row the restore wrote must hold the backup's values too (issue 23, item 6); only a row the copy kept
+    // (live's version of an existing row wins) may differ, one per row the copy counted as kept.
     const skip = await validateTenant({
       scratch: pools.get(scratchUrl),
       live: pools.get(liveUrl),
@@ -279,7 +280,16 @@ describe('issue tracker: restore 20% of tenants while the others write', () => {
       tenantId: id,
       conflict: 'skip',
     });
-    expect(skip.ok).toBe(true);
+    expect(skip.ok).toBe(false);
+    const kept = await validateTenant({
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantId: id,
+      conflict: 'skip',
+      kept: { 'app.labels': 1 },
+    });
+    expect(kept.ok).toBe(true);
 
     // An orphan only a suspended FK check lets through (the situation the orphan scan exists for).
     await withClient(liveUrl, async (c) => {

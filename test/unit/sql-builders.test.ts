@@ -144,9 +144,17 @@ describe('session', () => {
     ]);
   });
   it("the copy's live transaction: triggers suspended for this session only, deferrable constraints at COMMIT", () => {
-    expect(sessionSetup({ mode: 'write', replicaRole: true, deferConstraints: true, tenantIds: ['5'] })).toEqual([
+    const setup = sessionSetup({
+      mode: 'write',
+      canonicalText: true,
+      replicaRole: true,
+      deferConstraints: true,
+      tenantIds: ['5'],
+    });
+    expect(setup).toEqual([
       { text: 'BEGIN' },
       noParallel,
+      sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds: ['5'] })[2],
       { text: 'SET LOCAL session_replication_role = replica' },
       { text: 'SET CONSTRAINTS ALL DEFERRED' },
       tenantIds,
@@ -156,7 +164,7 @@ describe('session', () => {
     const setup = sessionSetup({ mode: 'snapshot-temp', canonicalText: true, tenantIds: ['5'] });
     expect(setup[0]).toEqual({ text: 'BEGIN ISOLATION LEVEL REPEATABLE READ' });
     expect(setup[2]!.text).toBe(
-      "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'",
+      "SET LOCAL client_encoding = 'UTF8'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = '3'; SET LOCAL bytea_output = 'hex'",
     );
     expect(setup).toHaveLength(4);
   });
@@ -238,7 +246,7 @@ describe('merge', () => {
   });
   it('conflicts: same-tenant keys in live with other content, over whole or hashed staged rows', () => {
     expect(conflictCount(plan, users, 's1', 'rows')).toEqual({
-      text: `SELECT count(*) AS n FROM s1 s WHERE EXISTS (SELECT 1 FROM "app"."users" t WHERE s."id" = t."id" AND ${userRow('t')} IS DISTINCT FROM ${userRow('s')})`,
+      text: `SELECT count(*) AS n FROM s1 s WHERE EXISTS (SELECT 1 FROM "app"."users" t WHERE s."id" = t."id" AND ${userRow('t')} IS DISTINCT FROM ${userRow('s')} AND NOT t.xmin = (txid_current() % 4294967296)::text::xid)`,
     });
     expect(conflictCount(plan, users, 's1', 'hashed')).toEqual({
       text: `SELECT count(*) AS n FROM s1 s JOIN "app"."users" t ON s."id" = t."id" WHERE md5(${userRow('t')}) <> s.tr_row`,
