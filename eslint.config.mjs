@@ -10,10 +10,10 @@ const nonDeterministicImports = {
       group: ['pg', 'pg-*', 'pino', '@aws-sdk/*', '@temporalio/activity', '@temporalio/worker', '@temporalio/client'],
       message: 'Workflows must be deterministic: I/O belongs in activities.',
     },
-    // restore-types.ts is the exception: the engine's plain shapes and pure functions (it imports nothing), which the
-    // workflows carry and the engine records.
+    // restore-types.ts and input-contract.ts are the exceptions: the engine's plain shapes and pure functions, and the
+    // input contract (zod and pure functions only), which the workflows carry, check and the engine records.
     {
-      regex: '^\\.\\./activities(/(?!restore-types$).*)?$',
+      regex: '^\\.\\./activities(/(?!restore-types$|input-contract$).*)?$',
       allowTypeImports: true,
       message: 'Workflows may only import the *types* of activities (import type).',
     },

@@ -6,6 +6,7 @@
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { isPgError, isTransientSqlState } from './errors';
+import { hasPassword } from './input-contract';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -60,44 +61,8 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** Query parameter names that hold a secret. libpq's are case-sensitive (`password`, `sslpassword`); any spelling is refused. */
-const secretParam = (name: string): boolean => name.toLowerCase() !== 'passfile' && /pass|secret|token/i.test(name);
-
-const decode = (text: string): string => {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-};
-
-/**
- * True when a reference carries a password anywhere libpq or node-postgres could read one, so it must never be put
- * into a workflow input: the user part (`postgres://user:pw@`, or a user name with a `:` in it), a query parameter
- * (`?password=`, `?sslpassword=`, any spelling), a `user=` parameter with a `:`, a parameter value or a database
- * name that is itself a connection string with a password, a keyword/value string (`host=db password=x`), and a
- * URL that does not parse but has `user:secret@` before its host.
- */
-export function hasPassword(ref: DatabaseRef): boolean {
-  const text = ref.trim();
-  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text)) return /password\s*=/i.test(text);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return /^[^:]+:\/\/[^@]*:[^@]*@/.test(text) || /password/i.test(decode(text));
-  }
-  if (url.password !== '') return true;
-  if (decode(url.username).includes(':')) return true;
-  for (const [name, value] of url.searchParams) {
-    if (secretParam(name)) return true;
-    if (name === 'user' && value.includes(':')) return true;
-    if (/password/i.test(value) || (value.includes('://') && hasPassword(value))) return true;
-  }
-  if (/password/i.test(decode(url.hash))) return true;
-  const database = decode(url.pathname.replace(/^\//, ''));
-  return /password\s*=/i.test(database) || (database.includes('://') && hasPassword(database));
-}
+// Shared with workflow code, which checks its inputs with it before any activity runs.
+export { hasPassword };
 
 /** Returns the same URL with another database name (used for scratch and drill databases on a server). */
 export function withDatabase(url: string, database: string): string {
@@ -108,34 +73,6 @@ export function withDatabase(url: string, database: string): string {
 
 export function databaseName(url: string): string {
   return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
-/**
- * The text settings of every session of the product (issue 23, item 6). Rows travel between scratch and live as text
- * (COPY), and preflight, validate and discover compare hashes of row text: the same row must have the same text on both
- * servers, whatever each database's defaults say (`ALTER DATABASE ... SET DateStyle = 'SQL, DMY'` on a scratch would
- * flip day and month of every date on its way into live). UTF8 is also the only encoding node-postgres decodes.
- * sql/session.ts repeats them with SET LOCAL in every transaction it opens (a URL's own `?options=` replaces these).
- */
-export const canonicalTextSettings: Readonly<Record<string, string>> = {
-  client_encoding: 'UTF8',
-  DateStyle: 'ISO, YMD',
-  IntervalStyle: 'postgres',
-  TimeZone: 'UTC',
-  extra_float_digits: '3',
-  bytea_output: 'hex',
-};
-
-/**
- * The canonical settings as the `options` startup parameter (`-c name=value`, a space in a value escaped), after the
- * environment's PGOPTIONS, if any: a startup parameter outranks ALTER DATABASE and ALTER ROLE settings, and a later
- * `-c` wins over an earlier one.
- */
-function canonicalTextConfig(env: NodeJS.ProcessEnv): { options: string } {
-  const ours = Object.entries(canonicalTextSettings).map(
-    ([name, value]) => `-c ${name}=${value.replace(/\\/g, '\\\\').replace(/ /g, '\\ ')}`,
-  );
-  return { options: [env.PGOPTIONS, ...ours].filter(Boolean).join(' ') };
-}
-
 }
 
 export interface PoolOptions {
@@ -170,7 +107,34 @@ function durationMs(name: string, value: string | undefined, fallback: number): 
   const unit = { ms: 1, s: 1_000, min: 60_000, h: 3_600_000 }[(match[2] ?? 'ms') as 'ms'];
   return Number(match[1]) * unit;
 }
-        ...canonicalTextConfig(this.env),
+
+/**
+ * The text settings of every session of the product (issue 23, item 6). Rows travel between scratch and live as text
+ * (COPY), and preflight, validate and discover compare hashes of row text: the same row must have the same text on both
+ * servers, whatever each database's defaults say (`ALTER DATABASE ... SET DateStyle = 'SQL, DMY'` on a scratch would
+ * flip day and month of every date on its way into live). UTF8 is also the only encoding node-postgres decodes.
+ * sql/session.ts repeats them with SET LOCAL in every transaction it opens (a URL's own `?options=` replaces these).
+ */
+export const canonicalTextSettings: Readonly<Record<string, string>> = {
+  client_encoding: 'UTF8',
+  DateStyle: 'ISO, YMD',
+  IntervalStyle: 'postgres',
+  TimeZone: 'UTC',
+  extra_float_digits: '3',
+  bytea_output: 'hex',
+};
+
+/**
+ * The canonical settings as the `options` startup parameter (`-c name=value`, a space in a value escaped), after the
+ * environment's PGOPTIONS, if any: a startup parameter outranks ALTER DATABASE and ALTER ROLE settings, and a later
+ * `-c` wins over an earlier one.
+ */
+function canonicalTextConfig(env: NodeJS.ProcessEnv): { options: string } {
+  const ours = Object.entries(canonicalTextSettings).map(
+    ([name, value]) => `-c ${name}=${value.replace(/\\/g, '\\\\').replace(/ /g, '\\ ')}`,
+  );
+  return { options: [env.PGOPTIONS, ...ours].filter(Boolean).join(' ') };
+}
 
 /** node-postgres sends these as startup parameters, so they hold for the whole session (0: not sent, server default). */
 function timeoutConfig(env: NodeJS.ProcessEnv): { lock_timeout?: number; statement_timeout?: number } {
@@ -206,12 +170,12 @@ export class Pools {
         application_name: options.applicationName ?? 'tenant-restore',
         idleTimeoutMillis: 30_000,
         ...timeoutConfig(this.env),
+        ...canonicalTextConfig(this.env),
       });
       // A pooled idle client that loses its server (Postgres restart) emits 'error'; without a listener
       // that would crash the worker. The next checkout simply gets a new connection.
       pool.on('error', () => undefined);
       // A client that is checked out but between queries (holding a transaction or an advisory lock while another
-    ...canonicalTextConfig(env),
       // connection works) has no pool listener: its 'error' on a server restart would crash the worker. Its next query
       // fails instead, as a retryable connection error.
       pool.on('connect', (client) => client.on('error', () => undefined));
@@ -247,6 +211,7 @@ export async function connect(
     connectionString: resolveConnectionString(ref, env),
     application_name: applicationName,
     ...timeoutConfig(env),
+    ...canonicalTextConfig(env),
   });
   client.on('error', () => undefined);
   await client.connect();

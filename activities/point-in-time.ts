@@ -11,54 +11,34 @@
  */
 import { cancellationSignal, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { spawnSync } from 'node:child_process';
+import { z } from 'zod';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { chmod, lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { databaseName, resolveConnectionString, type DatabaseRef, type Pools } from './db';
+import {
+  checkInput,
+  databaseName as databaseNameSchema,
+  databaseRef,
+  isoFromMicros,
+  operationId,
+  parseRecoveryTarget,
+  recoveryTarget,
+  stanzaName,
+  toMicros,
+} from './input-contract';
 import type { RecoveryTarget, ScratchInfo } from './restore-types';
-import { runTool } from './scratch';
+import { runTool, type ScratchKind } from './scratch';
+
+export type { ScratchKind };
 
 export type { RecoveryTarget };
 
-const rfc3339 = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i;
-const lsnPattern = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
-
-/**
- * `--at`: an RFC 3339 time with its zone (a time without one is ambiguous), or a WAL position (LSN, `0/3A000060`).
- * Undefined when it is neither.
- */
-export function parseRecoveryTarget(at: string): RecoveryTarget | undefined {
-  if (lsnPattern.test(at)) return { type: 'lsn', lsn: at.toUpperCase() };
-  if (rfc3339.test(at) && !Number.isNaN(Date.parse(at))) return { type: 'time', time: isoFromMicros(toMicros(at)) };
-  return undefined;
-}
-
-/**
- * A time to the microsecond, as PostgreSQL keeps it: a commit in the same millisecond as the target is before or after
- * it, and JavaScript's Date would round that away. Reads ISO 8601 / RFC 3339 and PostgreSQL's `2026-12-02 11:00:00.5+00`.
- */
-export function toMicros(text: string): number {
-  const m = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d+))?\s*(Z|UTC|[+-]\d{2}(?::?\d{2})?)?$/i.exec(
-    text.trim(),
-  );
-  if (!m) return Date.parse(text) * 1000;
-  let zone = (m[4] ?? 'Z').toUpperCase();
-  if (zone === 'UTC') zone = 'Z';
-  else if (/^[+-]\d{2}$/.test(zone)) zone = `${zone}:00`;
-  else if (/^[+-]\d{4}$/.test(zone)) zone = `${zone.slice(0, 3)}:${zone.slice(3)}`;
-  const whole = Date.parse(`${m[1]}T${m[2].length === 5 ? `${m[2]}:00` : m[2]}${zone}`);
-  return whole * 1000 + Number((m[3] ?? '').padEnd(6, '0').slice(0, 6));
-}
-
-/** ISO 8601 in UTC, with microseconds when there are any. */
-export function isoFromMicros(us: number): string {
-  const iso = new Date(Math.floor(us / 1000)).toISOString();
-  const micros = us % 1000;
-  return micros === 0 ? iso : iso.replace(/Z$/, `${String(micros).padStart(3, '0')}Z`);
-}
+// Parsed and rendered by the input contract, which workflow code shares: the worker re-checks what it is given.
+export { isoFromMicros, parseRecoveryTarget, toMicros };
 
 /** pgBackRest reads `YYYY-MM-DD HH:MM:SS[.mmm]+TZ`, not ISO 8601's T and Z. */
 export function pgbackrestTime(iso: string): string {
@@ -191,12 +171,18 @@ export function recoveryProblem(outcome: RecoveryOutcome, target: RecoveryTarget
 
 /**
  * The invalid-page reports of a recovery (`page 12 of relation base/16384/16390 does not exist`) that concern the
- * restored database (`base/<its oid>/`) or the shared catalogs (`global/`): the ones that are not the zeroed files
- * of excluded databases.
+ * restored database (`base/<its oid>/`, or `pg_tblspc/<spc>/PG_…/<its oid>/` for its relations in a tablespace) or
+ * the shared catalogs (`global/`): the ones that are not the zeroed files of excluded databases.
  */
 export function invalidPagesOutside(log: string, databaseOid: string): string[] {
   return [...log.matchAll(/page \d+ of relation (\S+) (?:does not exist|is uninitialized|was uninitialized)/g)]
-    .filter((m) => m[1].startsWith(`base/${databaseOid}/`) || m[1].startsWith('global/'))
+    .filter(
+      (m) =>
+        m[1]!.startsWith(`base/${databaseOid}/`) ||
+        m[1]!.startsWith('global/') ||
+        // A relation of the restored database in a tablespace: pg_tblspc/<tablespace>/PG_<version>/<database>/...
+        new RegExp(`^pg_tblspc/\\d+/[^/]+/${databaseOid}/`).test(m[1]!),
+    )
     .map((m) => m[0]);
 }
 
@@ -231,22 +217,85 @@ export function hostTaskQueue(taskQueue: string, hostId: string): string {
   return `${taskQueue}@${hostId}`;
 }
 
-function scratchBase(env: NodeJS.ProcessEnv = process.env): string {
-  return env.TENANT_RESTORE_SCRATCH_DIR || join(tmpdir(), 'tenant-restore-scratch');
+/**
+ * This host's scratch area: TENANT_RESTORE_SCRATCH_DIR, or a folder of this user's own under the temporary directory
+ * (its uid in the name, so that another local user cannot take the name first and deny it).
+ */
+export function scratchBase(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.TENANT_RESTORE_SCRATCH_DIR || join(tmpdir(), `tenant-restore-scratch-${process.getuid?.() ?? 0}`));
 }
 
-/** A restore's directories on this host. The socket directory is short: a unix socket path holds 107 bytes. */
-export function scratchPaths(restoreId: string, hostId: string, env: NodeJS.ProcessEnv = process.env) {
+/** Thrown when a path would leave the scratch area: no directory is removed, created or chowned outside it. */
+function underBase(base: string, path: string): string {
+  const resolved = resolve(path);
+  if (!resolved.startsWith(`${base}${sep}`))
+    throw ApplicationFailure.nonRetryable(`${resolved} is not inside the scratch area ${base}`, 'InvalidInput');
+  return resolved;
+}
+
+/**
+ * A restore's (or a discover's) directories on this host. The names are digests of the kind, host and id, never the
+ * id itself: no input reaches a path. The socket directory is short: a unix socket path holds 107 bytes.
+ */
+export function scratchPaths(
+  id: string,
+  hostId: string,
+  env: NodeJS.ProcessEnv = process.env,
+  kind: ScratchKind = 'restore',
+) {
   const base = scratchBase(env);
-  const root = join(base, hostId, restoreId);
-  const short = createHash('sha256').update(`${hostId}/${restoreId}`).digest('hex').slice(0, 12);
+  const digest = createHash('sha256').update(`${kind}:${hostId}/${id}`).digest('hex');
+  const root = underBase(base, join(base, `${kind}-${digest.slice(0, 24)}`));
   return {
+    base,
     root,
     dataDir: join(root, 'data'),
     logFile: join(root, 'postgres.log'),
     marker: join(root, 'tenant-restore.json'),
-    socketDir: join(base, `s-${short}`),
+    hbaFile: join(root, 'pg_hba.conf'),
+    /** Tablespaces of the source cluster are mapped here (never to their production paths), and removed with root. */
+    tablespaces: join(root, 'tablespaces'),
+    socketDir: underBase(base, join(base, `s-${digest.slice(0, 12)}`)),
   };
+}
+
+/**
+ * The mode the scratch area has: 0700, so that no other local user can list it, plant a directory in it or swap a
+ * socket directory for their own. A root worker runs PostgreSQL as 'postgres', which must pass through it to its own
+ * directories (0700, its own): 0711 then, still neither listable nor writable by anyone else.
+ */
+function scratchBaseMode(): number {
+  return runAsUser() ? 0o711 : 0o700;
+}
+
+/**
+ * Creates the scratch area, or checks the one there: a directory (not a symlink), owned by this worker's user, with
+ * no permission beyond scratchBaseMode. Refused otherwise: on a shared temporary directory a local user could put
+ * their own PostgreSQL there and have its rows restored and validated.
+ */
+export async function ensureScratchBase(base: string): Promise<void> {
+  const mode = scratchBaseMode();
+  const uid = process.getuid?.();
+  await mkdir(dirname(base), { recursive: true });
+  try {
+    await mkdir(base, { mode });
+    await chmod(base, mode);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const stat = await lstat(base);
+  const problems = [
+    ...(stat.isSymbolicLink() ? ['it is a symbolic link'] : !stat.isDirectory() ? ['it is not a directory'] : []),
+    ...(uid !== undefined && stat.uid !== uid ? [`it is owned by uid ${stat.uid}, not this worker's uid ${uid}`] : []),
+    ...((stat.mode & 0o777 & ~mode) !== 0
+      ? [`its mode is ${(stat.mode & 0o777).toString(8)}, wider than ${mode.toString(8)}`]
+      : []),
+  ];
+  if (problems.length)
+    throw ApplicationFailure.nonRetryable(
+      `The scratch area ${base} cannot be trusted: ${problems.join('; ')}. Another local user could have put their own data there. Remove it, or set TENANT_RESTORE_SCRATCH_DIR to a directory of the worker's own (mode ${mode.toString(8)}; systemd: StateDirectory=).`,
+      'ScratchAreaUntrusted',
+    );
 }
 
 /** PostgreSQL and pgBackRest refuse to run as root: as root they run as the 'postgres' user. */
@@ -271,9 +320,10 @@ async function pgbackrestCommand(args: string[], signal: AbortSignal, wantStdout
   return runTool(command, full, process.env, signal, wantStdout);
 }
 
-async function ownForServer(path: string): Promise<void> {
+/** Hands a directory of the scratch area (never anything outside it) to the server's user. */
+async function ownForServer(base: string, path: string): Promise<void> {
   const user = runAsUser();
-  if (user) spawnSync('chown', ['-R', user, path]);
+  if (user) spawnSync('chown', ['-R', user, underBase(base, path)]);
 }
 
 const pgCtl = () => join(postgresBin(), 'pg_ctl');
@@ -281,52 +331,126 @@ const pgCtl = () => join(postgresBin(), 'pg_ctl');
 /** Stops a server left in `dataDir` (an earlier attempt's, or the one being dropped). Quietly nothing if none runs. */
 function stopServer(dataDir: string, mode: 'fast' | 'immediate'): void {
   if (!existsSync(join(dataDir, 'postmaster.pid'))) return;
+  // `pg_ctl stop` only reads the pid file and signals: no shell is involved (unlike `pg_ctl start`).
   const { command, args } = commandFor(pgCtl(), ['-D', dataDir, 'stop', '-m', mode, '-w', '-t', '60']);
-  spawnSync(command, args, { stdio: 'ignore' });
+  spawnSync(command, args, { stdio: 'ignore', env: serverEnvironment() });
+}
+
+/**
+ * The recovered server's environment: nothing of the worker's. Its processes, and any superuser session on it
+ * (`pg_read_file('/proc/self/environ')`), must not find the workers' database URLs, AWS keys or pgBackRest secrets.
+ */
+function serverEnvironment(): NodeJS.ProcessEnv {
+  return { PATH: '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' };
 }
 
 interface Marker {
   restoreId: string;
+  kind?: ScratchKind;
   target: RecoveryTarget;
   stanza: string;
 }
 
-/** Settings for a short-lived, read-mostly server that nobody else connects to: durability off, archiving off. */
-function serverOptions(port: number, socketDir: string, hbaFile: string): string {
-  return [
-    `-c port=${port}`,
-    `-c listen_addresses=''`,
-    `-c unix_socket_directories=${socketDir}`,
-    `-c unix_socket_permissions=0700`,
-    `-c hba_file=${hbaFile}`,
-    '-c archive_mode=off',
-    '-c hot_standby=off',
-    '-c fsync=off',
-    '-c synchronous_commit=off',
-    '-c full_page_writes=off',
-    '-c max_connections=200',
-    '-c max_locks_per_transaction=256',
-    '-c shared_buffers=256MB',
-    '-c max_wal_size=4GB',
-    '-c max_wal_senders=0',
-    `-c shared_preload_libraries=''`,
+/**
+ * Settings for a short-lived, read-mostly server that nobody else connects to: durability off, archiving off, and
+ * inert: no replication, no subscription of production's started, no library of production's preloaded, no command
+ * of production's configuration run. Given as `-c` arguments, which take precedence over the configuration files the
+ * backup brought (postgresql.auto.conf holds whatever production set with ALTER SYSTEM).
+ */
+export function serverArguments(
+  port: number,
+  paths: { dataDir: string; socketDir: string; hbaFile: string },
+): string[] {
+  const settings = [
+    `port=${port}`,
+    `listen_addresses=`,
+    `unix_socket_directories=${paths.socketDir}`,
+    `unix_socket_permissions=0700`,
+    `hba_file=${paths.hbaFile}`,
+    'archive_mode=off',
+    'hot_standby=off',
+    'fsync=off',
+    'synchronous_commit=off',
+    'full_page_writes=off',
+    'max_connections=200',
+    'max_locks_per_transaction=256',
+    'shared_buffers=256MB',
+    'max_wal_size=4GB',
+    'max_wal_senders=0',
+    // pg_subscription is a shared catalog: without this, the restored database's enabled subscriptions would start
+    // their apply workers after promotion, connect to production's publisher with its stored connection string, take
+    // the real subscriber's slot and keep changing scratch after its recovery was verified.
+    'max_logical_replication_workers=0',
+    'shared_preload_libraries=',
+    'session_preload_libraries=',
+    'local_preload_libraries=',
+    'recovery_end_command=',
+    'archive_cleanup_command=',
     // --db-include restores the other databases of the cluster as zeroed files, and replaying WAL of theirs that
     // carries no full-page image (VACUUM's visibility records, say) would PANIC on them. Checked after: pages of the
     // restored database itself must not be among those ignored (invalidPagesOutside).
-    '-c ignore_invalid_pages=on',
-    '-c lc_messages=C',
-    '-c logging_collector=off',
-    '-c log_min_messages=info',
-  ].join(' ');
+    'ignore_invalid_pages=on',
+    'lc_messages=C',
+    'logging_collector=off',
+    'log_min_messages=info',
+  ];
+  return ['-D', paths.dataDir, ...settings.flatMap((setting) => ['-c', setting])];
 }
 
 export interface PreparePointInTimeInput {
   restoreId: string;
+  /** Which command's scratch (default restore): a discover and a restore with one id get two. */
+  kind?: ScratchKind;
   stanza: string;
   target: RecoveryTarget;
   /** The database to read from the recovered cluster; default: live's database name. */
   database?: string;
   live: DatabaseRef;
+}
+
+/** The activity's own check of its input: what becomes a path, a process argument or a connection. */
+const preparePointInTimeInput = z.strictObject({
+  restoreId: operationId('a restore or discover id'),
+  kind: z.enum(['restore', 'discover', 'drill']).optional(),
+  stanza: stanzaName,
+  target: recoveryTarget,
+  database: databaseNameSchema.optional(),
+  live: databaseRef,
+});
+
+function refuseActivityInput(activity: string) {
+  return (problems: string[], fields: string[]) =>
+    ApplicationFailure.create({
+      type: 'InvalidInput',
+      nonRetryable: true,
+      message: `${activity} refused its input: ${problems.join('; ')}`,
+      details: [{ fields }],
+    });
+}
+
+const stopPointInTimeInput = z.object({
+  restoreId: operationId('a restore or discover id'),
+  kind: z.enum(['restore', 'discover', 'drill']).optional(),
+});
+
+/**
+ * Starts the recovered PostgreSQL as a process of its own (detached: it outlives an attempt, as a recovery may be
+ * long), from an argument list: no shell reads any of it (`pg_ctl start` runs the postmaster through /bin/sh). Its
+ * output goes to the log file that recovery is verified from, and its environment is serverEnvironment's.
+ */
+function startServer(paths: ReturnType<typeof scratchPaths>): { exited: () => boolean } {
+  const log = openSync(paths.logFile, 'a', 0o600);
+  let exited = false;
+  try {
+    const { command, args } = commandFor(join(postgresBin(), 'postgres'), serverArguments(scratchPort, paths));
+    const child = spawn(command, args, { detached: true, stdio: ['ignore', log, log], env: serverEnvironment() });
+    child.on('exit', () => (exited = true));
+    child.on('error', () => (exited = true));
+    child.unref();
+  } finally {
+    closeSync(log);
+  }
+  return { exited: () => exited };
 }
 
 /** The port names the socket file only (no TCP): any fixed number works. */
@@ -344,9 +468,13 @@ export async function archiveRange(stanza: string, signal: AbortSignal): Promise
 
 /** The newest COMMIT record's time among the last few archived segments (a segment after a switch may hold none). */
 async function newestArchivedCommit(stanza: string, max: string, signal: AbortSignal): Promise<string | undefined> {
-  const workDir = join(scratchBase(), `wal-${process.pid}-${Date.now()}`);
-  await mkdir(workDir, { recursive: true, mode: 0o777 });
-  await chmod(workDir, 0o777);
+  // Its own directory in the private scratch area, 0700 and the server user's (archive-get runs as that user): no
+  // other local user can plant a symlink named after the segment it fetches.
+  const base = scratchBase();
+  await ensureScratchBase(base);
+  const workDir = underBase(base, join(base, `wal-${process.pid}-${Date.now()}`));
+  await mkdir(workDir, { mode: 0o700 });
+  await ownForServer(base, workDir);
   try {
     let segment: string | undefined = max;
     for (let i = 0; i < 4 && segment; i += 1, segment = previousWalSegment(segment)) {
@@ -380,11 +508,13 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
      * that ended before the target, a recovery that stopped elsewhere. An earlier attempt's server and directory on
      * this host are stopped and removed first.
      */
-    async preparePointInTimeScratch(input: PreparePointInTimeInput): Promise<ScratchInfo> {
+    async preparePointInTimeScratch(raw: PreparePointInTimeInput): Promise<ScratchInfo> {
+      const input = checkInput(preparePointInTimeInput, raw, refuseActivityInput('preparePointInTimeScratch'));
       if (!host) throw new Error('this worker has no scratch host task queue (workers/worker.ts sets one)');
       const started = Date.now();
       const signal = cancellationSignal();
-      const paths = scratchPaths(input.restoreId, host.id);
+      const kind = input.kind ?? 'restore';
+      const paths = scratchPaths(input.restoreId, host.id, process.env, kind);
       const database = input.database ?? databaseName(resolveConnectionString(input.live));
       let phase = 'checking the archive';
       let serverStarted = false;
@@ -397,19 +527,25 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
           throw ApplicationFailure.nonRetryable(`Cannot recover to --at: ${outside}`, 'PointInTimeOutOfRange');
 
         phase = 'restoring the base backup';
+        await ensureScratchBase(paths.base);
         stopServer(paths.dataDir, 'immediate');
         await rm(paths.root, { recursive: true, force: true });
         await rm(paths.socketDir, { recursive: true, force: true });
-        // The server's user must pass through the folders above its own (mkdir's mode applies to every level).
-        await mkdir(paths.root, { recursive: true, mode: 0o755 });
+        await mkdir(paths.root, { mode: 0o700 });
         await mkdir(paths.dataDir, { mode: 0o700 });
+        await mkdir(paths.tablespaces, { mode: 0o700 });
         await mkdir(paths.socketDir, { mode: 0o700 });
         await writeFile(
           paths.marker,
-          JSON.stringify({ restoreId: input.restoreId, target: input.target, stanza: input.stanza } satisfies Marker),
+          JSON.stringify({
+            restoreId: input.restoreId,
+            kind,
+            target: input.target,
+            stanza: input.stanza,
+          } satisfies Marker),
         );
-        await ownForServer(paths.root);
-        await ownForServer(paths.socketDir);
+        await ownForServer(paths.base, paths.root);
+        await ownForServer(paths.base, paths.socketDir);
         const targetArgs =
           input.target.type === 'time'
             ? ['--type=time', `--target=${pgbackrestTime(input.target.time)}`]
@@ -421,6 +557,8 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
             ...targetArgs,
             '--target-action=promote',
             '--archive-mode=off',
+            // Tablespaces go under this scratch's directory, never back to the production paths the backup names.
+            `--tablespace-map-all=${paths.tablespaces}`,
             // Only the restored database's files (and the system ones): the others in a shared cluster stay sparse.
             `--db-include=${database}`,
             '--process-max=2',
@@ -442,21 +580,11 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
 
         phase = 'recovering to the target';
         // Production clusters often keep pg_hba.conf and postgresql.conf outside the data directory (Debian): ours.
-        const hbaFile = join(paths.root, 'pg_hba.conf');
-        await writeFile(hbaFile, 'local all all trust\n');
+        await writeFile(paths.hbaFile, 'local all all trust\n');
         if (!existsSync(join(paths.dataDir, 'postgresql.conf')))
           await writeFile(join(paths.dataDir, 'postgresql.conf'), '');
-        await ownForServer(paths.root);
-        const { command, args } = commandFor(pgCtl(), [
-          '-D',
-          paths.dataDir,
-          '-l',
-          paths.logFile,
-          '-o',
-          serverOptions(scratchPort, paths.socketDir, hbaFile),
-          'start',
-        ]);
-        await runTool(command, args, process.env, signal);
+        await ownForServer(paths.base, paths.root);
+        const server = startServer(paths);
         serverStarted = true;
 
         let outcome: RecoveryOutcome = { walSegmentsRestored: 0, ready: false };
@@ -467,7 +595,7 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
           outcome = parseRecoveryLog(text);
           segments = outcome.walSegmentsRestored;
           if (outcome.ready) break;
-          if (outcome.fatal || !existsSync(join(paths.dataDir, 'postmaster.pid'))) {
+          if (outcome.fatal || server.exited()) {
             const why = outcome.fatal ?? 'the server stopped during recovery';
             // "recovery ended before configured recovery target was reached": the archive does not reach the target.
             const beyond = /recovery ended before configured recovery target/.test(why);
@@ -489,12 +617,20 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
         phase = 'checking the recovered database';
         const url = `postgresql://${encodeURIComponent(process.env.TENANT_RESTORE_PITR_USER || 'postgres')}@localhost:${scratchPort}/${encodeURIComponent(database)}?host=${encodeURIComponent(paths.socketDir)}`;
         const pool = pools.get(url, { max: 1 });
-        const { rows } = await pool.query<{ recovering: boolean; oid: string }>(
-          'SELECT pg_is_in_recovery() AS recovering, (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS oid',
+        const { rows } = await pool.query<{ recovering: boolean; oid: string; replicationWorkers: string }>(
+          `SELECT pg_is_in_recovery() AS recovering, (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS oid,
+                  (SELECT count(*) FROM pg_stat_activity
+                    WHERE backend_type IN ('logical replication launcher', 'logical replication worker'))::text
+                    AS "replicationWorkers"`,
         );
         if (rows[0].recovering)
           throw new Error('the recovered server is still in recovery after saying it accepts connections');
         await pools.close(url);
+        if (rows[0].replicationWorkers !== '0')
+          throw ApplicationFailure.nonRetryable(
+            `The recovered server runs ${rows[0].replicationWorkers} logical replication process(es): it must be inert (it could take production's replication slot). See ${paths.logFile} on host ${host.id}.`,
+            'PointInTimeRecoveryFailed',
+          );
         // ignore_invalid_pages lets replay pass over the databases --db-include left as zeroed files; a page of this
         // database or of the shared catalogs among them would be real damage.
         const damaged = invalidPagesOutside(await readFile(paths.logFile, 'utf8'), rows[0].oid);
@@ -541,19 +677,22 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
      */
     async stopPointInTimeScratch(input: {
       restoreId: string;
+      kind?: ScratchKind;
       scratch: ScratchInfo;
     }): Promise<{ dropped: boolean; reason?: string }> {
+      checkInput(stopPointInTimeInput, input, refuseActivityInput('stopPointInTimeScratch'));
       const pit = input.scratch.pointInTime;
       if (!pit || !input.scratch.owned)
         return { dropped: false, reason: 'not a point-in-time scratch of this restore' };
       if (!host || host.id !== pit.host) return { dropped: false, reason: `this worker is not on host ${pit.host}` };
-      const paths = scratchPaths(input.restoreId, host.id);
+      const kind = input.kind ?? 'restore';
+      const paths = scratchPaths(input.restoreId, host.id, process.env, kind);
       const marker = await readFile(paths.marker, 'utf8')
         .then((t) => JSON.parse(t) as Marker)
         .catch(() => undefined);
       if (!marker) return { dropped: false, reason: 'already gone' };
-      if (marker.restoreId !== input.restoreId)
-        return { dropped: false, reason: `its marker names restore '${marker.restoreId}'` };
+      if (marker.restoreId !== input.restoreId || (marker.kind ?? 'restore') !== kind)
+        return { dropped: false, reason: `its marker names ${marker.kind ?? 'restore'} '${marker.restoreId}'` };
       await pools.close(input.scratch.ref);
       stopServer(paths.dataDir, 'fast');
       await rm(paths.root, { recursive: true, force: true });

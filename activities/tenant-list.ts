@@ -7,36 +7,16 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { getText, putText } from './s3';
 import type { TenantId } from './restore-types';
-import { canonicalUuid, normalizeTenantId, type ArtifactsRef, type ObjectRef } from './restore-types';
+import { normalizeTenantId, type ArtifactsRef, type ObjectRef } from './restore-types';
+import { sameTenantKey, tenantIdPattern, tenantListProblems as listRule } from './input-contract';
 
-export const tenantIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+export { tenantIdPattern };
 
-/**
- * The key under which two list entries are the same tenant: ids shaped like a uuid are compared in canonical form
- * (the list is checked before the plan knows the root key's type; two uuid-shaped ids that differ only in case are
- * refused even for a text key: such a list is a mistake either way).
- */
-export const sameTenantKey = (id: string): string => canonicalUuid(id) ?? id;
+export { sameTenantKey };
 
-/** Checks a list of tenant ids; returns the problems (empty when the list is good). */
+/** Checks a list of tenant ids (an S3 object's JSON array); returns the problems (empty when the list is good). */
 export function tenantListProblems(ids: unknown[]): string[] {
-  const problems: string[] = [];
-  if (ids.length === 0) problems.push('the tenant list is empty');
-  const seen = new Map<string, string>();
-  ids.forEach((raw, index) => {
-    const id = typeof raw === 'number' && Number.isSafeInteger(raw) ? String(raw) : raw;
-    if (typeof id !== 'string' || !tenantIdPattern.test(id))
-      problems.push(`entry ${index + 1} (${JSON.stringify(raw)}) is not a tenant id`);
-    else if (seen.has(sameTenantKey(id))) {
-      const first = seen.get(sameTenantKey(id))!;
-      problems.push(
-        first === id
-          ? `tenant ${id} is listed twice`
-          : `tenant ${id} is listed twice (also as ${first}: uuids are compared without regard to case)`,
-      );
-    } else seen.set(sameTenantKey(id), id);
-  });
-  return problems;
+  return listRule(ids.map((id, index) => ({ id, where: `entry ${index + 1}` }))).problems;
 }
 
 const listCache = new Map<string, Promise<TenantId[]>>();

@@ -11,6 +11,7 @@ import {
   startChild,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { bulkRestoreInput } from '../activities/input-contract';
 import type { TenantId } from '../activities/restore-types';
 import { parentActivities, scratchHostLost, scratchReaders } from './activity-options';
 import { Approvals } from './approvals';
@@ -35,6 +36,7 @@ import {
   type TenantPhase,
 } from './definitions';
 import { failureMessage } from './failures';
+import { checkWorkflowInput } from './input-check';
 import { tenantGroupRestore, tenantRestore } from './previous-release';
 import { restoreUnit } from './restore-unit';
 import { progress, SlidingWindow } from './window';
@@ -82,6 +84,7 @@ function initialState(input: BulkRestoreInput): BulkRestoreState {
  *   are ABANDONed so they outlive the run, and report back by signal to the workflow id.
  */
 export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestoreState): Promise<BulkRestoreResult> {
+  checkWorkflowInput('bulkRestore', bulkRestoreInput, input);
   const { restoreId } = input;
   const state = carried ?? initialState(input);
   state.runs += 1;
@@ -196,13 +199,17 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     const { source } = input;
     if (source.kind === 'backup')
       return scratchSteps.prepareScratch({
+        kind: 'restore',
         restoreId,
         backup: source.backup,
         server: source.scratchServer ?? input.live,
         allowUnverifiedBackup: input.allowUnverifiedBackup,
+        live: input.live,
+        unsafeScratch: input.unsafeScratch,
       });
     if (source.kind === 'point-in-time')
       return scratchSteps.preparePointInTimeScratch({
+        kind: 'restore',
         restoreId,
         stanza: source.stanza,
         target: source.target,
@@ -214,7 +221,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
 
   /** This restore's scratch dropped: a database on a server, or a point-in-time server stopped on its host. */
   async function dropScratch(scratch: NonNullable<BulkRestoreState['scratch']>): Promise<boolean> {
-    if (!scratch.pointInTime) return (await steps.dropScratch({ restoreId, scratch })).dropped;
+    if (!scratch.pointInTime) return (await steps.dropScratch({ kind: 'restore', restoreId, scratch })).dropped;
     try {
       const readers = scratchReaders(scratch.pointInTime.taskQueue);
       return (await readers.parentSteps.stopPointInTimeScratch({ restoreId, scratch })).dropped;

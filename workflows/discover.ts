@@ -6,9 +6,11 @@
  */
 import { ApplicationFailure, log, upsertSearchAttributes } from '@temporalio/workflow';
 import type { DiscoverSummary } from '../activities/discover';
+import { discoverInput } from '../activities/input-contract';
 import { parentActivities, scratchReaders } from './activity-options';
 import { RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type DiscoverInput } from './definitions';
 import { failureMessage } from './failures';
+import { checkWorkflowInput } from './input-check';
 
 const { steps, scratchSteps } = parentActivities('restore');
 
@@ -18,6 +20,7 @@ const tablesPerActivity = 8;
 const activitiesAtOnce = 2;
 
 export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
+  checkWorkflowInput('discover', discoverInput, input);
   const { discoverId } = input;
   const phase = (value: string) =>
     upsertSearchAttributes([
@@ -32,13 +35,17 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     scratch =
       source.kind === 'backup'
         ? await scratchSteps.prepareScratch({
+            kind: 'discover',
             restoreId: discoverId,
             backup: source.backup,
             server: source.scratchServer ?? input.live,
             allowUnverifiedBackup: input.allowUnverifiedBackup,
+            live: input.live,
+            unsafeScratch: input.unsafeScratch,
           })
         : source.kind === 'point-in-time'
           ? await scratchSteps.preparePointInTimeScratch({
+              kind: 'discover',
               restoreId: discoverId,
               stanza: source.stanza,
               target: source.target,
@@ -84,7 +91,7 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     if (dropped) {
       phase('cleanup');
       if (scratch.pointInTime) await readers.parentSteps.stopPointInTimeScratch({ restoreId: discoverId, scratch });
-      else await steps.dropScratch({ restoreId: discoverId, scratch });
+      else await steps.dropScratch({ kind: 'discover', restoreId: discoverId, scratch });
     }
     phase('completed');
     // A scratch kept (--keep-scratch) is where the restore of what discover found can start: start --scratch <ref>.

@@ -11,6 +11,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { restoreUnitInput, tenantRestoreInput } from '../activities/input-contract';
 import type { TenantId } from '../activities/restore-types';
 import { actions, bookkeeping } from './activity-options';
 import {
@@ -23,10 +24,12 @@ import {
   type TenantPhase,
   type TenantRestoreInput,
 } from './definitions';
+import { checkWorkflowInput } from './input-check';
 import { runUnit, tellParent, unitIo, type UnitIo } from './restore-unit';
 
 /** The previous release's group child: the same steps, messages and activities as a restore unit. */
 export async function tenantGroupRestore(input: RestoreUnitInput): Promise<TenantOutcome[]> {
+  checkWorkflowInput('tenantGroupRestore', restoreUnitInput, input);
   return runUnit(input, unitIo(input, 'previous-release-group'));
 }
 
@@ -36,6 +39,7 @@ export async function tenantGroupRestore(input: RestoreUnitInput): Promise<Tenan
  * order it did, so that its histories replay. It fails its execution when the tenant fails, as it did.
  */
 export async function tenantRestore(input: TenantRestoreInput): Promise<TenantOutcome> {
+  checkWorkflowInput('tenantRestore', tenantRestoreInput, input);
   const { tenantId, restoreId } = input;
   const { parent } = workflowInfo();
   let current: TenantPhase = 'preflight';

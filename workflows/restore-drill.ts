@@ -7,9 +7,12 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { DrillRecord } from '../activities/drill';
+import { drillInput } from '../activities/input-contract';
 import type { RestoreConfig, TenantId } from '../activities/restore-types';
+import type { ScratchRisk } from '../activities/scratch-server';
 import { parentActivities } from './activity-options';
 import { failureMessage } from './failures';
+import { checkWorkflowInput } from './input-check';
 import { bulkRestore } from './bulk-restore';
 import {
   bulkWorkflowId,
@@ -43,6 +46,12 @@ export interface RestoreDrillInput {
   drillId?: string;
   /** Load a backup that has no sha256 to verify it against (refused otherwise, BackupUnverified): `--allow-unverified-backup`. */
   allowUnverifiedBackup?: boolean;
+  /**
+   * The risks of loading the backup the operator accepted (`--unsafe-scratch-on-live-server`, `-as-live-role`,
+   * `-as-superuser`); without them the worker refuses a scratch server that is live's, or a role that is live's or
+   * reaches the host (activities/scratch-server.ts).
+   */
+  unsafeScratch?: ScratchRisk[];
 }
 
 const { steps, scratchSteps } = parentActivities('drill');
@@ -67,6 +76,7 @@ const reason = (error: unknown): string => failureMessage(error).message;
  *   the rows the report claims, FAILS its workflow (non-retryable DrillFailed) after recording why.
  */
 export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecord> {
+  checkWorkflowInput('restoreDrill', drillInput, input);
   const drillId = input.drillId ?? drillIdOf();
   const restoreId = `drill-${drillId}`;
   const bucket = input.bucket ?? /^s3:\/\/([^/]+)/.exec(input.backupPrefix)?.[1];
@@ -103,10 +113,13 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
     record.backupCreatedAt = latest.lastModified;
     const restoreStarted = Date.now();
     scratch = await scratchSteps.prepareScratch({
+      kind: 'drill',
       restoreId,
       backup: latest.backup,
       server: input.server ?? input.live,
       allowUnverifiedBackup: input.allowUnverifiedBackup,
+      live: input.live,
+      unsafeScratch: input.unsafeScratch,
     });
     record.timeToScratchMs = scratch.durationMs;
     record.tenants = await steps.sampleTenants({
@@ -165,7 +178,7 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
         .dropDrillDatabase({ drillId, drill, server: input.server, live: input.live })
         .catch((e: unknown) => log.error('could not drop the drill database', { error: reason(e) }));
     const dropScratch = scratch
-      ? steps.dropScratch({ restoreId, scratch })
+      ? steps.dropScratch({ kind: 'drill', restoreId, scratch })
       : steps.dropDrillScratch({ restoreId, server: input.server ?? input.live });
     await dropScratch.catch((e: unknown) => log.error('could not drop the drill scratch', { error: reason(e) }));
     record.finishedAt = new Date(Date.now()).toISOString();

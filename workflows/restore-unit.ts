@@ -10,6 +10,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { restoreUnitInput } from '../activities/input-contract';
 import type { ReenableAction, TenantId } from '../activities/restore-types';
 import { bookkeeping, scratchReaders, unitActions } from './activity-options';
 import { admitTenants, mustReshape, type Admission } from './admission';
@@ -26,8 +27,23 @@ import {
   type UnitOptions,
 } from './definitions';
 import { failureMessage } from './failures';
+import { checkWorkflowInput } from './input-check';
 
 type Evidence = Pick<TenantResult, 'preflight' | 'copy' | 'validation' | 'durations'>;
+
+/** The patch of issue 23 item 4: admission on evidence of this restore's own writes, not on having got past preflight. */
+const oneRestoreAtATime = 'one-restore-at-a-time';
+
+/** A copy's failure says that this restore committed rows of it before failing (activities/restore-activities.ts copyCall). */
+function copyCommitted(error: unknown): boolean {
+  let e = error as { cause?: unknown; details?: unknown[] } | undefined;
+  for (let depth = 0; depth < 4 && e; depth++) {
+    if ((e.details?.[0] as { committed?: unknown } | undefined)?.committed === true) return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
 type StepFailure = { step: string; type?: string; message: string };
 type TenantActions = { actions: ActionOutcome[]; failure?: StepFailure };
 /** What the record activity keeps of each tenant beside the unit's evidence. */
@@ -80,6 +96,7 @@ export interface UnitIo {
  *   them so); Completed otherwise, with each tenant's outcome in its result.
  */
 export async function restoreUnit(input: RestoreUnitInput): Promise<TenantOutcome[]> {
+  checkWorkflowInput('restoreUnit', restoreUnitInput, input);
   return runUnit(input, unitIo(input, 'unit'));
 }
 
@@ -167,7 +184,7 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
     ids: TenantId[],
     opts: UnitOptions,
     evidence: Evidence,
-  ): Promise<{ failure?: StepFailure; admission?: Admission }> {
+  ): Promise<{ failure?: StepFailure; admission?: Admission; wrote?: boolean }> {
     const inputFor = (partial: boolean) => ({
       restoreId,
       scratch: input.scratch,
@@ -205,9 +222,10 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       const partialAlone = io.partialInPlace && ids.length === 1 && admission.partial.length === 1;
       if (partialAlone) stepInput = inputFor(true);
       else if (mustReshape(admission, opts.partial ?? false)) return { admission };
-      const expectAbsent = ids.filter(
-        (id) => preflight.tenants?.[id]?.state === 'absent' && !opts.admitted?.includes(id),
-      );
+      // Every tenant found absent is checked again under the lock, admitted or not: nothing of this restore is in live
+      // for a tenant whose root row is gone (the root table commits first). Only tenants this restore's own copy wrote
+      // (opts.admitted, on evidence) and that preflight found in live go on without it.
+      const expectAbsent = ids.filter((id) => preflight.tenants?.[id]?.state === 'absent');
       step = 'copy';
       await io.enter(ids, 'copy');
       evidence.copy = await timed('copy', () =>
@@ -234,7 +252,9 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       return {};
     } catch (error) {
       if (isCancellation(error)) throw error;
-      return { failure: { step, ...failureMessage(error) } };
+      // The copy completed (validation failed), or failed for good after committing some of its rows (its details).
+      const wrote = evidence.copy !== undefined || (step === 'copy' && copyCommitted(error));
+      return { failure: { step, ...failureMessage(error) }, wrote };
     }
   }
 
@@ -317,14 +337,14 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
   async function restoreOnce(
     ids: TenantId[],
     opts: UnitOptions,
-  ): Promise<{ failure?: StepFailure; reshape?: Admission; preflighted: boolean }> {
+  ): Promise<{ failure?: StepFailure; reshape?: Admission; preflighted: boolean; wrote?: boolean }> {
     const grouped = ids.length > 1;
     const startedAt = Date.now();
     const evidence: Evidence = { durations: {} };
     current = { ids, evidence, startedAt };
-    const { failure, admission } = await dataSteps(ids, opts, evidence);
+    const { failure, admission, wrote } = await dataSteps(ids, opts, evidence);
     const preflighted = evidence.preflight !== undefined;
-    if (failure && grouped) return { failure, preflighted };
+    if (failure && grouped) return { failure, preflighted, wrote };
     const refusals = new Map<TenantId, StepFailure>(
       (admission?.refused ?? []).map((r) => [
         r.tenantId,
@@ -385,7 +405,11 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
     const unit = await restoreOnce(ids, opts);
     if (unit.reshape) {
       const { absent, partial } = unit.reshape;
-      if (absent.length) await restoreTenants(absent, { admitted: absent });
+      // Nothing was written by the unit being reshaped: its absent tenants are not this restore's, and are classified
+      // (and checked under the lock) again; only tenants admitted on evidence before stay admitted.
+      const evidenceBased = patched(oneRestoreAtATime);
+      const admitted = evidenceBased ? absent.filter((id) => opts.admitted?.includes(id)) : absent;
+      if (absent.length) await restoreTenants(absent, { admitted });
       for (const id of partial) await restoreTenants([id], { admitted: [id], partial: true });
       return;
     }
@@ -396,10 +420,17 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       type: unit.failure.type,
       tenants: ids.length,
     });
-    // After a preflight that admitted them all, this unit's own copy may have made its tenants present: admitted. Not
-    // when the copy refused them because they came back into live (written by someone else, not by this unit).
+    // Tenants this unit's own copy wrote (it completed, or failed for good after a commit) may be present now, by this
+    // restore's hand: admitted. Any other tenant is not this restore's: classified, and checked under the lock, again.
+    // Histories of the release before that admitted every tenant of a unit that got past preflight.
     const admitted = new Set(
-      unit.preflighted && unit.failure.type !== 'TenantPresentError' ? ids : (opts.admitted ?? []),
+      patched(oneRestoreAtATime)
+        ? unit.wrote
+          ? ids
+          : (opts.admitted ?? [])
+        : unit.preflighted && unit.failure.type !== 'TenantPresentError'
+          ? ids
+          : (opts.admitted ?? []),
     );
     for (const id of ids) {
       await io.enter([id], 'preflight');

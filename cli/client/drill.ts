@@ -9,7 +9,16 @@ import type { DrillRecord } from '../../activities/drill';
 import { getJson } from '../../activities/s3';
 import { concurrencyRange } from '../../workflows/definitions';
 import type { RestoreDrillInput } from '../../workflows/restore-drill';
-import { checkDatabaseRef, checkTenantRoot, loadConfigFlag, parseIntegerFlag, UsageError } from './input';
+import { drillIdPattern, drillInput } from '../../activities/input-contract';
+import {
+  checkDatabaseRef,
+  checkStartInput,
+  checkTenantRoot,
+  loadConfigFlag,
+  parseIntegerFlag,
+  UsageError,
+} from './input';
+import { scratchServerFromFlags, unsafeScratchFromFlags } from './start';
 
 /** The flags of `drill schedule|run`, as node:util parseArgs returns them. */
 export interface DrillFlags {
@@ -24,18 +33,23 @@ export interface DrillFlags {
   id?: string;
   'task-queue'?: string;
   'allow-unverified-backup'?: boolean;
+  'unsafe-scratch-on-live-server'?: boolean;
+  'unsafe-scratch-as-live-role'?: boolean;
+  'unsafe-scratch-as-superuser'?: boolean;
 }
-
-const drillIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$/;
 
 /** A drill or schedule id: it names the drill's database (drill_<id>) and its workflow or schedule (drill/<id>). */
 export function checkDrillId(id: string): string {
-  if (!drillIdPattern.test(id)) throw new UsageError('--id: letters, digits, . _ -, at most 41 characters.');
+  if (!drillIdPattern.test(id)) throw new UsageError('--id: letters, digits, . _ -, at most 57 characters.');
   return id;
 }
 
 /** Builds and checks the drill input from flags (exit code 2 on bad input, before anything starts). */
-export function drillInputFromFlags(values: DrillFlags, withId = false): RestoreDrillInput {
+export function drillInputFromFlags(
+  values: DrillFlags,
+  withId = false,
+  env: NodeJS.ProcessEnv = process.env,
+): RestoreDrillInput {
   const prefix = values['backup-prefix'] ?? '';
   if (!/^s3:\/\/[^/]+/.test(prefix)) throw new UsageError('--backup-prefix s3://<bucket>/<prefix> is required.');
   if (!values.live) throw new UsageError('--live is required: the drill database gets its schema (read-only).');
@@ -48,7 +62,12 @@ export function drillInputFromFlags(values: DrillFlags, withId = false): Restore
     tenantRoot,
     sample,
   };
-  if (values.server) input.server = checkDatabaseRef('server', values.server);
+  // The backup is loaded on --server (default TENANT_RESTORE_SCRATCH_SERVER): never live's server nor live's role
+  // unless accepted by flag, like a restore's scratch (activities/scratch-server.ts); the drill database goes there too.
+  const unsafeScratch = unsafeScratchFromFlags(values);
+  const server = scratchServerFromFlags('server', values.server, input.live, unsafeScratch, env);
+  if (server) input.server = server;
+  if (unsafeScratch.length) input.unsafeScratch = unsafeScratch;
   if (values.concurrency !== undefined)
     input.concurrency = parseIntegerFlag(
       '--concurrency',
@@ -61,7 +80,7 @@ export function drillInputFromFlags(values: DrillFlags, withId = false): Restore
   if (values.bucket) input.bucket = values.bucket;
   if (values['allow-unverified-backup'] === true) input.allowUnverifiedBackup = true;
   if (withId && values.id) input.drillId = checkDrillId(values.id);
-  return input;
+  return checkStartInput('restoreDrill', drillInput, input);
 }
 
 const cronMacros = /^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/;

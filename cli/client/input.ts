@@ -5,31 +5,33 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig } from '../../activities/config';
 import { hasPassword, passwordRefusal } from '../../activities/db';
+import {
+  aliasRefPattern,
+  checkInput,
+  isPostgresUrl,
+  qualifiedNamePattern,
+  tenantListProblems,
+} from '../../activities/input-contract';
 import type { RestoreConfig, TenantId } from '../../activities/restore-types';
-import { sameTenantKey, tenantIdPattern } from '../../activities/tenant-list';
+import type { z } from 'zod';
 
 import { UsageError } from './errors';
 
 export { UsageError };
 
-// `schema.table` as the catalog spells them, unquoted: any characters (capitals, spaces, quotes, non-ASCII) but a dot
-// or a control character. The engine quotes each part itself.
-const qualifiedName = /^[^.\p{Cc}]+\.[^.\p{Cc}]+$/u;
-
 export function checkTenantRoot(name: string): string {
-  if (!qualifiedName.test(name))
+  if (!qualifiedNamePattern.test(name))
     throw new UsageError(`--tenant-root '${name}' is not schema.table, for example public.tenants.`);
   return name;
 }
 
-const aliasRef = /^[A-Za-z][A-Za-z0-9_]*(\/[A-Za-z0-9_]+)?$/;
-export const isPostgresUrl = (ref: string) => /^postgres(ql)?:\/\//.test(ref);
+export { isPostgresUrl };
 
 /** Checks a database reference for a workflow input: an alias, `alias/db`, or a postgres URL without password. */
 export function checkDatabaseRef(flag: string, ref: string): string {
   // First, so that no later message echoes a reference with a password in it.
   if (hasPassword(ref)) throw new UsageError(passwordRefusal(`--${flag}`, flag));
-  if (aliasRef.test(ref)) return ref;
+  if (aliasRefPattern.test(ref)) return ref;
   if (!isPostgresUrl(ref))
     throw new UsageError(
       `--${flag} '${ref}' is neither a postgres:// URL nor an alias (TENANT_RESTORE_DB_<ALIAS> in the worker's environment).`,
@@ -108,29 +110,31 @@ export function parseTenantText(text: string, origin: string): TenantId[] {
 }
 
 function checkIds(entries: Array<{ id: string; where: string }>): TenantId[] {
-  const problems: string[] = [];
-  const seen = new Map<string, string>();
-  /** By sameTenantKey: a uuid written in upper and in lower case is one tenant. */
-  const listed = new Map<string, string>();
-  for (const { id, where } of entries) {
-    if (!id) problems.push(`${where} is empty`);
-    else if (!tenantIdPattern.test(id))
-      problems.push(`${where} (${JSON.stringify(id.slice(0, 40))}) is not a tenant id`);
-    else if (listed.has(sameTenantKey(id)))
-      problems.push(
-        `${where}: tenant ${id} is already listed at ${listed.get(sameTenantKey(id))}${seen.has(id) ? '' : ' (uuids are compared without regard to case)'}`,
-      );
-    else {
-      seen.set(id, where);
-      listed.set(sameTenantKey(id), where);
-    }
-  }
-  if (entries.length === 0) problems.push('the tenant list is empty');
-  if (problems.length)
+  const empty = entries.filter((entry) => !entry.id).map((entry) => `${entry.where} is empty`);
+  const { problems, ids } = tenantListProblems(entries.filter((entry) => entry.id));
+  const all = [
+    ...empty,
+    ...(empty.length && entries.some((e) => e.id)
+      ? problems.filter((p) => p !== 'the tenant list is empty')
+      : problems),
+  ];
+  if (all.length)
     throw new UsageError(
-      `bad tenant list:\n  - ${problems.slice(0, 20).join('\n  - ')}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ''}`,
+      `bad tenant list:\n  - ${all.slice(0, 20).join('\n  - ')}${all.length > 20 ? `\n  ... and ${all.length - 20} more` : ''}`,
     );
-  return [...seen.keys()];
+  return ids;
+}
+
+/**
+ * The workflow input a command is about to start, parsed with the same contract the worker parses it with
+ * (activities/input-contract.ts): what the flags' own checks let through is still refused here, exit 2.
+ */
+export function checkStartInput<T>(workflow: string, schema: z.ZodType<T>, input: unknown): T {
+  return checkInput(
+    schema,
+    input,
+    (problems) => new UsageError(`the ${workflow} input these flags make is refused: ${problems.join('; ')}`),
+  );
 }
 
 /** The restore config of --config, validated as the worker will validate it again when it builds the plan. */

@@ -15,6 +15,7 @@ import {
   type TenantId,
 } from '../../activities/restore-types';
 import { age, NoBackupFoundError, pickBackup, type PickedBackup } from '../../activities/backups';
+import { bulkRestoreInput, idPattern } from '../../activities/input-contract';
 import {
   archiveRange,
   describeTarget,
@@ -36,9 +37,18 @@ import {
   type BulkRestoreInput,
   type BulkRestoreResult,
 } from '../../workflows/definitions';
+import {
+  scratchPlacementRefusal,
+  scratchRiskFlag,
+  scratchRisks,
+  scratchServerVariable,
+  type ScratchRisk,
+} from '../../activities/scratch-server';
 import { checkReachable, isNotFound, s3Unavailable, webUiLink } from './connection';
+import type { AllowPartial } from './discover';
 import {
   checkDatabaseRef,
+  checkStartInput,
   checkTenantRoot,
   isPostgresUrl,
   loadConfigFlag,
@@ -59,7 +69,8 @@ export interface StartFlags extends SourceFlags {
   concurrency?: string;
   'group-size'?: string;
   'keep-scratch'?: boolean;
-  'allow-partial'?: boolean;
+  /** '' for the bare flag, else the count of partial tenants said back: see parseAllowPartial. */
+  'allow-partial'?: string;
   'task-queue'?: string;
   'children-per-run'?: string;
   'from-discover'?: string;
@@ -96,8 +107,6 @@ export function scratchOnLiveWarning(input: Pick<BulkRestoreInput, 'source' | 'l
   return `the scratch database will be created on LIVE's server (${how}): the whole backup is loaded next to production, and the role used needs CREATEDB there (the least-privilege live role of scripts/grants.sql has none, so the restore would fail). Put scratch elsewhere with --scratch-server postgres://<scratch role>@<other host>:<port>/postgres, or give --scratch <url> of a database you restored yourself.`;
 }
 
-const restoreIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-
 export function newRestoreId(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   return `r-${stamp}-${randomBytes(2).toString('hex')}`;
@@ -116,6 +125,38 @@ export interface SourceFlags {
   id?: string;
   artifacts?: string;
   'allow-unverified-backup'?: boolean;
+  'unsafe-scratch-on-live-server'?: boolean;
+  'unsafe-scratch-as-live-role'?: boolean;
+  'unsafe-scratch-as-superuser'?: boolean;
+}
+
+/** The risks of loading the backup that the operator accepted, one flag each (activities/scratch-server.ts). */
+export function unsafeScratchFromFlags(flags: object): ScratchRisk[] {
+  const given = flags as Record<string, unknown>;
+  return scratchRisks.filter((risk) => given[scratchRiskFlag[risk].slice(2)] === true);
+}
+
+/**
+ * Where scratch is loaded, from --scratch-server, else the configured default (TENANT_RESTORE_SCRATCH_SERVER), else
+ * live's own server, which is refused (exit 2) unless accepted by flag, as is a scratch server on live's host:port or
+ * with live's user. The worker checks again on the servers themselves.
+ */
+export function scratchServerFromFlags(
+  flag: string,
+  given: string | undefined,
+  live: string,
+  unsafeScratch: ScratchRisk[],
+  env: NodeJS.ProcessEnv,
+): string | undefined {
+  const configured = env[scratchServerVariable]?.trim();
+  const server = given
+    ? checkDatabaseRef(flag, given)
+    : configured
+      ? checkDatabaseRef(`${flag} (from ${scratchServerVariable})`, configured)
+      : undefined;
+  const refusal = scratchPlacementRefusal(live, server, unsafeScratch, env);
+  if (refusal) throw new UsageError(`refused: ${refusal} Nothing was started.`);
+  return server;
 }
 
 /**
@@ -191,7 +232,10 @@ export function pickedBackupLine(
 export function sourceFromFlags(
   flags: SourceFlags & { id: string },
   env: NodeJS.ProcessEnv = process.env,
-): Pick<BulkRestoreInput, 'source' | 'live' | 'tenantRoot' | 'config' | 'artifacts' | 'allowUnverifiedBackup'> & {
+): Pick<
+  BulkRestoreInput,
+  'source' | 'live' | 'tenantRoot' | 'config' | 'artifacts' | 'allowUnverifiedBackup' | 'unsafeScratch'
+> & {
   warnings: string[];
 } {
   if (flags.backup && flags.scratch) throw new UsageError('give either --backup or --scratch, not both.');
@@ -202,6 +246,11 @@ export function sourceFromFlags(
   if (flags['scratch-server'] && !flags.backup) throw new UsageError('--scratch-server only goes with --backup.');
   if (flags['allow-unverified-backup'] && !flags.backup)
     throw new UsageError('--allow-unverified-backup only goes with --backup.');
+  const unsafeScratch = unsafeScratchFromFlags(flags);
+  if (unsafeScratch.length && !flags.backup)
+    throw new UsageError(
+      `${scratchRiskFlag[unsafeScratch[0]!]} only goes with --backup (a pg_dump archive loaded into scratch).`,
+    );
   if (!flags.live) throw new UsageError('missing --live <url|alias>.');
   if (!flags['tenant-root']) throw new UsageError('missing --tenant-root <schema.table>.');
   const tenantRoot = checkTenantRoot(flags['tenant-root']);
@@ -217,14 +266,14 @@ export function sourceFromFlags(
     }
   }
   const live = checkDatabaseRef('live', flags.live);
-  const scratchServer = flags['scratch-server']
-    ? checkDatabaseRef('scratch-server', flags['scratch-server'])
+  const scratchServer = backup
+    ? scratchServerFromFlags('scratch-server', flags['scratch-server'], live, unsafeScratch, env)
     : undefined;
   const scratch = flags.scratch ? checkDatabaseRef('scratch', flags.scratch) : undefined;
   // Validated by the config schema (activities/config.ts), which also refuses credentials in webhook URLs.
   const config: RestoreConfig | undefined = flags.config ? loadConfigFlag(flags.config) : undefined;
 
-  if (!restoreIdPattern.test(flags.id))
+  if (!idPattern.test(flags.id))
     throw new UsageError(`--id '${flags.id}': letters, digits, '.', '_' and '-', at most 63 characters.`);
   const artifactsUrl =
     flags.artifacts ??
@@ -252,8 +301,23 @@ export function sourceFromFlags(
     config,
     artifacts,
     ...(flags['allow-unverified-backup'] ? { allowUnverifiedBackup: true } : {}),
+    ...(unsafeScratch.length ? { unsafeScratch } : {}),
     warnings,
   };
+}
+
+/**
+ * `--allow-partial` (the command turns the bare flag into '') or `--allow-partial=<n>`, n the number of partial
+ * tenants said back: a whole number, nothing else (not '1e1', not ' 5').
+ */
+export function parseAllowPartial(value: string | undefined): AllowPartial | undefined {
+  if (value === undefined) return undefined;
+  if (value === '') return {};
+  if (!/^\d{1,9}$/.test(value))
+    throw new UsageError(
+      `--allow-partial '${value}': give the number of partial tenants to restore (--allow-partial=<n>), or the bare flag with --tenants.`,
+    );
+  return { count: Number(value) };
 }
 
 /**
@@ -266,15 +330,20 @@ export function buildStartRequest(
   fromDiscover?: { discoverId: string; text: string },
 ): StartRequest {
   const restoreId = flags.id ?? newRestoreId();
-  const { source, live, tenantRoot, config, artifacts, allowUnverifiedBackup, warnings } = sourceFromFlags(
-    { ...flags, id: restoreId },
-    env,
-  );
+  const { source, live, tenantRoot, config, artifacts, allowUnverifiedBackup, unsafeScratch, warnings } =
+    sourceFromFlags({ ...flags, id: restoreId }, env);
   if (fromDiscover && (flags.tenants !== undefined || flags['tenants-file'] !== undefined))
     throw new UsageError('give --from-discover, or --tenants / --tenants-file, not both.');
   const tenants = fromDiscover
     ? parseTenantText(fromDiscover.text, `the list of discover ${fromDiscover.discoverId}`)
     : tenantsFromFlags(flags, true);
+  const allowPartial = parseAllowPartial(flags['allow-partial']);
+  // Which tenants of an explicit list are partial is known only at each unit's preflight, after the start: there is no
+  // count to check a said-back number against, and a number that is not checked must not look as if it were.
+  if (allowPartial?.count !== undefined && !fromDiscover)
+    throw new UsageError(
+      `--allow-partial=${allowPartial.count}: a count is checked against a discover's partial tenants (--from-discover); with --tenants or --tenants-file, which tenants are partial is known only at their preflight, after the start. Give --allow-partial without a count: each partial tenant of the list then gets only its missing rows back, listed by key in the report.`,
+    );
 
   const conflict = (flags.conflict ?? 'skip') as ConflictPolicy;
   if (!conflictPolicies.includes(conflict))
@@ -302,11 +371,12 @@ export function buildStartRequest(
     groupSize,
     config,
     keepScratch: flags['keep-scratch'] ?? false,
-    ...(flags['allow-partial'] ? { allowPartial: true } : {}),
+    ...(allowPartial ? { allowPartial: true } : {}),
     artifacts,
     maxChildrenPerRun: childrenPerRun,
   };
   if (allowUnverifiedBackup) input.allowUnverifiedBackup = true;
+  if (unsafeScratch) input.unsafeScratch = unsafeScratch;
   let upload: StartRequest['upload'];
   if (tenants.length > inlineTenantLimit) {
     upload = { bucket: artifacts.bucket, key: `${artifacts.prefix}tenants.input.json`, ids: tenants };
@@ -314,6 +384,7 @@ export function buildStartRequest(
   } else {
     input.tenants = tenants;
   }
+  checkStartInput('bulkRestore', bulkRestoreInput, input);
   return { input, taskQueue: taskQueueFrom(flags['task-queue'], env), upload, warnings };
 }
 
@@ -346,7 +417,15 @@ function pointInTimeSource(
     throw new UsageError(
       `--backup '${flags.backup}': a WAL archive is named pgbackrest:<stanza> or pgbackrest:<stanza>/<database> (the database to restore from; default: live's).`,
     );
-  for (const other of ['backup-prefix', 'scratch', 'scratch-server', 'allow-unverified-backup'] as const)
+  for (const other of [
+    'backup-prefix',
+    'scratch',
+    'scratch-server',
+    'allow-unverified-backup',
+    'unsafe-scratch-on-live-server',
+    'unsafe-scratch-as-live-role',
+    'unsafe-scratch-as-superuser',
+  ] as const)
     if (flags[other]) throw new UsageError(`--${other} does not go with --backup pgbackrest:<stanza>.`);
   if (flags.at === undefined)
     throw new UsageError(

@@ -158,7 +158,7 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
     const run = await start(restoreId, `${uuidOf(3)},${uuidOf(3).toUpperCase()}`);
     expect(run.code, run.stdout).toBe(2);
     expect(run.stderr).toContain(
-      `tenant ${uuidOf(3).toUpperCase()} is already listed at --tenants entry 1 (uuids are compared without regard to case)`,
+      `tenant ${uuidOf(3).toUpperCase()} is already listed at --tenants entry 1 as ${uuidOf(3)} (uuids are compared without regard to case)`,
     );
     expect(await liveRows(3)).toMatchObject({ tenants: 0, projects: 0 });
   });
@@ -264,12 +264,12 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
             name: 'notify',
             type: 'webhook',
             url: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}/hooks`,
-            headers: { 'X-Api-Key': 'env:SAFETY_TEST_HOOK_KEY' },
+            headers: { 'X-Api-Key': 'env:TENANT_RESTORE_WEBHOOK_SAFETY_TEST_KEY' },
           },
         ],
       }),
     );
-    process.env.SAFETY_TEST_HOOK_KEY = 'k-secret-value-from-worker-env';
+    process.env.TENANT_RESTORE_WEBHOOK_SAFETY_TEST_KEY = 'k-secret-value-from-worker-env';
     try {
       const run = await start(restoreId, uuidOf(5).toUpperCase(), ['--config', config, '--group-size', '1', '--wait']);
       expect(run.code, run.stderr).toBe(1);
@@ -283,7 +283,7 @@ describe('safety of configs and tenant ids on a uuid-keyed root', () => {
       expect(run.stdout + run.stderr).not.toContain('from-the-server');
       expect(received).toEqual([]);
     } finally {
-      delete process.env.SAFETY_TEST_HOOK_KEY;
+      delete process.env.TENANT_RESTORE_WEBHOOK_SAFETY_TEST_KEY;
     }
   });
 

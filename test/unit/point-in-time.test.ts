@@ -8,6 +8,7 @@ import {
   previousWalSegment,
   recoveryProblem,
   scratchPaths,
+  serverArguments,
   targetOutsideRange,
 } from '../../activities/point-in-time';
 import { buildStartRequest } from '../../cli/client/start';
@@ -160,7 +161,42 @@ describe('point in time: what the recovered server says', () => {
       TENANT_RESTORE_SCRATCH_DIR: '/tmp/tenant-restore-scratch',
     });
     expect(`${paths.socketDir}/.s.PGSQL.5432`.length).toBeLessThan(107);
-    expect(paths.dataDir).toContain('r'.repeat(63));
+    // Named by a digest: the id never reaches a path.
+    expect(paths.dataDir).not.toContain('r'.repeat(8));
+  });
+
+  it('names directories by a digest of kind, host and id, and never leaves the scratch area (hardening, item 2)', () => {
+    const env = { TENANT_RESTORE_SCRATCH_DIR: '/srv/scratch' };
+    for (const id of ['../../decoy', '$(touch PWNED)', '/etc', 'a/../../b', '..']) {
+      const paths = scratchPaths(id, 'host-1', env);
+      for (const path of [paths.root, paths.dataDir, paths.socketDir, paths.tablespaces, paths.marker])
+        expect(path.startsWith('/srv/scratch/')).toBe(true);
+      expect(paths.root).not.toContain(id);
+    }
+    // A restore and a discover with one id get two directories; so do two hosts.
+    expect(scratchPaths('inc-42', 'h', env, 'restore').root).not.toBe(
+      scratchPaths('inc-42', 'h', env, 'discover').root,
+    );
+    expect(scratchPaths('inc-42', 'h', env).socketDir).not.toBe(scratchPaths('inc-42', 'h2', env).socketDir);
+  });
+
+  it('starts the recovered server inert, from an argument list (hardening, items 2 and 3)', () => {
+    const args = serverArguments(5432, { dataDir: '/s/d', socketDir: '/s/k', hbaFile: '/s/hba' });
+    expect(args.slice(0, 2)).toEqual(['-D', '/s/d']);
+    const settings = args.filter((_, i) => args[i - 1] === '-c');
+    expect(settings).toEqual(
+      expect.arrayContaining([
+        'max_logical_replication_workers=0',
+        'max_wal_senders=0',
+        'shared_preload_libraries=',
+        'recovery_end_command=',
+        'archive_cleanup_command=',
+        'archive_mode=off',
+        'listen_addresses=',
+      ]),
+    );
+    // Every setting is its own argument: nothing for a shell to split or expand.
+    expect(args.length).toBe(2 + settings.length * 2);
   });
 });
 

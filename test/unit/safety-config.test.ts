@@ -83,9 +83,9 @@ describe('webhook URLs and headers carry no secret (item 5)', () => {
       expect(isSecretHeaderName(name), name).toBe(true);
       const problems = problemsOf(webhook({ headers: { [name]: 'Bearer abc123' } }));
       expect(problems, name).toEqual([
-        `actions[0].headers.${name}: looks like a secret and must be given as 'env:NAME' (NAME: a variable of the worker's environment), so that its value is in neither the config nor workflow history`,
+        `actions[0].headers.${name}: looks like a secret and must be given as 'env:NAME' (NAME: a variable of the worker's environment named TENANT_RESTORE_WEBHOOK_*), so that its value is in neither the config nor workflow history`,
       ]);
-      expect(problemsOf(webhook({ headers: { [name]: 'env:HOOK_TOKEN' } })), name).toEqual([]);
+      expect(problemsOf(webhook({ headers: { [name]: 'env:TENANT_RESTORE_WEBHOOK_HOOK_TOKEN' } })), name).toEqual([]);
     }
     expect(problemsOf(webhook({ headers: { 'X-Source': 'tenant-restore', Accept: 'application/json' } }))).toEqual([]);
     expect(problemsOf(webhook({ headers: { 'X-Source': 7 } }))).toEqual([
@@ -97,7 +97,12 @@ describe('webhook URLs and headers carry no secret (item 5)', () => {
     expect(() => resolveHeaders({ Authorization: 'Bearer abc' }, {})).toThrow(
       /Authorization .*looks like a secret.*'env:NAME'/,
     );
-    expect(resolveHeaders({ Authorization: 'env:T', 'X-Source': 'tr' }, { T: 'Bearer x' })).toEqual({
+    expect(
+      resolveHeaders(
+        { Authorization: 'env:TENANT_RESTORE_WEBHOOK_T', 'X-Source': 'tr' },
+        { TENANT_RESTORE_WEBHOOK_T: 'Bearer x' },
+      ),
+    ).toEqual({
       Authorization: 'Bearer x',
       'X-Source': 'tr',
     });
@@ -208,11 +213,11 @@ describe('uuid tenant ids are one tenant whatever their case (item 8)', () => {
 
   it('finds a uuid listed twice in two cases, in the CLI and in the worker', () => {
     expect(tenantListProblems([upper, lower])).toEqual([
-      `tenant ${lower} is listed twice (also as ${upper}: uuids are compared without regard to case)`,
+      `entry 2: tenant ${lower} is already listed at entry 1 as ${upper} (uuids are compared without regard to case)`,
     ]);
     expect(tenantListProblems([upper, 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'])).toEqual([]);
     expect(() => parseTenantList(`${upper},${lower}`, '--tenants')).toThrow(
-      /tenant a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11 is already listed at --tenants entry 1 \(uuids are compared without regard to case\)/,
+      /tenant a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11 is already listed at --tenants entry 1 as A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11 \(uuids are compared without regard to case\)/,
     );
   });
 });
