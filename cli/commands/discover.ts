@@ -18,9 +18,9 @@ const usage = `tenant-restore discover (--backup s3://<bucket>/<key> | --backup-
                         [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--json]
 
 Compares every tenant of the backup with live, table by table (one read of each owned table per side, GROUP BY
-tenant), and classifies each: absent (root row gone: restore), partial (root present, rows of the backup missing:
-restore with --allow-partial), changed (same keys, other content: reported, never restored), grown (only new rows:
-normal), intact, new (in live only). Live is read in a READ ONLY transaction: discover never writes to it.
+tenant), and classifies each: absent (root row gone: purged, or an account closed), partial (root present, rows of
+the backup missing: damage, or its users' own deletions; start --allow-partial=<their number>), changed (same keys,
+other content: reported, never restored), grown (only new rows: normal), intact, new (in live only). Live is read in a READ ONLY transaction: discover never writes to it.
 
 It runs as the workflow discover/<id> (Web UI), waits for the end, and prints the counts per class, the tables most
 affected, and warnings (a live that looks like another database, drift). The result is in S3 under
@@ -50,7 +50,7 @@ export function describeDiscovery(s: DiscoverSummary, listPath?: string): string
     ...s.warnings.map((w) => `\n*** WARNING: ${w}\n`),
     `discover ${s.discoverId}: ${s.tenantsInBackup} tenants in the backup, ${s.tenantsInLive} in live, ${s.tables} tables compared`,
     `  absent   ${String(c.absent).padStart(7)}   root row gone: restore`,
-    `  partial  ${String(c.partial).padStart(7)}   rows of the backup missing: restore with --allow-partial`,
+    `  partial  ${String(c.partial).padStart(7)}   rows of the backup missing: damage, or its users' own deletions (read them first)`,
     `  changed  ${String(c.changed).padStart(7)}   same keys, other content (reported, never restored)`,
     `  grown    ${String(c.grown).padStart(7)}   only new rows since the backup`,
     `  intact   ${String(c.intact).padStart(7)}`,
@@ -66,7 +66,7 @@ export function describeDiscovery(s: DiscoverSummary, listPath?: string): string
     lines.push(`  scratch:  ${s.scratch.ref} (kept: restore from it with --scratch)`);
   if (listPath) lines.push(`  list:     ${listPath}`);
   lines.push(
-    `  restore:  tenant-restore start --from-discover ${s.discoverId} ...${c.partial ? '   (add --allow-partial for the partial ones)' : ''}`,
+    `  restore:  tenant-restore start --from-discover ${s.discoverId} ...${c.partial ? '   (partial ones too: read them in discover.md, then --allow-partial=<their number>)' : ''}`,
   );
   return lines.join('\n');
 }

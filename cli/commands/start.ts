@@ -16,8 +16,8 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
                        [--scratch-server <url>] | --backup pgbackrest:<stanza>[/<db>] --at <time|LSN> | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
                      (--tenants 1,2,3 | --tenants-file <path> | --from-discover <discoverId>) [--conflict skip|overwrite|fail]
-                     [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch] [--allow-partial]
-                     [--allow-unverified-backup] [--wait] [--json]
+                     [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch]
+                     [--allow-partial[=<n>]] [--allow-unverified-backup] [--wait] [--json]
                      [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--children-per-run N]
 
   --backup          pg_dump custom-format archive (pg_dump -Fc) in S3; checked against <key>.manifest.json
@@ -44,7 +44,7 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
                     the password in PGPASSFILE / PGPASSWORD, or resolve TENANT_RESTORE_DB_<ALIAS> from their environment
   --tenant-root     the table whose primary key is the tenant id, e.g. app.tenants
   --tenants         comma-separated ids; --tenants-file: one id per line (blank lines and # comments allowed)
-  --from-discover   the tenants a finished 'tenant-restore discover' found: the absent ones, and with --allow-partial
+  --from-discover   the tenants a finished 'tenant-restore discover' found: the absent ones, and with --allow-partial=<n>
                     the partial ones too (read from its restore-list.txt / restore-list-partial.txt in S3)
   --conflict        a key already in live for the same tenant: skip (live wins, default), overwrite (backup wins), fail
   --concurrency     child workflows (groups of tenants, or tenants with --group-size 1) restored at once (default 2:
@@ -56,10 +56,14 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
   --id              restore id (default r-<time>-<random>), used once: an id that already ran is refused (exit 2) with
                     the command to see its report; the workflow is restore/<id>, its children
                     restore/<id>/group/<index of the group's first tenant> (or restore/<id>/tenant/<t> with --group-size 1)
-  --allow-partial   also restore 'partial' tenants (root row still in live, some rows of the backup missing) by
+  --allow-partial[=<n>]  also restore 'partial' tenants (root row still in live, some rows of the backup missing) by
                     inserting only their missing rows, never updating a row, whatever --conflict says. Risk: rows their
-                    users deleted on purpose since the backup come back too. Without it, a tenant still in live
-                    ('present', or 'partial') is refused with nothing of it written, and the others go on
+                    users deleted on purpose since the backup come back too. With --from-discover, n (also
+                    '--allow-partial <n>') must be the number of partial tenants in its list: the bare flag or another
+                    number is refused (exit 2) with that number and the 10 tenants with the most rows that would come
+                    back. With --tenants / --tenants-file, the bare flag (a count is refused: which tenants are partial
+                    is known only at their preflight). Without it, a tenant still in live ('present', or 'partial') is
+                    refused with nothing of it written, and the others go on
   --keep-scratch    keep this restore's scratch after it ends (default: dropped when the restore ends, kept when it
                     fails); only this restore ever drops it. A new restore can use it with --scratch <url>
   --artifacts       where plan.json, tenants.json and report.{json,md} go (default: s3://<backup bucket>/restores/,
@@ -80,12 +84,27 @@ const flags = {
   conflict: { type: 'string', choices: conflictPolicies },
   concurrency: { type: 'string' },
   'group-size': { type: 'string' },
-  'allow-partial': { type: 'boolean' },
+  // A string, so that --allow-partial=<n> parses; the bare flag is turned into '' first (bareAllowPartial).
+  'allow-partial': { type: 'string' },
   wait: { type: 'boolean' },
   json: { type: 'boolean' },
   'children-per-run': { type: 'string' },
   ...sourceFlags,
 } as const satisfies Flags;
+
+/**
+ * `--allow-partial` with no value (last, or followed by another flag) becomes `--allow-partial=`: parseArgs would
+ * otherwise refuse a string flag without its value, or take the next flag as it. `--allow-partial 16` and
+ * `--allow-partial=16` are left as they are.
+ */
+export function bareAllowPartial(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  return argv.map((arg, i) =>
+    arg === '--allow-partial' && (end === -1 || i < end) && (i + 1 === argv.length || argv[i + 1]!.startsWith('-'))
+      ? '--allow-partial='
+      : arg,
+  );
+}
 
 export const startCommand: Command = {
   name: 'start',
@@ -93,7 +112,7 @@ export const startCommand: Command = {
   usage,
   flags,
   async run(argv) {
-    const { values, positionals } = parseFlags(argv, flags, usage);
+    const { values, positionals } = parseFlags(bareAllowPartial(argv), flags, usage);
     if (positionals.length) {
       throw new UsageError(`unexpected argument '${positionals[0]}'.\n\nusage: ${usage}`);
     }
@@ -109,6 +128,7 @@ export const startCommand: Command = {
       withBackupStandIn,
     } = starting();
     const fromDiscover = values['from-discover'];
+    const allowPartial = starting().parseAllowPartial(values['allow-partial']);
     // The flags are checked before anything is read (exit 2): then the archive --backup-prefix names is picked in S3,
     // the tenant list of a discover is read, and the whole request is built.
     const restoreId = values.id ?? newRestoreId();
@@ -119,12 +139,15 @@ export const startCommand: Command = {
     return withTemporal(async (client) => {
       let discovered: { discoverId: string; text: string } | undefined;
       if (fromDiscover) {
-        const { discoverList } = discovering();
-        const { text, location } = await discoverList(client, fromDiscover, !!values['allow-partial']);
+        const { discoverList, checkPartialCount } = discovering();
+        const { text, location, markdown, partial, absent } = await discoverList(client, fromDiscover, !!allowPartial);
         if (!text.split('\n').some((l) => l.trim() && !l.startsWith('#')))
           throw new UsageError(
-            `discover ${fromDiscover} found no tenant to restore (${location} lists none${values['allow-partial'] ? '' : '; partial tenants go in only with --allow-partial'}). Nothing was started.`,
+            `discover ${fromDiscover} found no tenant to restore (${location} lists none${allowPartial ? '' : '; partial tenants go in only with --allow-partial=<their number>'}). Nothing was started.`,
           );
+        // Partial tenants never come from a flag alone: their number, said back.
+        if (allowPartial)
+          checkPartialCount(fromDiscover, allowPartial, { partial: partial!, absent: absent!, markdown });
         discovered = { discoverId: fromDiscover, text };
       }
       const request = buildStartRequest(resolved as StartFlags, process.env, discovered);

@@ -7,11 +7,16 @@
  *   - whole tenants deleted (→ absent), all rows of one or two child tables of others deleted (→ partial), a few rows of
  *     others deleted (→ partial), content of others updated (→ changed), rows added to others (→ grown), tenants created
  *     in live only (→ new);
+ *   - background tenants outside the incident whose own users deleted rows since the backup (a comment, an app
+ *     installation, an issue with its comments), and one account closed (its tenant deleted whole), as real tenants
+ *     do: discover cannot tell them from damage, so they come out partial and absent like the victims;
  *   - a writer inserts and updates rows of other tenants before and WHILE discover runs (normal activity: grown or
  *     changed, never absent or partial); the untouched rest must come out intact.
  * `tenant-restore discover` must list exactly the damaged tenants with the right class and per-table counts (read back
- * from its discover.json in S3), write the list to restore, and leave live as it was. `start --from-discover
- * --allow-partial` then restores them, and a second discover finds none absent or partial.
+ * from its discover.json in S3), write the list to restore, and leave live as it was. `start --from-discover` with the
+ * bare `--allow-partial`, or with a count that is not the number of partial tenants, is refused (exit 2) with that number
+ * and the ten tenants with the most rows that would come back (issue 23 item 5: users' deletions would come back too);
+ * `--allow-partial=<n>` said back right restores them, and a second discover finds none absent or partial.
  * Bad input: a tenant root that is not a table (exit 2), an empty live and a live that is another database (a loud
  * warning naming --live).
  */
@@ -245,6 +250,8 @@ describe('discover: the blast radius of a random incident', () => {
   let worker: Awaited<ReturnType<typeof startWorker>>;
   let writerTenants: number[] = [];
   let intactTenants: string[] = [];
+  /** Tenants outside the incident whose users deleted rows, and the closed account. */
+  const background = new Set<string>();
 
   const discover = (args: string[]): Promise<CliResult> =>
     runCli(['discover', '--tenant-root', 'app.tenants', '--task-queue', taskQueue, '--artifacts', artifacts, ...args]);
@@ -270,6 +277,8 @@ describe('discover: the blast radius of a random incident', () => {
     const fewRows = take(5);
     const changed = take(5);
     const grown = take(5);
+    const deletedByUsers = take(6);
+    const closed = take(1);
     writerTenants = take(8);
     intactTenants = order.map(String);
 
@@ -279,6 +288,13 @@ describe('discover: the blast radius of a random incident', () => {
       books.record(t, 'absent', 'missing', Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, v.count])));
     }
     await withClient(live.url, (c) => c.query('DELETE FROM app.tenants WHERE id = ANY($1::bigint[])', [absent]));
+    // A closed account, outside the incident: absent too, and in the list (restored by default: the README says so).
+    for (const t of closed) {
+      const rows = await tenantRows(source.url, [t]);
+      books.record(t, 'absent', 'missing', Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, v.count])));
+      background.add(String(t));
+    }
+    await withClient(live.url, (c) => c.query('DELETE FROM app.tenants WHERE id = ANY($1::bigint[])', [closed]));
 
     await withClient(live.url, async (c) => {
       const tenantIssues =
@@ -352,6 +368,40 @@ describe('discover: the blast radius of a random incident', () => {
           }
         }
       }
+      // Background: ordinary users of tenants outside the incident deleted a row or two since the backup (a comment, an
+      // app installation they removed, an issue with its comments). Partial, exactly like damage.
+      for (const t of deletedByUsers) {
+        background.add(String(t));
+        const what = pick(['comment', 'installation', 'issue']);
+        if (what === 'comment')
+          await books.run(
+            c,
+            t,
+            'partial',
+            'missing',
+            'app.comments',
+            `DELETE FROM app.comments WHERE id = (SELECT max(id) FROM app.comments WHERE issue_id IN (${tenantIssues}))`,
+            [t],
+          );
+        else if (what === 'installation')
+          await books.run(
+            c,
+            t,
+            'partial',
+            'missing',
+            'app.app_installations',
+            'DELETE FROM app.app_installations WHERE id = (SELECT min(id) FROM app.app_installations WHERE tenant_id = $1)',
+            [t],
+          );
+        else {
+          // Every tenant of the fixture has issues (smallTenant).
+          const issue = (await issuesOf(c, t))[0]!;
+          await books.run(c, t, 'partial', 'missing', 'app.comments', 'DELETE FROM app.comments WHERE issue_id = $1', [
+            issue,
+          ]);
+          await books.run(c, t, 'partial', 'missing', 'app.issues', 'DELETE FROM app.issues WHERE id = $1', [issue]);
+        }
+      }
       // Changed: other content under the same keys.
       for (const t of changed) {
         const updates: Array<[string, string]> = [
@@ -422,7 +472,7 @@ describe('discover: the blast radius of a random incident', () => {
       }
     });
     process.stderr.write(
-      `[discover.test] absent ${books.of('absent')}; partial ${books.of('partial')}; changed ${books.of('changed')}; grown ${books.of('grown')}; writer ${writerTenants}\n`,
+      `[discover.test] absent ${books.of('absent')}; partial ${books.of('partial')}; background ${[...background]}; changed ${books.of('changed')}; grown ${books.of('grown')}; writer ${writerTenants}\n`,
     );
   });
 
@@ -530,35 +580,82 @@ describe('discover: the blast radius of a random incident', () => {
     expect(sortIds(listed)).toEqual(sortIds([...books.of('absent'), ...books.of('partial')]));
   });
 
-  it('start --from-discover --allow-partial restores them; a second discover finds none absent or partial', async () => {
+  it('start --from-discover: partial tenants only with their number said back (--allow-partial=<n>), then restored; a second discover finds none absent or partial', async () => {
     expect(firstId, 'the first discover ran').toBeDefined();
     const restoreId = uniqueName('r-from-d').replace(/_/g, '-');
-    const run = await runCli([
-      'start',
-      '--from-discover',
-      firstId,
-      '--allow-partial',
-      '--backup',
-      backup,
-      '--live',
-      live.url,
-      '--tenant-root',
-      'app.tenants',
-      '--id',
-      restoreId,
-      '--task-queue',
-      taskQueue,
-      '--artifacts',
-      artifacts,
-      '--wait',
-      '--json',
-    ]);
+    const start = (allowPartial: string[]) =>
+      runCli([
+        'start',
+        '--from-discover',
+        firstId,
+        ...allowPartial,
+        '--backup',
+        backup,
+        '--live',
+        live.url,
+        '--tenant-root',
+        'app.tenants',
+        '--id',
+        restoreId,
+        '--task-queue',
+        taskQueue,
+        '--artifacts',
+        artifacts,
+        '--wait',
+        '--json',
+      ]);
+    // The partial tenants of the list: the incident's and the background tenants whose users deleted rows; discover
+    // cannot tell them apart, so the operator must read them and say their number.
+    const partial = books.of('partial');
+    const absent = books.of('absent');
+    expect(partial.filter((t) => background.has(t)).length).toBeGreaterThan(0);
+    expect(partial.length).toBeGreaterThan(10);
+    const rowsOf = (id: string) => Object.values(books.tenants.get(id)!.missing ?? {}).reduce((s, n) => s + n, 0);
+    const topTen = partial
+      .map((id) => ({ id, rows: rowsOf(id) }))
+      .sort((a, b) => b.rows - a.rows || Number(a.id) - Number(b.id))
+      .slice(0, 10)
+      .map((t) => `${t.id}: ${t.rows}`);
+    const shown = (stderr: string) =>
+      [...stderr.matchAll(/^ {2}tenant (\S+): (\d+) row\(s\)/gm)].map((m) => `${m[1]}: ${m[2]}`);
+    const before = await tenantRows(live.url, listed.map(Number));
+
+    // The bare flag: refused, with the count, the ten with the most rows that would come back, and how to say it.
+    const bare = await start(['--allow-partial']);
+    expect(bare.code, bare.stderr).toBe(2);
+    expect(bare.stderr).toContain(
+      `--allow-partial needs the number of partial tenants said back (--allow-partial=<n>): discover ${firstId} found ${partial.length} partial tenant(s)`,
+    );
+    expect(bare.stderr).toContain("their own users' deletions since the backup, which a restore brings back too");
+    expect(shown(bare.stderr)).toEqual(topTen);
+    expect(bare.stderr).toContain(
+      `start again with --allow-partial=${partial.length}; without --allow-partial, only the ${absent.length} absent tenant(s) (root row gone: purged, or an account closed) are restored. Nothing was started.`,
+    );
+
+    // A count that is not theirs (given as '--allow-partial <n>'): refused the same way.
+    const wrong = await start(['--allow-partial', String(partial.length - 1)]);
+    expect(wrong.code, wrong.stderr).toBe(2);
+    expect(wrong.stderr).toContain(
+      `--allow-partial=${partial.length - 1} does not match: discover ${firstId} found ${partial.length} partial tenant(s)`,
+    );
+    expect(shown(wrong.stderr)).toEqual(topTen);
+    // Nothing was written (and the same restore id is still free: used below).
+    expect(await tenantRows(live.url, listed.map(Number))).toEqual(before);
+
+    // The number said back: absent and partial tenants restored, the users' own deletions too (what was accepted).
+    const run = await start([`--allow-partial=${partial.length}`]);
     expect(run.code, run.stderr).toBe(0);
     const out = run.json as { status: string; tenants: Array<{ tenantId: string; status: string }> };
     expect(out.status).toBe('succeeded');
     expect(sortIds(out.tenants.map((t) => t.tenantId))).toEqual(sortIds(listed));
+    expect(out.tenants.filter((t) => t.status !== 'restored')).toEqual([]);
     const damaged = listed.map(Number);
     expect(await tenantRows(live.url, damaged)).toEqual(await tenantRows(source.url, damaged));
+    // Among them the background tenants: the rows their users deleted and the closed account are back, as the
+    // refusal said they would be.
+    const others = [...background].map(Number);
+    expect(others.length).toBe(7);
+    expect(await tenantRows(live.url, others)).toEqual(await tenantRows(source.url, others));
 
     const again = await discover(['--scratch', source.url, '--live', live.url, '--json']);
     expect(again.code, again.stderr).toBe(0);
@@ -622,6 +719,36 @@ describe('discover: bad input', () => {
     const run = await discover(['--scratch', source.url, '--live', source.url, '--tenant-root', root]);
     expect(run.code, run.stderr).toBe(2);
     expect(run.stderr).toContain(`Tenant root ${root} is not a table`);
+  });
+
+  it('start --allow-partial: a count with an explicit list, or a count that is not a number: exit 2, nothing started', async () => {
+    const start = (allowPartial: string) =>
+      runCli([
+        'start',
+        '--tenants',
+        '1,2',
+        allowPartial,
+        '--scratch',
+        source.url,
+        '--live',
+        source.url,
+        '--tenant-root',
+        'app.tenants',
+        '--task-queue',
+        taskQueue,
+        '--artifacts',
+        artifacts,
+      ]);
+    const counted = await start('--allow-partial=2');
+    expect(counted.code, counted.stderr).toBe(2);
+    expect(counted.stderr).toContain(
+      "--allow-partial=2: a count is checked against a discover's partial tenants (--from-discover); with --tenants or --tenants-file, which tenants are partial is known only at their preflight, after the start. Give --allow-partial without a count",
+    );
+    const junk = await start('--allow-partial=x');
+    expect(junk.code, junk.stderr).toBe(2);
+    expect(junk.stderr).toContain(
+      "--allow-partial 'x': give the number of partial tenants to restore (--allow-partial=<n>), or the bare flag with --tenants.",
+    );
   });
 
   it('an empty live: every tenant absent, and a warning that says to check --live', async () => {
