@@ -337,11 +337,14 @@ function stopServer(dataDir: string, mode: 'fast' | 'immediate'): void {
 }
 
 /**
- * The recovered server's environment: nothing of the worker's. Its processes, and any superuser session on it
- * (`pg_read_file('/proc/self/environ')`), must not find the workers' database URLs, AWS keys or pgBackRest secrets.
+ * The recovered server's environment: almost nothing of the worker's. Its processes, and any superuser session on it
+ * (`pg_read_file('/proc/self/environ')`), must not find the workers' database URLs or AWS keys. It keeps pgBackRest's
+ * own variables (PGBACKREST_*), which its restore_command needs to fetch WAL: keep the repository's secrets in the file
+ * PGBACKREST_CONFIG names (readable by the server's user anyway), not in PGBACKREST_REPO1_S3_KEY_SECRET.
  */
-function serverEnvironment(): NodeJS.ProcessEnv {
-  return { PATH: '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' };
+export function serverEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const pgbackrest = Object.fromEntries(Object.entries(env).filter(([name]) => name.startsWith('PGBACKREST_')));
+  return { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LANG: 'C', LC_ALL: 'C', ...pgbackrest };
 }
 
 interface Marker {
@@ -438,14 +441,17 @@ const stopPointInTimeInput = z.object({
  * long), from an argument list: no shell reads any of it (`pg_ctl start` runs the postmaster through /bin/sh). Its
  * output goes to the log file that recovery is verified from, and its environment is serverEnvironment's.
  */
-function startServer(paths: ReturnType<typeof scratchPaths>): { exited: () => boolean } {
+function startServer(paths: ReturnType<typeof scratchPaths>): { exited: () => string | undefined } {
   const log = openSync(paths.logFile, 'a', 0o600);
-  let exited = false;
+  let exited: string | undefined;
   try {
     const { command, args } = commandFor(join(postgresBin(), 'postgres'), serverArguments(scratchPort, paths));
     const child = spawn(command, args, { detached: true, stdio: ['ignore', log, log], env: serverEnvironment() });
-    child.on('exit', () => (exited = true));
-    child.on('error', () => (exited = true));
+    child.on(
+      'exit',
+      (code, signal) => (exited = `the server stopped during recovery (${signal ?? `exit code ${code}`})`),
+    );
+    child.on('error', (error) => (exited = `the server could not be started: ${error.message}`));
     child.unref();
   } finally {
     closeSync(log);
@@ -596,7 +602,7 @@ export function createPointInTimeActivities({ pools, host }: { pools: Pools; hos
           segments = outcome.walSegmentsRestored;
           if (outcome.ready) break;
           if (outcome.fatal || server.exited()) {
-            const why = outcome.fatal ?? 'the server stopped during recovery';
+            const why = outcome.fatal ?? server.exited() ?? 'the server stopped during recovery';
             // "recovery ended before configured recovery target was reached": the archive does not reach the target.
             const beyond = /recovery ended before configured recovery target/.test(why);
             throw ApplicationFailure.nonRetryable(
