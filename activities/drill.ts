@@ -4,7 +4,9 @@
  * and drop the drill database.
  *
  * Live is only ever read, by `pg_dump --schema-only`. The drill database is created on live's server (or another
- * server given by the caller) under a name that starts with `drill_`; the drop refuses any other name.
+ * server given by the caller) under the drill's own name (`drill_<id>_<hash of the exact id>`, as scratches are named),
+ * and marked as this drill's (COMMENT ON DATABASE) right after CREATE DATABASE. It is dropped only when its marker names
+ * this drill; a database of that name that is someone else's is never dropped nor reused: the drill stops and says so.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { NoBackupFoundError, pickBackup } from './backups';
@@ -14,6 +16,7 @@ import { spawn } from 'node:child_process';
 import {
   databaseName,
   escapeIdentifier,
+  escapeLiteral,
   libpqTarget,
   resolveConnectionString,
   withDatabase,
@@ -22,7 +25,14 @@ import {
 } from './db';
 import { drillRecorded } from './metrics';
 import { formatS3Url, getJson, parseS3Url, putJson } from './s3';
-import { databaseOnServer, parseScratchMarker, scratchDatabaseName } from './scratch';
+import {
+  databaseOnServer,
+  inspectDatabase,
+  markerNames,
+  ownedDatabaseName,
+  parseScratchMarker,
+  scratchDatabaseName,
+} from './scratch';
 import type { RestoreReport } from './report';
 import type { TenantId } from './restore-types';
 
@@ -51,8 +61,61 @@ export interface DrillRecord {
   error?: string;
 }
 
-export const drillDatabaseName = (drillId: string): string =>
-  `drill_${drillId.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
+/**
+ * `drill_<readable id>_<12 hex of sha256('drill-database:<exact id>')>`: drill ids that differ only in case or
+ * punctuation (`Weekly.1`, `weekly-1`) get two databases, as restore ids get two scratches.
+ */
+export const drillDatabaseName = (drillId: string): string => ownedDatabaseName('drill', 'drill-database', drillId);
+
+/** The COMMENT ON DATABASE of a drill database: whose it is, and whether live's schema is in yet. */
+export interface DrillDatabaseMarker {
+  tool: 'tenant-restore';
+  kind: 'drill-database';
+  drillId: string;
+  state: 'creating' | 'ready';
+  createdAt: string;
+}
+
+/** A database comment read as a drill database's marker: null when it is absent, not JSON, or anything else's. */
+export function parseDrillDatabaseMarker(comment: string | null | undefined): DrillDatabaseMarker | null {
+  if (!comment) return null;
+  try {
+    const marker = JSON.parse(comment) as DrillDatabaseMarker;
+    return marker && typeof marker === 'object' && marker.tool === 'tenant-restore' && marker.kind === 'drill-database'
+      ? marker
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * May this drill drop (and make again) the database of its name? Only when the marker names this drill, or when the
+ * database has no comment at all and holds nothing (a crash between CREATE DATABASE and its COMMENT leaves exactly
+ * that, and dropping an empty database loses nothing).
+ */
+export function drillDatabaseIsOwn(
+  existing: { comment: string | null; marker: DrillDatabaseMarker | null; empty: boolean },
+  drillId: string,
+): boolean {
+  if (existing.marker) return existing.marker.drillId === drillId;
+  return existing.comment === null && existing.empty;
+}
+
+function notOwnDrillDatabase(name: string, drillId: string, comment: string | null, doing: string): ApplicationFailure {
+  const marker = parseDrillDatabaseMarker(comment);
+  const whose = marker
+    ? `the drill database of drill '${marker.drillId}'`
+    : comment === null
+      ? 'not a drill database (no marker, and it holds objects)'
+      : parseScratchMarker(comment)
+        ? 'a tenant-restore scratch, not a drill database'
+        : 'not a drill database (its comment is no drill marker)';
+  return ApplicationFailure.nonRetryable(
+    `Refusing to ${doing} database ${name}: it is ${whose}, not the drill database of drill '${drillId}', and it was not touched. If it is no longer needed, drop it yourself (DROP DATABASE ${escapeIdentifier(name)}), or run the drill with another --id or another --server.`,
+    'NotOwnDrillDatabase',
+  );
+}
 
 /** A database on the same server as `ref`: for an alias `alias/db`, for a URL the same URL with another path. */
 function sibling(ref: DatabaseRef, database: string): DatabaseRef {
@@ -134,8 +197,10 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
     },
 
     /**
-     * Creates `drill_<id>` next to `server` with live's schema (pg_dump --schema-only of live: read-only). Idempotent:
-     * a half-made drill database from an earlier attempt is dropped and made again.
+     * Creates this drill's database (drillDatabaseName) next to `server`, marks it as this drill's at once, and loads
+     * live's schema into it (pg_dump --schema-only of live: read-only). Idempotent: a half-made drill database of an
+     * earlier attempt (its marker names this drill) is dropped and made again; a database of that name that is not
+     * this drill's is refused (NotOwnDrillDatabase), never dropped.
      */
     async createDrillDatabase(input: {
       drillId: string;
@@ -148,15 +213,32 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
       if (databaseName(resolveConnectionString(drill)) === databaseName(resolveConnectionString(input.live))) {
         throw ApplicationFailure.nonRetryable('The drill database would be live itself.', 'InvalidInput');
       }
-      await pools.close(drill);
-      await pools.get(server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      const existing = await inspectDatabase(pools, server, name, parseDrillDatabaseMarker);
+      if (existing.exists) {
+        if (!drillDatabaseIsOwn(existing, input.drillId))
+          throw notOwnDrillDatabase(name, input.drillId, existing.comment, 'use');
+        await pools.close(drill);
+        await pools.get(server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      }
       await pools.get(server).query(`CREATE DATABASE ${escapeIdentifier(name)}`);
+      const marker: DrillDatabaseMarker = {
+        tool: 'tenant-restore',
+        kind: 'drill-database',
+        drillId: input.drillId,
+        state: 'creating',
+        createdAt: new Date().toISOString(),
+      };
+      const mark = (m: DrillDatabaseMarker) =>
+        pools.get(server).query(`COMMENT ON DATABASE ${escapeIdentifier(name)} IS ${escapeLiteral(JSON.stringify(m))}`);
+      await mark(marker);
       const beat = setInterval(() => heartbeat({ stage: 'schema' }), 5000);
       try {
+        // pg_dump without --create carries no COMMENT ON DATABASE: the marker stays this drill's.
         await copySchema(input.live, drill, cancellationSignal());
       } finally {
         clearInterval(beat);
       }
+      await mark({ ...marker, state: 'ready' });
       return { drill };
     },
 
@@ -190,6 +272,7 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
       return { ok: mismatches.length === 0, tables: tables.length, mismatches, rows: total };
     },
 
+    /** Drops this drill's database: only by this drill's name, and only when its marker names this drill. */
     async dropDrillDatabase(input: {
       drillId: string;
       drill: DatabaseRef;
@@ -203,10 +286,13 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
           `Refusing to drop '${target}': not this drill's database '${name}'.`,
           'NotOwnDrillDatabase',
         );
+      const server = sibling(input.server ?? input.live, 'postgres');
+      const existing = await inspectDatabase(pools, server, name, parseDrillDatabaseMarker);
+      if (!existing.exists) return { dropped: false };
+      if (!drillDatabaseIsOwn(existing, input.drillId))
+        throw notOwnDrillDatabase(name, input.drillId, existing.comment, 'drop');
       await pools.close(input.drill);
-      await pools
-        .get(sibling(input.server ?? input.live, 'postgres'))
-        .query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      await pools.get(server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
       return { dropped: true };
     },
 
@@ -218,7 +304,7 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
     async dropDrillScratch(input: { restoreId: string; server: DatabaseRef }): Promise<{ dropped: boolean }> {
       if (!input.restoreId.startsWith('drill-'))
         throw ApplicationFailure.nonRetryable(`'${input.restoreId}' is not a drill's restore id.`, 'InvalidInput');
-      const name = scratchDatabaseName(input.restoreId);
+      const name = scratchDatabaseName(input.restoreId, 'drill');
       await pools.close(databaseOnServer(input.server, name));
       const result = await pools
         .get(sibling(input.server, 'postgres'))
@@ -227,7 +313,7 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
           [name],
         );
       if (result.rowCount === 0) return { dropped: false };
-      if (parseScratchMarker(result.rows[0].comment)?.restoreId !== input.restoreId) return { dropped: false };
+      if (!markerNames(parseScratchMarker(result.rows[0].comment), 'drill', input.restoreId)) return { dropped: false };
       await pools
         .get(sibling(input.server, 'postgres'))
         .query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);

@@ -6,8 +6,8 @@
  * before a database is created, and never run. A backup without a checksum to verify is refused unless the operator
  * allowed it (`--allow-unverified-backup`).
  *
- * A scratch belongs to one restore. Its name carries a hash of the exact restore id, and its marker (a COMMENT ON
- * DATABASE, JSON) names the restore id and the archive: written as `loading` right after CREATE DATABASE, and as
+ * A scratch belongs to one restore (or one discover, or one drill: its kind). Its name carries a hash of the kind and
+ * the exact id, and its marker (a COMMENT ON DATABASE, JSON) names the kind, the id and the archive: written as `loading` right after CREATE DATABASE, and as
  * `loaded` once pg_restore and ANALYZE are done. A scratch whose `loaded` marker names this restore and this archive is
  * reused; one whose marker names this restore but is not loaded is rebuilt; any other database of that name (another
  * restore's, or not ours at all) is never dropped: the restore is refused and says what to do.
@@ -43,17 +43,43 @@ import { getJson, getStream, head, parseS3Url, type S3Location } from './s3';
 import type { ScratchInfo } from './restore-types';
 
 /**
- * `scratch_<readable prefix>_<12 hex of sha256(exact restore id)>`, at most 63 bytes (Postgres' identifier limit).
- * The prefix is only for people reading `\l`; the hash makes the name the restore's own: `Incident-4711` and
- * `incident.4711` sanitize to the same prefix but never share a scratch.
+ * What a scratch is for. A restore, a discover and a drill may carry the same id (operators reuse the incident id for
+ * `start` and `discover`): the kind is part of the scratch's name and of its marker, so that one never reuses, rebuilds
+ * or drops the other's.
  */
-export function scratchDatabaseName(restoreId: string): string {
-  const hash = createHash('sha256').update(restoreId, 'utf8').digest('hex').slice(0, 12);
-  const prefix = restoreId
+export type ScratchKind = 'restore' | 'discover' | 'drill';
+export const scratchKinds: readonly ScratchKind[] = ['restore', 'discover', 'drill'];
+
+/**
+ * `<base>_<readable prefix>_<12 hex of sha256(<kind>:<exact id>)>`, at most 63 bytes (Postgres' identifier limit). The
+ * prefix is only for people reading `\l`; the hash makes the name that kind's and that id's own: `Incident-4711` and
+ * `incident.4711` sanitize to the same prefix but never share a database, nor do `restore:inc-42` and `discover:inc-42`.
+ */
+export function ownedDatabaseName(base: string, kind: string, id: string, readable: string = id): string {
+  const hash = createHash('sha256').update(`${kind}:${id}`, 'utf8').digest('hex').slice(0, 12);
+  const prefix = readable
     .toLowerCase()
     .replace(/[^a-z0-9_]/g, '_')
-    .slice(0, 63 - 'scratch_'.length - 1 - hash.length);
-  return `scratch_${prefix}_${hash}`;
+    .slice(0, 63 - base.length - 2 - hash.length);
+  return `${base}_${prefix}_${hash}`;
+}
+
+/**
+ * A scratch's name: `scratch_<id>_<hash>` for a restore's and a drill's (a drill's restore id reads `drill-...`),
+ * `scratch_discover_<id>_<hash>` for a discover's; the hash is of `<kind>:<id>`.
+ */
+export function scratchDatabaseName(id: string, kind: ScratchKind = 'restore'): string {
+  return ownedDatabaseName('scratch', kind, id, kind === 'discover' ? `discover_${id}` : id);
+}
+
+/** The activity input's kind, checked: a worker takes no scratch kind it does not know (nor none at all). */
+export function scratchKindOf(input: { kind?: unknown }): ScratchKind {
+  if (typeof input.kind === 'string' && (scratchKinds as readonly string[]).includes(input.kind))
+    return input.kind as ScratchKind;
+  throw ApplicationFailure.nonRetryable(
+    `The scratch kind ${JSON.stringify(input.kind ?? null)} is not one of ${scratchKinds.join(', ')}: the scratch's name and marker depend on it.`,
+    'InvalidInput',
+  );
 }
 
 /** Another database on the server of `ref`, still without a password: a URL gets a new path, an alias becomes `alias/db`. */
@@ -64,12 +90,14 @@ export function databaseOnServer(ref: DatabaseRef, database: string): DatabaseRe
 }
 
 /**
- * The COMMENT ON DATABASE of a scratch. `restoreId` says whose it is; `state` says whether pg_restore finished.
+ * The COMMENT ON DATABASE of a scratch. `kind` and `restoreId` say whose it is; `state` says whether pg_restore finished.
  * Markers written before scratches belonged to one restore have neither field: they name no restore, so they are
  * never reused nor dropped by a restore.
  */
 export interface ScratchMarker {
   tool: 'tenant-restore';
+  /** Whose: a restore's, a discover's or a drill's scratch (markers of 0.1.0 have none; no scratch of it was kept). */
+  kind?: ScratchKind;
   restoreId?: string;
   state?: 'loading' | 'loaded';
   backup: string;
@@ -91,21 +119,22 @@ export function parseScratchMarker(comment: string | null | undefined): ScratchM
 }
 
 /**
- * What prepareScratch may do with the database that has this restore's scratch name:
+ * What prepareScratch may do with the database that has this restore's scratch name ("this restore": this kind and id):
  * - `absent`: create it; `reuse`: its `loaded` marker names this restore, this archive and its checksum;
  * - `rebuild`: its marker names this restore (a load that did not finish, or another archive): drop and load again;
- * - `foreign`: anything else (another restore's marker, an old marker that names no restore, no marker at all): never
+ * - `foreign`: anything else (another restore's marker, a discover's or a drill's of the same id, an old marker that
+ *   names no restore or no kind, no marker at all): never
  *   dropped. (An unmarked database that holds nothing at all is `rebuild`: a crash between CREATE DATABASE and its
  *   first COMMENT leaves exactly that, and dropping an empty database loses nothing.)
  */
 export function scratchOwnership(
   existing: { exists: false } | { exists: true; marker: ScratchMarker | null; empty: boolean },
-  want: { restoreId: string; backup: string; size?: number; sha256?: string },
+  want: { kind: ScratchKind; restoreId: string; backup: string; size?: number; sha256?: string },
 ): 'absent' | 'reuse' | 'rebuild' | 'foreign' {
   if (!existing.exists) return 'absent';
   const { marker } = existing;
   if (!marker) return existing.empty ? 'rebuild' : 'foreign';
-  if (marker.restoreId !== want.restoreId) return 'foreign';
+  if (!markerNames(marker, want.kind, want.restoreId)) return 'foreign';
   const loaded =
     marker.state === 'loaded' &&
     marker.backup === want.backup &&
@@ -113,6 +142,18 @@ export function scratchOwnership(
     (want.size === undefined || marker.size === want.size) &&
     (!want.sha256 || marker.sha256 === want.sha256);
   return loaded ? 'reuse' : 'rebuild';
+}
+
+/** Does this marker name this kind and id? Both must match: a marker without a kind names nobody's scratch now. */
+export function markerNames(marker: ScratchMarker | null | undefined, kind: ScratchKind, id: string): boolean {
+  return !!marker && marker.kind === kind && marker.restoreId === id;
+}
+
+/** Whose a marker says the database is, for messages: `the scratch of discover 'inc-42'`. */
+export function markerOwner(marker: ScratchMarker | null): string {
+  if (!marker) return 'not a tenant-restore scratch (no marker)';
+  if (!marker.restoreId) return 'a scratch whose marker names no restore (made by an older tenant-restore)';
+  return `the scratch of ${marker.kind ?? 'restore'} '${marker.restoreId}'${marker.kind ? '' : ' (made by an older tenant-restore: its marker names no kind)'}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -240,6 +281,9 @@ export function newerArchiveMessage(header: ArchiveHeader, pgRestoreVersion: str
 }
 
 export interface PrepareScratchInput {
+  /** Whose scratch: part of its name and marker, so that a discover and a restore with one id never share it. */
+  kind: ScratchKind;
+  /** The restore's, discover's or drill's id. */
   restoreId: string;
   /** s3://bucket/key of the pg_dump archive. */
   backup: string;
@@ -335,34 +379,43 @@ export function splitStatements(script: string): string[] {
   );
 }
 
-export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
-  /** The database named `name` on `server`, with its marker, or `{ exists: false }`. */
-  async function inspect(
-    server: DatabaseRef,
-    name: string,
-  ): Promise<{ exists: false } | { exists: true; marker: ScratchMarker | null; empty: boolean }> {
-    const { rows } = await pools
-      .get(server)
-      .query<{ comment: string | null }>(
-        `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
-        [name],
-      );
-    if (rows.length === 0) return { exists: false };
-    const marker = parseScratchMarker(rows[0].comment);
-    if (marker) return { exists: true, marker, empty: false };
-    // Unmarked: only an empty database (a crash right after CREATE DATABASE) may be taken for ours.
-    const ref = databaseOnServer(server, name);
-    try {
-      const { rows: objects } = await pools.get(ref, { max: 1 }).query<{ n: string }>(`
-        SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'`);
-      return { exists: true, marker: null, empty: Number(objects[0].n) === 0 };
-    } catch {
-      return { exists: true, marker: null, empty: false }; // cannot even look inside: certainly not ours to drop
-    } finally {
-      await pools.close(ref);
-    }
+/**
+ * The database named `name` on `server`, with its comment read as a marker by `parse`, or `{ exists: false }`. An
+ * unmarked one is looked into: only an empty database (a crash right after CREATE DATABASE, before its COMMENT) may be
+ * taken for the caller's own. Scratches and drill databases both use it.
+ */
+export async function inspectDatabase<M>(
+  pools: Pools,
+  server: DatabaseRef,
+  name: string,
+  parse: (comment: string | null) => M | null,
+): Promise<{ exists: false } | { exists: true; comment: string | null; marker: M | null; empty: boolean }> {
+  const { rows } = await pools
+    .get(server)
+    .query<{ comment: string | null }>(
+      `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
+      [name],
+    );
+  if (rows.length === 0) return { exists: false };
+  const { comment } = rows[0];
+  const marker = parse(comment);
+  if (marker) return { exists: true, comment, marker, empty: false };
+  const ref = databaseOnServer(server, name);
+  try {
+    const { rows: objects } = await pools.get(ref, { max: 1 }).query<{ n: string }>(`
+      SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'`);
+    return { exists: true, comment, marker: null, empty: Number(objects[0].n) === 0 };
+  } catch {
+    return { exists: true, comment, marker: null, empty: false }; // cannot even look inside: certainly not ours to drop
+  } finally {
+    await pools.close(ref);
   }
+}
+
+export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
+  /** The database named `name` on `server`, with its scratch marker, or `{ exists: false }`. */
+  const inspect = (server: DatabaseRef, name: string) => inspectDatabase(pools, server, name, parseScratchMarker);
 
   async function writeMarker(server: DatabaseRef, name: string, marker: ScratchMarker): Promise<void> {
     await pools
@@ -378,7 +431,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
   return {
     /**
-     * Loads the backup into this restore's scratch (`scratchDatabaseName(restoreId)`) on `server`, or reuses it when
+     * Loads the backup into this restore's scratch (`scratchDatabaseName(restoreId, kind)`) on `server`, or reuses it when
      * its marker says it is this restore's, loaded from the same archive. Refused, non-retryable, before any database
      * is created: a backup with no checksum to verify (unless allowed), a checksum or size mismatch, anything that is
      * not a pg_dump custom-format archive, an archive newer than the worker's pg_restore, and a database of that name
@@ -387,7 +440,8 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     async prepareScratch(input: PrepareScratchInput): Promise<ScratchInfo> {
       const started = Date.now();
       const signal = cancellationSignal();
-      const name = scratchDatabaseName(input.restoreId);
+      const kind = scratchKindOf(input);
+      const name = scratchDatabaseName(input.restoreId, kind);
       const ref = databaseOnServer(input.server, name);
       const location = parseS3Url(input.backup);
       const object = await head(s3, location).catch(
@@ -432,20 +486,16 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         );
         const existing = await inspect(input.server, name);
         const decision = scratchOwnership(existing, {
+          kind,
           restoreId: input.restoreId,
           backup: input.backup,
           size: object.size,
           sha256: expectedSha,
         });
         if (decision === 'foreign') {
-          const marker = existing.exists ? existing.marker : null;
-          const whose = marker?.restoreId
-            ? `the scratch of restore '${marker.restoreId}'`
-            : marker
-              ? 'a scratch whose marker names no restore (made by an older tenant-restore)'
-              : 'not a tenant-restore scratch (no marker)';
+          const whose = markerOwner(existing.exists ? existing.marker : null);
           throw ApplicationFailure.nonRetryable(
-            `Database ${name} on the scratch server already exists and is ${whose}, not a scratch of restore '${input.restoreId}': it was not touched. If it is no longer needed, drop it yourself (DROP DATABASE ${escapeIdentifier(name)}), or start this restore with another --id or another --scratch-server.`,
+            `Database ${name} on the scratch server already exists and is ${whose}, not a scratch of ${kind} '${input.restoreId}': it was not touched. If it is no longer needed, drop it yourself (DROP DATABASE ${escapeIdentifier(name)}), or start this ${kind} with another --id or another --scratch-server.`,
             'ScratchNotOwned',
           );
         }
@@ -538,6 +588,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           const createdAt = new Date().toISOString();
           const loading: ScratchMarker = {
             tool: 'tenant-restore',
+            kind,
             restoreId: input.restoreId,
             state: 'loading',
             backup: input.backup,
@@ -596,7 +647,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         if (ours && error instanceof ApplicationFailure && error.nonRetryable) {
           await pools.close(ref);
           const now = await inspect(input.server, name).catch(() => undefined);
-          if (now?.exists && (now.marker?.restoreId === input.restoreId || (!now.marker && now.empty))) {
+          if (now?.exists && (markerNames(now.marker, kind, input.restoreId) || (!now.marker && now.empty))) {
             await pools
               .get(input.server)
               .query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`)
@@ -614,15 +665,17 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
     /**
      * Drops the scratch this restore created: only when its name is this restore's and its marker names this restore
-     * id. A `--scratch <url>` given by the operator (owned: false) is never dropped, nor is anything else.
+     * (kind and id). A `--scratch <url>` given by the operator (owned: false) is never dropped, nor is anything else.
      */
     async dropScratch(input: {
+      kind: ScratchKind;
       restoreId: string;
       scratch: ScratchInfo;
     }): Promise<{ dropped: boolean; reason?: string }> {
       const { scratch } = input;
+      const kind = scratchKindOf(input);
       if (!scratch.owned || !scratch.server) return { dropped: false, reason: 'not created by this restore' };
-      const name = scratchDatabaseName(input.restoreId);
+      const name = scratchDatabaseName(input.restoreId, kind);
       const target = databaseName(resolveConnectionString(scratch.ref));
       if (target !== name) {
         log.warn("scratch not dropped: its name is not this restore's", { database: target, expected: name });
@@ -630,14 +683,15 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       }
       const existing = await inspect(scratch.server, name);
       if (!existing.exists) return { dropped: false, reason: 'already gone' };
-      if (existing.marker?.restoreId !== input.restoreId) {
+      if (!markerNames(existing.marker, kind, input.restoreId)) {
         log.warn('scratch not dropped: its marker does not name this restore', {
           database: name,
           marker: existing.marker?.restoreId ?? null,
+          kind: existing.marker?.kind ?? null,
         });
         return {
           dropped: false,
-          reason: `its marker names ${existing.marker?.restoreId ? `restore '${existing.marker.restoreId}'` : 'no restore'}`,
+          reason: `it is ${markerOwner(existing.marker)}, not the scratch of ${kind} '${input.restoreId}'`,
         };
       }
       await pools.close(scratch.ref);

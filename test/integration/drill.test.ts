@@ -8,13 +8,21 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities';
 import { connect, Pools } from '../../activities/db';
-import type { DrillRecord } from '../../activities/drill';
+import { drillDatabaseName, type DrillRecord } from '../../activities/drill';
 import { createS3Client, getJson } from '../../activities/s3';
 import { drillInputFromFlags, listDrills, runDrill, scheduleDrill } from '../../cli/client/drill';
 import { diffChecksums, tenantChecksums } from '../../scripts/workload/checksums';
 import { generateWorkload, type GenerateResult } from '../../scripts/workload/generate';
 import { takeBackup } from '../../scripts/workload/backup';
-import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
+import { scratchDatabaseName } from '../../activities/scratch';
+import {
+  scratchAdminQuery,
+  startWorker,
+  temporalClient,
+  uniqueName,
+  useFreshDatabases,
+  useStackEnv,
+} from '../helpers/stack';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -188,6 +196,77 @@ describe('restore drill', () => {
     expect(stored.error).toMatch(/sha256|checksum/i);
     expect(stored.restored).toBe(0);
     expect(await databasesLike(drillId)).toEqual([]);
+  });
+
+  it("never drops nor reuses a database of its name that is not this drill's, and drops its own by its marker (N14)", async () => {
+    // Drill databases go to the scratch server (`--server`, default TENANT_RESTORE_SCRATCH_SERVER: alias scratch).
+    // Someone's database there with the drill database's name, owned by the role the drill uses (so nothing but the
+    // drill's own check stops a DROP): it holds a table, and no drill marker.
+    const drillId = uniqueName('own').replace(/_/g, '-');
+    const name = drillDatabaseName(drillId);
+    const server = 'scratch';
+    const onServer = `${server}/${name}`;
+    const comment = async () =>
+      (
+        await scratchAdminQuery(
+          `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
+          [name],
+        )
+      ).rows as Array<{ comment: string | null }>;
+    await pools.get(server).query(`CREATE DATABASE "${name}"`);
+    try {
+      await pools.get(onServer).query('CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)');
+      const input = drillInputFromFlags(
+        {
+          'backup-prefix': `s3://${env.STACK_S3_BUCKET}/${prefix}`,
+          live: live.url,
+          'tenant-root': 'app.tenants',
+          sample: '2',
+          id: drillId,
+        },
+        true,
+      );
+      expect(input.server).toBe(server);
+      const handle = await temporal.client.workflow.start('restoreDrill', {
+        taskQueue,
+        workflowId: `drill/${drillId}`,
+        args: [input],
+      });
+      const error = await handle.result().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(WorkflowFailedError);
+      const stored = await getJson<DrillRecord>(s3, { bucket: env.STACK_S3_BUCKET, key: `drills/${drillId}.json` });
+      expect(stored.status).toBe('failed');
+      expect(stored.error).toContain(
+        `Refusing to use database ${name}: it is not a drill database (no marker, and it holds objects), not the drill database of drill '${drillId}', and it was not touched.`,
+      );
+      // Untouched: its table, its rows, no comment.
+      expect((await pools.get(onServer).query('SELECT id FROM keep_me')).rows).toEqual([{ id: 42 }]);
+      expect(await comment()).toEqual([{ comment: null }]);
+      // The drill's scratch was its own (kind drill), and is gone.
+      const scratch = scratchDatabaseName(`drill-${drillId}`, 'drill');
+      expect((await scratchAdminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [scratch])).rows).toEqual([]);
+
+      // The drop refuses it too, when asked directly (an input made by hand, a drill that lost a race).
+      const activities = createActivities({ pools, s3 });
+      await expect(activities.dropDrillDatabase({ drillId, drill: onServer, server, live: live.url })).rejects.toThrow(
+        /Refusing to drop database .*, not the drill database of drill/,
+      );
+      expect((await pools.get(onServer).query('SELECT id FROM keep_me')).rows).toEqual([{ id: 42 }]);
+
+      // Marked as this drill's, the same database is dropped.
+      const marker = { tool: 'tenant-restore', kind: 'drill-database', drillId, state: 'ready', createdAt: '' };
+      await pools.get(server).query(`COMMENT ON DATABASE "${name}" IS '${JSON.stringify(marker)}'`);
+      expect(await activities.dropDrillDatabase({ drillId, drill: onServer, server, live: live.url })).toEqual({
+        dropped: true,
+      });
+      expect(await comment()).toEqual([]);
+    } finally {
+      await pools.close(onServer);
+      await scratchAdminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
   });
 
   it('drill schedule creates a Temporal Schedule whose runs are drills', async () => {
