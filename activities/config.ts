@@ -48,6 +48,26 @@ export function isSecretHeaderName(name: string): boolean {
 }
 
 /**
+ * The only environment variables a webhook header may read (`env:NAME`). A worker's environment also holds database
+ * URLs (TENANT_RESTORE_DB_*), cloud keys and pgBackRest secrets: a config, or a workflow input started by anyone with
+ * access to the namespace, must not be able to send those to a URL of its choosing.
+ */
+export const webhookEnvPrefix = 'TENANT_RESTORE_WEBHOOK_';
+
+/** What is wrong with an `env:` header value, as what follows its JSON path; undefined when nothing (or not `env:`). */
+export function envHeaderProblem(value: string): string | undefined {
+  if (!value.startsWith('env:')) return undefined;
+  const variable = value.slice(4);
+  if (
+    /^[A-Za-z_][A-Za-z0-9_]*$/.test(variable) &&
+    variable.startsWith(webhookEnvPrefix) &&
+    variable !== webhookEnvPrefix
+  )
+    return undefined;
+  return `reads '${variable}' from the worker's environment, but a webhook header may only read variables named ${webhookEnvPrefix}<NAME> (the environment also holds database URLs and cloud keys): set ${webhookEnvPrefix}<NAME> on the workers to the value to send, and write 'env:${webhookEnvPrefix}<NAME>' here`;
+}
+
+/**
  * What is wrong with a webhook URL (empty when nothing), each problem as what follows its JSON path: the config and
  * workflow history must not carry credentials.
  */
@@ -161,15 +181,17 @@ const headers = z
           ctx.addIssue({
             code: 'custom',
             path: [name],
-            message: `looks like a secret and must be given as 'env:NAME' (NAME: a variable of the worker's environment), so that its value is in neither the config nor workflow history`,
+            message: `looks like a secret and must be given as 'env:NAME' (NAME: a variable of the worker's environment named ${webhookEnvPrefix}*), so that its value is in neither the config nor workflow history`,
           });
+        const problem = typeof v === 'string' ? envHeaderProblem(v) : undefined;
+        if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem });
       }
     },
     { when: (payload) => isObject(payload.value) },
   )
   .meta({
     description:
-      "header values; 'env:NAME' is read from the worker's environment, and must be used for Authorization, Cookie, and any name with token, key, secret, password or auth",
+      "header values; 'env:NAME' is read from the worker's environment (only names that start with TENANT_RESTORE_WEBHOOK_), and must be used for Authorization, Cookie, and any name with token, key, secret, password or auth",
   });
 
 const timeoutMessage = `must be a number of seconds above 0 and below ${reenableActionTimeoutSeconds} (the re-enable activity's own timeout)`;

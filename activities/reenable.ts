@@ -6,7 +6,7 @@
  */
 import { activityInfo, cancellationSignal, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { isSecretHeaderName } from './config';
+import { envHeaderProblem, isSecretHeaderName } from './config';
 import type { Pools } from './db';
 import { isPgError, reduceDbError } from './errors';
 import { toActivityFailure } from './restore-activities';
@@ -33,9 +33,10 @@ export interface GroupActionResult extends RunActionResult {
 }
 
 /**
- * `env:NAME` header values are read from the worker's environment, so that no secret sits in config or history. A
- * header that looks like a secret (see isSecretHeaderName) must come from `env:`; config validation refuses a literal
- * one, and so does the worker, for an input that did not go through it.
+ * `env:NAME` header values are read from the worker's environment, so that no secret sits in config or history; only
+ * variables named TENANT_RESTORE_WEBHOOK_* (config.ts webhookEnvPrefix), so that no config can send the worker's other
+ * secrets anywhere. A header that looks like a secret (see isSecretHeaderName) must come from `env:`. Config validation
+ * refuses both, and so does the worker, for an input that did not go through it.
  */
 export function resolveHeaders(
   headers: Record<string, string> = {},
@@ -45,11 +46,14 @@ export function resolveHeaders(
   for (const [name, value] of Object.entries(headers)) {
     if (!value.startsWith('env:') && isSecretHeaderName(name)) {
       throw ApplicationFailure.nonRetryable(
-        `Header ${name} of a webhook looks like a secret but is given literally: give it as 'env:NAME', NAME being a variable of the worker's environment.`,
+        `Header ${name} of a webhook looks like a secret but is given literally: give it as 'env:NAME', NAME being a variable of the worker's environment named TENANT_RESTORE_WEBHOOK_*.`,
         'InvalidConfigError',
       );
     }
     if (value.startsWith('env:')) {
+      const problem = envHeaderProblem(value);
+      if (problem)
+        throw ApplicationFailure.nonRetryable(`Header ${name} of a webhook ${problem}.`, 'InvalidConfigError');
       const variable = value.slice(4);
       const resolved = env[variable];
       if (resolved === undefined)

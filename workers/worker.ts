@@ -29,8 +29,29 @@ export interface RunWorkerOptions {
 let runtimeInstalled = false;
 
 /**
- * Routes the SDK's own logs to pino, once per process; with `metricsAddress` (TENANT_RESTORE_METRICS_ADDRESS, e.g.
- * 0.0.0.0:9464) the SDK's metrics and the worker's own (activities/metrics.ts) are served for Prometheus at
+ * Where the Prometheus endpoint listens, from TENANT_RESTORE_METRICS_ADDRESS: unset, nowhere; a port alone (`9464` or
+ * `:9464`), on 127.0.0.1 only; `<ip>:<port>` (`[<ipv6>]:<port>`), exactly there. The endpoint has no authentication
+ * and names hosts, the namespace and how much is restored when: an address other than loopback is the operator's
+ * explicit choice, never a default. Anything else is refused (exit 2) rather than left to the SDK, which would stop
+ * the worker with a parse error.
+ */
+export function metricsBindAddress(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const value = env.TENANT_RESTORE_METRICS_ADDRESS?.trim();
+  if (!value) return undefined;
+  const portOnly = /^:?(\d{1,5})$/.exec(value);
+  const withHost = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(value);
+  const port = Number(portOnly?.[1] ?? withHost?.[2]);
+  const ipv4Ok = !withHost || withHost[1].startsWith('[') || withHost[1].split('.').every((n) => Number(n) <= 255);
+  if ((!portOnly && !withHost) || !ipv4Ok || !(port >= 1 && port <= 65535))
+    throw new SettingError(
+      `TENANT_RESTORE_METRICS_ADDRESS=${value} is not a port or an <ip>:<port>: give a port (9464: served on 127.0.0.1 only), or an IP address and a port (10.0.0.5:9464, [::1]:9464). The endpoint has no authentication: prefer 127.0.0.1 and a scrape through the node's agent or a TLS proxy.`,
+    );
+  return portOnly ? `127.0.0.1:${port}` : value;
+}
+
+/**
+ * Routes the SDK's own logs to pino, once per process; with `metricsAddress` (metricsBindAddress: 127.0.0.1 unless an
+ * address is given) the SDK's metrics and the worker's own (activities/metrics.ts) are served for Prometheus at
  * http://<address>/metrics.
  */
 export function installRuntimeLogger(logger: pino.Logger, metricsAddress?: string): void {
@@ -108,7 +129,7 @@ export function workflowSource(
 
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   const logger = pino({ level: logLevelFrom(), base: { component: 'worker' }, ...logRedaction });
-  const metricsAddress = process.env.TENANT_RESTORE_METRICS_ADDRESS || undefined;
+  const metricsAddress = metricsBindAddress();
   installRuntimeLogger(logger, metricsAddress);
   // A database reference with a password in a workflow input (a workflow not started by the CLI) is refused.
   const pools = new Pools(process.env, { refuseInlinePasswords: true });

@@ -68,12 +68,12 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
             name: 'notify-apps',
             type: 'webhook',
             url: webhook.url,
-            headers: { authorization: 'env:ORCH_TEST_WEBHOOK_TOKEN' },
+            headers: { authorization: 'env:TENANT_RESTORE_WEBHOOK_ORCH_TEST_TOKEN' },
           },
         ],
       }),
     );
-    process.env.ORCH_TEST_WEBHOOK_TOKEN = 'Bearer test-token-from-worker-env';
+    process.env.TENANT_RESTORE_WEBHOOK_ORCH_TEST_TOKEN = 'Bearer test-token-from-worker-env';
     worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
   });
 

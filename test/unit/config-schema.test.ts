@@ -127,7 +127,7 @@ describe('one schema, every problem at once', () => {
       'actions[0].name: must be a non-empty string',
       'actions[0].requiresApproval: must be true or false (a JSON boolean, not "yes")',
       'actions[1].method: must be POST or PUT',
-      "actions[1].headers.X-Api-Key: looks like a secret and must be given as 'env:NAME' (NAME: a variable of the worker's environment), so that its value is in neither the config nor workflow history",
+      "actions[1].headers.X-Api-Key: looks like a secret and must be given as 'env:NAME' (NAME: a variable of the worker's environment named TENANT_RESTORE_WEBHOOK_*), so that its value is in neither the config nor workflow history",
       'actions[2].sql: must be a SQL statement',
       "actions[2].name: 'a' is already the name of actions[1]; give every action its own name (it is part of the idempotency key)",
       'actions[3]: must be an object',
