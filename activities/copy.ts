@@ -54,7 +54,7 @@ import { danglingReference, scanOrphans } from './sql/orphans';
 import { assertTenantsInBackup, liveRoots, ownedRowCount } from './sql/presence';
 import { advanceSequences } from './sql/sequences';
 import { assertSameEncoding, closeSession, openSession, sessionSetup } from './sql/session';
-import { analyzeStaging, lastStagedKey, setKeysetCursor, stageRows, stagingName } from './sql/stage';
+import { analyzeStaging, keysetCursorAt, lastStagedKey, setKeysetCursor, stageRows, stagingName } from './sql/stage';
 
 export interface CopyTenantInput {
   scratch: Pool;
@@ -499,10 +499,10 @@ async function copyChunked(
     resumeFrom &&
     (resumeFrom.tableIndex < 0 ||
       resumeFrom.tableIndex > plan.tables.length ||
-      (resumeFrom.lastKey && resumeFrom.lastKey.length !== plan.tables[resumeFrom.tableIndex]?.primaryKey.length))
+      (resumeFrom.position !== undefined && !(Number.isInteger(resumeFrom.position) && resumeFrom.position >= 0)))
   ) {
     throw new InvalidCheckpointError(
-      `The checkpoint (table ${resumeFrom.tableIndex}, key of ${resumeFrom.lastKey?.length ?? 0} values) does not fit this plan: start the copy over without a checkpoint.`,
+      `The checkpoint (table ${resumeFrom.tableIndex}, position ${resumeFrom.position ?? 0}) does not fit this plan: start the copy over without a checkpoint.`,
     );
   }
   const run: ChunkRun = {
@@ -583,6 +583,16 @@ async function chunkTransaction<T>(
   });
 }
 
+/** Where a resumed copy of `table` goes on: the key of its `position`-th row on scratch (the checkpoint's count). */
+async function keysetCursor(run: ChunkRun, table: PlanTable, position: number): Promise<string[]> {
+  const { rows } = await run.scratch.query<{ key: string[] }>(keysetCursorAt(run.input.plan, run.ctx, table, position));
+  if (!rows[0])
+    throw new InvalidCheckpointError(
+      `The checkpoint says ${position} rows of ${table.key} were copied, but scratch holds fewer of these tenants: it is not the scratch the copy started from. Start the copy over without a checkpoint.`,
+    );
+  return rows[0].key;
+}
+
 /** A unit in chunks: each table's chunks with the unit's forward/self FK columns NULL, then the fill pass. */
 async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): Promise<void> {
   const { plan, tenantIds, conflict, resumeFrom, onCheckpoint } = run.input;
@@ -590,7 +600,9 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
   for (let i = Math.max(unit.start, start); i < unit.end; i++) {
     const table = plan.tables[i]!;
     const nulls = unit.deferred[table.key] ?? [];
-    let lastKey = i === resumeFrom?.tableIndex ? resumeFrom.lastKey : undefined;
+    // Rows of this table committed so far, in keyset order: the checkpoint carries this count, never a key.
+    let position = i === resumeFrom?.tableIndex ? (resumeFrom.position ?? 0) : 0;
+    let lastKey = position > 0 ? await keysetCursor(run, table, position) : undefined;
     for (;;) {
       const chunk = await chunkTransaction(run, table, lastKey, async (live, staging, name, staged) => {
         const outcome = await merge(
@@ -609,6 +621,7 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
         return outcome;
       });
       lastKey = chunk.lastKey;
+      position += chunk.staged;
       recordCommitted(run, table, chunk.result);
       const pending = `${table.key}(${nulls.join(', ')})`;
       if (nulls.length && chunk.staged > 0 && !run.pendingNull.includes(pending)) run.pendingNull.push(pending);
@@ -618,7 +631,7 @@ async function copyUnitInChunks(run: ChunkRun, unit: ChunkUnit, start: number): 
       await onCheckpoint?.(
         unitDone
           ? { tableIndex: i + 1, rows: { ...run.progress } }
-          : { tableIndex: i, lastKey, rows: { ...run.progress } },
+          : { tableIndex: i, position, rows: { ...run.progress } },
       );
       if (done) break;
     }

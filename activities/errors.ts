@@ -69,6 +69,14 @@ export class DeferrableUniqueKeyError extends RestoreError {
   override readonly name = 'DeferrableUniqueKeyError';
 }
 
+/**
+ * A table the restore writes has an EXCLUDE constraint in live: the restore checks unique keys against other tenants'
+ * rows before it writes, but not exclusions, so it refuses them at plan time.
+ */
+export class ExclusionConstraintError extends RestoreError {
+  override readonly name = 'ExclusionConstraintError';
+}
+
 /** Restored rows would reference a table the restore does not write (excluded, or only in live) whose tenant rows are gone. */
 export class ExcludedParentError extends RestoreError {
   override readonly name = 'ExcludedParentError';
@@ -107,6 +115,7 @@ export const nonRetryableErrorTypes: string[] = [
   'ConflictPolicyError',
   'DanglingReferenceError',
   'DeferrableUniqueKeyError',
+  'ExclusionConstraintError',
   'ExcludedParentError',
   'InvalidConfigError',
   'PlanMismatchError',

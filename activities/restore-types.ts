@@ -110,11 +110,17 @@ export interface PreflightResult {
   checks?: 'full' | 'state';
 }
 
-/** A resumable position in a chunked copy: the table being copied and the last primary key written. */
+/**
+ * A resumable position in a chunked copy: the table being copied and how far. It carries counts only, never key values:
+ * heartbeat details land in workflow history, and a natural key (an e-mail, a user name) is row data.
+ */
 export interface CopyCheckpoint {
   tableIndex: number;
-  /** The last key copied in that table, as text values in primary-key column order. */
-  lastKey?: string[];
+  /**
+   * Rows of that table, in primary-key order, already committed: the tenant's first `position` rows on scratch (which
+   * never changes). A resumed copy finds its keyset cursor on scratch from it (copy.ts keysetCursorAt).
+   */
+  position?: number;
   /** Rows written so far per table key, so that a resumed copy reports complete counts. */
   rows: Record<string, number>;
 }

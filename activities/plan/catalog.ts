@@ -40,6 +40,8 @@ export interface CatalogTable {
   userTriggers: string[];
   /** Columns that lead an index of the table or of its partitions (any index without a predicate, unique or not). */
   indexedColumns?: string[];
+  /** EXCLUDE constraints of the table or of its partitions: name and definition (pg_get_constraintdef). */
+  exclusionConstraints?: Array<{ name: string; definition: string }>;
 }
 
 export interface CatalogUniqueIndex {
@@ -152,6 +154,12 @@ const foreignKeysSql = `
   WHERE con.contype = 'f'
   ORDER BY con.conname`;
 
+// Exclusion constraints (contype 'x'), lifted from partitions to their root like FKs.
+const exclusionSql = `
+  SELECT coalesce(pg_partition_root(con.conrelid), con.conrelid)::int AS oid, con.conname::text AS name,
+         pg_get_constraintdef(con.oid) AS definition
+  FROM pg_constraint con WHERE con.contype = 'x' ORDER BY 2`;
+
 const triggersSql = `
   SELECT coalesce(pg_partition_root(t.tgrelid), t.tgrelid)::int AS oid, t.tgname::text AS name
   FROM pg_trigger t WHERE NOT t.tgisinternal ORDER BY 2`;
@@ -188,6 +196,7 @@ export async function readCatalog(pool: Pool): Promise<Catalog> {
   }>(foreignKeysSql);
   const triggers = await pool.query<{ oid: number; name: string }>(triggersSql);
   const indexed = await pool.query<{ oid: number; columns: string[] }>(indexedColumnsSql);
+  const exclusions = await pool.query<{ oid: number; name: string; definition: string }>(exclusionSql);
   const privilege = await pool.query<{ canSet: boolean; version: number }>(privilegeSql);
 
   const byOid = new Map<number, CatalogTable>();
@@ -229,6 +238,11 @@ export async function readCatalog(pool: Pool): Promise<Catalog> {
   for (const t of triggers.rows) {
     const table = byOid.get(t.oid);
     if (table && !table.userTriggers.includes(t.name)) table.userTriggers.push(t.name);
+  }
+  for (const x of exclusions.rows) {
+    const table = byOid.get(x.oid);
+    if (table && !table.exclusionConstraints?.some((c) => c.name === x.name))
+      (table.exclusionConstraints ??= []).push({ name: x.name, definition: x.definition });
   }
   for (const i of indexed.rows) {
     const table = byOid.get(i.oid);

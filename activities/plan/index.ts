@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { escapeIdentifier, inTransaction, type Pool } from '../db';
 import {
   DeferrableUniqueKeyError,
+  ExclusionConstraintError,
   ExcludedParentError,
   InvalidConfigError,
   InvalidTenantRootError,
@@ -306,6 +307,8 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   for (const t of truncated)
     warnings.push(`${t}: more than the maximum number of FK paths to the root; only the shortest are used`);
   refuseUnmergeableKeys(tables, live);
+  // Discover (tolerateDrift) writes nothing: an exclusion constraint is refused only where rows will be written.
+  if (!input.tolerateDrift) refuseExclusionConstraints(tables, live);
   refuseExcludedParents({ tables, scratch, live, config, root: root.key, inPlan });
   warnings.push(...fkCheckWarnings(tables, inPlan, suspendFkChecks, config));
 
@@ -342,6 +345,30 @@ export async function buildPlan(input: BuildPlanInput): Promise<Plan> {
   const plan: Plan = { ...body, digest: planDigest(body) };
   if (input.tenantIds?.length) await estimateRows(input.scratch, plan, input.tenantIds);
   return plan;
+}
+
+/**
+ * An EXCLUDE constraint (`EXCLUDE USING gist (room WITH =, during WITH &&)`) is a key that another tenant's row can hold
+ * just as well as a unique one, but the cross-tenant guard checks only unique keys, and ON CONFLICT DO NOTHING skips a
+ * row that violates an exclusion silently: a restored tenant would miss rows, or another tenant's row would decide
+ * what comes back. Checking every exclusion operator against live is not cheap to do right, so a table the restore
+ * writes with one is refused here, before anything is written, naming the table and the constraint.
+ */
+function refuseExclusionConstraints(tables: PlanTable[], live: Catalog): void {
+  const problems = tables.flatMap((t) =>
+    (live.tables[t.key]!.exclusionConstraints ?? []).map((c) => ({
+      table: t.key,
+      constraint: c.name,
+      definition: c.definition,
+    })),
+  );
+  if (!problems.length) return;
+  throw new ExclusionConstraintError(
+    `The restore must write ${problems.map((p) => `${p.table} (constraint ${p.constraint}: ${p.definition})`).join(', ')}, which has an exclusion constraint in live. ` +
+      `The restore checks unique keys against other tenants' rows before it writes, but not exclusion constraints: a restored row that overlaps another tenant's would be skipped without a word, or stop the tenant half-way. ` +
+      `List the table in the config's excludeTables (and the tables that reference it) and restore its rows by hand, then plan again.`,
+    { constraints: problems },
+  );
 }
 
 /**

@@ -111,6 +111,19 @@ function keysetAfter(table: PlanTable, alias: string): string {
   return `(${columnList(table.primaryKey, alias)}) > (${bound.join(', ')})`;
 }
 
+/**
+ * The primary key of the tenant's `position`-th row of `table` on scratch, in the keyset order of the chunks (as text[]):
+ * where a resumed chunked copy goes on. The checkpoint carries only the count (no key values in history); scratch is
+ * only ever read, so the count names the same row on every attempt. One scan of `position` rows, once per resume.
+ */
+export function keysetCursorAt(plan: Plan, ctx: RenderContext, table: PlanTable, position: number): Sql {
+  const key = `ARRAY[${table.primaryKey.map((c) => `t.${q(c)}::text`).join(', ')}]`;
+  return {
+    text: `SELECT ${key} AS key FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)} ORDER BY ${columnList(table.primaryKey, 't')} OFFSET $1 LIMIT 1`,
+    values: [Math.floor(position) - 1],
+  };
+}
+
 /** Sets the keyset cursor for the scratch session's next chunk (transaction-local). */
 export function setKeysetCursor(lastKey: string[]): Sql {
   return { text: `SELECT set_config('${keysetSetting}', $1::text[]::text, true)`, values: [lastKey] };

@@ -46,6 +46,14 @@ export async function adminQuery(sql: string, values?: unknown[]): Promise<pg.Qu
   return withClient(useStackEnv().STACK_PG_URL, (client) => client.query(sql, values));
 }
 
+/**
+ * A query as the superuser of the stack's scratch cluster (where restores load backups, as the unprivileged
+ * `tenant_restore_scratch`): for tests that look at the scratch databases a restore made or left.
+ */
+export async function scratchAdminQuery(sql: string, values?: unknown[]): Promise<pg.QueryResult> {
+  return withClient(useStackEnv().STACK_PG_SCRATCH_URL, (client) => client.query(sql, values));
+}
+
 export async function createDatabase(name: string, template?: string): Promise<string> {
   // CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template, and a worker's pool keeps idle
   // connections to a database it restored into; they are closed here (the pool reconnects when it needs to).

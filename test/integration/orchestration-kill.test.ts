@@ -102,7 +102,7 @@ describe('a worker killed in the middle of a copy', () => {
       const payload = copy?.heartbeatDetails?.payloads?.[0]?.data;
       if (payload && payload.length > 0) {
         const details = JSON.parse(Buffer.from(payload).toString('utf8')) as CopyCheckpoint | null;
-        if (details?.lastKey) checkpoint = details;
+        if (details?.position) checkpoint = details;
       }
       if (!checkpoint && description && description.status.name !== 'RUNNING') {
         throw new Error(
