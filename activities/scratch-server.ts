@@ -118,22 +118,17 @@ export function scratchServerProblems(
 ): ScratchProblem[] {
   const problems: ScratchProblem[] = [];
   const add = (risk: ScratchRisk, message: string) => {
-    if (!accepted.includes(risk))
-      problems.push({
-        risk,
-        type: scratchRiskError[risk],
-        message: `${message} ${whatToDo}; or, if you accept that risk, start again with ${scratchRiskFlag[risk]}.`,
-      });
+    if (!accepted.includes(risk)) problems.push({ risk, type: scratchRiskError[risk], message });
   };
   if (sameServer(live, scratch))
     add(
       'on-live-server',
-      `Scratch would be loaded on live's own PostgreSQL server: the scratch server ${refs.server} and live ${refs.live} reach the same running server (started ${scratch.startedAt}${scratch.systemId && live.systemId ? `, system identifier ${scratch.systemId}` : ''}). A backup is code for the role that loads it (a CHECK constraint or default of the archive runs its own functions during pg_restore): there it runs next to production. Nothing was created or loaded.`,
+      `Scratch would be loaded on live's own PostgreSQL server: the scratch server ${refs.server} and live ${refs.live} reach the same running server (started ${scratch.startedAt}${scratch.systemId && live.systemId ? `, system identifier ${scratch.systemId}` : ''}), so the archive's code would run next to production.`,
     );
   if (live.user === scratch.user)
     add(
       'as-live-role',
-      `Scratch would be loaded as live's role '${scratch.user}' (the scratch server's session and live's have the same current_user). A backup is code for the role that loads it: an archive's function could ALTER ROLE ${scratch.user} (its settings, its password) for every later session of the restore on live. Nothing was created or loaded.`,
+      `Scratch would be loaded as live's role '${scratch.user}' (the scratch server's session and live's have the same current_user): an archive's function could ALTER ROLE ${scratch.user} (its settings, its password) for every later session of the restore on live.`,
     );
   const powers = [
     ...(scratch.superuser ? ['is a superuser'] : []),
@@ -143,9 +138,14 @@ export function scratchServerProblems(
   if (powers.length)
     add(
       'as-superuser',
-      `The scratch role '${scratch.user}' on ${refs.server} ${powers.join(', and ')}: a backup is code for the role that loads it, and with that role an archive's function can run programs or read and write files on the scratch server's host (COPY ... TO PROGRAM). Nothing was created or loaded.`,
+      `The scratch role '${scratch.user}' on ${refs.server} ${powers.join(', and ')}: with it an archive's function can run programs or read and write files on the scratch server's host (COPY ... TO PROGRAM).`,
     );
   return problems;
+}
+
+/** One message for the refusals: what is wrong, why it matters, what to do, and the flags that accept it. */
+export function scratchRefusalMessage(problems: ScratchProblem[]): string {
+  return `${problems.map((p) => p.message).join(' ')} A backup is code for the role that loads it (a CHECK constraint or default of the archive runs its own functions during pg_restore). Nothing was created or loaded. ${whatToDo}; or, if you accept ${problems.length > 1 ? 'these risks' : 'that risk'}, start again with ${problems.map((p) => scratchRiskFlag[p.risk]).join(' ')}.`;
 }
 
 /**
@@ -165,10 +165,7 @@ export async function checkScratchServer(
   const accepted = (input.unsafeScratch ?? []).filter((r): r is ScratchRisk => scratchRisks.includes(r));
   const [live, scratch] = await Promise.all([sessionFacts(pools, input.live), sessionFacts(pools, input.server)]);
   const problems = scratchServerProblems({ live: input.live, server: input.server }, live, scratch, accepted);
-  if (problems.length) {
-    const [first] = problems;
-    throw ApplicationFailure.nonRetryable(problems.map((p) => p.message).join(' Also: '), first!.type);
-  }
+  if (problems.length) throw ApplicationFailure.nonRetryable(scratchRefusalMessage(problems), problems[0]!.type);
   return { accepted: scratchServerProblems({ live: input.live, server: input.server }, live, scratch, []) };
 }
 
