@@ -224,7 +224,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     if (!scratch.pointInTime) return (await steps.dropScratch({ kind: 'restore', restoreId, scratch })).dropped;
     try {
       const readers = scratchReaders(scratch.pointInTime.taskQueue);
-      return (await readers.parentSteps.stopPointInTimeScratch({ restoreId, scratch })).dropped;
+      return (await readers.parentSteps.stopPointInTimeScratch({ kind: 'restore', restoreId, scratch })).dropped;
     } catch (error) {
       // Its host is gone (and the server with it), or cannot stop it: the report says it was not dropped.
       log.warn('could not stop the point-in-time scratch', { restoreId, error: failureMessage(error).message });

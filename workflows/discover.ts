@@ -90,7 +90,12 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     const dropped = scratch.owned && !input.keepScratch;
     if (dropped) {
       phase('cleanup');
-      if (scratch.pointInTime) await readers.parentSteps.stopPointInTimeScratch({ restoreId: discoverId, scratch });
+      if (scratch.pointInTime)
+        await readers.parentSteps.stopPointInTimeScratch({
+          kind: 'discover',
+          restoreId: discoverId,
+          scratch,
+        });
       else await steps.dropScratch({ kind: 'discover', restoreId: discoverId, scratch });
     }
     phase('completed');
