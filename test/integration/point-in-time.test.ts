@@ -8,7 +8,7 @@
  * middle of the recovery: the restore recovers scratch again on another host and completes.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BulkRestoreResult } from '../../workflows/definitions';
@@ -22,6 +22,9 @@ const env = useStackEnv();
 const { fresh } = useFreshDatabases();
 const stanza = env.STACK_PGBACKREST_STANZA;
 const scratchDir = join(env.PGPASSFILE, '..', 'pitr-scratch');
+const tablespace = uniqueName('pitr_ts');
+const tablespaceDir = join(env.PGPASSFILE, '..', 'tablespaces', tablespace);
+const subscription = uniqueName('pitr_sub');
 const artifacts = `s3://${env.STACK_S3_BUCKET}/test-pitr/`;
 
 /** The newest commit is archived: a switch to a new WAL segment, then wait until the archiver has pushed it. */
@@ -80,6 +83,19 @@ describe('point-in-time restore from the WAL archive', () => {
   beforeAll(async () => {
     live = await fresh('pitr_live');
     await generate(live.url, [{ first: 1, count: 10, shape: smallTenant }]);
+    // Production's own setup that a recovered copy must not act on (hardening, item 3): the victims' comments in a
+    // tablespace at a path of the source host, and an enabled logical replication subscription in live's database.
+    mkdirSync(tablespaceDir, { recursive: true });
+    spawnSync('chown', ['postgres', tablespaceDir]);
+    await withClient(live.url, async (c) => {
+      await c.query(`CREATE TABLESPACE ${tablespace} LOCATION '${tablespaceDir}'`);
+      await c.query(`ALTER TABLE app.comments SET TABLESPACE ${tablespace}`);
+      // connect = false: no slot is made on a publisher; enabled, its apply worker would start wherever it runs.
+      await c.query(
+        `CREATE SUBSCRIPTION ${subscription} CONNECTION 'host=/nonexistent dbname=none' PUBLICATION p WITH (connect = false)`,
+      );
+      await c.query(`ALTER SUBSCRIPTION ${subscription} ENABLE`);
+    });
     // Another database of the cluster, written after the backup: the recovery restores only live's files, so the WAL
     // of this one replays onto zeroed pages (with the stack's full_page_writes=off, no page image comes with it).
     const other = await fresh('pitr_other');
@@ -110,7 +126,89 @@ describe('point-in-time restore from the WAL archive', () => {
 
   afterAll(async () => {
     for (const w of workers) await w.stop();
+    // A database with a subscription cannot be dropped; the tablespace must be empty to be dropped.
+    await withClient(live.url, async (c) => {
+      await c.query(`ALTER SUBSCRIPTION ${subscription} DISABLE`);
+      await c.query(`ALTER SUBSCRIPTION ${subscription} SET (slot_name = NONE)`);
+      await c.query(`DROP SUBSCRIPTION ${subscription}`);
+      await c.query('ALTER TABLE app.comments SET TABLESPACE pg_default');
+    }).catch(() => undefined);
+    await withClient(live.url.replace(/\/[^/?]+(\?|$)/, '/postgres$1'), (c) =>
+      c.query(`DROP TABLESPACE IF EXISTS ${tablespace}`),
+    ).catch(() => undefined);
   });
+
+  it('recovers an inert copy: no subscription worker, tablespaces under the scratch directory and removed with it', async () => {
+    const taskQueue = uniqueName('tq_pitr_inert');
+    const hostId = uniqueName('host-i');
+    const worker = await startWorkerProcess({
+      taskQueue,
+      env: productEnv({ TENANT_RESTORE_HOST_ID: hostId, TENANT_RESTORE_SCRATCH_DIR: scratchDir }),
+    });
+    workers.push(worker);
+    const before = readdirSync(tablespaceDir, { recursive: true, encoding: 'utf8' }).sort();
+    const id = uniqueName('pitr-inert').replace(/_/g, '-');
+    // Tenant 9 is not a victim: its absence is not needed for what this test reads (the recovered copy itself).
+    const run = await runCli([
+      ...startArgs(live.name, live.url, at, [9], id, taskQueue),
+      '--keep-scratch',
+      '--wait',
+      '--json',
+    ]);
+    // Tenant 9 is present in live, so it is refused (exit 1); the scratch was recovered, checked and kept all the same.
+    expect(run.stdout, `${run.stderr}\n${worker.log().slice(-3000)}`).toContain('TenantPresentError');
+    const paths = scratchPaths(id, hostId, { TENANT_RESTORE_SCRATCH_DIR: scratchDir });
+    const scratchUrl = `postgresql://postgres@localhost:5432/${live.name}?host=${encodeURIComponent(paths.socketDir)}`;
+    try {
+      await withClient(scratchUrl, async (c) => {
+        // The subscription came along, enabled, and nothing runs it.
+        const subs = await c.query<{ subenabled: boolean }>(
+          `SELECT subenabled FROM pg_subscription WHERE subname = $1`,
+          [subscription],
+        );
+        expect(subs.rows).toEqual([{ subenabled: true }]);
+        const workersRunning = await c.query<{ n: string }>(
+          `SELECT count(*)::text AS n FROM pg_stat_activity WHERE backend_type LIKE 'logical replication%'`,
+        );
+        expect(workersRunning.rows[0]!.n).toBe('0');
+        expect(
+          (await c.query<{ v: string }>("SELECT current_setting('max_logical_replication_workers') AS v")).rows[0]!.v,
+        ).toBe('0');
+        // The tablespace was recovered under the scratch directory, not at the production path.
+        const location = await c.query<{ path: string }>(
+          `SELECT pg_tablespace_location(oid) AS path FROM pg_tablespace WHERE spcname = $1`,
+          [tablespace],
+        );
+        expect(location.rows[0]!.path.startsWith(`${paths.tablespaces}/`)).toBe(true);
+        // The victims' comments are readable there (the copy reads them like any other table).
+        const comments = await c.query<{ n: string }>('SELECT count(*)::text AS n FROM app.comments');
+        expect(Number(comments.rows[0]!.n)).toBeGreaterThan(0);
+        // The server holds none of the worker's secrets: only pgBackRest's own variables and PATH/locale.
+        const environ = await c.query<{ e: string }>(
+          `SELECT encode(pg_read_binary_file('/proc/self/environ'), 'hex') AS e`,
+        );
+        const names = Buffer.from(environ.rows[0]!.e, 'hex')
+          .toString()
+          .split('\0')
+          .filter(Boolean)
+          .map((kv) => kv.split('=')[0]);
+        expect(
+          names.filter(
+            (n) =>
+              !/^(PATH|LANG|LC_ALL|PGBACKREST_.*|PG_GRANDPARENT_PID|PGDATA|PGSYSCONFDIR|PGLOCALEDIR|PGPORT|PG_OOM_ADJUST_FILE|PG_OOM_ADJUST_VALUE)$/.test(
+                n,
+              ),
+          ),
+        ).toEqual([]);
+      });
+    } finally {
+      stopLeftover(paths.dataDir);
+    }
+    // Nothing was written at the production path.
+    expect(readdirSync(tablespaceDir, { recursive: true, encoding: 'utf8' }).sort()).toEqual(before);
+    rmSync(paths.root, { recursive: true, force: true });
+    rmSync(paths.socketDir, { recursive: true, force: true });
+  }, 600_000);
 
   it('refuses a moment outside the archive with the range it can recover, before anything starts', async () => {
     const taskQueue = uniqueName('tq_pitr_refuse');
