@@ -225,7 +225,8 @@ export interface ScratchInfo {
   bytes?: number;
   sha256?: string;
   /** How the archive was checked: against `<key>.manifest.json`, the object's metadata, or only its size. */
-  verifiedBy?: 'manifest' | 'metadata' | 'size-only';
+  /** `signature`: a manifest signed by the backup job's key; the others only with --allow-unverified-backup. */
+  verifiedBy?: 'signature' | 'manifest' | 'metadata' | 'size-only';
   durationMs: number;
   /** Scratch recovered to a moment from a WAL archive (activities/point-in-time.ts): where, to when, and how well. */
   pointInTime?: PointInTimeScratch;

@@ -41,6 +41,24 @@ import { s3BytesRead } from './metrics';
 import { reduceToolStderr } from './errors';
 import { getJson, getStream, head, parseS3Url, type S3Location } from './s3';
 import type { ScratchInfo } from './restore-types';
+import {
+  BackupKeyError,
+  backupPublicKeys,
+  judgeManifest,
+  publicKeyVariable,
+  type ManifestClaims,
+} from './backup-trust';
+import { checkScratchServer, type ScratchRisk } from './scratch-server';
+
+/** The workers' public keys for backup manifests; a setting that cannot be used stops the load (non-retryable). */
+function workerPublicKeys() {
+  try {
+    return backupPublicKeys();
+  } catch (error) {
+    if (error instanceof BackupKeyError) throw ApplicationFailure.nonRetryable(error.message, 'BackupKeyInvalid');
+    throw error;
+  }
+}
 
 /**
  * What a scratch is for. A restore, a discover and a drill may carry the same id (operators reuse the incident id for
@@ -291,6 +309,10 @@ export interface PrepareScratchInput {
   server: DatabaseRef;
   /** The operator's explicit `--allow-unverified-backup`: load a backup that has no sha256 to check against. */
   allowUnverifiedBackup?: boolean;
+  /** Live: the scratch server must not be its server, nor its role (activities/scratch-server.ts). */
+  live?: DatabaseRef;
+  /** The risks the operator accepted by their flags (`--unsafe-scratch-on-live-server`, ...). */
+  unsafeScratch?: ScratchRisk[];
 }
 
 export function runTool(
@@ -444,6 +466,13 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       const name = scratchDatabaseName(input.restoreId, kind);
       const ref = databaseOnServer(input.server, name);
       const location = parseS3Url(input.backup);
+      // A backup is code for the role that loads it: never on live's server, as live's role, or as a role that reaches
+      // the host, unless the operator accepted that risk (activities/scratch-server.ts). Checked before anything exists.
+      const placement = await checkScratchServer(pools, input);
+      if (placement.accepted.length)
+        log.warn('scratch loaded where the operator accepted the risk', {
+          risks: placement.accepted.map((p) => p.risk),
+        });
       const object = await head(s3, location).catch(
         (error: { name?: string; $metadata?: { httpStatusCode?: number } }) => {
           if (error.name === 'NotFound' || error.$metadata?.httpStatusCode === 404) {
@@ -453,19 +482,28 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         },
       );
       const manifest = await readManifest(s3, location);
-      const expectedSha = manifest?.sha256 ?? object.metadata.sha256;
-      const expectedSize = manifest?.size ?? (object.metadata.size ? Number(object.metadata.size) : undefined);
-      // 'size-only': no sha256 anywhere, loaded only because the operator passed --allow-unverified-backup.
-      const verifiedBy: ScratchInfo['verifiedBy'] = manifest?.sha256
-        ? 'manifest'
-        : object.metadata.sha256
-          ? 'metadata'
-          : 'size-only';
-      if (!expectedSha && !input.allowUnverifiedBackup) {
-        throw ApplicationFailure.nonRetryable(
-          `Backup ${input.backup} cannot be verified: there is no ${location.key}.manifest.json with a sha256 next to it, and no sha256 in the object's metadata, so nothing proves it is the archive pg_dump wrote. Upload a manifest ({ "sha256": "<hex>", "size": <bytes> }), or, if you accept an unverified backup, start again with --allow-unverified-backup (drills: allowUnverifiedBackup).`,
-          'BackupUnverified',
-        );
+      // The digest counts only from where the backup's writer cannot write: a manifest signed by the backup job's key
+      // (activities/backup-trust.ts). Anything else is loaded only with --allow-unverified-backup.
+      const trust = judgeManifest(location.key, manifest as ManifestClaims | undefined, workerPublicKeys());
+      let expectedSha: string | undefined;
+      let expectedSize: number | undefined;
+      let verifiedBy: ScratchInfo['verifiedBy'];
+      if (trust.verified) {
+        expectedSha = trust.sha256;
+        expectedSize = trust.size;
+        verifiedBy = 'signature';
+      } else {
+        if (!input.allowUnverifiedBackup)
+          throw ApplicationFailure.nonRetryable(
+            `Backup ${input.backup} cannot be verified: ${trust.why}, so nothing proves it is the archive the backup job wrote (and a backup is code for the role that loads it). Have the backup job sign its manifest with its Ed25519 key and give the workers the public key (${publicKeyVariable}; README, Trust), or, if you accept an unverified backup, start again with --allow-unverified-backup (drills: --allow-unverified-backup).`,
+            trust.forged ? 'BackupSignatureInvalid' : 'BackupUnverified',
+          );
+        // Unsigned numbers catch a damaged transfer, not a hostile writer: checked all the same.
+        expectedSha = manifest?.sha256 ?? object.metadata.sha256;
+        expectedSize = manifest?.size ?? (object.metadata.size ? Number(object.metadata.size) : undefined);
+        // 'size-only': no sha256 anywhere, loaded only because the operator passed --allow-unverified-backup.
+        verifiedBy = manifest?.sha256 ? 'manifest' : object.metadata.sha256 ? 'metadata' : 'size-only';
+        log.warn('backup loaded unverified (--allow-unverified-backup)', { backup: input.backup, why: trust.why });
       }
       if (expectedSize !== undefined && object.size !== undefined && expectedSize !== object.size) {
         throw ApplicationFailure.nonRetryable(
@@ -543,7 +581,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           }
           if (expectedSha && expectedSha !== sha256) {
             throw ApplicationFailure.nonRetryable(
-              `Backup ${input.backup} has sha256 ${sha256}, its ${verifiedBy} says ${expectedSha}.`,
+              `Backup ${input.backup} has sha256 ${sha256}, its ${verifiedBy === 'metadata' ? 'metadata' : 'manifest'} says ${expectedSha}.`,
               'BackupChecksumMismatch',
             );
           }

@@ -345,7 +345,8 @@ async function main(): Promise<number> {
       args: [
         {
           discoverId,
-          source: { kind: 'backup', backup: backup.url },
+          // The stack's scratch cluster: a backup is never loaded on live's server (issue 23, item 8).
+          source: { kind: 'backup', backup: backup.url, scratchServer: env.TENANT_RESTORE_SCRATCH_SERVER },
           live: liveUrl,
           tenantRoot: 'app.tenants',
           artifacts: { bucket: env.STACK_S3_BUCKET, prefix: `restores/${discoverId}/` },
@@ -385,7 +386,7 @@ async function main(): Promise<number> {
       restoreId,
       source: discovered.scratch
         ? { kind: 'scratch', scratch: discovered.scratch.ref }
-        : { kind: 'backup', backup: backup.url },
+        : { kind: 'backup', backup: backup.url, scratchServer: env.TENANT_RESTORE_SCRATCH_SERVER },
       live: liveUrl,
       tenantRoot: 'app.tenants',
       tenants: found,

@@ -18,6 +18,7 @@ import type {
   TenantId,
   TenantStatus,
 } from '../activities/restore-types';
+import type { ScratchRisk } from '../activities/scratch-server';
 
 // The engine's shapes, re-exported for the workflows and the command line: they are defined where they are recorded.
 export { canonicalUuid, normalizeTenantId, reenableActionTimeoutSeconds } from '../activities/restore-types';
@@ -112,6 +113,12 @@ export interface BulkRestoreInput {
    * object metadata (refused otherwise, BackupUnverified). Absent in restores started before the check existed.
    */
   allowUnverifiedBackup?: boolean;
+  /**
+   * The risks of loading the backup the operator accepted by their flags (`--unsafe-scratch-on-live-server`,
+   * `--unsafe-scratch-as-live-role`, `--unsafe-scratch-as-superuser`). Without them, the worker refuses to load the
+   * backup on live's server, as live's role, or as a role that reaches the host (activities/scratch-server.ts).
+   */
+  unsafeScratch?: ScratchRisk[];
 }
 
 /** What `tenant-restore discover` starts: the source and live of a restore, no tenant list (it finds it). */
@@ -124,6 +131,7 @@ export interface DiscoverInput {
   artifacts: ArtifactsRef;
   keepScratch?: boolean;
   allowUnverifiedBackup?: boolean;
+  unsafeScratch?: ScratchRisk[];
 }
 
 /** Where a tenant is. `awaiting-approval` holds a window slot no more: it waits for approval, not for live's capacity. */

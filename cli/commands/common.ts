@@ -38,6 +38,9 @@ export const sourceFlags = {
   id: { type: 'string' },
   'keep-scratch': { type: 'boolean' },
   'allow-unverified-backup': { type: 'boolean' },
+  'unsafe-scratch-on-live-server': { type: 'boolean' },
+  'unsafe-scratch-as-live-role': { type: 'boolean' },
+  'unsafe-scratch-as-superuser': { type: 'boolean' },
   artifacts: { type: 'string' },
   'task-queue': { type: 'string' },
 } satisfies Flags;

@@ -15,6 +15,7 @@ const usage = `tenant-restore discover (--backup s3://<bucket>/<key> | --backup-
                           [--scratch-server <url>] | --scratch <url>)
                         --live <url|alias> --tenant-root <schema.table> [--config <path>] [--id <discoverId>]
                         [--write-list <path>] [--include-partial] [--keep-scratch] [--allow-unverified-backup]
+                        [--unsafe-scratch-on-live-server] [--unsafe-scratch-as-live-role] [--unsafe-scratch-as-superuser]
                         [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--json]
 
 Compares every tenant of the backup with live, table by table (one read of each owned table per side, GROUP BY
@@ -27,7 +28,8 @@ affected, and warnings (a live that looks like another database, drift). The res
 <artifacts><id>/: discover.json (per tenant: class and rows missing per table), discover.md, restore-list.txt.
 
   --backup, --backup-prefix, --at, --scratch-server, --scratch, --live, --tenant-root, --config, --artifacts,
-  --allow-unverified-backup, --keep-scratch: as for start (scratch is dropped at the end unless --keep-scratch; restore from it with --scratch)
+  --allow-unverified-backup, --unsafe-scratch-on-live-server, --unsafe-scratch-as-live-role, --unsafe-scratch-as-superuser,
+  --keep-scratch: as for start (scratch is dropped at the end unless --keep-scratch; restore from it with --scratch)
   --write-list      write the tenants to restore (absent; with --include-partial also partial) to <path>, one id per
                     line: the format of 'start --tenants-file'. Or restore them with 'start --from-discover <id>'.
                     A partial tenant may only be one whose users deleted rows since the backup: its rows come back

@@ -15,6 +15,7 @@ const inputChecks = () => require('../client/input') as typeof import('../client
 const usage = `tenant-restore drill schedule --backup-prefix s3://<bucket>/<prefix> --live <url|alias> --tenant-root <schema.table>
                            --sample K --cron "<cron>" [--id <schedule id>] [--server <url|alias>] [--concurrency N]
                            [--config <file>] [--task-queue <name>] [--allow-unverified-backup] [--json]
+                           [--unsafe-scratch-on-live-server] [--unsafe-scratch-as-live-role] [--unsafe-scratch-as-superuser]
        tenant-restore drill run      (same flags as schedule, without --cron) [--id <drill id>] [--no-wait] [--json]
        tenant-restore drill update   (same flags as schedule; the schedule --id must exist)
        tenant-restore drill list     --bucket <bucket> | --backup-prefix s3://<bucket>/... [--limit N] [--json]
@@ -32,8 +33,12 @@ const usage = `tenant-restore drill schedule --backup-prefix s3://<bucket>/<pref
 A drill picks K tenants of the newest backup under --backup-prefix, creates drill_<id> with live's schema
 (pg_dump --schema-only: live is only read), restores the tenants into it with bulkRestore (re-enable actions are
 never run), checks them, records the figures in S3, drops its databases, and fails its workflow if any check fails.
-A backup with no sha256 to check (no <key>.manifest.json, no sha256 in its metadata) fails the drill (BackupUnverified)
-unless the drill was made with --allow-unverified-backup.`;
+A backup whose manifest is not signed by the backup job's key (checked with the workers' TENANT_RESTORE_BACKUP_PUBLIC_KEY)
+fails the drill (BackupUnverified, BackupSignatureInvalid) unless the drill was made with --allow-unverified-backup.
+The backup and the drill database are loaded on --server (default: TENANT_RESTORE_SCRATCH_SERVER), a server of its own
+with an unprivileged role: live's server, live's role, or a role that reaches the host (superuser, CREATEROLE,
+pg_*_server_*) is refused, exit 2 (the worker refuses it too), unless accepted with --unsafe-scratch-on-live-server,
+--unsafe-scratch-as-live-role or --unsafe-scratch-as-superuser: a backup is code for the role that loads it.`;
 
 const flagSpec = {
   'backup-prefix': { type: 'string' },
@@ -51,6 +56,9 @@ const flagSpec = {
   'no-wait': { type: 'boolean' },
   json: { type: 'boolean' },
   'allow-unverified-backup': { type: 'boolean' },
+  'unsafe-scratch-on-live-server': { type: 'boolean' },
+  'unsafe-scratch-as-live-role': { type: 'boolean' },
+  'unsafe-scratch-as-superuser': { type: 'boolean' },
   note: { type: 'string' },
 } as const satisfies Flags;
 

@@ -18,10 +18,12 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
                      (--tenants 1,2,3 | --tenants-file <path> | --from-discover <discoverId>) [--conflict skip|overwrite|fail]
                      [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch]
                      [--allow-partial[=<n>]] [--allow-unverified-backup] [--wait] [--json]
+                     [--unsafe-scratch-on-live-server] [--unsafe-scratch-as-live-role] [--unsafe-scratch-as-superuser]
                      [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--children-per-run N]
 
   --backup          pg_dump custom-format archive (pg_dump -Fc) in S3; checked against <key>.manifest.json
-                    ({ sha256, size }) or the sha256 in its metadata, then loaded with pg_restore (never psql: a plain
+                    ({ sha256, size, signature }: signed by the backup job's Ed25519 key, checked with the workers'
+                    TENANT_RESTORE_BACKUP_PUBLIC_KEY), then loaded with pg_restore (never psql: a plain
                     SQL file, tar, gzip... is refused, UnsupportedBackupFormat) into this restore's own scratch,
                     scratch_<restoreId>_<hash of the id>, on --scratch-server
   --backup-prefix   the newest pg_dump archive under this prefix (manifests are not archives); with --at <time>
@@ -34,11 +36,17 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
                     queue. Refused with the range there is when the moment is before the oldest backup or after the
                     archive's last commit. The database defaults to live's. Needs --artifacts (or
                     TENANT_RESTORE_ARTIFACTS). The server is stopped and removed at the end unless --keep-scratch
-  --scratch-server  where scratch is created (postgres://<role with CREATEDB>@<host>/postgres). Default: live's server,
-                    which start WARNS about: the backup then loads next to production, and live's role needs CREATEDB,
-                    which the least-privilege role of scripts/grants.sql does not have
-  --allow-unverified-backup  load a backup that has no sha256 to check (no manifest, none in its metadata); refused
-                    otherwise (BackupUnverified). The report records how the backup was verified (verifiedBy)
+  --scratch-server  where scratch is created (postgres://<role with CREATEDB>@<host>/postgres, or an alias). Default:
+                    TENANT_RESTORE_SCRATCH_SERVER. A backup is code for the role that loads it (a CHECK constraint of
+                    the archive runs its functions during pg_restore), so it must be a server of its own with an
+                    unprivileged role: live's server (or none given), live's role, or a role that reaches the host
+                    (superuser, CREATEROLE, pg_*_server_*) is refused, exit 2 (the worker refuses it too, not retried)
+  --unsafe-scratch-on-live-server, --unsafe-scratch-as-live-role, --unsafe-scratch-as-superuser
+                    accept that risk: load the backup on live's server / as live's role / as a role that reaches the
+                    scratch host's files and programs (each says loudly what it allows; start warns)
+  --allow-unverified-backup  load a backup whose manifest is missing, unsigned, or whose signature does not verify;
+                    refused otherwise (BackupUnverified, BackupSignatureInvalid). The report records how the backup was
+                    verified (verifiedBy: signature, or manifest/metadata/size-only when unverified)
   --scratch         a database already restored from the backup (RDS point-in-time restore, pgBackRest...); never dropped
   --live            the production database: postgres://user@host:port/db WITHOUT password, or an alias. Workers find
                     the password in PGPASSFILE / PGPASSWORD, or resolve TENANT_RESTORE_DB_<ALIAS> from their environment

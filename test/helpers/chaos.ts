@@ -250,8 +250,7 @@ export async function runChaosScenario(o: ChaosOptions): Promise<ChaosOutcome> {
       'start',
       '--backup',
       backup.url,
-      '--scratch-server',
-      roleUrl(roles.scratch, 'postgres'),
+      // Scratch on the stack's scratch cluster (TENANT_RESTORE_SCRATCH_SERVER): never on live's server (issue 23).
       '--live',
       roleUrl(roles.restore, liveName),
       '--tenant-root',

@@ -13,7 +13,7 @@ import { createS3Client, getJson } from '../../activities/s3';
 import { drillInputFromFlags, listDrills, runDrill, scheduleDrill } from '../../cli/client/drill';
 import { diffChecksums, tenantChecksums } from '../../scripts/workload/checksums';
 import { generateWorkload, type GenerateResult } from '../../scripts/workload/generate';
-import { takeBackup } from '../../scripts/workload/backup';
+import { signedManifest, takeBackup } from '../../scripts/workload/backup';
 import { scratchDatabaseName } from '../../activities/scratch';
 import {
   scratchAdminQuery,
@@ -162,7 +162,10 @@ describe('restore drill', () => {
       new PutObjectCommand({
         Bucket: env.STACK_S3_BUCKET,
         Key: `${badPrefix}x.dump.manifest.json`,
-        Body: JSON.stringify({ sha256: '0'.repeat(64), size: bytes.length, sizeBytes: bytes.length }),
+        // Signed by the backup job (the stack's key), for bytes that are not these.
+        Body: JSON.stringify(
+          signedManifest(`${badPrefix}x.dump`, { sha256: '0'.repeat(64), size: bytes.length, sizeBytes: bytes.length }),
+        ),
       }),
     );
     const drillId = uniqueName('bad').replace(/_/g, '-');

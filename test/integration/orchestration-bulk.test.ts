@@ -13,7 +13,14 @@ import { Pools } from '../../activities/db';
 import { createS3Client, getJson, getText } from '../../activities/s3';
 import { scratchDatabaseName } from '../../activities/scratch';
 import type { RestoreReport } from '../../activities/report';
-import { adminQuery, startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
+import {
+  scratchAdminQuery,
+  startWorker,
+  temporalClient,
+  uniqueName,
+  useFreshDatabases,
+  useStackEnv,
+} from '../helpers/stack';
 import {
   deleteTenants,
   generate,
@@ -190,7 +197,7 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
     expect(report.status).toBe('succeeded');
     expect(report.totals).toMatchObject({ tenants: 50, restored: 50, failed: 0, cancelled: 0, notStarted: 0 });
     expect(report.totals.rows['app.comments']).toBe(50 * 12);
-    expect(report.source.verifiedBy).toBe('manifest');
+    expect(report.source.verifiedBy).toBe('signature');
     for (const t of report.tenants) {
       expect(t.validation.length).toBeGreaterThan(0);
       expect(t.validation.every((v) => v.match && v.scratchCount === v.liveCount)).toBe(true);
@@ -218,7 +225,10 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
   });
 
   it('dropped its scratch database', async () => {
-    const { rows } = await adminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [scratchDatabaseName(restoreId)]);
+    // On the scratch server (the stack's scratch cluster), where it was loaded.
+    const { rows } = await scratchAdminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [
+      scratchDatabaseName(restoreId),
+    ]);
     expect(rows).toHaveLength(0);
   });
 

@@ -3,7 +3,7 @@
  * half-loaded scratch left); a scratch this restore already loaded is reused, and converges (I4); its own scratch
  * marked 'loading' is rebuilt; `--scratch <url>` uses a database already restored and never drops it.
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities';
@@ -13,6 +13,7 @@ import { createS3Client, getJson } from '../../activities/s3';
 import { scratchDatabaseName } from '../../activities/scratch';
 import {
   adminQuery,
+  scratchAdminQuery,
   serverUrl,
   startWorker,
   temporalClient,
@@ -29,6 +30,8 @@ import {
   uploadBackup,
 } from '../fixtures/orchestration/fixture';
 import { runCli } from '../helpers/product';
+import { scratchRole } from '../../scripts/stack';
+import { signedManifest } from '../../scripts/workload/backup';
 
 const env = useStackEnv();
 const { fresh } = useFreshDatabases();
@@ -60,8 +63,8 @@ describe('scratch from S3', () => {
   });
 
   const scratchExists = async (restoreId: string) =>
-    (await adminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [scratchDatabaseName(restoreId)])).rows.length ===
-    1;
+    (await scratchAdminQuery('SELECT 1 FROM pg_database WHERE datname = $1', [scratchDatabaseName(restoreId)])).rows
+      .length === 1;
   const report = (restoreId: string) =>
     getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/report.json` });
   const start = (restoreId: string, live: string, extra: string[] = [], source = ['--backup', backup]) =>
@@ -92,7 +95,13 @@ describe('scratch from S3', () => {
       new PutObjectCommand({
         Bucket: env.STACK_S3_BUCKET,
         Key: `${key}.manifest.json`,
-        Body: JSON.stringify({ sha256: '0'.repeat(64) }),
+        // Signed by the backup job (the stack's key): the archive changed after it was signed.
+        Body: JSON.stringify(
+          signedManifest(key, {
+            sha256: '0'.repeat(64),
+            size: (await s3.send(new HeadObjectCommand({ Bucket: env.STACK_S3_BUCKET, Key: key }))).ContentLength!,
+          }),
+        ),
       }),
     );
     const live = await fresh('orch_scr_live', source.name);
@@ -121,7 +130,7 @@ describe('scratch from S3', () => {
     expect(afterFirst).toEqual(await tenantRows(source.url, victims));
     const {
       rows: [{ comment }],
-    } = await adminQuery(
+    } = await scratchAdminQuery(
       `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
       [scratchDatabaseName(restoreId)],
     );
@@ -131,12 +140,15 @@ describe('scratch from S3', () => {
     // A restore id is used once, so a "rerun" is what an activity retry sees: this restore's scratch, already there.
     // Made here as a copy of the kept one, marked as the next restore's, as its own earlier attempt would have left it.
     const copyAs = async (id: string, state: 'loaded' | 'loading') => {
-      await adminQuery(
+      await scratchAdminQuery(
         'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
         [scratchDatabaseName(restoreId)],
       );
-      await adminQuery(`CREATE DATABASE ${scratchDatabaseName(id)} TEMPLATE ${scratchDatabaseName(restoreId)}`);
-      await adminQuery(
+      // Owned by the scratch role, as its own earlier attempt would have left it (it drops and marks its scratch).
+      await scratchAdminQuery(
+        `CREATE DATABASE ${scratchDatabaseName(id)} TEMPLATE ${scratchDatabaseName(restoreId)} OWNER ${scratchRole}`,
+      );
+      await scratchAdminQuery(
         `COMMENT ON DATABASE ${scratchDatabaseName(id)} IS '${JSON.stringify({ ...marker, restoreId: id, state })}'`,
       );
     };
@@ -163,7 +175,7 @@ describe('scratch from S3', () => {
     expect((await report(loadingId)).source.reused).toBe(false);
     expect(await scratchExists(loadingId)).toBe(false);
     expect(await tenantRows(live3.url, victims)).toEqual(afterFirst);
-    await adminQuery(`DROP DATABASE ${scratchDatabaseName(restoreId)} WITH (FORCE)`);
+    await scratchAdminQuery(`DROP DATABASE ${scratchDatabaseName(restoreId)} WITH (FORCE)`);
   });
 
   it('uses --scratch <url> as it is and never drops it', async () => {

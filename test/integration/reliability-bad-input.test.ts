@@ -13,7 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratchDatabaseName } from '../../activities/scratch';
 import { createS3Client } from '../../activities/s3';
-import { takeBackup } from '../../scripts/workload/backup';
+import { signedManifest, takeBackup } from '../../scripts/workload/backup';
 import { generateWorkload } from '../../scripts/workload/generate';
 import { purgeTenants } from '../../scripts/workload/incident';
 import { applyGrants, createScratchRole, dropRoles, newPassword, privatePgpass, roleUrl } from '../helpers/audit';
@@ -31,7 +31,6 @@ const restoreRole = `${run}_restore`;
 const noReplicaRole = `${run}_norepl`;
 const scratchRole = `${run}_scratch`;
 const passwords = { restore: newPassword(), noReplica: newPassword(), scratch: newPassword() };
-const scratchServer = roleUrl(scratchRole, 'postgres');
 
 interface Row {
   name: string;
@@ -161,8 +160,6 @@ describe('bad input through the CLI', () => {
         'start',
         '--backup',
         options.backup ?? backup,
-        '--scratch-server',
-        scratchServer,
         '--live',
         options.live ?? roleUrl(restoreRole, live.name),
         '--tenant-root',
@@ -283,10 +280,16 @@ describe('bad input through the CLI', () => {
   it('truncated or corrupted archive: refused before scratch is used, exit 2', async () => {
     const before = await fingerprint(live.url);
     const bytes = await get(`reliability/${run}/base.dump`);
-    const manifest = await get(`reliability/${run}/base.dump.manifest.json`);
+    const real = JSON.parse((await get(`reliability/${run}/base.dump.manifest.json`)).toString()) as {
+      sha256: string;
+      size: number;
+    };
+    // The real archive's manifest, signed by the backup job for each key (a signature names its archive): the bytes
+    // changed after the backup job signed them.
+    const manifestFor = (key: string) => JSON.stringify(signedManifest(key, { sha256: real.sha256, size: real.size }));
     // Truncated, with the manifest of the real archive next to it.
     const truncated = await put(`reliability/${run}/truncated.dump`, bytes.subarray(0, Math.floor(bytes.length / 2)));
-    await put(`reliability/${run}/truncated.dump.manifest.json`, manifest);
+    await put(`reliability/${run}/truncated.dump.manifest.json`, manifestFor(`reliability/${run}/truncated.dump`));
     const t = await start(['--tenants', victims[0]!], { backup: truncated });
     expect(t.code, t.stdout + t.stderr).toBe(2);
     expect(record('truncated archive (manifest says otherwise)', t)).toMatch(
@@ -296,7 +299,7 @@ describe('bad input through the CLI', () => {
     const flipped = Buffer.from(bytes);
     for (let i = 0; i < 64; i++) flipped[Math.floor(bytes.length / 2) + i] ^= 0xff;
     const corrupted = await put(`reliability/${run}/corrupted.dump`, flipped);
-    await put(`reliability/${run}/corrupted.dump.manifest.json`, manifest);
+    await put(`reliability/${run}/corrupted.dump.manifest.json`, manifestFor(`reliability/${run}/corrupted.dump`));
     const c = await start(['--tenants', victims[0]!], { backup: corrupted });
     expect(c.code, c.stdout + c.stderr).toBe(2);
     expect(record('corrupted archive (sha256 differs from the manifest)', c)).toMatch(

@@ -96,8 +96,6 @@ describe('safety: secrets and row data stay out, errors that will fail again are
         'start',
         '--backup',
         backup,
-        '--scratch-server',
-        serverUrl('postgres'),
         '--live',
         liveUrl,
         '--tenant-root',

@@ -42,7 +42,8 @@ import {
   uploadBackup,
 } from '../fixtures/orchestration/fixture';
 import { failedActivities } from '../helpers/history';
-import { runCli, type CliResult } from '../helpers/product';
+import { productEnv, runCli, type CliResult } from '../helpers/product';
+import { signedManifest } from '../../scripts/workload/backup';
 import { applyGrants, dropRoles, newPassword, roleUrlWithPassword } from '../helpers/audit';
 
 const env = useStackEnv();
@@ -89,6 +90,9 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     runCli([
       'start',
       ...from,
+      // This file is about scratch on live's server (ownership, markers, live's role without CREATEDB): it puts scratch
+      // there on purpose, which takes every risk flag (issue 23, item 8; the default is the stack's scratch cluster).
+      ...(from[0] === '--backup' ? onLiveServer : []),
       '--live',
       live,
       '--tenant-root',
@@ -103,6 +107,13 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
       `s3://${env.STACK_S3_BUCKET}/test-safety/`,
       ...extra,
     ]);
+  const onLiveServer = [
+    '--scratch-server',
+    serverUrl('postgres'),
+    '--unsafe-scratch-on-live-server',
+    '--unsafe-scratch-as-live-role',
+    '--unsafe-scratch-as-superuser',
+  ];
   const database = async (name: string) => {
     const { rows } = await adminQuery(
       `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
@@ -126,7 +137,10 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
         new PutObjectCommand({
           Bucket: env.STACK_S3_BUCKET,
           Key: `${key}.manifest.json`,
-          Body: JSON.stringify({ sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length }),
+          // Signed by the stack's backup job key: what the checks below stop is the content, not the signature.
+          Body: JSON.stringify(
+            signedManifest(key, { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length }),
+          ),
         }),
       );
     }
@@ -314,7 +328,31 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
     process.env[`TENANT_RESTORE_DB_${alias.toUpperCase()}`] = roleUrlWithPassword(role, password, live.name);
     try {
       const restoreId = newId('nocreatedb');
-      const run = await start(restoreId, alias, ['--wait', '--json']);
+      // Scratch on live's server as live's role, accepted: no scratch server configured, both flags.
+      const run = await runCli(
+        [
+          'start',
+          '--backup',
+          backup,
+          '--live',
+          alias,
+          '--tenant-root',
+          'app.tenants',
+          '--tenants',
+          victims.join(','),
+          '--id',
+          restoreId,
+          '--task-queue',
+          taskQueue,
+          '--artifacts',
+          `s3://${env.STACK_S3_BUCKET}/test-safety/`,
+          '--unsafe-scratch-on-live-server',
+          '--unsafe-scratch-as-live-role',
+          '--wait',
+          '--json',
+        ],
+        productEnv({ TENANT_RESTORE_SCRATCH_SERVER: '' }),
+      );
       expect(run.code, run.stdout + run.stderr).toBe(2);
       const out = JSON.parse(run.stdout) as { error?: string; warnings?: string[] };
       expect(out.warnings?.join('\n')).toMatch(/LIVE's server \(no --scratch-server was given\)/);
@@ -346,7 +384,7 @@ describe('safety: scratch ownership, restore ids, backup formats', () => {
       wait: true,
     });
     expect(refused.failed).toBe(true);
-    expect(refused.record?.error).toMatch(/cannot be verified.*allowUnverifiedBackup/);
+    expect(refused.record?.error).toMatch(/cannot be verified.*--allow-unverified-backup/);
     expect(refused.record?.restored).toBe(0);
 
     const input = drillInputFromFlags({ ...flags, id: newId('dr'), 'allow-unverified-backup': true }, true);

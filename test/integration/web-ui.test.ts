@@ -96,7 +96,8 @@ describe('Temporal Web UI in headless Chromium', () => {
     // The approval gate keeps the restore running (every tenant waits for `approve`) while the browser looks at it.
     const input: BulkRestoreInput = {
       restoreId,
-      source: { kind: 'backup', backup: backup.url },
+      // The stack's scratch cluster: a worker refuses to load a backup on live's server (issue 23, item 8).
+      source: { kind: 'backup', backup: backup.url, scratchServer: env.TENANT_RESTORE_SCRATCH_SERVER },
       live: live.url,
       tenantRoot: 'app.tenants',
       tenants: victims,
