@@ -1,3 +1,6 @@
+import { chmodSync, chownSync, mkdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   archiveRangeFromInfo,
@@ -9,6 +12,8 @@ import {
   recoveryProblem,
   scratchPaths,
   serverArguments,
+  serverEnvironment,
+  ensureScratchBase,
   targetOutsideRange,
 } from '../../activities/point-in-time';
 import { buildStartRequest } from '../../cli/client/start';
@@ -241,5 +246,47 @@ describe('point in time: start refuses what it cannot do', () => {
       /--scratch-server does not go/,
     );
     expect(refusal({ backup: 'pgbackrest:main', at: '0/1', artifacts: undefined })).toMatch(/--artifacts/);
+  });
+});
+
+describe('the scratch area is the worker’s own (hardening, item 2)', () => {
+  const base = () => join(tmpdir(), `scratch-area-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const mode = process.getuid?.() === 0 ? 0o711 : 0o700;
+
+  it('is created with no permission for anyone else, and accepted as it is afterwards', async () => {
+    const dir = base();
+    await ensureScratchBase(dir);
+    expect(statSync(dir).mode & 0o777).toBe(mode);
+    await ensureScratchBase(dir);
+    rmSync(dir, { recursive: true });
+  });
+
+  it('refuses one that others can write to, a symbolic link, or one owned by another user', async () => {
+    const wide = base();
+    mkdirSync(wide, { mode: 0o777 });
+    chmodSync(wide, 0o777);
+    await expect(ensureScratchBase(wide)).rejects.toThrow(/cannot be trusted: its mode is 777, wider than 7[01][01]/);
+    const link = base();
+    symlinkSync(wide, link);
+    await expect(ensureScratchBase(link)).rejects.toThrow(/it is a symbolic link/);
+    if (process.getuid?.() === 0) {
+      const foreign = base();
+      mkdirSync(foreign, { mode: 0o700 });
+      chownSync(foreign, 65534, 65534);
+      await expect(ensureScratchBase(foreign)).rejects.toThrow(/owned by uid 65534, not this worker's uid 0/);
+      rmSync(foreign, { recursive: true });
+    }
+    rmSync(link);
+    rmSync(wide, { recursive: true });
+  });
+
+  it('starts the recovered server with none of the worker’s secrets in its environment', () => {
+    const env = serverEnvironment({
+      TENANT_RESTORE_DB_LIVE: 'postgres://u:pw@db/live',
+      AWS_SECRET_ACCESS_KEY: 'x',
+      PGBACKREST_CONFIG: '/etc/pgbackrest.conf',
+      PGPASSWORD: 'pw',
+    });
+    expect(Object.keys(env).sort()).toEqual(['LANG', 'LC_ALL', 'PATH', 'PGBACKREST_CONFIG']);
   });
 });
