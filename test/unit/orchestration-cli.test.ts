@@ -8,7 +8,7 @@ import { checkDatabaseRef, parseTenantList, parseTenantsFile } from '../../cli/c
 import { buildStartRequest, inlineTenantLimit } from '../../cli/client/start';
 
 const base = {
-  backup: 's3://b/k.dump',
+  backup: 's3://bkt/k.dump',
   live: 'postgres://restore@db:5432/app',
   'tenant-root': 'app.tenants',
   tenants: '1,2,3',
@@ -25,7 +25,7 @@ describe('start input checks', () => {
       tenants: ['1', '2', '3'],
       concurrency: 7,
       conflict: 'skip',
-      artifacts: { bucket: 'b', prefix: 'restores/r1/' },
+      artifacts: { bucket: 'bkt', prefix: 'restores/r1/' },
     });
     expect(taskQueue).toBe('tenant-restore');
   });
@@ -73,7 +73,7 @@ describe('start input checks', () => {
     const ids = Array.from({ length: inlineTenantLimit + 1 }, (_, i) => String(i + 1)).join(',');
     const { input, upload } = buildStartRequest({ ...base, tenants: ids, id: 'big' }, cliEnv);
     expect(input.tenants).toBeUndefined();
-    expect(input.tenantsObject).toEqual({ bucket: 'b', key: 'restores/big/tenants.input.json' });
+    expect(input.tenantsObject).toEqual({ bucket: 'bkt', key: 'restores/big/tenants.input.json' });
     expect(upload?.ids).toHaveLength(inlineTenantLimit + 1);
   });
 });

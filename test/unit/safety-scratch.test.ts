@@ -69,7 +69,7 @@ describe('scratch markers', () => {
   const want = {
     kind: 'restore' as const,
     restoreId: 'r-1',
-    backup: 's3://b/k.dump',
+    backup: 's3://bkt/k.dump',
     size: 100,
     sha256: 'a'.repeat(64),
   };
@@ -89,7 +89,7 @@ describe('scratch markers', () => {
     expect(scratchOwnership(db(loaded), want)).toBe('reuse');
     expect(scratchOwnership(db({ ...loaded, state: 'loading' }), want)).toBe('rebuild');
     expect(scratchOwnership(db({ ...loaded, sha256: 'b'.repeat(64) }), want)).toBe('rebuild');
-    expect(scratchOwnership(db({ ...loaded, backup: 's3://b/other.dump' }), want)).toBe('rebuild');
+    expect(scratchOwnership(db({ ...loaded, backup: 's3://bkt/other.dump' }), want)).toBe('rebuild');
     expect(scratchOwnership(db({ ...loaded, restoreId: 'r-2' }), want)).toBe('foreign');
     expect(scratchOwnership(db({ ...loaded, restoreId: 'r-2', state: 'loading' }), want)).toBe('foreign');
     // The same id, another kind: a discover's scratch is never reused, rebuilt or dropped by the restore, nor the reverse.
@@ -168,11 +168,11 @@ describe('what a backup is', () => {
 
 describe('start: scratch next to live', () => {
   const base = {
-    backup: 's3://b/k.dump',
+    backup: 's3://bkt/k.dump',
     live: 'postgres://restore@db.internal:5432/prod',
     'tenant-root': 'app.tenants',
     tenants: '1',
-    artifacts: 's3://b/r/',
+    artifacts: 's3://bkt/r/',
   };
 
   it("refuses scratch on live's server or as live's role unless each risk is accepted by its flag, and then warns (issue 23, item 8)", () => {
@@ -226,7 +226,7 @@ describe('start: scratch next to live', () => {
         .warnings,
     ).toEqual([]);
     const configured = buildStartRequest(base, { TENANT_RESTORE_SCRATCH_SERVER: 'scratch' });
-    expect(configured.input.source).toEqual({ kind: 'backup', backup: 's3://b/k.dump', scratchServer: 'scratch' });
+    expect(configured.input.source).toEqual({ kind: 'backup', backup: 's3://bkt/k.dump', scratchServer: 'scratch' });
     expect(configured.input.unsafeScratch).toBeUndefined();
     // The flags only go with --backup.
     expect(refusal({ backup: undefined, scratch: 'postgres://x@h/s', 'unsafe-scratch-as-superuser': true })).toMatch(
@@ -235,7 +235,7 @@ describe('start: scratch next to live', () => {
     expect(
       scratchOnLiveWarning({ live: 'prod', source: { kind: 'scratch', scratch: 'postgres://x@h/s' } }),
     ).toBeUndefined();
-    expect(scratchOnLiveWarning({ live: 'prod', source: { kind: 'backup', backup: 's3://b/k' } })).toMatch(
+    expect(scratchOnLiveWarning({ live: 'prod', source: { kind: 'backup', backup: 's3://bkt/k' } })).toMatch(
       /LIVE's server/,
     );
   });
