@@ -26,7 +26,7 @@
  * with the same content is neither a conflict nor written again. No chunk ever commits a row whose FK points at
  * nothing: FK columns that reference rows of a later chunk are written NULL and set by a fill pass (copyChunked).
  */
-import { dedicatedSession, type Client, type Pool, type PoolClient } from './db';
+import { dedicatedSession, escapeIdentifier, type Client, type Pool, type PoolClient } from './db';
 import { classifyDbError, InvalidCheckpointError, isPgError, RestoreError, TenantPresentError } from './errors';
 import type { YieldToLive } from './live-pressure';
 import { assertPlan, chunkUnits, renderContext, type ChunkUnit, type Plan, type PlanTable } from './plan';
@@ -39,7 +39,15 @@ import {
   type TenantId,
 } from './restore-types';
 import { assertNoCrossTenantKeys } from './sql/cross-tenant';
-import { tenantLock } from './sql/lock';
+import {
+  announceRestore,
+  lockSessionName,
+  restoreOfLockSession,
+  tenantChannels,
+  tenantLock,
+  tenantLockHolder,
+  tryTenantLock,
+} from './sql/lock';
 import {
   conflictCount,
   conflictPolicyRefusal,
@@ -55,6 +63,7 @@ import { assertTenantsInBackup, liveRoots, ownedRowCount } from './sql/presence'
 import { advanceSequences } from './sql/sequences';
 import { assertSameEncoding, closeSession, openSession, sessionSetup } from './sql/session';
 import { analyzeStaging, keysetCursorAt, lastStagedKey, setKeysetCursor, stageRows, stagingName } from './sql/stage';
+import { validateTenant } from './validate';
 
 export interface CopyTenantInput {
   scratch: Pool;
@@ -73,6 +82,17 @@ export interface CopyTenantInput {
   recordKeys?: boolean;
   /** Tenants preflight found absent and nothing of this restore wrote yet: checked again under the tenant lock. */
   expectAbsent?: TenantId[];
+  /**
+   * A retry whose earlier attempts reported no commit (one may have committed and died before its heartbeat): a tenant
+   * of `expectAbsent` found present is accepted only when live's rows equal scratch's and no other restore announced it.
+   */
+  presentMayBeOwn?: boolean;
+  /** Names the lock session (`tenant-restore-lock <restoreId>`) and is announced on the tenants' channels at COMMIT. */
+  restoreId?: string;
+  /** Called when a tenant's lock is held by another session, before waiting for it (`holder` as operators find it). */
+  onLockWait?: (tenantId: TenantId, holder: string) => void | Promise<void>;
+  /** Called right after each COMMIT on live: from then on, rows of this copy are in live. */
+  onCommitted?: () => void | Promise<void>;
 }
 
 class Aborted extends Error {
@@ -262,40 +282,66 @@ async function countRows(scratch: PoolClient, plan: Plan, ctx: RenderContext): P
 
 /**
  * Takes every tenant's lock on a session of its own (outside the pool, which the copy itself draws from), held for the
- * whole copy (all chunks), in one order (no deadlock). Then `expectAbsent`: tenants that preflight found absent and
- * that nothing of this restore has written yet must still be absent now that no other restore can be writing them;
- * one that came back (another restore finished it while this one waited) is refused, nothing of it written.
+ * whole copy (all chunks), in one order (no deadlock). The wait has no lock_timeout: a second restore of a tenant waits
+ * for the first (the activity heartbeats meanwhile), as long as the session's statement_timeout at most, and then
+ * retries. While it waits it listens on the tenant's channel, so that it learns which restore committed the tenant.
+ *
+ * Then, whatever the attempt, `expectAbsent`: tenants that preflight found absent and that nothing of this restore has
+ * written yet must still be absent now that no other restore can be writing them. One that came back (another restore
+ * finished it while this one waited, or someone re-created it) is refused, nothing of it written, naming the restore
+ * that wrote it when this one heard it. `presentMayBeOwn` (a retry whose earlier attempts reported no commit: one may
+ * have committed and died before saying so) accepts a present tenant only when no other restore announced it and
+ * live's rows equal scratch's, row for row (the validation checksums).
  */
-async function lockTenants(
-  pool: Pool,
-  plan: Plan,
-  tenantIds: TenantId[],
-  expectAbsent: TenantId[] = [],
-): Promise<Client> {
-  const client = await dedicatedSession(pool, 'tenant-restore-lock');
+async function lockTenants(input: CopyTenantInput, expectAbsent: TenantId[]): Promise<Client> {
+  const { plan, tenantIds, signal } = input;
+  const client = await dedicatedSession(input.live, lockSessionName(input.restoreId));
+  const restoredBy = new Map<TenantId, string>();
+  const heldBy = new Map<TenantId, { pid: number; applicationName: string }>();
   try {
-    for (const id of [...tenantIds].sort()) {
-      try {
-        await client.query(tenantLock(plan, id));
-      } catch (error) {
-        const e = error as { code?: string };
-        if (e.code === '55P03') {
-          throw Object.assign(
-            new Error(
-              `Tenant ${id} is being restored by another session right now (its advisory lock is held); this copy waits and retries. If no other restore of it should be running, look for sessions holding advisory locks in pg_locks on live.`,
-            ),
-            { code: '55P03' },
-          );
-        }
-        throw error;
-      }
+    // Only this session: every other statement of the restore keeps the workers' lock_timeout.
+    await client.query('SET lock_timeout = 0');
+    if (expectAbsent.length) {
+      const { rows } = await client.query<{ id: string; channel: string }>(tenantChannels(plan, expectAbsent));
+      const tenantOf = new Map(rows.map((r) => [r.channel, r.id]));
+      client.on('notification', (n) => {
+        const id = tenantOf.get(n.channel);
+        if (id !== undefined && n.payload && n.payload !== input.restoreId) restoredBy.set(id, n.payload);
+      });
+      await client.query(rows.map((r) => `LISTEN ${escapeIdentifier(r.channel)}`).join('; '));
     }
+    for (const id of [...tenantIds].sort()) {
+      checkAbort(signal);
+      const { rows } = await client.query<{ locked: boolean }>(tryTenantLock(plan, id));
+      if (rows[0]?.locked) continue;
+      const holder = (await client.query<{ pid: number; application_name: string }>(tenantLockHolder(plan, id)))
+        .rows[0];
+      if (holder) heldBy.set(id, { pid: holder.pid, applicationName: holder.application_name });
+      await input.onLockWait?.(id, holder ? describeHolder(holder.pid, holder.application_name) : 'another session');
+      await waitForLock(input.live, client, tenantLock(plan, id), id, heldBy.get(id), signal);
+    }
+    // Notifications sent by commits before the lock was granted are delivered by now (before the answer to the lock
+    // statement); one more round trip on this session makes sure of it.
     const back = expectAbsent.length ? [...(await liveRoots(client, plan, expectAbsent))] : [];
-    if (back.length) {
+    const refused: TenantId[] = [];
+    for (const id of back) {
+      if (input.presentMayBeOwn && !restoredBy.has(id) && (await rowsEqualScratch(input, id))) continue;
+      refused.push(id);
+    }
+    if (refused.length) {
+      const who = refused.map((id) => {
+        const by = restoredBy.get(id);
+        if (by) return `restore ${by} restored tenant ${id} while this one waited for its lock`;
+        const holder = heldBy.get(id);
+        if (holder)
+          return `tenant ${id}'s lock was held by ${describeHolder(holder.pid, holder.applicationName)} while this one waited`;
+        return `another restore of tenant ${id} finished, or the application re-created it`;
+      });
       throw new TenantPresentError(
-        `Tenant(s) ${back.join(', ')} came back into live between this restore's preflight and its copy (another restore of them finished, ` +
-          `or the application re-created them). Nothing of them was written by this restore. Check the other restore's report before doing anything else.`,
-        { tenantIds: back },
+        `Tenant(s) ${refused.join(', ')} came back into live between this restore's preflight and its copy (${who.join('; ')}). ` +
+          `Nothing of them was written by this restore${input.presentMayBeOwn ? ' (an earlier attempt of this copy reported no commit, and live does not hold exactly its backup rows)' : ''}. ` +
+          `Check the other restore's report before doing anything else.`,
+        { tenantIds: refused, restoredBy: Object.fromEntries(refused.map((id) => [id, restoredBy.get(id) ?? null])) },
       );
     }
     return client;
@@ -303,6 +349,63 @@ async function lockTenants(
     await client.end().catch(() => undefined);
     throw error;
   }
+}
+
+/** A lock session as operators find it in pg_stat_activity: a restore's id, else its pid and application_name. */
+function describeHolder(pid: number, applicationName: string): string {
+  const restore = restoreOfLockSession(applicationName);
+  return restore
+    ? `restore ${restore} (pid ${pid})`
+    : `a session that is not a restore (pid ${pid}, application_name '${applicationName}')`;
+}
+
+/**
+ * Blocks in `pg_advisory_lock` on the lock session. A cancelled copy cancels the wait from a session of the pool (the
+ * lock session is busy in it). The session's statement_timeout ends a wait that lasts too long: that is retried.
+ */
+async function waitForLock(
+  pool: Pool,
+  client: Client,
+  lock: { text: string; values?: unknown[] },
+  id: TenantId,
+  holder: { pid: number; applicationName: string } | undefined,
+  signal?: AbortSignal,
+): Promise<void> {
+  const pid = (client as unknown as { processID?: number }).processID;
+  const cancel = () => {
+    if (pid) void pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => undefined);
+  };
+  signal?.addEventListener('abort', cancel, { once: true });
+  try {
+    checkAbort(signal);
+    await client.query(lock);
+  } catch (error) {
+    checkAbort(signal);
+    if ((error as { code?: string }).code === '57014') {
+      throw Object.assign(
+        new Error(
+          `Tenant ${id} is being restored by ${holder ? describeHolder(holder.pid, holder.applicationName) : 'another session'}: this copy waited for its advisory lock as long as TENANT_RESTORE_STATEMENT_TIMEOUT allows, and retries. If no other restore of it should be running, look for that session in pg_stat_activity on live.`,
+        ),
+        { code: '55P03' },
+      );
+    }
+    throw error;
+  } finally {
+    signal?.removeEventListener('abort', cancel);
+  }
+}
+
+/** Live's rows of the tenant equal scratch's, table by table: count and full-row checksum (validate.ts, as overwrite). */
+async function rowsEqualScratch(input: CopyTenantInput, id: TenantId): Promise<boolean> {
+  const check = await validateTenant({
+    scratch: input.scratch,
+    live: input.live,
+    plan: input.plan,
+    tenantId: id,
+    tenantIds: [id],
+    conflict: 'overwrite',
+  });
+  return check.ok;
 }
 
 export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
@@ -317,8 +420,11 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   let scratchBroken = false;
   let lock: Client | undefined;
   try {
+    // The plan checked it; checked again here, before anything is written, for a copy given another live or scratch.
+    await assertSameEncoding(scratch, input.live);
     await assertTenantsInBackup(scratch, plan, tenantIds);
-    lock = await lockTenants(input.live, plan, tenantIds, input.resumeFrom ? [] : input.expectAbsent);
+    // A checkpoint is evidence of an earlier commit of this copy: those tenants are this restore's own.
+    lock = await lockTenants(input, input.resumeFrom ? [] : (input.expectAbsent ?? []));
     // A partial tenant goes in one transaction: its keys are recorded from that transaction's inserts, and the chunked
     // path's second pass (deferred FK columns) must never touch a row its users kept.
     const chunkRows = input.recordKeys ? undefined : input.chunkRows;
@@ -420,8 +526,6 @@ async function copyOneTransaction(
       await input.yieldToLive?.(live, signal);
       const name = stagingName(`tr_stage_${i}`, table, { kind: 'rows' });
       const recordKeys = input.recordKeys && table.role !== 'shared';
-    // The plan checked it; checked again here, before anything is written, for a copy given another live or scratch.
-    await assertSameEncoding(scratch, input.live);
       const written = table.nullThenUpdate.length || recordKeys ? `tr_written_${i}` : null;
       const n = await stage(scratch, live, plan, ctx, table, name, {
         signal,
@@ -446,6 +550,9 @@ async function copyOneTransaction(
   }
 }
 
+/** Copies whose restore id was committed on their tenants' channels (liveTransaction). */
+const announced = new WeakSet<CopyTenantInput>();
+
 /**
  * One transaction on live for the tenants (beginLive), committed when `work` returns, rolled back when it throws. A
  * COPY interrupted mid-stream can leave the connection in an unknown protocol state: after an abort it is not reused.
@@ -469,7 +576,12 @@ async function liveTransaction<T>(
   try {
     const result = await work(live, new Staging(live));
     checkAbort(input.signal);
+    // Once per copy: the restore id on the tenants' channels, delivered to a waiting restore only if this commits.
+    const announce = input.restoreId !== undefined && !announced.has(input);
+    if (announce) await live.query(announceRestore(plan, tenantIds, input.restoreId!));
     await live.query('COMMIT');
+    if (announce) announced.add(input);
+    await input.onCommitted?.();
     return result;
   } catch (error) {
     await live.query('ROLLBACK').catch(() => (broken = true));

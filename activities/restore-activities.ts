@@ -75,6 +75,26 @@ async function engineCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * The copy's boundary: as engineCall, and a failure that ends the copy for good after this restore committed rows of it
+ * (a chunk, an earlier attempt's transaction) says so in its details (`committed: true`), so that the unit restores
+ * those tenants again as its own (workflows/restore-unit.ts) and not as strangers that came back into live.
+ */
+async function copyCall<T>(fn: () => Promise<T>, wrote: () => boolean): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    const failure = toActivityFailure(error);
+    if (!(failure instanceof ApplicationFailure) || !failure.nonRetryable || !wrote()) throw failure;
+    throw ApplicationFailure.create({
+      message: failure.message,
+      type: failure.type ?? undefined,
+      nonRetryable: true,
+      details: [{ ...(failure.details?.[0] as object | undefined), committed: true }],
+    });
+  }
+}
+
 function engineCallSync<T>(fn: () => T): T {
   try {
     return fn();
@@ -97,6 +117,24 @@ export async function heartbeating<T>(details: () => unknown, work: () => Promis
   }
 }
 
+/** What a copy heartbeats: its checkpoint (chunks), or, once its one transaction committed, the commit marker. */
+export type CopyHeartbeat = CopyCheckpoint | { committed: true };
+
+const committedMarker = { committed: true } as const;
+
+function isCheckpoint(details: unknown): details is CopyCheckpoint {
+  return typeof details === 'object' && details !== null && typeof (details as CopyCheckpoint).tableIndex === 'number';
+}
+
+/**
+ * What earlier attempts of a copy reported: a checkpoint (a chunk committed) or the commit marker. Either is evidence
+ * that this restore wrote the tenants; no heartbeat, or another one, is not.
+ */
+export function copyEvidence(details: unknown): { checkpoint?: CopyCheckpoint; committed: boolean } {
+  if (isCheckpoint(details)) return { checkpoint: details, committed: true };
+  return { committed: (details as { committed?: unknown } | undefined)?.committed === true };
+}
+
 export interface TenantStepInput {
   restoreId: string;
   scratch: string;
@@ -110,6 +148,8 @@ export interface TenantStepInput {
   preflightChecks?: 'full' | 'state';
   /** A partial tenant (allowPartial): the copy records the keys it inserts, validation checks the backup's keys are back. */
   partial?: boolean;
+  /** For validation under skip: the rows the copy kept per table (its `skipped`); every other row must be the backup's. */
+  kept?: Record<string, number>;
   /** For the copy: tenants preflight found absent that nothing of this restore wrote yet (checked again under the lock). */
   expectAbsent?: TenantId[];
   /** Where a partial tenant's copy stores the keys it inserted (see storeRestoredKeys). */
@@ -148,8 +188,6 @@ export function planLoader(s3: S3Client): (ref: PlanRef) => Promise<Plan> {
         return parsed;
       });
       plan.catch(() => planCache.delete(ref.digest));
-  /** For validation under skip: the rows the copy kept per table (its `skipped`); every other row must be the backup's. */
-  kept?: Record<string, number>;
       planCache.set(ref.digest, plan);
       while (planCache.size > planCacheLimit) planCache.delete(planCache.keys().next().value as string);
     }
@@ -258,39 +296,64 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
 
     /**
      * Copies one tenant. A chunked copy heartbeats its CopyCheckpoint after each chunk; a retry (another worker, after
-     * a crash) resumes from the last heartbeat. A one-transaction copy that dies commits nothing, so a retry starts over.
+     * a crash) resumes from the last heartbeat. A one-transaction copy that dies before its COMMIT commits nothing, so a
+     * retry starts over; right after its COMMIT it heartbeats `{ committed: true }`.
+     *
+     * One restore of a tenant at a time (I7), on every attempt: "this restore wrote it" is evidence, not an attempt
+     * number. A retry whose predecessors heartbeated a commit (the marker, or a checkpoint) copies again over its own
+     * rows; any other attempt checks `expectAbsent` again under the tenant lock, and a retry accepts a tenant it finds
+     * present only when live's rows equal scratch's (an earlier attempt may have committed and died before its
+     * heartbeat left the worker).
      */
     async copyTenantRows(input: TenantStepInput & { chunkRows?: number }): Promise<CopyResult> {
       const plan = await loadPlan(input.plan);
-      const resumeFrom = activityInfo().heartbeatDetails as CopyCheckpoint | undefined;
-      let last: CopyCheckpoint | undefined = resumeFrom;
+      const { attempt } = activityInfo();
+      const earlier = copyEvidence(activityInfo().heartbeatDetails);
+      const resumeFrom = earlier.checkpoint;
+      let last: CopyHeartbeat | undefined = resumeFrom ?? (earlier.committed ? committedMarker : undefined);
       if (resumeFrom)
         log.info('resuming copy from checkpoint', {
           tenantId: input.tenantId,
           tableIndex: resumeFrom.tableIndex,
-          attempt: activityInfo().attempt,
+          attempt,
+        });
+      else if (earlier.committed)
+        log.info('an earlier attempt committed this copy; copying again over its own rows', {
+          tenantId: input.tenantId,
+          attempt,
         });
       const result = await heartbeating(
         () => last,
         () =>
-          engineCall(() =>
-            copyTenant({
-              ...dbs(input),
-              plan,
-              tenantIds: input.tenantIds ?? [input.tenantId],
-              conflict: input.conflict,
-              chunkRows: input.chunkRows,
-              resumeFrom,
-              onCheckpoint: (checkpoint: CopyCheckpoint) => {
-                last = checkpoint;
-                heartbeat(checkpoint);
-              },
-              signal: cancellationSignal(),
-              yieldToLive: yieldToLive(input.live),
-              recordKeys: input.partial,
-              // Only a first attempt: a retry may find the rows its own earlier attempt committed.
-              expectAbsent: activityInfo().attempt === 1 ? input.expectAbsent : undefined,
-            }),
+          copyCall(
+            () =>
+              copyTenant({
+                ...dbs(input),
+                plan,
+                tenantIds: input.tenantIds ?? [input.tenantId],
+                conflict: input.conflict,
+                chunkRows: input.chunkRows,
+                resumeFrom,
+                onCheckpoint: (checkpoint: CopyCheckpoint) => {
+                  last = checkpoint;
+                  heartbeat(checkpoint);
+                },
+                onCommitted: () => {
+                  // A checkpoint says more (and already says that something was committed): it is kept.
+                  if (last && isCheckpoint(last)) return;
+                  last = committedMarker;
+                  heartbeat(last);
+                },
+                onLockWait: (tenantId, holder) =>
+                  log.warn('tenant lock held by another session; waiting for it', { tenantId, holder }),
+                signal: cancellationSignal(),
+                yieldToLive: yieldToLive(input.live),
+                recordKeys: input.partial,
+                restoreId: input.restoreId,
+                expectAbsent: earlier.committed ? undefined : input.expectAbsent,
+                presentMayBeOwn: !earlier.committed && attempt > 1,
+              }),
+            () => last !== undefined,
           ),
       );
       rowsRestored(Object.values(result.rows).reduce((a, b) => a + b, 0));

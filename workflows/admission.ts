@@ -7,8 +7,11 @@
  *   the missing rows (policy skip, whatever --conflict says: an existing row is never updated);
  * - present tenants, and partial ones without the opt-in, are refused before anything of theirs is written
  *   (TenantPresentError), and the other tenants go on.
- * `admitted` lists tenants this restore already classified absent (before its own copy made them present, e.g. a group
- * that failed validation and is split): they are never refused again.
+ * `admitted` lists tenants this restore's own copy wrote, on evidence (a copy of their unit that completed, or that
+ * failed for good after a commit, e.g. a group that failed validation and is split): they are not refused again, since
+ * the rows found in live are this restore's. Nothing else admits a tenant: a unit reshaped after preflight wrote nothing,
+ * so its tenants are classified again, and a tenant found absent is checked again under the tenant lock in any case
+ * (restore-unit.ts `expectAbsent`), so that a second restore of a tenant never writes over the first (I7).
  */
 import type { PreflightResult, TenantClassification, TenantId } from '../activities/restore-types';
 

@@ -211,7 +211,7 @@ export interface RestoreUnitInput extends Omit<TenantRestoreInput, 'tenantId' | 
 
 /** How a part of a restore unit is restored after its preflight (workflows/admission.ts). */
 export interface UnitOptions {
-  /** Tenants this unit already classified absent: its own copy may have made them present since. */
+  /** Tenants this restore's own copy wrote (evidence: a completed copy, or one that failed after a commit). */
   admitted?: TenantId[];
   /** A partial tenant alone: missing rows only (policy skip), validated by the backup's keys. */
   partial?: boolean;

@@ -1,7 +1,8 @@
 /**
  * Issue 11, item 3: two restores touching the same tenant at once cannot interleave. Another session (a second
  * restore of tenant 15) holds the tenant's advisory lock on live; a copy of tenant 15 waits for it, writing nothing
- * meanwhile, and goes on once the lock is released. A copy of another tenant (16) is not held back by it. Under the
+ * meanwhile, past any lock_timeout, and goes on once the lock is released. Issue 23, item 4: a retry accepts a tenant
+ * it finds present only when live equals scratch, and a copy that waited for another restore names it when refused. A copy of another tenant (16) is not held back by it. Under the
  * lock, a tenant that came back into live since preflight is refused; the lock's session is outside the pool. And the
  * engine's side of item 1: preflight classifies before the policy, and a partial tenant is copied in one transaction.
  */
@@ -28,6 +29,24 @@ async function waitForAdvisoryWaiter(url: string): Promise<void> {
       `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
     );
     if (rows[0]!.n > 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Sessions waiting on an advisory lock, with their application_name and how long they have waited (server clock). */
+async function advisoryWaiters(url: string): Promise<Array<{ application_name: string; waited_ms: number }>> {
+  return query<{ application_name: string; waited_ms: number }>(
+    url,
+    `SELECT application_name, (extract(epoch FROM clock_timestamp() - query_start) * 1000)::float8 AS waited_ms
+       FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
+  );
+}
+
+/** Polls until `done` holds (no time bound: the test's timeout is the net). */
+async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  for (;;) {
+    const value = await probe();
+    if (done(value)) return value;
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -81,12 +100,42 @@ describe('per-tenant lock on live', () => {
     }
   });
 
-  it('with a lock_timeout, the waiting copy fails with a retryable lock timeout that says who holds the tenant', async () => {
-    const other = new pg.Client({ connectionString: liveUrl });
+  it('a lock_timeout does not cut the wait: the copy waits past it, and goes on once the lock is released', async () => {
+    const other = new pg.Client({ connectionString: liveUrl, application_name: 'psql' });
     await other.connect();
     const impatient = new pg.Pool({ connectionString: liveUrl, options: '-c lock_timeout=200' });
     try {
       await other.query(tenantLock(plan, '15'));
+      let settled = false;
+      const copying = copyTenant({
+        scratch: pools.get(scratchUrl),
+        live: impatient,
+        plan,
+        tenantIds: ['15'],
+        conflict: 'skip',
+      }).finally(() => (settled = true));
+      // The copy's lock session waits far longer than its lock_timeout (server clock), and the copy is still on.
+      await until(
+        () => advisoryWaiters(liveUrl),
+        (w) => w.some((x) => x.waited_ms > 1_000),
+      );
+      expect(settled).toBe(false);
+      await other.query('SELECT pg_advisory_unlock_all()');
+      const result = await copying;
+      expect(result.tenantIds).toEqual(['15']);
+    } finally {
+      await other.end();
+      await impatient.end();
+    }
+  });
+
+  it('a wait longer than statement_timeout fails with a retryable lock timeout that names who holds the tenant', async () => {
+    const other = new pg.Client({ connectionString: liveUrl, application_name: 'psql' });
+    await other.connect();
+    const impatient = new pg.Pool({ connectionString: liveUrl, options: '-c statement_timeout=300' });
+    try {
+      await other.query(tenantLock(plan, '15'));
+      const pid = (await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
       const error = await copyTenant({
         scratch: pools.get(scratchUrl),
         live: impatient,
@@ -98,10 +147,89 @@ describe('per-tenant lock on live', () => {
         (e: Error & { code?: string }) => e,
       );
       expect(error?.code).toBe('55P03');
-      expect(error?.message).toMatch(/Tenant 15 is being restored by another session/);
+      expect(error?.message).toContain(
+        `Tenant 15 is being restored by a session that is not a restore (pid ${pid}, application_name 'psql')`,
+      );
+      expect(error?.message).toMatch(/TENANT_RESTORE_STATEMENT_TIMEOUT/);
     } finally {
       await other.end();
       await impatient.end();
+    }
+  });
+
+  it('a retry whose earlier attempts reported no commit accepts a present tenant only when live equals scratch', async () => {
+    // Tenant 15 is in live with the backup's rows (restored above): an earlier attempt may have committed them.
+    const retry = {
+      scratch: pools.get(scratchUrl),
+      live: pools.get(liveUrl),
+      plan,
+      tenantIds: ['15'],
+      conflict: 'overwrite' as const,
+      expectAbsent: ['15'],
+      presentMayBeOwn: true,
+    };
+    expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(
+      await fingerprints(scratchUrl, tenantTables, tenantFilter([15])),
+    );
+    // Accepted: the copy runs (its rows are already there, identical, so it writes nothing new) and live stays equal.
+    const accepted = await copyTenant(retry);
+    expect(accepted.tenantIds).toEqual(['15']);
+    expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(
+      await fingerprints(scratchUrl, tenantTables, tenantFilter([15])),
+    );
+    // A user (or another restore) changed it since: not this restore's rows any more, refused, nothing written.
+    await query(liveUrl, `UPDATE app.tenants SET name = name || ' (changed in live)' WHERE id = 15`);
+    const before = await fingerprints(liveUrl, tenantTables, tenantFilter([15]));
+    const error = await copyTenant(retry).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(error?.name).toBe('TenantPresentError');
+    expect(error?.message).toMatch(
+      /Tenant\(s\) 15 came back into live.*an earlier attempt of this copy reported no commit, and live does not hold exactly its backup rows/,
+    );
+    expect(await fingerprints(liveUrl, tenantTables, tenantFilter([15]))).toEqual(before);
+  });
+
+  it('a copy that waited for another restore of its tenant is refused with that restore’s id, writing nothing', async () => {
+    await query(liveUrl, deleteTenantsSql([18]));
+    const gate = new pg.Client({ connectionString: liveUrl, application_name: 'psql' });
+    await gate.connect();
+    try {
+      await gate.query(tenantLock(plan, '18'));
+      const copy = (restoreId: string) =>
+        copyTenant({
+          scratch: pools.get(scratchUrl),
+          live: pools.get(liveUrl),
+          plan,
+          tenantIds: ['18'],
+          conflict: 'overwrite',
+          expectAbsent: ['18'],
+          restoreId,
+        });
+      const first = copy('r-first');
+      await until(
+        () => advisoryWaiters(liveUrl),
+        (w) => w.some((x) => x.application_name === 'tenant-restore-lock r-first'),
+      );
+      const second = copy('r-second').then(
+        () => null,
+        (e: Error) => e,
+      );
+      await until(
+        () => advisoryWaiters(liveUrl),
+        (w) => w.some((x) => x.application_name === 'tenant-restore-lock r-second'),
+      );
+      await gate.query('SELECT pg_advisory_unlock_all()');
+      expect((await first).rows['app.tenants']).toBe(1);
+      const refused = await second;
+      expect(refused?.name).toBe('TenantPresentError');
+      expect(refused?.message).toContain('restore r-first restored tenant 18 while this one waited for its lock');
+      expect(await fingerprints(liveUrl, tenantTables, tenantFilter([18]))).toEqual(
+        await fingerprints(scratchUrl, tenantTables, tenantFilter([18])),
+      );
+    } finally {
+      await gate.end();
     }
   });
 

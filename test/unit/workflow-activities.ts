@@ -12,8 +12,13 @@ export interface Scenario {
   present?: TenantId[];
   /** Copies wait until the test releases them (`release`), so that the test sees how many run at once. */
   holdCopies?: boolean;
-  /** An engine error for the copy of this unit, thrown as a non-retryable ApplicationFailure of that type. */
-  copyFails?: (tenantIds: TenantId[]) => { type: string; message: string } | undefined;
+  /**
+   * An engine error for the copy of this unit, thrown as a non-retryable ApplicationFailure of that type; `committed`:
+   * the copy had committed some of its rows first (its details say so, as activities/restore-activities.ts copyCall does).
+   */
+  copyFails?: (tenantIds: TenantId[]) => { type: string; message: string; committed?: boolean } | undefined;
+  /** Tenants that are `present` from the n-th preflight of the restore on (1-based): restored by someone in between. */
+  presentFrom?: Record<TenantId, number>;
 }
 
 export interface RestoreRecord {
@@ -82,7 +87,14 @@ export function createMockActivities() {
     async preflightTenantRestore(input): Promise<PreflightResult> {
       const ids = input.tenantIds ?? [input.tenantId];
       record(input.restoreId).preflights.push(ids);
-      const present = new Set(scenarios.get(input.restoreId)?.present ?? []);
+      const scenario = scenarios.get(input.restoreId);
+      const nth = record(input.restoreId).preflights.length;
+      const present = new Set([
+        ...(scenario?.present ?? []),
+        ...Object.entries(scenario?.presentFrom ?? {})
+          .filter(([, from]) => nth >= from)
+          .map(([id]) => id),
+      ]);
       const tenants = Object.fromEntries(
         ids.map((id) => [id, { state: present.has(id) ? ('present' as const) : ('absent' as const) }]),
       );
@@ -105,7 +117,12 @@ export function createMockActivities() {
       try {
         const failure = scenario.copyFails?.(ids);
         if (failure)
-          throw ApplicationFailure.create({ type: failure.type, message: failure.message, nonRetryable: true });
+          throw ApplicationFailure.create({
+            type: failure.type,
+            message: failure.message,
+            nonRetryable: true,
+            ...(failure.committed ? { details: [{ committed: true }] } : {}),
+          });
         if (scenario.holdCopies) await hold(r, ids);
         return {
           tenantIds: ids,

@@ -272,12 +272,13 @@ describe('a group whose copy fails', () => {
       /^copy: CrossTenantConflictError: a key of b is held by tenant z \(1 tenants\)/,
     );
     const record = mocks.record(restoreId);
-    // The group once, then each tenant alone; after the group's preflight admitted them, none is expected absent again.
+    // The group once, then each tenant alone. The group's copy wrote nothing (it failed in its one transaction), so
+    // each tenant is still checked again under the lock: nothing of this restore is in live for it (I7).
     expect(record.copies).toEqual([
       { tenantIds: ['a', 'b', 'c'], expectAbsent: ['a', 'b', 'c'] },
-      { tenantIds: ['a'] },
-      { tenantIds: ['b'] },
-      { tenantIds: ['c'] },
+      { tenantIds: ['a'], expectAbsent: ['a'] },
+      { tenantIds: ['b'], expectAbsent: ['b'] },
+      { tenantIds: ['c'], expectAbsent: ['c'] },
     ]);
     expect(record.preflights).toEqual([['a', 'b', 'c'], ['a'], ['b'], ['c']]);
     const group = await env.client.workflow.getHandle(groupWorkflowId(restoreId, 0)).describe();
@@ -285,6 +286,52 @@ describe('a group whose copy fails', () => {
     expect(group.status.name).toBe('COMPLETED');
     expect(group.typedSearchAttributes.get(RestoreKindKey)).toBe('group');
     expect(group.typedSearchAttributes.get(RestoreIdKey)).toBe(restoreId);
+  });
+});
+
+describe('one restore of a tenant at a time (I7)', () => {
+  it('a group whose copy failed after committing rows restores its tenants again as its own', async () => {
+    const restoreId = newRestoreId('split-committed');
+    // The group's copy committed chunks, then failed for good: its tenants are in live now, by this restore's hand.
+    mocks.scenario(restoreId, {
+      presentFrom: { a: 2, b: 2, c: 2 },
+      copyFails: (ids) =>
+        ids.length > 1 ? { type: 'DanglingReferenceError', message: 'a chunk failed', committed: true } : undefined,
+    });
+    const result = await (await start(restoreId, ['a', 'b', 'c'], { groupSize: 3 })).result();
+    expect(result).toMatchObject({ status: 'succeeded', total: 3, restored: 3, failed: 0 });
+    expect(mocks.record(restoreId).copies).toEqual([
+      { tenantIds: ['a', 'b', 'c'], expectAbsent: ['a', 'b', 'c'] },
+      { tenantIds: ['a'] },
+      { tenantIds: ['b'] },
+      { tenantIds: ['c'] },
+    ]);
+  });
+
+  it('a group whose copy failed having written nothing refuses a tenant that another restore brought back since', async () => {
+    const restoreId = newRestoreId('split-stranger');
+    mocks.scenario(restoreId, {
+      presentFrom: { b: 2 },
+      copyFails: (ids) => (ids.length > 1 ? { type: 'CrossTenantConflictError', message: 'a key is held' } : undefined),
+    });
+    const result = await (await start(restoreId, ['a', 'b', 'c'], { groupSize: 3 })).result();
+    expect(result).toMatchObject({ status: 'partial', total: 3, restored: 2, failed: 1 });
+    expect(result.failures[0]!.tenantId).toBe('b');
+    expect(result.failures[0]!.reason).toMatch(/^preflight: TenantPresentError: Tenant b is present in live/);
+    expect(mocks.record(restoreId).copies.map((c) => c.tenantIds)).toEqual([['a', 'b', 'c'], ['a'], ['c']]);
+  });
+
+  it('a unit reshaped after preflight classifies its tenants again: one that came back since is refused', async () => {
+    const restoreId = newRestoreId('reshape');
+    // p is present (the wrong-list case): the unit is reshaped; b is brought back by someone else in between.
+    mocks.scenario(restoreId, { present: ['p'], presentFrom: { b: 2 } });
+    const result = await (await start(restoreId, ['a', 'b', 'p'], { groupSize: 3 })).result();
+    expect(result).toMatchObject({ status: 'partial', total: 3, restored: 1, failed: 2 });
+    expect(result.failures.map((f) => f.tenantId).sort()).toEqual(['b', 'p']);
+    expect(result.failures.find((f) => f.tenantId === 'b')!.reason).toMatch(
+      /^preflight: TenantPresentError: Tenant b is present in live/,
+    );
+    expect(mocks.record(restoreId).copies).toEqual([{ tenantIds: ['a'], expectAbsent: ['a'] }]);
   });
 });
 
@@ -339,7 +386,8 @@ describe('a tenant still in live', () => {
     expect(result.failures[0]!.tenantId).toBe('b');
     expect(result.failures[0]!.reason).toMatch(/^preflight: TenantPresentError: Tenant b is present in live/);
     const record = mocks.record(restoreId);
-    expect(record.copies).toEqual([{ tenantIds: ['a', 'c'] }]);
+    // The reshaped unit wrote nothing before: a and c are checked again under the tenant lock (I7).
+    expect(record.copies).toEqual([{ tenantIds: ['a', 'c'], expectAbsent: ['a', 'c'] }]);
     expect(record.preflights).toEqual([
       ['a', 'b', 'c'],
       ['a', 'c'],
