@@ -172,7 +172,13 @@ describe('actions (item 8)', () => {
 });
 
 describe('drill configs go through the same validation (item 8)', () => {
-  const flags = { 'backup-prefix': 's3://b/backups/', live: 'live', 'tenant-root': 'app.tenants', sample: '3' };
+  const flags = {
+    'backup-prefix': 's3://b/backups/',
+    live: 'live',
+    'tenant-root': 'app.tenants',
+    sample: '3',
+    server: 'postgres://scratch@scratch-host:5432/postgres',
+  };
   const file = (config: unknown) => {
     const path = join(mkdtempSync(join(tmpdir(), 'drill-config-')), 'config.json');
     writeFileSync(path, JSON.stringify(config));
