@@ -114,7 +114,8 @@ export const artifactsRef = z.strictObject({ bucket: bucketName, prefix: s3Key('
 export const planRef = z.strictObject({
   bucket: bucketName,
   key: s3Key('the key', false),
-  digest: z.string().regex(/^[0-9a-f]{16,128}$/, 'a hex digest'),
+  // Compared with the digest recomputed from the stored plan (assertPlan), never used as a name.
+  digest: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "a digest: letters, digits, '_' and '-'"),
   tables: z.number().int().min(0),
   rootKeyType: z
     .string()
