@@ -93,6 +93,12 @@ export interface CopyTenantInput {
   onLockWait?: (tenantId: TenantId, holder: string) => void | Promise<void>;
   /** Called right after each COMMIT on live: from then on, rows of this copy are in live. */
   onCommitted?: () => void | Promise<void>;
+  /**
+   * Called inside each transaction on live right before its COMMIT, with the transaction's id: recorded where a retry
+   * can read it (S3), it proves after a crash whether this copy committed (pg_xact_status), which a heartbeat sent after
+   * the COMMIT cannot (it may die with the worker, or wait in the SDK's throttle).
+   */
+  beforeCommit?: (transactionId: string) => void | Promise<void>;
 }
 
 class Aborted extends Error {
@@ -579,6 +585,10 @@ async function liveTransaction<T>(
     // Once per copy: the restore id on the tenants' channels, delivered to a waiting restore only if this commits.
     const announce = input.restoreId !== undefined && !announced.has(input);
     if (announce) await live.query(announceRestore(plan, tenantIds, input.restoreId!));
+    if (input.beforeCommit) {
+      const { rows } = await live.query<{ id: string }>('SELECT pg_current_xact_id()::text AS id');
+      await input.beforeCommit(rows[0]!.id);
+    }
     await live.query('COMMIT');
     if (announce) announced.add(input);
     await input.onCommitted?.();

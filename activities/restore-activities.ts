@@ -198,6 +198,42 @@ export function planLoader(s3: S3Client): (ref: PlanRef) => Promise<Plan> {
 export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
   const loadPlan = planLoader(s3);
 
+  /** Where a copy activity records the id of each attempt's first transaction, before committing it. */
+  function copyCommitsObject(input: TenantStepInput): { bucket: string; key: string } | undefined {
+    if (!input.artifacts) return undefined;
+    const info = activityInfo();
+    const execution = info.workflowExecution;
+    if (!execution) return undefined;
+    const unit = execution.workflowId.replace(/[^A-Za-z0-9._-]/g, '_');
+    return {
+      bucket: input.artifacts.bucket,
+      key: `${input.artifacts.prefix}copies/${unit}-${info.activityId}-${execution.runId}.json`,
+    };
+  }
+
+  async function readCommitEvidence(ref: { bucket: string; key: string }): Promise<string[]> {
+    try {
+      const ids = JSON.parse(await getText(s3, ref)) as unknown;
+      return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === 'string' && /^\d+$/.test(id)) : [];
+    } catch (error) {
+      if ((error as { name?: string }).name === 'NoSuchKey') return [];
+      throw error;
+    }
+  }
+
+  /** Whether any transaction an earlier attempt was about to commit did commit. */
+  async function committedEarlier(live: string, ref: { bucket: string; key: string }): Promise<boolean> {
+    const ids = await readCommitEvidence(ref);
+    if (!ids.length) return false;
+    const { rows } = await pools
+      .get(live)
+      .query<{ committed: boolean }>(
+        `SELECT coalesce(bool_or(pg_xact_status(id::xid8) = 'committed'), false) AS committed FROM unnest($1::text[]) AS id`,
+        [ids],
+      );
+    return rows[0]?.committed === true;
+  }
+
   async function storeRestoredKeys(input: TenantStepInput, result: CopyResult): Promise<CopyResult> {
     if (!input.artifacts || !result.restoredKeys) return result;
     const ref = restoredKeysObject(input.artifacts, input.tenantId);
@@ -308,7 +344,13 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     async copyTenantRows(input: TenantStepInput & { chunkRows?: number }): Promise<CopyResult> {
       const plan = await loadPlan(input.plan);
       const { attempt } = activityInfo();
-      const earlier = copyEvidence(activityInfo().heartbeatDetails);
+      const evidence = copyCommitsObject(input);
+      let earlier = copyEvidence(activityInfo().heartbeatDetails);
+      // The heartbeat after a COMMIT may be lost with a killed worker: the transaction ids recorded before each first
+      // COMMIT of an attempt say for sure whether an earlier attempt committed.
+      if (!earlier.committed && attempt > 1 && evidence && (await committedEarlier(input.live, evidence)))
+        earlier = { committed: true };
+      let recorded = false;
       const resumeFrom = earlier.checkpoint;
       let last: CopyHeartbeat | undefined = resumeFrom ?? (earlier.committed ? committedMarker : undefined);
       if (resumeFrom)
@@ -343,6 +385,12 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
                   if (last && isCheckpoint(last)) return;
                   last = committedMarker;
                   heartbeat(last);
+                },
+                beforeCommit: async (transactionId) => {
+                  if (recorded || !evidence) return;
+                  const ids = await readCommitEvidence(evidence);
+                  await putJson(s3, evidence, [...ids, transactionId]);
+                  recorded = true;
                 },
                 onLockWait: (tenantId, holder) =>
                   log.warn('tenant lock held by another session; waiting for it', { tenantId, holder }),

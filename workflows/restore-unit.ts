@@ -231,6 +231,8 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       evidence.copy = await timed('copy', () =>
         copy.copyTenantRows({
           ...stepInput,
+          // Where the copy records the transactions it is about to commit: a retry reads whether they did.
+          artifacts: input.artifacts,
           chunkRows: input.chunkRows,
           ...(expectAbsent.length ? { expectAbsent } : {}),
         }),
