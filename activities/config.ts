@@ -7,10 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { InvalidConfigError } from './errors';
+import { qualifiedNamePattern } from './input-contract';
 import type { RestoreConfig } from './restore-types';
 import { reenableActionTimeoutSeconds } from './restore-types';
-
-const qualifiedName = /^[^.\s]+\.[^.\s]+$/;
 
 /**
  * Words that make a URL query parameter a credential: `token`, `access_token`, `apiKey`, `X-Amz-Signature`, `sig`...
@@ -112,7 +111,7 @@ function strictObject<S extends z.core.$ZodLooseShape>(shape: S) {
 
 const tableName = z
   .string({ error: "must be 'schema.table'" })
-  .regex(qualifiedName, { error: "must be 'schema.table'" });
+  .regex(qualifiedNamePattern, { error: "must be 'schema.table'" });
 
 const columnNames = z
   .array(z.string({ error: 'must be a column name' }).min(1, { error: 'must be a column name' }), {

@@ -9,6 +9,7 @@
  * this drill; a database of that name that is someone else's is never dropped nor reused: the drill stops and says so.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
+import { qualifiedNamePattern } from './input-contract';
 import { NoBackupFoundError, pickBackup } from './backups';
 import { cancellationSignal, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -122,10 +123,12 @@ function sibling(ref: DatabaseRef, database: string): DatabaseRef {
   return /^postgres(ql)?:\/\//.test(ref) ? withDatabase(ref, database) : `${ref.split('/')[0]}/${database}`;
 }
 
+/** `schema.table` by the input contract's one rule (a name may hold any character but a dot), each part quoted. */
 function qualified(name: string): string {
-  const match = /^([A-Za-z_][A-Za-z0-9_$]*)\.([A-Za-z_][A-Za-z0-9_$]*)$/.exec(name);
-  if (!match) throw ApplicationFailure.nonRetryable(`Tenant root '${name}' is not schema.table.`, 'InvalidInput');
-  return `${escapeIdentifier(match[1])}.${escapeIdentifier(match[2])}`;
+  if (!qualifiedNamePattern.test(name))
+    throw ApplicationFailure.nonRetryable(`Tenant root '${name}' is not schema.table.`, 'InvalidInput');
+  const [schema, table] = name.split('.') as [string, string];
+  return `${escapeIdentifier(schema)}.${escapeIdentifier(table)}`;
 }
 
 /** pg_dump --schema-only of `from` piped into pg_restore of `to`; stderr of both is kept for the error message. */
