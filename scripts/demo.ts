@@ -21,7 +21,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect, escapeIdentifier, withDatabase } from '../activities/db';
+import { connect, databaseName, escapeIdentifier, resolveConnectionString, withDatabase } from '../activities/db';
 import type { RestoreConfig } from '../activities/restore-types';
 import type { DiscoverSummary } from '../activities/discover';
 import { createS3Client, getText, parseS3Url } from '../activities/s3';
@@ -483,8 +483,9 @@ async function main(): Promise<number> {
     say('worker stopped');
     // The scratch discover kept for the restore: the restore did not create it, so it does not drop it.
     if (discovered?.scratch && !discovered.scratch.dropped) {
-      const scratchName = new URL(discovered.scratch.ref).pathname.slice(1);
-      const admin = await connect(withDatabase(liveUrl, 'postgres'), 'demo');
+      // It lives on the scratch cluster (TENANT_RESTORE_SCRATCH_SERVER), named by an alias (`scratch/<database>`).
+      const scratchName = databaseName(resolveConnectionString(discovered.scratch.ref, { ...process.env, ...env }));
+      const admin = await connect(env.STACK_PG_SCRATCH_URL, 'demo');
       try {
         await admin.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(scratchName)}`);
         say(`dropped discover's scratch ${scratchName}`);
