@@ -7,6 +7,7 @@
  *
  * Workflow code imports this module: it must stay free of Node APIs (zod and plain functions only).
  */
+import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import { canonicalUuid, type RecoveryTarget } from './restore-types';
 
@@ -365,6 +366,22 @@ export function inputProblems(error: z.ZodError): string[] {
 export function refusedFields(error: z.ZodError): string[] {
   return [...new Set(error.issues.map((issue) => issue.path.map(String).join('.') || '(the input)'))];
 }
+
+/**
+ * The worker's refusal of an input (a workflow's or an activity's): non-retryable, of type InvalidInput, with the
+ * refused fields in its details.
+ */
+export function invalidInput(message: string, fields: string[]): ApplicationFailure {
+  return ApplicationFailure.create({ type: 'InvalidInput', nonRetryable: true, message, details: [{ fields }] });
+}
+
+/**
+ * What a scratch is for: a restore's, a discover's or a drill's. A restore and a discover may carry one id (operators
+ * reuse the incident id): the kind is part of a scratch's name, marker and directory, so one never touches the other's.
+ */
+export const scratchKinds = ['restore', 'discover', 'drill'] as const;
+export type ScratchKind = (typeof scratchKinds)[number];
+export const scratchKind = z.enum(scratchKinds);
 
 /**
  * Parses `value` with `schema`; returns it, or throws what `refuse` makes of the problems (a UsageError on the command

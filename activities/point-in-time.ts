@@ -23,10 +23,12 @@ import {
   checkInput,
   databaseName as databaseNameSchema,
   databaseRef,
+  invalidInput,
   isoFromMicros,
   operationId,
   parseRecoveryTarget,
   recoveryTarget,
+  scratchKind,
   stanzaName,
   toMicros,
 } from './input-contract';
@@ -414,7 +416,7 @@ export interface PreparePointInTimeInput {
 /** The activity's own check of its input: what becomes a path, a process argument or a connection. */
 const preparePointInTimeInput = z.strictObject({
   restoreId: operationId('a restore or discover id'),
-  kind: z.enum(['restore', 'discover', 'drill']).optional(),
+  kind: scratchKind.optional(),
   stanza: stanzaName,
   target: recoveryTarget,
   database: databaseNameSchema.optional(),
@@ -423,17 +425,12 @@ const preparePointInTimeInput = z.strictObject({
 
 function refuseActivityInput(activity: string) {
   return (problems: string[], fields: string[]) =>
-    ApplicationFailure.create({
-      type: 'InvalidInput',
-      nonRetryable: true,
-      message: `${activity} refused its input: ${problems.join('; ')}`,
-      details: [{ fields }],
-    });
+    invalidInput(`${activity} refused its input: ${problems.join('; ')}`, fields);
 }
 
 const stopPointInTimeInput = z.object({
   restoreId: operationId('a restore or discover id'),
-  kind: z.enum(['restore', 'discover', 'drill']).optional(),
+  kind: scratchKind.optional(),
 });
 
 /**

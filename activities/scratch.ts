@@ -49,6 +49,7 @@ import {
   type ManifestClaims,
 } from './backup-trust';
 import { checkScratchServer, type ScratchRisk } from './scratch-server';
+import { scratchKinds, type ScratchKind } from './input-contract';
 
 /** The workers' public keys for backup manifests; a setting that cannot be used stops the load (non-retryable). */
 function workerPublicKeys() {
@@ -60,13 +61,8 @@ function workerPublicKeys() {
   }
 }
 
-/**
- * What a scratch is for. A restore, a discover and a drill may carry the same id (operators reuse the incident id for
- * `start` and `discover`): the kind is part of the scratch's name and of its marker, so that one never reuses, rebuilds
- * or drops the other's.
- */
-export type ScratchKind = 'restore' | 'discover' | 'drill';
-export const scratchKinds: readonly ScratchKind[] = ['restore', 'discover', 'drill'];
+// What a scratch is for (restore, discover, drill): one list, in the input contract.
+export { scratchKinds, type ScratchKind };
 
 /**
  * `<base>_<readable prefix>_<12 hex of sha256(<kind>:<exact id>)>`, at most 63 bytes (Postgres' identifier limit). The

@@ -24,7 +24,7 @@ import {
 } from 'node:fs';
 import { Agent } from 'node:https';
 import { createConnection } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { CreateBucketCommand, HeadBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
 // Not a direct dependency: it comes with @aws-sdk/client-s3, whose default request handler it is.
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -463,57 +463,9 @@ async function upPostgres(say: Say): Promise<void> {
     const stopped = runPg(join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', 'stop'], runAs);
     if (stopped.status !== 0) throw new Error(`pg_ctl stop failed:\n${stopped.output}`);
   }
-  mkdirSync(socketDir, { recursive: true });
-  if (runAs) spawnSync('chown', ['-R', runAs, socketDir]);
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-    say(`initdb a PostgreSQL cluster in .stack/pg/data (${bin})`);
-    const pwFile = join(socketDir, 'pwfile');
-    writeFileSync(pwFile, secret('postgres'), { mode: 0o600 });
-    if (runAs) spawnSync('chown', [runAs, pwFile]);
-    const init = runPg(
-      join(bin, 'initdb'),
-      [
-        '-D',
-        dataDir,
-        '-U',
-        'postgres',
-        '--pwfile',
-        pwFile,
-        '--auth-local=trust',
-        '--auth-host=scram-sha-256',
-        '-E',
-        'UTF8',
-        '--locale=C.UTF-8',
-      ],
-      runAs,
-    );
-    rmSync(pwFile);
-    if (init.status !== 0) throw new Error(`initdb failed:\n${init.output}`);
-  }
+  initCluster('postgres', socketDir, 'postgres', say);
   writeArchiveSettings(dataDir, runAs);
-  // Dev-stack settings: durability traded for test speed (a clean restart keeps everything; an OS crash may not).
-  const options = [
-    `-c port=${ports.postgres}`,
-    `-c listen_addresses=127.0.0.1`,
-    `-c unix_socket_directories=${socketDir}`,
-    '-c fsync=off',
-    '-c synchronous_commit=off',
-    '-c full_page_writes=off',
-    '-c max_connections=300',
-    '-c shared_buffers=256MB',
-    '-c max_wal_size=2GB',
-    '-c log_min_messages=warning',
-    '-c max_locks_per_transaction=256',
-  ].join(' ');
-  say(`starting postgres on :${ports.postgres}`);
-  const started = runPg(
-    join(bin, 'pg_ctl'),
-    ['-D', dataDir, '-l', join(socketDir, 'postgres.log'), '-o', options, '-w', '-t', '60', 'start'],
-    runAs,
-  );
-  if (started.status !== 0) throw new Error(`pg_ctl start failed:\n${started.output}\nSee .stack/pg/postgres.log`);
-  const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  writeFileSync(pidFile('postgres'), String(pid));
+  startCluster('postgres', socketDir, ports.postgres, ['max_connections=300', 'shared_buffers=256MB'], say);
   await waitFor('postgres', () => portOpen(ports.postgres), 30_000, join(socketDir, 'postgres.log'));
 }
 
@@ -523,6 +475,75 @@ async function upPostgres(say: Say): Promise<void> {
  * code for the role that loads it, so it never runs on live's server nor as live's role (activities/scratch-server.ts).
  * Idempotent: a running cluster is left as it is, the role is (re)made with CREATEDB only.
  */
+/**
+ * initdb of one of the stack's clusters in `<dir>/data`, once: superuser `postgres` with the stack's secret
+ * `secretName`, trust on the Unix socket, scram over TCP, UTF8 with the C.UTF-8 locale.
+ */
+function initCluster(name: string, dir: string, secretName: string, say: Say): void {
+  const dataDir = join(dir, 'data');
+  const bin = findPostgresBin();
+  const runAs = postgresRunAs();
+  mkdirSync(dir, { recursive: true });
+  if (runAs) spawnSync('chown', ['-R', runAs, dir]);
+  if (existsSync(join(dataDir, 'PG_VERSION'))) return;
+  say(`initdb the ${name} cluster in ${relative(projectRoot, dataDir)} (${bin})`);
+  const pwFile = join(dir, 'pwfile');
+  writeFileSync(pwFile, secret(secretName), { mode: 0o600 });
+  if (runAs) spawnSync('chown', [runAs, pwFile]);
+  const init = runPg(
+    join(bin, 'initdb'),
+    [
+      '-D',
+      dataDir,
+      '-U',
+      'postgres',
+      '--pwfile',
+      pwFile,
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+    ],
+    runAs,
+  );
+  rmSync(pwFile);
+  if (init.status !== 0) throw new Error(`initdb (${name}) failed:\n${init.output}`);
+}
+
+/**
+ * Starts one of the stack's clusters (`<dir>/data`, its socket and log in `<dir>`) on `port` of 127.0.0.1 and records
+ * its pid as `name`'s. Dev-stack settings: durability traded for test speed (a clean restart keeps everything; an OS
+ * crash may not); `settings` are the cluster's own (connections, memory).
+ */
+function startCluster(name: string, dir: string, port: number, settings: string[], say: Say): void {
+  const dataDir = join(dir, 'data');
+  const logFile = join(dir, 'postgres.log');
+  const options = [
+    `port=${port}`,
+    'listen_addresses=127.0.0.1',
+    `unix_socket_directories=${dir}`,
+    'fsync=off',
+    'synchronous_commit=off',
+    'full_page_writes=off',
+    ...settings,
+    'max_wal_size=2GB',
+    'log_min_messages=warning',
+    'max_locks_per_transaction=256',
+  ]
+    .map((setting) => `-c ${setting}`)
+    .join(' ');
+  say(`starting ${name} on :${port}`);
+  const started = runPg(
+    join(findPostgresBin(), 'pg_ctl'),
+    ['-D', dataDir, '-l', logFile, '-o', options, '-w', '-t', '60', 'start'],
+    postgresRunAs(),
+  );
+  if (started.status !== 0)
+    throw new Error(`pg_ctl start (${name}) failed:\n${started.output}\nSee ${relative(projectRoot, logFile)}`);
+  writeFileSync(pidFile(name), readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]!);
+}
+
 async function upPgScratch(say: Say): Promise<void> {
   const dir = join(stackDir, 'pg-scratch');
   const dataDir = join(dir, 'data');
@@ -535,55 +556,8 @@ async function upPgScratch(say: Say): Promise<void> {
       );
     say(`pg-scratch already up on :${ports.pgScratch}`);
   } else {
-    mkdirSync(dir, { recursive: true });
-    if (runAs) spawnSync('chown', ['-R', runAs, dir]);
-    if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-      say(`initdb the scratch cluster in .stack/pg-scratch/data`);
-      const pwFile = join(dir, 'pwfile');
-      writeFileSync(pwFile, secret('postgres-scratch'), { mode: 0o600 });
-      if (runAs) spawnSync('chown', [runAs, pwFile]);
-      const init = runPg(
-        join(bin, 'initdb'),
-        [
-          '-D',
-          dataDir,
-          '-U',
-          'postgres',
-          '--pwfile',
-          pwFile,
-          '--auth-local=trust',
-          '--auth-host=scram-sha-256',
-          '-E',
-          'UTF8',
-          '--locale=C.UTF-8',
-        ],
-        runAs,
-      );
-      rmSync(pwFile);
-      if (init.status !== 0) throw new Error(`initdb (scratch) failed:\n${init.output}`);
-    }
-    const options = [
-      `-c port=${ports.pgScratch}`,
-      '-c listen_addresses=127.0.0.1',
-      `-c unix_socket_directories=${dir}`,
-      '-c fsync=off',
-      '-c synchronous_commit=off',
-      '-c full_page_writes=off',
-      '-c max_connections=200',
-      '-c shared_buffers=128MB',
-      '-c max_wal_size=2GB',
-      '-c log_min_messages=warning',
-      '-c max_locks_per_transaction=256',
-    ].join(' ');
-    say(`starting pg-scratch on :${ports.pgScratch}`);
-    const started = runPg(
-      join(bin, 'pg_ctl'),
-      ['-D', dataDir, '-l', join(dir, 'postgres.log'), '-o', options, '-w', '-t', '60', 'start'],
-      runAs,
-    );
-    if (started.status !== 0)
-      throw new Error(`pg_ctl start (scratch) failed:\n${started.output}\nSee .stack/pg-scratch/postgres.log`);
-    writeFileSync(pidFile('pg-scratch'), readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]!);
+    initCluster('pg-scratch', dir, 'postgres-scratch', say);
+    startCluster('pg-scratch', dir, ports.pgScratch, ['max_connections=200', 'shared_buffers=128MB'], say);
     await waitFor('pg-scratch', () => portOpen(ports.pgScratch), 30_000, join(dir, 'postgres.log'));
   }
   // The role, over the Unix socket (trusted): CREATEDB and nothing else, whatever an earlier run gave it.
@@ -954,35 +928,30 @@ export async function stackUp(say: Say = defaultSay): Promise<StackEnv> {
   return env;
 }
 
-export async function stackDown(say: Say = defaultSay): Promise<void> {
-  // PostgreSQL first: its archiver may still push WAL to minio-wal while it shuts down.
-  const dataDir = join(stackDir, 'pg', 'data');
-  if (alive(readPid('postgres')) && existsSync(join(dataDir, 'postmaster.pid'))) {
-    say('stopping postgres');
+/** Stops one of the stack's clusters (`<dir>/data`) that this stack started, and forgets its pid. */
+function stopCluster(name: string, dir: string, say: Say): void {
+  const dataDir = join(dir, 'data');
+  if (alive(readPid(name)) && existsSync(join(dataDir, 'postmaster.pid'))) {
+    say(`stopping ${name}`);
     const pgCtl = join(findPostgresBin(), 'pg_ctl');
     let result = runPg(pgCtl, ['-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'], postgresRunAs());
     if (result.status !== 0 && existsSync(join(dataDir, 'postmaster.pid'))) {
       // A fast shutdown waits for the archiver, which retries a WAL push while minio-wal does not answer.
       say(
-        'postgres did not stop within 60 s (its archiver may be retrying a WAL push to minio-wal; see ' +
-          '.stack/pg/postgres.log): stopping it with -m immediate (it recovers at its next start)',
+        `${name} did not stop within 60 s (an archiver may be retrying a WAL push to minio-wal; see ` +
+          `${relative(projectRoot, join(dir, 'postgres.log'))}): stopping it with -m immediate (it recovers at its next start)`,
       );
       result = runPg(pgCtl, ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], postgresRunAs());
     }
-    if (result.status !== 0) say(`pg_ctl stop: ${result.output.trim()}`);
+    if (result.status !== 0) say(`pg_ctl stop (${name}): ${result.output.trim()}`);
   }
-  rmSync(pidFile('postgres'), { force: true });
-  const scratchData = join(stackDir, 'pg-scratch', 'data');
-  if (alive(readPid('pg-scratch')) && existsSync(join(scratchData, 'postmaster.pid'))) {
-    say('stopping pg-scratch');
-    const result = runPg(
-      join(findPostgresBin(), 'pg_ctl'),
-      ['-D', scratchData, '-m', 'fast', '-w', '-t', '60', 'stop'],
-      postgresRunAs(),
-    );
-    if (result.status !== 0) say(`pg_ctl stop (scratch): ${result.output.trim()}`);
-  }
-  rmSync(pidFile('pg-scratch'), { force: true });
+  rmSync(pidFile(name), { force: true });
+}
+
+export async function stackDown(say: Say = defaultSay): Promise<void> {
+  // PostgreSQL first: its archiver may still push WAL to minio-wal while it shuts down.
+  stopCluster('postgres', join(stackDir, 'pg'), say);
+  stopCluster('pg-scratch', join(stackDir, 'pg-scratch'), say);
   for (const name of ['temporal', 'minio', 'minio-wal']) {
     const pid = readPid(name);
     if (alive(pid)) {

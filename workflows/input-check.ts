@@ -3,17 +3,14 @@
  * step, so that an input from any client (not only the command line) is refused before any activity runs, with a
  * non-retryable InvalidInput failure that names every field that is wrong.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
 import type { z } from 'zod';
-import { checkInput } from '../activities/input-contract';
+import { checkInput, invalidInput } from '../activities/input-contract';
 
 export function checkWorkflowInput<T>(workflow: string, schema: z.ZodType<T>, input: unknown): T {
   return checkInput(schema, input, (problems, fields) =>
-    ApplicationFailure.create({
-      type: 'InvalidInput',
-      nonRetryable: true,
-      message: `${workflow} refused its input before doing anything: ${problems.join('; ')}. Start restores, discovers and drills with the tenant-restore command line, which checks the same contract and says which flag to fix.`,
-      details: [{ fields }],
-    }),
+    invalidInput(
+      `${workflow} refused its input before doing anything: ${problems.join('; ')}. Start restores, discovers and drills with the tenant-restore command line, which checks the same contract and says which flag to fix.`,
+      fields,
+    ),
   );
 }

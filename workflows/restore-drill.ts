@@ -79,11 +79,8 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
   checkWorkflowInput('restoreDrill', drillInput, input);
   const drillId = input.drillId ?? drillIdOf();
   const restoreId = `drill-${drillId}`;
-  const bucket = input.bucket ?? /^s3:\/\/([^/]+)/.exec(input.backupPrefix)?.[1];
-  if (!bucket)
-    throw ApplicationFailure.nonRetryable(`'${input.backupPrefix}' is not s3://<bucket>/<prefix>.`, 'InvalidInput');
-  if (!Number.isInteger(input.sample) || input.sample < 1)
-    throw ApplicationFailure.nonRetryable('sample must be a positive integer.', 'InvalidInput');
+  // The contract took backupPrefix as s3://<bucket>[/<prefix>] and sample as a positive integer.
+  const bucket = input.bucket ?? /^s3:\/\/([^/]+)/.exec(input.backupPrefix)![1]!;
   upsertSearchAttributes([
     { key: RestoreIdKey, value: restoreId },
     { key: RestoreKindKey, value: 'drill' },

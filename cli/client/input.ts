@@ -110,14 +110,11 @@ export function parseTenantText(text: string, origin: string): TenantId[] {
 }
 
 function checkIds(entries: Array<{ id: string; where: string }>): TenantId[] {
+  // Blank entries are named by where they stand; the rest go through the one list rule (which names an empty list).
   const empty = entries.filter((entry) => !entry.id).map((entry) => `${entry.where} is empty`);
-  const { problems, ids } = tenantListProblems(entries.filter((entry) => entry.id));
-  const all = [
-    ...empty,
-    ...(empty.length && entries.some((e) => e.id)
-      ? problems.filter((p) => p !== 'the tenant list is empty')
-      : problems),
-  ];
+  const listed = entries.filter((entry) => entry.id);
+  const { problems, ids } = tenantListProblems(listed);
+  const all = listed.length || !entries.length ? [...empty, ...problems] : empty;
   if (all.length)
     throw new UsageError(
       `bad tenant list:\n  - ${all.slice(0, 20).join('\n  - ')}${all.length > 20 ? `\n  ... and ${all.length - 20} more` : ''}`,
