@@ -113,7 +113,8 @@ export async function runProperty(o: PropertyRunOptions): Promise<PropertyRunSum
         path: o.path,
         // Each case is a whole restore: no time limit per case, and shrinking stops after this many attempts.
         maxSkipsPerRun: 0,
-        endOnFailure: false,
+        // PROPERTY_NO_SHRINK=1: stop at the first failing case (to show quickly that a bug is caught).
+        endOnFailure: process.env.PROPERTY_NO_SHRINK === '1',
       });
       if (details.failed && details.counterexample) {
         const shrunk = details.counterexample[0];
