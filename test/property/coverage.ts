@@ -31,6 +31,7 @@ export function branchesOf(c: Case): string[] {
       ? ['empty tenant restored']
       : []),
     ...(c.large && c.tenants[0]!.fate === 'victim' ? ['large tenant restored in chunks'] : []),
+    ...(emptyUnitInNullableCycle(c, p) ? ['a unit with no row in a cycle closed by a nullable FK'] : []),
     ...(p.partial.length ? ['rows of living tenants deleted'] : []),
     ...(p.partial.length && c.allowPartial ? ['partial tenants restored'] : []),
     ...(p.deleted.some((r) => r.table === 'lookup') ? ['shared parent lost (parent closure)'] : []),
@@ -43,6 +44,21 @@ export function branchesOf(c: Case): string[] {
     `concurrency ${c.run.concurrency}`,
   ];
   return out;
+}
+
+/**
+ * A unit (a group of the restore list, or one tenant) none of whose tenants has a row in the tables of a cycle closed
+ * by a nullable FK: the copy puts that FK in NULL first and fills it after, with nothing to fill (the shape of the
+ * bug fixed in ce3577e).
+ */
+function emptyUnitInNullableCycle(c: Case, p: ReturnType<typeof prepare>): boolean {
+  if (c.shape.cycle?.closedBy !== 'nullable') return false;
+  const empty = (tenant: string) => {
+    const i = p.data.tenantKeys.indexOf(tenant);
+    return c.tenants[i]!.size === 0 && !(i === 0 && c.large);
+  };
+  const list = p.restoreList;
+  return c.run.groupSize === 1 ? list.some(empty) : list.length > 0 && list.every(empty);
 }
 
 /** Every branch a bounded run must reach (PostgreSQL restarts only in the chaos mode). */
@@ -70,6 +86,7 @@ export const allBranches: string[] = [
   'deferrable unique key',
   'empty tenant restored',
   'large tenant restored in chunks',
+  'a unit with no row in a cycle closed by a nullable FK',
   'rows of living tenants deleted',
   'partial tenants restored',
   'shared parent lost (parent closure)',
