@@ -87,6 +87,11 @@ export interface CopyTenantInput {
    * of `expectAbsent` found present is accepted only when live's rows equal scratch's and no other restore announced it.
    */
   presentMayBeOwn?: boolean;
+  /**
+   * An earlier attempt of this copy committed (its heartbeat, or its transaction id in S3, says so): this attempt copies
+   * again over its own rows, and the rows it finds identical to the backup's count as restored, not as nothing.
+   */
+  earlierAttemptCommitted?: boolean;
   /** Names the lock session (`tenant-restore-lock <restoreId>`) and is announced on the tenants' channels at COMMIT. */
   restoreId?: string;
   /** Called when a tenant's lock is held by another session, before waiting for it (`holder` as operators find it). */
@@ -519,6 +524,9 @@ async function copyOneTransaction(
 ): Promise<CopyTotals | typeof tooLarge> {
   const { plan, tenantIds, conflict, signal } = input;
   const totals = emptyTotals(plan);
+  // A retry over rows an earlier attempt committed (known, or accepted as its own under the lock): those rows, found
+  // identical, are this copy's restored rows. Not for a partial tenant, whose identical rows were there before it.
+  const overOwnRows = Boolean(input.earlierAttemptCommitted || input.presentMayBeOwn) && !input.recordKeys;
   try {
     return await liveTransaction(input, copyTables);
   } catch (error) {
@@ -540,7 +548,7 @@ async function copyOneTransaction(
       });
       if (chunkRows !== undefined && n > chunkRows) throw new TooLargeForOneTransaction();
       const outcome = await merge(live, staging, plan, ctx, table, name, n, conflict, tenantIds, written);
-      addOutcome(totals, table, outcome);
+      addOutcome(totals, table, outcome, overOwnRows);
       if (recordKeys && outcome.written > 0)
         (totals.restoredKeys ??= {})[table.key] = await recordedKeys(live, table, written!, outcome.written);
       // No row staged, no written-keys table (merge creates it only for rows): nothing of this table to fill.

@@ -400,6 +400,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
                 restoreId: input.restoreId,
                 expectAbsent: earlier.committed ? undefined : input.expectAbsent,
                 presentMayBeOwn: !earlier.committed && attempt > 1,
+                earlierAttemptCommitted: earlier.committed,
               }),
             () => last !== undefined,
           ),
