@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `npm run test:property -- [--runs N] [--seed S] [--lanes L] [--path P] [--restarts] | --replay <case.json>`
+// `npm run test:property -- [--runs N] [--seed S] [--lanes L] [--minutes M] [--path P] [--restarts] | --replay <case.json>`
 // The property suite's long mode: N random cases per lane (default 100, two lanes), new seeds each run unless --seed;
+// --minutes stops drawing and shrinking after M minutes (a failure then reports its smallest case so far);
 // --path with --seed replays one case of a failed run as fast-check printed it; --replay runs one saved case (the
 // case.json a failure wrote under test/artifacts/property/). --restarts adds PostgreSQL restarts, so nothing else may
 // use the stack meanwhile. Needs dist (the worker runs the built CLI), which `npm run test:property` builds first.
@@ -10,7 +11,7 @@ const { join, resolve } = require('node:path');
 const { parseArgs } = require('node:util');
 
 const usage =
-  'usage: npm run test:property -- [--runs N] [--seed S] [--lanes L] [--path P] [--restarts] | --replay <case.json>';
+  'usage: npm run test:property -- [--runs N] [--seed S] [--lanes L] [--minutes M] [--path P] [--restarts] | --replay <case.json>';
 let values;
 try {
   ({ values } = parseArgs({
@@ -18,6 +19,7 @@ try {
       runs: { type: 'string' },
       seed: { type: 'string' },
       lanes: { type: 'string' },
+      minutes: { type: 'string' },
       path: { type: 'string' },
       replay: { type: 'string' },
       restarts: { type: 'boolean' },
@@ -48,6 +50,7 @@ set(
   values.seed === undefined ? undefined : /^-?\d+$/.test(values.seed) ? values.seed : whole('seed', 'x'),
 );
 set('PROPERTY_LANES', whole('lanes', values.lanes));
+set('PROPERTY_MINUTES', whole('minutes', values.minutes));
 set('PROPERTY_PATH', values.path);
 if (values.restarts) env.PROPERTY_RESTARTS = '1';
 if (values.replay) {

@@ -14,14 +14,15 @@ const seed = Number(process.env.PROPERTY_SEED ?? Date.now() % 2 ** 31);
 const replay = process.env.PROPERTY_REPLAY;
 const path = process.env.PROPERTY_PATH;
 const restarts = process.env.PROPERTY_RESTARTS === '1';
+const timeLimitMs = process.env.PROPERTY_MINUTES ? Number(process.env.PROPERTY_MINUTES) * 60_000 : undefined;
 
 it(replay ? `replays ${replay}` : `${lanes} lanes × ${runs} random cases from seed ${seed}`, async () => {
   const started = Date.now();
   const summaries = await Promise.all(
     replay || path
-      ? [runProperty({ name: 'replay', runs, seed, replay, path, restarts })]
+      ? [runProperty({ name: 'replay', runs, seed, replay, path, restarts, timeLimitMs })]
       : Array.from({ length: lanes }, (_, lane) =>
-          runProperty({ name: `long${lane}`, runs, seed: seed + lane, restarts }),
+          runProperty({ name: `long${lane}`, runs, seed: seed + lane, restarts, timeLimitMs }),
         ),
   );
   const cases = summaries.flatMap((s) => s.cases);

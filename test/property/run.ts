@@ -27,6 +27,11 @@ export interface PropertyRunOptions {
   replay?: string;
   /** fast-check's path of a counterexample, to replay one case of a seed. */
   path?: string;
+  /**
+   * Stop drawing and shrinking after this long (the case under way finishes): a failure then reports the smallest
+   * failing case found so far instead of dying with the test's timeout, seed and case unsaid.
+   */
+  timeLimitMs?: number;
 }
 
 export interface PropertyRunSummary {
@@ -115,14 +120,17 @@ export async function runProperty(o: PropertyRunOptions): Promise<PropertyRunSum
         maxSkipsPerRun: 0,
         // PROPERTY_NO_SHRINK=1: stop at the first failing case (to show quickly that a bug is caught).
         endOnFailure: process.env.PROPERTY_NO_SHRINK === '1',
+        plugins: o.timeLimitMs ? [fc.interruptAfterTimeLimit(o.timeLimitMs)] : [],
       });
-      if (details.failed && details.counterexample) {
-        const shrunk = details.counterexample[0];
+      // Shrinking only moves to smaller failing cases, so the last failure seen is the smallest, also when the time
+      // limit cut the shrinking short.
+      if (lastFailure) {
+        const shrunk = lastFailure.prepared.testCase;
         const directory = join(artifactsDir, `seed-${o.seed}`);
         mkdirSync(directory, { recursive: true });
         const prepared = prepare(shrunk);
         saveCase(directory, prepared);
-        if (lastFailure) writeFileSync(join(directory, 'problems.txt'), `${lastFailure.result.problems.join('\n')}\n`);
+        writeFileSync(join(directory, 'problems.txt'), `${lastFailure.result.problems.join('\n')}\n`);
         const replay = `npm run test:property -- --replay ${join('test', 'artifacts', 'property', `seed-${o.seed}`, 'case.json')}`;
         return {
           seed: o.seed,
@@ -130,11 +138,11 @@ export async function runProperty(o: PropertyRunOptions): Promise<PropertyRunSum
           drawn,
           failure: {
             message:
-              `property failed after ${details.numRuns} cases and ${details.numShrinks} shrinks; seed ${o.seed}, path ${details.counterexamplePath}\n` +
+              `property failed after ${details.numRuns} cases and ${details.numShrinks} shrinks${details.interrupted ? ' (shrinking cut short by the time limit)' : ''}; seed ${o.seed}, path ${details.counterexamplePath ?? 'unknown'}\n` +
               `shrunk case (schema.sql, data.sql, incident.sql, config.json, case.json) in ${directory}\n` +
               `replay it: ${replay}\n` +
               `or the whole run: npm run test:property -- --seed ${o.seed} --path ${details.counterexamplePath}\n` +
-              `problems of the shrunk case:\n${lastFailure?.result.problems.join('\n') ?? String(details.errorInstance)}`,
+              `problems of the shrunk case:\n${lastFailure.result.problems.join('\n')}`,
             shrunk,
             directory,
             replay,
