@@ -139,6 +139,14 @@ export interface CaseSchema {
   refusal?: 'ExcludedParentError' | 'DeferrableUniqueKeyError';
 }
 
+/** Every documented refusal that applies to a schema (a schema with two may be refused for either, whichever the plan meets first). */
+export function acceptedRefusals(schema: CaseSchema): Array<NonNullable<CaseSchema['refusal']>> {
+  return [
+    ...(schema.shape.excluded === 'parent' ? (['ExcludedParentError'] as const) : []),
+    ...(schema.shape.deferrableUnique ? (['DeferrableUniqueKeyError'] as const) : []),
+  ];
+}
+
 /** What the product's message of each documented refusal says (the CLI prints the message, not the class). */
 export const refusalWords: Record<NonNullable<CaseSchema['refusal']>, RegExp> = {
   ExcludedParentError: /is excluded by the config, but its rows belong to tenants/,
