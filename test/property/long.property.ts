@@ -36,6 +36,8 @@ it(replay ? `replays ${replay}` : `${lanes} lanes × ${runs} random cases from s
         failed: cases.filter((c) => c.problems.length).length,
         refused: cases.filter((c) => c.facts.refused).length,
         kills: cases.reduce((n, c) => n + c.facts.kills, 0),
+        restarts: cases.filter((c) => c.facts.restarted).length,
+        writerDuringChanges: cases.reduce((n, c) => n + c.facts.writerDuring, 0),
         minutes: Math.round((Date.now() - started) / 600) / 100,
         notExercised: branchesNotExercised(summaries.flatMap((s) => s.drawn)),
         failures: summaries.filter((s) => s.failure).map((s) => s.failure!.message),

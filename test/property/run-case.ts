@@ -13,7 +13,7 @@ import { restartPostgres } from '../../scripts/stack';
 import { takeBackup } from '../../scripts/workload/backup';
 import { auditEvents, installDeleteAudit, roleUrl } from '../helpers/audit';
 import { logDir, runCli, type CliResult, type WorkerProcess } from '../helpers/product';
-import { createDatabase, dropDatabase, uniqueName, withClient } from '../helpers/stack';
+import { createDatabase, dropDatabase, temporalClient, uniqueName, withClient } from '../helpers/stack';
 import {
   countsByTenant,
   expectedAfter,
@@ -44,7 +44,7 @@ export interface CaseResult {
   name: string;
   problems: string[];
   /** What the case did, for the run's summary. */
-  facts: { restored: number; refused?: string; kills: number; writerDuring: number; ms: number };
+  facts: { restored: number; refused?: string; kills: number; restarted?: boolean; writerDuring: number; ms: number };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -110,6 +110,7 @@ export async function runCase(p: Prepared, env: CaseEnvironment): Promise<CaseRe
   let clean = false;
   let refusedAs: string | undefined;
   let kills = 0;
+  let restarted = false;
   try {
     // --- the database as it was at the backup ---------------------------------------------------------------------
     await withClient(adminUrl, async (client) => {
@@ -217,6 +218,11 @@ export async function runCase(p: Prepared, env: CaseEnvironment): Promise<CaseRe
       await env.worker.start();
     }
     if (c.run.restartPostgres && !ended) {
+      // After the restore has started (the CLI itself refuses to start while live is unreachable, exit 3), at a
+      // moment of the case's own.
+      await restoreStarted(`restore/${restoreId}`, () => ended);
+      await sleep(c.valueSeed % 3000);
+      restarted = true;
       await writer.stop();
       await writer.close();
       await restartPostgres(() => undefined);
@@ -268,6 +274,7 @@ export async function runCase(p: Prepared, env: CaseEnvironment): Promise<CaseRe
         restored: refused ? 0 : p.restoreList.length,
         refused: refusedAs,
         kills,
+        restarted,
         writerDuring: during.length,
         ms: Date.now() - started,
       },
@@ -277,6 +284,26 @@ export async function runCase(p: Prepared, env: CaseEnvironment): Promise<CaseRe
     await writer?.close();
     if (clean) await dropDatabase(name);
     else env.say(`case ${name}: kept its database and files for inspection (${dir})`);
+  }
+}
+
+/** Waits until the workflow exists in Temporal (or the CLI has already ended). */
+async function restoreStarted(workflowId: string, ended: () => boolean): Promise<void> {
+  const { client, close } = await temporalClient();
+  try {
+    while (!ended()) {
+      const found = await client.workflow
+        .getHandle(workflowId)
+        .describe()
+        .then(
+          () => true,
+          () => false,
+        );
+      if (found) return;
+      await sleep(200);
+    }
+  } finally {
+    await close();
   }
 }
 

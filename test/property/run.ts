@@ -100,7 +100,7 @@ export async function runProperty(o: PropertyRunOptions): Promise<PropertyRunSum
       env.say(
         `case ${cases.length}: ${result.problems.length ? 'FAILED' : 'ok'} in ${(result.facts.ms / 1000).toFixed(1)} s ` +
           `(${prepared.schema.tables.length} tables, ${prepared.data.rows.length} rows, ${prepared.restoreList.length} to restore` +
-          `${result.facts.refused ? `, refused as ${result.facts.refused}` : ''}${result.facts.kills ? `, ${result.facts.kills} kills` : ''})`,
+          `${result.facts.refused ? `, refused as ${result.facts.refused}` : ''}${result.facts.kills ? `, ${result.facts.kills} kills` : ''}${result.facts.restarted ? ', PostgreSQL restarted' : ''})`,
       );
       if (result.problems.length) {
         lastFailure = { prepared, result };
