@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { appendFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createS3Client } from '../../activities/s3';
-import { applyGrants, newPassword, privatePgpass } from '../helpers/audit';
+import { applyGrants, dropRoles, newPassword, privatePgpass } from '../helpers/audit';
 import { productEnv, projectRoot, WorkerProcess } from '../helpers/product';
 import { uniqueName, useStackEnv } from '../helpers/stack';
 import { caseArbitrary, prepare, type Case, type Prepared } from './case';
@@ -77,6 +77,8 @@ async function environment(name: string): Promise<{ env: CaseEnvironment; close:
     close: async () => {
       await worker.stop();
       s3.destroy();
+      // Kept only while a failed case's database still holds its grants (dropRoles then leaves it).
+      await dropRoles([restoreRole]);
     },
   };
 }
