@@ -85,6 +85,8 @@ export class Writer {
   private loops: Promise<void>[] = [];
   private clients: Client[] = [];
   private seq = 0;
+  /** The tail of the commit queue (commitInOrder): each session's COMMIT and log entries, one after another. */
+  private commits: Promise<void> = Promise.resolve();
   private errors = 0;
   private readonly lastErrors: string[] = [];
   private readonly byOp: Record<string, number> = {};
@@ -145,6 +147,26 @@ export class Writer {
       latency: summarize(this.samples),
       lastErrors: [...this.lastErrors],
     };
+  }
+
+  /**
+   * COMMIT, then log, with no other session's COMMIT in between. Two sessions may update one row: the second waits for
+   * the first's COMMIT and reads its change back, so the log must hold the first's entry first. Without this, under
+   * load the second session's reply could be handled first and the log's last digest for the row would be the older.
+   */
+  private async commitInOrder(client: Client, log: (at: number) => void): Promise<number> {
+    let release!: () => void;
+    const previous = this.commits;
+    this.commits = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    try {
+      await client.query('COMMIT');
+      const at = Date.now();
+      log(at);
+      return at;
+    } finally {
+      release();
+    }
   }
 
   private async loop(client: Client, random: () => number): Promise<void> {
@@ -223,9 +245,9 @@ export class Writer {
           for (const r of result.rows)
             entries.push({ op: 'delete', table: 'app.issue_labels', key: r.key, digest: null });
         }
-        await client.query('COMMIT');
-        const at = Date.now();
-        for (const e of entries) this.log.push({ ...e, seq: this.seq++, at, tenantId: tenant.tenantId });
+        const at = await this.commitInOrder(client, (committedAt) => {
+          for (const e of entries) this.log.push({ ...e, seq: this.seq++, at: committedAt, tenantId: tenant.tenantId });
+        });
         this.byOp[op] = (this.byOp[op] ?? 0) + 1;
         this.samples.push({ at, ms: performance.now() - started });
       } catch (error) {
