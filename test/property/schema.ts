@@ -141,9 +141,13 @@ export interface CaseSchema {
 
 /** Every documented refusal that applies to a schema (a schema with two may be refused for either, whichever the plan meets first). */
 export function acceptedRefusals(schema: CaseSchema): Array<NonNullable<CaseSchema['refusal']>> {
+  return refusalsOf(schema.shape);
+}
+
+function refusalsOf(shape: Shape): Array<NonNullable<CaseSchema['refusal']>> {
   return [
-    ...(schema.shape.excluded === 'parent' ? (['ExcludedParentError'] as const) : []),
-    ...(schema.shape.deferrableUnique ? (['DeferrableUniqueKeyError'] as const) : []),
+    ...(shape.excluded === 'parent' ? (['ExcludedParentError'] as const) : []),
+    ...(shape.deferrableUnique ? (['DeferrableUniqueKeyError'] as const) : []),
   ];
 }
 
@@ -414,13 +418,7 @@ export function buildSchema(shape: Shape): CaseSchema {
       ),
     });
 
-  const refusal =
-    shape.excluded === 'parent'
-      ? ('ExcludedParentError' as const)
-      : shape.deferrableUnique
-        ? ('DeferrableUniqueKeyError' as const)
-        : undefined;
-  return { shape, schema: shape.schema, tables, root: `${shape.schema}.tenants`, refusal };
+  return { shape, schema: shape.schema, tables, root: `${shape.schema}.tenants`, refusal: refusalsOf(shape)[0] };
 }
 
 export function tableSpec(schema: CaseSchema, name: string): TableSpec {
