@@ -125,6 +125,8 @@ export interface CopyCheckpoint {
   rows: Record<string, number>;
 }
 
+export type CopyPath = 'direct' | 'staged' | 'chunked';
+
 export interface CopyResult {
   tenantIds: TenantId[];
   /** Rows inserted or overwritten in live, per table key. */
@@ -134,6 +136,13 @@ export interface CopyResult {
   /** Parent rows outside the tenant (shared or other tables) that were missing in live and were restored. */
   parentClosure: Array<{ table: string; rows: number }>;
   chunked: boolean;
+  /**
+   * How the rows went (copy/index.ts): `direct`, COPY straight into the targets; `staged`, through staging and the
+   * policy's merge; `chunked`, in chunks. Absent in results of earlier releases.
+   */
+  path?: CopyPath;
+  /** Why the direct path gave the unit to the staged path (a key already in live, a table refusing COPY). */
+  directRefused?: string;
   durationMs: number;
   /** Staged keys already in live with other content, per table key: the policy's conflicts, as the copy met them. */
   conflicts?: Record<string, number>;

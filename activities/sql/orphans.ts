@@ -45,6 +45,26 @@ export function orphanCount(plan: Plan, table: PlanTable, fk: PlanForeignKey, sc
   };
 }
 
+/**
+ * How many of the given references of `fk` (distinct tuples, one text array per FK column, in the child column's text
+ * form) find no parent in live; the parents found are locked FOR KEY SHARE, as PostgreSQL's own FK check would, so
+ * that a concurrent delete of one waits for this transaction. The direct copy passes here the references that are not
+ * rows of its own transaction (copy/direct.ts); each is cast to the referencing column's type and probed through the
+ * parent's key index (LATERAL, one probe per reference).
+ */
+export function externalOrphanCount(plan: Plan, table: PlanTable, fk: PlanForeignKey, values: string[][]): Sql {
+  const types = new Map(table.columns.map((c) => [c.name, c.type]));
+  const r = fk.columns.map((_, i) => `r${i}`);
+  const match = fk.referencedColumns.map((c, i) => `p.${q(c)} = r.r${i}::${types.get(fk.columns[i]!)}`).join(' AND ');
+  const keys = fk.referencedColumns.map((c, i) => `p.${q(c)} AS k${i}`).join(', ');
+  return {
+    text: `WITH r AS (SELECT DISTINCT ${r.join(', ')} FROM unnest(${values.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS u(${r.join(', ')})),
+            locked AS (SELECT l.* FROM r CROSS JOIN LATERAL (SELECT ${keys} FROM ${fkTarget(plan, fk)} p WHERE ${match} FOR KEY SHARE OF p) l)
+       SELECT (SELECT count(*) FROM r) - (SELECT count(*) FROM (SELECT DISTINCT ${fk.referencedColumns.map((_, i) => `k${i}`).join(', ')} FROM locked) l) AS n`,
+    values,
+  };
+}
+
 /** True for a row (as `alias`) whose reference by `fk` is set and finds no parent in live. */
 export function danglingFk(plan: Plan, fk: PlanForeignKey, alias: string): string {
   const notNull = fk.columns.map((c) => `${alias}.${q(c)} IS NOT NULL`).join(' AND ');

@@ -18,3 +18,12 @@ export function advanceSequences(table: PlanTable, staging: string): Sql[] {
     values: [sequence],
   }));
 }
+
+/** `setval` of one sequence to `max` (a restored column's largest value, read off the copy's stream), forward only. */
+export function advanceSequenceTo(sequence: string, max: string): Sql {
+  return {
+    text: `SELECT setval($1::regclass, $2::bigint, true) FROM ${sequence} seq
+       WHERE $2::bigint > seq.last_value OR ($2::bigint = seq.last_value AND NOT seq.is_called)`,
+    values: [sequence, max],
+  };
+}

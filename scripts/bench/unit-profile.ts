@@ -1,6 +1,7 @@
 /**
- * npx tsx scripts/bench/unit-profile.ts [--scratch db] [--post db] [--group N] [--groups N]: one restore unit's
- * statements, timed.
+ * npx tsx scripts/bench/unit-profile.ts [--scratch db] [--post db] [--group N] [--groups N] [--compare N]: one restore
+ * unit's statements, timed. `--compare N`: the staged path (directCopy off) and the default path (direct COPY), N rounds
+ * each, alternated, the same units into fresh copies of live: the two side by side in one run.
  *
  * Dev tooling for the speed work: runs the engine's copy and validate steps (no Temporal) for groups of victims of the
  * bench's dataset, from its source database as scratch into a fresh copy of its post-deletion database, and prints the
@@ -77,6 +78,8 @@ export async function profileUnits(options: {
   size: number;
   units: number;
   chunkRows?: number;
+  /** `false`: the staged path only (copy/index.ts). */
+  directCopy?: boolean;
 }): Promise<UnitProfile> {
   const live = 'bench_unit_profile_live';
   const pools = new Pools();
@@ -105,6 +108,7 @@ export async function profileUnits(options: {
         tenantIds,
         conflict: 'skip',
         chunkRows: options.chunkRows,
+        directCopy: options.directCopy,
       });
       steps.copy += performance.now() - t0;
       rows += Object.values(copied.rows).reduce((a, b) => a + b, 0);
@@ -161,20 +165,49 @@ async function main(): Promise<void> {
       chunk: { type: 'string', default: '200000' },
       /** Print the whole text of the N slowest statement kinds. */
       full: { type: 'string', default: '0' },
+      compare: { type: 'string', default: '0' },
     },
   });
   const inScratch = await query<{ id: string }>(values.scratch!, 'SELECT id::text FROM app.tenants ORDER BY id');
   const present = new Set(
     (await query<{ id: string }>(values.post!, 'SELECT id::text FROM app.tenants')).map((r) => r.id),
   );
-  const p = await profileUnits({
-    scratch: values.scratch!,
-    liveTemplate: values.post!,
-    tenantIds: inScratch.map((r) => r.id).filter((id) => !present.has(id)),
-    size: Number(values.group),
-    units: Number(values.groups),
-    chunkRows: Number(values.chunk) || undefined,
-  });
+  const profile = (directCopy?: boolean) =>
+    profileUnits({
+      scratch: values.scratch!,
+      liveTemplate: values.post!,
+      tenantIds: inScratch.map((r) => r.id).filter((id) => !present.has(id)),
+      size: Number(values.group),
+      units: Number(values.groups),
+      chunkRows: Number(values.chunk) || undefined,
+      directCopy,
+    });
+  const rounds = Number(values.compare);
+  if (rounds > 0) {
+    const runs: Record<'staged' | 'direct', UnitProfile[]> = { staged: [], direct: [] };
+    for (let r = 0; r < rounds; r++) {
+      // Alternated, the order flipped every round: drift on a noisy machine lands on both sides.
+      for (const path of r % 2 ? (['direct', 'staged'] as const) : (['staged', 'direct'] as const))
+        runs[path].push(await profile(path === 'direct' ? undefined : false));
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    for (const path of ['staged', 'direct'] as const) {
+      const p = runs[path];
+      console.log(
+        `${path.padEnd(6)} per unit of ${p[0]!.tenantsPerUnit} tenants (${Math.round(p[0]!.rowsPerUnit)} rows), median of ${rounds}: ` +
+          `copy ${median(p.map((x) => x.copyMsPerUnit)).toFixed(0)} ms, validate ${median(p.map((x) => x.validateMsPerUnit)).toFixed(0)} ms, ` +
+          `${median(p.map((x) => x.statementsPerUnit)).toFixed(0)} statements`,
+      );
+      for (const t of p[p.length - 1]!.top.slice(0, 6))
+        console.log(`   ${t.ms.toFixed(0).padStart(7)} ms ${String(t.count).padStart(4)}x  ${t.kind}`);
+    }
+    const ratio = (f: (x: UnitProfile) => number) => median(runs.direct.map(f)) / median(runs.staged.map(f));
+    console.log(
+      `direct / staged: copy ${ratio((x) => x.copyMsPerUnit).toFixed(2)}×, copy+validate ${ratio((x) => x.copyMsPerUnit + x.validateMsPerUnit).toFixed(2)}×`,
+    );
+    return;
+  }
+  const p = await profile();
   for (const t of p.top) console.log(`${t.ms.toFixed(0).padStart(7)} ms ${String(t.count).padStart(4)}x  ${t.kind}`);
   for (const t of p.top.slice(0, Number(values.full))) console.log(`\n-- ${t.kind}\n${t.text}`);
   console.log(

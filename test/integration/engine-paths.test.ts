@@ -1,5 +1,5 @@
 /**
- * The copy's two paths give the same rows (issue 13). For skip and fail, a table's insert goes first, and when it inserts
+ * The copy's paths give the same rows (issues 13 and 25). For skip and fail, a table's insert goes first, and when it inserts
  * every staged row, live held none of their keys: the cross-tenant check and the conflict count are skipped, and the
  * pre-COMMIT FK check reads the references from staging (the fast path). Otherwise (overwrite, or rows left out) the
  * checks run as before, and the FK check joins the target (the checked path). Here the same deleted tenants are
@@ -7,6 +7,9 @@
  * - the statements each copy ran show which path it took;
  * - both lives end with the same rows in every table, the restored tenants equal to the backup (I3), and every other
  *   tenant untouched (I1); no DELETE or TRUNCATE reached either (I2); validation finds no mismatch and no orphan;
+ * - the direct path (issue 25: COPY straight into the targets, no staging, probes only for parents its transaction did
+ *   not insert) restores the same tenants into a third live with the same rows; the partial tenant, whose root is in
+ *   live, makes its first COPY fail on a key, and the whole unit goes staged instead, with the same result;
  * - a copy with chunkRows counts nothing first: under the threshold it goes in one transaction, over it in chunks,
  *   with the same rows.
  */
@@ -45,6 +48,15 @@ function record(pool: pg.Pool): string[] {
   return texts;
 }
 
+/** COPY straight into a live table (the direct path), by table. */
+const directCopies = (texts: string[]) =>
+  texts.flatMap((t) => /^COPY ("app"\."\w+") \(.*\) FROM STDIN$/s.exec(t)?.[1] ?? []).sort();
+/** The direct path's probes of the references its transaction did not insert, by parent table. */
+const externalProbes = (texts: string[]) =>
+  texts.flatMap((t) =>
+    /^WITH r AS \(SELECT DISTINCT .* FROM unnest\(/s.test(t) ? [/FROM ("\w+"\."\w+") p WHERE/.exec(t)![1]!] : [],
+  );
+
 /** The checked path's statements: the cross-tenant check and the conflict count join staging to the target. */
 const checks = (texts: string[]) =>
   texts.filter(
@@ -61,6 +73,7 @@ describe('fast path and checked path', () => {
   let scratchUrl: string;
   let fastUrl: string;
   let checkedUrl: string;
+  let directUrl: string;
   let sourceUrl: string;
   let sourceName: string;
   let plan: Plan;
@@ -79,7 +92,8 @@ describe('fast path and checked path', () => {
     dumpAndRestore(source.url, scratchUrl);
     fastUrl = (await fresh('paths_fast', source.name)).url;
     checkedUrl = (await fresh('paths_checked', source.name)).url;
-    for (const url of [fastUrl, checkedUrl]) {
+    directUrl = (await fresh('paths_direct', source.name)).url;
+    for (const url of [fastUrl, checkedUrl, directUrl]) {
       await query(url, incident);
       await installDeleteAudit(url, 'all');
     }
@@ -93,8 +107,9 @@ describe('fast path and checked path', () => {
     const checkedPool = pools.get(checkedUrl, { applicationName: 'paths-checked' });
     const fastTexts = record(fastPool);
     const checkedTexts = record(checkedPool);
+    // The two staged paths of issue 13, with the direct path turned off.
     const copy = (live: pg.Pool, tenantIds: string[], conflict: ConflictPolicy) =>
-      copyTenant({ scratch: pools.get(scratchUrl), live, plan, tenantIds, conflict });
+      copyTenant({ scratch: pools.get(scratchUrl), live, plan, tenantIds, conflict, directCopy: false });
 
     const fast = await copy(fastPool, absent.map(String), 'fail');
     const checked = await copy(checkedPool, absent.map(String), 'overwrite');
@@ -105,6 +120,30 @@ describe('fast path and checked path', () => {
     expect(fkJoined(fastTexts)).toBe(0);
     expect(fast.rows).toEqual(checked.rows);
     expect(fast.parentClosure).toEqual(checked.parentClosure);
+    expect([fast.path, checked.path]).toEqual(['staged', 'staged']);
+
+    // The direct path: every owned table by one COPY into the target, nothing staged but the shared tables' closure.
+    const directPool = pools.get(directUrl, { applicationName: 'paths-direct' });
+    const directTexts = record(directPool);
+    const direct = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: directPool,
+      plan,
+      tenantIds: absent.map(String),
+      conflict: 'fail',
+    });
+    expect(direct.path).toBe('direct');
+    expect(direct.directRefused).toBeUndefined();
+    const owned = plan.tables.filter((t) => t.role !== 'shared').map((t) => `"${t.key.replace('.', '"."')}"`);
+    expect(directCopies(directTexts)).toEqual([...owned].sort());
+    expect(directTexts.filter((t) => /^INSERT INTO "app"\."(?!plans|countries)/.test(t))).toEqual([]);
+    // No probe of a parent the transaction inserted itself: comments -> issues, issues -> projects, and so on. The
+    // probes that remain reach the shared tables only (every parent of these tenants' rows is theirs or shared).
+    const probed = externalProbes(directTexts);
+    const shared = plan.tables.filter((t) => t.role === 'shared').map((t) => `"${t.key.replace('.', '"."')}"`);
+    expect(probed.filter((p) => !shared.includes(p))).toEqual([]);
+    expect(direct.rows).toEqual(fast.rows);
+    expect(direct.parentClosure).toEqual(fast.parentClosure);
 
     // The partial tenant: most staged rows are in live already, so the insert leaves them out and the checks run.
     fastTexts.length = 0;
@@ -115,10 +154,22 @@ describe('fast path and checked path', () => {
     expect(part.rows['app.issues']).toBe(0);
     expect(Object.values(part.skipped).every((n) => n === 0)).toBe(true);
     await copy(checkedPool, [String(partial)], 'overwrite');
+    // On the direct path's live: the root is there, the first COPY fails on its key, and the unit goes staged.
+    const directPart = await copyTenant({
+      scratch: pools.get(scratchUrl),
+      live: directPool,
+      plan,
+      tenantIds: [String(partial)],
+      conflict: 'skip',
+    });
+    expect(directPart.path).toBe('staged');
+    expect(directPart.directRefused).toMatch(/^23505/);
+    expect(directPart.rows).toEqual(part.rows);
 
     // Same rows everywhere, in both lives.
     const tables = await userTables(fastUrl);
     expect(await fingerprints(fastUrl, tables)).toEqual(await fingerprints(checkedUrl, tables));
+    expect(await fingerprints(directUrl, tables)).toEqual(await fingerprints(fastUrl, tables));
     // I3: the restored tenants equal the backup; I1: every other tenant as before the restore.
     const restored = tenantFilter([...absent, partial]);
     expect(await fingerprints(fastUrl, tenantTables, restored)).toEqual(
@@ -130,6 +181,7 @@ describe('fast path and checked path', () => {
     // I2
     expect(await destructiveStatements(fastUrl)).toEqual([]);
     expect(await destructiveStatements(checkedUrl)).toEqual([]);
+    expect(await destructiveStatements(directUrl)).toEqual([]);
     for (const id of [...absent, partial]) {
       const v = await validateTenant({
         scratch: pools.get(scratchUrl),
