@@ -232,15 +232,31 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     }
   }
 
-  /** The report in S3, then scratch dropped (when this restore made it and may). */
+  /**
+   * The report in S3, and scratch dropped (when this restore made it and may). They are independent (the report reads
+   * S3 only), so both run at once; a run that reached its report before that change replays them one after the other.
+   */
   async function report(): Promise<BulkRestoreResult> {
     const status: RestoreStatus = state.cancelRequested ? 'cancelled' : state.failed > 0 ? 'partial' : 'succeeded';
     setPhase('reporting');
-    const written = await steps.writeRestoreReport(reportInput(status));
+    let written: Awaited<ReturnType<typeof steps.writeRestoreReport>>;
     let dropped = false;
-    if (state.scratch?.owned && !input.keepScratch) {
-      setPhase('cleanup');
-      dropped = await dropScratch(state.scratch);
+    const drop = state.scratch?.owned && !input.keepScratch ? state.scratch : undefined;
+    if (drop && patched('report-and-drop-together')) {
+      const writing = steps.writeRestoreReport(reportInput(status));
+      const dropping = dropScratch(drop);
+      // Both end before the run goes on, whichever fails: a failed report is the error, then a failed drop.
+      const [w, d] = await Promise.allSettled([writing, dropping]);
+      if (w.status === 'rejected') throw w.reason;
+      if (d.status === 'rejected') throw d.reason;
+      written = w.value;
+      dropped = d.value;
+    } else {
+      written = await steps.writeRestoreReport(reportInput(status));
+      if (drop) {
+        setPhase('cleanup');
+        dropped = await dropScratch(drop);
+      }
     }
     setPhase(status === 'succeeded' ? 'completed' : status);
     await condition(allHandlersFinished);

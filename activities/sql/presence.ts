@@ -13,7 +13,7 @@
  * (a temporary table is still a CREATE). Nothing is written to any live table.
  */
 import { escapeIdentifier as q, type PoolClient } from '../db';
-import { TenantNotInBackupError } from '../errors';
+import { isPgError, TenantNotInBackupError } from '../errors';
 import { qualify, renderContext, type Plan, type PlanTable } from '../plan';
 import { ownedPredicate, type RenderContext } from '../plan/ownership';
 import type { TenantClassification, TenantId, TenantLiveState } from '../restore-types';
@@ -25,15 +25,77 @@ function rootTable(plan: Plan): PlanTable {
 }
 
 /**
- * The tenants of the list without a root row in the backup, as text. The alias must not be a plausible column name:
- * inside the subquery an unqualified `id` would mean r.id.
+ * The tenants of the list without a root row in the backup, as text: a tenant is there when a root's key, as text, is
+ * the id. `typed` finds the candidate root in the key's own type, as rootsInLive does, so that the root's index
+ * answers, then keeps the text test: the answer is the same (`007` is not tenant 7, a `varchar(3)` cast's truncation
+ * finds nothing), but an id that does not cast to the type (`abc` for a bigint key) fails the statement (see
+ * missingFromBackup). `text` alone never fails, and reads the whole root table. The alias must not be a plausible
+ * column name: inside the subquery an unqualified `id` would mean r.id.
  */
-export function tenantsMissingFromBackup(plan: Plan, tenantIds: TenantId[]): Sql {
+export function tenantsMissingFromBackup(plan: Plan, tenantIds: TenantId[], compare: 'typed' | 'text' = 'typed'): Sql {
+  const key = `r.${q(plan.rootKey.column)}`;
+  const text = `${key}::text = wanted.tenant_id`;
+  const match = compare === 'typed' ? `${key} = wanted.tenant_id::${plan.rootKey.type} AND ${text}` : text;
   return {
     text: `SELECT array_agg(wanted.tenant_id ORDER BY wanted.tenant_id) AS missing FROM unnest($1::text[]) AS wanted(tenant_id)
-     WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, rootTable(plan).key)} r WHERE r.${q(plan.rootKey.column)}::text = wanted.tenant_id)`,
+     WHERE NOT EXISTS (SELECT 1 FROM ${qualify(plan, rootTable(plan).key)} r WHERE ${match})`,
     values: [tenantIds],
   };
+}
+
+const integerRanges: Record<string, [bigint, bigint]> = {
+  smallint: [-(2n ** 15n), 2n ** 15n - 1n],
+  integer: [-(2n ** 31n), 2n ** 31n - 1n],
+  bigint: [-(2n ** 63n), 2n ** 63n - 1n],
+};
+
+/**
+ * True when every id surely casts to the key's type: plain decimal integers in the type's range, canonical uuids, any
+ * text. Conservative: false says only that an id might not cast (a domain's CHECK, ' 7', an unknown type).
+ */
+export function idsCastSurely(type: string, tenantIds: TenantId[]): boolean {
+  const range = integerRanges[type];
+  if (range)
+    return tenantIds.every((id) => /^-?[0-9]{1,40}$/.test(id) && BigInt(id) >= range[0] && BigInt(id) <= range[1]);
+  if (type === 'uuid')
+    return tenantIds.every((id) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id));
+  return type === 'text' || /^character varying(\(\d+\))?$/.test(type);
+}
+
+/** An id that does not cast to the key's type: a data exception (22P02 invalid text, 22003 out of range, ...), or a domain's CHECK (23514). */
+function isCastFailure(error: unknown): boolean {
+  return isPgError(error) && (error.code.startsWith('22') || error.code === '23514');
+}
+
+/** Savepoint of the typed lookup: its failure must not abort the caller's transaction and its snapshot. */
+const lookupSavepoint = 'tr_root_lookup';
+
+/**
+ * The tenants of the list without a root row in the backup, compared in the key's type. When some id might not cast,
+ * the typed statement runs under a savepoint and, should a cast fail, the text form answers instead (in the same
+ * transaction and snapshot): an id that is not even of the key's type has no root row, as before.
+ */
+export async function missingFromBackup(
+  scratch: Pick<PoolClient, 'query'>,
+  plan: Plan,
+  tenantIds: TenantId[],
+): Promise<TenantId[]> {
+  const lookup = async (compare: 'typed' | 'text') =>
+    (await scratch.query<{ missing: string[] | null }>(tenantsMissingFromBackup(plan, tenantIds, compare))).rows[0]
+      ?.missing ?? [];
+  if (idsCastSurely(plan.rootKey.type, tenantIds)) return lookup('typed');
+  await scratch.query(`SAVEPOINT ${lookupSavepoint}`);
+  let missing: TenantId[];
+  try {
+    missing = await lookup('typed');
+  } catch (error) {
+    if (!isCastFailure(error)) throw error;
+    await scratch.query(`ROLLBACK TO SAVEPOINT ${lookupSavepoint}`);
+    await scratch.query(`RELEASE SAVEPOINT ${lookupSavepoint}`);
+    return lookup('text');
+  }
+  await scratch.query(`RELEASE SAVEPOINT ${lookupSavepoint}`);
+  return missing;
 }
 
 /** The tenants of the list whose root row is in live (ids as given), compared in the key's own type, so that equal ids written differently (a UUID in capitals) are the same tenant. */
@@ -64,9 +126,8 @@ export async function assertTenantsInBackup(
   plan: Plan,
   tenantIds: TenantId[],
 ): Promise<void> {
-  const { rows } = await scratch.query<{ missing: string[] | null }>(tenantsMissingFromBackup(plan, tenantIds));
-  const missing = rows[0]?.missing;
-  if (missing?.length) {
+  const missing = await missingFromBackup(scratch, plan, tenantIds);
+  if (missing.length) {
     throw new TenantNotInBackupError(
       `Tenant(s) ${missing.join(', ')} have no row in ${plan.tenantRoot} of the backup: check the tenant ids and that the backup was taken before the deletion.`,
       { tenantIds: missing },

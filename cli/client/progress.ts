@@ -63,6 +63,20 @@ export async function waitForRestore(
     }
     return polled.workers > 0;
   };
+  // The poller's pause between polls ends at once when the result arrives: the wait does not sit out the last second.
+  let wake: (() => void) | undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        wake = undefined;
+        resolve();
+      }, ms);
+      wake = () => {
+        clearTimeout(timer);
+        wake = undefined;
+        resolve();
+      };
+    });
   const poller = (async () => {
     while (!done && (onProgress || watch)) {
       try {
@@ -70,7 +84,7 @@ export async function waitForRestore(
       } catch {
         // The run may be continuing-as-new, or just finished: the next poll or the result answers.
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      if (!done) await pause(1000);
     }
   })();
   let result: BulkRestoreResult | undefined;
@@ -81,6 +95,7 @@ export async function waitForRestore(
     error = restoreFailureMessage(e);
   } finally {
     done = true;
+    wake?.();
     await poller;
   }
   let report: RestoreReport | undefined;

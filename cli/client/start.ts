@@ -479,39 +479,71 @@ export async function checkPointInTime(source: {
 }
 
 /**
+ * Runs checks at once and reports as if they had run one after another: the error of the first failing check in the
+ * order given, as soon as every check before it has passed. The checks after a failure are left to end on their own.
+ */
+export async function inOrder(checks: Array<Promise<unknown>>): Promise<void> {
+  // Each outcome is caught as it comes, so that a later check failing first is not an unhandled rejection.
+  const outcomes = checks.map((check) =>
+    check.then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    ),
+  );
+  for (const outcome of outcomes) {
+    const failed = await outcome;
+    if (failed) throw failed.error;
+  }
+}
+
+/**
  * What `start` and `discover` check before they start a workflow: live (and scratch, or its server) answers, and the
  * backup exists and may be read. UsageError for a missing or forbidden backup, ServiceUnavailable (exit 3) otherwise.
+ * The checks run at once; the error reported is the first in this order: live, scratch (or its server), the
+ * point-in-time range (asked only once live answers, as before), the backup.
  */
 export async function checkSourceReachable(input: Pick<BulkRestoreInput, 'source' | 'live'>): Promise<void> {
-  await checkReachable('live', input.live);
-  if (input.source.kind === 'backup' && input.source.scratchServer)
-    await checkReachable('scratch-server', input.source.scratchServer);
-  if (input.source.kind === 'scratch') await checkReachable('scratch', input.source.scratch);
-  if (input.source.kind === 'point-in-time') {
-    const line = await checkPointInTime(input.source);
-    if (line) process.stderr.write(`${line}\n`);
-  }
-  if (input.source.kind === 'backup') {
-    const location = parseS3Url(input.source.backup);
-    const s3 = createS3Client();
-    try {
-      await head(s3, location);
-    } catch (error) {
-      if (isNotFound(error)) throw new UsageError(`--backup ${input.source.backup} does not exist.`);
-      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403)
-        throw new UsageError(`--backup ${input.source.backup}: access denied.`);
-      s3Unavailable(error);
-    } finally {
-      s3.destroy();
-    }
+  const { source } = input;
+  const live = checkReachable('live', input.live);
+  await inOrder(
+    [
+      live,
+      source.kind === 'backup' && source.scratchServer
+        ? checkReachable('scratch-server', source.scratchServer)
+        : undefined,
+      source.kind === 'scratch' ? checkReachable('scratch', source.scratch) : undefined,
+      source.kind === 'point-in-time'
+        ? live.then(async () => {
+            const line = await checkPointInTime(source);
+            if (line) process.stderr.write(`${line}\n`);
+          })
+        : undefined,
+      source.kind === 'backup' ? checkBackupReadable(source.backup) : undefined,
+    ].filter((check): check is Promise<void> => check !== undefined),
+  );
+}
+
+/** The backup object exists and may be read. */
+async function checkBackupReadable(backup: string): Promise<void> {
+  const location = parseS3Url(backup);
+  const s3 = createS3Client();
+  try {
+    await head(s3, location);
+  } catch (error) {
+    if (isNotFound(error)) throw new UsageError(`--backup ${backup} does not exist.`);
+    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403)
+      throw new UsageError(`--backup ${backup}: access denied.`);
+    s3Unavailable(error);
+  } finally {
+    s3.destroy();
   }
 }
 
 /** Checks what needs a service (the backup exists, no restore with this id is running), then uploads and starts. */
 export async function startRestore(client: Client, request: StartRequest): Promise<StartedRestore> {
   const { input, taskQueue } = request;
-  await checkSourceReachable(input);
-  await refuseExistingRestoreId(client, input);
+  // Independent: asked at once, reported in this order (a source problem before an id already used).
+  await inOrder([checkSourceReachable(input), refuseExistingRestoreId(client, input)]);
   const workflowId = bulkWorkflowId(input.restoreId);
   if (request.upload) {
     const s3 = createS3Client();

@@ -241,6 +241,16 @@ describe('bad input through the CLI', () => {
     expect(await fingerprint(live.url)).toEqual(before);
   });
 
+  it('an id that is not a bigint (the root key type), or out of its range: not in the backup either, nothing written', async () => {
+    const before = await fingerprint(live.url);
+    const result = await start(['--tenants', 'abc,99999999999999999999']);
+    const message = record('ids that are not of the key type (`--tenants abc,99999999999999999999`)', result);
+    expect(result.code, result.stderr).toBe(1);
+    expect(message).toMatch(/abc.*no row in app\.tenants of the backup/);
+    expect(message).toMatch(/99999999999999999999.*no row in app\.tenants of the backup/);
+    expect(await fingerprint(live.url)).toEqual(before);
+  });
+
   it('duplicated id, empty list, junk lines in a tenants file: exit 2 before anything starts', async () => {
     const before = await fingerprint(live.url);
     const duplicated = await start(['--tenants', `${victims[0]},${victims[1]},${victims[0]}`]);

@@ -3,7 +3,12 @@
  * of each statement. The integration suites (engine-*, safety-*, orchestration-*) run the same builders for real.
  */
 import { describe, expect, it } from 'vitest';
-import { CrossTenantConflictError, ConflictPolicyError, DanglingReferenceError } from '../../activities/errors';
+import {
+  CrossTenantConflictError,
+  ConflictPolicyError,
+  DanglingReferenceError,
+  TenantNotInBackupError,
+} from '../../activities/errors';
 import { renderContext, type Plan, type PlanTable } from '../../activities/plan';
 import { tableChecksum, tablesChecksum } from '../../activities/sql/checksum';
 import { crossTenantConflict, crossTenantIndexCount, crossTenantKeyCount } from '../../activities/sql/cross-tenant';
@@ -19,7 +24,15 @@ import {
   writtenKeys,
 } from '../../activities/sql/merge';
 import { danglingReference, orphanCount } from '../../activities/sql/orphans';
-import { missingKeyCount, ownedRowCount, rootsInLive, tenantsMissingFromBackup } from '../../activities/sql/presence';
+import {
+  assertTenantsInBackup,
+  idsCastSurely,
+  missingFromBackup,
+  missingKeyCount,
+  ownedRowCount,
+  rootsInLive,
+  tenantsMissingFromBackup,
+} from '../../activities/sql/presence';
 import { advanceSequences } from '../../activities/sql/sequences';
 import { sessionSetup } from '../../activities/sql/session';
 import {
@@ -339,9 +352,14 @@ describe('orphan scan', () => {
 
 describe('presence', () => {
   it('the tenants without a root in the backup, and those whose root is in live: ids as $1', () => {
+    // In the key's type, for the root's index; the text test keeps the answer (`007` is not tenant 7).
     expect(flat(tenantsMissingFromBackup(plan, ['5', '6']))).toEqual({
-      text: 'SELECT array_agg(wanted.tenant_id ORDER BY wanted.tenant_id) AS missing FROM unnest($1::text[]) AS wanted(tenant_id) WHERE NOT EXISTS (SELECT 1 FROM "app"."tenants" r WHERE r."id"::text = wanted.tenant_id)',
+      text: 'SELECT array_agg(wanted.tenant_id ORDER BY wanted.tenant_id) AS missing FROM unnest($1::text[]) AS wanted(tenant_id) WHERE NOT EXISTS (SELECT 1 FROM "app"."tenants" r WHERE r."id" = wanted.tenant_id::integer AND r."id"::text = wanted.tenant_id)',
       values: [['5', '6']],
+    });
+    expect(flat(tenantsMissingFromBackup(plan, ['5', 'x'], 'text'))).toEqual({
+      text: 'SELECT array_agg(wanted.tenant_id ORDER BY wanted.tenant_id) AS missing FROM unnest($1::text[]) AS wanted(tenant_id) WHERE NOT EXISTS (SELECT 1 FROM "app"."tenants" r WHERE r."id"::text = wanted.tenant_id)',
+      values: [['5', 'x']],
     });
     expect(flat(rootsInLive(plan, ['5']))).toEqual({
       text: 'SELECT wanted.id FROM unnest($1::text[]) AS wanted(id) WHERE EXISTS (SELECT 1 FROM "app"."tenants" r WHERE r."id" = wanted.id::integer)',
@@ -392,5 +410,83 @@ describe('checksum, sequences, lock', () => {
       text: `SELECT pg_advisory_lock(hashtextextended('tenant-restore:tenant:app.tenants:' || ($1::integer)::text, 0))`,
       values: ['5'],
     });
+  });
+});
+
+describe('presence: the root lookup in the backup, in the key type', () => {
+  /** A scratch session that answers the lookup: the typed form fails as PostgreSQL does when an id does not cast. */
+  function fakeScratch(backup: string[], castFails?: { code: string }) {
+    const statements: string[] = [];
+    const query = async (sql: Sql | string) => {
+      const text = typeof sql === 'string' ? sql : sql.text;
+      statements.push(
+        text.replace(/\s+/g, ' ').includes('::integer AND')
+          ? 'typed lookup'
+          : text.startsWith('SELECT')
+            ? 'text lookup'
+            : text,
+      );
+      if (typeof sql === 'string') return { rows: [] };
+      const ids = sql.values![0] as string[];
+      if (text.includes('::integer AND') && castFails)
+        throw Object.assign(new Error(`SQLSTATE ${castFails.code}`), { ...castFails, severity: 'ERROR' });
+      const missing = ids.filter((id) => !backup.includes(id)).sort();
+      return { rows: [{ missing: missing.length ? missing : null }] };
+    };
+    return { scratch: { query } as never, statements };
+  }
+
+  it('ids that surely cast: one typed statement, no savepoint', async () => {
+    const { scratch, statements } = fakeScratch(['5']);
+    expect(await missingFromBackup(scratch, plan, ['5', '6'])).toEqual(['6']);
+    expect(statements).toEqual(['typed lookup']);
+  });
+
+  it('an id that might not cast: the typed statement under a savepoint, released when it answers', async () => {
+    const { scratch, statements } = fakeScratch(['5']);
+    expect(await missingFromBackup(scratch, plan, ['5', ' 6'])).toEqual([' 6']);
+    expect(statements).toEqual(['SAVEPOINT tr_root_lookup', 'typed lookup', 'RELEASE SAVEPOINT tr_root_lookup']);
+  });
+
+  it.each(['22P02', '22003', '23514'])(
+    'an id that does not cast (%s): rolled back to the savepoint, answered by the text form, reported missing',
+    async (code) => {
+      const { scratch, statements } = fakeScratch(['5'], { code });
+      await expect(assertTenantsInBackup(scratch, plan, ['5', 'abc'])).rejects.toThrow(TenantNotInBackupError);
+      expect(statements).toEqual([
+        'SAVEPOINT tr_root_lookup',
+        'typed lookup',
+        'ROLLBACK TO SAVEPOINT tr_root_lookup',
+        'RELEASE SAVEPOINT tr_root_lookup',
+        'text lookup',
+      ]);
+      await expect(assertTenantsInBackup(scratch, plan, ['5', 'abc'])).rejects.toThrow(
+        /Tenant\(s\) abc have no row in app\.tenants of the backup/,
+      );
+    },
+  );
+
+  it('another error is not taken for a cast: thrown as it is', async () => {
+    const { scratch, statements } = fakeScratch(['5'], { code: '57014' });
+    await expect(missingFromBackup(scratch, plan, ['abc'])).rejects.toThrow(/57014/);
+    expect(statements).toEqual(['SAVEPOINT tr_root_lookup', 'typed lookup']);
+  });
+
+  it('which ids surely cast to the key type', () => {
+    expect(idsCastSurely('bigint', ['1', '-5', '007', '9223372036854775807'])).toBe(true);
+    expect(idsCastSurely('bigint', ['9223372036854775808'])).toBe(false);
+    expect(idsCastSurely('bigint', ['abc'])).toBe(false);
+    expect(idsCastSurely('bigint', ['1e3'])).toBe(false);
+    expect(idsCastSurely('integer', ['2147483647'])).toBe(true);
+    expect(idsCastSurely('integer', ['2147483648'])).toBe(false);
+    expect(idsCastSurely('smallint', ['-32768'])).toBe(true);
+    expect(idsCastSurely('smallint', ['32768'])).toBe(false);
+    expect(idsCastSurely('uuid', ['0b5e8d2c-6f0e-4d7a-9c1b-2a3f4e5d6c7b'])).toBe(true);
+    expect(idsCastSurely('uuid', ['0b5e8d2c6f0e4d7a9c1b2a3f4e5d6c7b'])).toBe(false);
+    expect(idsCastSurely('text', ['anything'])).toBe(true);
+    expect(idsCastSurely('character varying(3)', ['longer than three'])).toBe(true);
+    // Not known to cast: a domain (its CHECK), numeric, citext.
+    expect(idsCastSurely('app.tenant_key', ['1'])).toBe(false);
+    expect(idsCastSurely('numeric', ['1'])).toBe(false);
   });
 });
