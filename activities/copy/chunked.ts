@@ -12,6 +12,7 @@ import { keysetCursorAt, lastStagedKey, setKeysetCursor, stagingName } from '../
 import { addOutcome, checkAbort, emptyTotals, type CopyTotals, type TableOutcome } from './common';
 import type { CopyTenantInput } from './index';
 import { assertNoOrphans, finishStaged, merge, stage, type Staging, type StagedTable } from './staged';
+import { copyUnitDirectInChunks } from './chunked-direct';
 import { liveTransaction } from './transaction';
 
 /**
@@ -27,6 +28,7 @@ export async function copyChunked(
   scratch: PoolClient,
   ctx: RenderContext,
   chunkRows: number,
+  direct = false,
 ): Promise<CopyTotals> {
   const { plan, resumeFrom } = input;
   if (
@@ -54,6 +56,9 @@ export async function copyChunked(
     for (const unit of chunkUnits(plan)) {
       if (unit.end <= start) continue;
       if (unit.mode === 'one-transaction') await copyUnitInOneTransaction(run, unit, start);
+      // Shared tables take only the parents live lacks: a merge, staged.
+      else if (direct && !resumeFrom && plan.tables.slice(unit.start, unit.end).every((t) => t.role !== 'shared'))
+        await copyUnitDirectInChunks(run, unit);
       else await copyUnitInChunks(run, unit, start);
     }
   } catch (error) {
@@ -62,7 +67,7 @@ export async function copyChunked(
   return run.totals;
 }
 
-interface ChunkRun {
+export interface ChunkRun {
   input: CopyTenantInput;
   scratch: PoolClient;
   ctx: RenderContext;

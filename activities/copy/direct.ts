@@ -184,25 +184,55 @@ export class RowTap extends Transform {
   }
 
   private line(buffer: Buffer, start: number, end: number): void {
-    const values: Array<string | null> = [];
-    let field = 0;
-    let position = start;
-    for (const wanted of this.fields) {
-      for (; field < wanted; field++) {
-        const tab = buffer.indexOf(9, position);
-        if (tab < 0 || tab >= end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
-        position = tab + 1;
-      }
-      let tab = buffer.indexOf(9, position);
-      if (tab < 0 || tab > end) tab = end;
-      const isNull = tab - position === 2 && buffer[position] === 92 && buffer[position + 1] === 78;
-      values.push(isNull ? null : buffer.toString('utf8', position, tab));
-      field++;
-      position = tab + 1;
-    }
-    this.onRow(values);
+    this.onRow(lineFields(buffer, start, end, this.fields));
   }
 }
+
+/**
+ * The fields `fields` (ascending indexes) of the COPY text row in `buffer` from `start` to `end` (its newline, excluded),
+ * in their escaped form, null for `\N`.
+ */
+export function lineFields(buffer: Buffer, start: number, end: number, fields: number[]): Array<string | null> {
+  const values: Array<string | null> = [];
+  let field = 0;
+  let position = start;
+  for (const wanted of fields) {
+    for (; field < wanted; field++) {
+      const tab = buffer.indexOf(9, position);
+      if (tab < 0 || tab >= end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
+      position = tab + 1;
+    }
+    let tab = buffer.indexOf(9, position);
+    if (tab < 0 || tab > end) tab = end;
+    const isNull = tab - position === 2 && buffer[position] === 92 && buffer[position + 1] === 78;
+    values.push(isNull ? null : buffer.toString('utf8', position, tab));
+    field++;
+    position = tab + 1;
+  }
+  return values;
+}
+
+/** The COPY text row `line` (with its newline) with the fields `fields` (ascending indexes) set to NULL (`\N`). */
+export function withNullFields(line: Buffer, fields: number[]): Buffer {
+  const parts: Buffer[] = [];
+  let field = 0;
+  let position = 0;
+  let from = 0;
+  const end = line.length - 1;
+  for (const wanted of fields) {
+    for (; field < wanted; field++) position = line.indexOf(9, position) + 1;
+    let tab = line.indexOf(9, position);
+    if (tab < 0 || tab > end) tab = end;
+    parts.push(line.subarray(from, position), nullText);
+    from = tab;
+    field++;
+    position = tab + 1;
+  }
+  parts.push(line.subarray(from));
+  return Buffer.concat(parts);
+}
+
+const nullText = Buffer.from('\\N');
 
 /** A value of a COPY text stream as it was before escaping (COPY TO escapes backslash and the control characters). */
 export function unescapeCopyText(text: string): string {

@@ -31,6 +31,7 @@ import type { ConflictPolicy, CopyCheckpoint, CopyPath, CopyResult, TenantId } f
 import { assertTenantsInBackup, ownedRowCount } from '../sql/presence';
 import { assertSameEncoding, closeSession, openSession, sessionSetup } from '../sql/session';
 import { copyChunked } from './chunked';
+import { chunkedDirectEligible, HandOver } from './chunked-direct';
 import { checkAbort, tooLarge, type CopyTotals } from './common';
 import { copyDirect, DirectCopyRefused } from './direct';
 import { lockTenants } from './locks';
@@ -161,7 +162,18 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
       }
       if (whole === tooLarge) {
         path = 'chunked';
-        result = await copyChunked(copy, scratch, ctx, chunkRows!);
+        const direct = input.directCopy !== false && chunkedDirectEligible(plan);
+        try {
+          result = await copyChunked(copy, scratch, ctx, chunkRows!, direct);
+        } catch (error) {
+          if (!(error instanceof HandOver)) throw error;
+          // Nothing of the chunk that met it committed; the staged chunked path goes on from the last checkpoint. The
+          // scratch session's COPY may have been cut mid-stream: it is not reused.
+          directRefused = error.reason;
+          await closeSession(scratch, true);
+          scratch = await openScratch();
+          result = await copyChunked({ ...copy, resumeFrom: error.checkpoint }, scratch, ctx, chunkRows!);
+        }
       } else result = whole;
     }
     return {
