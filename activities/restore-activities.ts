@@ -150,6 +150,8 @@ export interface TenantStepInput {
   partial?: boolean;
   /** For validation under skip: the rows the copy kept per table (its `skipped`); every other row must be the backup's. */
   kept?: Record<string, number>;
+  /** For validation: the copy went direct and proved every reference before its COMMIT (validate.ts). */
+  referencesProven?: boolean;
   /** For the copy: tenants preflight found absent that nothing of this restore wrote yet (checked again under the lock). */
   expectAbsent?: TenantId[];
   /** Where a partial tenant's copy stores the keys it inserted (see storeRestoredKeys). */
@@ -414,7 +416,15 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       const step = await comparedStep(input);
       return heartbeating(
         () => ({ stage: 'validate' }),
-        () => engineCall(() => validateTenant({ ...step, partial: input.partial, kept: input.kept })),
+        () =>
+          engineCall(() =>
+            validateTenant({
+              ...step,
+              partial: input.partial,
+              kept: input.kept,
+              referencesProven: input.referencesProven && !input.partial,
+            }),
+          ),
       );
     },
   };

@@ -125,7 +125,7 @@ export interface CopyCheckpoint {
   rows: Record<string, number>;
 }
 
-export type CopyPath = 'direct' | 'staged' | 'chunked';
+export type CopyPath = 'direct' | 'staged' | 'chunked' | 'chunked-direct';
 
 export interface CopyResult {
   tenantIds: TenantId[];
@@ -138,7 +138,8 @@ export interface CopyResult {
   chunked: boolean;
   /**
    * How the rows went (copy/index.ts): `direct`, COPY straight into the targets; `staged`, through staging and the
-   * policy's merge; `chunked`, in chunks. Absent in results of earlier releases.
+   * policy's merge; `chunked-direct`, in chunks, each COPYed straight into the targets; `chunked`, in staged chunks
+   * (or partly: a chunked direct copy that handed over). Absent in results of earlier releases.
    */
   path?: CopyPath;
   /** Why the direct path gave the unit to the staged path (a key already in live, a table refusing COPY). */
@@ -175,6 +176,11 @@ export interface ValidationResult {
   tables: TableValidation[];
   /** FK orphans found among the tenant's rows in live, per FK. Empty when ok. */
   orphans: Array<{ table: string; constraint: string; rows: number }>;
+  /**
+   * Who proved that no reference dangles: `validation`, its orphan scan of every FK of the tenant's rows in live; `copy`,
+   * the direct copy before its COMMIT (validate.ts referencesProven). Absent in results of earlier releases (the scan).
+   */
+  orphansCheckedBy?: 'validation' | 'copy';
   throttledMs?: number;
 }
 

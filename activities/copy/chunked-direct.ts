@@ -51,6 +51,8 @@ const linesPerRead = 4096;
  */
 export class HandOver extends Error {
   override name = 'HandOver';
+  /** What the direct chunks committed, and the columns they left NULL: the staged path's failure message says it. */
+  run?: Pick<ChunkRun, 'committed' | 'pendingNull'>;
   constructor(
     readonly reason: string,
     readonly checkpoint: CopyCheckpoint | undefined,
@@ -104,10 +106,12 @@ export async function copyUnitDirectInChunks(run: ChunkRun, unit: ChunkUnit): Pr
     run.pendingNull = [];
     if (hasFill(unit)) await checkpoint(run, { tableIndex: unit.end, rows: { ...run.progress } });
   } catch (error) {
-    if (error instanceof HandOver) throw error;
     const refused = refusedByDirect(error);
-    if (refused) throw new HandOver(refused.reason, lastCheckpoint.get(run));
-    throw error;
+    const handOver =
+      error instanceof HandOver ? error : refused ? new HandOver(refused.reason, lastCheckpoint.get(run)) : undefined;
+    if (!handOver) throw error;
+    handOver.run = { committed: run.committed, pendingNull: run.pendingNull };
+    throw handOver;
   }
 }
 

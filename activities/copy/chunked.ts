@@ -29,6 +29,8 @@ export async function copyChunked(
   ctx: RenderContext,
   chunkRows: number,
   direct = false,
+  /** The chunked direct path handed over (from `input.resumeFrom`): what it committed, for a later failure's message. */
+  handedOver?: Pick<ChunkRun, 'committed' | 'pendingNull'>,
 ): Promise<CopyTotals> {
   const { plan, resumeFrom } = input;
   if (
@@ -48,8 +50,9 @@ export async function copyChunked(
     chunkRows,
     totals: emptyTotals(plan, resumeFrom),
     progress: { ...(resumeFrom?.rows ?? {}) },
-    committed: new Map(),
-    pendingNull: [],
+    committed: new Map(handedOver?.committed ?? []),
+    pendingNull: [...(handedOver?.pendingNull ?? [])],
+    handedOver: Boolean(handedOver),
   };
   const start = resumeFrom?.tableIndex ?? 0;
   try {
@@ -78,6 +81,8 @@ export interface ChunkRun {
   committed: Map<string, { chunks: number; rows: number }>;
   /** `table(columns)` committed NULL whose fill pass has not run yet. */
   pendingNull: string[];
+  /** This call began on the chunked direct path, which handed over: `committed` includes its chunks. */
+  handedOver?: boolean;
 }
 
 function recordCommitted(run: ChunkRun, table: PlanTable, outcome: TableOutcome): void {
@@ -234,7 +239,8 @@ function explainCommitted(caught: unknown, run: ChunkRun): unknown {
   // too can say what was committed; a transient one is retried as it is, and resumes from the checkpoint.
   const error = isPgError(caught) ? (classifyDbError(caught) ?? caught) : caught;
   if (!(error instanceof RestoreError)) return error;
-  const earlier = Object.values(run.input.resumeFrom?.rows ?? {}).some((n) => n > 0);
+  // Rows committed before the checkpoint this call resumed from, by earlier attempts (not by this call's direct chunks).
+  const earlier = !run.handedOver && Object.values(run.input.resumeFrom?.rows ?? {}).some((n) => n > 0);
   const chunks = [...run.committed.entries()];
   if (!chunks.length && !earlier) return error;
   const total = chunks.reduce((n, [, c]) => n + c.chunks, 0);

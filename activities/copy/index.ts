@@ -161,8 +161,8 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
         whole = await copyStaged(copy, scratch, ctx, chunkRows);
       }
       if (whole === tooLarge) {
-        path = 'chunked';
         const direct = input.directCopy !== false && chunkedDirectEligible(plan);
+        path = direct ? 'chunked-direct' : 'chunked';
         try {
           result = await copyChunked(copy, scratch, ctx, chunkRows!, direct);
         } catch (error) {
@@ -170,16 +170,24 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
           // Nothing of the chunk that met it committed; the staged chunked path goes on from the last checkpoint. The
           // scratch session's COPY may have been cut mid-stream: it is not reused.
           directRefused = error.reason;
+          path = 'chunked';
           await closeSession(scratch, true);
           scratch = await openScratch();
-          result = await copyChunked({ ...copy, resumeFrom: error.checkpoint }, scratch, ctx, chunkRows!);
+          result = await copyChunked(
+            { ...copy, resumeFrom: error.checkpoint },
+            scratch,
+            ctx,
+            chunkRows!,
+            false,
+            error.run,
+          );
         }
       } else result = whole;
     }
     return {
       ...result,
       tenantIds,
-      chunked: path === 'chunked',
+      chunked: path === 'chunked' || path === 'chunked-direct',
       path,
       ...(directRefused ? { directRefused } : {}),
       durationMs: Date.now() - started,
