@@ -29,7 +29,7 @@ export async function productReadiness(): Promise<ProductReadiness> {
   for (const file of [
     'activities/plan/index.ts',
     'activities/preflight.ts',
-    'activities/copy.ts',
+    'activities/copy/index.ts',
     'activities/validate.ts',
     'workflows/bulk-restore.ts',
     'workflows/restore-unit.ts',
