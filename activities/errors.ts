@@ -452,3 +452,14 @@ export function classifyDbError(error: PgErrorLike): RestoreError | undefined {
     details,
   );
 }
+
+/**
+ * Scratch was emptied after it was loaded: its tables are UNLOGGED (activities/scratch.ts), and its server went through
+ * crash recovery (a crash, a kill, an immediate shutdown), which empties every unlogged relation. Its sentinel
+ * (activities/scratch-alive.ts) says so, so that a reset scratch is never read as a backup without these tenants.
+ * Not in `nonRetryableErrorTypes`: retrying the same step cannot help, but the restore can, once scratch is loaded
+ * again (prepareScratch rebuilds a scratch whose sentinel was reset) and the step runs again on it.
+ */
+export class ScratchResetError extends RestoreError {
+  override readonly name = 'ScratchResetError';
+}

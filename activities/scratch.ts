@@ -15,6 +15,15 @@
  * Scratch is only ever read. It needs no FK validation: FK constraints are added NOT VALID (still in pg_constraint,
  * so the plan sees them, but no full-table check), and every other post-data object (indexes the ownership
  * predicates use, primary keys) is restored as usual, in parallel (`pg_restore -j`).
+ *
+ * Nor does it need WAL: it is a copy of a backup, rebuilt from the archive whenever in doubt. So its tables are made
+ * UNLOGGED between the pre-data section (empty tables, no FK yet) and the data section: the load writes no WAL, so
+ * nothing is archived or replicated for it, and on live's server it does not compete with the writers' commits. The
+ * price: crash recovery (a crash, a kill, an immediate shutdown; not a clean shutdown) empties every unlogged table.
+ * So the load ends by setting an unlogged sentinel (activities/scratch-alive.ts), which crash recovery resets with the
+ * tables, and the `loaded` marker records each table's row count: a scratch is reused only when its sentinel is still
+ * set and every table that held rows still has pages; a reset one is loaded again, never reused. Steps that read
+ * scratch check the sentinel (assertScratchAlive) and fail with ScratchResetError, not with a misleading answer.
  */
 import { activityInfo, cancellationSignal, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -35,6 +44,7 @@ import {
   resolveConnectionString,
   withDatabase,
   type DatabaseRef,
+  type PoolClient,
   type Pools,
 } from './db';
 import { s3BytesRead } from './metrics';
@@ -48,6 +58,7 @@ import {
   publicKeyVariable,
   type ManifestClaims,
 } from './backup-trust';
+import { sentinelSchema, sentinelState, setSentinelSql, type SentinelState } from './scratch-alive';
 import { checkScratchServer, type ScratchRisk } from './scratch-server';
 import { scratchKinds, type ScratchKind } from './input-contract';
 
@@ -119,6 +130,24 @@ export interface ScratchMarker {
   sha256?: string;
   createdAt?: string;
   loadedAt?: string;
+  /**
+   * Written with `loaded`: the rows of each table (`schema.table`, quoted where needed) when the load finished, as
+   * ANALYZE counted them (exact up to its sample of 30,000 rows, an estimate above; at least 1 for a table with pages).
+   * Only whether a count is above 0 is relied on: such a table must still have pages for scratch to be reused. A
+   * `loaded` marker without it (written before scratches were unlogged) is not reused: it is loaded again.
+   */
+  rows?: Record<string, number>;
+  /**
+   * The tables were made UNLOGGED where PostgreSQL allows it, and the sentinel was set last: reuse requires it still set.
+   * False on a server without unlogged sequences (before PostgreSQL 15), where scratch stays logged.
+   */
+  unlogged?: boolean;
+}
+
+/** What a scratch holds now, read before it is reused: its sentinel, and the size in bytes of each of its tables. */
+export interface ScratchContents {
+  sentinel: SentinelState;
+  bytes: Record<string, number>;
 }
 
 /** A database comment read as a marker: null when it is absent, not JSON, or not tenant-restore's. */
@@ -134,15 +163,19 @@ export function parseScratchMarker(comment: string | null | undefined): ScratchM
 
 /**
  * What prepareScratch may do with the database that has this restore's scratch name ("this restore": this kind and id):
- * - `absent`: create it; `reuse`: its `loaded` marker names this restore, this archive and its checksum;
- * - `rebuild`: its marker names this restore (a load that did not finish, or another archive): drop and load again;
+ * - `absent`: create it;
+ * - `reuse`: its `loaded` marker names this restore, this archive and its checksum, and what it holds now (`contents`)
+ *   is still what was loaded (scratchEmptied: its sentinel is set, and every table that held rows has pages);
+ * - `rebuild`: its marker names this restore, but a load that did not finish, another archive, a marker without row
+ *   counts, or a scratch emptied since (crash recovery empties unlogged tables): drop and load again;
  * - `foreign`: anything else (another restore's marker, a discover's or a drill's of the same id, an old marker that
  *   names no restore or no kind, no marker at all): never
  *   dropped. (An unmarked database that holds nothing at all is `rebuild`: a crash between CREATE DATABASE and its
  *   first COMMENT leaves exactly that, and dropping an empty database loses nothing.)
  */
 export function scratchOwnership(
-  existing: { exists: false } | { exists: true; marker: ScratchMarker | null; empty: boolean },
+  existing:
+    { exists: false } | { exists: true; marker: ScratchMarker | null; empty: boolean; contents?: ScratchContents },
   want: { kind: ScratchKind; restoreId: string; backup: string; size?: number; sha256?: string },
 ): 'absent' | 'reuse' | 'rebuild' | 'foreign' {
   if (!existing.exists) return 'absent';
@@ -155,7 +188,27 @@ export function scratchOwnership(
     !!marker.sha256 &&
     (want.size === undefined || marker.size === want.size) &&
     (!want.sha256 || marker.sha256 === want.sha256);
-  return loaded ? 'reuse' : 'rebuild';
+  return loaded && scratchEmptied(marker, existing.contents) === undefined ? 'reuse' : 'rebuild';
+}
+
+/**
+ * Why a scratch whose marker says `loaded` does not hold what was loaded, or undefined when it does: its contents were
+ * not read, its marker has no row counts, its sentinel was reset or is gone (crash recovery), or a table that held rows
+ * has no pages or is gone. The reason names at most a few tables.
+ */
+export function scratchEmptied(marker: ScratchMarker, contents: ScratchContents | undefined): string | undefined {
+  if (!marker.rows) return 'its marker has no row counts (loaded by an earlier release)';
+  if (!contents) return 'what it holds was not read';
+  if (marker.unlogged && contents.sentinel !== 'set')
+    return contents.sentinel === 'reset'
+      ? 'its sentinel was reset: its server went through crash recovery, which empties unlogged tables'
+      : 'its sentinel is gone';
+  const emptied = Object.entries(marker.rows)
+    .filter(([table, rows]) => rows > 0 && !(contents.bytes[table]! > 0))
+    .map(([table, rows]) => `${table} (${rows} rows when loaded, ${table in contents.bytes ? 'empty now' : 'gone'})`);
+  if (emptied.length === 0) return undefined;
+  const more = emptied.length > 3 ? ` and ${emptied.length - 3} more` : '';
+  return `tables that held rows are empty: ${emptied.slice(0, 3).join(', ')}${more}`;
 }
 
 /** Does this marker name this kind and id? Both must match: a marker without a kind names nobody's scratch now. */
@@ -397,6 +450,109 @@ export function splitStatements(script: string): string[] {
   );
 }
 
+/** A table of scratch after pre-data, as tablesToUnlog needs it. */
+export interface ScratchTable {
+  /** `schema.table`, quoted where needed. */
+  key: string;
+  /** `r` an ordinary table or a partition, `p` a partitioned table (no storage of its own). */
+  kind: 'r' | 'p';
+  /** `p` permanent, `u` unlogged (already so in the backup). */
+  persistence: string;
+  /** A member of an extension: left as its extension made it. */
+  extension: boolean;
+}
+
+/**
+ * Which tables to make UNLOGGED, and which stay logged and why. PostgreSQL refuses an FK of a permanent table that
+ * references an unlogged one (checked on the constraint itself, not on the partitions it is cloned to), and a
+ * partitioned table cannot be made unlogged (PostgreSQL 15: SET UNLOGGED on it changes nothing). So every ordinary
+ * table is made unlogged except an extension's and those an FK of a table that stays permanent references, and so on
+ * (such a table's own FKs keep their targets permanent too). `edges` are the FK constraints, `from` the referencing
+ * table, as declared (not their clones on partitions). Partitions are ordinary tables: made unlogged like any other.
+ */
+export function tablesToUnlog(
+  tables: ScratchTable[],
+  edges: Array<{ from: string; to: string }>,
+): { unlog: string[]; logged: Array<{ table: string; why: string }> } {
+  const permanent = new Map<string, string>();
+  for (const t of tables) {
+    if (t.kind === 'p') permanent.set(t.key, 'partitioned');
+    else if (t.extension && t.persistence === 'p') permanent.set(t.key, 'belongs to an extension');
+  }
+  const candidates = new Set(tables.filter((t) => t.kind === 'r' && t.persistence === 'p').map((t) => t.key));
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const { from, to } of edges) {
+      if (permanent.has(from) && candidates.has(to) && !permanent.has(to)) {
+        permanent.set(to, `referenced by an FK of ${from}, which stays logged`);
+        changed = true;
+      }
+    }
+  }
+  const unlog = [...candidates].filter((t) => !permanent.has(t)).sort();
+  const logged = [...candidates]
+    .filter((t) => permanent.has(t))
+    .sort()
+    .map((table) => ({ table, why: permanent.get(table)! }));
+  return { unlog, logged };
+}
+
+/** Schemas that hold no table of the backup. */
+const userSchemas = `n.nspname NOT IN ('pg_catalog', 'information_schema', '${sentinelSchema}') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'`;
+const tableKey = (c: string, n: string) => `quote_ident(${n}.nspname) || '.' || quote_ident(${c}.relname)`;
+
+/** The backup's tables after pre-data (tablesToUnlog). */
+const scratchTablesSql = `
+  SELECT ${tableKey('c', 'n')} AS key, c.relkind AS kind, c.relpersistence AS persistence,
+         EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') AS extension
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p') AND ${userSchemas}`;
+
+/** An identifier as pg_dump writes it: quoted (a `""` inside is one `"`), or bare. */
+const identifier = String.raw`(?:"(?:[^"]|"")*"|[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*)`;
+const qualifiedName = `${identifier}(?:\\.${identifier})?`;
+const fkHead = new RegExp(
+  `^ALTER\\s+TABLE\\s+(?:ONLY\\s+)?(${qualifiedName})\\s+ADD\\s+CONSTRAINT\\s+${identifier}\\s+FOREIGN\\s+KEY\\s*\\(`,
+  'i',
+);
+const fkTarget = new RegExp(`^\\s*REFERENCES\\s+(${qualifiedName})\\s*\\(`, 'i');
+
+/**
+ * The referencing and the referenced table of an FK statement as pg_restore writes it (`ALTER TABLE [ONLY] a.t ADD
+ * CONSTRAINT c FOREIGN KEY (cols) REFERENCES b.u(cols) ...`), names as written; undefined for anything else. The column
+ * list is skipped with its quoted names, whatever they hold.
+ */
+export function foreignKeyTables(statement: string): { from: string; to: string } | undefined {
+  const head = fkHead.exec(statement.trim());
+  if (!head) return undefined;
+  const rest = statement.trim().slice(head[0].length);
+  let quoted = false;
+  for (let i = 0; i < rest.length; i++) {
+    if (rest[i] === '"') quoted = !quoted;
+    else if (rest[i] === ')' && !quoted) {
+      const target = fkTarget.exec(rest.slice(i + 1));
+      return target ? { from: head[1]!, to: target[1]! } : undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Names as pg_restore writes them, resolved to scratch's tables, keyed as scratchTablesSql keys them. */
+const resolveTablesSql = `
+  SELECT name, (SELECT ${tableKey('c', 'n')} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid = to_regclass(name)) AS key
+  FROM unnest($1::text[]) AS name`;
+
+/**
+ * Every ordinary table of scratch (partitions included) with its size, and its rows as ANALYZE counted them: at least
+ * 1 when it has pages, so that "held rows" and "had pages" agree whatever ANALYZE estimated.
+ */
+const scratchTableSizesSql = `
+  SELECT ${tableKey('c', 'n')} AS key, pg_relation_size(c.oid) AS bytes,
+         greatest(ceil(greatest(c.reltuples, 0)), CASE WHEN pg_relation_size(c.oid) > 0 THEN 1 ELSE 0 END)::bigint AS rows
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind = 'r' AND ${userSchemas}`;
+
 /**
  * The database named `name` on `server`, with its comment read as a marker by `parse`, or `{ exists: false }`. An
  * unmarked one is looked into: only an empty database (a crash right after CREATE DATABASE, before its COMMENT) may be
@@ -429,6 +585,18 @@ export async function inspectDatabase<M>(
   } finally {
     await pools.close(ref);
   }
+}
+
+/** How a load went, pass by pass (logged; durations in ms). */
+interface LoadPasses {
+  preDataMs: number;
+  unloggedMs: number;
+  mainMs: number;
+  foreignKeysMs: number;
+  /** Tables made UNLOGGED. */
+  unlogged: number;
+  /** Tables left logged, and why. */
+  logged: Array<{ table: string; why: string }>;
 }
 
 export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Client }) {
@@ -518,7 +686,15 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           () => ({ stage: 'lock' }),
           lockClient.query('SELECT pg_advisory_lock(hashtext($1))', [`tenant-restore:scratch:${name}`]),
         );
-        const existing = await inspect(input.server, name);
+        const inspected = await inspect(input.server, name);
+        // A scratch of this restore marked loaded is looked into: crash recovery may have emptied it since.
+        const contents =
+          inspected.exists &&
+          inspected.marker?.state === 'loaded' &&
+          markerNames(inspected.marker, kind, input.restoreId)
+            ? await withHeartbeats(() => ({ stage: 'inspect' }), contentsOf(ref))
+            : undefined;
+        const existing = inspected.exists ? { ...inspected, contents } : inspected;
         const decision = scratchOwnership(existing, {
           kind,
           restoreId: input.restoreId,
@@ -526,6 +702,13 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           size: object.size,
           sha256: expectedSha,
         });
+        const emptied =
+          decision === 'rebuild' && contents && inspected.exists && scratchEmptied(inspected.marker!, contents);
+        if (emptied)
+          log.warn('scratch of this restore was loaded, but does not hold it now: loaded again', {
+            database: name,
+            why: emptied,
+          });
         if (decision === 'foreign') {
           const whose = markerOwner(existing.exists ? existing.marker : null);
           throw ApplicationFailure.nonRetryable(
@@ -632,33 +815,56 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           };
           await writeMarker(input.server, name, loading);
 
+          // Unlogged where the server has unlogged sequences for the sentinel (PostgreSQL 15+); logged, as before, elsewhere.
+          const { rows: version } = await pools
+            .get(input.server)
+            .query<{ n: number }>(`SELECT current_setting('server_version_num')::int AS n`);
+          const unlogged = version[0]!.n >= 150000;
           const restoreStarted = Date.now();
-          await withHeartbeats(() => ({ stage: 'pg_restore', bytes }), restoreArchive(file, dir, ref, signal)).catch(
-            (error: Error) => {
-              if (/unsupported version .* in file header/i.test(error.message)) {
-                throw ApplicationFailure.nonRetryable(
-                  `Backup ${input.backup} cannot be read by this worker's pg_restore: ${newerArchiveMessage(header, pgRestore)}`,
-                  'BackupFromNewerPgDump',
-                );
-              }
-              // A truncated or corrupted archive fails the same way on every attempt: say so, and do not retry.
-              if (corruptArchive.test(error.message)) {
-                throw ApplicationFailure.nonRetryable(
-                  `Backup ${input.backup} is not a valid pg_dump archive (it is truncated or corrupted): ${error.message.slice(0, 500)}`,
-                  'BackupCorrupt',
-                );
-              }
-              throw error;
-            },
-          );
+          const passes = await withHeartbeats(
+            () => ({ stage: 'pg_restore', bytes }),
+            restoreArchive(file, dir, ref, signal, unlogged),
+          ).catch((error: Error) => {
+            if (/unsupported version .* in file header/i.test(error.message)) {
+              throw ApplicationFailure.nonRetryable(
+                `Backup ${input.backup} cannot be read by this worker's pg_restore: ${newerArchiveMessage(header, pgRestore)}`,
+                'BackupFromNewerPgDump',
+              );
+            }
+            // A truncated or corrupted archive fails the same way on every attempt: say so, and do not retry.
+            if (corruptArchive.test(error.message)) {
+              throw ApplicationFailure.nonRetryable(
+                `Backup ${input.backup} is not a valid pg_dump archive (it is truncated or corrupted): ${error.message.slice(0, 500)}`,
+                'BackupCorrupt',
+              );
+            }
+            throw error;
+          });
           const restoreMs = Date.now() - restoreStarted;
-          // Statistics for the ownership predicates' plans; cheap (sampled).
-          await withHeartbeats(() => ({ stage: 'analyze' }), pools.get(ref, { max: 2 }).query('ANALYZE'));
+          // Statistics for the ownership predicates' plans; cheap (sampled). Its row counts go into the marker.
+          const scratchPool = pools.get(ref, { max: 2 });
+          await withHeartbeats(() => ({ stage: 'analyze' }), scratchPool.query('ANALYZE'));
+          const { rows: sizes } = await scratchPool.query<{ key: string; rows: string }>(scratchTableSizesSql);
+          // The load's last step: crash recovery from here on resets the sentinel with the tables.
+          if (unlogged) await scratchPool.query(setSentinelSql);
           await pools.close(ref);
 
           // Written last: `loaded` means "completely loaded and verified, by this restore, from this archive".
-          await writeMarker(input.server, name, { ...loading, state: 'loaded', loadedAt: new Date().toISOString() });
-          log.info('scratch loaded', { database: name, bytes, restoreMs, attempt: activityInfo().attempt });
+          await writeMarker(input.server, name, {
+            ...loading,
+            state: 'loaded',
+            loadedAt: new Date().toISOString(),
+            unlogged,
+            rows: Object.fromEntries(sizes.map((r) => [r.key, Number(r.rows)])),
+          });
+          log.info('scratch loaded', {
+            database: name,
+            bytes,
+            restoreMs,
+            ...passes,
+            logged: passes.logged.slice(0, 20),
+            attempt: activityInfo().attempt,
+          });
           s3BytesRead(bytes);
           return {
             ref,
@@ -741,9 +947,21 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     },
   };
 
-  /** pg_restore into `ref`: everything but FK constraints in parallel, then FK constraints NOT VALID. */
-  async function restoreArchive(file: string, dir: string, ref: DatabaseRef, signal: AbortSignal): Promise<void> {
+  /**
+   * pg_restore into `ref`, in passes: pre-data (schemas, types, functions, empty tables); then, when `unlogged`, every
+   * table PostgreSQL allows is made UNLOGGED, while it is empty and no FK exists yet (tablesToUnlog); then data and
+   * post-data together in parallel (`-j`: a table's indexes are built as soon as its rows are in), all but FK
+   * constraints; then FK constraints, NOT VALID.
+   */
+  async function restoreArchive(
+    file: string,
+    dir: string,
+    ref: DatabaseRef,
+    signal: AbortSignal,
+    unlogged: boolean,
+  ): Promise<LoadPasses> {
     const { url, env } = libpqTarget(ref);
+    const passes: LoadPasses = { preDataMs: 0, unloggedMs: 0, mainMs: 0, foreignKeysMs: 0, unlogged: 0, logged: [] };
     // Only ever pg_restore, and only of a file whose header prepareScratch has read as a custom-format archive.
     const toc = await runTool('pg_restore', ['-l', file], env, signal, true);
     const lines = toc.split('\n');
@@ -751,30 +969,64 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     const mainList = join(dir, 'main.list');
     const fkList = join(dir, 'fk.list');
     await writeFile(mainList, lines.map((l) => (isFk(l) ? `;${l}` : l)).join('\n'));
-    const jobs = Math.max(1, Math.min(availableParallelism(), 4));
-    await runTool(
-      'pg_restore',
-      ['--no-owner', '--no-privileges', '--exit-on-error', '-j', String(jobs), '-L', mainList, '-d', url, file],
-      env,
-      signal,
-    );
     const fkLines = lines.filter(isFk);
-    if (fkLines.length === 0) return;
-    await writeFile(fkList, fkLines.join('\n'));
-    const script = await runTool(
-      'pg_restore',
-      ['--no-owner', '--no-privileges', '-L', fkList, '-f', '-', file],
-      env,
-      signal,
-      true,
-    );
+    let fkStatements: string[] = [];
+    if (fkLines.length) {
+      await writeFile(fkList, fkLines.join('\n'));
+      const script = await runTool(
+        'pg_restore',
+        ['--no-owner', '--no-privileges', '-L', fkList, '-f', '-', file],
+        env,
+        signal,
+        true,
+      );
+      fkStatements = splitStatements(script);
+    }
+    // No publications: scratch is never replicated, and PostgreSQL refuses unlogged tables in one.
+    const common = ['--no-owner', '--no-privileges', '--no-publications', '--exit-on-error', '-L', mainList, '-d', url];
+    let t0 = Date.now();
+    await runTool('pg_restore', [...common, '--section=pre-data', file], env, signal);
+    passes.preDataMs = Date.now() - t0;
+
     const client = await pools.get(ref, { max: 2 }).connect();
+    let broken = false;
     try {
-      for (const statement of splitStatements(script)) {
-        if (/^(SET|SELECT pg_catalog\.set_config)/i.test(statement)) {
-          await client.query(statement);
-          continue;
+      if (unlogged) {
+        t0 = Date.now();
+        const { rows: tables } = await client.query<ScratchTable>(scratchTablesSql);
+        // Which table an FK will reference is read off the archive's FK statements (made only after the data), when
+        // some table stays permanent whatever happens (a partitioned one, an extension's): what it references must too.
+        const mayStayLogged = tables.some((t) => t.kind === 'p' || (t.extension && t.persistence === 'p'));
+        const edges = mayStayLogged ? await foreignKeyEdges(client, fkStatements) : [];
+        const { unlog, logged } = edges
+          ? tablesToUnlog(tables, edges)
+          : { unlog: [], logged: [{ table: '*', why: 'an FK statement of the archive could not be read' }] };
+        // In batches: one transaction per batch, so that thousands of tables do not fill the lock table.
+        for (let i = 0; i < unlog.length; i += 200) {
+          await client.query(
+            unlog
+              .slice(i, i + 200)
+              .map((t) => `ALTER TABLE ${t} SET UNLOGGED`)
+              .join('; '),
+          );
         }
+        passes.unlogged = unlog.length;
+        passes.logged = logged;
+        passes.unloggedMs = Date.now() - t0;
+      }
+
+      t0 = Date.now();
+      const jobs = Math.max(1, Math.min(availableParallelism(), 4));
+      await runTool(
+        'pg_restore',
+        [...common, '--section=data', '--section=post-data', '-j', String(jobs), file],
+        env,
+        signal,
+      );
+      passes.mainMs = Date.now() - t0;
+
+      t0 = Date.now();
+      for (const statement of fkStatements) {
         if (!/FOREIGN KEY/i.test(statement)) {
           await client.query(statement);
           continue;
@@ -786,8 +1038,58 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           await client.query(statement);
         }
       }
+      passes.foreignKeysMs = Date.now() - t0;
+      return passes;
+    } catch (error) {
+      broken = true;
+      throw error;
     } finally {
-      client.release();
+      client.release(broken);
+    }
+  }
+
+  /**
+   * The FK constraints of `statements` as `{ from, to }`, keyed as scratch's tables are: read off the statements (the
+   * FKs cannot be made yet: the keys they reference come in post-data), resolved in scratch's catalog. Undefined when
+   * one of them cannot be read or resolved: then no table can be known safe to make unlogged.
+   */
+  async function foreignKeyEdges(
+    client: PoolClient,
+    statements: string[],
+  ): Promise<Array<{ from: string; to: string }> | undefined> {
+    const named: Array<{ from: string; to: string }> = [];
+    for (const statement of statements.filter((s) => /FOREIGN\s+KEY/i.test(s))) {
+      const edge = foreignKeyTables(statement);
+      if (!edge) {
+        log.warn('scratch stays logged: an FK statement of the archive was not understood', {
+          statement: statement.slice(0, 200),
+        });
+        return undefined;
+      }
+      named.push(edge);
+    }
+    const names = [...new Set(named.flatMap((e) => [e.from, e.to]))];
+    const { rows } = await client.query<{ name: string; key: string | null }>(resolveTablesSql, [names]);
+    const keys = new Map(rows.map((r) => [r.name, r.key]));
+    const edges = named.map((e) => ({ from: keys.get(e.from), to: keys.get(e.to) }));
+    if (edges.some((e) => !e.from || !e.to)) {
+      log.warn('scratch stays logged: a table an FK statement of the archive names was not found', {
+        tables: names.filter((n) => !keys.get(n)).slice(0, 10),
+      });
+      return undefined;
+    }
+    return edges as Array<{ from: string; to: string }>;
+  }
+
+  /** What a scratch holds now (scratchOwnership): its sentinel and the size of each table. */
+  async function contentsOf(ref: DatabaseRef): Promise<ScratchContents> {
+    try {
+      const pool = pools.get(ref, { max: 1 });
+      const sentinel = await sentinelState(pool);
+      const { rows } = await pool.query<{ key: string; bytes: string }>(scratchTableSizesSql);
+      return { sentinel, bytes: Object.fromEntries(rows.map((r) => [r.key, Number(r.bytes)])) };
+    } finally {
+      await pools.close(ref);
     }
   }
 }

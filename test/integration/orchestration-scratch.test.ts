@@ -2,6 +2,8 @@
  * Scratch from S3 end to end: an archive whose manifest does not match is refused (nothing written to live, no
  * half-loaded scratch left); a scratch this restore already loaded is reused, and converges (I4); its own scratch
  * marked 'loading' is rebuilt; `--scratch <url>` uses a database already restored and never drops it.
+ * Issue 25 step 3: scratch is loaded UNLOGGED (relpersistence 'u'), and a scratch marked 'loaded' that crash recovery
+ * emptied since (TRUNCATE of a table, or its sentinel reset, stand in for it here) is loaded again, never reused.
  */
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
@@ -11,6 +13,7 @@ import { Pools } from '../../activities/db';
 import type { RestoreReport } from '../../activities/report';
 import { createS3Client, getJson } from '../../activities/s3';
 import { scratchDatabaseName } from '../../activities/scratch';
+import { sentinelName, sentinelSchema } from '../../activities/scratch-alive';
 import {
   adminQuery,
   scratchAdminQuery,
@@ -20,12 +23,14 @@ import {
   uniqueName,
   useFreshDatabases,
   useStackEnv,
+  withClient,
 } from '../helpers/stack';
 import {
   deleteTenants,
   generate,
   range,
   smallTenant,
+  tables,
   tenantRows,
   uploadBackup,
 } from '../fixtures/orchestration/fixture';
@@ -67,6 +72,12 @@ describe('scratch from S3', () => {
       .length === 1;
   const report = (restoreId: string) =>
     getJson<RestoreReport>(s3, { bucket: env.STACK_S3_BUCKET, key: `test-restores/${restoreId}/report.json` });
+  /** A query in one database of the scratch cluster, as its superuser. */
+  const inScratch = (database: string, sql: string) => {
+    const url = new URL(env.STACK_PG_SCRATCH_URL);
+    url.pathname = `/${database}`;
+    return withClient(url.toString(), (c) => c.query(sql));
+  };
   const start = (restoreId: string, live: string, extra: string[] = [], source = ['--backup', backup]) =>
     runCli([
       'start',
@@ -117,7 +128,7 @@ describe('scratch from S3', () => {
     expect((await report(restoreId)).error).toMatch(/BackupChecksumMismatch|sha256/);
   });
 
-  it('reuses a scratch this restore already loaded (a retry after the load), and rebuilds its own half-loaded one; both converge', async () => {
+  it('reuses a scratch this restore already loaded (a retry after the load), unlogged; rebuilds its own half-loaded one, and one emptied since it was loaded; all converge', async () => {
     const live = await fresh('orch_scr_live', source.name);
     await deleteTenants(live.url, victims);
     const restoreId = uniqueName('rerun').replace(/_/g, '-');
@@ -135,7 +146,27 @@ describe('scratch from S3', () => {
       [scratchDatabaseName(restoreId)],
     );
     const marker = JSON.parse(comment as string) as Record<string, unknown>;
-    expect(marker).toMatchObject({ tool: 'tenant-restore', restoreId, state: 'loaded', backup });
+    expect(marker).toMatchObject({ tool: 'tenant-restore', restoreId, state: 'loaded', backup, unlogged: true });
+    // Loaded UNLOGGED: every table, its indexes and its sequences (no WAL for the load); the marker counts each table's
+    // rows, and the sentinel, set last, is set.
+    const { rows: persistence } = await inScratch(
+      scratchDatabaseName(restoreId),
+      `SELECT c.relkind, c.relpersistence, count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname IN ('app', '${sentinelSchema}') GROUP BY 1, 2 ORDER BY 1, 2`,
+    );
+    expect(persistence.filter((r) => r.relkind === 'r').map((r) => r.relpersistence)).toEqual(['u']);
+    expect(persistence.filter((r) => ['i', 'S'].includes(r.relkind as string)).map((r) => r.relpersistence)).toEqual([
+      'u',
+      'u',
+    ]);
+    const rows = marker.rows as Record<string, number>;
+    expect(Object.keys(rows).sort()).toEqual([...tables, 'app.plans'].sort());
+    expect(rows['app.tenants']).toBe(10);
+    const { rows: sentinel } = await inScratch(
+      scratchDatabaseName(restoreId),
+      `SELECT last_value FROM pg_sequences WHERE schemaname = '${sentinelSchema}' AND sequencename = '${sentinelName}'`,
+    );
+    expect(sentinel).toEqual([{ last_value: '1' }]);
 
     // A restore id is used once, so a "rerun" is what an activity retry sees: this restore's scratch, already there.
     // Made here as a copy of the kept one, marked as the next restore's, as its own earlier attempt would have left it.
@@ -175,6 +206,25 @@ describe('scratch from S3', () => {
     expect((await report(loadingId)).source.reused).toBe(false);
     expect(await scratchExists(loadingId)).toBe(false);
     expect(await tenantRows(live3.url, victims)).toEqual(afterFirst);
+
+    // Marked 'loaded', but emptied since: crash recovery empties unlogged tables and resets the sentinel with them.
+    // Each half alone is enough to load it again: a table that held rows and has none (TRUNCATE stands in for the
+    // reset), or the sentinel reset (ALTER SEQUENCE ... RESTART leaves it as crash recovery does: never called).
+    for (const [prefix, emptying] of [
+      ['emptied', 'TRUNCATE app.comments'],
+      ['reset', `ALTER SEQUENCE ${sentinelSchema}.${sentinelName} RESTART`],
+    ] as const) {
+      const id = uniqueName(prefix).replace(/_/g, '-');
+      await copyAs(id, 'loaded');
+      await inScratch(scratchDatabaseName(id), emptying);
+      const liveN = await fresh('orch_scr_live', source.name);
+      await deleteTenants(liveN.url, victims);
+      const run = await start(id, liveN.url);
+      expect(run.code, run.stderr).toBe(0);
+      expect((await report(id)).source.reused, prefix).toBe(false);
+      expect(await tenantRows(liveN.url, victims)).toEqual(afterFirst);
+      expect(await scratchExists(id)).toBe(false);
+    }
     await scratchAdminQuery(`DROP DATABASE ${scratchDatabaseName(restoreId)} WITH (FORCE)`);
   });
 

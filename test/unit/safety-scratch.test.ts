@@ -1,20 +1,29 @@
 /**
  * Issue 11, items 3 and 4, the pure parts: a scratch name is the restore's own, a scratch is reused or rebuilt only
  * when its marker names the restore, and a backup is read from its first bytes (never run) and its header versions.
+ * Issue 25 step 3: an unlogged scratch is reused only while it still holds what was loaded (its sentinel set, every
+ * table that held rows still with pages), and which tables may be made unlogged.
  */
 import { describe, expect, it } from 'vitest';
 import {
   describeBackupBytes,
+  foreignKeyTables,
   newerArchiveMessage,
   newerArchiveProblem,
   parseArchiveHeader,
   parseScratchMarker,
   scratchDatabaseName,
   scratchKinds,
+  scratchEmptied,
   scratchOwnership,
+  tablesToUnlog,
+  type ScratchContents,
   type ScratchMarker,
+  type ScratchTable,
 } from '../../activities/scratch';
 import { buildStartRequest, scratchOnLiveWarning } from '../../cli/client/start';
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** A custom-format archive header as pg_dump writes it (intSize 4): magic, version, sizes, format, compression, time, names. */
 function archiveHeader(version: [number, number, number], dumpVersion: string, serverVersion = dumpVersion): Buffer {
@@ -81,10 +90,22 @@ describe('scratch markers', () => {
     backup: want.backup,
     size: 100,
     sha256: want.sha256,
+    unlogged: true,
+    rows: { 'app.tenants': 6, 'app.users': 18, 'app.empty': 0 },
+  };
+  /** What that scratch holds while nothing has emptied it. */
+  const intact: ScratchContents = {
+    sentinel: 'set',
+    bytes: { 'app.tenants': 8192, 'app.users': 8192, 'app.empty': 0 },
   };
 
   it('reuses only a loaded scratch of the same restore and archive; rebuilds its own; never takes another one', () => {
-    const db = (marker: ScratchMarker | null, empty = false) => ({ exists: true as const, marker, empty });
+    const db = (marker: ScratchMarker | null, empty = false) => ({
+      exists: true as const,
+      marker,
+      empty,
+      contents: intact,
+    });
     expect(scratchOwnership({ exists: false }, want)).toBe('absent');
     expect(scratchOwnership(db(loaded), want)).toBe('reuse');
     expect(scratchOwnership(db({ ...loaded, state: 'loading' }), want)).toBe('rebuild');
@@ -108,11 +129,145 @@ describe('scratch markers', () => {
     expect(scratchOwnership(db(null, true), want)).toBe('rebuild');
   });
 
+  it('reuses a loaded scratch only while it holds what was loaded: a reset sentinel or an emptied table rebuilds it (step 3)', () => {
+    const db = (contents: ScratchContents | undefined, marker: ScratchMarker = loaded) => ({
+      exists: true as const,
+      marker,
+      empty: false,
+      contents,
+    });
+    expect(scratchEmptied(loaded, intact)).toBeUndefined();
+    expect(scratchOwnership(db(intact), want)).toBe('reuse');
+    // Crash recovery: the sentinel is reset with the tables (an immediate shutdown, a kill, a crash).
+    const crashed: ScratchContents = { sentinel: 'reset', bytes: { 'app.tenants': 0, 'app.users': 0, 'app.empty': 0 } };
+    expect(scratchOwnership(db(crashed), want)).toBe('rebuild');
+    expect(scratchEmptied(loaded, crashed)).toMatch(/sentinel was reset.*crash recovery/);
+    // The sentinel alone reset (or gone) is enough; so is one table that held rows and has no pages now.
+    expect(scratchOwnership(db({ ...intact, sentinel: 'reset' }), want)).toBe('rebuild');
+    expect(scratchOwnership(db({ ...intact, sentinel: 'absent' }), want)).toBe('rebuild');
+    expect(scratchEmptied(loaded, { ...intact, sentinel: 'absent' })).toMatch(/sentinel is gone/);
+    const truncated = { ...intact, bytes: { ...intact.bytes, 'app.users': 0 } };
+    expect(scratchOwnership(db(truncated), want)).toBe('rebuild');
+    expect(scratchEmptied(loaded, truncated)).toBe(
+      'tables that held rows are empty: app.users (18 rows when loaded, empty now)',
+    );
+    const { 'app.tenants': _gone, ...rest } = intact.bytes;
+    expect(scratchEmptied(loaded, { ...intact, bytes: rest })).toMatch(/app\.tenants \(6 rows when loaded, gone\)/);
+    // A table that was empty when loaded may be empty now; a table the marker does not know is not looked at.
+    expect(scratchOwnership(db({ ...intact, bytes: { ...intact.bytes, 'app.extra': 0 } }), want)).toBe('reuse');
+    // Many emptied tables: a few are named.
+    const many: ScratchMarker = { ...loaded, rows: Object.fromEntries(range(5).map((i) => [`app.t${i}`, 1])) };
+    expect(scratchEmptied(many, { sentinel: 'set', bytes: {} })).toMatch(
+      /app\.t0 .*app\.t2 \(1 rows when loaded, gone\) and 2 more$/,
+    );
+    // Contents not read, or a marker without row counts (loaded before scratches were unlogged): loaded again.
+    expect(scratchOwnership(db(undefined), want)).toBe('rebuild');
+    const { rows: _rows, unlogged: _unlogged, ...older } = loaded;
+    expect(scratchOwnership(db(intact, older), want)).toBe('rebuild');
+    expect(scratchEmptied(older, intact)).toMatch(/no row counts/);
+    // A logged scratch (a server without unlogged sequences) has no sentinel: its tables are checked all the same.
+    const logged: ScratchMarker = { ...loaded, unlogged: false };
+    expect(scratchOwnership(db({ ...intact, sentinel: 'absent' }, logged), want)).toBe('reuse');
+    expect(scratchOwnership(db({ ...truncated, sentinel: 'absent' }, logged), want)).toBe('rebuild');
+    // What it holds never makes another restore's scratch ours.
+    expect(scratchOwnership(db(crashed, { ...loaded, restoreId: 'r-2' }), want)).toBe('foreign');
+  });
+
   it('reads only tenant-restore JSON as a marker', () => {
     expect(parseScratchMarker(JSON.stringify(loaded))).toEqual(loaded);
     expect(parseScratchMarker('production database, do not drop')).toBeNull();
     expect(parseScratchMarker(JSON.stringify({ tool: 'other', restoreId: 'r-1' }))).toBeNull();
     expect(parseScratchMarker(null)).toBeNull();
+  });
+});
+
+describe('unlogged scratch: which tables (step 3)', () => {
+  const table = (key: string, kind: 'r' | 'p' = 'r', extra: Partial<ScratchTable> = {}): ScratchTable => ({
+    key,
+    kind,
+    persistence: 'p',
+    extension: false,
+    ...extra,
+  });
+
+  it('makes every ordinary table unlogged, partitions included, when nothing permanent references them', () => {
+    const tables = [table('app.tenants'), table('app.users'), table('app.plans'), table('"Odd"."T 1"')];
+    const edges = [
+      { from: 'app.tenants', to: 'app.plans' },
+      { from: 'app.users', to: 'app.tenants' },
+      // A cycle between unlogged tables is no obstacle.
+      { from: 'app.plans', to: 'app.users' },
+    ];
+    expect(tablesToUnlog(tables, edges)).toEqual({
+      unlog: ['"Odd"."T 1"', 'app.plans', 'app.tenants', 'app.users'],
+      logged: [],
+    });
+  });
+
+  it("keeps logged what a partitioned table's FK references, and what those reference in turn; never an extension's table", () => {
+    const tables = [
+      table('app.events', 'p'),
+      table('app.events_1'),
+      table('app.events_2'),
+      table('app.tenants'),
+      table('app.plans'),
+      table('app.countries'),
+      table('app.comments'),
+      table('app.items', 'p'),
+      table('app.items_1'),
+      table('public.spatial_ref_sys', 'r', { extension: true }),
+      table('app.cache', 'r', { persistence: 'u' }),
+      table('app.zones'),
+    ];
+    const edges = [
+      // PostgreSQL checks the FK as declared, on the partitioned table (permanent): tenants must stay permanent...
+      { from: 'app.events', to: 'app.tenants' },
+      // ...and so must what tenants references, transitively.
+      { from: 'app.tenants', to: 'app.plans' },
+      { from: 'app.plans', to: 'app.countries' },
+      // An unlogged table may reference a permanent one, or a partitioned one.
+      { from: 'app.comments', to: 'app.events' },
+      { from: 'app.comments', to: 'app.tenants' },
+      // A partitioned table referencing a partitioned table: both stay permanent, their partitions do not matter.
+      { from: 'app.events', to: 'app.items' },
+      // An extension's table stays as its extension made it, and keeps what it references permanent.
+      { from: 'public.spatial_ref_sys', to: 'app.zones' },
+    ];
+    const { unlog, logged } = tablesToUnlog(tables, edges);
+    expect(unlog).toEqual(['app.comments', 'app.events_1', 'app.events_2', 'app.items_1']);
+    expect(logged).toEqual([
+      { table: 'app.countries', why: 'referenced by an FK of app.plans, which stays logged' },
+      { table: 'app.plans', why: 'referenced by an FK of app.tenants, which stays logged' },
+      { table: 'app.tenants', why: 'referenced by an FK of app.events, which stays logged' },
+      { table: 'app.zones', why: 'referenced by an FK of public.spatial_ref_sys, which stays logged' },
+      { table: 'public.spatial_ref_sys', why: 'belongs to an extension' },
+    ]);
+    // Already unlogged in the backup: left alone, listed nowhere.
+    expect([...unlog, ...logged.map((l) => l.table)]).not.toContain('app.cache');
+  });
+});
+
+describe('unlogged scratch: the FKs of the archive (step 3)', () => {
+  it("reads the referencing and the referenced table off pg_restore's FK statements, quoted names included", () => {
+    expect(
+      foreignKeyTables(
+        'ALTER TABLE ONLY app.comments\n    ADD CONSTRAINT comments_author_fk FOREIGN KEY (author_id) REFERENCES app.users(id)',
+      ),
+    ).toEqual({ from: 'app.comments', to: 'app.users' });
+    // A partitioned table's FK: no ONLY.
+    expect(
+      foreignKeyTables(
+        'ALTER TABLE app.events\n    ADD CONSTRAINT events_tenant_fk FOREIGN KEY (tenant_id, x) REFERENCES app.tenants(id, x) ON DELETE CASCADE DEFERRABLE',
+      ),
+    ).toEqual({ from: 'app.events', to: 'app.tenants' });
+    // Quoted names, with quotes, dots, parentheses and the word REFERENCES inside them.
+    expect(
+      foreignKeyTables(
+        'ALTER TABLE ONLY "My App"."Odd ""T"""\n    ADD CONSTRAINT "x.y" FOREIGN KEY ("a) REFERENCES b.c(", b) REFERENCES "Other".t2(id, "K")',
+      ),
+    ).toEqual({ from: '"My App"."Odd ""T"""', to: '"Other".t2' });
+    expect(foreignKeyTables('SET client_min_messages = warning')).toBeUndefined();
+    expect(foreignKeyTables('ALTER TABLE ONLY app.t ADD CONSTRAINT c CHECK (x > 0)')).toBeUndefined();
   });
 });
 
