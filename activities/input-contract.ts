@@ -286,6 +286,7 @@ export const bulkRestoreInput = z
     artifacts: artifactsRef,
     maxChildrenPerRun: count(10_000).optional(),
     groupSize: count(10_000).optional(),
+    unitRows: count(100_000_000).optional(),
     allowUnverifiedBackup: z.boolean().optional(),
     unsafeScratch: scratchRisksAccepted.optional(),
   })

@@ -41,6 +41,14 @@ import type { ArtifactsRef, ObjectRef, PlanRef } from './restore-types';
 export function toActivityFailure(error: unknown): unknown {
   if (error instanceof ApplicationFailure) return error;
   const e = error as Error;
+  // Every later step would meet the same empty scratch: not retried, and the unit does not split (restore-unit.ts).
+  if (e?.name === 'ScratchResetError')
+    return ApplicationFailure.create({
+      message: `${e.message} This restore does not load it again while units run on it: restore the tenants it reports failed with a new restore (tenant-restore start ... --tenants-file <the failed ids>), which loads scratch again.`,
+      type: 'ScratchResetError',
+      nonRetryable: true,
+      details: [{ scratchReset: true }],
+    });
   // A database error, or an error that wraps one (`cause`: Temporal would serialize the whole chain).
   let pgError: unknown = error;
   for (let depth = 0; depth < 5 && pgError && !isPgError(pgError); depth++)

@@ -83,6 +83,23 @@ function initialState(input: BulkRestoreInput): BulkRestoreState {
  * - It continues-as-new after `maxChildrenPerRun` units or when the server suggests it, carrying its state; units
  *   are ABANDONed so they outlive the run, and report back by signal to the workflow id.
  */
+/**
+ * Tenants in the next unit. With `unitRows` (units sized by rows): as many as `unitRows` rows hold at the rows per
+ * tenant the finished units copied (state.rowsSeen), at least one; `groupSize` until a unit has finished. A unit never
+ * spans two pages of the list, so it holds at most a page (500). Deterministic: rowsSeen comes from signals in history.
+ */
+export function unitSize(
+  input: Pick<BulkRestoreInput, 'unitRows'>,
+  state: Pick<BulkRestoreState, 'rowsSeen'>,
+  groupSize: number,
+): number {
+  const seen = state.rowsSeen;
+  if (!input.unitRows || !seen || seen.tenants === 0) return groupSize;
+  const perTenant = seen.rows / seen.tenants;
+  if (perTenant <= 0) return pageSize;
+  return Math.max(1, Math.min(pageSize, Math.floor(input.unitRows / perTenant)));
+}
+
 export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestoreState): Promise<BulkRestoreResult> {
   checkWorkflowInput('bulkRestore', bulkRestoreInput, input);
   const { restoreId } = input;
@@ -281,7 +298,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       return undefined;
     }
     const offset = state.nextIndex - pageStart;
-    return page.slice(offset, offset + groupSize);
+    return page.slice(offset, offset + unitSize(input, state, groupSize));
   }
 
   /** Starts the child workflow of one unit. */

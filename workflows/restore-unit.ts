@@ -34,6 +34,10 @@ type Evidence = Pick<TenantResult, 'preflight' | 'copy' | 'validation' | 'durati
 /** The patch of issue 23 item 4: admission on evidence of this restore's own writes, not on having got past preflight. */
 const oneRestoreAtATime = 'one-restore-at-a-time';
 
+/** The patch of issue 25: a failed unit of more than `bisectAbove` tenants is halved instead of split into singles. */
+const bisectFailedUnits = 'bisect-failed-units';
+const bisectAbove = 4;
+
 /** A copy's failure says that this restore committed rows of it before failing (activities/restore-activities.ts copyCall). */
 function copyCommitted(error: unknown): boolean {
   let e = error as { cause?: unknown; details?: unknown[] } | undefined;
@@ -62,8 +66,16 @@ export interface UnitIo {
     ids: TenantId[],
     action: ReenableAction,
   ): Promise<{ attempts?: number; detail?: string; rejected: Array<{ tenantId: TenantId; message: string }> }>;
-  /** Records finished tenants in S3 (with the unit's evidence) and tells the parent their outcomes. */
-  finished(result: TenantResult, tenants: TenantRecord[], outcomes: TenantOutcome[]): Promise<void>;
+  /**
+   * Records finished tenants in S3 (with the unit's evidence) and tells the parent their outcomes, and once per copy
+   * what it copied (`copied`: rows and tenants, which size the parent's next units).
+   */
+  finished(
+    result: TenantResult,
+    tenants: TenantRecord[],
+    outcomes: TenantOutcome[],
+    copied?: { rows: number; tenants: number },
+  ): Promise<void>;
   /** After every tenant finished: the unit's final search attribute. `cancelledBy` is set when the unit was cancelled. */
   ended(outcomes: TenantOutcome[], cancelledBy?: unknown): Promise<void>;
   /** A unit of one allowed partial tenant goes on in place instead of being preflighted again alone. */
@@ -125,10 +137,15 @@ export function unitIo(input: RestoreUnitInput, kind: 'unit' | 'previous-release
         action,
       });
     },
-    async finished(result, tenants, outcomes) {
+    async finished(result, tenants, outcomes, copied) {
       await bookkeeping.recordGroupResults({ artifacts: input.artifacts, result, tenants });
       if (parent)
-        await tellParent(() => getExternalWorkflowHandle(parent.workflowId).signal(unitDoneSignal, { outcomes }));
+        await tellParent(() =>
+          getExternalWorkflowHandle(parent.workflowId).signal(unitDoneSignal, {
+            outcomes,
+            ...(copied ? { copied } : {}),
+          }),
+        );
     },
     async ended(outcomes, cancelledBy) {
       const failed = outcomes.filter((o) => o.status !== 'restored').length;
@@ -350,15 +367,24 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
     current = { ids, evidence, startedAt };
     const { failure, admission, wrote } = await dataSteps(ids, opts, evidence);
     const preflighted = evidence.preflight !== undefined;
-    if (failure && grouped) return { failure, preflighted, wrote };
+    // A failure of several tenants is split by the caller, except an emptied scratch (ScratchResetError): every smaller
+    // unit would meet it too, so the unit's tenants end failed here, with what to do.
+    if (failure && grouped && failure.type !== 'ScratchResetError') return { failure, preflighted, wrote };
     const refusals = new Map<TenantId, StepFailure>(
       (admission?.refused ?? []).map((r) => [
         r.tenantId,
         { step: 'preflight', type: 'TenantPresentError', message: r.message },
       ]),
     );
+    // What the copy wrote is told to the parent once, with the first tenants that finish.
+    let copiedTold = false;
     const finished = async (done: TenantId[], own?: Map<TenantId, TenantActions>): Promise<void> => {
       const finishedAt = Date.now();
+      const copied =
+        evidence.copy && !copiedTold
+          ? { rows: Object.values(evidence.copy.rows).reduce((a, b) => a + b, 0), tenants: ids.length }
+          : undefined;
+      copiedTold ||= copied !== undefined;
       const records: TenantRecord[] = done.map((tenantId) => {
         const mine = own?.get(tenantId);
         const error = refusals.get(tenantId) ?? failure ?? mine?.failure;
@@ -389,6 +415,7 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
           result,
           records,
           done.map((id) => outcomes.get(id)!),
+          copied,
         ),
       );
     };
@@ -438,9 +465,15 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
           ? ids
           : (opts.admitted ?? []),
     );
-    for (const id of ids) {
-      await io.enter([id], 'preflight');
-      await restoreTenants([id], { admitted: admitted.has(id) ? [id] : [], partial: opts.partial });
+    // A large unit is halved (each half a unit, halved again if it fails): a bad tenant among n costs about 2·log2(n)
+    // unit attempts, not n. Histories of the release before this one split into units of one.
+    const parts =
+      ids.length > bisectAbove && patched(bisectFailedUnits)
+        ? [ids.slice(0, Math.ceil(ids.length / 2)), ids.slice(Math.ceil(ids.length / 2))]
+        : ids.map((id) => [id]);
+    for (const part of parts) {
+      await io.enter(part, 'preflight');
+      await restoreTenants(part, { admitted: part.filter((id) => admitted.has(id)), partial: opts.partial });
     }
   }
 

@@ -52,6 +52,7 @@ export type WindowState = Pick<
   | 'cancelRequested'
   | 'childrenStarted'
   | 'groupOf'
+  | 'rowsSeen'
 >;
 
 /** What the window needs from its parent. */
@@ -155,7 +156,15 @@ export class SlidingWindow {
     setHandler(unitPhaseSignal, ({ tenantIds, phase }) => {
       for (const id of tenantIds) if (id in state.running) state.running[id] = phase;
     });
-    setHandler(unitDoneSignal, ({ outcomes }) => outcomes.forEach((o) => this.finish(o)));
+    setHandler(unitDoneSignal, ({ outcomes, copied }) => {
+      // What a unit copied sizes the next units (units by rows, bulk-restore.ts unitSize).
+      if (copied && copied.tenants > 0) {
+        const seen = (this.state.rowsSeen ??= { rows: 0, tenants: 0 });
+        seen.rows += copied.rows;
+        seen.tenants += copied.tenants;
+      }
+      outcomes.forEach((o) => this.finish(o));
+    });
   }
 
   /** Counts a tenant's outcome, once (a unit's signal and its result may both report it). */

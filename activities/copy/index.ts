@@ -28,6 +28,7 @@ import type { YieldToLive } from '../live-pressure';
 import { assertPlan, renderContext, type Plan } from '../plan';
 import type { RenderContext } from '../plan/ownership';
 import type { ConflictPolicy, CopyCheckpoint, CopyPath, CopyResult, TenantId } from '../restore-types';
+import { assertScratchAlive } from '../scratch-alive';
 import { assertTenantsInBackup, ownedRowCount } from '../sql/presence';
 import { assertSameEncoding, closeSession, openSession, sessionSetup } from '../sql/session';
 import { copyChunked } from './chunked';
@@ -110,8 +111,20 @@ export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {
   const ctx = renderContext(plan, tenantIds);
   // Every table is read from one snapshot of scratch. Both sides of the COPY in the canonical text settings (ISO dates,
   // UTF8, UTC, full float digits): scratch's text of a row must read back in live as the same values.
-  const openScratch = () =>
-    openSession(input.scratch, sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds }));
+  const openScratch = async () => {
+    const session = await openSession(
+      input.scratch,
+      sessionSetup({ mode: 'snapshot', canonicalText: true, tenantIds }),
+    );
+    try {
+      // A scratch emptied by crash recovery (its tables are unlogged) is never read as the backup.
+      await assertScratchAlive(session);
+    } catch (error) {
+      await closeSession(session, true);
+      throw error;
+    }
+    return session;
+  };
   let scratch = await openScratch();
   let scratchBroken = false;
   let lock: Awaited<ReturnType<typeof lockTenants>> | undefined;

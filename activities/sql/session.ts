@@ -3,6 +3,7 @@
  * settings it runs under. `lock_timeout` and `statement_timeout` are not here: db.ts sends them as startup parameters
  * of every connection (sessionTimeouts), so that no session of the product, in a transaction or not, goes without them.
  */
+import { assertScratchAlive } from '../scratch-alive';
 import { canonicalTextSettings, type Pool, type PoolClient } from '../db';
 import { EncodingMismatchError } from '../errors';
 import type { YieldToLive } from '../live-pressure';
@@ -132,6 +133,8 @@ export async function withComparedSessions<T>(
   let live: PoolClient | undefined;
   let broken = false;
   try {
+    // A scratch emptied by crash recovery (its tables are unlogged) is never read as the backup.
+    await assertScratchAlive(scratch);
     live = await openSession(pools.live, sessionSetup({ mode: liveMode, canonicalText: true, tenantIds }));
     return await fn(scratch, live);
   } catch (error) {

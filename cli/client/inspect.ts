@@ -99,7 +99,15 @@ export function formatListed(r: ListedRestore): string {
 export interface RestoreDescription extends RestoreStatus {
   input?: Pick<
     BulkRestoreInput,
-    'source' | 'live' | 'tenantRoot' | 'conflict' | 'concurrency' | 'groupSize' | 'allowPartial' | 'keepScratch'
+    | 'source'
+    | 'live'
+    | 'tenantRoot'
+    | 'conflict'
+    | 'concurrency'
+    | 'groupSize'
+    | 'unitRows'
+    | 'allowPartial'
+    | 'keepScratch'
   > & { tenants: number | 'in S3' };
   report?: string;
 }
@@ -119,6 +127,7 @@ export async function describeRestore(client: Client, restoreId: string): Promis
             conflict: input.conflict,
             concurrency: input.concurrency,
             groupSize: input.groupSize,
+            ...(input.unitRows ? { unitRows: input.unitRows } : {}),
             allowPartial: input.allowPartial,
             keepScratch: input.keepScratch,
             tenants: input.tenants?.length ?? 'in S3',

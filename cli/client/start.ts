@@ -29,6 +29,7 @@ import {
   concurrencyRange,
   defaultConcurrency,
   defaultGroupSize,
+  defaultUnitRows,
   RestoreIdKey,
   RestoreKindKey,
   RestorePhaseKey,
@@ -68,6 +69,7 @@ export interface StartFlags extends SourceFlags {
   conflict?: string;
   concurrency?: string;
   'group-size'?: string;
+  'unit-rows'?: string;
   'keep-scratch'?: boolean;
   /** '' for the bare flag, else the count of partial tenants said back: see parseAllowPartial. */
   'allow-partial'?: string;
@@ -356,6 +358,17 @@ export function buildStartRequest(
     flags['group-size'] === undefined
       ? defaultGroupSize
       : parseIntegerFlag('--group-size', flags['group-size'], 1, 1000, ' (1: one child workflow per tenant)');
+  if (flags['group-size'] !== undefined && flags['unit-rows'] !== undefined)
+    throw new UsageError(
+      '--group-size and --unit-rows both size the units: give one (--group-size N: N tenants per unit; --unit-rows N: units of about N rows).',
+    );
+  // Units sized by rows unless the operator fixed them in tenants.
+  const unitRows =
+    flags['group-size'] !== undefined
+      ? undefined
+      : flags['unit-rows'] === undefined
+        ? defaultUnitRows
+        : parseIntegerFlag('--unit-rows', flags['unit-rows'], 1, 100_000_000);
   const childrenPerRun =
     flags['children-per-run'] === undefined
       ? undefined
@@ -369,6 +382,7 @@ export function buildStartRequest(
     conflict,
     concurrency,
     groupSize,
+    ...(unitRows ? { unitRows } : {}),
     config,
     keepScratch: flags['keep-scratch'] ?? false,
     ...(allowPartial ? { allowPartial: true } : {}),

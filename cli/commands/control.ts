@@ -131,7 +131,7 @@ export const approveCommand: Command = {
 
 const concurrencyUsage = `tenant-restore concurrency <restoreId> <N> [--json]
 
-Sets how many restore units (--group-size tenants each) run at once (1..1000), while the restore runs. The
+Sets how many restore units (child workflows: --unit-rows rows or --group-size tenants each) run at once (1..1000), while the restore runs. The
 restore answers with its state; running units above a lower limit finish, and no new one starts until under it.
 
 ${controlExitCodes}`;

@@ -92,7 +92,7 @@ export const describeCommand: Command = {
             ? [
                 `  source: ${source}`,
                 `  live: ${i.live}, tenant root ${i.tenantRoot}, ${i.tenants} tenants, conflict ${i.conflict}`,
-                `  concurrency ${i.concurrency}, units of ${i.groupSize ?? 1}${i.allowPartial ? ', partial tenants allowed' : ''}${i.keepScratch ? ', scratch kept' : ''}`,
+                `  concurrency ${i.concurrency}, units of ${i.unitRows ? `about ${i.unitRows} rows (the first of ${i.groupSize ?? 1} tenants)` : (i.groupSize ?? 1)}${i.allowPartial ? ', partial tenants allowed' : ''}${i.keepScratch ? ', scratch kept' : ''}`,
               ]
             : []),
           d.report ? `  report: ${d.report}` : '',

@@ -16,7 +16,7 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
                        [--scratch-server <url>] | --backup pgbackrest:<stanza>[/<db>] --at <time|LSN> | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
                      (--tenants 1,2,3 | --tenants-file <path> | --from-discover <discoverId>) [--conflict skip|overwrite|fail]
-                     [--concurrency N] [--group-size N] [--config <path>] [--id <restoreId>] [--keep-scratch]
+                     [--concurrency N] [--group-size N | --unit-rows N] [--config <path>] [--id <restoreId>] [--keep-scratch]
                      [--allow-partial[=<n>]] [--allow-unverified-backup] [--wait] [--json]
                      [--unsafe-scratch-on-live-server] [--unsafe-scratch-as-live-role] [--unsafe-scratch-as-superuser]
                      [--artifacts s3://<bucket>/<prefix>/] [--task-queue <name>] [--children-per-run N]
@@ -57,9 +57,12 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
   --conflict        a key already in live for the same tenant: skip (live wins, default), overwrite (backup wins), fail
   --concurrency     child workflows (groups of tenants, or tenants with --group-size 1) restored at once (default 2:
                     bound it by live's CPU, not by Temporal); change it later with no restart: see 'concurrency'
-  --group-size      tenants per child workflow (default 20). A group's steps are set-based over its tenants and its copy
-                    is one transaction; if a step fails, its tenants are retried one at a time, so a bad tenant fails
-                    alone. 1: one child per tenant, restore/<id>/tenant/<t> (per-tenant evidence, per-tenant Web UI rows)
+  --unit-rows       rows per child workflow (default 100000): the first children take 20 tenants, each later one as many
+                    tenants as that many rows hold at the rows per tenant restored so far (at most 500). A unit's steps
+                    are set-based over its tenants and its copy is one transaction (chunked above chunkRows); if a step
+                    fails, the unit is halved until the bad tenant fails alone
+  --group-size      a fixed number of tenants per child workflow instead of --unit-rows. 1: one child per tenant,
+                    restore/<id>/tenant/<t> (per-tenant evidence, per-tenant Web UI rows)
   --config          JSON: logicalForeignKeys, excludeTables, chunkRows, actions (re-enable SQL/webhooks, requiresApproval)
   --id              restore id (default r-<time>-<random>), used once: an id that already ran is refused (exit 2) with
                     the command to see its report; the workflow is restore/<id>, its children
@@ -92,6 +95,7 @@ const flags = {
   conflict: { type: 'string', choices: conflictPolicies },
   concurrency: { type: 'string' },
   'group-size': { type: 'string' },
+  'unit-rows': { type: 'string' },
   // A string, so that --allow-partial=<n> parses; the bare flag is turned into '' first (bareAllowPartial).
   'allow-partial': { type: 'string' },
   wait: { type: 'boolean' },
