@@ -3,6 +3,7 @@
  * parent's report activity gathers them into `<artifacts>/report.json` and `report.md` (rows per table, conflicts,
  * checksums, durations, actions). The workflow result stays a small summary that points to them.
  */
+import { createHash } from 'node:crypto';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { heartbeat } from '@temporalio/activity';
 import { tenantEnded } from './metrics';
@@ -267,31 +268,28 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
       result: TenantResult;
       tenants: Array<Pick<TenantResult, 'tenantId' | 'status' | 'error' | 'actions'>>;
     }): Promise<number> {
-      for (let i = 0; i < input.tenants.length; i += 16) {
-        await Promise.all(
-          input.tenants
-            .slice(i, i + 16)
-            .map((t) =>
-              putJson(
-                s3,
-                { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${t.tenantId}.json` },
-                { ...input.result, ...t },
-              ),
-            ),
-        );
-      }
+      // One object per call (a unit's tenants that finished together), not one per tenant: a restore of 10,000 small
+      // tenants wrote 10,000 objects during its window and read them all back for its report. The key is a digest of
+      // the call (restore, first finish, tenants), so a retried activity writes the same object again.
+      await putJson(s3, unitRecordRef(input.artifacts, input.result, input.tenants), {
+        version: 1,
+        result: input.result,
+        tenants: input.tenants,
+      } satisfies UnitRecord);
       for (const t of input.tenants) tenantEnded(t.status);
       return input.tenants.length;
     },
 
     /** The same record for one tenant, as the previous release's per-tenant children call it. */
     async recordTenantResult(input: { artifacts: ArtifactsRef; result: TenantResult }): Promise<ObjectRef> {
-      await activities.recordGroupResults({
-        artifacts: input.artifacts,
-        result: input.result,
-        tenants: [input.result],
-      });
-      return { bucket: input.artifacts.bucket, key: `${input.artifacts.prefix}tenants/${input.result.tenantId}.json` };
+      // The previous release's per-tenant children, replaying: the record where they wrote it.
+      const ref = {
+        bucket: input.artifacts.bucket,
+        key: `${input.artifacts.prefix}tenants/${input.result.tenantId}.json`,
+      };
+      await putJson(s3, ref, input.result);
+      tenantEnded(input.result.status);
+      return ref;
     },
 
     async writeRestoreReport(input: WriteReportInput): Promise<{ json: string; markdown: string }> {
@@ -302,11 +300,23 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
             normalizeTenantId(String(id), input.plan?.rootKeyType),
           )
         : [];
-      const keys = await listKeys(bucket, `${prefix}tenants/`);
+      // Each unit's record (units/), and the per-tenant records of restores started by earlier releases (tenants/). A
+      // tenant recorded twice keeps its latest record.
       const results = new Map<string, TenantResult>();
+      const keep = (r: TenantResult) => {
+        if (r.restoreId !== input.restoreId) return;
+        const known = results.get(r.tenantId);
+        if (!known || (r.finishedAt ?? 0) >= (known.finishedAt ?? 0)) results.set(r.tenantId, r);
+      };
+      const keys = [...(await listKeys(bucket, `${prefix}tenants/`)), ...(await listKeys(bucket, `${prefix}units/`))];
       for (let i = 0; i < keys.length; i += 32) {
-        const batch = await Promise.all(keys.slice(i, i + 32).map((key) => getJson<TenantResult>(s3, { bucket, key })));
-        for (const r of batch) if (r.restoreId === input.restoreId) results.set(r.tenantId, r);
+        const batch = await Promise.all(
+          keys.slice(i, i + 32).map((key) => getJson<TenantResult | UnitRecord>(s3, { bucket, key })),
+        );
+        for (const r of batch) {
+          if ('tenants' in r && 'result' in r) for (const t of r.tenants) keep({ ...r.result, ...t });
+          else keep(r);
+        }
         heartbeat({ read: i });
       }
       // A partial tenant's restored keys were stored by its copy activity, outside history: the report lists them.
@@ -390,4 +400,24 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
     },
   };
   return activities;
+}
+
+/** A unit's record: the evidence its tenants share, and each tenant's status, error and actions. */
+export interface UnitRecord {
+  version: 1;
+  result: TenantResult;
+  tenants: Array<Pick<TenantResult, 'tenantId' | 'status' | 'error' | 'actions'>>;
+}
+
+/** Where a unit's record goes: `units/<digest of restore, start and tenants>.json` under the restore's prefix. */
+export function unitRecordRef(
+  artifacts: ArtifactsRef,
+  result: Pick<TenantResult, 'restoreId' | 'startedAt'>,
+  tenants: Array<Pick<TenantResult, 'tenantId'>>,
+): ObjectRef {
+  const digest = createHash('sha256')
+    .update(JSON.stringify([result.restoreId, result.startedAt, tenants.map((t) => t.tenantId)]))
+    .digest('hex')
+    .slice(0, 32);
+  return { bucket: artifacts.bucket, key: `${artifacts.prefix}units/${digest}.json` };
 }

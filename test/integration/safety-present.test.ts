@@ -17,7 +17,8 @@ import { tmpdir } from 'node:os';
 import { createActivities } from '../../activities';
 import { Pools } from '../../activities/db';
 import { createS3Client, getJson } from '../../activities/s3';
-import type { RestoreReport } from '../../activities/report';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import type { RestoreReport, UnitRecord } from '../../activities/report';
 import { startWorker, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
 import {
   deleteTenants,
@@ -251,10 +252,15 @@ describe('tenants still in live are refused; partial ones only with --allow-part
     const t = (await report(id)).tenants.find((x) => Number(x.tenantId) === partial)!;
     expect(t.restoredKeys).toEqual({ 'app.comments': { keys: deletedComments.map((k) => [k]), total: 2 } });
     // The keys were kept out of workflow history: the tenant's result (what its child workflow carried) holds counts only.
-    const carried = await getJson<{ copy: { restoredKeys: unknown; restoredKeysObject: { key: string } } }>(s3, {
-      bucket: env.STACK_S3_BUCKET,
-      key: `test-restores/${id}/tenants/${partial}.json`,
-    });
+    // The unit's record in S3 (one per unit since issue 25) carries the same evidence.
+    const listed = await s3.send(
+      new ListObjectsV2Command({ Bucket: env.STACK_S3_BUCKET, Prefix: `test-restores/${id}/units/` }),
+    );
+    const records = await Promise.all(
+      (listed.Contents ?? []).map((o) => getJson<UnitRecord>(s3, { bucket: env.STACK_S3_BUCKET, key: o.Key! })),
+    );
+    const unit = records.find((r) => r.tenants.some((t) => Number(t.tenantId) === partial))!;
+    const carried = unit.result as unknown as { copy: { restoredKeys: unknown; restoredKeysObject: { key: string } } };
     expect(carried.copy.restoredKeys).toEqual({ 'app.comments': { keys: [], total: 2 } });
     expect(carried.copy.restoredKeysObject.key).toBe(`test-restores/${id}/restored-keys/${partial}.json`);
     expect(t.rows['app.comments']).toBe(2);
