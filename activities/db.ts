@@ -275,3 +275,18 @@ export function libpqTarget(ref: DatabaseRef): { url: string; env: NodeJS.Proces
   resolved.password = '';
   return { url: resolved.toString(), env };
 }
+
+/**
+ * Drops a database that only this product's own sessions should use (a scratch, a drill database). A plain DROP first:
+ * PostgreSQL then asks an autovacuum worker busy in it to stop and waits for it, which `WITH (FORCE)` would not (it
+ * refuses, 42501, to terminate a process of another role, and an autovacuum worker counts as one). Only when sessions
+ * still use it (55006: a connection left by a killed step) does it force them out.
+ */
+export async function dropOwnedDatabase(pool: Pick<pg.Pool, 'query'>, name: string): Promise<void> {
+  try {
+    await pool.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)}`);
+  } catch (error) {
+    if ((error as { code?: string }).code !== '55006') throw error;
+    await pool.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+  }
+}

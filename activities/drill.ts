@@ -16,6 +16,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { spawn } from 'node:child_process';
 import {
   databaseName,
+  dropOwnedDatabase,
   escapeIdentifier,
   escapeLiteral,
   libpqTarget,
@@ -221,7 +222,7 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
         if (!drillDatabaseIsOwn(existing, input.drillId))
           throw notOwnDrillDatabase(name, input.drillId, existing.comment, 'use');
         await pools.close(drill);
-        await pools.get(server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+        await dropOwnedDatabase(pools.get(server), name);
       }
       await pools.get(server).query(`CREATE DATABASE ${escapeIdentifier(name)}`);
       const marker: DrillDatabaseMarker = {
@@ -295,7 +296,7 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
       if (!drillDatabaseIsOwn(existing, input.drillId))
         throw notOwnDrillDatabase(name, input.drillId, existing.comment, 'drop');
       await pools.close(input.drill);
-      await pools.get(server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      await dropOwnedDatabase(pools.get(server), name);
       return { dropped: true };
     },
 
@@ -317,9 +318,7 @@ export function createDrillActivities({ pools, s3 }: { pools: Pools; s3: S3Clien
         );
       if (result.rowCount === 0) return { dropped: false };
       if (!markerNames(parseScratchMarker(result.rows[0].comment), 'drill', input.restoreId)) return { dropped: false };
-      await pools
-        .get(sibling(input.server, 'postgres'))
-        .query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      await dropOwnedDatabase(pools.get(sibling(input.server, 'postgres')), name);
       return { dropped: true };
     },
 

@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { copyTenant } from './copy';
-import type { Pools } from './db';
+import { dedicatedSession, type Pools } from './db';
 import { classifyDbError, isPgError, nonRetryableErrorTypes, reduceDbError } from './errors';
 import { validateConfig } from './config';
 import { buildPlan, fkChecksFromEnv, type Plan } from './plan';
@@ -24,7 +24,14 @@ import type {
   TenantId,
   ValidationResult,
 } from './restore-types';
-import { LivePressure, type YieldToLive } from './live-pressure';
+import {
+  defaultGovernorOptions,
+  latencyBudgetFromEnv,
+  LiveGovernor,
+  LivePressure,
+  type Pacer,
+  type YieldToLive,
+} from './live-pressure';
 import { getText, putJson, putText } from './s3';
 import { rowsRestored, throttleWait } from './metrics';
 import { validateTenant } from './validate';
@@ -270,6 +277,34 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     return (client, signal) => pressure.yieldToLive(client, signal ?? cancellationSignal());
   };
 
+  // Pacing of the copy pipes to live's latency budget (live-pressure.ts LiveGovernor), one per live database: the p90 of
+  // live's SELECT 1 may grow to TENANT_RESTORE_LIVE_LATENCY_BUDGET times its baseline (default 1.8; 'off': no pacing).
+  const governors = new Map<string, LiveGovernor>();
+  const budget = latencyBudgetFromEnv();
+  const governor = (live: string): LiveGovernor | undefined => {
+    if (!throttleOn || budget === undefined) return undefined;
+    let g = governors.get(live);
+    if (!g)
+      governors.set(
+        live,
+        (g = new LiveGovernor(() => dedicatedSession(pools.get(live), 'tenant-restore-latency-sampler'), {
+          ...defaultGovernorOptions,
+          budget,
+        })),
+      );
+    return g;
+  };
+  /** Runs a step with live's governor sampling (the pacer of its copy pipes, when it has any). */
+  const governed = async <T>(live: string, fn: (pacer?: Pacer) => Promise<T>): Promise<T> => {
+    const g = governor(live);
+    const release = await g?.acquire();
+    try {
+      return await fn(g);
+    } finally {
+      release?.();
+    }
+  };
+
   /** What preflight and validate share: both databases, the plan, the tenants, the policy, the throttle. */
   const comparedStep = async (input: TenantStepInput): Promise<ComparedStepInput> => ({
     ...dbs(input),
@@ -379,39 +414,42 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         () =>
           copyCall(
             () =>
-              copyTenant({
-                ...dbs(input),
-                plan,
-                tenantIds: input.tenantIds ?? [input.tenantId],
-                conflict: input.conflict,
-                chunkRows: input.chunkRows,
-                resumeFrom,
-                onCheckpoint: (checkpoint: CopyCheckpoint) => {
-                  last = checkpoint;
-                  heartbeat(checkpoint);
-                },
-                onCommitted: () => {
-                  // A checkpoint says more (and already says that something was committed): it is kept.
-                  if (last && isCheckpoint(last)) return;
-                  last = committedMarker;
-                  heartbeat(last);
-                },
-                beforeCommit: async (transactionId) => {
-                  if (recorded || !evidence) return;
-                  const ids = await readCommitEvidence(evidence);
-                  await putJson(s3, evidence, [...ids, transactionId]);
-                  recorded = true;
-                },
-                onLockWait: (tenantId, holder) =>
-                  log.warn('tenant lock held by another session; waiting for it', { tenantId, holder }),
-                signal: cancellationSignal(),
-                yieldToLive: yieldToLive(input.live),
-                recordKeys: input.partial,
-                restoreId: input.restoreId,
-                expectAbsent: earlier.committed ? undefined : input.expectAbsent,
-                presentMayBeOwn: !earlier.committed && attempt > 1,
-                earlierAttemptCommitted: earlier.committed,
-              }),
+              governed(input.live, (pacer) =>
+                copyTenant({
+                  ...dbs(input),
+                  plan,
+                  tenantIds: input.tenantIds ?? [input.tenantId],
+                  conflict: input.conflict,
+                  chunkRows: input.chunkRows,
+                  resumeFrom,
+                  onCheckpoint: (checkpoint: CopyCheckpoint) => {
+                    last = checkpoint;
+                    heartbeat(checkpoint);
+                  },
+                  onCommitted: () => {
+                    // A checkpoint says more (and already says that something was committed): it is kept.
+                    if (last && isCheckpoint(last)) return;
+                    last = committedMarker;
+                    heartbeat(last);
+                  },
+                  beforeCommit: async (transactionId) => {
+                    if (recorded || !evidence) return;
+                    const ids = await readCommitEvidence(evidence);
+                    await putJson(s3, evidence, [...ids, transactionId]);
+                    recorded = true;
+                  },
+                  onLockWait: (tenantId, holder) =>
+                    log.warn('tenant lock held by another session; waiting for it', { tenantId, holder }),
+                  signal: cancellationSignal(),
+                  yieldToLive: yieldToLive(input.live),
+                  recordKeys: input.partial,
+                  restoreId: input.restoreId,
+                  expectAbsent: earlier.committed ? undefined : input.expectAbsent,
+                  presentMayBeOwn: !earlier.committed && attempt > 1,
+                  earlierAttemptCommitted: earlier.committed,
+                  pacer,
+                }),
+              ),
             () => last !== undefined,
           ),
       );
@@ -426,12 +464,15 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         () => ({ stage: 'validate' }),
         () =>
           engineCall(() =>
-            validateTenant({
-              ...step,
-              partial: input.partial,
-              kept: input.kept,
-              referencesProven: input.referencesProven && !input.partial,
-            }),
+            // Sampling runs during validation too: its baseline and window stay current for the next copy.
+            governed(input.live, () =>
+              validateTenant({
+                ...step,
+                partial: input.partial,
+                kept: input.kept,
+                referencesProven: input.referencesProven && !input.partial,
+              }),
+            ),
           ),
       );
     },

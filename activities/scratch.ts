@@ -38,6 +38,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   databaseName,
+  dropOwnedDatabase,
   escapeIdentifier,
   escapeLiteral,
   libpqTarget,
@@ -789,7 +790,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           // Ours (or absent): from here on it is rebuilt, and marked as this restore's from the moment it exists.
           ours = true;
           await pools.close(ref);
-          await pools.get(input.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+          await dropOwnedDatabase(pools.get(input.server), name);
           await pools
             .get(input.server)
             .query(`CREATE DATABASE ${escapeIdentifier(name)}`)
@@ -888,10 +889,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
           await pools.close(ref);
           const now = await inspect(input.server, name).catch(() => undefined);
           if (now?.exists && (markerNames(now.marker, kind, input.restoreId) || (!now.marker && now.empty))) {
-            await pools
-              .get(input.server)
-              .query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`)
-              .catch(() => undefined);
+            await dropOwnedDatabase(pools.get(input.server), name).catch(() => undefined);
           }
         }
         throw error;
@@ -935,7 +933,7 @@ export function createScratchActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
         };
       }
       await pools.close(scratch.ref);
-      await pools.get(scratch.server).query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      await dropOwnedDatabase(pools.get(scratch.server), name);
       return { dropped: true };
     },
 

@@ -232,7 +232,9 @@ async function copyTableInChunks(run: ChunkRun, unit: ChunkUnit, i: number, fill
               }
             }
             n += lines.length;
-            if (!sink.write(out.length === 1 ? out[0]! : Buffer.concat(out))) await once(sink, 'drain');
+            const bytes = out.length === 1 ? out[0]! : Buffer.concat(out);
+            await run.input.pacer?.pace(bytes.length);
+            if (!sink.write(bytes)) await once(sink, 'drain');
             if (n >= run.chunkRows) break;
             lines = await reader.next(Math.min(run.chunkRows - n, linesPerRead));
           }

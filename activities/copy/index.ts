@@ -24,7 +24,7 @@
  * - Sequences move forward past restored ids, never backwards.
  */
 import type { Pool, PoolClient } from '../db';
-import type { YieldToLive } from '../live-pressure';
+import type { Pacer, YieldToLive } from '../live-pressure';
 import { assertPlan, renderContext, type Plan } from '../plan';
 import type { RenderContext } from '../plan/ownership';
 import type { ConflictPolicy, CopyCheckpoint, CopyPath, CopyResult, TenantId } from '../restore-types';
@@ -51,6 +51,8 @@ export interface CopyTenantInput {
   signal?: AbortSignal;
   /** Called on the live session before each table: waits while live is busy (adaptive throttling); returns ms waited. */
   yieldToLive?: YieldToLive;
+  /** Paces the direct paths' COPY pipes to live's latency budget (live-pressure.ts LiveGovernor). */
+  pacer?: Pacer;
   /** Report the primary keys of the rows inserted (a partial tenant's report lists exactly which rows came back). */
   recordKeys?: boolean;
   /** Tenants preflight found absent and nothing of this restore wrote yet: checked again under the tenant lock. */
