@@ -20,6 +20,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, type PoolClient } from '../db';
 import { isPgError } from '../errors';
+import type { Pacer } from '../live-pressure';
 import { qualify, type Plan, type PlanForeignKey, type PlanTable } from '../plan';
 import type { RenderContext } from '../plan/ownership';
 import { danglingReference, externalOrphanCount } from '../sql/orphans';
@@ -96,7 +97,11 @@ export async function copyDirect(
           staged.push({ table, name, written, allWritten: outcome.written === n });
           continue;
         }
-        const n = await copyTable(scratch, live, plan, ctx, table, seen.tap(table), { cap, signal });
+        const n = await copyTable(scratch, live, plan, ctx, table, seen.tap(table), {
+          cap,
+          signal,
+          pacer: input.pacer,
+        });
         if (chunkRows !== undefined && n > chunkRows) throw new TooLargeForOneTransaction();
         addOutcome(totals, table, { staged: n, written: n, kept: 0, conflicts: 0 });
       }
@@ -126,13 +131,14 @@ async function copyTable(
   ctx: RenderContext,
   table: PlanTable,
   tap: RowTap | undefined,
-  options: { cap?: number; signal?: AbortSignal },
+  options: { cap?: number; signal?: AbortSignal; pacer?: Pacer },
 ): Promise<number> {
   const source = scratch.query(copyTo(copyOut(plan, ctx, table, { kind: 'rows' }, undefined, options.cap).text));
   const sink = live.query(copyFrom(`COPY ${qualify(plan, table.key)} (${columnList(writtenNames(table))}) FROM STDIN`));
   try {
-    if (tap) await pipeline(source, tap, sink, { signal: options.signal });
-    else await pipeline(source, sink, { signal: options.signal });
+    // The stream goes through the tap (references read off it) and the pacer (live's latency budget) when there are.
+    const through = [tap, options.pacer?.pipe()].filter((t): t is Transform => t !== undefined);
+    await pipeline([source, ...through, sink], { signal: options.signal });
   } catch (error) {
     throw refusedByDirect(error) ?? error;
   }
@@ -202,6 +208,8 @@ export function lineFields(buffer: Buffer, start: number, end: number, fields: n
       if (tab < 0 || tab >= end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
       position = tab + 1;
     }
+    // Past the row's newline: the row ended with the field before (its next tab would be the next row's).
+    if (position > end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
     let tab = buffer.indexOf(9, position);
     if (tab < 0 || tab > end) tab = end;
     const isNull = tab - position === 2 && buffer[position] === 92 && buffer[position + 1] === 78;
@@ -220,7 +228,12 @@ export function withNullFields(line: Buffer, fields: number[]): Buffer {
   let from = 0;
   const end = line.length - 1;
   for (const wanted of fields) {
-    for (; field < wanted; field++) position = line.indexOf(9, position) + 1;
+    for (; field < wanted; field++) {
+      const tab = line.indexOf(9, position);
+      if (tab < 0 || tab >= end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
+      position = tab + 1;
+    }
+    if (position > end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
     let tab = line.indexOf(9, position);
     if (tab < 0 || tab > end) tab = end;
     parts.push(line.subarray(from, position), nullText);
