@@ -278,7 +278,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
   };
 
   // Pacing of the copy pipes to live's latency budget (live-pressure.ts LiveGovernor), one per live database: the p90 of
-  // live's SELECT 1 may grow to TENANT_RESTORE_LIVE_LATENCY_BUDGET times its baseline (default 1.8; 'off': no pacing).
+  // live's SELECT 1 may grow to TENANT_RESTORE_LIVE_LATENCY_BUDGET times its baseline (unset or 'off': no pacing).
   const governors = new Map<string, LiveGovernor>();
   const budget = latencyBudgetFromEnv();
   const governor = (live: string): LiveGovernor | undefined => {

@@ -131,8 +131,8 @@ describe('LiveGovernor (issue 25 step 9): pacing the copy pipes to a latency bud
     expect(g.stats.pacedMs).toBe(1750);
   });
 
-  it('the budget comes from TENANT_RESTORE_LIVE_LATENCY_BUDGET: a factor, off, or a refusal that says what to write', () => {
-    expect(latencyBudgetFromEnv({})).toBe(1.8);
+  it('the budget comes from TENANT_RESTORE_LIVE_LATENCY_BUDGET: off by default, a factor, or a refusal that says what to write', () => {
+    expect(latencyBudgetFromEnv({})).toBeUndefined();
     expect(latencyBudgetFromEnv({ TENANT_RESTORE_LIVE_LATENCY_BUDGET: '2.5' })).toBe(2.5);
     expect(latencyBudgetFromEnv({ TENANT_RESTORE_LIVE_LATENCY_BUDGET: 'off' })).toBeUndefined();
     expect(() => latencyBudgetFromEnv({ TENANT_RESTORE_LIVE_LATENCY_BUDGET: '1' })).toThrow(/at least 1.1/);
