@@ -44,6 +44,9 @@ export class DirectCopyRefused extends Error {
   }
 }
 
+/** How often the direct copy asks the between-statement throttle (LivePressure) whether live is busy. */
+const yieldEveryMs = 250;
+
 /** SQLSTATEs that send a unit to the staged path: unique violation, exclusion violation, COPY refused under RLS. */
 const stagedOnlyCodes = new Set(['23505', '23P01', '0A000']);
 
@@ -83,9 +86,15 @@ export async function copyDirect(
     return await liveTransaction(input, async (live, staging) => {
       const seen = new StreamFacts(plan);
       const staged: StagedTable[] = [];
+      let yieldedAt = 0;
       for (const [i, table] of plan.tables.entries()) {
         checkAbort(signal);
-        await input.yieldToLive?.(live, signal);
+        // The between-statement throttle probes live before a table, at most every `yieldEveryMs`: on a schema of 121
+        // small tables a probe per table was most of the copy's waiting (0.9 s of the wide bench's 4.8 s).
+        if (performance.now() - yieldedAt >= yieldEveryMs) {
+          await input.yieldToLive?.(live, signal);
+          yieldedAt = performance.now();
+        }
         const cap = chunkRows === undefined ? undefined : chunkRows + 1;
         if (!directEligible(plan, table)) {
           const name = stagingName(`tr_stage_${i}`, table, { kind: 'rows' });
