@@ -197,3 +197,19 @@ export function unitState(tenants: Record<TenantId, TenantClassification>): Tena
   const states = Object.values(tenants).map((t) => t.state);
   return states.includes('present') ? 'present' : states.includes('partial') ? 'partial' : 'absent';
 }
+
+/** The key of the table that scratch's statistics (reltuples) say is largest among `tables`. */
+export function largestTable(plan: Plan, tables: PlanTable[]): Sql {
+  return {
+    text: `SELECT u.key FROM unnest($1::text[], $2::text[]) AS u(key, rel)
+     ORDER BY (SELECT c.reltuples FROM pg_class c WHERE c.oid = to_regclass(u.rel)) DESC NULLS LAST LIMIT 1`,
+    values: [tables.map((t) => t.key), tables.map((t) => qualify(plan, t.key))],
+  };
+}
+
+/** Rows of the tenants in `table` on scratch, counted up to `limit` (a bounded probe of a tenant's size). */
+export function ownedRowsAtMost(plan: Plan, ctx: RenderContext, table: PlanTable, limit: number): Sql {
+  return {
+    text: `SELECT count(*) AS n FROM (SELECT 1 FROM ${qualify(plan, table.key)} t WHERE ${ownedPredicate(table.key, 't', ctx)} LIMIT ${Math.floor(limit)}) x`,
+  };
+}
