@@ -46,7 +46,7 @@ export function orphanCount(plan: Plan, table: PlanTable, fk: PlanForeignKey, sc
 }
 
 /**
- * How many of the given references of `fk` (distinct tuples, one text array per FK column, in the child column's text
+ * How many of the given references of `fk` (distinct tuples, one array per FK column, in the child column's text
  * form) find no parent in live; the parents found are locked FOR KEY SHARE, as PostgreSQL's own FK check would, so
  * that a concurrent delete of one waits for this transaction. The direct copy passes here the references that are not
  * rows of its own transaction (copy/direct.ts); each is cast to the referencing column's type and probed through the
@@ -55,12 +55,14 @@ export function orphanCount(plan: Plan, table: PlanTable, fk: PlanForeignKey, sc
 export function externalOrphanCount(plan: Plan, table: PlanTable, fk: PlanForeignKey, values: string[][]): Sql {
   const types = new Map(table.columns.map((c) => [c.name, c.type]));
   const r = fk.columns.map((_, i) => `r${i}`);
-  const match = fk.referencedColumns.map((c, i) => `p.${q(c)} = r.r${i}::${types.get(fk.columns[i]!)}`).join(' AND ');
-  const keys = fk.referencedColumns.map((c, i) => `p.${q(c)} AS k${i}`).join(', ');
+  const match = fk.referencedColumns.map((c, i) => `p.${q(c)} = r.r${i}`).join(' AND ');
+  // The callers pass distinct tuples, each finding at most one parent (the referenced columns are a key): the orphans
+  // are the tuples minus the parents locked, no DISTINCT on either side. Arrays typed as the referencing columns, so
+  // PostgreSQL parses each value once, as the parameter.
   return {
-    text: `WITH r AS (SELECT DISTINCT ${r.join(', ')} FROM unnest(${values.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS u(${r.join(', ')})),
-            locked AS (SELECT l.* FROM r CROSS JOIN LATERAL (SELECT ${keys} FROM ${fkTarget(plan, fk)} p WHERE ${match} FOR KEY SHARE OF p) l)
-       SELECT (SELECT count(*) FROM r) - (SELECT count(*) FROM (SELECT DISTINCT ${fk.referencedColumns.map((_, i) => `k${i}`).join(', ')} FROM locked) l) AS n`,
+    text: `WITH r AS (SELECT * FROM unnest(${values.map((_, i) => `$${i + 1}::${types.get(fk.columns[i]!)}[]`).join(', ')}) AS u(${r.join(', ')})),
+            locked AS (SELECT 1 FROM r CROSS JOIN LATERAL (SELECT 1 FROM ${fkTarget(plan, fk)} p WHERE ${match} FOR KEY SHARE OF p) l)
+       SELECT (SELECT count(*) FROM r) - (SELECT count(*) FROM locked) AS n`,
     values,
   };
 }

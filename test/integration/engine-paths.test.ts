@@ -54,7 +54,7 @@ const directCopies = (texts: string[]) =>
 /** The direct path's probes of the references its transaction did not insert, by parent table. */
 const externalProbes = (texts: string[]) =>
   texts.flatMap((t) =>
-    /^WITH r AS \(SELECT DISTINCT .* FROM unnest\(/s.test(t) ? [/FROM ("\w+"\."\w+") p WHERE/.exec(t)![1]!] : [],
+    /^WITH r AS \(SELECT \* FROM unnest\(/s.test(t) ? [/FROM ("\w+"\."\w+") p WHERE/.exec(t)![1]!] : [],
   );
 
 /** The checked path's statements: the cross-tenant check and the conflict count join staging to the target. */
