@@ -14,7 +14,9 @@
  * - a reference to a row that a later chunk may bring goes in NULL and is set once the unit's tables are all in, by
  *   key (the fill): every FK column to a later table of the unit's cycle, and a self-reference whose key sorts after
  *   the row's own. Rows come in key order, so a smaller key is committed already or in this chunk. In data whose
- *   replies come after their parents, nothing goes in NULL.
+ *   replies come after their parents, nothing goes in NULL. A row with one such column in NULL has all its deferred
+ *   columns in NULL (an earlier self-reference too): the staged fill pass of a resumed or handed-over copy sets a row's
+ *   deferred columns only where all of them are NULL in live.
  *
  * The fill's pairs (key, value) are kept in Node, up to `pendingFillLimit`. Past that limit, or when a key has several
  * columns, the copy hands over to the staged chunked path, whose fill pass sets the columns from scratch.
@@ -182,6 +184,13 @@ async function copyTableInChunks(run: ChunkRun, unit: ChunkUnit, i: number, fill
           copyFrom(`COPY ${qualify(plan, table.key)} (${columnList(names)}) FROM STDIN`),
         ) as unknown as Writable & { rowCount: number };
         const finished = once(sink, 'finish');
+        // Live may refuse the COPY (a key it holds) while rows are still being written: then the wait for 'drain' or
+        // for the next lines fails, and `finished` rejects with nobody awaiting it yet.
+        finished.catch(() => undefined);
+        // Live's refusal of the COPY (a key it holds), whenever it comes: the stream has no connection left then, so
+        // neither a write nor destroy() (a CopyFail) may follow it; the copy stops with it, before any other write.
+        let refusal: Error | undefined;
+        sink.on('error', (e: Error) => (refusal ??= e));
         const keys = new Set<string>();
         const refs = rules.map(() => new Set<string>());
         const maxima = new Map<string, bigint>();
@@ -195,21 +204,30 @@ async function copyTableInChunks(run: ChunkRun, unit: ChunkUnit, i: number, fill
               const key = pk.length === 1 ? value(pk[0]!) : pk.map(value).join('\t');
               if (key !== null) keys.add(key);
               let nulled: number[] | undefined;
-              rules.forEach((r, k) => {
-                const parts = r.fields.map(value);
-                if (parts.some((p) => p === null)) return;
-                if (r.mode === 'probe' || (r.mode === 'row-level' && order!(parts[0]!, key!) <= 0)) {
-                  refs[k]!.add(parts.join('\t'));
-                  return;
-                }
+              /** The row's deferred (row-level) references that sort before its key and go in as they are. */
+              let kept: Array<[FkRule, string]> | undefined;
+              const defer = (r: FkRule, v: string) => {
                 (nulled ??= []).push(...r.fields);
                 if (++pending > pendingFillLimit)
                   throw new HandOver(
                     `more than ${pendingFillLimit} FK values to set after the chunks`,
                     lastCheckpoint.get(run),
                   );
-                r.pairs!.push([key!, parts[0]!]);
+                r.pairs!.push([key!, v]);
+              };
+              rules.forEach((r, k) => {
+                const parts = r.fields.map(value);
+                if (parts.some((p) => p === null)) return;
+                if (r.mode === 'probe' || (r.mode === 'row-level' && order!(parts[0]!, key!) <= 0)) {
+                  refs[k]!.add(parts.join('\t'));
+                  if (r.mode === 'row-level') (kept ??= []).push([r, parts[0]!]);
+                  return;
+                }
+                defer(r, parts[0]!);
               });
+              // A row's deferred columns go in NULL all together or not at all: the staged fill pass (a resumed or
+              // handed-over copy) sets a row's deferred columns only where every one of them is NULL in live.
+              if (nulled && kept) for (const [r, v] of kept) defer(r, v);
               out.push(
                 nulled
                   ? withNullFields(
@@ -234,15 +252,19 @@ async function copyTableInChunks(run: ChunkRun, unit: ChunkUnit, i: number, fill
             n += lines.length;
             const bytes = out.length === 1 ? out[0]! : Buffer.concat(out);
             await run.input.pacer?.pace(bytes.length);
+            if (refusal) throw refusal;
             if (!sink.write(bytes)) await once(sink, 'drain');
             if (n >= run.chunkRows) break;
             lines = await reader.next(Math.min(run.chunkRows - n, linesPerRead));
           }
+          if (refusal) throw refusal;
           sink.end();
           await finished;
         } catch (error) {
-          sink.destroy();
-          throw refusedByDirect(error) ?? error;
+          // A failure of this side (the lines read, a check in Node) ends the COPY with a CopyFail.
+          if (!refusal) sink.destroy();
+          const cause = refusal ?? error;
+          throw refusedByDirect(cause) ?? cause;
         }
         for (const [sequence, max] of maxima) await live.query(advanceSequenceTo(sequence, max.toString()));
         for (const [k, r] of rules.entries()) {
@@ -374,8 +396,16 @@ class LineReader {
     return lines;
   }
 
+  /**
+   * Reads the stream to its end. A COPY stream of pg-copy-streams destroyed before its end leaves its connection
+   * detached from the client (the rest of the COPY is never read): the session's next query, the ROLLBACK of
+   * closeSession, would wait forever. Only a copy that stops mid-table (a hand-over, a failure, a cancel) reads the
+   * rest, and throws it away.
+   */
   async close(): Promise<void> {
-    await this.iterator.return?.();
+    this.buffer = null;
+    this.rest = null;
+    while (!this.ended) if ((await this.iterator.next()).done) this.ended = true;
   }
 }
 
