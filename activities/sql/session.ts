@@ -96,11 +96,16 @@ export async function openSession(pool: Pool, setup: Sql[]): Promise<PoolClient>
 }
 
 /**
- * Rolls the session back and returns its client to the pool. A session that failed (`broken`), or whose ROLLBACK
- * fails, may be in an unknown protocol state (a COPY interrupted mid-stream): it is dropped.
+ * Rolls the session back and returns its client to the pool. A session that failed (`broken`) may be in an unknown
+ * protocol state (a COPY interrupted mid-stream): it is dropped without a ROLLBACK, which such a connection may never
+ * answer (the server rolls back when the connection closes). One whose ROLLBACK fails is dropped too.
  */
 export async function closeSession(client: PoolClient, broken = false): Promise<void> {
-  let drop = broken;
+  if (broken) {
+    client.release(true);
+    return;
+  }
+  let drop = false;
   await client.query('ROLLBACK').catch(() => (drop = true));
   client.release(drop);
 }
