@@ -69,9 +69,10 @@ export const defaultGroupSize = 20;
  * Rows per restore unit when the operator does not choose the unit's size (`start --unit-rows`; `--group-size` fixes
  * it in tenants instead). The first units take `defaultGroupSize` tenants; each later one as many tenants as this many
  * rows hold at the rows per tenant the finished units restored, up to a page of the list (500). Thousands of small
- * tenants then go in a few units, and a unit of big tenants stays about this size: a second or two of live's work.
+ * tenants then go in a few units, and a unit of big tenants stays about this size: two or three seconds of live's work
+ * (the bench's main dataset: 1.22x the ideal with 100,000, 1.18x with 200,000, one run each).
  */
-export const defaultUnitRows = 100_000;
+export const defaultUnitRows = 200_000;
 /**
  * Units restored at once when the operator does not choose (`start --concurrency`, a drill's `concurrency`): the bench
  * measured 4 raising the writer's p99 far more than it shortened the restore (README, Performance).

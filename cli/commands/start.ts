@@ -57,7 +57,7 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
   --conflict        a key already in live for the same tenant: skip (live wins, default), overwrite (backup wins), fail
   --concurrency     child workflows (groups of tenants, or tenants with --group-size 1) restored at once (default 2:
                     bound it by live's CPU, not by Temporal); change it later with no restart: see 'concurrency'
-  --unit-rows       rows per child workflow (default 100000): the first children take 20 tenants, each later one as many
+  --unit-rows       rows per child workflow (default 200000): the first children take 20 tenants, each later one as many
                     tenants as that many rows hold at the rows per tenant restored so far (at most 500). A unit's steps
                     are set-based over its tenants and its copy is one transaction (chunked above chunkRows); if a step
                     fails, the unit is halved until the bad tenant fails alone
