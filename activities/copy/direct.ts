@@ -204,11 +204,17 @@ export class RowTap extends Transform {
 }
 
 /**
- * The fields `fields` (ascending indexes) of the COPY text row in `buffer` from `start` to `end` (its newline, excluded),
- * in their escaped form, null for `\N`.
+ * Calls `visit(from, to)` with the span of each field of `fields` (ascending indexes) of the COPY text row in `buffer`
+ * from `start` to `end` (its newline, excluded). A row with fewer fields is refused: the next tab would be the next
+ * row's.
  */
-export function lineFields(buffer: Buffer, start: number, end: number, fields: number[]): Array<string | null> {
-  const values: Array<string | null> = [];
+function eachField(
+  buffer: Buffer,
+  start: number,
+  end: number,
+  fields: number[],
+  visit: (from: number, to: number) => void,
+): void {
   let field = 0;
   let position = start;
   for (const wanted of fields) {
@@ -217,40 +223,37 @@ export function lineFields(buffer: Buffer, start: number, end: number, fields: n
       if (tab < 0 || tab >= end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
       position = tab + 1;
     }
-    // Past the row's newline: the row ended with the field before (its next tab would be the next row's).
     if (position > end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
     let tab = buffer.indexOf(9, position);
     if (tab < 0 || tab > end) tab = end;
-    const isNull = tab - position === 2 && buffer[position] === 92 && buffer[position + 1] === 78;
-    values.push(isNull ? null : buffer.toString('utf8', position, tab));
+    visit(position, tab);
     field++;
     position = tab + 1;
   }
+}
+
+/**
+ * The fields `fields` (ascending indexes) of the COPY text row in `buffer` from `start` to `end` (its newline, excluded),
+ * in their escaped form, null for `\N`.
+ */
+export function lineFields(buffer: Buffer, start: number, end: number, fields: number[]): Array<string | null> {
+  const values: Array<string | null> = [];
+  eachField(buffer, start, end, fields, (from, to) => {
+    const isNull = to - from === 2 && buffer[from] === 92 && buffer[from + 1] === 78;
+    values.push(isNull ? null : buffer.toString('utf8', from, to));
+  });
   return values;
 }
 
 /** The COPY text row `line` (with its newline) with the fields `fields` (ascending indexes) set to NULL (`\N`). */
 export function withNullFields(line: Buffer, fields: number[]): Buffer {
   const parts: Buffer[] = [];
-  let field = 0;
-  let position = 0;
-  let from = 0;
-  const end = line.length - 1;
-  for (const wanted of fields) {
-    for (; field < wanted; field++) {
-      const tab = line.indexOf(9, position);
-      if (tab < 0 || tab >= end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
-      position = tab + 1;
-    }
-    if (position > end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
-    let tab = line.indexOf(9, position);
-    if (tab < 0 || tab > end) tab = end;
-    parts.push(line.subarray(from, position), nullText);
-    from = tab;
-    field++;
-    position = tab + 1;
-  }
-  parts.push(line.subarray(from));
+  let kept = 0;
+  eachField(line, 0, line.length - 1, fields, (from, to) => {
+    parts.push(line.subarray(kept, from), nullText);
+    kept = to;
+  });
+  parts.push(line.subarray(kept));
   return Buffer.concat(parts);
 }
 
