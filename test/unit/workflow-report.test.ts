@@ -10,26 +10,15 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { Worker } from '@temporalio/worker';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ScratchInfo } from '../../activities/restore-types';
 import type { bulkRestore } from '../../workflows';
-import {
-  bulkWorkflowId,
-  RestoreIdKey,
-  RestoreKindKey,
-  RestorePhaseKey,
-  TenantIdKey,
-  TenantsFailedKey,
-  TenantsRestoredKey,
-  TenantsTotalKey,
-  type BulkRestoreInput,
-} from '../../workflows/definitions';
+import { bulkWorkflowId, type BulkRestoreInput } from '../../workflows/definitions';
 import { createMockActivities } from './workflow-activities';
+import { createWorkflowTestEnvironment } from './workflow-env';
 
-const temporalBinary = join(__dirname, '..', '..', '.tools', 'bin', 'temporal');
 const taskQueue = 'workflow-report-unit';
 
 const mocks = createMockActivities();
@@ -57,23 +46,7 @@ let worker: Worker;
 let running: Promise<void>;
 
 beforeAll(async () => {
-  if (!existsSync(temporalBinary))
-    throw new Error(`${temporalBinary} is missing: run \`npm run stack up\` once to build it.`);
-  Runtime.install({ logger: new DefaultLogger((process.env.TEST_SDK_LOG_LEVEL as 'WARN' | undefined) ?? 'ERROR') });
-  env = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: 'existing-path', path: temporalBinary },
-      searchAttributes: [
-        RestoreIdKey,
-        RestorePhaseKey,
-        RestoreKindKey,
-        TenantIdKey,
-        TenantsTotalKey,
-        TenantsRestoredKey,
-        TenantsFailedKey,
-      ],
-    },
-  });
+  env = await createWorkflowTestEnvironment();
   worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,

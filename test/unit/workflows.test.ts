@@ -11,9 +11,8 @@
  * Nothing here waits on a workflow timer, so time skipping would not shorten it.
  */
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import type { WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { bulkRestore } from '../../workflows';
@@ -26,20 +25,16 @@ import {
   progressQuery,
   RestoreIdKey,
   RestoreKindKey,
-  RestorePhaseKey,
   resumeSignal,
   setConcurrencySignal,
   TenantIdKey,
-  TenantsFailedKey,
-  TenantsRestoredKey,
-  TenantsTotalKey,
   tenantWorkflowId,
   type BulkRestoreInput,
   type RestoreProgress,
 } from '../../workflows/definitions';
 import { createMockActivities } from './workflow-activities';
+import { createWorkflowTestEnvironment } from './workflow-env';
 
-const temporalBinary = join(__dirname, '..', '..', '.tools', 'bin', 'temporal');
 const taskQueue = 'workflows-unit';
 /** The child workflow type of every unit, of one tenant or of several. */
 const unitWorkflowType = 'restoreUnit';
@@ -51,24 +46,7 @@ let running: Promise<void>;
 let sequence = 0;
 
 beforeAll(async () => {
-  if (!existsSync(temporalBinary))
-    throw new Error(`${temporalBinary} is missing: run \`npm run stack up\` once to build it.`);
-  // Only errors from the SDK: the activity failures these tests provoke on purpose are logged as warnings.
-  Runtime.install({ logger: new DefaultLogger((process.env.TEST_SDK_LOG_LEVEL as 'WARN' | undefined) ?? 'ERROR') });
-  env = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: 'existing-path', path: temporalBinary },
-      searchAttributes: [
-        RestoreIdKey,
-        RestorePhaseKey,
-        RestoreKindKey,
-        TenantIdKey,
-        TenantsTotalKey,
-        TenantsRestoredKey,
-        TenantsFailedKey,
-      ],
-    },
-  });
+  env = await createWorkflowTestEnvironment();
   worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
