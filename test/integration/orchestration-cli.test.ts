@@ -67,6 +67,16 @@ describe('tenant-restore start: input checked before anything is written', () =>
     ],
     ['a backup that does not exist', (id: string) => [...good(id), '--tenants', '1'], /does not exist/],
     ['an unknown flag', (id: string) => [...good(id), '--tenants', '1', '--bogus'], /Unknown option/],
+    [
+      '--group-size and --unit-rows together',
+      (id: string) => [...good(id), '--tenants', '1', '--group-size', '5', '--unit-rows', '1000'],
+      /--group-size and --unit-rows both size the units/,
+    ],
+    [
+      'a --unit-rows that is not a count',
+      (id: string) => [...good(id), '--tenants', '1', '--unit-rows', '0'],
+      /--unit-rows.*an integer from 1 to 100000000/,
+    ],
   ])('refuses %s with exit 2', async (_name, args, message) => {
     const id = uniqueName('cli').replace(/_/g, '-');
     const run = await runCli(args(id));
