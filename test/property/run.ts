@@ -66,8 +66,14 @@ async function environment(name: string): Promise<{ env: CaseEnvironment; close:
       restoreRole,
       restorePassword,
       applyGrants: async (database, schema) => {
-        const granted = await applyGrants(database, restoreRole, restorePassword, schema);
-        if (granted.code !== 0) throw new Error(`grants.sql failed on ${database}: ${granted.output}`);
+        // Two lanes granting to their roles at once can meet on a shared catalog row (the database-wide grants):
+        // PostgreSQL answers `tuple concurrently updated`, a race of the harness, not of the product; tried again.
+        for (let attempt = 1; ; attempt++) {
+          const granted = await applyGrants(database, restoreRole, restorePassword, schema);
+          if (granted.code === 0) return;
+          if (attempt < 4 && granted.output.includes('tuple concurrently updated')) continue;
+          throw new Error(`grants.sql failed on ${database}: ${granted.output}`);
+        }
       },
       productEnv: env,
       s3,
