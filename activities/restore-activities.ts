@@ -10,6 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { copyTenant } from './copy';
+import { withEarlierWrites, type CopyTotals } from './copy/common';
 import { dedicatedSession, type Pools } from './db';
 import { classifyDbError, isPgError, nonRetryableErrorTypes, reduceDbError } from './errors';
 import { validateConfig } from './config';
@@ -238,17 +239,48 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
     }
   }
 
-  /** Whether any transaction an earlier attempt was about to commit did commit. */
-  async function committedEarlier(live: string, ref: { bucket: string; key: string }): Promise<boolean> {
+  /** The transactions earlier attempts were about to commit that did commit. */
+  async function committedEarlier(live: string, ref: { bucket: string; key: string }): Promise<string[]> {
     const ids = await readCommitEvidence(ref);
-    if (!ids.length) return false;
+    if (!ids.length) return [];
     const { rows } = await pools
       .get(live)
-      .query<{ committed: boolean }>(
-        `SELECT coalesce(bool_or(pg_xact_status(id::xid8) = 'committed'), false) AS committed FROM unnest($1::text[]) AS id`,
-        [ids],
-      );
-    return rows[0]?.committed === true;
+      .query<{ id: string }>(`SELECT id FROM unnest($1::text[]) AS id WHERE pg_xact_status(id::xid8) = 'committed'`, [
+        ids,
+      ]);
+    return rows.map((r) => r.id);
+  }
+
+  /** Where a partial tenant's copy records what a transaction wrote, before recording its id and committing it. */
+  function writtenObject(evidence: { bucket: string; key: string }, transactionId: string) {
+    return { bucket: evidence.bucket, key: evidence.key.replace(/\.json$/, `-written-${transactionId}.json`) };
+  }
+
+  /**
+   * What the committed transactions of earlier attempts of a partial tenant's copy wrote. A record that is missing
+   * (a worker of a release before this one committed it) is named in the log: the report then counts only this
+   * attempt's inserts, as those releases did.
+   */
+  async function earlierWrites(
+    evidence: { bucket: string; key: string },
+    committed: string[],
+    tenantId: TenantId,
+  ): Promise<CopyTotals[]> {
+    const found: CopyTotals[] = [];
+    for (const id of committed) {
+      const ref = writtenObject(evidence, id);
+      try {
+        found.push(JSON.parse(await getText(s3, ref)) as CopyTotals);
+      } catch (error) {
+        if ((error as { name?: string }).name !== 'NoSuchKey') throw error;
+        log.warn('an earlier attempt committed without recording what it wrote; the report counts only this attempt', {
+          tenantId,
+          transactionId: id,
+          object: `s3://${ref.bucket}/${ref.key}`,
+        });
+      }
+    }
+    return found;
   }
 
   async function storeRestoredKeys(input: TenantStepInput, result: CopyResult): Promise<CopyResult> {
@@ -392,9 +424,14 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       const evidence = copyCommitsObject(input);
       let earlier = copyEvidence(activityInfo().heartbeatDetails);
       // The heartbeat after a COMMIT may be lost with a killed worker: the transaction ids recorded before each first
-      // COMMIT of an attempt say for sure whether an earlier attempt committed.
-      if (!earlier.committed && attempt > 1 && evidence && (await committedEarlier(input.live, evidence)))
-        earlier = { committed: true };
+      // COMMIT of an attempt say for sure whether an earlier attempt committed. A partial tenant's retry also needs
+      // what those transactions wrote: it cannot tell their inserts from the rows the tenant's users kept.
+      const committed =
+        attempt > 1 && evidence && (!earlier.committed || input.partial)
+          ? await committedEarlier(input.live, evidence)
+          : [];
+      if (committed.length && !earlier.committed) earlier = { committed: true };
+      const written = input.partial && evidence ? await earlierWrites(evidence, committed, input.tenantId) : [];
       let recorded = false;
       const resumeFrom = earlier.checkpoint;
       let last: CopyHeartbeat | undefined = resumeFrom ?? (earlier.committed ? committedMarker : undefined);
@@ -432,8 +469,10 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
                     last = committedMarker;
                     heartbeat(last);
                   },
-                  beforeCommit: async (transactionId) => {
+                  beforeCommit: async (transactionId, pending) => {
                     if (recorded || !evidence) return;
+                    // What it wrote first, then its id: a committed id always has its record.
+                    if (input.partial && pending) await putJson(s3, writtenObject(evidence, transactionId), pending);
                     const ids = await readCommitEvidence(evidence);
                     await putJson(s3, evidence, [...ids, transactionId]);
                     recorded = true;
@@ -455,7 +494,8 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
       );
       rowsRestored(Object.values(result.rows).reduce((a, b) => a + b, 0));
       throttleWait(result.throttledMs ?? 0);
-      return input.partial ? await storeRestoredKeys(input, result) : result;
+      if (!input.partial) return result;
+      return await storeRestoredKeys(input, written.length ? withEarlierWrites(result, written) : result);
     },
 
     async validateTenantRows(input: TenantStepInput): Promise<ValidationResult> {

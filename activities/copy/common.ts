@@ -62,3 +62,33 @@ export function addOutcome(totals: CopyTotals, table: PlanTable, outcome: TableO
 export const tooLarge = Symbol('more than chunkRows');
 
 export class TooLargeForOneTransaction extends Error {}
+
+/**
+ * A retry of a partial tenant's copy after an earlier attempt committed: the retry found that attempt's inserts
+ * identical to the backup and counted them as nothing, as it must count the rows the tenant's users kept. `earlier` is
+ * what each committed attempt recorded before its COMMIT; its rows, shared parents and keys are added to the retry's.
+ * What was kept, and the conflicts, are the retry's own: it saw the same rows of the users as the earlier attempts did.
+ */
+export function withEarlierWrites<T extends Pick<CopyTotals, 'rows' | 'parentClosure' | 'restoredKeys'>>(
+  result: T,
+  earlier: CopyTotals[],
+): T {
+  const rows = { ...result.rows };
+  const parentClosure = result.parentClosure.map((p) => ({ ...p }));
+  let restoredKeys = result.restoredKeys && { ...result.restoredKeys };
+  for (const e of earlier) {
+    for (const [table, n] of Object.entries(e.rows)) rows[table] = (rows[table] ?? 0) + n;
+    for (const p of e.parentClosure) {
+      const entry = parentClosure.find((q) => q.table === p.table);
+      if (entry) entry.rows += p.rows;
+      else parentClosure.push({ ...p });
+    }
+    for (const [table, k] of Object.entries(e.restoredKeys ?? {})) {
+      const mine = restoredKeys?.[table];
+      const seen = new Set(mine?.keys.map((key) => JSON.stringify(key)));
+      const keys = [...(mine?.keys ?? []), ...k.keys.filter((key) => !seen.has(JSON.stringify(key)))];
+      (restoredKeys ??= {})[table] = { keys, total: (mine?.total ?? 0) + k.total };
+    }
+  }
+  return { ...result, rows, parentClosure, ...(restoredKeys ? { restoredKeys } : {}) };
+}

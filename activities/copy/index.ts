@@ -76,9 +76,11 @@ export interface CopyTenantInput {
   /**
    * Called inside each transaction on live right before its COMMIT, with the transaction's id: recorded where a retry
    * can read it (S3), it proves after a crash whether this copy committed (pg_xact_status), which a heartbeat sent after
-   * the COMMIT cannot (it may die with the worker, or wait in the SDK's throttle).
+   * the COMMIT cannot (it may die with the worker, or wait in the SDK's throttle). `written`, for a partial tenant's
+   * copy (`recordKeys`): the rows and keys the transaction inserted, which a retry cannot tell from the rows its users
+   * kept.
    */
-  beforeCommit?: (transactionId: string) => void | Promise<void>;
+  beforeCommit?: (transactionId: string, written?: CopyTotals) => void | Promise<void>;
   /**
    * `false`: never try the direct path (the staged path for every unit, as releases before it did). For measurements
    * side by side and for tests that pin the staged path; the default tries it.

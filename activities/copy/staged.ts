@@ -202,10 +202,13 @@ export async function copyStaged(
   const { plan, tenantIds, conflict, signal } = input;
   const totals = emptyTotals(plan);
   // A retry over rows an earlier attempt committed (known, or accepted as its own under the lock): those rows, found
-  // identical, are this copy's restored rows. Not for a partial tenant, whose identical rows were there before it.
+  // identical, are this copy's restored rows. Not for a partial tenant, whose identical rows were there before it: its
+  // earlier attempt's inserts are counted from what that attempt recorded before its COMMIT.
   const overOwnRows = Boolean(input.earlierAttemptCommitted || input.presentMayBeOwn) && !input.recordKeys;
   try {
-    return await liveTransaction(input, copyTables);
+    // A partial tenant's inserts are recorded before the COMMIT: a retry after it finds them identical to the backup,
+    // like the rows its users kept, and counts them from that record (restore-activities.ts copyTenantRows).
+    return await liveTransaction(input, copyTables, input.recordKeys ? (written) => written : undefined);
   } catch (error) {
     if (error instanceof TooLargeForOneTransaction) return tooLarge;
     throw error;

@@ -5,7 +5,7 @@
 import type { PoolClient } from '../db';
 import { announceRestore } from '../sql/lock';
 import { openSession, sessionSetup } from '../sql/session';
-import { checkAbort } from './common';
+import { checkAbort, type CopyTotals } from './common';
 import type { CopyTenantInput } from './index';
 import { Staging } from './staged';
 
@@ -15,10 +15,12 @@ const announced = new WeakSet<CopyTenantInput>();
 /**
  * One transaction on live for the tenants (beginLive), committed when `work` returns, rolled back when it throws. A
  * COPY interrupted mid-stream can leave the connection in an unknown protocol state: after an abort it is not reused.
+ * `written`: what the transaction wrote, handed to `beforeCommit` with its id (a partial tenant's copy records it).
  */
 export async function liveTransaction<T>(
   input: CopyTenantInput,
   work: (live: PoolClient, staging: Staging) => Promise<T>,
+  written?: (result: T) => CopyTotals,
 ): Promise<T> {
   const { plan, tenantIds } = input;
   const live = await openSession(
@@ -40,7 +42,7 @@ export async function liveTransaction<T>(
     if (announce) await live.query(announceRestore(plan, tenantIds, input.restoreId!));
     if (input.beforeCommit) {
       const { rows } = await live.query<{ id: string }>('SELECT pg_current_xact_id()::text AS id');
-      await input.beforeCommit(rows[0]!.id);
+      await input.beforeCommit(rows[0]!.id, written?.(result));
     }
     await live.query('COMMIT');
     if (announce) announced.add(input);
