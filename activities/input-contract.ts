@@ -380,7 +380,11 @@ export function invalidInput(message: string, fields: string[]): ApplicationFail
  * What a scratch is for: a restore's, a discover's or a drill's. A restore and a discover may carry one id (operators
  * reuse the incident id): the kind is part of a scratch's name, marker and directory, so one never touches the other's.
  */
-export const scratchKinds = ['restore', 'discover', 'drill'] as const;
+/**
+ * Whose scratch: a restore's, a discover's, a drill's; `window-end` is the second scratch of an incident window (the
+ * moment after it, T1, beside the restore's or discover's own at T0); `when` is the scratch `when` reads positions in.
+ */
+export const scratchKinds = ['restore', 'discover', 'drill', 'window-end', 'when'] as const;
 export type ScratchKind = (typeof scratchKinds)[number];
 export const scratchKind = z.enum(scratchKinds);
 
