@@ -16,7 +16,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, type Pools } from './db';
 import type { Plan } from './plan';
-import type { ArtifactsRef, ObjectRef, PlanRef, TenantId } from './restore-types';
+import type { ArtifactsRef, ObjectRef, PlanRef, RecoveryTarget, TenantId } from './restore-types';
 import { heartbeating } from './restore-activities';
 import { getJson, putJson, putText } from './s3';
 import {
@@ -71,6 +71,11 @@ export interface DiscoverSummary {
   warnings: string[];
   drift: Plan['drift'];
   tables: number;
+  /**
+   * An incident window (`--from T0 --to T1`): the backup side is the database at T0, the live side the database at T1,
+   * so every difference is what the window did (the incident, and whatever else committed inside it).
+   */
+  window?: { from: RecoveryTarget; to: RecoveryTarget };
   /** The scratch compared against (set by the workflow): kept with --keep-scratch, for `start --scratch <ref>`. */
   scratch?: { ref: string; dropped: boolean };
   /** Where the result is: discover.json, discover.md, restore-list.txt (absent), restore-list-partial.txt (absent + partial). */
@@ -275,7 +280,53 @@ export function summarize(
   return { counts, mostAffected, warnings, tenantsInBackup, tenantsInLive };
 }
 
+const describeMoment = (t: RecoveryTarget) => (t.type === 'time' ? t.time : `LSN ${t.lsn}`);
+
+/**
+ * discover.md of an incident window: the classes say what the window did, and what a revert of it does
+ * (activities/window.ts).
+ */
+function windowMarkdown(summary: DiscoverSummary, tenants: DiscoveredTenant[]): string {
+  const { from, to } = summary.window!;
+  const touched = tenants.filter((t) => t.class === 'absent' || t.class === 'partial' || t.class === 'changed');
+  const lines = [
+    `# Discover ${summary.discoverId}: the incident window`,
+    '',
+    `The database at T0 (${describeMoment(from)}, just before the incident) compared with the database at T1 (${describeMoment(to)}, just after it), both recovered from the WAL archive. Every difference below is something that committed inside the window: the incident, and any user's own change in the same minutes. What users did before T0 or after T1 is not in it.`,
+    '',
+    ...summary.warnings.map((w) => `**WARNING: ${w}**\n`),
+    '| class | tenants | what the window did | what `start --from T0 --to T1` does |',
+    '|---|---|---|---|',
+    `| absent | ${summary.counts.absent} | deleted the tenant's root row (and what hung under it) | brings every deleted row back as it was at T0 |`,
+    `| partial | ${summary.counts.partial} | deleted some of its rows, the root stayed | brings those rows back, nothing else |`,
+    `| changed | ${summary.counts.changed} | changed rows (an UPDATE) | sets each back to its T0 version where live still holds the T1 version; a row changed or deleted again since is a conflict, left as it is |`,
+    `| grown | ${summary.counts.grown} | only added rows | reported, never deleted (the restore role has no DELETE) |`,
+    `| intact | ${summary.counts.intact} | nothing | nothing |`,
+    `| new | ${summary.counts.new} | created the tenant | nothing |`,
+    '',
+    'Conflicts are found at the restore, against live as it is then: a deleted row whose key live holds with other content, a changed row that was changed or deleted since T1. Without `--conflicts report` a tenant with conflicts is not written at all; with it, everything but those rows is reverted and the report lists them.',
+    '',
+  ];
+  if (touched.length) {
+    lines.push(
+      '## Tenants the window touched',
+      '',
+      '| tenant | class | deleted rows per table | changed rows per table |',
+      '|---|---|---|---|',
+    );
+    const perTable = (m?: Record<string, number>) =>
+      Object.entries(m ?? {})
+        .map(([table, n]) => `${table} ${n}`)
+        .join(', ');
+    for (const t of touched.slice(0, 1000))
+      lines.push(`| ${t.tenantId} | ${t.class} | ${perTable(t.missing)} | ${perTable(t.changed)} |`);
+    if (touched.length > 1000) lines.push(`| ... | | ${touched.length - 1000} more in discover.json | |`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 export function discoverMarkdown(summary: DiscoverSummary, tenants: DiscoveredTenant[]): string {
+  if (summary.window) return windowMarkdown(summary, tenants);
   const lines = [
     `# Discover ${summary.discoverId}`,
     '',
@@ -368,6 +419,7 @@ export function createDiscoverActivities({
       plan: PlanRef;
       tables: number[];
       artifacts: ArtifactsRef;
+      window?: { from: RecoveryTarget; to: RecoveryTarget };
     }): Promise<DiscoverSummary> {
       const plan = await loadPlan(input.plan);
       const comparisons: TableComparison[] = [];
@@ -380,6 +432,7 @@ export function createDiscoverActivities({
         ...summarize(comparisons, classified),
         drift: plan.drift,
         tables: comparisons.length,
+        ...(input.window ? { window: input.window } : {}),
         artifacts: {
           json: url(input.artifacts, 'discover.json'),
           markdown: url(input.artifacts, 'discover.md'),
@@ -408,8 +461,15 @@ export function createDiscoverActivities({
           .filter((t) => classes.includes(t.class))
           .map((t) => t.tenantId)
           .join('\n')}\n`;
-      await putText(s3, at('restore-list.txt'), list(['absent']), 'text/plain');
-      await putText(s3, at('restore-list-partial.txt'), list(['absent', 'partial']), 'text/plain');
+      // A window's list is every tenant it touched: its revert brings back exactly what the window deleted or changed.
+      const toRestore: TenantClass[] = input.window ? ['absent', 'partial', 'changed'] : ['absent'];
+      await putText(s3, at('restore-list.txt'), list(toRestore), 'text/plain');
+      await putText(
+        s3,
+        at('restore-list-partial.txt'),
+        list([...new Set([...toRestore, 'partial' as const])]),
+        'text/plain',
+      );
       return summary;
     },
   };

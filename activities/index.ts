@@ -14,6 +14,7 @@ import { createPointInTimeActivities, type ScratchHost } from './point-in-time';
 import { createRestoreActivities, planLoader, toActivityFailure } from './restore-activities';
 import { createScratchActivities } from './scratch';
 import { createTenantListActivities } from './tenant-list';
+import { createWindowActivities } from './window';
 
 export interface ActivityDeps {
   pools: Pools;
@@ -53,6 +54,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createReportActivities(deps),
     ...createDrillActivities(deps),
     ...createDiscoverActivities({ ...deps, loadPlan: planLoader(deps.s3) }),
+    ...createWindowActivities(deps),
   });
 }
 

@@ -263,9 +263,18 @@ export const restoreSource = z.discriminatedUnion('kind', [
     kind: z.literal('point-in-time'),
     stanza: stanzaName,
     target: recoveryTarget,
+    /**
+     * The incident window (issue 26): `target` is T0, the moment just before the incident, and `until` T1, the moment
+     * just after it. A second scratch is recovered at T1; the restore reverts exactly what changed between the two.
+     */
+    until: recoveryTarget.optional(),
     database: databaseName.optional(),
   }),
 ]);
+
+/** A window's conflicts: refuse the tenants that have any (default), or restore them except their conflicting rows. */
+export const windowConflictModes = ['refuse', 'report'] as const;
+export type WindowConflictMode = (typeof windowConflictModes)[number];
 
 const concurrency = z.number().int().min(1).max(1000);
 const count = (max: number) => z.number().int().min(1).max(max);
@@ -287,6 +296,7 @@ export const bulkRestoreInput = z
     maxChildrenPerRun: count(10_000).optional(),
     groupSize: count(10_000).optional(),
     unitRows: count(100_000_000).optional(),
+    windowConflicts: z.enum(windowConflictModes).optional(),
     allowUnverifiedBackup: z.boolean().optional(),
     unsafeScratch: scratchRisksAccepted.optional(),
   })
@@ -327,6 +337,13 @@ export const restoreUnitInput = z.strictObject({
     .regex(/^[A-Za-z0-9_.:@-]{1,200}$/, 'a task queue name')
     .optional(),
   approvedTenants: z.array(tenantId),
+  window: z
+    .strictObject({
+      touched: z.array(tenantId).max(10_000),
+      conflicted: z.array(tenantId).max(10_000),
+      refuseConflicts: z.boolean(),
+    })
+    .optional(),
 });
 
 /** The per-tenant child of the previous release (workflows/previous-release.ts). */

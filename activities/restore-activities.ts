@@ -172,6 +172,8 @@ export interface TenantStepInput {
   expectAbsent?: TenantId[];
   /** Where a partial tenant's copy stores the keys it inserted (see storeRestoredKeys). */
   artifacts?: ArtifactsRef;
+  /** An incident window's revert: scratch is T0 narrowed to the delta; the copy sets changed rows back (window.ts). */
+  window?: boolean;
 }
 
 /**
@@ -482,6 +484,7 @@ export function createRestoreActivities({ pools, s3 }: { pools: Pools; s3: S3Cli
                   signal: cancellationSignal(),
                   yieldToLive: yieldToLive(input.live),
                   recordKeys: input.partial,
+                  ...(input.window ? { window: true } : {}),
                   restoreId: input.restoreId,
                   expectAbsent: earlier.committed ? undefined : input.expectAbsent,
                   presentMayBeOwn: !earlier.committed && attempt > 1,

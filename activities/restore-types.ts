@@ -156,6 +156,11 @@ export interface CopyResult {
   restoredKeys?: Record<string, { keys: string[][]; total: number }>;
   /** Where the activity stored `restoredKeys` in full (the result through Temporal then keeps only the counts). */
   restoredKeysObject?: { bucket: string; key: string };
+  /**
+   * An incident window's revert (activities/window.ts): rows the window changed that were set back to their T0 version,
+   * per table key (live still held their T1 version). Not counted in `rows` nor in `skipped`.
+   */
+  reverted?: Record<string, number>;
 }
 
 /** Keys listed per table in a partial restore's report; the count beyond them is still exact. */

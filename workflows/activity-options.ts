@@ -116,3 +116,17 @@ export const bookkeeping = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
+
+/**
+ * The loading of a point-in-time scratch on a given host (an incident window's second scratch, at T1, is recovered
+ * on the host of the first, so that one activity can read both): the scratch steps' patience, the host's queue.
+ */
+export function scratchHostSteps(taskQueue: string) {
+  return proxyActivities<Activities>({
+    startToCloseTimeout: '6 hours',
+    heartbeatTimeout: '1 minute',
+    scheduleToStartTimeout: scratchHostPatience,
+    taskQueue,
+    retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
+  });
+}

@@ -17,6 +17,8 @@ import type { PreflightResult, TenantClassification, TenantId } from '../activit
 
 export interface Refusal {
   tenantId: TenantId;
+  /** The error type the tenant fails with (default TenantPresentError). */
+  type?: 'WindowConflict' | 'NotInWindow';
   state: 'present' | 'partial';
   missing: Record<string, number>;
   message: string;
@@ -30,17 +32,39 @@ export interface Admission {
   refused: Refusal[];
 }
 
+/**
+ * An incident window's revert (activities/window.ts): scratch holds exactly what the window deleted or changed, so a
+ * tenant whose root is still in live goes on like an allowed partial tenant (alone, its missing rows inserted, its
+ * changed rows set back). A tenant the window did not touch is refused, and so is one with conflicts unless the
+ * operator said `--conflicts report`.
+ */
+export interface WindowAdmission {
+  touched: TenantId[];
+  conflicted: TenantId[];
+  refuseConflicts: boolean;
+}
+
 export function admitTenants(
   preflight: PreflightResult,
   ids: TenantId[],
-  options: { allowPartial?: boolean; admitted?: TenantId[] },
+  options: { allowPartial?: boolean; admitted?: TenantId[]; window?: WindowAdmission },
 ): Admission {
   const admission: Admission = { absent: [], partial: [], refused: [] };
   const admitted = new Set(options.admitted ?? []);
+  const { window } = options;
   for (const id of ids) {
     // A result of an earlier release carries no per-tenant states: it was restored as it was then (absent).
     const found: TenantClassification = preflight.tenants?.[id] ?? { state: 'absent' };
-    if (found.state === 'absent' || admitted.has(id)) admission.absent.push(id);
+    const windowRefusal = window && !admitted.has(id) ? refuseInWindow(id, window) : undefined;
+    if (windowRefusal)
+      admission.refused.push({
+        tenantId: id,
+        state: found.state === 'absent' ? 'present' : found.state,
+        missing: {},
+        ...windowRefusal,
+      });
+    else if (found.state === 'absent' || admitted.has(id)) admission.absent.push(id);
+    else if (window) admission.partial.push(id);
     else if (found.state === 'partial' && options.allowPartial) admission.partial.push(id);
     else
       admission.refused.push({
@@ -51,6 +75,20 @@ export function admitTenants(
       });
   }
   return admission;
+}
+
+function refuseInWindow(id: TenantId, window: WindowAdmission): Pick<Refusal, 'type' | 'message'> | undefined {
+  if (!window.touched.includes(id))
+    return {
+      type: 'NotInWindow',
+      message: `Tenant ${id}: the incident window deleted and changed nothing of it (no row of it differs between T0 and T1). Nothing of it was written. Check the tenant list, or the window's --from and --to (tenant-restore when finds them).`,
+    };
+  if (window.refuseConflicts && window.conflicted.includes(id))
+    return {
+      type: 'WindowConflict',
+      message: `Tenant ${id}: rows the incident deleted or changed were changed again since (listed in the restore's window.json). Nothing of it was written. Read them; to restore everything else of it and leave those rows as they are, start again with --conflicts report.`,
+    };
+  return undefined;
 }
 
 /** True when the unit cannot go on as it is: some tenants are refused, or partial ones must go alone. */

@@ -38,6 +38,7 @@ import {
 import { failureMessage } from './failures';
 import { checkWorkflowInput } from './input-check';
 import { tenantGroupRestore, tenantRestore } from './previous-release';
+import { prepareWindowEnd, stopWindowEnd } from './incident-window';
 import { restoreUnit } from './restore-unit';
 import { progress, SlidingWindow } from './window';
 
@@ -200,6 +201,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
           config: input.config,
           artifacts: input.artifacts,
         });
+        await narrowToWindow();
         break;
       } catch (error) {
         if (!(state.scratch.pointInTime && scratchHostLost(error) && attempt < 3)) throw error;
@@ -210,6 +212,35 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       }
     }
     approvals.normalize(state.plan.rootKeyType);
+  }
+
+  /**
+   * An incident window (`--from T0 --to T1`): the scratch at T1 recovered beside the one at T0, their difference
+   * computed against live, and the T0 scratch narrowed to it (activities/window.ts). The units then restore exactly the
+   * window's deleted and changed rows.
+   */
+  async function narrowToWindow(): Promise<void> {
+    const { source } = input;
+    if (source.kind !== 'point-in-time' || !source.until || !state.scratch || !state.plan) return;
+    log.info('recovering the end of the incident window, then narrowing scratch to the window', { restoreId });
+    const end = await prepareWindowEnd(restoreId, { ...source, until: source.until }, input.live, state.scratch);
+    try {
+      const readers = scratchReaders(state.scratch.pointInTime?.taskQueue);
+      const window = await readers.parentSteps.narrowToWindow({
+        restoreId,
+        scratch: state.scratch.ref,
+        windowEnd: end.ref,
+        live: input.live,
+        plan: state.plan,
+        from: source.target,
+        to: source.until,
+        artifacts: input.artifacts,
+      });
+      state.window = { touched: window.touched, conflicted: window.conflicted, object: window.object };
+      log.info('incident window narrowed', { restoreId, ...window.rows, conflicted: window.conflicted.length });
+    } finally {
+      await stopWindowEnd(restoreId, end);
+    }
   }
 
   function prepareScratch() {
@@ -320,6 +351,15 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       allowPartial: input.allowPartial,
       tenantIds,
       approvedTenants: tenantIds.filter((id) => approvals.isApproved(id)),
+      ...(state.window
+        ? {
+            window: {
+              touched: tenantIds.filter((id) => state.window!.touched.includes(id)),
+              conflicted: tenantIds.filter((id) => state.window!.conflicted.includes(id)),
+              refuseConflicts: input.windowConflicts !== 'report',
+            },
+          }
+        : {}),
     };
     // Children outlive a continue-as-new of this run; they report back by signal.
     const options = { parentClosePolicy: ParentClosePolicy.ABANDON };

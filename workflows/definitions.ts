@@ -88,7 +88,14 @@ export type RestoreSource =
   | { kind: 'backup'; backup: string; scratchServer?: string }
   | { kind: 'scratch'; scratch: string }
   /** A pgBackRest stanza recovered to `target` on a worker's host (activities/point-in-time.ts). */
-  | { kind: 'point-in-time'; stanza: string; target: RecoveryTarget; database?: string };
+  | {
+      kind: 'point-in-time';
+      stanza: string;
+      target: RecoveryTarget;
+      /** With `until`, the incident window: `target` is T0 (just before it), `until` T1 (just after it). */
+      until?: RecoveryTarget;
+      database?: string;
+    };
 
 export interface BulkRestoreInput {
   restoreId: string;
@@ -122,6 +129,11 @@ export interface BulkRestoreInput {
    * `groupSize` tenants (the operator gave --group-size, or a restore started before units were sized by rows).
    */
   unitRows?: number;
+  /**
+   * A window's conflicts (`--conflicts`): `refuse` (default) stops a tenant that has any before anything of it is
+   * written; `report` restores it except its conflicting rows, listed in the report.
+   */
+  windowConflicts?: 'refuse' | 'report';
   /**
    * The operator's `--allow-unverified-backup`: load a backup that has neither a manifest sha256 nor a sha256 in its
    * object metadata (refused otherwise, BackupUnverified). Absent in restores started before the check existed.
@@ -175,6 +187,8 @@ export interface BulkRestoreState {
   startedAt: number;
   scratch?: ScratchInfo;
   plan?: PlanRef;
+  /** An incident window's delta (activities/window.ts): the tenants it touched, those with conflicts, where it is. */
+  window?: { touched: TenantId[]; conflicted: TenantId[]; object: ObjectRef };
   tenantList?: ObjectRef & { count: number };
   /** Index in the tenant list of the next tenant to start. */
   nextIndex: number;
@@ -223,6 +237,8 @@ export interface RestoreUnitInput extends Omit<TenantRestoreInput, 'tenantId' | 
   scratchTaskQueue?: string;
   /** Tenants whose held actions are already approved when the unit starts. */
   approvedTenants: TenantId[];
+  /** An incident window's revert: the unit's tenants the window touched, those with conflicts, and the policy. */
+  window?: { touched: TenantId[]; conflicted: TenantId[]; refuseConflicts: boolean };
 }
 
 /** How a part of a restore unit is restored after its preflight (workflows/admission.ts). */

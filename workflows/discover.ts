@@ -9,7 +9,9 @@ import type { DiscoverSummary } from '../activities/discover';
 import { discoverInput } from '../activities/input-contract';
 import { parentActivities, scratchReaders } from './activity-options';
 import { RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type DiscoverInput } from './definitions';
+import type { ScratchInfo } from '../activities/restore-types';
 import { failureMessage } from './failures';
+import { prepareWindowEnd, stopWindowEnd } from './incident-window';
 import { checkWorkflowInput } from './input-check';
 
 const { steps, scratchSteps } = parentActivities('restore');
@@ -30,6 +32,7 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     ]);
   phase('preparing-scratch');
   let scratch;
+  let windowEnd: ScratchInfo | undefined;
   try {
     const { source } = input;
     scratch =
@@ -55,6 +58,15 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
           : await steps.checkScratch({ scratch: source.scratch });
     // A point-in-time scratch is read on its own host (activities/point-in-time.ts).
     const readers = scratchReaders(scratch.pointInTime?.taskQueue);
+    // An incident window (`--from T0 --to T1`): T0's scratch is compared with T1's instead of live, so that what the
+    // window did is told apart from what users did before and after it (activities/window.ts).
+    const window =
+      source.kind === 'point-in-time' && source.until ? { from: source.target, to: source.until } : undefined;
+    if (window && source.kind === 'point-in-time') {
+      phase('preparing-window-end');
+      windowEnd = await prepareWindowEnd(discoverId, { ...source, until: window.to }, input.live, scratch);
+    }
+    const compared = windowEnd?.ref ?? input.live;
     phase('planning');
     const plan = await readers.parentSteps.buildRestorePlan({
       restoreId: discoverId,
@@ -76,7 +88,7 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
         await readers.parentSteps.discoverTables({
           discoverId,
           scratch: scratch!.ref,
-          live: input.live,
+          live: compared,
           plan,
           tables,
           artifacts: input.artifacts,
@@ -85,7 +97,17 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     };
     await Promise.all(Array.from({ length: Math.min(activitiesAtOnce, batches.length) }, worker));
     phase('classifying');
-    const summary = await steps.summarizeDiscovery({ discoverId, plan, tables: owned, artifacts: input.artifacts });
+    const summary = await steps.summarizeDiscovery({
+      discoverId,
+      plan,
+      tables: owned,
+      artifacts: input.artifacts,
+      ...(window ? { window } : {}),
+    });
+    if (windowEnd) {
+      await stopWindowEnd(discoverId, windowEnd);
+      windowEnd = undefined;
+    }
     upsertSearchAttributes([{ key: TenantsTotalKey, value: summary.tenantsInBackup }]);
     const dropped = scratch.owned && !input.keepScratch;
     if (dropped) {
@@ -102,6 +124,7 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     // A scratch kept (--keep-scratch) is where the restore of what discover found can start: start --scratch <ref>.
     return { ...summary, scratch: { ref: scratch.ref, dropped } };
   } catch (error) {
+    if (windowEnd) await stopWindowEnd(discoverId, windowEnd);
     const { message } = failureMessage(error);
     log.error('discover failed', { discoverId, error: message });
     phase('failed');

@@ -212,6 +212,7 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       // A partial tenant gets its missing rows only: no policy may update a row its users kept.
       conflict: partial ? ('skip' as const) : input.conflict,
       ...(partial ? { partial: true, artifacts: input.artifacts } : {}),
+      ...(input.window ? { window: true } : {}),
     });
     let stepInput = inputFor(opts.partial ?? false);
     let step = 'preflight';
@@ -235,7 +236,11 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       // Gated: a worker of an earlier release may have run this task before a preflight result said who is in live.
       const admitting = patched('tenant-admission');
       const preflight = admitting ? evidence.preflight : { ...evidence.preflight, tenants: undefined };
-      const admission = admitTenants(preflight, ids, { allowPartial: input.allowPartial, admitted: opts.admitted });
+      const admission = admitTenants(preflight, ids, {
+        allowPartial: input.allowPartial,
+        admitted: opts.admitted,
+        ...(input.window ? { window: input.window } : {}),
+      });
       const partialAlone = io.partialInPlace && ids.length === 1 && admission.partial.length === 1;
       if (partialAlone) stepInput = inputFor(true);
       else if (mustReshape(admission, opts.partial ?? false)) return { admission };
@@ -373,7 +378,7 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
     const refusals = new Map<TenantId, StepFailure>(
       (admission?.refused ?? []).map((r) => [
         r.tenantId,
-        { step: 'preflight', type: 'TenantPresentError', message: r.message },
+        { step: 'preflight', type: r.type ?? 'TenantPresentError', message: r.message },
       ]),
     );
     // What the copy wrote is told to the parent once, with the first tenants that finish.
@@ -424,7 +429,9 @@ export async function runUnit(input: RestoreUnitInput, io: UnitIo): Promise<Tena
       if (refusals.size) await finished([...refusals.keys()]);
       return { reshape: admission, preflighted };
     }
-    if (failure) await finished(ids);
+    // Billing and apps are switched back on only for tenants whose root came back: not for a window's tenant whose
+    // root stayed in live (its rows were set back, it was never switched off).
+    if (failure || (input.window && opts.partial)) await finished(ids);
     else await reenable(ids, finished);
     return { preflighted };
   }

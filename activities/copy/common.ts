@@ -19,7 +19,7 @@ export interface TableOutcome {
   conflicts: number;
 }
 
-export type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure' | 'restoredKeys'> & {
+export type CopyTotals = Pick<CopyResult, 'rows' | 'skipped' | 'parentClosure' | 'restoredKeys' | 'reverted'> & {
   conflicts: Record<string, number>;
 };
 
@@ -69,15 +69,17 @@ export class TooLargeForOneTransaction extends Error {}
  * what each committed attempt recorded before its COMMIT; its rows, shared parents and keys are added to the retry's.
  * What was kept, and the conflicts, are the retry's own: it saw the same rows of the users as the earlier attempts did.
  */
-export function withEarlierWrites<T extends Pick<CopyTotals, 'rows' | 'parentClosure' | 'restoredKeys'>>(
+export function withEarlierWrites<T extends Pick<CopyTotals, 'rows' | 'parentClosure' | 'restoredKeys' | 'reverted'>>(
   result: T,
   earlier: CopyTotals[],
 ): T {
   const rows = { ...result.rows };
   const parentClosure = result.parentClosure.map((p) => ({ ...p }));
   let restoredKeys = result.restoredKeys && { ...result.restoredKeys };
+  let reverted = result.reverted && { ...result.reverted };
   for (const e of earlier) {
     for (const [table, n] of Object.entries(e.rows)) rows[table] = (rows[table] ?? 0) + n;
+    for (const [table, n] of Object.entries(e.reverted ?? {})) (reverted ??= {})[table] = (reverted[table] ?? 0) + n;
     for (const p of e.parentClosure) {
       const entry = parentClosure.find((q) => q.table === p.table);
       if (entry) entry.rows += p.rows;
@@ -90,5 +92,11 @@ export function withEarlierWrites<T extends Pick<CopyTotals, 'rows' | 'parentClo
       (restoredKeys ??= {})[table] = { keys, total: (mine?.total ?? 0) + k.total };
     }
   }
-  return { ...result, rows, parentClosure, ...(restoredKeys ? { restoredKeys } : {}) };
+  return {
+    ...result,
+    rows,
+    parentClosure,
+    ...(restoredKeys ? { restoredKeys } : {}),
+    ...(reverted ? { reverted } : {}),
+  };
 }

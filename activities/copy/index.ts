@@ -82,6 +82,12 @@ export interface CopyTenantInput {
    */
   beforeCommit?: (transactionId: string, written?: CopyTotals) => void | Promise<void>;
   /**
+   * An incident window's revert (activities/window.ts): scratch is T0 narrowed to the window's delta, and the rows the
+   * window changed are set back to T0 where live still holds their T1 version (staged.ts revertChanged). Only the
+   * staged path does that: the direct path is not tried.
+   */
+  window?: boolean;
+  /**
    * `false`: never try the direct path (the staged path for every unit, as releases before it did). For measurements
    * side by side and for tests that pin the staged path; the default tries it.
    */
@@ -122,7 +128,13 @@ async function largestTableExceeds(
  * would meet them).
  */
 function tryDirect(input: CopyTenantInput): boolean {
-  return input.directCopy !== false && !input.recordKeys && !input.earlierAttemptCommitted && !input.presentMayBeOwn;
+  return (
+    input.directCopy !== false &&
+    !input.recordKeys &&
+    !input.earlierAttemptCommitted &&
+    !input.presentMayBeOwn &&
+    !input.window
+  );
 }
 
 export async function copyTenant(input: CopyTenantInput): Promise<CopyResult> {

@@ -4,8 +4,9 @@
  * after the cross-tenant guard. It handles every case: a partial tenant, rows already in live (a retry over a committed
  * attempt, a key another tenant holds), cycles inserted NULL and filled, and shared tables' parent closure.
  */
-import type { PoolClient } from '../db';
-import type { Plan, PlanTable } from '../plan';
+import { pipeline } from 'node:stream/promises';
+import { copyFrom, copyTo, type PoolClient } from '../db';
+import { qualify, type Plan, type PlanTable } from '../plan';
 import type { RenderContext } from '../plan/ownership';
 import type { ConflictPolicy, TenantId } from '../restore-types';
 import { recordedKeysLimit } from '../restore-types';
@@ -33,6 +34,7 @@ import {
 } from './common';
 import type { CopyTenantInput } from './index';
 import { liveTransaction } from './transaction';
+import { changedRowsOf, revertChangedSql } from '../sql/window';
 
 /**
  * Streams the tenant's rows of `table` from scratch into a fresh staging table on live. Returns the staged row count.
@@ -192,6 +194,38 @@ export async function assertNoOrphans(
   if (orphans.length) throw danglingReference(table.key, orphans, tenantIds);
 }
 
+/**
+ * An incident window's changed rows of `table` set back to their T0 version (staged as `staged`, kept by policy skip
+ * since live holds their key), where live's row still hashes to its T1 version; any other is a conflict, left as it is.
+ */
+async function revertChanged(
+  scratch: PoolClient,
+  live: PoolClient,
+  plan: Plan,
+  table: PlanTable,
+  staged: string,
+  tenantIds: TenantId[],
+): Promise<number> {
+  await live.query(`CREATE TEMP TABLE IF NOT EXISTS ${windowChanged} (k bigint, t1 bigint) ON COMMIT DROP`);
+  await live.query(`TRUNCATE ${windowChanged}`);
+  await pipeline(
+    scratch.query(copyTo(changedRowsOf(table, tenantIds))),
+    live.query(copyFrom(`COPY ${windowChanged} (k, t1) FROM STDIN`)),
+  );
+  const { rowCount } = await live.query(revertChangedSql(table, qualify(plan, table.key), staged, windowChanged));
+  return rowCount ?? 0;
+}
+
+/** Reverted rows were counted as kept (live held their key with other content): they are neither kept nor conflicts. */
+function countReverted(totals: CopyTotals, table: PlanTable, reverted: number): void {
+  if (!reverted) return;
+  totals.skipped[table.key] = (totals.skipped[table.key] ?? 0) - reverted;
+  totals.conflicts[table.key] = (totals.conflicts[table.key] ?? 0) - reverted;
+  (totals.reverted ??= {})[table.key] = reverted;
+}
+
+const windowChanged = 'tr_window_changed';
+
 /** Every table of the tenants in one live transaction, staged, all or nothing. */
 export async function copyStaged(
   input: CopyTenantInput,
@@ -229,6 +263,8 @@ export async function copyStaged(
       if (chunkRows !== undefined && n > chunkRows) throw new TooLargeForOneTransaction();
       const outcome = await merge(live, staging, plan, ctx, table, name, n, conflict, tenantIds, written);
       addOutcome(totals, table, outcome, overOwnRows);
+      if (input.window && table.role !== 'shared' && outcome.kept > 0)
+        countReverted(totals, table, await revertChanged(scratch, live, plan, table, name, tenantIds));
       if (recordKeys && outcome.written > 0)
         (totals.restoredKeys ??= {})[table.key] = await recordedKeys(live, table, written!, outcome.written);
       // No row staged, no written-keys table (merge creates it only for rows): nothing of this table to fill.

@@ -15,10 +15,16 @@ import {
   type TenantId,
 } from '../../activities/restore-types';
 import { age, NoBackupFoundError, pickBackup, type PickedBackup } from '../../activities/backups';
-import { bulkRestoreInput, idPattern } from '../../activities/input-contract';
+import {
+  bulkRestoreInput,
+  idPattern,
+  windowConflictModes,
+  type WindowConflictMode,
+} from '../../activities/input-contract';
 import {
   archiveRange,
   describeTarget,
+  lsnValue,
   parseRecoveryTarget,
   targetOutsideRange,
   type RecoveryTarget,
@@ -76,6 +82,8 @@ export interface StartFlags extends SourceFlags {
   'task-queue'?: string;
   'children-per-run'?: string;
   'from-discover'?: string;
+  /** An incident window's conflicts: refuse (default) or report. */
+  conflicts?: string;
 }
 
 export interface StartRequest {
@@ -119,6 +127,9 @@ export interface SourceFlags {
   backup?: string;
   'backup-prefix'?: string;
   at?: string;
+  /** The incident window, with --backup pgbackrest:<stanza>: T0 (just before it) and T1 (just after it). */
+  from?: string;
+  to?: string;
   'scratch-server'?: string;
   scratch?: string;
   live?: string;
@@ -173,6 +184,10 @@ export async function resolveBackupPrefix<T extends SourceFlags>(
   const prefix = flags['backup-prefix'];
   // --backup pgbackrest:<stanza> --at: the moment goes to the recovery itself (sourceFromFlags checks it).
   if (isPointInTime(flags.backup)) return { flags };
+  if (flags.from !== undefined || flags.to !== undefined)
+    throw new UsageError(
+      '--from/--to (the incident window) need a WAL archive: --backup pgbackrest:<stanza>[/<database>]. A pg_dump archive holds one moment only; without an archive, restore from a dump and let --allow-partial=<n> say back how many partial tenants get their missing rows (deletions of their own users since the backup included).',
+    );
   if (flags.at !== undefined && !prefix)
     throw new UsageError(
       '--at needs a source to go back in: --backup pgbackrest:<stanza> (point-in-time recovery from the WAL archive), or --backup-prefix s3://<bucket>/<prefix>/ (the newest pg_dump archive taken before that moment).',
@@ -350,6 +365,23 @@ export function buildStartRequest(
   const conflict = (flags.conflict ?? 'skip') as ConflictPolicy;
   if (!conflictPolicies.includes(conflict))
     throw new UsageError(`--conflict '${flags.conflict}': use one of ${conflictPolicies.join(', ')}.`);
+  const inWindow = source.kind === 'point-in-time' && source.until !== undefined;
+  if (inWindow && flags.conflict !== undefined && flags.conflict !== 'skip')
+    throw new UsageError(
+      `--conflict ${flags.conflict} does not go with an incident window: a window's revert never overwrites a row a user changed since T1, and never deletes. Its conflicts are refused per tenant, or with --conflicts report restored around and listed.`,
+    );
+  if (flags.conflicts !== undefined && !inWindow)
+    throw new UsageError(
+      `--conflicts goes with an incident window (--backup pgbackrest:<stanza> --from <T0> --to <T1>); for a restore from one moment, --conflict skip|overwrite|fail says what a key already in live gets.`,
+    );
+  if (flags.conflicts !== undefined && !windowConflictModes.includes(flags.conflicts as WindowConflictMode))
+    throw new UsageError(
+      `--conflicts '${flags.conflicts}': refuse (default: a tenant with any conflict is not written) or report (restore the rest of it, list its conflicts).`,
+    );
+  if (inWindow && allowPartial)
+    throw new UsageError(
+      '--allow-partial does not go with an incident window: the window says exactly which rows the incident deleted, so every tenant it touched gets exactly those back, and nothing its users deleted before or after it.',
+    );
   const concurrency =
     flags.concurrency === undefined
       ? defaultConcurrency
@@ -386,6 +418,7 @@ export function buildStartRequest(
     config,
     keepScratch: flags['keep-scratch'] ?? false,
     ...(allowPartial ? { allowPartial: true } : {}),
+    ...(inWindow ? { windowConflicts: (flags.conflicts ?? 'refuse') as WindowConflictMode } : {}),
     artifacts,
     maxChildrenPerRun: childrenPerRun,
   };
@@ -441,29 +474,60 @@ function pointInTimeSource(
     'unsafe-scratch-as-superuser',
   ] as const)
     if (flags[other]) throw new UsageError(`--${other} does not go with --backup pgbackrest:<stanza>.`);
-  if (flags.at === undefined)
+  const window = flags.from !== undefined || flags.to !== undefined;
+  if (window && flags.at !== undefined)
     throw new UsageError(
-      `--backup ${flags.backup} recovers to a moment: give --at <RFC 3339 time with its zone> (the moment just before the incident, e.g. 2026-12-02T07:03:00Z) or --at <LSN> (e.g. 0/3A000060).`,
+      '--at and --from/--to both say where to recover to: give --at <moment> (the backup side at one moment, compared with live), or --from <T0> --to <T1> (the incident window: exactly what changed between them is reverted).',
     );
-  const target = parseRecoveryTarget(flags.at);
-  if (!target)
+  if (window && (flags.from === undefined || flags.to === undefined))
     throw new UsageError(
-      `--at '${flags.at}' is neither an RFC 3339 time with its zone (2026-12-02T07:03:00Z) nor a WAL position (0/3A000060).`,
+      `the incident window needs both ends: --from <T0> (just before the incident) and --to <T1> (just after it), each an RFC 3339 time with its zone or an LSN. 'tenant-restore when' finds them.`,
     );
-  if (target.type === 'time' && Date.parse(target.time) > now.getTime())
+  if (!window && flags.at === undefined)
     throw new UsageError(
-      `--at ${target.time} is in the future: give the moment of the incident (it is now ${now.toISOString()}).`,
+      `--backup ${flags.backup} recovers to a moment: give --at <RFC 3339 time with its zone> (the moment just before the incident, e.g. 2026-12-02T07:03:00Z) or --at <LSN> (e.g. 0/3A000060); or an incident window, --from <T0> --to <T1>.`,
+    );
+  const moment = (flag: 'at' | 'from' | 'to', text: string): RecoveryTarget => {
+    const target = parseRecoveryTarget(text);
+    if (!target)
+      throw new UsageError(
+        `--${flag} '${text}' is neither an RFC 3339 time with its zone (2026-12-02T07:03:00Z) nor a WAL position (0/3A000060).`,
+      );
+    if (target.type === 'time' && Date.parse(target.time) > now.getTime())
+      throw new UsageError(
+        `--${flag} ${target.time} is in the future: give the moment of the incident (it is now ${now.toISOString()}).`,
+      );
+    return target;
+  };
+  const target = window ? moment('from', flags.from!) : moment('at', flags.at!);
+  const until = window ? moment('to', flags.to!) : undefined;
+  if (until && !before(target, until))
+    throw new UsageError(
+      `--from ${flags.from} is not before --to ${flags.to}: T0 is the moment just before the incident, T1 the moment just after it${target.type !== until.type ? ' (give both as times, or both as LSNs, so that they can be compared)' : ''}.`,
     );
   // The rest of the checks (live, tenant root, config, id, artifacts) are the same as for a dump.
   const base = sourceFromFlags(
-    { ...flags, backup: undefined, scratch: 'postgres://stand-in/none', at: undefined },
+    { ...flags, backup: undefined, scratch: 'postgres://stand-in/none', at: undefined, from: undefined, to: undefined },
     env,
   );
   return {
     ...base,
-    source: { kind: 'point-in-time', stanza: match[1], target, ...(match[2] ? { database: match[2] } : {}) },
+    source: {
+      kind: 'point-in-time',
+      stanza: match[1],
+      target,
+      ...(until ? { until } : {}),
+      ...(match[2] ? { database: match[2] } : {}),
+    },
     warnings: [],
   };
+}
+
+/** T0 comes before T1: both times, or both LSNs (a time and an LSN cannot be compared here). */
+function before(a: RecoveryTarget, b: RecoveryTarget): boolean {
+  if (a.type === 'time' && b.type === 'time') return Date.parse(a.time) < Date.parse(b.time);
+  if (a.type === 'lsn' && b.type === 'lsn') return lsnValue(a.lsn) < lsnValue(b.lsn);
+  return false;
 }
 
 /**

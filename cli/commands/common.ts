@@ -30,6 +30,8 @@ export const sourceFlags = {
   backup: { type: 'string' },
   'backup-prefix': { type: 'string' },
   at: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
   'scratch-server': { type: 'string' },
   scratch: { type: 'string' },
   live: { type: 'string' },

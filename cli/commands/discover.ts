@@ -11,7 +11,7 @@ const starting = () => require('../client/start') as typeof import('../client/st
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore discover (--backup s3://<bucket>/<key> | --backup-prefix s3://<bucket>/<prefix>/ [--at <time>]
-                          | --backup pgbackrest:<stanza>[/<db>] --at <time|LSN>
+                          | --backup pgbackrest:<stanza>[/<db>] (--at <time|LSN> | --from <T0> --to <T1>)
                           [--scratch-server <url>] | --scratch <url>)
                         --live <url|alias> --tenant-root <schema.table> [--config <path>] [--id <discoverId>]
                         [--write-list <path>] [--include-partial] [--keep-scratch] [--allow-unverified-backup]
@@ -27,6 +27,12 @@ It runs as the workflow discover/<id> (Web UI), waits for the end, and prints th
 affected, and warnings (a live that looks like another database, drift). The result is in S3 under
 <artifacts><id>/: discover.json (per tenant: class and rows missing per table), discover.md, restore-list.txt.
 
+  --from, --to      the incident window (with --backup pgbackrest:<stanza>): the database at T0 (just before the
+                    incident) is compared with the database at T1 (just after it), not with live, so the classes say
+                    exactly what the window did: absent (root deleted in it), partial (rows deleted in it), changed
+                    (rows updated in it), grown (rows added in it). Users' own deletions before T0 and after T1 are
+                    not in it. restore-list.txt then lists every tenant it touched; revert them with
+                    'start --backup pgbackrest:<stanza> --from <T0> --to <T1> --from-discover <id>'
   --backup, --backup-prefix, --at, --scratch-server, --scratch, --live, --tenant-root, --config, --artifacts,
   --allow-unverified-backup, --unsafe-scratch-on-live-server, --unsafe-scratch-as-live-role, --unsafe-scratch-as-superuser,
   --keep-scratch: as for start (scratch is dropped at the end unless --keep-scratch; restore from it with --scratch)

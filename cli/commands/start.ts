@@ -13,7 +13,8 @@ const discovering = () => require('../client/discover') as typeof import('../cli
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-prefix s3://<bucket>/<prefix>/ [--at <time>]
-                       [--scratch-server <url>] | --backup pgbackrest:<stanza>[/<db>] --at <time|LSN> | --scratch <url>)
+                       [--scratch-server <url>] | --backup pgbackrest:<stanza>[/<db>] (--at <time|LSN>
+                       | --from <T0> --to <T1> [--conflicts refuse|report]) | --scratch <url>)
                      --live <url|alias> --tenant-root <schema.table>
                      (--tenants 1,2,3 | --tenants-file <path> | --from-discover <discoverId>) [--conflict skip|overwrite|fail]
                      [--concurrency N] [--group-size N | --unit-rows N] [--config <path>] [--id <restoreId>] [--keep-scratch]
@@ -36,6 +37,17 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
                     queue. Refused with the range there is when the moment is before the oldest backup or after the
                     archive's last commit. The database defaults to live's. Needs --artifacts (or
                     TENANT_RESTORE_ARTIFACTS). The server is stopped and removed at the end unless --keep-scratch
+  --from, --to      the incident window, with --backup pgbackrest:<stanza>[/<db>]: T0 just before the incident, T1 just
+                    after it (times with their zone, or LSNs; 'tenant-restore when' finds them). Two scratches are
+                    recovered (T0, T1) on one worker's host, and exactly what changed between them is reverted in
+                    live now, three ways: a row the window deleted comes back (unless live holds another row with its
+                    key), a row it changed goes back to T0 where live still holds its T1 version, a row it added is
+                    reported and left. Rows users deleted or changed before T0 or after T1 stay as they are. Tenants
+                    whose root stayed in live are not re-enabled (no action runs for them). The report lists each
+                    tenant's deleted, changed, reverted and added rows; window.json the conflicts, by key
+  --conflicts       with --from/--to: refuse (default) stops a tenant with any conflict (a row changed or deleted again
+                    since T1, a key live holds with other content) before anything of it is written, exit 1; report
+                    restores everything else of it and lists its conflicts, left as they are
   --scratch-server  where scratch is created (postgres://<role with CREATEDB>@<host>/postgres, or an alias). Default:
                     TENANT_RESTORE_SCRATCH_SERVER. A backup is code for the role that loads it (a CHECK constraint of
                     the archive runs its functions during pg_restore), so it must be a server of its own with an
@@ -93,6 +105,7 @@ const flags = {
   'tenants-file': { type: 'string', file: true },
   'from-discover': { type: 'string' },
   conflict: { type: 'string', choices: conflictPolicies },
+  conflicts: { type: 'string', choices: ['refuse', 'report'] },
   concurrency: { type: 'string' },
   'group-size': { type: 'string' },
   'unit-rows': { type: 'string' },
