@@ -14,11 +14,13 @@ import type {
   ObjectRef,
   PlanRef,
   PointInTimeScratch,
+  RecoveryTarget,
   RestoreStatus,
   ScratchInfo,
   TenantResult,
 } from './restore-types';
 import { normalizeTenantId } from './restore-types';
+import type { WindowConflict, WindowTenant } from './window';
 
 export interface ReportTenant {
   tenantId: TenantId;
@@ -42,6 +44,17 @@ export interface ReportTenant {
   group?: { workflowId: string; tenants: number };
   /** Time its steps waited for a busy live (adaptive throttling). */
   throttledMs?: number;
+  /**
+   * An incident window's revert (activities/window.ts), per table: rows the window deleted, changed and added, rows set
+   * back to T0 (`reverted`), and the conflicts left as they are (listed by key in window.json).
+   */
+  window?: {
+    deleted: Record<string, number>;
+    changed: Record<string, number>;
+    added: Record<string, number>;
+    reverted: Record<string, number>;
+    conflicts: Record<string, number>;
+  };
 }
 
 export interface RestoreReport {
@@ -63,6 +76,16 @@ export interface RestoreReport {
     scratchMs?: number;
     /** A point-in-time scratch: the target, where recovery stopped, the last transaction replayed, the host. */
     pointInTime?: PointInTimeScratch;
+  };
+  /** An incident window's revert: its two moments, its row counts, and where its conflicts are listed by key. */
+  window?: {
+    from: RecoveryTarget;
+    to: RecoveryTarget;
+    deleted: number;
+    changed: number;
+    added: number;
+    conflicts: number;
+    object: string;
   };
   plan?: { digest: string; location: string; tables: number };
   totals: {
@@ -96,6 +119,8 @@ export interface WriteReportInput {
   plan?: PlanRef;
   tenantList?: ObjectRef;
   error?: string;
+  /** An incident window's revert: its window.json (activities/window.ts). */
+  window?: ObjectRef;
 }
 
 const add = (into: Record<string, number>, from: Record<string, number> | undefined) => {
@@ -175,6 +200,7 @@ export function renderMarkdown(report: RestoreReport): string {
       .sort()
       .map((k) => `| ${k} | ${t.rows[k] ?? 0} | ${t.skipped[k] ?? 0} | ${t.conflicts[k] ?? 0} |`),
     '',
+    ...windowSection(report),
     ...refusedSection(report.tenants),
     ...partialSection(report.tenants),
     '## Tenants',
@@ -190,6 +216,27 @@ export function renderMarkdown(report: RestoreReport): string {
     '',
   ];
   return lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n');
+}
+
+/** An incident window's revert: what the window did, what came back, and the conflicts left as they are. */
+function windowSection(report: RestoreReport): string[] {
+  const w = report.window;
+  if (!w) return [];
+  const at = (t: RecoveryTarget) => (t.type === 'time' ? t.time : `LSN ${t.lsn}`);
+  const sum = (m?: Record<string, number>) => Object.values(m ?? {}).reduce((a, b) => a + b, 0);
+  return [
+    `## The incident window: ${at(w.from)} to ${at(w.to)}`,
+    '',
+    `The window deleted ${w.deleted} row(s), changed ${w.changed} and added ${w.added}. Deleted rows are inserted again, changed rows set back to their T0 version where live still held what the window left; added rows are left (never deleted). ${w.conflicts} conflict(s): rows changed or deleted again since the window, or keys live holds with other content; they are left as they are, listed by key in ${w.object}. A tenant with conflicts was not written at all unless the restore said --conflicts report.`,
+    '',
+    '| tenant | status | deleted | changed | reverted | added | conflicts |',
+    '|---|---|---:|---:|---:|---:|---:|',
+    ...report.tenants.map(
+      (x) =>
+        `| ${x.tenantId} | ${x.status} | ${sum(x.window?.deleted)} | ${sum(x.window?.changed)} | ${sum(x.window?.reverted)} | ${sum(x.window?.added)} | ${sum(x.window?.conflicts)} |`,
+    ),
+    '',
+  ];
 }
 
 /** Tenants refused because they are still in live: nothing of them was written. */
@@ -242,7 +289,53 @@ function partialSection(tenants: ReportTenant[]): string[] {
   ];
 }
 
+/** window.json as activities/window.ts writes it. */
+interface WindowFile {
+  from: RecoveryTarget;
+  to: RecoveryTarget;
+  deleted: number;
+  changed: number;
+  added: number;
+  conflicts: WindowConflict[];
+  tenants: WindowTenant[];
+}
+
+/** Each tenant's share of an incident window: what the window did (window.json) and what its copy set back. */
+export function windowCounts(
+  tenant: TenantId,
+  file: Pick<WindowFile, 'tenants'>,
+  result: TenantResult | undefined,
+): ReportTenant['window'] {
+  const mine = file.tenants.find((t) => t.tenantId === tenant);
+  return {
+    deleted: mine?.deleted ?? {},
+    changed: mine?.changed ?? {},
+    added: mine?.added ?? {},
+    reverted: result?.copy?.reverted ?? {},
+    conflicts: mine?.conflicts ?? {},
+  };
+}
+
 export function createReportActivities({ s3 }: { s3: S3Client }) {
+  /** The window's totals for the report, and each tenant's share set on its row. */
+  async function windowOfReport(
+    object: ObjectRef,
+    tenants: ReportTenant[],
+    results: Map<string, TenantResult>,
+  ): Promise<RestoreReport['window']> {
+    const file = await getJson<WindowFile>(s3, object);
+    for (const t of tenants) t.window = windowCounts(t.tenantId, file, results.get(t.tenantId));
+    return {
+      from: file.from,
+      to: file.to,
+      deleted: file.deleted,
+      changed: file.changed,
+      added: file.added,
+      conflicts: file.conflicts.length,
+      object: formatS3Url(object),
+    };
+  }
+
   async function listKeys(bucket: string, prefix: string): Promise<string[]> {
     const keys: string[] = [];
     let token: string | undefined;
@@ -328,6 +421,7 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
         ).catch(() => r.copy!.restoredKeys);
       }
       const tenants = ids.map((id) => tenantRow(id, results.get(id)));
+      const window = input.window ? await windowOfReport(input.window, tenants, results) : undefined;
       const totals = {
         tenants: tenants.length,
         restored: 0,
@@ -390,6 +484,7 @@ export function createReportActivities({ s3 }: { s3: S3Client }) {
           tenantMsMax: tenantMs.length ? tenantMs[tenantMs.length - 1] : 0,
         },
         error: input.error,
+        ...(window ? { window } : {}),
         tenants,
       };
       const json = { bucket, key: `${prefix}report.json` };

@@ -429,6 +429,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       plan: state.plan,
       tenantList: state.tenantList,
       error,
+      ...(state.window ? { window: state.window.object } : {}),
     };
   }
 
