@@ -59,4 +59,42 @@ describe('admitTenants', () => {
     expect(a.absent).toEqual(['1', '2']);
     expect(mustReshape(a, false)).toBe(false);
   });
+
+  describe('in an incident window (issue 26)', () => {
+    const withFour = preflight({
+      '1': { state: 'absent' },
+      '2': { state: 'present', missing: {} },
+      '3': { state: 'partial', missing: { 'app.comments': 2 } },
+      '4': { state: 'present', missing: {} },
+    });
+
+    it('admits a touched tenant whose root stayed (present or partial) as partial, alone; refuses an untouched one', () => {
+      const a = admitTenants(withFour, ['1', '2', '3', '4'], {
+        window: { touched: ['1', '2', '3'], conflicted: [], refuseConflicts: true },
+      });
+      expect(a.absent).toEqual(['1']);
+      expect(a.partial).toEqual(['2', '3']);
+      expect(a.refused.map((r) => [r.tenantId, r.type])).toEqual([['4', 'NotInWindow']]);
+      expect(a.refused[0]!.message).toMatch(/window deleted and changed nothing of it.*Nothing of it was written/);
+    });
+
+    it('refuses a tenant with conflicts unless the operator said --conflicts report', () => {
+      const window = { touched: ['1', '2', '3'], conflicted: ['2'], refuseConflicts: true };
+      const refused = admitTenants(withFour, ['1', '2', '3'], { window });
+      expect(refused.refused.map((r) => [r.tenantId, r.type])).toEqual([['2', 'WindowConflict']]);
+      expect(refused.refused[0]!.message).toMatch(/--conflicts report/);
+      const reported = admitTenants(withFour, ['1', '2', '3'], { window: { ...window, refuseConflicts: false } });
+      expect(reported.refused).toEqual([]);
+      expect(reported.partial).toEqual(['2', '3']);
+    });
+
+    it('does not refuse again a tenant this restore already wrote (admitted on evidence)', () => {
+      const a = admitTenants(withFour, ['2'], {
+        admitted: ['2'],
+        window: { touched: ['2'], conflicted: ['2'], refuseConflicts: true },
+      });
+      expect(a.absent).toEqual(['2']);
+      expect(a.refused).toEqual([]);
+    });
+  });
 });
