@@ -110,6 +110,7 @@ function refusalMessage(id: TenantId, found: TenantClassification): string {
     `Tenant ${id} is partial in live: its root row exists, but ${total} row(s) of the backup are missing ` +
     `(${missing.map(([table, n]) => `${table}: ${n}`).join(', ')}). Nothing of it was written. ` +
     `To insert only its missing rows (never an update of an existing row), restore it again with --allow-partial; ` +
-    `rows its users deleted on purpose since the backup come back too.`
+    `rows its users deleted on purpose since the backup come back too. With a WAL archive, an incident window ` +
+    `(--backup pgbackrest:<stanza> --from <T0> --to <T1>) brings back only what the incident deleted.`
   );
 }

@@ -86,7 +86,8 @@ const usage = `tenant-restore start (--backup s3://<bucket>/<key> | --backup-pre
                     number is refused (exit 2) with that number and the 10 tenants with the most rows that would come
                     back. With --tenants / --tenants-file, the bare flag (a count is refused: which tenants are partial
                     is known only at their preflight). Without it, a tenant still in live ('present', or 'partial') is
-                    refused with nothing of it written, and the others go on
+                    refused with nothing of it written, and the others go on. With a WAL archive, prefer the incident
+                    window (--from/--to): it brings back only what the incident deleted, none of the users' own deletions
   --keep-scratch    keep this restore's scratch after it ends (default: dropped when the restore ends, kept when it
                     fails); only this restore ever drops it. A new restore can use it with --scratch <url>
   --artifacts       where plan.json, tenants.json and report.{json,md} go (default: s3://<backup bucket>/restores/,
