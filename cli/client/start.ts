@@ -184,10 +184,7 @@ export async function resolveBackupPrefix<T extends SourceFlags>(
   const prefix = flags['backup-prefix'];
   // --backup pgbackrest:<stanza> --at: the moment goes to the recovery itself (sourceFromFlags checks it).
   if (isPointInTime(flags.backup)) return { flags };
-  if (flags.from !== undefined || flags.to !== undefined)
-    throw new UsageError(
-      '--from/--to (the incident window) need a WAL archive: --backup pgbackrest:<stanza>[/<database>]. A pg_dump archive holds one moment only; without an archive, restore from a dump and let --allow-partial=<n> say back how many partial tenants get their missing rows (deletions of their own users since the backup included).',
-    );
+  refuseWindowWithoutArchive(flags);
   if (flags.at !== undefined && !prefix)
     throw new UsageError(
       '--at needs a source to go back in: --backup pgbackrest:<stanza> (point-in-time recovery from the WAL archive), or --backup-prefix s3://<bucket>/<prefix>/ (the newest pg_dump archive taken before that moment).',
@@ -246,6 +243,14 @@ export function pickedBackupLine(
  * The checks `start` and `discover` share, needing no service: the source (--backup or --scratch), live, the tenant
  * root, the config, the id (given: `flags.id`) and the artifacts folder `<base><id>/`. Throws UsageError naming the flag.
  */
+/** `--from/--to` with anything but a WAL archive: a dump or a given scratch holds one moment only. */
+function refuseWindowWithoutArchive(flags: SourceFlags): void {
+  if (isPointInTime(flags.backup) || (flags.from === undefined && flags.to === undefined)) return;
+  throw new UsageError(
+    '--from/--to (the incident window) need a WAL archive: --backup pgbackrest:<stanza>[/<database>]. A pg_dump archive holds one moment only; without an archive, restore from a dump and let --allow-partial=<n> say back how many partial tenants get their missing rows (deletions of their own users since the backup included).',
+  );
+}
+
 export function sourceFromFlags(
   flags: SourceFlags & { id: string },
   env: NodeJS.ProcessEnv = process.env,
@@ -255,6 +260,7 @@ export function sourceFromFlags(
 > & {
   warnings: string[];
 } {
+  refuseWindowWithoutArchive(flags);
   if (flags.backup && flags.scratch) throw new UsageError('give either --backup or --scratch, not both.');
   if (!flags.backup && !flags.scratch)
     throw new UsageError(

@@ -247,6 +247,44 @@ describe('point in time: start refuses what it cannot do', () => {
     );
     expect(refusal({ backup: 'pgbackrest:main', at: '0/1', artifacts: undefined })).toMatch(/--artifacts/);
   });
+
+  it('builds an incident window from --from and --to, with its conflicts policy (issue 26)', () => {
+    const window = { backup: 'pgbackrest:main/app', from: '0/3A000060', to: '0/3A01F2D8' };
+    const request = buildStartRequest({ ...base, ...window } as never, {}, undefined);
+    expect(request.input.source).toEqual({
+      kind: 'point-in-time',
+      stanza: 'main',
+      target: { type: 'lsn', lsn: '0/3A000060' },
+      until: { type: 'lsn', lsn: '0/3A01F2D8' },
+      database: 'app',
+    });
+    expect(request.input.windowConflicts).toBe('refuse');
+    expect(request.input.conflict).toBe('skip');
+    const reporting = buildStartRequest({ ...base, ...window, conflicts: 'report' } as never, {}, undefined);
+    expect(reporting.input.windowConflicts).toBe('report');
+  });
+
+  it('refuses a window it cannot revert exactly, saying why (issue 26)', () => {
+    const window = { backup: 'pgbackrest:main', from: '0/3A000060', to: '0/3A01F2D8' };
+    expect(refusal({ backup: 'pgbackrest:main', from: '0/3A000060' })).toMatch(
+      /needs both ends: --from <T0>.*--to <T1>/,
+    );
+    expect(refusal({ ...window, at: '0/1' })).toMatch(/--at and --from\/--to both say where to recover to/);
+    expect(refusal({ ...window, from: '0/3A01F2D8', to: '0/3A000060' })).toMatch(/is not before --to/);
+    expect(refusal({ ...window, from: '2026-12-02T07:00:00Z' })).toMatch(/both as times, or both as LSNs/);
+    expect(refusal({ ...window, to: '2999-01-01T00:00:00Z', from: '2026-12-02T07:00:00Z' })).toMatch(
+      /--to .* in the future/,
+    );
+    expect(refusal({ ...window, conflict: 'overwrite' })).toMatch(
+      /--conflict overwrite does not go with an incident window/,
+    );
+    expect(refusal({ ...window, 'allow-partial': '' })).toMatch(/--allow-partial does not go with an incident window/);
+    expect(refusal({ ...window, conflicts: 'maybe' })).toMatch(/--conflicts 'maybe': refuse .* or report/);
+    expect(refusal({ backup: 'pgbackrest:main', at: '0/1', conflicts: 'report' })).toMatch(
+      /--conflicts goes with an incident window/,
+    );
+    expect(refusal({ backup: 's3://bucket/backup.dump', from: '0/1', to: '0/2' })).toMatch(/need a WAL archive/);
+  });
 });
 
 describe('the scratch area is the worker’s own (hardening, item 2)', () => {
