@@ -10,21 +10,37 @@
  *   7. a worker and a bulkRestore bring them back; progress and the Web UI link are shown
  *   8. the report: tenants restored, rows, time, validation, billing and apps re-enabled
  *   9. independent checks: every victim equals the backup; no row of another tenant changed except by its own writer
+ *  10. point in time: the rows the victims wrote after the nightly dump, brought back from the WAL archive
+ * (act one prints these as steps 1-11.)
  *
- *   npm run demo -- [--tenants 600] [--victims 200] [--rows 1200000] [--concurrency 2] [--seed 42] [--keep]
+ * Act two, the incident window (issue 26; skipped with --skip-window), on a fresh database of 30 small tenants in the
+ * same archived cluster, printed as steps 12-17:
+ *  12. a base backup; through the day users delete their own rows (a comment, a label, an app) and one closes their
+ *      account
+ *  13. the purge runs with a wrong id list (5 tenants hard-deleted) together with a wrong UPDATE of 2 living tenants'
+ *      issues, in one transaction; after it users go on deleting their own rows
+ *  14. `tenant-restore when` finds the window T0..T1 from the purged tenants' ids (or, in a build without `when`, the
+ *      WAL positions captured around the purge)
+ *  15. `discover --from T0 --to T1` lists exactly the purged tenants (absent) and the wrongly updated ones (changed):
+ *      none of the users' own deletions, not the closed account
+ *  16. `start --from T0 --to T1`: the three-way revert against live now
+ *  17. checks: the purged tenants equal T0, the wrongly updated issues are back to T0, every user deletion before T0
+ *      and after T1 is still deleted, the closed account is still closed, every other tenant is untouched
+ *
+ *   npm run demo -- [--tenants 600] [--victims 200] [--rows 1200000] [--concurrency 2] [--seed 42] [--keep] [--skip-window]
  *
  * Exit code 0 when every check holds, 1 otherwise.
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, databaseName, escapeIdentifier, resolveConnectionString, withDatabase } from '../activities/db';
 import type { RestoreConfig } from '../activities/restore-types';
-import type { DiscoverSummary } from '../activities/discover';
-import { createS3Client, getText, parseS3Url } from '../activities/s3';
+import type { DiscoveredTenant, DiscoverSummary } from '../activities/discover';
+import { createS3Client, getJson, getText, parseS3Url } from '../activities/s3';
 import type { RestoreReport } from '../activities/report';
 import {
   bulkWorkflowId,
@@ -44,13 +60,21 @@ import {
   reenableColumns,
   snapshotRows,
   tenantChecksums,
+  type TenantChecksums,
 } from './workload/checksums';
 import { generateWorkload } from './workload/generate';
 import { pickVictims, purgeTenants, suspendTenants } from './workload/incident';
 import { takeBackup } from './workload/backup';
+import {
+  deletionsBack,
+  lsnValue,
+  purgeAndWrongUpdate,
+  usersDeleteOwnRows,
+  type UserDeletion,
+} from './workload/window-day';
 import { Writer } from './workload/writer';
 
-const usage = `usage: npm run demo -- [--tenants N] [--victims N] [--rows N] [--concurrency N] [--group-size N] [--seed N] [--writer-connections N] [--keep]
+const usage = `usage: npm run demo -- [--tenants N] [--victims N] [--rows N] [--concurrency N] [--group-size N] [--seed N] [--writer-connections N] [--keep] [--skip-window]
 
   --tenants             tenants in the live database (default 600)
   --victims             tenants the incident hard-deletes (default 200)
@@ -61,9 +85,15 @@ const usage = `usage: npm run demo -- [--tenants N] [--victims N] [--rows N] [--
   --writer-connections  sessions of the writer that keeps changing the other tenants (default 2)
   --database            name of the live database (default demo_live; dropped and recreated)
   --keep                keep the worker's log and the databases for inspection (they are kept anyway on failure)
-  --stop-before-restore stop after the incident (for trying the workload alone)`;
+  --stop-before-restore stop after the incident (for trying the workload alone)
+  --skip-window         skip act two, the incident window (steps 12-17: a fresh database '<database>_window' of 30
+                        tenants, users deleting their own rows around a purge, 'when', 'discover --from T0 --to T1' and
+                        the three-way revert 'start --from T0 --to T1', checked); it adds a minute or two`;
 
-const steps = 11;
+/** Steps of act one; act two (the incident window) adds windowSteps. */
+const actOneSteps = 11;
+const windowSteps = 6;
+let steps = actOneSteps + windowSteps;
 let stepNo = 0;
 const t0 = Date.now();
 const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s`;
@@ -90,6 +120,7 @@ function parseFlags() {
       database: { type: 'string', default: 'demo_live' },
       keep: { type: 'boolean', default: false },
       'stop-before-restore': { type: 'boolean', default: false },
+      'skip-window': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -112,6 +143,7 @@ function parseFlags() {
     database,
     keep: values.keep === true,
     stopBeforeRestore: values['stop-before-restore'] === true,
+    skipWindow: values['skip-window'] === true,
     help: values.help === true,
   };
   if (options.victims >= options.tenants) throw new Error(`--victims must be smaller than --tenants\n\n${usage}`);
@@ -119,7 +151,11 @@ function parseFlags() {
 }
 
 /** Spawns `tenant-restore worker` on the demo's own task queue; its log goes to .stack/demo-worker.log. */
-function startWorkerProcess(taskQueue: string, logName = 'demo-worker.log'): { child: ChildProcess; logFile: string } {
+function startWorkerProcess(
+  taskQueue: string,
+  logName = 'demo-worker.log',
+  extraEnv: NodeJS.ProcessEnv = {},
+): { child: ChildProcess; logFile: string } {
   mkdirSync(stackDir, { recursive: true });
   const logFile = join(stackDir, logName);
   const log = openSync(logFile, 'w');
@@ -128,7 +164,7 @@ function startWorkerProcess(taskQueue: string, logName = 'demo-worker.log'): { c
     [join(projectRoot, 'bin', 'tenant-restore'), 'worker', '--task-queue', taskQueue],
     {
       stdio: ['ignore', log, log],
-      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
+      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', ...extraEnv },
     },
   );
   return { child, logFile };
@@ -162,6 +198,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
+  if (options.skipWindow) steps = actOneSteps;
   process.stdout.write(
     `tenant-restore demo: ${options.victims} of ${options.tenants} tenants hard-deleted by mistake, restored from an S3 backup\n` +
       'while the other tenants keep writing. Sizes: ' +
@@ -564,17 +601,39 @@ async function main(): Promise<number> {
   });
   if (!pointInTime) ok = false;
 
+  // 12-17 -----------------------------------------------------------------------------------------------------------
+  const windowDatabase = `${options.database}_window`;
+  const windowOk = options.skipWindow
+    ? undefined
+    : await windowAct({
+        adminUrl,
+        database: windowDatabase,
+        stanza,
+        bucket: env.STACK_S3_BUCKET,
+        seed: options.seed,
+        restoreId: `demo-${Date.now().toString(36)}-window`,
+      });
+  if (windowOk === false) ok = false;
+
   if (diffs.length > 0 || billingOff !== 0 || appsOff !== 0 || untouched.violations !== 0 || stats.errors > 0)
     ok = false;
   process.stdout.write('\n');
   if (ok) {
     process.stdout.write(
       `DEMO PASSED in ${secs(Date.now() - t0)}: all ${victims.length} deleted tenants are back, equal to the backup and validated, billing and apps ` +
-        `re-enabled, then with the rows they wrote after the backup, recovered from the WAL archive; the other ${options.tenants - victims.length} tenants' rows were not touched by the restore (only by their own writer).\n`,
+        `re-enabled, then with the rows they wrote after the backup, recovered from the WAL archive; the other ${options.tenants - victims.length} tenants' rows were not touched by the restore (only by their own writer).` +
+        (windowOk
+          ? ` Act two: the incident window found by its tenants' ids, discover of it named exactly the purged and the wrongly updated tenants, and the three-way revert brought them back to T0 while every user's own deletion stayed deleted.`
+          : '') +
+        '\n',
     );
   } else {
     process.stdout.write(
-      `DEMO FAILED: see the lines above. Databases '${options.database}' and '${options.database}_verify' are kept for inspection; worker log .stack/demo-worker.log\n`,
+      `DEMO FAILED: see the lines above. Databases '${options.database}' and '${options.database}_verify' are kept for inspection; worker log .stack/demo-worker.log` +
+        (windowOk === false
+          ? ` (act two: database '${windowDatabase}', worker log .stack/demo-worker-window.log)`
+          : '') +
+        '\n',
     );
   }
   if (ok && !options.keep) {
@@ -741,6 +800,460 @@ async function pointInTimeChapter(o: {
   for (const d of differ.slice(0, 5))
     say(`  DIFFERENT ${d.tenantId} ${d.table}: expected ${d.expected.rows} rows, found ${d.actual.rows}`);
   return result.status === 'succeeded' && fromWal === total && fromDump === 0 && differ.length === 0 && total > 0;
+}
+
+/** `tenant-restore <args>` as an operator runs it: its exit code, stdout and stderr. */
+async function tenantRestore(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await new Promise<number>((resolve, reject) => {
+    const child = spawn(process.execPath, [join(projectRoot, 'bin', 'tenant-restore'), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+  return { code, out, err };
+}
+
+/** The last lines of a worker's log, for a failure's diagnosis. */
+function logTail(file: string, lines = 25): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Tenants' checksums, only those of `ids`. */
+function only(sums: TenantChecksums, ids: string[]): TenantChecksums {
+  return Object.fromEntries(ids.map((id) => [id, sums[id]]));
+}
+
+const rowsOf = (tables: Record<string, { rows: number }> | undefined) =>
+  Object.values(tables ?? {}).reduce((n, t) => n + t.rows, 0);
+const sumOf = (counts: Record<string, number> | undefined) => Object.values(counts ?? {}).reduce((a, b) => a + b, 0);
+const sameIds = (a: string[], b: string[]) => [...a].sort().join() === [...b].sort().join();
+
+/** `when`'s answer, as far as the demo reads it: the window's two moments and the transactions it names. */
+interface WhenAnswer {
+  from: string;
+  to: string;
+  xids: string[];
+}
+
+/**
+ * Act two, the incident window (issue 26): users delete their own rows all day and one closes an account; the purge
+ * runs with a wrong id list and a wrong UPDATE along with it; `when` finds the window, `discover --from T0 --to T1`
+ * names exactly what the incident did, and `start --from T0 --to T1` reverts it three ways against live now. Returns
+ * whether every check held.
+ */
+async function windowAct(o: {
+  adminUrl: string;
+  database: string;
+  stanza: string;
+  bucket: string;
+  seed: number;
+  restoreId: string;
+}): Promise<boolean> {
+  const url = withDatabase(o.adminUrl, o.database);
+  const source = `pgbackrest:${o.stanza}/${o.database}`;
+  const config = join(__dirname, 'workload', 'restore-config.json');
+  const artifacts = `s3://${o.bucket}/restores/`;
+  step(
+    `Act two, the incident window: a fresh database '${o.database}' of 30 tenants in the same archived cluster, a base backup, and a day of users deleting their own rows`,
+  );
+  const admin = await connect(o.adminUrl, 'demo');
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(o.database)} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${escapeIdentifier(o.database)}`);
+  } finally {
+    await admin.end();
+  }
+  const generated = await generateWorkload(url, { tenants: 30, rowsTarget: 6000, seed: o.seed });
+  const ids = generated.tenantIds;
+  say(`generated ${fmt(generated.totalRows)} rows for tenants ${ids[0]}..${ids[ids.length - 1]}`);
+  // Who is who (indexes into the 30): the purge's wrong id list, the wrong UPDATE's two tenants, the closed account,
+  // and the users who delete their own rows before the incident (two of them in tenants the purge then deletes) and
+  // after it (one in a tenant the wrong UPDATE hit).
+  const purged = [1, 6, 11, 16, 21].map((i) => ids[i]);
+  const updated = [3, 13].map((i) => ids[i]);
+  const closed = ids[8];
+  const earlyUsers = [purged[0], purged[2], updated[0], ids[4], ids[9]];
+  const lateUsers = [updated[1], ids[4], ids[14], ids[27]];
+  const others = ids.filter((id) => !purged.includes(id) && !updated.includes(id) && id !== closed);
+
+  // The worker, started now so that it polls by the time discover starts; its point-in-time servers run on this
+  // "host" (TENANT_RESTORE_HOST_ID), under .stack/demo-window-scratch.
+  const taskQueue = `tenant-restore-demo-${o.restoreId}`;
+  const scratchArea = join(stackDir, 'demo-window-scratch');
+  // What an earlier failed run left there for a look (a failed recovery keeps its directory): removed, unless a
+  // server still runs in it.
+  if (
+    existsSync(scratchArea) &&
+    !readdirSync(scratchArea).some((d) => existsSync(join(scratchArea, d, 'data', 'postmaster.pid')))
+  )
+    rmSync(scratchArea, { recursive: true, force: true });
+  const worker = startWorkerProcess(taskQueue, 'demo-worker-window.log', {
+    TENANT_RESTORE_HOST_ID: 'demo-window',
+    TENANT_RESTORE_SCRATCH_DIR: scratchArea,
+  });
+  const s3 = createS3Client();
+  try {
+    const baseStarted = Date.now();
+    // Another user of the stack may hold the stanza's lock for a while (a test's backup): wait for it.
+    for (const deadline = Date.now() + 300_000; ;) {
+      const base = pgbackrest([`--stanza=${o.stanza}`, 'backup', '--type=incr']);
+      if (base.status === 0) break;
+      if (!/lock/i.test(base.output) || Date.now() > deadline)
+        throw new Error(`pgbackrest backup failed:\n${base.output}`);
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+    say(`base backup (stanza ${o.stanza}, incremental) in ${secs(Date.now() - baseStarted)}`);
+    // pgBackRest records a backup's end to the second: the day's commits come after that second.
+    await new Promise((r) => setTimeout(r, 1500));
+
+    const deletedBefore: UserDeletion[] = [];
+    for (const t of earlyUsers) deletedBefore.push(...(await usersDeleteOwnRows(url, t)));
+    const closedRows = rowsOf((await tenantChecksums(url, [closed]))[closed]);
+    await purgeTenants(url, [closed]);
+    const describe = (list: UserDeletion[]) =>
+      [...new Set(list.map((d) => d.tenantId))]
+        .map(
+          (t) =>
+            `${t} (${list
+              .filter((d) => d.tenantId === t)
+              .map((d) => d.table.replace('app.', ''))
+              .join(', ')})`,
+        )
+        .join('; ');
+    say(`users delete their own rows: ${deletedBefore.length} rows of ${describe(deletedBefore)}`);
+    say(`tenant ${closed} closes its account: its ${closedRows} rows deleted`);
+    // The moment before the incident, as the independent checks will want it: every tenant's rows, per table.
+    const atT0 = await tenantChecksums(url, ids);
+
+    // 13 ------------------------------------------------------------------------------------------------------------
+    step(
+      `The purge runs with a wrong id list: ${purged.length} tenants hard-deleted, and a wrong UPDATE closes every issue of ${updated.length} living tenants, in one transaction; then users go on`,
+    );
+    const incident = await purgeAndWrongUpdate(url, purged, updated);
+    const atT1 = await tenantChecksums(url, ids);
+    say(
+      `purged ${purged.join(', ')}: ${fmt(incident.totalDeleted)} rows; the wrong UPDATE changed ${incident.updatedIssues} issues of ${updated.join(', ')} (transaction ${incident.xid})`,
+    );
+    say(
+      `WAL insert position read just before its BEGIN ${incident.lsnBefore} and just after its COMMIT ${incident.lsnAfter} (what an operator rarely has)`,
+    );
+    const deletedAfter: UserDeletion[] = [];
+    for (const t of lateUsers) deletedAfter.push(...(await usersDeleteOwnRows(url, t)));
+    say(`after it, users delete ${deletedAfter.length} more of their own rows: ${describe(deletedAfter)}`);
+    const db = await connect(url, 'demo');
+    try {
+      await archiveWalNow(async (sql) => (await db.query(sql)).rows);
+    } finally {
+      await db.end();
+    }
+    say('the WAL holding all of it is archived');
+    const beforeRevert = await tenantChecksums(url, ids);
+
+    // 14 ------------------------------------------------------------------------------------------------------------
+    step(`When was it? 'tenant-restore when' finds the window from the ids of the tenants that are gone`);
+    let from = incident.lsnBefore;
+    let to = incident.lsnAfter;
+    let whenOk = true;
+    const help = await tenantRestore(['when', '--help']);
+    if (help.code !== 0 && /unknown command/.test(help.err)) {
+      say('(when is not available in this build: T0/T1 captured around the purge)');
+    } else {
+      const args = [
+        'when',
+        '--backup',
+        source,
+        '--tenant-root',
+        'app.tenants',
+        '--tenants',
+        purged.join(','),
+        '--task-queue',
+        taskQueue,
+        '--artifacts',
+        artifacts,
+        '--json',
+      ];
+      say(`tenant-restore ${args.join(' ')}`);
+      const started = Date.now();
+      const w = await tenantRestore(args);
+      const answer = w.code === 0 ? readWhen(w.out) : undefined;
+      if (!answer) {
+        whenOk = false;
+        say(`when exited ${w.code}: ${(w.err || w.out).slice(-1500)}`);
+        say(`worker log (.stack/demo-worker-window.log), last lines:\n${logTail(worker.logFile)}`);
+        say('going on with T0/T1 captured around the purge');
+      } else {
+        const within =
+          lsnValue(answer.from) >= lsnValue(incident.lsnBefore) &&
+          lsnValue(answer.to) <= lsnValue(incident.lsnAfter) &&
+          lsnValue(answer.from) < lsnValue(answer.to);
+        const names = answer.xids.includes(incident.xid);
+        say(
+          `when in ${secs(Date.now() - started)}: T0 ${answer.from}, T1 ${answer.to}, transaction(s) ${answer.xids.join(', ') || '?'}`,
+        );
+        say(
+          `${within ? 'inside' : 'NOT INSIDE'} the positions captured around the purge (${incident.lsnBefore} .. ${incident.lsnAfter}); ` +
+            `${names ? 'names' : 'DOES NOT NAME'} the purge's transaction ${incident.xid}`,
+        );
+        if (within && names) {
+          from = answer.from;
+          to = answer.to;
+        } else whenOk = false;
+      }
+    }
+    say(`the window: --from ${from} --to ${to}`);
+
+    // 15 ------------------------------------------------------------------------------------------------------------
+    step(`Who did the incident touch? discover compares the database at T0 with the database at T1 (not with live)`);
+    const discoverId = `${o.restoreId}-discover`;
+    const discoverArgs = [
+      'discover',
+      '--backup',
+      source,
+      '--from',
+      from,
+      '--to',
+      to,
+      '--live',
+      url,
+      '--tenant-root',
+      'app.tenants',
+      '--config',
+      config,
+      '--id',
+      discoverId,
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      artifacts,
+      '--json',
+    ];
+    say(`tenant-restore discover --backup ${source} --from ${from} --to ${to} ... --json`);
+    const discoverStarted = Date.now();
+    const d = await tenantRestore(discoverArgs);
+    if (d.code !== 0) {
+      say(`discover exited ${d.code}: ${(d.err || d.out).slice(-1500)}`);
+      say(`worker log (.stack/demo-worker-window.log), last lines:\n${logTail(worker.logFile)}`);
+      return false;
+    }
+    const summary = JSON.parse(d.out) as DiscoverSummary;
+    const { tenants: classified } = await getJson<{ tenants: DiscoveredTenant[] }>(
+      s3,
+      parseS3Url(summary.artifacts.json),
+    );
+    const ofClass = (cls: string) =>
+      classified
+        .filter((t) => t.class === cls)
+        .map((t) => String(t.tenantId))
+        .sort();
+    const c = summary.counts;
+    say(
+      `discover in ${secs(Date.now() - discoverStarted)} (two scratches recovered from the archive, T0 and T1): ` +
+        `${c.absent} absent, ${c.partial} partial, ${c.changed} changed, ${c.grown} grown, ${c.intact} intact, ${c.new} new`,
+    );
+    for (const cls of ['absent', 'partial', 'changed', 'grown', 'new'])
+      if (ofClass(cls).length) say(`  ${cls.padEnd(8)} ${ofClass(cls).join(', ')}`);
+    for (const w of summary.warnings) say(`WARNING: ${w}`);
+    const touched = classified.filter((t) => t.class !== 'intact').map((t) => String(t.tenantId));
+    const usersOwn = [...new Set([...deletedBefore, ...deletedAfter].map((x) => x.tenantId))].filter(
+      (t) => !purged.includes(t) && !updated.includes(t),
+    );
+    const exact =
+      sameIds(ofClass('absent'), purged) &&
+      sameIds(ofClass('changed'), updated) &&
+      sameIds(touched, [...purged, ...updated]);
+    say(
+      `${exact ? 'exactly' : 'NOT EXACTLY'} the incident: absent = the ${purged.length} purged tenants, changed = the ${updated.length} the wrong UPDATE hit, nothing else; ` +
+        `not listed: the users' own deletions (tenants ${usersOwn.join(', ')}), nor the closed account ${closed}` +
+        `${touched.includes(closed) || usersOwn.some((t) => touched.includes(t)) ? ' (BUT SOME ARE)' : ''}`,
+    );
+
+    // 16 ------------------------------------------------------------------------------------------------------------
+    step(
+      `The three-way revert: start --from T0 --to T1 for the ${touched.length} tenants discover named, against live now`,
+    );
+    const restoreArgs = [
+      'start',
+      '--backup',
+      source,
+      '--from',
+      from,
+      '--to',
+      to,
+      '--live',
+      url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      touched.join(','),
+      '--config',
+      config,
+      '--id',
+      o.restoreId,
+      '--task-queue',
+      taskQueue,
+      '--artifacts',
+      artifacts,
+      '--wait',
+      '--json',
+    ];
+    say(`tenant-restore start --backup ${source} --from ${from} --to ${to} --tenants ${touched.join(',')} ... --wait`);
+    const restoreStarted = Date.now();
+    const r = await tenantRestore(restoreArgs);
+    let result: BulkRestoreResult | undefined;
+    try {
+      result = JSON.parse(r.out) as BulkRestoreResult;
+    } catch {
+      result = undefined;
+    }
+    if (!result) {
+      say(`start exited ${r.code}: ${(r.err || r.out).slice(-1500)}`);
+      say(`worker log (.stack/demo-worker-window.log), last lines:\n${logTail(worker.logFile)}`);
+      return false;
+    }
+    say(
+      `bulkRestore ${result.status}: ${result.restored}/${result.total} restored, ${result.failed} failed, in ${secs(Date.now() - restoreStarted)} (exit ${r.code})`,
+    );
+    for (const f of result.failures ?? []) say(`  ${f.tenantId}: ${JSON.stringify(f).slice(0, 300)}`);
+    let report: RestoreReport | undefined;
+    if (result.report) report = await getJson<RestoreReport>(s3, parseS3Url(result.report.json));
+    // No user touched a row the incident deleted or changed: this revert should have no conflict.
+    let conflictsOfRestored = -1;
+    if (report?.window) {
+      const w = report.window;
+      const listed = (
+        await getJson<{ conflicts: Array<{ tenantId: string; table: string; key: string[]; reason: string }> }>(
+          s3,
+          parseS3Url(w.object),
+        )
+      ).conflicts;
+      const mine = listed.filter((x) => touched.includes(String(x.tenantId)));
+      const outside = listed.filter((x) => !touched.includes(String(x.tenantId)));
+      conflictsOfRestored = mine.length;
+      say(
+        `the window deleted ${w.deleted} rows, changed ${w.changed}, added ${w.added}; conflicts of the tenants restored: ${mine.length}`,
+      );
+      for (const x of mine.slice(0, 5)) say(`  CONFLICT ${x.tenantId} ${x.table} ${x.key.join(',')}: ${x.reason}`);
+      if (outside.length) {
+        // Rows of tenants the window did not touch cannot conflict with its revert: say what they are.
+        // deletionsBack: which of these rows live holds.
+        const held = (
+          await deletionsBack(
+            url,
+            outside.map((x) => ({ tenantId: String(x.tenantId), table: x.table, key: x.key.join(':') })),
+          )
+        ).length;
+        say(
+          `WARNING: window.json also lists ${outside.length} conflicts on ${new Set(outside.map((x) => x.tenantId)).size} tenants the window did not touch ` +
+            `(${[...new Set(outside.map((x) => `${x.table} '${x.reason}'`))].join('; ')}); live holds ${held === outside.length ? 'every one of those rows' : `${held} of them`}: not conflicts of this revert`,
+        );
+      }
+      for (const t of report.tenants)
+        say(
+          `  ${String(t.tenantId).padEnd(7)} ${t.status.padEnd(9)} deleted ${String(sumOf(t.window?.deleted)).padStart(4)} → inserted back; ` +
+            `changed ${String(sumOf(t.window?.changed)).padStart(3)} → ${sumOf(t.window?.reverted)} set back to T0; conflicts ${sumOf(t.window?.conflicts)}`,
+        );
+      say(`full report ${result.report!.markdown}`);
+    } else {
+      say(`the report has no window section${result.report ? ` (${result.report.json})` : ': no report'}`);
+    }
+    if (r.code !== 0) say(`worker log (.stack/demo-worker-window.log), last lines:\n${logTail(worker.logFile)}`);
+
+    // 17 ------------------------------------------------------------------------------------------------------------
+    step(
+      "Independent checks: back to T0 what the incident did, and nothing else: every user's own deletion stays deleted",
+    );
+    const now = await tenantChecksums(url, ids);
+    const purgedDiffs = diffChecksums(only(atT0, purged), only(now, purged));
+    say(
+      `purged tenants equal to T0 (count and checksum per table): ${purged.filter((t) => !purgedDiffs.some((x) => x.tenantId === t)).length}/${purged.length}, ` +
+        `${fmt(purged.reduce((n, t) => n + rowsOf(atT0[t]), 0))} rows`,
+    );
+    // The wrongly updated tenants: their issues as at T0, everything else as live held it before the revert.
+    const expectedUpdated: TenantChecksums = Object.fromEntries(
+      updated.map((t) => [t, { ...beforeRevert[t], 'app.issues': atT0[t]['app.issues'] }]),
+    );
+    const updatedDiffs = diffChecksums(expectedUpdated, only(now, updated));
+    const issuesChanged = updated.every((t) => atT1[t]['app.issues'].checksum !== atT0[t]['app.issues'].checksum);
+    say(
+      `wrongly updated tenants: issues back to T0 ${updated.filter((t) => !updatedDiffs.some((x) => x.tenantId === t && x.table === 'app.issues')).length}/${updated.length} ` +
+        `(${incident.updatedIssues} rows), their other tables as before the revert ${updated.filter((t) => !updatedDiffs.some((x) => x.tenantId === t && x.table !== 'app.issues')).length}/${updated.length}`,
+    );
+    const back = await deletionsBack(url, [...deletedBefore, ...deletedAfter]);
+    const backBefore = back.filter((x) => deletedBefore.includes(x)).length;
+    const backAfter = back.length - backBefore;
+    say(
+      `users' own deletions still deleted: before T0 ${deletedBefore.length - backBefore}/${deletedBefore.length} (${deletedBefore.filter((x) => purged.includes(x.tenantId)).length} of them in purged tenants), ` +
+        `after T1 ${deletedAfter.length - backAfter}/${deletedAfter.length}`,
+    );
+    for (const x of back.slice(0, 10)) say(`  CAME BACK ${x.table} ${x.key} (tenant ${x.tenantId})`);
+    const closedNow = rowsOf(now[closed]);
+    say(`the closed account ${closed}: ${closedNow === 0 ? 'still closed, 0 rows' : `${closedNow} ROWS CAME BACK`}`);
+    const otherDiffs = diffChecksums(only(beforeRevert, others), only(now, others));
+    say(
+      `other tenants untouched by the revert: ${others.length - new Set(otherDiffs.map((x) => x.tenantId)).size}/${others.length} equal to before it`,
+    );
+    for (const x of [...purgedDiffs, ...updatedDiffs, ...otherDiffs].slice(0, 10))
+      say(
+        `  DIFFERENT ${x.tenantId} ${x.table}: expected ${x.expected.rows} rows/${x.expected.checksum}, found ${x.actual.rows}/${x.actual.checksum}`,
+      );
+    const ok =
+      whenOk &&
+      conflictsOfRestored === 0 &&
+      exact &&
+      issuesChanged &&
+      result.status === 'succeeded' &&
+      r.code === 0 &&
+      purgedDiffs.length === 0 &&
+      updatedDiffs.length === 0 &&
+      otherDiffs.length === 0 &&
+      back.length === 0 &&
+      closedNow === 0 &&
+      deletedBefore.length > 0 &&
+      deletedAfter.length > 0;
+    say(`act two ${ok ? 'passed' : 'FAILED'}; database '${o.database}' kept for a look (dropped by the next run)`);
+    return ok;
+  } finally {
+    s3.destroy();
+    await stopWorkerProcess(worker.child);
+  }
+}
+
+/**
+ * `when --json`'s window: T0 and T1 and the transactions, read leniently (the command is new; its JSON may name them
+ * t0/t1 or from/to, as LSNs or times). Undefined when there is no window in it.
+ */
+function readWhen(out: string): WhenAnswer | undefined {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(out) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const pick = (...names: string[]) => {
+    for (const n of names) {
+      const v = json[n];
+      if (typeof v === 'string') return v;
+      if (v && typeof v === 'object') {
+        const o = v as Record<string, unknown>;
+        if (typeof o.lsn === 'string') return o.lsn;
+      }
+    }
+    return undefined;
+  };
+  const from = pick('from', 't0', 'T0');
+  const to = pick('to', 't1', 'T1');
+  if (!from || !to) return undefined;
+  const xids = JSON.stringify(json).match(/"(?:xid|transactionId|transaction)"\s*:\s*"?(\d+)/g) ?? [];
+  return { from, to, xids: [...new Set(xids.map((x) => /(\d+)$/.exec(x)![1]))] };
 }
 
 main().then(
