@@ -13,6 +13,10 @@
  *   8. point in time     the same victims restored with `start --backup pgbackrest:<stanza>/<db> --at <moment>` from
  *                        the stack's WAL archive (bench/point-in-time.ts): scratch by recovery against scratch by
  *                        pg_restore of the dump, the end-to-end ratio against the same ideal, the recovery point
+ *   9. window            the incident window's delta (narrowToWindow: T1 against T0, live for the touched tenants, T0
+ *                        narrowed) against one count(*) GROUP BY tenant pass over T0's owned tables (bench/window.ts);
+ *                        T0 and T1 are ordinary databases standing in for the recovered scratches: recovery time is
+ *                        not included (section 8 measures it)
  *
  * Prints a table (Markdown) on stdout, progress on stderr, and writes bench-results/<timestamp>.json and
  * bench-results/latest.json. A piece of the product that is missing or fails is reported as such, never as a number.
@@ -31,6 +35,7 @@ import { profileUnits, type UnitProfile } from './bench/unit-profile';
 import { wideDataset } from './bench/wide';
 import { discoverAvailable, discoverSideBySide, type DiscoverBenchRun } from './bench/discover';
 import { pointInTimeIncident, writesAfterBackupInLive } from './bench/point-in-time';
+import { windowSideBySide, type WindowBenchResult } from './bench/window';
 import { toMicros } from '../activities/point-in-time';
 import type { WorkloadTable } from './workload/model';
 import { createDatabase, dbUrl, dropDatabase, say, serverVersion, sleep, benchEnv, query } from './bench/pg';
@@ -58,7 +63,7 @@ const usage = `npm run bench -- [--quick] [--tenants N] [--rows N] [--victims N]
                     [--wide-tables N] [--wide-tenants N] [--wide-victims N] [--wide-rows N] [--wide-timeout-minutes M]
                     [--skip-ideal] [--skip-product] [--skip-overhead] [--skip-scale] [--skip-memory] [--skip-live]
                     [--skip-wide] [--skip-units] [--skip-discover] [--discover-timeout-minutes M]
-                    [--skip-pitr] [--pitr-timeout-minutes M]
+                    [--skip-pitr] [--pitr-timeout-minutes M] [--skip-window] [--window-reps N]
                     [--discover-datasets main,wide,scale]
                     [--fresh-data] [--keep] [--json] [--out <file>]`;
 
@@ -82,12 +87,14 @@ interface Options {
   memoryTimeoutMinutes: number;
   discoverTimeoutMinutes: number;
   pitrTimeoutMinutes: number;
+  /** Repetitions of the window section (a fresh copy of T0 each). */
+  windowReps: number;
   /** Datasets discover runs on; default main, plus wide and scale unless their sections are skipped. */
   discoverDatasets: string[];
   wide: { tables: number; tenants: number; victims: number; rowsPerTable: number; timeoutMinutes: number };
   seed: number;
   skip: Record<
-    'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live' | 'wide' | 'units' | 'discover' | 'pitr',
+    'ideal' | 'product' | 'overhead' | 'scale' | 'memory' | 'live' | 'wide' | 'units' | 'discover' | 'pitr' | 'window',
     boolean
   >;
   freshData: boolean;
@@ -122,6 +129,7 @@ function parseOptions(argv: string[]): Options {
       'discover-timeout-minutes': { type: 'string' },
       'discover-datasets': { type: 'string' },
       'pitr-timeout-minutes': { type: 'string' },
+      'window-reps': { type: 'string' },
       'wide-tables': { type: 'string' },
       'wide-tenants': { type: 'string' },
       'wide-victims': { type: 'string' },
@@ -138,6 +146,7 @@ function parseOptions(argv: string[]): Options {
       'skip-units': { type: 'boolean' },
       'skip-discover': { type: 'boolean' },
       'skip-pitr': { type: 'boolean' },
+      'skip-window': { type: 'boolean' },
       'fresh-data': { type: 'boolean' },
       keep: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -182,6 +191,7 @@ function parseOptions(argv: string[]): Options {
     memoryTimeoutMinutes: int('memory-timeout-minutes', values['memory-timeout-minutes'], quick ? 3 : 8, 1),
     discoverTimeoutMinutes: int('discover-timeout-minutes', values['discover-timeout-minutes'], quick ? 3 : 10, 1),
     pitrTimeoutMinutes: int('pitr-timeout-minutes', values['pitr-timeout-minutes'], quick ? 5 : 15, 1),
+    windowReps: int('window-reps', values['window-reps'], 3, 1),
     discoverDatasets: (
       values['discover-datasets'] ??
       ['main', values['skip-wide'] ? '' : 'wide', values['skip-scale'] ? '' : 'scale'].filter(Boolean).join(',')
@@ -211,6 +221,7 @@ function parseOptions(argv: string[]): Options {
       units: !!values['skip-units'],
       discover: !!values['skip-discover'],
       pitr: !!values['skip-pitr'],
+      window: !!values['skip-window'],
     },
     freshData: !!values['fresh-data'],
     keep: !!values.keep,
@@ -335,6 +346,8 @@ interface BenchResults {
    * beside the dump path (the main product run, or a dump restore of its own) and the same ideal.
    */
   pointInTime?: PointInTimeResult;
+  /** The incident window's delta against one count(*) GROUP BY pass over the same tables (bench/window.ts). */
+  window?: WindowBenchResult;
   targets?: Array<{ name: string; target: string; value: string; met?: boolean }>;
 }
 
@@ -1070,6 +1083,24 @@ async function main(): Promise<number> {
       }
     }
 
+    // --- 9. the incident window's delta against one count(*) GROUP BY pass ------------------------------------------
+    if (options.skip.window) results.window = { status: 'skipped', reps: [] };
+    else {
+      results.window = await windowSideBySide({
+        dataset,
+        runTag,
+        reps: options.windowReps,
+        fresh: options.freshData,
+        keep: options.keep,
+      });
+      const w = results.window;
+      if (w.status !== 'ok') problems.push(`window: ${w.reason}`);
+      else
+        say(
+          `window: delta ${seconds(w.deltaMs)}, baseline ${seconds(w.baselineMs)}: ${ratio(w.ratio)} (median of ${w.reps.length})`,
+        );
+    }
+
     // --- 5. one unit, alone: statements per unit and per table -----------------------------------------------------
     if (options.skip.units) results.units = { status: 'skipped' };
     else {
@@ -1646,6 +1677,66 @@ export function render(r: BenchResults): string {
     });
     if (pit.status !== 'ok') rows.push({ metric: '  status', value: pit.status, note: statusNote(pit) });
   } else rows.push({ metric: 'point in time', value: 'n/a', note: statusNote(pit) });
+
+  const win = r.window;
+  rows.push({
+    section: `9. Window: the incident's delta (narrowToWindow) vs one count(*) GROUP BY tenant pass over T0's owned tables; recovery of T0 and T1 NOT included (section 8 measures it)`,
+    metric: '',
+    value: '',
+  });
+  rows.push({
+    metric: 'recovery of T0 and T1',
+    value: 'not included',
+    note: 'T0 and T1 stand in for the two point-in-time scratches as ordinary databases on the scratch server (T0 the backup restored, T1 a copy of it after a staged incident): recovery is paid once per scratch and depends on the archive (base backup, WAL to replay), not on the delta; section 8 measures it',
+  });
+  if (win?.status === 'ok' || win?.reps.length) {
+    const inc = win.incident;
+    const s1 = win.summary;
+    rows.push({
+      metric: `delta / baseline (median of ${win.reps.length} runs' ratios)`,
+      value: ratio(win.ratio),
+      note: `medians: delta ${seconds(win.deltaMs)}, baseline ${seconds(win.baselineMs)}; per run, delta / baseline: ${win.reps.map((x) => `${seconds(x.deltaMs)} / ${seconds(x.baselineMs)} = ${ratio(x.ratio)}`).join(', ')}`,
+    });
+    rows.push({
+      metric: `  data: ${count(win.tables)} owned tables, ${count(win.tenants)} tenants`,
+      value: `${count(win.rowsT0)} rows`,
+      note: `T0 ${count(win.rowsT0)} rows, T1 ${count(win.rowsT1)}; per table: ${Object.entries(win.rowsPerTable ?? {})
+        .map(([t, n]) => `${t.replace(/^app\./, '')} ${count(n)}`)
+        .join(', ')}`,
+    });
+    rows.push({
+      metric: '  incident and delta',
+      value: `${count(s1?.touched)} tenants touched`,
+      note: `incident: ${count(inc?.deletedTenants)} tenants purged (${count(inc?.deletedRows)} rows), ${Object.entries(
+        inc?.updatedRows ?? {},
+      )
+        .map(([t, n]) => `${count(n)} ${t} updated`)
+        .join(
+          ', ',
+        )}, ${count(inc?.addedRows)} rows added; delta: ${count(s1?.rows.deleted)} deleted, ${count(s1?.rows.changed)} changed, ${count(s1?.rows.added)} added, ${count(s1?.rows.conflicts)} conflicts`,
+    });
+    const ph = win.phases;
+    if (ph)
+      rows.push({
+        metric: '  delta: phase 1 (delta) / phase 2 (narrow)',
+        value: `${seconds(ph.t1Ms + ph.liveMs)} / ${seconds(ph.narrowMs)}`,
+        note: `medians: T1 against T0 ${seconds(ph.t1Ms)}, live for the touched tenants ${seconds(ph.liveMs)}, narrowing ${seconds(ph.narrowMs)}, ANALYZE and summary ${seconds(ph.analyzeSummaryMs)}, setup ${millis(ph.setupMs)}; T1 against T0, largest (last run): ${Object.entries(
+          ph.t1MsPerTable,
+        )
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 3)
+          .map(([t, ms]) => `${t.replace(/^app\./, '')} ${seconds(ms)}`)
+          .join(', ')}`,
+      });
+    const last = win.reps.at(-1);
+    if (last)
+      rows.push({
+        metric: '  other passes over T0 (last run)',
+        value: `${seconds(last.hashPassMs)} hashing`,
+        note: `count and hash sums per tenant, every owned table (discover's phase 1, one side); plain count(*) GROUP BY tenant_id on the ${win.plainTables?.length} tables with a tenant column ${millis(last.plainMs)} (the baseline on them ${millis(last.plainBaselineMs)}); baseline on the fresh copy, cold ${seconds(last.baselineColdMs)}; ${count(last.rowsKept)} rows left in the narrowed T0`,
+      });
+    if (win.status !== 'ok') rows.push({ metric: '  status', value: win.status, note: statusNote(win) });
+  } else rows.push({ metric: 'window', value: 'n/a', note: statusNote(win) });
 
   const header = [
     `tenant-restore benchmark, ${r.startedAt} (${r.machine.cpus} CPUs, PostgreSQL ${r.machine.postgres}, load ${r.machine.loadAverageAtStart.join(' ')} at start)`,
