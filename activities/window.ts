@@ -122,8 +122,7 @@ async function computeDelta(
     await scratch.query(
       `CREATE TEMP TABLE w_t1 (tenant text, k bigint, r bigint) ON COMMIT DROP;
        CREATE TEMP TABLE w_t0 (tenant text, k bigint, r bigint) ON COMMIT DROP;
-       CREATE TEMP TABLE w_live (k bigint, r bigint) ON COMMIT DROP;
-       CREATE INDEX ON w_t1 (k); CREATE INDEX ON w_t0 (k); CREATE INDEX ON w_live (k)`,
+       CREATE TEMP TABLE w_live (k bigint, r bigint) ON COMMIT DROP`,
     );
     for (const table of owned(plan)) {
       beat(table.key);
@@ -199,11 +198,23 @@ async function narrow(input: Narrowing, scratch: PoolClient, beat: (table: strin
   // FK triggers off in this transaction: a parent may go before a child that does not stay (children go first anyway).
   await scratch.query('SET LOCAL session_replication_role = replica');
   const tables = owned(plan);
+  const onPaths = new Set(
+    plan.tables.flatMap((t) =>
+      (t.paths ?? []).flatMap((path) => path.map((step) => `${step.from}|${step.constraint}`)),
+    ),
+  );
   for (const table of [...tables].reverse()) {
     beat(table.key);
     const key = escapeLiteral(table.key);
+    // Only the FKs a row's tenant is found through (its ownership paths) keep a parent: another reference (a reply to
+    // a comment, say) finds its parent in live, or the copy refuses it as dangling. A self-reference on no path would
+    // otherwise keep every row that has a child, and call it a conflict in every tenant.
     const referenced = plan.tables
-      .flatMap((child) => child.foreignKeys.filter((fk) => fk.to === table.key).map((fk) => ({ child, fk })))
+      .flatMap((child) =>
+        child.foreignKeys
+          .filter((fk) => fk.to === table.key && onPaths.has(`${child.key}|${fk.constraint}`))
+          .map((fk) => ({ child, fk })),
+      )
       .map(
         ({ child, fk }) =>
           `EXISTS (SELECT 1 FROM ${qualify(plan, child.key)} c WHERE ${fk.columns
@@ -221,7 +232,8 @@ async function narrow(input: Narrowing, scratch: PoolClient, beat: (table: strin
          FROM (SELECT ${keyHash(table)} AS k, ${keyText(table)} AS key
                  FROM ${qualify(plan, table.key)} t WHERE NOT ${inDelta} AND ${needed}) x
          JOIN (${tableTriples(plan, table)}) o ON o.k = x.k
-        WHERE NOT EXISTS (SELECT 1 FROM ${windowSchema}.live_keys l WHERE l.table_key = ${key} AND l.k = x.k)
+        WHERE o.tenant IN (SELECT tenant FROM ${delta})
+          AND NOT EXISTS (SELECT 1 FROM ${windowSchema}.live_keys l WHERE l.table_key = ${key} AND l.k = x.k)
        ON CONFLICT DO NOTHING`,
     );
     await scratch.query(
@@ -318,7 +330,10 @@ export function createWindowActivities({ pools, s3 }: { pools: Pools; s3: S3Clie
         ] as const) {
           await t0.query('BEGIN');
           try {
-            await t0.query(`SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off`);
+            // Hash joins of whole tables in memory (the temp tables carry no index: they are joined once each).
+            await t0.query(
+              `SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off; SET LOCAL work_mem = '128MB'`,
+            );
             if (!(await phaseDone(t0, phase))) await run();
             await t0.query('COMMIT');
           } catch (error) {
