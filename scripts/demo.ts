@@ -67,9 +67,9 @@ import { pickVictims, purgeTenants, suspendTenants } from './workload/incident';
 import { takeBackup } from './workload/backup';
 import {
   deletionsBack,
-  lsnValue,
   purgeAndWrongUpdate,
   usersDeleteOwnRows,
+  windowWithin,
   type UserDeletion,
 } from './workload/window-day';
 import { Writer } from './workload/writer';
@@ -603,7 +603,7 @@ async function main(): Promise<number> {
 
   // 12-17 -----------------------------------------------------------------------------------------------------------
   const windowDatabase = `${options.database}_window`;
-  const windowOk = options.skipWindow
+  const windowResult = options.skipWindow
     ? undefined
     : await windowAct({
         adminUrl,
@@ -613,6 +613,7 @@ async function main(): Promise<number> {
         seed: options.seed,
         restoreId: `demo-${Date.now().toString(36)}-window`,
       });
+  const windowOk = windowResult?.ok;
   if (windowOk === false) ok = false;
 
   if (diffs.length > 0 || billingOff !== 0 || appsOff !== 0 || untouched.violations !== 0 || stats.errors > 0)
@@ -623,7 +624,7 @@ async function main(): Promise<number> {
       `DEMO PASSED in ${secs(Date.now() - t0)}: all ${victims.length} deleted tenants are back, equal to the backup and validated, billing and apps ` +
         `re-enabled, then with the rows they wrote after the backup, recovered from the WAL archive; the other ${options.tenants - victims.length} tenants' rows were not touched by the restore (only by their own writer).` +
         (windowOk
-          ? ` Act two: the incident window found by its tenants' ids, discover of it named exactly the purged and the wrongly updated tenants, and the three-way revert brought them back to T0 while every user's own deletion stayed deleted.`
+          ? ` Act two: the incident window (${windowResult?.foundBy === 'when' ? "found by 'when' from the purged tenants' ids" : 'captured around the purge'}), discover of it named exactly the purged and the wrongly updated tenants, and the three-way revert brought them back to T0 while every user's own deletion stayed deleted.`
           : '') +
         '\n',
     );
@@ -857,7 +858,7 @@ async function windowAct(o: {
   bucket: string;
   seed: number;
   restoreId: string;
-}): Promise<boolean> {
+}): Promise<{ ok: boolean; foundBy: 'when' | 'captured' }> {
   const url = withDatabase(o.adminUrl, o.database);
   const source = `pgbackrest:${o.stanza}/${o.database}`;
   const config = join(__dirname, 'workload', 'restore-config.json');
@@ -963,6 +964,7 @@ async function windowAct(o: {
     let from = incident.lsnBefore;
     let to = incident.lsnAfter;
     let whenOk = true;
+    let foundBy: 'when' | 'captured' = 'captured';
     const help = await tenantRestore(['when', '--help']);
     if (help.code !== 0 && /unknown command/.test(help.err)) {
       say('(when is not available in this build: T0/T1 captured around the purge)');
@@ -991,21 +993,19 @@ async function windowAct(o: {
         say(`worker log (.stack/demo-worker-window.log), last lines:\n${logTail(worker.logFile)}`);
         say('going on with T0/T1 captured around the purge');
       } else {
-        const within =
-          lsnValue(answer.from) >= lsnValue(incident.lsnBefore) &&
-          lsnValue(answer.to) <= lsnValue(incident.lsnAfter) &&
-          lsnValue(answer.from) < lsnValue(answer.to);
+        const within = windowWithin(answer.from, answer.to, incident);
         const names = answer.xids.includes(incident.xid);
         say(
           `when in ${secs(Date.now() - started)}: T0 ${answer.from}, T1 ${answer.to}, transaction(s) ${answer.xids.join(', ') || '?'}`,
         );
         say(
-          `${within ? 'inside' : 'NOT INSIDE'} the positions captured around the purge (${incident.lsnBefore} .. ${incident.lsnAfter}); ` +
+          `${within ? 'inside' : 'NOT INSIDE'} the bounds captured around the purge (${incident.lsnBefore} .. ${incident.lsnAfter}, ${incident.timeBefore} .. ${incident.timeAfter}); ` +
             `${names ? 'names' : 'DOES NOT NAME'} the purge's transaction ${incident.xid}`,
         );
         if (within && names) {
           from = answer.from;
           to = answer.to;
+          foundBy = 'when';
         } else whenOk = false;
       }
     }
@@ -1042,7 +1042,7 @@ async function windowAct(o: {
     if (d.code !== 0) {
       say(`discover exited ${d.code}: ${(d.err || d.out).slice(-1500)}`);
       say(`worker log (.stack/demo-worker-window.log), last lines:\n${logTail(worker.logFile)}`);
-      return false;
+      return { ok: false, foundBy };
     }
     const summary = JSON.parse(d.out) as DiscoverSummary;
     const { tenants: classified } = await getJson<{ tenants: DiscoveredTenant[] }>(
@@ -1117,7 +1117,7 @@ async function windowAct(o: {
     if (!result) {
       say(`start exited ${r.code}: ${(r.err || r.out).slice(-1500)}`);
       say(`worker log (.stack/demo-worker-window.log), last lines:\n${logTail(worker.logFile)}`);
-      return false;
+      return { ok: false, foundBy };
     }
     say(
       `bulkRestore ${result.status}: ${result.restored}/${result.total} restored, ${result.failed} failed, in ${secs(Date.now() - restoreStarted)} (exit ${r.code})`,
@@ -1220,7 +1220,7 @@ async function windowAct(o: {
       deletedBefore.length > 0 &&
       deletedAfter.length > 0;
     say(`act two ${ok ? 'passed' : 'FAILED'}; database '${o.database}' kept for a look (dropped by the next run)`);
-    return ok;
+    return { ok, foundBy };
   } finally {
     s3.destroy();
     await stopWorkerProcess(worker.child);

@@ -5,6 +5,7 @@
  * users, not the product.
  */
 import { connect, escapeLiteral } from '../../activities/db';
+import { clockMicrosSql } from '../stack';
 import { ownedTables } from './model';
 
 /** A row a user deleted: its table and its key (model.ts's key expression). */
@@ -97,6 +98,9 @@ export interface WindowIncident {
    */
   lsnBefore: string;
   lsnAfter: string;
+  /** The database's clock (RFC 3339, microseconds, UTC) at the same two moments. */
+  timeBefore: string;
+  timeAfter: string;
   /** Rows deleted per table, and issues the wrong UPDATE changed. */
   deleted: Record<string, number>;
   totalDeleted: number;
@@ -118,6 +122,8 @@ export async function purgeAndWrongUpdate(url: string, purged: string[], updated
   try {
     const lsn = async () =>
       (await client.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0].l;
+    const clock = async () => (await client.query<{ t: string }>(clockMicrosSql)).rows[0].t;
+    const timeBefore = await clock();
     const lsnBefore = await lsn();
     await client.query('BEGIN');
     const xid = (await client.query<{ x: string }>('SELECT txid_current()::text AS x')).rows[0].x;
@@ -133,9 +139,12 @@ export async function purgeAndWrongUpdate(url: string, purged: string[], updated
     );
     await client.query('COMMIT');
     const lsnAfter = await lsn();
+    const timeAfter = await clock();
     return {
       lsnBefore,
       lsnAfter,
+      timeBefore,
+      timeAfter,
       deleted,
       totalDeleted: Object.values(deleted).reduce((a, b) => a + b, 0),
       updatedIssues: update.rowCount ?? 0,
@@ -149,9 +158,25 @@ export async function purgeAndWrongUpdate(url: string, purged: string[], updated
   }
 }
 
-/** LSN text (X/Y) as a number, to compare two positions. */
-export function lsnValue(lsn: string): bigint {
+/** LSN text (X/Y) as a number, to compare two positions; undefined when it is not an LSN. */
+export function lsnValue(lsn: string): bigint | undefined {
   const m = /^([0-9A-Fa-f]+)\/([0-9A-Fa-f]+)$/.exec(lsn.trim());
-  if (!m) throw new Error(`'${lsn}' is not an LSN`);
-  return (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`);
+  return m ? (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`) : undefined;
+}
+
+/**
+ * Whether the window [from, to] (two LSNs, or two times) lies inside the incident's captured bounds, and from is
+ * before to. Times are compared to the microsecond.
+ */
+export function windowWithin(from: string, to: string, incident: WindowIncident): boolean {
+  const lsns = [from, to].map(lsnValue);
+  if (lsns[0] !== undefined && lsns[1] !== undefined)
+    return lsns[0] >= lsnValue(incident.lsnBefore)! && lsns[1] <= lsnValue(incident.lsnAfter)! && lsns[0] < lsns[1];
+  const micros = (t: string) => {
+    const m = /^(.*?)(?:\.(\d{1,6}))?(Z|[+-]\d\d:?\d\d)$/.exec(t.trim());
+    if (!m) return Number.NaN;
+    return Date.parse(`${m[1]}${m[3]}`) * 1000 + Number((m[2] ?? '').padEnd(6, '0'));
+  };
+  const [a, b] = [micros(from), micros(to)];
+  return a >= micros(incident.timeBefore) && b <= micros(incident.timeAfter) && a < b;
 }
