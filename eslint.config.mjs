@@ -11,9 +11,10 @@ const nonDeterministicImports = {
       message: 'Workflows must be deterministic: I/O belongs in activities.',
     },
     // restore-types.ts and input-contract.ts are the exceptions: the engine's plain shapes and pure functions, and the
-    // input contract (zod and pure functions only), which the workflows carry, check and the engine records.
+    // input contract (zod and pure functions only), which the workflows carry, check and the engine records; so is
+    // when-contract.ts, `when`'s part of that contract (zod and types only).
     {
-      regex: '^\\.\\./activities(/(?!restore-types$|input-contract$).*)?$',
+      regex: '^\\.\\./activities(/(?!restore-types$|input-contract$|when-contract$).*)?$',
       allowTypeImports: true,
       message: 'Workflows may only import the *types* of activities (import type).',
     },

@@ -15,6 +15,7 @@ import { createRestoreActivities, planLoader, toActivityFailure } from './restor
 import { createScratchActivities } from './scratch';
 import { createTenantListActivities } from './tenant-list';
 import { createWindowActivities } from './window';
+import { createWhenActivities } from './when';
 
 export interface ActivityDeps {
   pools: Pools;
@@ -48,6 +49,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createConnectivityActivities(deps),
     ...createScratchActivities(deps),
     ...createPointInTimeActivities({ pools: deps.pools, host: deps.scratchHost }),
+    ...createWhenActivities({ pools: deps.pools, host: deps.scratchHost }),
     ...createTenantListActivities(deps),
     ...createRestoreActivities(deps),
     ...createReenableActivities(deps),

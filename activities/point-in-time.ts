@@ -228,7 +228,7 @@ export function scratchBase(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** Thrown when a path would leave the scratch area: no directory is removed, created or chowned outside it. */
-function underBase(base: string, path: string): string {
+export function underBase(base: string, path: string): string {
   const resolved = resolve(path);
   if (!resolved.startsWith(`${base}${sep}`))
     throw ApplicationFailure.nonRetryable(`${resolved} is not inside the scratch area ${base}`, 'InvalidInput');
@@ -305,7 +305,7 @@ function runAsUser(): string | undefined {
   return process.getuid?.() === 0 ? 'postgres' : undefined;
 }
 
-function postgresBin(): string {
+export function postgresBin(): string {
   const base = '/usr/lib/postgresql';
   for (const v of ['15', '16', '17', '14', '13'])
     if (existsSync(join(base, v, 'bin', 'pg_ctl'))) return join(base, v, 'bin');
@@ -317,13 +317,13 @@ function commandFor(binary: string, args: string[]): { command: string; args: st
   return user ? { command: 'runuser', args: ['-u', user, '--', binary, ...args] } : { command: binary, args };
 }
 
-async function pgbackrestCommand(args: string[], signal: AbortSignal, wantStdout = false): Promise<string> {
+export async function pgbackrestCommand(args: string[], signal: AbortSignal, wantStdout = false): Promise<string> {
   const { command, args: full } = commandFor('pgbackrest', args);
   return runTool(command, full, process.env, signal, wantStdout);
 }
 
 /** Hands a directory of the scratch area (never anything outside it) to the server's user. */
-async function ownForServer(base: string, path: string): Promise<void> {
+export async function ownForServer(base: string, path: string): Promise<void> {
   const user = runAsUser();
   if (user) spawnSync('chown', ['-R', user, underBase(base, path)]);
 }
@@ -457,7 +457,7 @@ function startServer(paths: ReturnType<typeof scratchPaths>): { exited: () => st
 }
 
 /** The port names the socket file only (no TCP): any fixed number works. */
-const scratchPort = 5432;
+export const scratchPort = 5432;
 
 /** `pgbackrest info`, and the newest commit in the last archived segments (pg_waldump), for the range check. */
 export async function archiveRange(stanza: string, signal: AbortSignal): Promise<ArchiveRange> {
