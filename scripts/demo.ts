@@ -915,6 +915,8 @@ async function windowAct(o: {
     say(`base backup (stanza ${o.stanza}, incremental) in ${secs(Date.now() - baseStarted)}`);
     // pgBackRest records a backup's end to the second: the day's commits come after that second.
     await new Promise((r) => setTimeout(r, 1500));
+    // The morning: where 'when' starts reading the archive (its default, the oldest backup's end, reads much more).
+    const morning = await databaseNow(url);
 
     const deletedBefore: UserDeletion[] = [];
     for (const t of earlyUsers) deletedBefore.push(...(await usersDeleteOwnRows(url, t)));
@@ -973,10 +975,14 @@ async function windowAct(o: {
         'when',
         '--backup',
         source,
+        '--live',
+        url,
         '--tenant-root',
         'app.tenants',
         '--tenants',
         purged.join(','),
+        '--since',
+        morning,
         '--task-queue',
         taskQueue,
         '--artifacts',
@@ -994,7 +1000,8 @@ async function windowAct(o: {
         say('going on with T0/T1 captured around the purge');
       } else {
         const within = windowWithin(answer.from, answer.to, incident);
-        const names = answer.xids.includes(incident.xid);
+        // when names 32-bit xids; txid_current() carries the epoch above them.
+        const names = answer.xids.includes(String(BigInt(incident.xid) % 4294967296n));
         say(
           `when in ${secs(Date.now() - started)}: T0 ${answer.from}, T1 ${answer.to}, transaction(s) ${answer.xids.join(', ') || '?'}`,
         );
@@ -1228,32 +1235,28 @@ async function windowAct(o: {
 }
 
 /**
- * `when --json`'s window: T0 and T1 and the transactions, read leniently (the command is new; its JSON may name them
- * t0/t1 or from/to, as LSNs or times). Undefined when there is no window in it.
+ * `when --json`'s window (activities/when-contract.ts, WhenResult): T0 and T1 in the --at grammar, and the deleting
+ * transactions (32-bit xids: txid_current() modulo 2^32). Undefined when it has no window.
  */
 function readWhen(out: string): WhenAnswer | undefined {
-  let json: Record<string, unknown>;
+  let json: {
+    window?: { from?: string; to?: string };
+    first?: { xid?: number };
+    last?: { xid?: number };
+    tenants?: Array<{ deletedBy?: number }>;
+  };
   try {
-    json = JSON.parse(out) as Record<string, unknown>;
+    json = JSON.parse(out) as typeof json;
   } catch {
     return undefined;
   }
-  const pick = (...names: string[]) => {
-    for (const n of names) {
-      const v = json[n];
-      if (typeof v === 'string') return v;
-      if (v && typeof v === 'object') {
-        const o = v as Record<string, unknown>;
-        if (typeof o.lsn === 'string') return o.lsn;
-      }
-    }
-    return undefined;
+  if (!json.window?.from || !json.window.to) return undefined;
+  const xids = [json.first?.xid, json.last?.xid, ...(json.tenants ?? []).map((t) => t.deletedBy)];
+  return {
+    from: json.window.from,
+    to: json.window.to,
+    xids: [...new Set(xids.filter((x) => x !== undefined).map(String))],
   };
-  const from = pick('from', 't0', 'T0');
-  const to = pick('to', 't1', 'T1');
-  if (!from || !to) return undefined;
-  const xids = JSON.stringify(json).match(/"(?:xid|transactionId|transaction)"\s*:\s*"?(\d+)/g) ?? [];
-  return { from, to, xids: [...new Set(xids.map((x) => /(\d+)$/.exec(x)![1]))] };
 }
 
 main().then(
