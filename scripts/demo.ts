@@ -985,8 +985,6 @@ async function windowAct(o: {
         morning,
         '--task-queue',
         taskQueue,
-        '--artifacts',
-        artifacts,
         '--json',
       ];
       say(`tenant-restore ${args.join(' ')}`);
@@ -1163,11 +1161,20 @@ async function windowAct(o: {
             `(${[...new Set(outside.map((x) => `${x.table} '${x.reason}'`))].join('; ')}); live holds ${held === outside.length ? 'every one of those rows' : `${held} of them`}: not conflicts of this revert`,
         );
       }
-      for (const t of report.tenants)
-        say(
-          `  ${String(t.tenantId).padEnd(7)} ${t.status.padEnd(9)} deleted ${String(sumOf(t.window?.deleted)).padStart(4)} → inserted back; ` +
-            `changed ${String(sumOf(t.window?.changed)).padStart(3)} → ${sumOf(t.window?.reverted)} set back to T0; conflicts ${sumOf(t.window?.conflicts)}`,
-        );
+      for (const t of report.tenants) {
+        const [deleted, changed, reverted, conflicts] = [
+          t.window?.deleted,
+          t.window?.changed,
+          t.window?.reverted,
+          t.window?.conflicts,
+        ].map(sumOf);
+        const what = [
+          deleted ? `${deleted} deleted rows inserted back` : '',
+          changed ? `${reverted} of ${changed} changed rows set back to T0` : '',
+          conflicts ? `${conflicts} conflicts left as they are` : '',
+        ].filter(Boolean);
+        say(`  ${String(t.tenantId).padEnd(7)} ${t.status}: ${what.join(', ') || 'nothing to do'}`);
+      }
       say(`full report ${result.report!.markdown}`);
     } else {
       say(`the report has no window section${result.report ? ` (${result.report.json})` : ': no report'}`);
