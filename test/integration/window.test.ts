@@ -20,9 +20,10 @@
  *   nothing of them written; again with --conflicts report for 7 and 8: restored except the two conflicting rows.
  *   Live then equals the oracle on every row of every tenant, no user deletion came back, the bystanders hold exactly
  *   what the writer committed, no FK is dangling, and the report lists the two conflicts;
- * - a kill test: tenants 2, 3 and 12 deleted in a second window (so that it does not depend on the test before it); its
- *   revert's worker is SIGKILLed during the delta, the next one during the copy (waiting for a tenant's lock held by
- *   the test), a third finishes: the tenants are back exactly as at that window's T0.
+ * - two kill tests, each with an incident of its own (tenants present whatever the tests before did, deleted whole in
+ *   a second window): a worker SIGKILLed the moment its delta (narrowToWindow) starts, and a worker SIGKILLed while
+ *   its copy waits for a tenant's lock (held by the test, as a concurrent restore would); another worker on another
+ *   host finishes each: the tenants are back exactly as at that window's T0, nothing else moved.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -163,6 +164,12 @@ interface WindowReport {
 interface WindowJson {
   conflicts: Array<{ tenantId: string; table: string; reason: string }>;
 }
+
+/** A window.json's conflicts by tenant, table and reason (not the rest of its shape), sorted. */
+const listed = (json: WindowJson) =>
+  json.conflicts
+    .map((c) => ({ tenantId: String(c.tenantId), table: c.table, reason: c.reason }))
+    .sort((a, b) => Number(a.tenantId) - Number(b.tenantId) || a.table.localeCompare(b.table));
 
 describe('incident window: the delta between T0 and T1, reverted three ways against live now', () => {
   const workers: WorkerProcess[] = [];
@@ -422,18 +429,9 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
     const afterFirst = await snapshot(live.url, still);
     const partOracle = threeWay(atT0, atT1, beforeRevert, [...victims, partialVictim]).expected;
     expect(lines(afterFirst)).toEqual(lines(partOracle));
-    const firstConflicts = await windowJson(first);
-    expect(
-      firstConflicts.conflicts
-        .filter((c) => incidentTenants.map(String).includes(String(c.tenantId)))
-        .map((c) => ({
-          tenantId: String(c.tenantId),
-          table: c.table,
-        })),
-    ).toEqual([
-      { tenantId: '7', table: 'app.issues' },
-      { tenantId: '8', table: 'app.issues' },
-    ]);
+    // window.json lists the conflicts: the oracle's, by tenant, table and reason.
+    const expectedConflicts = oracle.conflicts.map(({ tenantId, table, reason }) => ({ tenantId, table, reason }));
+    expect(listed(await windowJson(first))).toEqual(expectedConflicts);
     const firstReport = await report(first);
     const deleted = windowDelta(atT0, atT1).deleted;
     for (const t of [...victims, partialVictim]) {
@@ -451,15 +449,7 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
     const out2 = run2.json as WaitJson;
     for (const t of updated)
       expect(out2.tenants.find((x) => x.tenantId === String(t))?.status, `tenant ${t}: ${why(run2)}`).toBe('restored');
-    const secondConflicts = await windowJson(second);
-    expect(
-      secondConflicts.conflicts
-        .map((c) => ({ tenantId: String(c.tenantId), table: c.table }))
-        .sort((a, b) => Number(a.tenantId) - Number(b.tenantId)),
-    ).toEqual([
-      { tenantId: '7', table: 'app.issues' },
-      { tenantId: '8', table: 'app.issues' },
-    ]);
+    expect(listed(await windowJson(second))).toEqual(expectedConflicts);
     const secondReport = await report(second);
     for (const t of updated) {
       const rt = secondReport.tenants.find((x) => x.tenantId === String(t));
@@ -501,102 +491,133 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
     ).toBe(true);
   }, 600_000);
 
-  it('a worker SIGKILLed during the delta, the next during the revert: a third finishes, and the result is the same', async () => {
-    const killed = [2, 3, untouched];
-    const tq = uniqueName('tq_window_kill');
-    const hosts = [uniqueName('host-k1'), uniqueName('host-k2'), uniqueName('host-k3')];
-    const id = newId('window-kill');
-    for (const host of hosts) leftovers.push({ id, host });
-    const spawnWorker = async (host: string) => {
-      const w = await startWorkerProcess({
-        taskQueue: tq,
-        env: productEnv({ TENANT_RESTORE_HOST_ID: host, TENANT_RESTORE_SCRATCH_DIR: scratchDir, LOG_LEVEL: 'debug' }),
-      });
-      workers.push(w);
-      return w;
-    };
-
-    // A second incident in a window of its own: tenants present whatever the test above did (2 and 3 with their users'
-    // deletions, 12 untouched), deleted whole.
+  /**
+   * A second incident in a window of its own (so that a kill test does not depend on the tests before it): `tenants`,
+   * present in live, deleted whole. Returns the window and their rows at its T0, and the other tenants' rows.
+   */
+  async function anotherIncident(tenants: number[]) {
     await writer.pause();
-    const othersBefore = await snapshot(
-      live.url,
-      still.filter((t) => !killed.includes(t)),
-    );
-    const killedAtT0 = await tenantRows(live.url, killed);
-    const killedRowsAtT0 = await snapshot(live.url, killed);
-    expect(killedAtT0['app.tenants']!.count).toBe(killed.length);
+    const others = still.filter((t) => !tenants.includes(t));
+    const othersBefore = await snapshot(live.url, others);
+    const countsAtT0 = await tenantRows(live.url, tenants);
+    const rowsAtT0 = await snapshot(live.url, tenants);
+    expect(countsAtT0['app.tenants']!.count).toBe(tenants.length);
     let from = '';
     let to = '';
     await withClient(live.url, async (c) => {
       from = await currentLsn(c);
-      await c.query('DELETE FROM app.tenants WHERE id = ANY($1::bigint[])', [killed]);
+      await c.query('DELETE FROM app.tenants WHERE id = ANY($1::bigint[])', [tenants]);
       to = await currentLsn(c);
     });
     writer.resume();
     await writer.waitForCommits(2);
     await archiveNow(live.url);
+    return { from, to, others, othersBefore, countsAtT0, rowsAtT0 };
+  }
 
-    const first = await spawnWorker(hosts[0]!);
-    const started = await start(from, to, killed, id, tq);
-    expect(started.code, why(started, first)).toBe(0);
-    // Killed during the delta: the moment its narrowToWindow activity starts.
-    await waitUntil(
-      'the delta (narrowToWindow) on the first worker',
-      () => activityStarted(first, 'narrowToWindow'),
-      () => first.log(),
-    );
-    await first.kill('SIGKILL');
+  /** A worker of the kill tests: its own host, LOG_LEVEL=debug for the SDK's "Activity started" lines. */
+  async function killTestWorker(tq: string, host: string): Promise<WorkerProcess> {
+    const w = await startWorkerProcess({
+      taskQueue: tq,
+      env: productEnv({ TENANT_RESTORE_HOST_ID: host, TENANT_RESTORE_SCRATCH_DIR: scratchDir, LOG_LEVEL: 'debug' }),
+    });
+    workers.push(w);
+    return w;
+  }
 
-    // Killed during the revert: its copy waits for a tenant's lock, held here, and is killed while it waits.
-    const holder = new pg.Client({ connectionString: live.url });
-    await holder.connect();
-    let second: WorkerProcess;
+  /** The same result as without the kill: the tenants exactly as at their window's T0, nothing else moved. */
+  async function expectSameResult(
+    tenants: number[],
+    incident: Awaited<ReturnType<typeof anotherIncident>>,
+  ): Promise<void> {
+    expect(await tenantRows(live.url, tenants)).toEqual(incident.countsAtT0);
+    expect(lines(await snapshot(live.url, tenants))).toEqual(lines(incident.rowsAtT0));
+    expect(lines(await snapshot(live.url, incident.others))).toEqual(lines(incident.othersBefore));
+    await writer.pause();
     try {
-      // The tenant's lock (activities/sql/lock.ts): a restore's copy waits for it, as for a concurrent restore.
-      await holder.query(
-        `SELECT pg_advisory_lock(hashtextextended('tenant-restore:tenant:app.tenants:' || ($1::bigint)::text, 0))`,
-        [killed[0]],
-      );
-      second = await spawnWorker(hosts[1]!);
-      await waitUntil(
-        `a copy waiting for tenant ${killed[0]} on the second worker`,
-        async () =>
-          activityStarted(second, 'copyTenantRows') &&
-          (
-            await holder.query<{ n: number }>(
-              `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = current_database()`,
-            )
-          ).rows[0]!.n > 0,
-        () => second.log(),
-      );
-      await second.kill('SIGKILL');
+      expect(lines(await snapshot(live.url, bystanders))).toEqual(lines(writer.model));
     } finally {
-      await holder.end();
+      writer.resume();
     }
-
-    const third = await spawnWorker(hosts[2]!);
-    const waited = await runCli(['status', id, '--watch']);
-    expect(waited.code, why(waited, third)).toBe(0);
-    // The same result as without the kills: the killed exactly as at this window's T0, nothing else moved.
-    expect(await tenantRows(live.url, killed)).toEqual(killedAtT0);
-    expect(lines(await snapshot(live.url, killed))).toEqual(lines(killedRowsAtT0));
-    expect(
-      lines(
-        await snapshot(
-          live.url,
-          still.filter((t) => !killed.includes(t)),
-        ),
-      ),
-    ).toEqual(lines(othersBefore));
-    await writer.stop();
-    expect(lines(await snapshot(live.url, bystanders))).toEqual(lines(writer.model));
     expect(writer.errors).toEqual([]);
     const dangling = await orphans(live.url);
     expect(
       Object.values(dangling).every((n) => n === 0),
       JSON.stringify(dangling),
     ).toBe(true);
-  }, 1_800_000);
+  }
+
+  it('a worker SIGKILLed during the delta: another host recovers both moments again and finishes, with the same result', async () => {
+    const tenants = [2, 3, untouched];
+    const tq = uniqueName('tq_window_kill_delta');
+    const hosts = [uniqueName('host-d1'), uniqueName('host-d2')];
+    const id = newId('window-kill-delta');
+    for (const host of hosts) leftovers.push({ id, host });
+    const incident = await anotherIncident(tenants);
+
+    const first = await killTestWorker(tq, hosts[0]!);
+    const started = await start(incident.from, incident.to, tenants, id, tq);
+    expect(started.code, why(started, first)).toBe(0);
+    // Killed the moment its narrowToWindow activity starts.
+    await waitUntil(
+      'the delta (narrowToWindow) on the first worker',
+      () => activityStarted(first, 'narrowToWindow'),
+      () => first.log(),
+    );
+    await first.kill('SIGKILL');
+    // On this small dataset the delta takes about a second: say where the kill landed (the result must be the same).
+    const done = first
+      .log()
+      .split('\n')
+      .some((l) => l.includes('"activityType":"narrowToWindow"') && l.includes('"msg":"Activity completed"'));
+    process.stderr.write(`[window.test] first worker killed ${done ? 'after' : 'during'} the delta\n`);
+
+    const second = await killTestWorker(tq, hosts[1]!);
+    const waited = await runCli(['status', id, '--watch']);
+    expect(waited.code, why(waited, second)).toBe(0);
+    await expectSameResult(tenants, incident);
+  }, 1_200_000);
+
+  it('a worker SIGKILLed during the revert (its copy waiting for a tenant): another host finishes, with the same result', async () => {
+    const tenants = [...updated];
+    const tq = uniqueName('tq_window_kill_copy');
+    const hosts = [uniqueName('host-c1'), uniqueName('host-c2')];
+    const id = newId('window-kill-copy');
+    for (const host of hosts) leftovers.push({ id, host });
+    const incident = await anotherIncident(tenants);
+
+    // The copy waits for the first tenant's lock (activities/sql/lock.ts), held here as a concurrent restore would.
+    const holder = new pg.Client({ connectionString: live.url });
+    await holder.connect();
+    let first: WorkerProcess;
+    try {
+      await holder.query(
+        `SELECT pg_advisory_lock(hashtextextended('tenant-restore:tenant:app.tenants:' || ($1::bigint)::text, 0))`,
+        [tenants[0]],
+      );
+      first = await killTestWorker(tq, hosts[0]!);
+      const started = await start(incident.from, incident.to, tenants, id, tq);
+      expect(started.code, why(started, first)).toBe(0);
+      await waitUntil(
+        `a copy waiting for tenant ${tenants[0]} on the first worker`,
+        async () =>
+          activityStarted(first, 'copyTenantRows') &&
+          (
+            await holder.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = current_database()`,
+            )
+          ).rows[0]!.n > 0,
+        () => first.log(),
+      );
+      await first.kill('SIGKILL');
+    } finally {
+      await holder.end();
+    }
+
+    const second = await killTestWorker(tq, hosts[1]!);
+    const waited = await runCli(['status', id, '--watch']);
+    expect(waited.code, why(waited, second)).toBe(0);
+    await expectSameResult(tenants, incident);
+  }, 1_200_000);
 });
