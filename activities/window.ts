@@ -266,7 +266,8 @@ async function summarize(input: Narrowing, scratch: PoolClient, s3: S3Client): P
   const grown = await scratch.query<{ tenant: string; table_key: string; n: string }>(
     `SELECT tenant, table_key, n FROM ${added}`,
   );
-  for (const r of grown.rows) if (tenants.has(r.tenant)) get(r.tenant).added[r.table_key] = Number(r.n);
+  // Rows the window added are reported for every tenant, also one it did not otherwise touch (never deleted).
+  for (const r of grown.rows) get(r.tenant).added[r.table_key] = Number(r.n);
   const listed = await scratch.query<{
     tenant: string;
     table_key: string;
