@@ -224,6 +224,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     if (source.kind !== 'point-in-time' || !source.until || !state.scratch || !state.plan) return;
     log.info('recovering the end of the incident window, then narrowing scratch to the window', { restoreId });
     const end = await prepareWindowEnd(restoreId, { ...source, until: source.until }, input.live, state.scratch);
+    let hostLost = false;
     try {
       const readers = scratchReaders(state.scratch.pointInTime?.taskQueue);
       const window = await readers.parentSteps.narrowToWindow({
@@ -238,8 +239,12 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       });
       state.window = { touched: window.touched, conflicted: window.conflicted, object: window.object };
       log.info('incident window narrowed', { restoreId, ...window.rows, conflicted: window.conflicted.length });
+    } catch (error) {
+      hostLost = scratchHostLost(error);
+      throw error;
     } finally {
-      await stopWindowEnd(restoreId, end);
+      // A host that is gone took its servers with it: asking it to stop one would only wait for its queue again.
+      if (!hostLost) await stopWindowEnd(restoreId, end);
     }
   }
 

@@ -7,7 +7,7 @@
 import { ApplicationFailure, log, upsertSearchAttributes } from '@temporalio/workflow';
 import type { DiscoverSummary } from '../activities/discover';
 import { discoverInput } from '../activities/input-contract';
-import { parentActivities, scratchReaders } from './activity-options';
+import { parentActivities, scratchHostLost, scratchReaders } from './activity-options';
 import { RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type DiscoverInput } from './definitions';
 import type { ScratchInfo } from '../activities/restore-types';
 import { failureMessage } from './failures';
@@ -124,7 +124,7 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
     // A scratch kept (--keep-scratch) is where the restore of what discover found can start: start --scratch <ref>.
     return { ...summary, scratch: { ref: scratch.ref, dropped } };
   } catch (error) {
-    if (windowEnd) await stopWindowEnd(discoverId, windowEnd);
+    if (windowEnd && !scratchHostLost(error)) await stopWindowEnd(discoverId, windowEnd);
     const { message } = failureMessage(error);
     log.error('discover failed', { discoverId, error: message });
     phase('failed');

@@ -84,8 +84,8 @@ describe('the incident window: delta, conflicts and narrowing (issue 26)', () =>
       windowEnd: t1.url,
       live: live.url,
       plan: { bucket: artifacts.bucket, key, digest: plan.digest, tables: plan.tables.length },
-      from: { type: 'lsn', lsn: '0/1' },
-      to: { type: 'lsn', lsn: '0/2' },
+      from: { type: 'lsn' as const, lsn: '0/1' },
+      to: { type: 'lsn' as const, lsn: '0/2' },
       artifacts,
     });
   }, 120_000);
@@ -138,8 +138,8 @@ describe('the incident window: delta, conflicts and narrowing (issue 26)', () =>
         digest: plan.digest,
         tables: plan.tables.length,
       },
-      from: { type: 'lsn', lsn: '0/1' },
-      to: { type: 'lsn', lsn: '0/2' },
+      from: { type: 'lsn' as const, lsn: '0/1' },
+      to: { type: 'lsn' as const, lsn: '0/2' },
       artifacts,
     });
     expect(again).toEqual(summary);

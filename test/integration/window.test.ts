@@ -547,12 +547,17 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
     ).toBe(true);
   }
 
-  it('a worker SIGKILLed during the delta: another host recovers both moments again and finishes, with the same result', async () => {
+  // A worker process dies (a crash, a redeploy) and a new one starts on the same host: the two scratch servers it had
+  // recovered outlive it (detached), and the restore goes on from its activities' retries. The loss of the whole host
+  // after the units started is not recovered from (README, the incident window's limits; point-in-time.test.ts covers
+  // a host lost during the recovery).
+  it('a worker SIGKILLed during the delta: a new worker on the host finishes, with the same result', async () => {
     const tenants = [2, 3, untouched];
     const tq = uniqueName('tq_window_kill_delta');
-    const hosts = [uniqueName('host-d1'), uniqueName('host-d2')];
+    const host = uniqueName('host-d');
+    const hosts = [host, host];
     const id = newId('window-kill-delta');
-    for (const host of hosts) leftovers.push({ id, host });
+    leftovers.push({ id, host });
     const incident = await anotherIncident(tenants);
 
     const first = await killTestWorker(tq, hosts[0]!);
@@ -578,12 +583,13 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
     await expectSameResult(tenants, incident);
   }, 1_200_000);
 
-  it('a worker SIGKILLed during the revert (its copy waiting for a tenant): another host finishes, with the same result', async () => {
+  it('a worker SIGKILLed during the revert (its copy waiting for a tenant): a new worker on the host finishes, with the same result', async () => {
     const tenants = [...updated];
     const tq = uniqueName('tq_window_kill_copy');
-    const hosts = [uniqueName('host-c1'), uniqueName('host-c2')];
+    const host = uniqueName('host-c');
+    const hosts = [host, host];
     const id = newId('window-kill-copy');
-    for (const host of hosts) leftovers.push({ id, host });
+    leftovers.push({ id, host });
     const incident = await anotherIncident(tenants);
 
     // The copy waits for the first tenant's lock (activities/sql/lock.ts), held here as a concurrent restore would.
