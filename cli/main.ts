@@ -34,6 +34,12 @@ export const commands: Array<{ name: string; summary: string; load: () => Comman
     load: () => (require('./commands/discover') as typeof import('./commands/discover')).discoverCommand,
   },
   {
+    name: 'when',
+    summary:
+      "when were these tenants deleted: the deleting commits' xids, times and LSNs (T0, T1) from the WAL archive",
+    load: () => (require('./commands/when') as typeof import('./commands/when')).whenCommand,
+  },
+  {
     name: 'start',
     summary: 'start a restore of some tenants from a backup (--wait to follow it to the end)',
     load: () => (require('./commands/start') as typeof import('./commands/start')).startCommand,

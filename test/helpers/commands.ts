@@ -19,12 +19,14 @@ import { planCommand } from '../../cli/commands/plan';
 import { reportCommand } from '../../cli/commands/report';
 import { startCommand } from '../../cli/commands/start';
 import { statusCommand } from '../../cli/commands/status';
+import { whenCommand } from '../../cli/commands/when';
 import { workerCommand } from '../../cli/commands/worker';
 
 export const commandModules: Command[] = [
   workerCommand,
   planCommand,
   discoverCommand,
+  whenCommand,
   startCommand,
   statusCommand,
   listCommand,
