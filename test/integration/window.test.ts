@@ -33,7 +33,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiscoveredTenant, DiscoverSummary } from '../../activities/discover';
 import { scratchPaths, type ScratchKind } from '../../activities/point-in-time';
 import { createS3Client, getJson, parseS3Url } from '../../activities/s3';
-import { archiveWalNow, pgbackrest } from '../../scripts/stack';
+import { archiveWalNow, clockMicrosSql, pgbackrest } from '../../scripts/stack';
 import { generate, range, smallTenant, tenantRows, withClient } from '../fixtures/orchestration/fixture';
 import { productEnv, runCli, startWorkerProcess, type CliResult, type WorkerProcess } from '../helpers/product';
 import { uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
@@ -181,6 +181,9 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
   let live: { name: string; url: string };
   let t0 = '';
   let t1 = '';
+  /** Before the day's deletions (when's --since), and the incident's transaction id (32 bits, as the WAL has it). */
+  let since = '';
+  let incidentXid = '';
   /** Every row of every tenant: just before the incident (T0), just after it (T1), and before the revert. */
   let atT0: Snapshot;
   let atT1: Snapshot;
@@ -236,6 +239,8 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
     await baseBackup();
     // pgBackRest records a backup's end to the second; the window's moments must come after it.
     await sleep(1500);
+    // The moment `when` reads from (--since): after the base backup, before the day's deletions.
+    since = await withClient(live.url, async (c) => (await c.query<{ t: string }>(clockMicrosSql)).rows[0]!.t);
     writer = new Writer(live.url, bystanders);
     await writer.start();
 
@@ -274,6 +279,7 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
     await withClient(live.url, async (c) => {
       t0 = await currentLsn(c);
       await c.query('BEGIN');
+      incidentXid = (await c.query<{ x: string }>('SELECT (txid_current() % 4294967296)::text AS x')).rows[0]!.x;
       await c.query('DELETE FROM app.tenants WHERE id = ANY($1::bigint[])', [victims]);
       await c.query('DELETE FROM app.comments WHERE id = ANY($1::bigint[])', [incidentComments]);
       await c.query(
@@ -406,6 +412,45 @@ describe('incident window: the delta between T0 and T1, reverted three ways agai
     }
     // Discover only reads: live is as it was.
     expect(lines(await snapshot(live.url, still))).toEqual(lines(beforeRevert));
+  }, 600_000);
+
+  it('when finds the window from the ids of the tenants that are gone: the deleting transaction, T0 and T1 inside the bounds around it', async () => {
+    const run = await runCli([
+      'when',
+      '--backup',
+      `${source}${live.name}`,
+      '--live',
+      live.url,
+      '--tenant-root',
+      'app.tenants',
+      '--tenants',
+      [...victims, partialVictim].join(','),
+      '--since',
+      since,
+      '--task-queue',
+      taskQueue,
+      '--json',
+    ]);
+    expect(run.code, why(run)).toBe(0);
+    const found = run.json as {
+      tenants: Array<{ tenantId: string; deletedBy?: number | string; notDeleted?: boolean }>;
+      first?: { xid: number | string };
+      last?: { xid: number | string };
+      window?: { from: string; to: string };
+    };
+    for (const v of victims)
+      expect(String(found.tenants.find((t) => String(t.tenantId) === String(v))?.deletedBy), `tenant ${v}`).toBe(
+        incidentXid,
+      );
+    // Tenant 6 lost rows, not its root: not deleted.
+    expect(found.tenants.find((t) => String(t.tenantId) === String(partialVictim))?.notDeleted).toBe(true);
+    expect(String(found.first?.xid)).toBe(incidentXid);
+    expect(String(found.last?.xid)).toBe(incidentXid);
+    // T0 is the incident's first record (at or after the insert position read before its BEGIN), T1 its commit record
+    // (before the insert position read after its COMMIT).
+    expect(lsnValue(found.window!.from)).toBeGreaterThanOrEqual(lsnValue(t0));
+    expect(lsnValue(found.window!.to)).toBeLessThan(lsnValue(t1));
+    expect(lsnValue(found.window!.from)).toBeLessThan(lsnValue(found.window!.to));
   }, 600_000);
 
   it('start --from T0 --to T1: conflicted tenants refused untouched; with --conflicts report restored but their conflicts; live equals the three-way oracle', async () => {
