@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, type Pools } from './db';
 import type { Plan } from './plan';
 import type { ArtifactsRef, ObjectRef, PlanRef, RecoveryTarget, TenantId } from './restore-types';
+import { describeTarget } from './point-in-time';
 import { heartbeating } from './restore-activities';
 import { getJson, putJson, putText } from './s3';
 import {
@@ -280,8 +281,6 @@ export function summarize(
   return { counts, mostAffected, warnings, tenantsInBackup, tenantsInLive };
 }
 
-const describeMoment = (t: RecoveryTarget) => (t.type === 'time' ? t.time : `LSN ${t.lsn}`);
-
 /**
  * discover.md of an incident window: the classes say what the window did, and what a revert of it does
  * (activities/window.ts).
@@ -292,7 +291,7 @@ function windowMarkdown(summary: DiscoverSummary, tenants: DiscoveredTenant[]): 
   const lines = [
     `# Discover ${summary.discoverId}: the incident window`,
     '',
-    `The database at T0 (${describeMoment(from)}, just before the incident) compared with the database at T1 (${describeMoment(to)}, just after it), both recovered from the WAL archive. Every difference below is something that committed inside the window: the incident, and any user's own change in the same minutes. What users did before T0 or after T1 is not in it.`,
+    `The database at T0 (${describeTarget(from)}, just before the incident) compared with the database at T1 (${describeTarget(to)}, just after it), both recovered from the WAL archive. Every difference below is something that committed inside the window: the incident, and any user's own change in the same minutes. What users did before T0 or after T1 is not in it.`,
     '',
     ...summary.warnings.map((w) => `**WARNING: ${w}**\n`),
     '| class | tenants | what the window did | what `start --from T0 --to T1` does |',

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { heartbeat } from '@temporalio/activity';
 import { tenantEnded } from './metrics';
+import { describeTarget } from './point-in-time';
 import { formatS3Url, getJson, putJson, putText } from './s3';
 import type { TenantId } from './restore-types';
 import type {
@@ -222,10 +223,9 @@ export function renderMarkdown(report: RestoreReport): string {
 function windowSection(report: RestoreReport): string[] {
   const w = report.window;
   if (!w) return [];
-  const at = (t: RecoveryTarget) => (t.type === 'time' ? t.time : `LSN ${t.lsn}`);
   const sum = (m?: Record<string, number>) => Object.values(m ?? {}).reduce((a, b) => a + b, 0);
   return [
-    `## The incident window: ${at(w.from)} to ${at(w.to)}`,
+    `## The incident window: ${describeTarget(w.from)} to ${describeTarget(w.to)}`,
     '',
     `The window deleted ${w.deleted} row(s), changed ${w.changed} and added ${w.added}. Deleted rows are inserted again, changed rows set back to their T0 version where live still held what the window left; added rows are left (never deleted). ${w.conflicts} conflict(s): rows changed or deleted again since the window, or keys live holds with other content; they are left as they are, listed by key in ${w.object}. A tenant with conflicts was not written at all unless the restore said --conflicts report.`,
     '',

@@ -223,7 +223,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
     const { source } = input;
     if (source.kind !== 'point-in-time' || !source.until || !state.scratch || !state.plan) return;
     log.info('recovering the end of the incident window, then narrowing scratch to the window', { restoreId });
-    const end = await prepareWindowEnd(restoreId, { ...source, until: source.until }, input.live, state.scratch);
+    const end = await prepareWindowEnd(restoreId, source, source.until, input.live, state.scratch);
     let hostLost = false;
     try {
       const readers = scratchReaders(state.scratch.pointInTime?.taskQueue);
@@ -246,6 +246,17 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       // A host that is gone took its servers with it: asking it to stop one would only wait for its queue again.
       if (!hostLost) await stopWindowEnd(restoreId, end);
     }
+  }
+
+  /** The unit's share of the window: its tenants the window touched, those with conflicts, and the policy. */
+  function windowOfUnit(window: NonNullable<BulkRestoreState['window']>, tenantIds: TenantId[]) {
+    const touched = new Set(window.touched);
+    const conflicted = new Set(window.conflicted);
+    return {
+      touched: tenantIds.filter((id) => touched.has(id)),
+      conflicted: tenantIds.filter((id) => conflicted.has(id)),
+      refuseConflicts: input.windowConflicts !== 'report',
+    };
   }
 
   function prepareScratch() {
@@ -356,15 +367,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
       allowPartial: input.allowPartial,
       tenantIds,
       approvedTenants: tenantIds.filter((id) => approvals.isApproved(id)),
-      ...(state.window
-        ? {
-            window: {
-              touched: tenantIds.filter((id) => state.window!.touched.includes(id)),
-              conflicted: tenantIds.filter((id) => state.window!.conflicted.includes(id)),
-              refuseConflicts: input.windowConflicts !== 'report',
-            },
-          }
-        : {}),
+      ...(state.window ? { window: windowOfUnit(state.window, tenantIds) } : {}),
     };
     // Children outlive a continue-as-new of this run; they report back by signal.
     const options = { parentClosePolicy: ParentClosePolicy.ABANDON };

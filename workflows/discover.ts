@@ -64,7 +64,7 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
       source.kind === 'point-in-time' && source.until ? { from: source.target, to: source.until } : undefined;
     if (window && source.kind === 'point-in-time') {
       phase('preparing-window-end');
-      windowEnd = await prepareWindowEnd(discoverId, { ...source, until: window.to }, input.live, scratch);
+      windowEnd = await prepareWindowEnd(discoverId, source, window.to, input.live, scratch);
     }
     const compared = windowEnd?.ref ?? input.live;
     phase('planning');

@@ -8,20 +8,20 @@ import type { RecoveryTarget, ScratchInfo } from '../activities/restore-types';
 import { scratchHostSteps, scratchReaders } from './activity-options';
 import { failureMessage } from './failures';
 
-export interface WindowSource {
-  stanza: string;
-  until: RecoveryTarget;
-  database?: string;
-}
-
-/** The T1 scratch of `id`, on the host of `first` (the T0 scratch, a point-in-time server). */
-export function prepareWindowEnd(id: string, source: WindowSource, live: string, first: ScratchInfo) {
+/** The T1 scratch of `id` (`until`, from the stanza of `source`), on the host of `first` (the T0 scratch). */
+export function prepareWindowEnd(
+  id: string,
+  source: { stanza: string; database?: string },
+  until: RecoveryTarget,
+  live: string,
+  first: ScratchInfo,
+) {
   if (!first.pointInTime) throw new Error('an incident window needs a point-in-time scratch at T0');
   return scratchHostSteps(first.pointInTime.taskQueue).preparePointInTimeScratch({
     kind: 'window-end',
     restoreId: id,
     stanza: source.stanza,
-    target: source.until,
+    target: until,
     ...(source.database ? { database: source.database } : {}),
     live,
   });
