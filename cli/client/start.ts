@@ -493,18 +493,8 @@ function pointInTimeSource(
     throw new UsageError(
       `--backup ${flags.backup} recovers to a moment: give --at <RFC 3339 time with its zone> (the moment just before the incident, e.g. 2026-12-02T07:03:00Z) or --at <LSN> (e.g. 0/3A000060); or an incident window, --from <T0> --to <T1>.`,
     );
-  const moment = (flag: 'at' | 'from' | 'to', text: string): RecoveryTarget => {
-    const target = parseRecoveryTarget(text);
-    if (!target)
-      throw new UsageError(
-        `--${flag} '${text}' is neither an RFC 3339 time with its zone (2026-12-02T07:03:00Z) nor a WAL position (0/3A000060).`,
-      );
-    if (target.type === 'time' && Date.parse(target.time) > now.getTime())
-      throw new UsageError(
-        `--${flag} ${target.time} is in the future: give the moment of the incident (it is now ${now.toISOString()}).`,
-      );
-    return target;
-  };
+  const moment = (flag: 'at' | 'from' | 'to', text: string): RecoveryTarget =>
+    momentFromFlag(flag, text, now, 'give the moment of the incident');
   const target = window ? moment('from', flags.from!) : moment('at', flags.at!);
   const until = window ? moment('to', flags.to!) : undefined;
   if (until && !before(target, until))
@@ -529,6 +519,21 @@ function pointInTimeSource(
   };
 }
 
+/**
+ * A moment of the WAL archive given by `--<flag>` (`--at`, `--from`, `--to`, when's `--since`): an RFC 3339 time with
+ * its zone or an LSN (parseRecoveryTarget), not in the future (`hint` says what to give instead).
+ */
+export function momentFromFlag(flag: string, text: string, now: Date, hint: string): RecoveryTarget {
+  const target = parseRecoveryTarget(text);
+  if (!target)
+    throw new UsageError(
+      `--${flag} '${text}' is neither an RFC 3339 time with its zone (2026-12-02T07:03:00Z) nor a WAL position (0/3A000060).`,
+    );
+  if (target.type === 'time' && Date.parse(target.time) > now.getTime())
+    throw new UsageError(`--${flag} ${target.time} is in the future: ${hint} (it is now ${now.toISOString()}).`);
+  return target;
+}
+
 /** T0 comes before T1: both times, or both LSNs (a time and an LSN cannot be compared here). */
 function before(a: RecoveryTarget, b: RecoveryTarget): boolean {
   if (a.type === 'time' && b.type === 'time') return Date.parse(a.time) < Date.parse(b.time);
@@ -541,10 +546,10 @@ function before(a: RecoveryTarget, b: RecoveryTarget): boolean {
  * pgBackRest (`pgbackrest info`, with PGBACKREST_CONFIG). A machine without pgbackrest leaves the check to the worker,
  * which refuses the same way before it restores anything. Returns the line that says what will be recovered.
  */
-export async function checkPointInTime(source: {
-  stanza: string;
-  target: RecoveryTarget;
-}): Promise<string | undefined> {
+export async function checkPointInTime(
+  source: { stanza: string; target: RecoveryTarget },
+  flag = 'at',
+): Promise<string | undefined> {
   if (spawnSync('pgbackrest', ['version']).status !== 0) return undefined;
   let range;
   try {
@@ -553,12 +558,12 @@ export async function checkPointInTime(source: {
     // This machine cannot read the repository (no configuration, no access): the worker checks the same before it
     // restores anything.
     process.stderr.write(
-      `warning: could not check --at against stanza ${source.stanza} here (pgbackrest info: ${(error as Error).message.slice(0, 300)}); the worker will check it\n`,
+      `warning: could not check --${flag} against stanza ${source.stanza} here (pgbackrest info: ${(error as Error).message.slice(0, 300)}); the worker will check it\n`,
     );
     return undefined;
   }
   const outside = targetOutsideRange(range, source.target);
-  if (outside) throw new UsageError(`--at: ${outside}`);
+  if (outside) throw new UsageError(`--${flag}: ${outside}`);
   return `recovering stanza ${source.stanza} to ${describeTarget(source.target)} (it can recover from ${range.from!.time}${range.to?.lastCommit ? ` to ${range.to.lastCommit}` : ''})`;
 }
 
@@ -598,7 +603,7 @@ export async function checkSourceReachable(input: Pick<BulkRestoreInput, 'source
       source.kind === 'scratch' ? checkReachable('scratch', source.scratch) : undefined,
       source.kind === 'point-in-time'
         ? live.then(async () => {
-            const line = await checkPointInTime(source);
+            const line = await checkPointInTime(source, source.until ? 'from' : 'at');
             if (line) process.stderr.write(`${line}\n`);
           })
         : undefined,

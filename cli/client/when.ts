@@ -6,14 +6,14 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
-import { idPattern, parseRecoveryTarget } from '../../activities/input-contract';
+import { idPattern } from '../../activities/input-contract';
 import type { RecoveryTarget } from '../../activities/restore-types';
 import { whenInput, whenWorkflowId, type WhenInput, type WhenResult } from '../../activities/when-contract';
 import { noWorkerWarning, workflowPollers } from './connection';
 import { UsageError } from './errors';
 import { checkDatabaseRef, checkStartInput, checkTenantRoot, taskQueueFrom, tenantsFromFlags } from './input';
 import { restoreFailureMessage } from './restore';
-import { checkPointInTime } from './start';
+import { checkPointInTime, momentFromFlag } from './start';
 
 export interface WhenFlags {
   backup?: string;
@@ -31,22 +31,9 @@ export function newWhenId(now = new Date()): string {
   return `w-${stamp}-${randomBytes(2).toString('hex')}`;
 }
 
-/**
- * --since in the grammar of `start --at` (parseRecoveryTarget: an RFC 3339 time with its zone, or an LSN), refused
- * the same way when it has no zone or is in the future. Written here rather than borrowed from start.ts's
- * pointInTimeSource, which is private to start and whose messages name --at.
- */
+/** --since in the grammar of `start --at`, refused the same way when it has no zone or is in the future. */
 export function sinceFromFlag(text: string, now = new Date()): RecoveryTarget {
-  const target = parseRecoveryTarget(text);
-  if (!target)
-    throw new UsageError(
-      `--since '${text}' is neither an RFC 3339 time with its zone (2026-12-02T07:03:00Z) nor a WAL position (0/3A000060).`,
-    );
-  if (target.type === 'time' && Date.parse(target.time) > now.getTime())
-    throw new UsageError(
-      `--since ${target.time} is in the future: give a moment before the deletions (it is now ${now.toISOString()}).`,
-    );
-  return target;
+  return momentFromFlag('since', text, now, 'give a moment before the deletions');
 }
 
 export function buildWhenRequest(
@@ -90,11 +77,7 @@ export async function runWhen(
   onNoWorker: (message: string) => void,
 ): Promise<WhenResult> {
   const { input, taskQueue } = request;
-  if (input.since)
-    await checkPointInTime({ stanza: input.stanza, target: input.since }).catch((error: unknown) => {
-      if (error instanceof UsageError) throw new UsageError(error.message.replace(/^--at:/, '--since:'));
-      throw error;
-    });
+  if (input.since) await checkPointInTime({ stanza: input.stanza, target: input.since }, 'since');
   const handle = await client.workflow
     .start<(i: WhenInput) => Promise<WhenResult>>('whenDeleted', {
       workflowId: whenWorkflowId(input.whenId),
