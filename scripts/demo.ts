@@ -1019,18 +1019,11 @@ async function windowAct(o: {
     // 15 ------------------------------------------------------------------------------------------------------------
     step(`Who did the incident touch? discover compares the database at T0 with the database at T1 (not with live)`);
     const discoverId = `${o.restoreId}-discover`;
+    // The window and where it is reverted: what discover and start share.
+    const windowFlags = ['--backup', source, '--from', from, '--to', to, '--live', url, '--tenant-root', 'app.tenants'];
     const discoverArgs = [
       'discover',
-      '--backup',
-      source,
-      '--from',
-      from,
-      '--to',
-      to,
-      '--live',
-      url,
-      '--tenant-root',
-      'app.tenants',
+      ...windowFlags,
       '--config',
       config,
       '--id',
@@ -1087,16 +1080,7 @@ async function windowAct(o: {
     );
     const restoreArgs = [
       'start',
-      '--backup',
-      source,
-      '--from',
-      from,
-      '--to',
-      to,
-      '--live',
-      url,
-      '--tenant-root',
-      'app.tenants',
+      ...windowFlags,
       '--tenants',
       touched.join(','),
       '--config',
