@@ -67,11 +67,13 @@ async function environment(name: string): Promise<{ env: CaseEnvironment; close:
       restorePassword,
       applyGrants: async (database, schema) => {
         // Two lanes granting to their roles at once can meet on a shared catalog row (the database-wide grants):
-        // PostgreSQL answers `tuple concurrently updated`, a race of the harness, not of the product; tried again.
+        // PostgreSQL answers `tuple concurrently updated`, or, for the first GRANT SET ON PARAMETER of a fresh stack,
+        // a duplicate key of pg_parameter_acl (both lanes create its row). A race of the harness, not of the product.
+        const race = /tuple concurrently updated|pg_parameter_acl_parname_index/;
         for (let attempt = 1; ; attempt++) {
           const granted = await applyGrants(database, restoreRole, restorePassword, schema);
           if (granted.code === 0) return;
-          if (attempt < 4 && granted.output.includes('tuple concurrently updated')) continue;
+          if (attempt < 4 && race.test(granted.output)) continue;
           throw new Error(`grants.sql failed on ${database}: ${granted.output}`);
         }
       },
