@@ -151,6 +151,38 @@ describe('a workflow input from a client, not the command line, is checked by th
     expect(stanza.message).toMatch(/source\.target\.lsn: a WAL position in upper case/);
   });
 
+  it("refuses an incident window's hostile fields (issue 26): T1's target, the conflicts policy, a when's input", async () => {
+    const injected = `${validTime}'\nrecovery_end_command = 'touch /tmp/${run}-PWNED-until'\n#`;
+    const window = await refusal(
+      'bulkRestore',
+      bulkInput({
+        source: {
+          kind: 'point-in-time',
+          stanza: env.STACK_PGBACKREST_STANZA,
+          target: { type: 'time', time: validTime },
+          until: { type: 'time', time: injected },
+        },
+        windowConflicts: 'overwrite-them' as never,
+      }),
+    );
+    expect(window.message).toMatch(/source\.until\.time: an RFC 3339 time/);
+    expect(window.message).toMatch(/windowConflicts:/);
+    expect(window.events).not.toContain('activityTaskScheduled');
+    expect(existsSync(`/tmp/${run}-PWNED-until`)).toBe(false);
+    const when = await refusal('whenDeleted', {
+      whenId: '../../decoy',
+      stanza: env.STACK_PGBACKREST_STANZA,
+      live: 'live',
+      tenantRoot: 'app.tenants',
+      tenants: ['1'],
+      since: { type: 'time', time: injected },
+    });
+    expect(when.message).toMatch(/^whenDeleted refused its input before doing anything: /);
+    expect(when.message).toMatch(/whenId: a when id/);
+    expect(when.message).toMatch(/since\.time: an RFC 3339 time/);
+    expect(when.events).not.toContain('activityTaskScheduled');
+  });
+
   it('refuses every other field a restore would turn into SQL, a path or a connection, all at once', async () => {
     const { message, events } = await refusal(
       'bulkRestore',
