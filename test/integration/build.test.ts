@@ -1,7 +1,7 @@
 /**
  * The built product (`npm run build`, which `npm test` runs first): bin/tenant-restore runs the compiled CLI in dist/,
  * a worker run from dist loads the workflow bundle made at build time instead of bundling at start, and `npm pack`
- * ships only what runs. `npm run test:node22` runs this file under Node 22 too.
+ * ships only what runs. `npm run test:node24` runs this file under Node 24 too.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
