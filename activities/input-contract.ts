@@ -346,9 +346,6 @@ export const restoreUnitInput = z.strictObject({
     .optional(),
 });
 
-/** The per-tenant child of the previous release (workflows/previous-release.ts). */
-export const tenantRestoreInput = z.strictObject({ ...unitCommon, tenantId, approved: z.boolean() });
-
 /** A drill id becomes the restore id `drill-<id>`, so it is shorter than a restore id by that prefix. */
 export const drillIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,56}$/;
 export const drillInput = z.strictObject({

@@ -1,7 +1,6 @@
 /**
  * Timeouts and retries of every activity the workflows call: the parent's and the drill's own steps
- * (parentActivities), a restore unit's steps (workflows/restore-unit.ts), and the per-tenant activities of the
- * previous release's children (workflows/previous-release.ts).
+ * (parentActivities), and a restore unit's steps (workflows/unit-steps.ts, unit-messages.ts).
  */
 import { TimeoutType } from '@temporalio/common';
 import { ActivityFailure, proxyActivities, TimeoutFailure, type ActivityOptions } from '@temporalio/workflow';
@@ -88,17 +87,6 @@ export function scratchHostLost(error: unknown): boolean {
     error.cause.timeoutType === TimeoutType.SCHEDULE_TO_START
   );
 }
-
-/** One tenant's action (the previous release's per-tenant children): back off longer, give up after a while. */
-export const actions = proxyActivities<Activities>({
-  startToCloseTimeout: reenableActionTimeoutSeconds * 1000,
-  retry: {
-    initialInterval: '500 milliseconds',
-    backoffCoefficient: 2,
-    maximumInterval: '1 minute',
-    maximumAttempts: 8,
-  },
-});
 
 /** Re-enable actions call other systems. A unit's action runs for each of its tenants in turn, heartbeating the tenants done so that a retry skips them. */
 export const unitActions = proxyActivities<Activities>({

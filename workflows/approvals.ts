@@ -97,7 +97,8 @@ export class Approvals {
         ),
       ),
     );
-    // Per-tenant children of the previous release are approved by their own id.
+    // A running tenant with no unit in groupOf (runs recorded before every unit of one was listed there; their
+    // histories replay) is approved by its own workflow id, as those runs did.
     await Promise.all(
       targets
         .filter((id) => !groupOf[id])

@@ -205,34 +205,25 @@ export interface BulkRestoreState {
   approvedTenants: TenantId[];
   runs: number;
   childrenStarted: number;
-  /**
-   * The unit (child workflow id) of each running tenant. Absent for a tenant in a per-tenant child of the previous
-   * release, which is approved and cancelled by its own id.
-   */
+  /** The unit (child workflow id) of each running tenant: approved and cancelled through it. */
   groupOf?: Record<TenantId, string>;
   /** Rows the finished units copied and their tenants: the rows per tenant that size the next units (unitRows). */
   rowsSeen?: { rows: number; tenants: number };
 }
 
-/** The input of a per-tenant child of the previous release (workflows/previous-release.ts). */
-export interface TenantRestoreInput {
+/** A restore unit: N ≥ 1 tenants restored together (workflows/restore-unit.ts). */
+export interface RestoreUnitInput {
   restoreId: string;
-  tenantId: TenantId;
+  tenantIds: TenantId[];
   scratch: string;
   live: string;
   plan: PlanRef;
   conflict: ConflictPolicy;
   chunkRows?: number;
   actions: ReenableAction[];
-  approved: boolean;
   artifacts: ArtifactsRef;
   /** Restore partial tenants (root row in live, some rows missing) by inserting only their missing rows. */
   allowPartial?: boolean;
-}
-
-/** A restore unit: N ≥ 1 tenants restored together (workflows/restore-unit.ts). */
-export interface RestoreUnitInput extends Omit<TenantRestoreInput, 'tenantId' | 'approved'> {
-  tenantIds: TenantId[];
   /** Scratch is a point-in-time server on one host: the unit reads it through that host's task queue. */
   scratchTaskQueue?: string;
   /** Tenants whose held actions are already approved when the unit starts. */
@@ -303,7 +294,8 @@ export const progressQuery = defineQuery<RestoreProgress>('progress');
 /**
  * The same controls as Workflow Updates: the workflow checks each against its state (a validator that rejects writes
  * nothing to history) and answers with what it accepted, so the CLI prints the restore's state instead of "sent".
- * The signals above stay for restores started by earlier releases, which have no update handlers.
+ * The signals above stay: the CLI sends cancel as a signal (it must land even when the workflow is busy), and the
+ * other controls as signals when no worker polls the restore's task queue (cli/client/restore.ts).
  */
 export interface ControlAck {
   restoreId: string;
@@ -335,8 +327,8 @@ export const unitDoneSignal =
   defineSignal<[{ outcomes: TenantOutcome[]; copied?: { rows: number; tenants: number } }]>('groupDone');
 /** Parent → unit: the held actions of these tenants are approved. */
 export const approveUnitTenantsSignal = defineSignal<[{ tenantIds: TenantId[] }]>('approveGroupTenants');
-
-/** The previous release's per-tenant children (workflows/previous-release.ts) speak these; the parent still hears them. */
-export const tenantPhaseSignal = defineSignal<[{ tenantId: TenantId; phase: TenantPhase }]>('tenantPhase');
-export const tenantDoneSignal = defineSignal<[TenantOutcome]>('tenantDone');
+/**
+ * Parent → a tenant's unit by its own id, for a running tenant with no unit in groupOf (workflows/approvals.ts): the
+ * runs recorded before every unit of one was listed there sent it, and their histories replay.
+ */
 export const approveTenantSignal = defineSignal('approveTenant');

@@ -7,14 +7,15 @@
 import { ApplicationFailure, log, upsertSearchAttributes } from '@temporalio/workflow';
 import type { DiscoverSummary } from '../activities/discover';
 import { discoverInput } from '../activities/input-contract';
-import { parentActivities, scratchHostLost, scratchReaders } from './activity-options';
+import { parentActivities, scratchHostLost } from './activity-options';
 import { RestoreIdKey, RestoreKindKey, RestorePhaseKey, TenantsTotalKey, type DiscoverInput } from './definitions';
 import type { ScratchInfo } from '../activities/restore-types';
 import { failureMessage } from './failures';
 import { prepareWindowEnd, stopWindowEnd } from './incident-window';
 import { checkWorkflowInput } from './input-check';
+import { withScratch } from './scratch';
 
-const { steps, scratchSteps } = parentActivities('restore');
+const { steps } = parentActivities('restore');
 
 /** Tables per activity: each is one read per side, so a retry repeats little; the heartbeat skips the tables done. */
 const tablesPerActivity = 8;
@@ -30,99 +31,80 @@ export async function discover(input: DiscoverInput): Promise<DiscoverSummary> {
       { key: RestoreKindKey, value: 'discover' },
       { key: RestorePhaseKey, value: value },
     ]);
-  phase('preparing-scratch');
-  let scratch;
   let windowEnd: ScratchInfo | undefined;
   try {
     const { source } = input;
-    scratch =
-      source.kind === 'backup'
-        ? await scratchSteps.prepareScratch({
-            kind: 'discover',
-            restoreId: discoverId,
-            backup: source.backup,
-            server: source.scratchServer ?? input.live,
-            allowUnverifiedBackup: input.allowUnverifiedBackup,
-            live: input.live,
-            unsafeScratch: input.unsafeScratch,
-          })
-        : source.kind === 'point-in-time'
-          ? await scratchSteps.preparePointInTimeScratch({
-              kind: 'discover',
-              restoreId: discoverId,
-              stanza: source.stanza,
-              target: source.target,
-              database: source.database,
-              live: input.live,
-            })
-          : await steps.checkScratch({ scratch: source.scratch });
-    // A point-in-time scratch is read on its own host (activities/point-in-time.ts).
-    const readers = scratchReaders(scratch.pointInTime?.taskQueue);
-    // An incident window (`--from T0 --to T1`): T0's scratch is compared with T1's instead of live, so that what the
-    // window did is told apart from what users did before and after it (activities/window.ts).
-    const window =
-      source.kind === 'point-in-time' && source.until ? { from: source.target, to: source.until } : undefined;
-    if (window && source.kind === 'point-in-time') {
-      phase('preparing-window-end');
-      windowEnd = await prepareWindowEnd(discoverId, source, window.to, input.live, scratch);
-    }
-    const compared = windowEnd?.ref ?? input.live;
-    phase('planning');
-    const plan = await readers.parentSteps.buildRestorePlan({
-      restoreId: discoverId,
-      scratch: scratch.ref,
-      live: input.live,
-      tenantRoot: input.tenantRoot,
-      config: input.config,
-      artifacts: input.artifacts,
-      purpose: 'discover',
-    });
-    phase('comparing');
-    const owned = await steps.ownedTableIndexes({ plan });
-    const batches: number[][] = [];
-    for (let i = 0; i < owned.length; i += tablesPerActivity) batches.push(owned.slice(i, i + tablesPerActivity));
-    let next = 0;
-    const worker = async () => {
-      while (next < batches.length) {
-        const tables = batches[next++]!;
-        await readers.parentSteps.discoverTables({
-          discoverId,
-          scratch: scratch!.ref,
-          live: compared,
-          plan,
-          tables,
-          artifacts: input.artifacts,
-        });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(activitiesAtOnce, batches.length) }, worker));
-    phase('classifying');
-    const summary = await steps.summarizeDiscovery({
-      discoverId,
-      plan,
-      tables: owned,
-      artifacts: input.artifacts,
-      ...(window ? { window } : {}),
-    });
-    if (windowEnd) {
-      await stopWindowEnd(discoverId, windowEnd);
-      windowEnd = undefined;
-    }
-    upsertSearchAttributes([{ key: TenantsTotalKey, value: summary.tenantsInBackup }]);
-    const dropped = scratch.owned && !input.keepScratch;
-    if (dropped) {
-      phase('cleanup');
-      if (scratch.pointInTime)
-        await readers.parentSteps.stopPointInTimeScratch({
-          kind: 'discover',
+    const dropped = (scratch: ScratchInfo) => scratch.owned && !input.keepScratch;
+    const { value: summary, scratch } = await withScratch(
+      {
+        kind: 'discover',
+        id: discoverId,
+        source,
+        live: input.live,
+        allowUnverifiedBackup: input.allowUnverifiedBackup,
+        unsafeScratch: input.unsafeScratch,
+        beforePrepare: () => phase('preparing-scratch'),
+        release: dropped,
+        onRelease: () => phase('cleanup'),
+      },
+      async (scratch, readers) => {
+        // An incident window (`--from T0 --to T1`): T0's scratch is compared with T1's instead of live, so that what
+        // the window did is told apart from what users did before and after it (activities/window.ts).
+        const window =
+          source.kind === 'point-in-time' && source.until ? { from: source.target, to: source.until } : undefined;
+        if (window && source.kind === 'point-in-time') {
+          phase('preparing-window-end');
+          windowEnd = await prepareWindowEnd(discoverId, source, window.to, input.live, scratch);
+        }
+        const compared = windowEnd?.ref ?? input.live;
+        phase('planning');
+        const plan = await readers.parentSteps.buildRestorePlan({
           restoreId: discoverId,
-          scratch,
+          scratch: scratch.ref,
+          live: input.live,
+          tenantRoot: input.tenantRoot,
+          config: input.config,
+          artifacts: input.artifacts,
+          purpose: 'discover',
         });
-      else await steps.dropScratch({ kind: 'discover', restoreId: discoverId, scratch });
-    }
+        phase('comparing');
+        const owned = await steps.ownedTableIndexes({ plan });
+        const batches: number[][] = [];
+        for (let i = 0; i < owned.length; i += tablesPerActivity) batches.push(owned.slice(i, i + tablesPerActivity));
+        let next = 0;
+        const worker = async () => {
+          while (next < batches.length) {
+            const tables = batches[next++]!;
+            await readers.parentSteps.discoverTables({
+              discoverId,
+              scratch: scratch.ref,
+              live: compared,
+              plan,
+              tables,
+              artifacts: input.artifacts,
+            });
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(activitiesAtOnce, batches.length) }, worker));
+        phase('classifying');
+        const summary = await steps.summarizeDiscovery({
+          discoverId,
+          plan,
+          tables: owned,
+          artifacts: input.artifacts,
+          ...(window ? { window } : {}),
+        });
+        if (windowEnd) {
+          await stopWindowEnd(discoverId, windowEnd);
+          windowEnd = undefined;
+        }
+        upsertSearchAttributes([{ key: TenantsTotalKey, value: summary.tenantsInBackup }]);
+        return summary;
+      },
+    );
     phase('completed');
     // A scratch kept (--keep-scratch) is where the restore of what discover found can start: start --scratch <ref>.
-    return { ...summary, scratch: { ref: scratch.ref, dropped } };
+    return { ...summary, scratch: { ref: scratch.ref, dropped: dropped(scratch) } };
   } catch (error) {
     if (windowEnd && !scratchHostLost(error)) await stopWindowEnd(discoverId, windowEnd);
     const { message } = failureMessage(error);

@@ -5,5 +5,3 @@ export { restoreUnit } from './restore-unit';
 export { restoreDrill } from './restore-drill';
 export { discover } from './discover';
 export { whenDeleted } from './when';
-// Kept registered for the children the previous release started.
-export { tenantGroupRestore, tenantRestore } from './previous-release';

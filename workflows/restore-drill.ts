@@ -13,6 +13,7 @@ import type { ScratchRisk } from '../activities/scratch-server';
 import { parentActivities } from './activity-options';
 import { failureMessage } from './failures';
 import { checkWorkflowInput } from './input-check';
+import { prepareScratch } from './scratch';
 import { bulkRestore } from './bulk-restore';
 import {
   bulkWorkflowId,
@@ -54,7 +55,7 @@ export interface RestoreDrillInput {
   unsafeScratch?: ScratchRisk[];
 }
 
-const { steps, scratchSteps } = parentActivities('drill');
+const { steps } = parentActivities('drill');
 
 function drillIdOf(): string {
   const info = workflowInfo();
@@ -109,14 +110,14 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
     record.backup = latest.backup;
     record.backupCreatedAt = latest.lastModified;
     const restoreStarted = Date.now();
-    scratch = await scratchSteps.prepareScratch({
+    scratch = await prepareScratch({
       kind: 'drill',
-      restoreId,
-      backup: latest.backup,
-      server: input.server ?? input.live,
-      allowUnverifiedBackup: input.allowUnverifiedBackup,
+      id: restoreId,
+      source: { kind: 'backup', backup: latest.backup, scratchServer: input.server },
       live: input.live,
+      allowUnverifiedBackup: input.allowUnverifiedBackup,
       unsafeScratch: input.unsafeScratch,
+      patience: 'drill',
     });
     record.timeToScratchMs = scratch.durationMs;
     record.tenants = await steps.sampleTenants({

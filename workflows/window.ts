@@ -22,8 +22,6 @@ import {
   concurrencyRange,
   setConcurrencySignal,
   setConcurrencyUpdate,
-  tenantDoneSignal,
-  tenantPhaseSignal,
   tenantWorkflowId,
   unitDoneSignal,
   unitPhaseSignal,
@@ -149,10 +147,6 @@ export class SlidingWindow {
   /** Units tell the parent (by workflow id, so any run of it hears) where their tenants are, and how they ended. */
   listenToUnits(): void {
     const { state } = this;
-    setHandler(tenantPhaseSignal, ({ tenantId, phase }) => {
-      if (tenantId in state.running) state.running[tenantId] = phase;
-    });
-    setHandler(tenantDoneSignal, (outcome) => this.finish(outcome));
     setHandler(unitPhaseSignal, ({ tenantIds, phase }) => {
       for (const id of tenantIds) if (id in state.running) state.running[id] = phase;
     });
@@ -238,6 +232,7 @@ export class SlidingWindow {
 
   private cancelRunning(restoreId: string): void {
     const units = new Set<string>();
+    // A tenant with no unit in groupOf (runs recorded before every unit was listed there) by its own workflow id.
     for (const id of Object.keys(this.state.running))
       units.add(this.state.groupOf![id] ?? tenantWorkflowId(restoreId, id));
     for (const workflowId of units) {

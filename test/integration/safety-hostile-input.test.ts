@@ -240,11 +240,6 @@ describe('a workflow input from a client, not the command line, is checked by th
     const r = await refusal('restoreDrill', drill);
     expect(r.message).toMatch(/^restoreDrill refused its input before doing anything: drillId: a drill id/);
     expect(r.events).not.toContain('activityTaskScheduled');
-
-    const { tenantIds: _ids, approvedTenants: _approved, ...common } = unit;
-    const legacy = await refusal('tenantRestore', { ...common, restoreId: '../..', tenantId: '1', approved: false });
-    expect(legacy.message).toMatch(/^tenantRestore refused its input before doing anything: restoreId:/);
-    expect(legacy.events).not.toContain('activityTaskScheduled');
   });
 
   it('leaves the sandbox as it was: the decoy is intact and no scratch area was even created', () => {

@@ -1,8 +1,8 @@
 /**
  * Determinism guard: today's workflow code replays the histories saved from real runs of the orchestration tests
  * (test/replay/histories/*.binpb, binary protobuf, written by the orchestration tests with SAVE_REPLAY_HISTORIES=1). A change to bulkRestore or restoreUnit that would
- * break a restore in flight fails here (the previous release's tenantRestore and tenantGroupRestore histories replay
- * through their shims in workflows/previous-release.ts); guard such a change with patched() and keep the old histories.
+ * break a restore in flight fails here; guard such a change with patched() and keep the old histories. The previous
+ * release (0.1.0, never deployed) and the histories of its child types are retired.
  */
 import { Worker } from '@temporalio/worker';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -15,20 +15,9 @@ const files = readdirSync(dir)
   .sort();
 
 describe('workflow replay against saved histories', () => {
-  it('has histories of the parent (first run, continued run, approval, groups, units) and of children (per tenant, groups, units)', () => {
+  it('has histories of the parent (first run, continued run, approval, units) and of restore units (of one, of several)', () => {
     expect(files).toEqual(
       expect.arrayContaining([
-        'bulk-restore-50.binpb',
-        'bulk-restore-approval.binpb',
-        'bulk-restore-continued-run.binpb',
-        'tenant-restore-actions.binpb',
-        'tenant-restore-approval.binpb',
-        'bulk-restore-groups.binpb',
-        'bulk-restore-groups-approval.binpb',
-        'bulk-restore-groups-continued-run.binpb',
-        'tenant-group-restore-actions.binpb',
-        'tenant-group-restore-approval.binpb',
-        // This release: restore units (of one, and of several), run by the shims' histories above as well.
         'bulk-restore-units.binpb',
         'bulk-restore-units-approval.binpb',
         'bulk-restore-units-continued-run.binpb',

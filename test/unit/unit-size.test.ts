@@ -2,7 +2,7 @@
  * Units sized by rows (issue 25): the next unit's tenant count from the rows per tenant the finished units copied.
  */
 import { describe, expect, it } from 'vitest';
-import { unitSize } from '../../workflows/bulk-restore';
+import { unitSize } from '../../workflows/units';
 
 describe('unitSize', () => {
   it('takes the group size while no unit has finished, or when units are sized in tenants', () => {
