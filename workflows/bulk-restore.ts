@@ -28,7 +28,9 @@ import { narrowScratchToWindow } from './incident-window';
 import { fail, report, type RestoreRun } from './restore-report';
 import { withScratch } from './scratch';
 import { pageSize, startUnit, unitSize } from './units';
-import { progress, SlidingWindow } from './window';
+import { registerControls } from './controls';
+import { progress } from './progress';
+import { SlidingWindow } from './window';
 
 const { steps } = parentActivities('restore');
 
@@ -86,7 +88,7 @@ export async function bulkRestore(input: BulkRestoreInput, carried?: BulkRestore
 
   // Signals buffered in a run's first task reach their handlers in the order the handlers are set: the same order as
   // the runs of earlier releases, whose histories replay (an approve and a unit's end in one task, say).
-  window.registerControls(restoreId);
+  registerControls(restoreId, state);
   approvals.register(input);
   window.listenToUnits();
   setHandler(progressQuery, () => progress(restoreId, phase, state, total(), input.artifacts));

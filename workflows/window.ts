@@ -1,11 +1,10 @@
 /**
- * The sliding window of a bulk restore: which units run, how many at once, pause, resume and cancel. A plain module
- * over the parent's carried state, so that the parent reads as its steps and this logic is tested on its own
- * (test/unit/workflows.test.ts).
+ * The sliding window of a bulk restore: which units run, how many at once, pause, resume and cancel (the controls
+ * that set them are in workflows/controls.ts). A plain module over the parent's carried state, so that the parent
+ * reads as its steps and this logic is tested on its own (test/unit/workflows.test.ts).
  */
 import {
   allHandlersFinished,
-  CancellationScope,
   condition,
   getExternalWorkflowHandle,
   log,
@@ -14,22 +13,10 @@ import {
 } from '@temporalio/workflow';
 import type { TenantId } from '../activities/restore-types';
 import {
-  cancelSignal,
-  pauseSignal,
-  pauseUpdate,
-  resumeSignal,
-  resumeUpdate,
-  concurrencyRange,
-  setConcurrencySignal,
-  setConcurrencyUpdate,
   tenantWorkflowId,
   unitDoneSignal,
   unitPhaseSignal,
-  type ArtifactsRef,
-  type BulkPhase,
   type BulkRestoreState,
-  type ControlAck,
-  type RestoreProgress,
   type TenantOutcome,
 } from './definitions';
 import { failureMessage, isCancelled } from './failures';
@@ -74,9 +61,6 @@ export interface WindowSource {
   changed(moment: 'cancelling' | 'waiting'): void;
 }
 
-const validConcurrency = (n: unknown): n is number =>
-  Number.isInteger(n) && (n as number) >= concurrencyRange.min && (n as number) <= concurrencyRange.max;
-
 export class SlidingWindow {
   private startedThisRun = 0;
   private startsPending = 0;
@@ -84,64 +68,6 @@ export class SlidingWindow {
 
   constructor(private readonly state: WindowState) {
     this.state.groupOf ??= {};
-  }
-
-  /**
-   * pause, resume, cancel and setConcurrency, as signals (restores of earlier releases' CLI) and, but cancel, as
-   * updates that a validator checks and that answer with the state they left. A cancel of the workflow itself (Web UI, `temporal workflow cancel`) is
-   * treated like the cancel signal: the parent's body runs non-cancellable so that it can cancel the units, report
-   * and clean up.
-   */
-  registerControls(restoreId: string): void {
-    const { state } = this;
-    const ack = (changed: boolean): ControlAck => ({
-      restoreId,
-      paused: state.paused,
-      concurrency: state.concurrency,
-      cancelRequested: state.cancelRequested,
-      changed,
-      started: state.nextIndex,
-      running: Object.keys(state.running).length,
-    });
-    const setPaused = (paused: boolean) => {
-      const changed = state.paused !== paused;
-      state.paused = paused;
-      return changed;
-    };
-    const setConcurrency = (n: number) => {
-      const changed = state.concurrency !== n;
-      state.concurrency = n;
-      return changed;
-    };
-    const notCancelling = (what: string) => () => {
-      if (state.cancelRequested) throw new Error(`restore ${restoreId} is being cancelled: nothing to ${what}.`);
-    };
-    setHandler(pauseSignal, () => void setPaused(true));
-    setHandler(resumeSignal, () => void setPaused(false));
-    setHandler(cancelSignal, () => {
-      state.cancelRequested = true;
-    });
-    setHandler(setConcurrencySignal, (n: number) => {
-      if (validConcurrency(n)) setConcurrency(n);
-      else
-        log.warn(`ignored setConcurrency: not an integer in ${concurrencyRange.min}..${concurrencyRange.max}`, {
-          value: n,
-        });
-    });
-    setHandler(pauseUpdate, () => ack(setPaused(true)), { validator: notCancelling('pause') });
-    setHandler(resumeUpdate, () => ack(setPaused(false)), { validator: notCancelling('resume') });
-    setHandler(setConcurrencyUpdate, (n) => ack(setConcurrency(n)), {
-      validator: (n) => {
-        if (!validConcurrency(n))
-          throw new Error(
-            `concurrency ${JSON.stringify(n)} is not an integer from ${concurrencyRange.min} to ${concurrencyRange.max}.`,
-          );
-        notCancelling('change')();
-      },
-    });
-    CancellationScope.current().cancelRequested.catch(() => {
-      state.cancelRequested = true;
-    });
   }
 
   /** Units tell the parent (by workflow id, so any run of it hears) where their tenants are, and how they ended. */
@@ -277,42 +203,4 @@ export class SlidingWindow {
       },
     );
   }
-}
-
-/** The `progress` query: counts by phase, from the window's state. */
-export function progress(
-  restoreId: string,
-  phase: BulkPhase,
-  state: BulkRestoreState,
-  total: number,
-  artifacts: ArtifactsRef,
-): RestoreProgress {
-  const counts: RestoreProgress['counts'] = {
-    pending: state.cancelRequested ? 0 : total - state.nextIndex,
-    preflight: 0,
-    copy: 0,
-    validate: 0,
-    'awaiting-approval': 0,
-    reenable: 0,
-    restored: state.restored,
-    failed: state.failed,
-    cancelled: state.cancelledTenants + (state.cancelRequested ? total - state.nextIndex : 0),
-  };
-  for (const p of Object.values(state.running)) counts[p] += 1;
-  return {
-    restoreId,
-    phase,
-    paused: state.paused,
-    cancelRequested: state.cancelRequested,
-    concurrency: state.concurrency,
-    total,
-    started: state.nextIndex,
-    counts,
-    failures: state.failures,
-    approvedAll: state.approvedAll,
-    scratch: state.scratch?.ref,
-    planDigest: state.plan?.digest,
-    runs: state.runs,
-    artifacts,
-  };
 }
