@@ -21,15 +21,8 @@ import {
   useFreshDatabases,
   useStackEnv,
 } from '../helpers/stack';
-import {
-  deleteTenants,
-  generate,
-  range,
-  smallTenant,
-  tenantRows,
-  uploadBackup,
-  withClient,
-} from '../fixtures/orchestration/fixture';
+import { range, smallTenant, tenantRows, withClient } from '../fixtures/orchestration/fixture';
+import { lostTenants } from '../helpers/scenario';
 import { historyText, restoreExecutions, saveHistory } from '../helpers/history';
 import { productEnv, runCli } from '../helpers/product';
 import { startWebhookServer } from '../fixtures/orchestration/webhook-server';
@@ -54,12 +47,15 @@ describe('bulk restore of 50 tenants from a backup in MinIO', () => {
   let configPath: string;
 
   beforeAll(async () => {
-    source = await fresh('orch_bulk_src');
-    await generate(source.url, [{ first: 1, count: 80, shape: smallTenant }]);
-    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${restoreId}/backup.dump`));
-    live = await fresh('orch_bulk_live', source.name);
-    await deleteTenants(live.url, victims);
-    bystandersBefore = await tenantRows(live.url, bystanders);
+    ({ source, live, backup, bystandersBefore } = await lostTenants({
+      fresh,
+      name: 'orch_bulk',
+      backupKey: `test/${restoreId}/backup.dump`,
+      victims,
+      bystanders,
+      shape: smallTenant,
+      tenants: 80,
+    }));
     webhook = await startWebhookServer(1);
     configPath = join(tmpdir(), `${restoreId}.config.json`);
     writeFileSync(
