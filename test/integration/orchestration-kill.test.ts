@@ -11,15 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CopyCheckpoint } from '../../activities/restore-types';
 import { bulkWorkflowId, tenantWorkflowId, type BulkRestoreResult } from '../../workflows/definitions';
 import { temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import {
-  deleteTenants,
-  generate,
-  range,
-  smallTenant,
-  tenantRows,
-  uploadBackup,
-  withClient,
-} from '../fixtures/orchestration/fixture';
+import { range, smallTenant, tenantRows, withClient } from '../fixtures/orchestration/fixture';
+import { lostTenants } from '../helpers/scenario';
 import { historyEvents } from '../helpers/history';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/product';
 
@@ -39,21 +32,23 @@ describe('a worker killed in the middle of a copy', () => {
   const workers: WorkerProcess[] = [];
 
   beforeAll(async () => {
-    source = await fresh('orch_kill_src');
-    await generate(source.url, [
-      { first: 1, count: 5, shape: smallTenant },
-      // 120,000 comments, copied in chunks of 200: a few hundred chunk transactions, so that there is a middle to
-      // kill the worker in even on a fast, idle machine (the worker sends checkpoints to the server every second).
-      {
-        first: big,
-        count: 1,
-        shape: { users: 20, projects: 50, issuesPerProject: 40, commentsPerIssue: 60, installations: 3 },
-      },
-      { first: 7, count: 4, shape: smallTenant },
-    ]);
-    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${restoreId}/backup.dump`));
-    live = await fresh('orch_kill_live', source.name);
-    await deleteTenants(live.url, victims);
+    ({ source, live, backup } = await lostTenants({
+      fresh,
+      name: 'orch_kill',
+      backupKey: `test/${restoreId}/backup.dump`,
+      victims,
+      shape: [
+        { first: 1, count: 5, shape: smallTenant },
+        // 120,000 comments, copied in chunks of 200: a few hundred chunk transactions, so that there is a middle to
+        // kill the worker in even on a fast, idle machine (the worker sends checkpoints to the server every second).
+        {
+          first: big,
+          count: 1,
+          shape: { users: 20, projects: 50, issuesPerProject: 40, commentsPerIssue: 60, installations: 3 },
+        },
+        { first: 7, count: 4, shape: smallTenant },
+      ],
+    }));
     ({ client, close: closeClient } = await temporalClient());
   });
 
