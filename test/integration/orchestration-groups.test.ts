@@ -15,16 +15,8 @@ import { createS3Client, getJson } from '../../activities/s3';
 import type { RestoreReport } from '../../activities/report';
 import { groupWorkflowId, tenantWorkflowId, unitWorkflowId } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import {
-  deleteTenants,
-  generate,
-  range,
-  smallTenant,
-  tables,
-  tenantRows,
-  uploadBackup,
-  withClient,
-} from '../fixtures/orchestration/fixture';
+import { range, smallTenant, tables, tenantRows, withClient } from '../fixtures/orchestration/fixture';
+import { lostTenants } from '../helpers/scenario';
 import { restoreExecutions } from '../helpers/history';
 import { runCli } from '../helpers/product';
 
@@ -72,11 +64,14 @@ describe('a group restore in which one tenant conflicts and one is not in the ba
   let out: { restoreId: string; status: string; tenants: CliTenant[] };
 
   beforeAll(async () => {
-    source = await fresh('orch_groups_src');
-    await generate(source.url, [{ first: 1, count: 40, shape: smallTenant }]);
-    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${restoreId}/backup.dump`));
-    live = await fresh('orch_groups_live', source.name);
-    await deleteTenants(live.url, victims);
+    ({ source, live, backup } = await lostTenants({
+      fresh,
+      name: 'orch_groups',
+      backupKey: `test/${restoreId}/backup.dump`,
+      victims,
+      shape: smallTenant,
+      tenants: 40,
+    }));
     // Since the backup, tenant 30 got a user whose id is one of tenant 7's users in the backup (other tenant, other
     // email): restoring 7 would overwrite another tenant's row, which no policy may do.
     stolenUserId = await withClient(

@@ -13,14 +13,8 @@ import { destructiveStatements, installDeleteAudit } from '../helpers/audit';
 import { createServer } from 'node:net';
 import { productEnv, runCli, startWorkerProcess, type WorkerProcess } from '../helpers/product';
 import { temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import {
-  deleteTenants,
-  generate,
-  range,
-  smallTenant,
-  tenantRows,
-  uploadBackup,
-} from '../fixtures/orchestration/fixture';
+import { range, smallTenant, tenantRows } from '../fixtures/orchestration/fixture';
+import { lostTenants } from '../helpers/scenario';
 
 const env = useStackEnv();
 const password = new URL(env.STACK_PG_URL).password;
@@ -50,14 +44,16 @@ describe('two workers on one task queue, one killed mid-restore', () => {
   const workers: WorkerProcess[] = [];
 
   beforeAll(async () => {
-    source = await fresh('orch_scaleout_src');
-    await generate(source.url, [
-      { first: 1, count: 16, shape: { ...smallTenant, commentsPerIssue: 40 } },
-      { first: 17, count: 4, shape: smallTenant },
-    ]);
-    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${restoreId}/backup.dump`));
-    live = await fresh('orch_scaleout_live', source.name);
-    await deleteTenants(live.url, victims);
+    ({ source, live, backup } = await lostTenants({
+      fresh,
+      name: 'orch_scaleout',
+      backupKey: `test/${restoreId}/backup.dump`,
+      victims,
+      shape: [
+        { first: 1, count: 16, shape: { ...smallTenant, commentsPerIssue: 40 } },
+        { first: 17, count: 4, shape: smallTenant },
+      ],
+    }));
     await installDeleteAudit(live.url, 'all');
     ({ client, close: closeClient } = await temporalClient());
   });

@@ -20,15 +20,8 @@ import { createS3Client, getJson } from '../../activities/s3';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { RestoreReport, UnitRecord } from '../../activities/report';
 import { startWorker, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import {
-  deleteTenants,
-  generate,
-  range,
-  smallTenant,
-  tenantRows,
-  uploadBackup,
-  withClient,
-} from '../fixtures/orchestration/fixture';
+import { range, smallTenant, tenantRows, withClient } from '../fixtures/orchestration/fixture';
+import { lostTenants } from '../helpers/scenario';
 import { runCli } from '../helpers/product';
 
 const env = useStackEnv();
@@ -93,11 +86,14 @@ describe('tenants still in live are refused; partial ones only with --allow-part
     );
 
   beforeAll(async () => {
-    source = await fresh('safety_present_src');
-    await generate(source.url, [{ first: 1, count: 12, shape: smallTenant }]);
-    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${run}/backup.dump`));
-    live = await fresh('safety_present_live', source.name);
-    await deleteTenants(live.url, absent);
+    ({ source, live, backup } = await lostTenants({
+      fresh,
+      name: 'safety_present',
+      backupKey: `test/${run}/backup.dump`,
+      victims: absent,
+      shape: smallTenant,
+      tenants: 12,
+    }));
     await withClient(live.url, async (c) => {
       // Tenant 6: a purge that stopped half way (two comments gone), and a user who changed their email since the backup.
       deletedComments = (
