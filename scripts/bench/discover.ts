@@ -21,7 +21,10 @@ import type { DiscoverSummary } from '../../activities/discover';
 import { buildPlan, type Plan, type PlanTable } from '../../activities/plan';
 import { attributionPaths, pathJoins } from '../../activities/sql/discover';
 import { benchEnv, createDatabase, dbUrl, dropDatabase, run, say, sleep } from './pg';
-import { bin, runCliTimed, WorkerProcess, workflowProfile } from './product';
+import { bin } from './product';
+import { runCliTimed } from './start-run';
+import { WorkerProcess } from './worker-process';
+import { workflowProfile } from './workflow-profile';
 
 export type BaselineMode = 'first-path' | 'all-paths';
 

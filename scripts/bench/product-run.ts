@@ -5,7 +5,8 @@ import { percentile } from './format';
 import type { WorkloadTable } from '../workload/model';
 import { benchEnv, say } from './pg';
 import { DbSampler } from './db-sampler';
-import { readReport, runStart, workflowProfile, type StartRun, type WorkflowProfile } from './product';
+import { runStart, type StartRun } from './start-run';
+import { readReport, workflowProfile, type WorkflowProfile } from './workflow-profile';
 import type { PhaseStats, ProductRun } from './results';
 import { runTag, logsDir, configFile } from './context';
 

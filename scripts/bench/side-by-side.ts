@@ -4,7 +4,7 @@ import { runIdeal } from './ideal';
 import { wideDataset } from './wide';
 import { createDatabase, dbUrl, dropDatabase, say } from './pg';
 import { scratchDatabaseName } from '../../activities/scratch';
-import { WorkerProcess } from './product';
+import { WorkerProcess } from './worker-process';
 import type { Options } from './options';
 import type { ProductRun, BenchResults } from './results';
 import { runTag, logsDir, retrying } from './context';

@@ -3,7 +3,7 @@ import { bigTenantDataset } from '../dataset';
 import { count, mb, seconds } from '../format';
 import { copyTenants } from '../ideal';
 import { createDatabase, dbUrl, dropDatabase, say } from '../pg';
-import { WorkerProcess } from '../product';
+import { WorkerProcess } from '../worker-process';
 import type { BenchResults } from '../results';
 import { runTag, logsDir, retrying, type BenchContext } from '../context';
 import { productRun } from '../product-run';

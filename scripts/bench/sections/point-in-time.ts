@@ -5,7 +5,7 @@ import { pointInTimeIncident, writesAfterBackupInLive } from '../point-in-time';
 import { toMicros } from '../../../activities/point-in-time';
 import { createDatabase, dbUrl, dropDatabase, say } from '../pg';
 import { scratchDatabaseName } from '../../../activities/scratch';
-import { WorkerProcess } from '../product';
+import { WorkerProcess } from '../worker-process';
 import type { Options } from '../options';
 import type { ProductRun, BenchResults, PointInTimeResult } from '../results';
 import { runTag, logsDir, type BenchContext } from '../context';

@@ -3,7 +3,7 @@ import { summarize, Writer } from '../../workload/writer';
 import { count, seconds } from '../format';
 import { createDatabase, dbUrl, dropDatabase, say, sleep } from '../pg';
 import { scratchDatabaseName } from '../../../activities/scratch';
-import { WorkerProcess } from '../product';
+import { WorkerProcess } from '../worker-process';
 import { defaultConcurrency } from '../../../workflows/definitions';
 import type { ProductRun } from '../results';
 import { runTag, logsDir, type BenchContext } from '../context';
