@@ -153,9 +153,6 @@ describe('actions (item 8)', () => {
     expect(problemsOf(webhook({ timeoutSeconds: 119 }))).toEqual([]);
     const steps = readFileSync(join(projectRootDir, 'workflows', 'activity-options.ts'), 'utf8');
     expect(steps).toMatch(
-      /export const actions = proxyActivities<Activities>\(\{\n {2}startToCloseTimeout: reenableActionTimeoutSeconds \* 1000,/,
-    );
-    expect(steps).toMatch(
       /export const unitActions = proxyActivities<Activities>\(\{\n.*\n {2}heartbeatTimeout: reenableActionTimeoutSeconds \* 1000,/,
     );
   });
