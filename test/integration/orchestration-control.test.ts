@@ -20,15 +20,8 @@ import {
   type RestoreProgress,
 } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import {
-  deleteTenants,
-  generate,
-  range,
-  smallTenant,
-  tenantRows,
-  uploadBackup,
-  withClient,
-} from '../fixtures/orchestration/fixture';
+import { range, smallTenant, tenantRows, withClient } from '../fixtures/orchestration/fixture';
+import { lostTenants } from '../helpers/scenario';
 import { historyEvents, saveHistory } from '../helpers/history';
 import { runCli } from '../helpers/product';
 import { startWebhookServer } from '../fixtures/orchestration/webhook-server';
@@ -49,11 +42,19 @@ describe('operator control of a running restore', () => {
   let closeClient: () => Promise<void>;
 
   beforeAll(async () => {
-    source = await fresh('orch_ctl_src');
-    await generate(source.url, [{ first: 1, count: 30, shape: smallTenant }]);
-    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${uniqueName('ctl')}/backup.dump`));
-    template = await fresh('orch_ctl_tpl', source.name);
-    await deleteTenants(template.url, victims);
+    // Live here is a template: each test restores into its own copy of it.
+    ({
+      source,
+      live: template,
+      backup,
+    } = await lostTenants({
+      fresh,
+      name: 'orch_ctl',
+      backupKey: `test/${uniqueName('ctl')}/backup.dump`,
+      victims,
+      shape: smallTenant,
+      tenants: 30,
+    }));
     worker = await startWorker({ taskQueue, activities: createActivities({ pools, s3 }) });
     ({ client, close: closeClient } = await temporalClient());
   });
