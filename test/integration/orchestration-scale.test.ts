@@ -15,14 +15,8 @@ import { createS3Client, getJson } from '../../activities/s3';
 import type { RestoreReport } from '../../activities/report';
 import { bulkWorkflowId, type BulkRestoreResult } from '../../workflows/definitions';
 import { startWorker, temporalClient, uniqueName, useFreshDatabases, useStackEnv } from '../helpers/stack';
-import {
-  deleteTenants,
-  generate,
-  range,
-  tenantRows,
-  tinyTenant,
-  uploadBackup,
-} from '../fixtures/orchestration/fixture';
+import { range, tenantRows, tinyTenant } from '../fixtures/orchestration/fixture';
+import { lostTenants } from '../helpers/scenario';
 import { historyEvents, historyText, restoreExecutions, saveHistory } from '../helpers/history';
 import { runCli } from '../helpers/product';
 
@@ -43,11 +37,15 @@ describe('a restore of 2,000 small tenants', () => {
   let closeClient: () => Promise<void>;
 
   beforeAll(async () => {
-    source = await fresh('orch_scale_src');
-    await generate(source.url, [{ first: 1, count: 2100, shape: tinyTenant }], { minimal: true });
-    ({ backup } = await uploadBackup(source.url, env.STACK_S3_BUCKET, `test/${restoreId}/backup.dump`));
-    live = await fresh('orch_scale_live', source.name);
-    await deleteTenants(live.url, victims);
+    ({ source, live, backup } = await lostTenants({
+      fresh,
+      name: 'orch_scale',
+      backupKey: `test/${restoreId}/backup.dump`,
+      victims,
+      shape: tinyTenant,
+      tenants: 2100,
+      generate: { minimal: true },
+    }));
     worker = await startWorker({
       taskQueue,
       activities: createActivities({ pools, s3 }),
