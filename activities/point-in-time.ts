@@ -33,7 +33,8 @@ import {
   toMicros,
 } from './input-contract';
 import type { RecoveryTarget, ScratchInfo } from './restore-types';
-import { runTool, type ScratchKind } from './scratch';
+import { runTool } from './tools';
+import type { ScratchKind } from './scratch';
 
 export type { ScratchKind };
 
