@@ -28,24 +28,21 @@
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { copyFrom, copyTo, escapeIdentifier as q } from '../db';
-import { qualify, type ChunkUnit, type Plan, type PlanForeignKey, type PlanTable } from '../plan';
+import { copyFrom, copyTo } from '../db';
+import { qualify, type ChunkUnit, type Plan, type PlanForeignKey } from '../plan';
 import { ownedPredicate } from '../plan/ownership';
 import type { CopyCheckpoint } from '../restore-types';
-import { columnList, writtenNames, type Sql } from '../sql/index';
+import { columnList, writtenNames } from '../sql/index';
 import { danglingReference, externalOrphanCount } from '../sql/orphans';
 import { advanceSequenceTo } from '../sql/sequences';
 import type { ChunkRun } from './chunked';
 import { checkAbort } from './common';
 import { DirectCopyRefused, lineFields, refusedByDirect, unescapeCopyText, withNullFields } from './direct';
 import { liveTransaction } from './transaction';
-
-/** Pairs (key, value) of columns left NULL kept in Node for the fill; past it, the staged fill reads scratch again. */
-export const pendingFillLimit = 2_000_000;
-/** Pairs set per fill transaction. */
-const fillBatch = 50_000;
-/** Lines read off the scratch stream per step: a batch, written to live in one write. */
-const linesPerRead = 4096;
+import { LineReader, linesPerRead } from './line-reader';
+import { Fill, FkRule, hasFill, pendingFillLimit, runFill } from './chunk-fills';
+export * from './line-reader';
+export * from './chunk-fills';
 
 /**
  * The chunked direct path stops and the staged chunked path goes on from `checkpoint` (none: nothing committed yet).
@@ -93,12 +90,6 @@ async function checkpoint(run: ChunkRun, c: CopyCheckpoint): Promise<void> {
   await run.input.onCheckpoint?.(c);
 }
 
-interface Fill {
-  table: PlanTable;
-  fk: PlanForeignKey;
-  pairs: Array<[string, string]>;
-}
-
 /** A unit of chunkUnits() in mode `chunks`, every table direct, then the fill of the columns that went in NULL. */
 export async function copyUnitDirectInChunks(run: ChunkRun, unit: ChunkUnit): Promise<void> {
   try {
@@ -115,20 +106,6 @@ export async function copyUnitDirectInChunks(run: ChunkRun, unit: ChunkUnit): Pr
     handOver.run = { committed: run.committed, pendingNull: run.pendingNull };
     throw handOver;
   }
-}
-
-/** How each FK of a table is checked in a chunk. */
-interface FkRule {
-  fk: PlanForeignKey;
-  fields: number[];
-  /**
-   * probe: every reference not in this chunk is probed (`local`: a self-reference by the primary key, whose values in
-   * this chunk need nothing); row-level: a self-reference whose later keys go in NULL and earlier ones are probed as
-   * `local`; null: every reference goes in NULL (a later table of the cycle).
-   */
-  mode: 'probe' | 'row-level' | 'null';
-  local: boolean;
-  pairs: Array<[string, string]> | null;
 }
 
 /**
@@ -309,106 +286,4 @@ async function copyTableInChunks(run: ChunkRun, unit: ChunkUnit, i: number, fill
     await reader.close().catch(() => undefined);
   }
   return rules.filter((r) => r.pairs?.length).map((r) => ({ table, fk: r.fk, pairs: r.pairs! }));
-}
-
-/**
- * Sets the FK column `fill.fk` of the rows that went in NULL, by key, in transactions of `fillBatch` rows: only where
- * live still holds NULL (a row its users changed since is left alone), every value probed in live and its parent
- * locked FOR KEY SHARE before COMMIT, as any other reference.
- */
-async function runFill(run: ChunkRun, fill: Fill): Promise<void> {
-  const { plan, tenantIds, signal } = run.input;
-  for (let at = 0; at < fill.pairs.length; at += fillBatch) {
-    checkAbort(signal);
-    const batch = fill.pairs.slice(at, at + fillBatch);
-    await liveTransaction(run.input, async (live) => {
-      await run.input.yieldToLive?.(live, signal);
-      const keys = batch.map(([k]) => unescapeCopyText(k));
-      const values = batch.map(([, v]) => unescapeCopyText(v));
-      await live.query(fillByKey(plan, fill.table, fill.fk, keys, values));
-      const { rows } = await live.query<{ n: string }>(
-        externalOrphanCount(plan, fill.table, fill.fk, [[...new Set(values)]]),
-      );
-      const orphans = Number(rows[0]!.n);
-      if (orphans > 0)
-        throw danglingReference(fill.table.key, [{ constraint: fill.fk.constraint, rows: orphans }], tenantIds);
-    });
-  }
-}
-
-/** `UPDATE ... SET fk = value` for the keys given, where live still holds NULL. */
-function fillByKey(plan: Plan, table: PlanTable, fk: PlanForeignKey, keys: string[], values: string[]): Sql {
-  const types = new Map(table.columns.map((c) => [c.name, c.type]));
-  const key = table.primaryKey[0]!;
-  const column = fk.columns[0]!;
-  return {
-    text: `UPDATE ${qualify(plan, table.key)} t SET ${q(column)} = v.value::${types.get(column)}
-     FROM unnest($1::text[], $2::text[]) AS v(key, value)
-     WHERE t.${q(key)} = v.key::${types.get(key)} AND t.${q(column)} IS NULL`,
-    values: [keys, values],
-  };
-}
-
-/** Reads complete COPY text lines off a stream, in batches, up to a count; the rest stays for the next call. */
-class LineReader {
-  private buffer: Buffer | null = null;
-  private offset = 0;
-  private rest: Buffer | null = null;
-  private ended = false;
-  constructor(private readonly iterator: AsyncIterator<Buffer>) {}
-
-  /** Up to `max` lines (each with its newline), or [] at the end of the stream. */
-  async next(max: number): Promise<Buffer[]> {
-    const lines: Buffer[] = [];
-    while (lines.length < max) {
-      if (!this.buffer || this.offset >= this.buffer.length) {
-        if (this.ended) break;
-        const { value, done } = await this.iterator.next();
-        if (done) {
-          this.ended = true;
-          if (this.rest?.length) throw new Error('COPY stream ended inside a row');
-          break;
-        }
-        this.buffer = value;
-        this.offset = 0;
-        if (this.rest) {
-          const newline = value.indexOf(10);
-          if (newline < 0) {
-            this.rest = Buffer.concat([this.rest, value]);
-            this.buffer = null;
-            continue;
-          }
-          lines.push(Buffer.concat([this.rest, value.subarray(0, newline + 1)]));
-          this.rest = null;
-          this.offset = newline + 1;
-          continue;
-        }
-      }
-      const newline = this.buffer.indexOf(10, this.offset);
-      if (newline < 0) {
-        this.rest = Buffer.from(this.buffer.subarray(this.offset));
-        this.buffer = null;
-        continue;
-      }
-      lines.push(this.buffer.subarray(this.offset, newline + 1));
-      this.offset = newline + 1;
-    }
-    return lines;
-  }
-
-  /**
-   * Reads the stream to its end. A COPY stream of pg-copy-streams destroyed before its end leaves its connection
-   * detached from the client (the rest of the COPY is never read): the session's next query, the ROLLBACK of
-   * closeSession, would wait forever. Only a copy that stops mid-table (a hand-over, a failure, a cancel) reads the
-   * rest, and throws it away.
-   */
-  async close(): Promise<void> {
-    this.buffer = null;
-    this.rest = null;
-    while (!this.ended) if ((await this.iterator.next()).done) this.ended = true;
-  }
-}
-
-function hasFill(unit: ChunkUnit): boolean {
-  return Object.keys(unit.deferred).length > 0;
 }
