@@ -16,12 +16,12 @@
  * plan or copied staged) is probed in live and its parent locked FOR KEY SHARE, one statement per FK, as
  * PostgreSQL's own check would; one that finds nothing aborts with DanglingReferenceError, nothing committed.
  */
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { copyFrom, copyTo, type PoolClient } from '../db';
 import { isPgError } from '../errors';
 import type { Pacer } from '../live-pressure';
-import { qualify, type Plan, type PlanForeignKey, type PlanTable } from '../plan';
+import { qualify, type Plan, type PlanTable } from '../plan';
 import type { RenderContext } from '../plan/ownership';
 import { danglingReference, externalOrphanCount } from '../sql/orphans';
 import { advanceSequenceTo } from '../sql/sequences';
@@ -31,6 +31,10 @@ import { addOutcome, checkAbort, emptyTotals, tooLarge, TooLargeForOneTransactio
 import type { CopyTenantInput } from './index';
 import { finishStaged, merge, stage, type StagedTable } from './staged';
 import { liveTransaction } from './transaction';
+import { RowTap } from './row-tap';
+import { StreamFacts } from './stream-facts';
+export * from './row-tap';
+export * from './stream-facts';
 
 /**
  * The direct path could not take the unit: live already holds one of its keys (23505, 23P01), or a table refuses a
@@ -152,239 +156,4 @@ async function copyTable(
     throw refusedByDirect(error) ?? error;
   }
   return sink.rowCount;
-}
-
-/**
- * The fields of a COPY text stream that the direct path reads as the rows pass: one line per row (COPY escapes
- * newlines and tabs inside values), fields separated by tabs, `\N` for NULL. Values are kept in their escaped form:
- * two fields hold the same value exactly when their escaped texts are equal (the same session wrote both). The bytes
- * pass through unchanged.
- */
-export class RowTap extends Transform {
-  private rest: Buffer | null = null;
-  constructor(
-    private readonly fields: number[],
-    private readonly onRow: (values: Array<string | null>) => void,
-  ) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    try {
-      let start = 0;
-      if (this.rest) {
-        const newline = chunk.indexOf(10);
-        if (newline < 0) {
-          this.rest = Buffer.concat([this.rest, chunk]);
-          return done(null, chunk);
-        }
-        const line = Buffer.concat([this.rest, chunk.subarray(0, newline)]);
-        this.rest = null;
-        this.line(line, 0, line.length);
-        start = newline + 1;
-      }
-      for (let newline = chunk.indexOf(10, start); newline >= 0; newline = chunk.indexOf(10, start)) {
-        this.line(chunk, start, newline);
-        start = newline + 1;
-      }
-      if (start < chunk.length) this.rest = Buffer.from(chunk.subarray(start));
-      done(null, chunk);
-    } catch (error) {
-      done(error as Error);
-    }
-  }
-
-  override _flush(done: TransformCallback): void {
-    done(this.rest?.length ? new Error('COPY stream ended inside a row') : null);
-  }
-
-  private line(buffer: Buffer, start: number, end: number): void {
-    this.onRow(lineFields(buffer, start, end, this.fields));
-  }
-}
-
-/**
- * Calls `visit(from, to)` with the span of each field of `fields` (ascending indexes) of the COPY text row in `buffer`
- * from `start` to `end` (its newline, excluded). A row with fewer fields is refused: the next tab would be the next
- * row's.
- */
-function eachField(
-  buffer: Buffer,
-  start: number,
-  end: number,
-  fields: number[],
-  visit: (from: number, to: number) => void,
-): void {
-  let field = 0;
-  let position = start;
-  for (const wanted of fields) {
-    for (; field < wanted; field++) {
-      const tab = buffer.indexOf(9, position);
-      if (tab < 0 || tab >= end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
-      position = tab + 1;
-    }
-    if (position > end) throw new Error(`COPY row has fewer fields than expected (${wanted + 1})`);
-    let tab = buffer.indexOf(9, position);
-    if (tab < 0 || tab > end) tab = end;
-    visit(position, tab);
-    field++;
-    position = tab + 1;
-  }
-}
-
-/**
- * The fields `fields` (ascending indexes) of the COPY text row in `buffer` from `start` to `end` (its newline, excluded),
- * in their escaped form, null for `\N`.
- */
-export function lineFields(buffer: Buffer, start: number, end: number, fields: number[]): Array<string | null> {
-  const values: Array<string | null> = [];
-  eachField(buffer, start, end, fields, (from, to) => {
-    const isNull = to - from === 2 && buffer[from] === 92 && buffer[from + 1] === 78;
-    values.push(isNull ? null : buffer.toString('utf8', from, to));
-  });
-  return values;
-}
-
-/** The COPY text row `line` (with its newline) with the fields `fields` (ascending indexes) set to NULL (`\N`). */
-export function withNullFields(line: Buffer, fields: number[]): Buffer {
-  const parts: Buffer[] = [];
-  let kept = 0;
-  eachField(line, 0, line.length - 1, fields, (from, to) => {
-    parts.push(line.subarray(kept, from), nullText);
-    kept = to;
-  });
-  parts.push(line.subarray(kept));
-  return Buffer.concat(parts);
-}
-
-const nullText = Buffer.from('\\N');
-
-/** A value of a COPY text stream as it was before escaping (COPY TO escapes backslash and the control characters). */
-export function unescapeCopyText(text: string): string {
-  if (!text.includes('\\')) return text;
-  const escapes: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
-  return text.replace(/\\(.)/gs, (_, c: string) => escapes[c] ?? c);
-}
-
-/**
- * What the streams of one transaction said: the keys inserted into each table (for the FKs that reference it), the
- * distinct references of each FK of the tables copied directly, and the largest value of each sequence's column.
- */
-class StreamFacts {
-  /** keyName(table, columns) → the escaped key tuples this transaction inserted. */
-  private readonly inserted = new Map<string, Set<string>>();
-  private readonly references: Array<{ table: PlanTable; fk: PlanForeignKey; values: Set<string> }> = [];
-  private readonly maxima = new Map<string, bigint>();
-  /** The keys (keyName) that some FK of a directly copied table references. */
-  private readonly referenced: Set<string>;
-
-  constructor(private readonly plan: Plan) {
-    this.referenced = new Set(
-      plan.fkEnforcement === 'replica'
-        ? plan.tables
-            .filter((t) => directEligible(plan, t))
-            .flatMap((t) => t.foreignKeys.map((fk) => keyName(fk.to, fk.referencedColumns)))
-        : [],
-    );
-  }
-
-  /** The tap of `table`'s stream, or none when nothing of it is needed. */
-  tap(table: PlanTable): RowTap | undefined {
-    const names = writtenNames(table);
-    const fields: number[] = [];
-    const at = (column: string) => {
-      const i = names.indexOf(column);
-      if (i >= 0 && !fields.includes(i)) fields.push(i);
-      return i;
-    };
-    const written = (columns: string[]) => columns.every((c) => names.includes(c));
-    const readers: Array<(value: (field: number) => string | null) => void> = [];
-    // A key with a column that is not written is not read off the stream: references to it are probed in live.
-    for (const key of this.keysOf(table).filter(written)) {
-      const set = new Set<string>();
-      this.inserted.set(keyName(table.key, key), set);
-      const idx = key.map(at);
-      readers.push((value) => {
-        const tuple = tupleOf(idx, value);
-        if (tuple !== null) set.add(tuple);
-      });
-    }
-    if (this.plan.fkEnforcement === 'replica') {
-      for (const fk of table.foreignKeys) {
-        const values = new Set<string>();
-        this.references.push({ table, fk, values });
-        const idx = fk.columns.map(at);
-        readers.push((value) => {
-          const tuple = tupleOf(idx, value);
-          if (tuple !== null) values.add(tuple);
-        });
-      }
-    }
-    for (const { column, sequence } of table.sequences.filter((s) => written([s.column]))) {
-      const i = at(column);
-      readers.push((value) => {
-        const v = value(i);
-        if (v === null) return;
-        let n: bigint;
-        try {
-          n = BigInt(v);
-        } catch {
-          throw new DirectCopyRefused(`${table.key}.${column} holds a value that is not an integer (${sequence})`);
-        }
-        const max = this.maxima.get(sequence);
-        if (max === undefined || n > max) this.maxima.set(sequence, n);
-      });
-    }
-    if (!readers.length) return undefined;
-    const sorted = [...fields].sort((a, b) => a - b);
-    const slot = new Map(sorted.map((f, k) => [f, k]));
-    return new RowTap(sorted, (values) => {
-      const value = (field: number) => values[slot.get(field)!]!;
-      for (const read of readers) read(value);
-    });
-  }
-
-  /** The key column lists of `table` that a directly copied table's FK references. */
-  private keysOf(table: PlanTable): string[][] {
-    return [...this.referenced]
-      .map((name) => JSON.parse(name) as [string, string[]])
-      .filter(([key]) => key === table.key)
-      .map(([, columns]) => columns);
-  }
-
-  sequenceMaxima(): Array<{ sequence: string; max: string }> {
-    return [...this.maxima].map(([sequence, max]) => ({ sequence, max: max.toString() }));
-  }
-
-  /** Per FK, the distinct references that are not rows this transaction inserted, unescaped, one array per column. */
-  externalReferences(): Array<{ table: PlanTable; fk: PlanForeignKey; values: string[][] }> {
-    const out: Array<{ table: PlanTable; fk: PlanForeignKey; values: string[][] }> = [];
-    for (const { table, fk, values } of this.references) {
-      const inserted = this.inserted.get(keyName(fk.to, fk.referencedColumns));
-      const columns: string[][] = fk.columns.map(() => []);
-      for (const tuple of values) {
-        if (inserted?.has(tuple)) continue;
-        tuple.split('\t').forEach((v, k) => columns[k]!.push(unescapeCopyText(v)));
-      }
-      if (columns[0]!.length) out.push({ table, fk, values: columns });
-    }
-    return out;
-  }
-}
-
-/** A referenced key of a table as a map key (JSON: names may hold any character). */
-function keyName(table: string, columns: string[]): string {
-  return JSON.stringify([table, columns]);
-}
-
-/** The escaped values of `fields` joined by tabs (no escaped value holds a tab), or null when one is NULL. */
-function tupleOf(fields: number[], value: (field: number) => string | null): string | null {
-  if (fields.length === 1) return value(fields[0]!);
-  const parts: string[] = [];
-  for (const f of fields) {
-    const v = value(f);
-    if (v === null) return null;
-    parts.push(v);
-  }
-  return parts.join('\t');
 }
