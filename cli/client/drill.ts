@@ -18,7 +18,7 @@ import {
   parseIntegerFlag,
   UsageError,
 } from './input';
-import { scratchServerFromFlags, unsafeScratchFromFlags } from './start';
+import { scratchServerFromFlags, unsafeScratchFromFlags } from './scratch-placement';
 
 /** The flags of `drill schedule|run`, as node:util parseArgs returns them. */
 export interface DrillFlags {

@@ -13,7 +13,8 @@ import { noWorkerWarning, workflowPollers } from './connection';
 import { UsageError } from './errors';
 import { checkDatabaseRef, checkStartInput, checkTenantRoot, taskQueueFrom, tenantsFromFlags } from './input';
 import { restoreFailureMessage } from './restore';
-import { checkPointInTime, momentFromFlag } from './start';
+import { momentFromFlag } from './source';
+import { checkPointInTime } from './source-reachable';
 
 export interface WhenFlags {
   backup?: string;

@@ -9,6 +9,9 @@ import { exitCodes, parseFlags, print, sourceFlags, type Command, type Flags } f
 const connection = () => require('../client/connection') as typeof import('../client/connection');
 const progress = () => require('../client/progress') as typeof import('../client/progress');
 const starting = () => require('../client/start') as typeof import('../client/start');
+const sources = () => require('../client/source') as typeof import('../client/source');
+const backupPrefix = () => require('../client/backup-prefix') as typeof import('../client/backup-prefix');
+const startWorkflow = () => require('../client/start-workflow') as typeof import('../client/start-workflow');
 const discovering = () => require('../client/discover') as typeof import('../client/discover');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
@@ -144,17 +147,12 @@ export const startCommand: Command = {
     }
     const { noWorkerWarning, withTemporal, workflowPollers } = connection();
     const { progressPrinter, waitForRestore } = progress();
-    const {
-      buildStartRequest,
-      sourceFromFlags,
-      newRestoreId,
-      startRestore,
-      resolveBackupPrefix,
-      pickedBackupLine,
-      withBackupStandIn,
-    } = starting();
+    const { buildStartRequest, newRestoreId, parseAllowPartial } = starting();
+    const { sourceFromFlags } = sources();
+    const { resolveBackupPrefix, pickedBackupLine, withBackupStandIn } = backupPrefix();
+    const { startRestore } = startWorkflow();
     const fromDiscover = values['from-discover'];
-    const allowPartial = starting().parseAllowPartial(values['allow-partial']);
+    const allowPartial = parseAllowPartial(values['allow-partial']);
     // The flags are checked before anything is read (exit 2): then the archive --backup-prefix names is picked in S3,
     // the tenant list of a discover is read, and the whole request is built.
     const restoreId = values.id ?? newRestoreId();

@@ -1,10 +1,10 @@
 /**
- * The checks `start` and `discover` make before they start a workflow (cli/client/start.ts): asked at once, reported
+ * The checks `start` and `discover` make before they start a workflow (cli/client/source-reachable.ts): asked at once, reported
  * as if asked one after another (inOrder), so that the message is the same as before whichever check answers first.
  */
 import { describe, expect, it } from 'vitest';
 import { ServiceUnavailableError } from '../../cli/client/errors';
-import { checkSourceReachable, inOrder } from '../../cli/client/start';
+import { checkSourceReachable, inOrder } from '../../cli/client/source-reachable';
 
 function deferred() {
   let resolve!: () => void;

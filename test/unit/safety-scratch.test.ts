@@ -21,7 +21,8 @@ import {
   type ScratchMarker,
   type ScratchTable,
 } from '../../activities/scratch';
-import { buildStartRequest, scratchOnLiveWarning } from '../../cli/client/start';
+import { buildStartRequest } from '../../cli/client/start';
+import { scratchOnLiveWarning } from '../../cli/client/scratch-placement';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
