@@ -18,7 +18,7 @@ import { copyFrom, copyTo, type Pools } from './db';
 import type { Plan } from './plan';
 import type { ArtifactsRef, ObjectRef, PlanRef, RecoveryTarget, TenantId } from './restore-types';
 import { describeTarget } from './point-in-time';
-import { heartbeating } from './restore-activities';
+import { heartbeating } from './boundary';
 import { getJson, putJson, putText } from './s3';
 import {
   compareSums,

@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { envHeaderProblem, isSecretHeaderName } from './config';
 import type { Pools } from './db';
 import { isPgError, reduceDbError } from './errors';
-import { toActivityFailure } from './restore-activities';
+import { toActivityFailure } from './boundary';
 import type { ReenableAction, TenantId } from './restore-types';
 
 export const idempotencyKey = (restoreId: string, tenantId: TenantId, action: string): string =>

@@ -25,7 +25,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { type PoolClient, type Pools } from './db';
 import { type Plan } from './plan';
 import type { ArtifactsRef, ObjectRef, PlanRef, RecoveryTarget, TenantId } from './restore-types';
-import { planLoader } from './restore-activities';
+import { planLoader } from './boundary';
 import { putJson } from './s3';
 import { windowSchema } from './sql/window';
 import { added, computeDelta, conflicts, delta, done, narrow, phaseDone } from './window-phases';
