@@ -246,3 +246,27 @@ export function writeList(path: string, text: string): void {
     throw new UsageError(`cannot write --write-list ${path}: ${(error as Error).message}`);
   }
 }
+
+/** Every class but intact: discover.json lists each tenant with a difference; intact ones are only counted. */
+export const listedClasses = ['absent', 'partial', 'changed', 'grown', 'new'] as const;
+
+/**
+ * `discover --json`: the tenants of each class with their missing, added and changed rows per table, read from the
+ * discover.json the workflow wrote to S3 (the rows never pass through Temporal). Intact tenants are counted only.
+ */
+export async function tenantsByClass(
+  summary: DiscoverSummary,
+): Promise<Record<(typeof listedClasses)[number], DiscoveredTenant[]>> {
+  const location = summary.artifacts.json;
+  let tenants: DiscoveredTenant[];
+  try {
+    ({ tenants } = await getJson<{ tenants: DiscoveredTenant[] }>(createS3Client(), parseS3Url(location)));
+  } catch (error) {
+    if (isNotFound(error)) throw new UsageError(`discover ${summary.discoverId} wrote no ${location}.`);
+    s3Unavailable(error);
+  }
+  return Object.fromEntries(listedClasses.map((c) => [c, tenants.filter((t) => t.class === c)])) as Record<
+    (typeof listedClasses)[number],
+    DiscoveredTenant[]
+  >;
+}

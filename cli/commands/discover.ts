@@ -40,7 +40,8 @@ affected, and warnings (a live that looks like another database, drift). The res
                     line: the format of 'start --tenants-file'. Or restore them with 'start --from-discover <id>'.
                     A partial tenant may only be one whose users deleted rows since the backup: its rows come back
                     with it. Look at discover.md (missing rows per table) before including partial tenants
-  --json            the summary as JSON
+  --json            the summary as JSON, with the tenants of each class (absent, partial, changed, grown, new) and
+                    their missing, added and changed rows per table (intact tenants are counted only)
 
 exit codes: 0 done (whatever it found) | 2 bad input (a tenant root that is not a table, a backup without it...)
             | 3 a service unreachable`;
@@ -90,7 +91,7 @@ export const discoverCommand: Command = {
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'.\n\nusage: ${usage}`);
     if (values['include-partial'] && !values['write-list'])
       throw new UsageError('--include-partial only goes with --write-list <path>.');
-    const { buildDiscoverRequest, runDiscover, discoverList, writeList } = discovering();
+    const { buildDiscoverRequest, runDiscover, discoverList, writeList, tenantsByClass } = discovering();
     const { resolveBackupPrefix, pickedBackupLine, withBackupStandIn } = starting();
     buildDiscoverRequest(withBackupStandIn(values));
     const { flags: resolved, picked } = await resolveBackupPrefix(values);
@@ -109,7 +110,9 @@ export const discoverCommand: Command = {
       }
       // Loud, on stderr, in JSON mode too: a warning inside JSON on stdout would go unread.
       if (values.json) for (const w of summary.warnings) process.stderr.write(`\n*** WARNING: ${w}\n\n`);
-      print(!!values.json, summary, () => describeDiscovery(summary, listPath));
+      // --json lists the tenants of each class too (from discover.json in S3); the text keeps to counts and tables.
+      const output = values.json ? { ...summary, tenants: await tenantsByClass(summary) } : summary;
+      print(!!values.json, output, () => describeDiscovery(summary, listPath));
       return exitCodes.ok;
     });
   },

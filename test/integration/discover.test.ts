@@ -527,6 +527,11 @@ describe('discover: the blast radius of a random incident', () => {
     expect(summary.warnings).toEqual([]);
 
     const { tenants } = await discovered(summary);
+    // --json prints the same tenants, by class, as discover.json holds them: scripts need not read S3 themselves.
+    const printed = (run.json as { tenants: Record<string, DiscoveredTenant[]> }).tenants;
+    expect(Object.keys(printed).sort()).toEqual(['absent', 'changed', 'grown', 'new', 'partial']);
+    for (const [c, list] of Object.entries(printed)) expect(list).toEqual(tenants.filter((t) => t.class === c));
+    expect(Object.values(printed).flat().length).toBe(tenants.length);
     const found = new Map(tenants.map((t) => [t.tenantId, t]));
     // The incident's tenants: class and every per-table count as booked.
     for (const [id, expected] of books.tenants) {
