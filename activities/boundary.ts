@@ -13,7 +13,7 @@ import type { PlanRef } from './restore-types';
 
 /**
  * The activity boundary, for every activity group (activities/index.ts wraps them all): engine errors become
- * non-retryable failures of the same type; PostgreSQL errors are reduced (activities/errors.ts: SQLSTATE, table,
+ * non-retryable failures of the same type; PostgreSQL errors are reduced (activities/errors/: SQLSTATE, table,
  * constraint, never `detail`, `where` or a data error's message) and classified, so that only transient ones
  * (serialization failure, deadlock, lock timeout, lost connection, restarting server) are retried. The failure gets
  * no `cause`: Temporal would serialize the original error, message and stack, into history.

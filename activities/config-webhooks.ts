@@ -1,12 +1,13 @@
 /**
- * What the config file may not say about a webhook: a secret in its URL's query or in a literal header (secrets come from the worker's environment, env:NAME), or a URL that is not https.
+ * What the config file may not say about a webhook: a secret in its URL's query or in a literal header (secrets come
+ * from the worker's environment, env:NAME), or a URL that is not https.
  */
 
 /**
  * Words that make a URL query parameter a credential: `token`, `access_token`, `apiKey`, `X-Amz-Signature`, `sig`...
  * A name is split into words (separators and camelCase), so that `author` or `keyword` are not taken for secrets.
  */
-export const secretQueryWords = new Set([
+const secretQueryWords = new Set([
   'token',
   'key',
   'apikey',

@@ -251,7 +251,7 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
 }
 
 /**
- * Errors that are meant to be retried: the transient SQLSTATEs of activities/errors.ts (serialization failure,
+ * Errors that are meant to be retried: the transient SQLSTATEs of activities/errors/ (serialization failure,
  * deadlock, lock timeout, cannot-connect-now, admin shutdown, connection failures), and lost connections.
  */
 const retryableNodeCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);

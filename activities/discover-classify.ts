@@ -1,5 +1,6 @@
 /**
- * Discover's shapes, and every tenant classified from the tables' comparisons (absent, partial, changed, grown, intact, new), with the counts, the tables most affected and the warnings. Pure: unit-tested on its own.
+ * Discover's shapes, and every tenant classified from the tables' comparisons (absent, partial, changed, grown, intact,
+ * new), with the counts, the tables most affected and the warnings. Pure: unit-tested on its own.
  */
 import type { Plan } from './plan';
 import type { ArtifactsRef, PlanRef, RecoveryTarget, TenantId } from './restore-types';

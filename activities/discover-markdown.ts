@@ -1,5 +1,6 @@
 /**
- * discover.md: for an operator, what was found and what to do with it, for a backup compared with live and for an incident window.
+ * discover.md: for an operator, what was found and what to do with it, for a backup compared with live and for an
+ * incident window.
  */
 import { describeTarget } from './point-in-time';
 import { DiscoverSummary, DiscoveredTenant } from './discover-classify';
@@ -8,7 +9,7 @@ import { DiscoverSummary, DiscoveredTenant } from './discover-classify';
  * discover.md of an incident window: the classes say what the window did, and what a revert of it does
  * (activities/window.ts).
  */
-export function windowMarkdown(summary: DiscoverSummary, tenants: DiscoveredTenant[]): string {
+function windowMarkdown(summary: DiscoverSummary, tenants: DiscoveredTenant[]): string {
   const { from, to } = summary.window!;
   const touched = tenants.filter((t) => t.class === 'absent' || t.class === 'partial' || t.class === 'changed');
   const lines = [

@@ -42,7 +42,6 @@ import {
 } from './discover-classify';
 import { discoverMarkdown } from './discover-markdown';
 export * from './discover-classify';
-export * from './discover-markdown';
 
 export const tableComparisonObject = (artifacts: ArtifactsRef, index: number): ObjectRef => ({
   bucket: artifacts.bucket,

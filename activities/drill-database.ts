@@ -1,5 +1,6 @@
 /**
- * The drill database: its name, its marker, whose it is, and live's schema copied into it (pg_dump --schema-only into pg_restore).
+ * The drill database: its name, its marker, whose it is, and live's schema copied into it (pg_dump --schema-only into
+ * pg_restore).
  */
 import { qualifiedNamePattern } from './input-contract';
 import { ApplicationFailure } from '@temporalio/common';

@@ -1,5 +1,6 @@
 /**
- * The report rendered: a tenant's row from its unit's result, each tenant's share of an incident window, and the Markdown report (report.md).
+ * The report rendered: a tenant's row from its unit's result, each tenant's share of an incident window, and the
+ * Markdown report (report.md).
  */
 import { describeTarget } from './point-in-time';
 import type { TenantId } from './restore-types';
@@ -123,7 +124,7 @@ export function windowSection(report: RestoreReport): string[] {
 }
 
 /** Tenants refused because they are still in live: nothing of them was written. */
-export function refusedSection(tenants: ReportTenant[]): string[] {
+function refusedSection(tenants: ReportTenant[]): string[] {
   const refused = tenants.filter((x) => x.error?.startsWith('TenantPresentError'));
   if (!refused.length) return [];
   return [
@@ -146,7 +147,7 @@ export function refusedSection(tenants: ReportTenant[]): string[] {
 }
 
 /** Partial tenants restored with allowPartial: which rows came back, by primary key (keys only, never row data). */
-export function partialSection(tenants: ReportTenant[]): string[] {
+function partialSection(tenants: ReportTenant[]): string[] {
   const partial = tenants.filter((x) => x.restoredKeys);
   if (!partial.length) return [];
   const shown = 50;

@@ -14,7 +14,6 @@ import { normalizeTenantId } from './restore-types';
 import { ReportTenant, RestoreReport, WriteReportInput } from './report-types';
 import { WindowFile, add, renderMarkdown, tenantRow, windowCounts } from './report-render';
 export * from './report-types';
-export * from './report-render';
 
 export function createReportActivities({ s3 }: { s3: S3Client }) {
   /** The window's totals for the report, and each tenant's share set on its row. */

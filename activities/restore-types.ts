@@ -248,7 +248,7 @@ export interface ScratchInfo {
   /** `signature`: a manifest signed by the backup job's key; the others only with --allow-unverified-backup. */
   verifiedBy?: 'signature' | 'manifest' | 'metadata' | 'size-only';
   durationMs: number;
-  /** Scratch recovered to a moment from a WAL archive (activities/point-in-time.ts): where, to when, and how well. */
+  /** Scratch recovered to a moment from a WAL archive (activities/point-in-time/): where, to when, and how well. */
   pointInTime?: PointInTimeScratch;
 }
 

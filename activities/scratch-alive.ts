@@ -1,6 +1,6 @@
 /**
  * Does scratch still hold what was loaded into it? A scratch loaded by prepareScratch has UNLOGGED tables
- * (activities/scratch.ts): no WAL for the load, but PostgreSQL resets every unlogged relation to empty during crash
+ * (activities/scratch/dump.ts): no WAL for the load, but PostgreSQL resets every unlogged relation to empty during crash
  * recovery (after a crash, a kill or an immediate shutdown; a clean shutdown keeps them). An emptied scratch must never
  * be read as the backup: every tenant would look "not in the backup", every validation would compare live with nothing.
  *

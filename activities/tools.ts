@@ -28,7 +28,7 @@ export function runTool(
       }
     });
     // The server's CONTEXT and DETAIL lines carry row data (`COPY t, line 3, column x: "<value>"`): only the error
-    // lines are kept (activities/errors.ts reduceToolStderr); a line cut by the bound above is dropped whole.
+    // lines are kept (activities/errors/ reduceToolStderr); a line cut by the bound above is dropped whole.
     const reducedStderr = () => reduceToolStderr(cut ? err.slice(err.indexOf('\n') + 1) : err).slice(-4000);
     const abort = () => child.kill('SIGTERM');
     signal.addEventListener('abort', abort, { once: true });

@@ -1,6 +1,6 @@
 /**
  * `tenant-restore when`'s workflow input and result (workflows/when.ts, activities/when.ts): the schema is built from
- * the input contract's pieces (activities/input-contract.ts) and parsed by the command line before it starts anything,
+ * the input contract's pieces (activities/input-contract/) and parsed by the command line before it starts anything,
  * by the workflow at its first step and by the activity. Workflow code imports this module: zod and types only.
  */
 import { z } from 'zod';

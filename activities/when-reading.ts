@@ -1,5 +1,6 @@
 /**
- * What `when` reads: the tenants' root rows in the recovered scratch (the root's key, its relation path in the WAL), and pg_waldump's records of the archive from there.
+ * What `when` reads: the tenants' root rows in the recovered scratch (the root's key, its relation path in the WAL),
+ * and pg_waldump's records of the archive from there.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { spawn } from 'node:child_process';
@@ -8,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { escapeIdentifier, type Pools } from './db';
 import { postgresBin } from './point-in-time';
 
-export interface ScratchFacts {
+interface ScratchFacts {
   key: string;
   keyType: string;
   rel: string;

@@ -41,7 +41,6 @@ import {
   type WhenTenant,
 } from './when-contract';
 import { readScratch, waldump, xidBefore } from './when-reading';
-export * from './when-reading';
 
 export function createWhenActivities({ pools, host }: { pools: Pools; host?: ScratchHost }) {
   return {

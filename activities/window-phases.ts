@@ -1,5 +1,6 @@
 /**
- * The incident window's first two phases on the T0 scratch: the delta of every owned table with each tenant's conflicts against live, then scratch narrowed to what the window changed. Each is one transaction that records it is done.
+ * The incident window's first two phases on the T0 scratch: the delta of every owned table with each tenant's conflicts
+ * against live, then scratch narrowed to what the window changed. Each is one transaction that records it is done.
  */
 import { cancellationSignal } from '@temporalio/activity';
 import { pipeline } from 'node:stream/promises';
@@ -16,7 +17,7 @@ export const conflicts = `${windowSchema}.conflicts`;
 export const done = `${windowSchema}.done`;
 
 export const owned = (plan: Plan) => plan.tables.filter((t) => t.role !== 'shared');
-export const keyHash = (table: PlanTable, alias = 't') => rowHash(table, table.primaryKey, alias);
+const keyHash = (table: PlanTable, alias = 't') => rowHash(table, table.primaryKey, alias);
 export const keyText = (table: PlanTable) => `ARRAY[${table.primaryKey.map((c) => `t.${q(c)}::text`).join(', ')}]`;
 
 export async function phaseDone(scratch: PoolClient, phase: string): Promise<boolean> {

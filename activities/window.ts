@@ -29,7 +29,6 @@ import { planLoader } from './boundary';
 import { putJson } from './s3';
 import { windowSchema } from './sql/window';
 import { added, computeDelta, conflicts, delta, done, narrow, phaseDone } from './window-phases';
-export * from './window-phases';
 
 export type ConflictReason =
   'live holds another row with its key' | 'deleted since the window' | 'changed since the window';

@@ -149,7 +149,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     );
   else logger.info({ workflowsPath: workflows.workflowsPath }, 'workflows bundled at start from the source');
   // Besides the shared queue, each worker polls its host's own: the activities that read a point-in-time scratch
-  // server (a private PostgreSQL on this host, activities/point-in-time.ts) are sent there. TENANT_RESTORE_HOST_ID
+  // server (a private PostgreSQL on this host, activities/point-in-time/) are sent there. TENANT_RESTORE_HOST_ID
   // names the host (default: its hostname); workers of one host share the queue and the server.
   const scratchHost = { id: hostIdFrom(), taskQueue: hostTaskQueue(taskQueue, hostIdFrom()) };
   const activities = createActivities({ pools, s3, logger, scratchHost });

@@ -66,7 +66,7 @@ const scratchHostPatience = '2 minutes' as const;
 
 /**
  * The activities that read scratch (a unit's preflight, copy and validate; the parent's plan and cleanup), sent to the
- * scratch host's own task queue when scratch is a point-in-time server on one host (activities/point-in-time.ts),
+ * scratch host's own task queue when scratch is a point-in-time server on one host (activities/point-in-time/),
  * and to the shared queue otherwise (the same proxies as before, so that earlier histories replay).
  */
 export function scratchReaders(taskQueue: string | undefined) {

@@ -2,7 +2,7 @@
  * The operator's controls of a bulk restore: pause, resume, cancel and setConcurrency. Each but cancel is a Workflow
  * Update that a validator checks and that answers with the state it left; each is also a signal, which the CLI sends
  * for cancel (it must land even when the workflow is busy) and for the others when no worker polls the restore's task
- * queue (cli/client/restore.ts). A cancel of the workflow itself (Web UI, `temporal workflow cancel`) is treated like
+ * queue (cli/client/control.ts). A cancel of the workflow itself (Web UI, `temporal workflow cancel`) is treated like
  * the cancel signal: the parent's body runs non-cancellable so that it can cancel the units, report and clean up.
  */
 import { CancellationScope, log, setHandler } from '@temporalio/workflow';

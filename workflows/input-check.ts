@@ -1,5 +1,5 @@
 /**
- * The worker's side of the input contract (activities/input-contract.ts): each workflow parses its input as its first
+ * The worker's side of the input contract (activities/input-contract/): each workflow parses its input as its first
  * step, so that an input from any client (not only the command line) is refused before any activity runs, with a
  * non-retryable InvalidInput failure that names every field that is wrong.
  */

@@ -20,7 +20,7 @@ export const progressQuery = defineQuery<RestoreProgress>('progress');
  * The same controls as Workflow Updates: the workflow checks each against its state (a validator that rejects writes
  * nothing to history) and answers with what it accepted, so the CLI prints the restore's state instead of "sent".
  * The signals above stay: the CLI sends cancel as a signal (it must land even when the workflow is busy), and the
- * other controls as signals when no worker polls the restore's task queue (cli/client/restore.ts).
+ * other controls as signals when no worker polls the restore's task queue (cli/client/control.ts).
  */
 export interface ControlAck {
   restoreId: string;

@@ -1,6 +1,6 @@
 /**
  * The inputs of the restore workflows (bulkRestore, discover, restoreUnit), as they travel through Temporal: ids,
- * aliases or URLs without a password, S3 locations and digests (invariant I5). activities/input-contract.ts checks them.
+ * aliases or URLs without a password, S3 locations and digests (invariant I5). activities/input-contract/ checks them.
  */
 import type {
   ArtifactsRef,
@@ -17,7 +17,7 @@ import type { ScratchRisk } from '../activities/scratch-server';
 export type RestoreSource =
   | { kind: 'backup'; backup: string; scratchServer?: string }
   | { kind: 'scratch'; scratch: string }
-  /** A pgBackRest stanza recovered to `target` on a worker's host (activities/point-in-time.ts). */
+  /** A pgBackRest stanza recovered to `target` on a worker's host (activities/point-in-time/). */
   | {
       kind: 'point-in-time';
       stanza: string;

@@ -15,7 +15,7 @@ import { enterPhase } from './unit-messages';
 export type Evidence = Pick<TenantResult, 'preflight' | 'copy' | 'validation' | 'durations'>;
 export type StepFailure = { step: string; type?: string; message: string };
 
-/** A copy's failure says that this restore committed rows of it before failing (activities/restore-activities.ts copyCall). */
+/** A copy's failure says that this restore committed rows of it before failing (activities/boundary.ts copyCall). */
 function copyCommitted(error: unknown): boolean {
   let e = error as { cause?: unknown; details?: unknown[] } | undefined;
   for (let depth = 0; depth < 4 && e; depth++) {

@@ -1,5 +1,6 @@
 /**
- * The FK columns the chunked direct path wrote NULL, set afterwards by key (the fills), and how each FK of a table is checked in a chunk.
+ * The FK columns the chunked direct path wrote NULL, set afterwards by key (the fills), and how each FK of a table is
+ * checked in a chunk.
  */
 import { escapeIdentifier as q } from '../db';
 import { qualify, type ChunkUnit, type Plan, type PlanForeignKey, type PlanTable } from '../plan';
@@ -13,7 +14,7 @@ import { liveTransaction } from './transaction';
 /** Pairs (key, value) of columns left NULL kept in Node for the fill; past it, the staged fill reads scratch again. */
 export const pendingFillLimit = 2_000_000;
 /** Pairs set per fill transaction. */
-export const fillBatch = 50_000;
+const fillBatch = 50_000;
 
 export interface Fill {
   table: PlanTable;
@@ -61,7 +62,7 @@ export async function runFill(run: ChunkRun, fill: Fill): Promise<void> {
 }
 
 /** `UPDATE ... SET fk = value` for the keys given, where live still holds NULL. */
-export function fillByKey(plan: Plan, table: PlanTable, fk: PlanForeignKey, keys: string[], values: string[]): Sql {
+function fillByKey(plan: Plan, table: PlanTable, fk: PlanForeignKey, keys: string[], values: string[]): Sql {
   const types = new Map(table.columns.map((c) => [c.name, c.type]));
   const key = table.primaryKey[0]!;
   const column = fk.columns[0]!;

@@ -41,8 +41,6 @@ import { DirectCopyRefused, lineFields, refusedByDirect, unescapeCopyText, withN
 import { liveTransaction } from './transaction';
 import { LineReader, linesPerRead } from './line-reader';
 import { Fill, FkRule, hasFill, pendingFillLimit, runFill } from './chunk-fills';
-export * from './line-reader';
-export * from './chunk-fills';
 
 /**
  * The chunked direct path stops and the staged chunked path goes on from `checkpoint` (none: nothing committed yet).

@@ -34,7 +34,6 @@ import { liveTransaction } from './transaction';
 import { RowTap } from './row-tap';
 import { StreamFacts } from './stream-facts';
 export * from './row-tap';
-export * from './stream-facts';
 
 /**
  * The direct path could not take the unit: live already holds one of its keys (23505, 23P01), or a table refuses a

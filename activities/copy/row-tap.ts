@@ -1,5 +1,6 @@
 /**
- * Reading COPY text as it streams past: the fields of each line, NULL written in place of a field, and a value's escapes undone.
+ * Reading COPY text as it streams past: the fields of each line, NULL written in place of a field, and a value's
+ * escapes undone.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 
@@ -57,7 +58,7 @@ export class RowTap extends Transform {
  * from `start` to `end` (its newline, excluded). A row with fewer fields is refused: the next tab would be the next
  * row's.
  */
-export function eachField(
+function eachField(
   buffer: Buffer,
   start: number,
   end: number,
@@ -106,7 +107,7 @@ export function withNullFields(line: Buffer, fields: number[]): Buffer {
   return Buffer.concat(parts);
 }
 
-export const nullText = Buffer.from('\\N');
+const nullText = Buffer.from('\\N');
 
 /** A value of a COPY text stream as it was before escaping (COPY TO escapes backslash and the control characters). */
 export function unescapeCopyText(text: string): string {

@@ -113,12 +113,12 @@ export class StreamFacts {
 }
 
 /** A referenced key of a table as a map key (JSON: names may hold any character). */
-export function keyName(table: string, columns: string[]): string {
+function keyName(table: string, columns: string[]): string {
   return JSON.stringify([table, columns]);
 }
 
 /** The escaped values of `fields` joined by tabs (no escaped value holds a tab), or null when one is NULL. */
-export function tupleOf(fields: number[], value: (field: number) => string | null): string | null {
+function tupleOf(fields: number[], value: (field: number) => string | null): string | null {
   if (fields.length === 1) return value(fields[0]!);
   const parts: string[] = [];
   for (const f of fields) {

@@ -241,7 +241,7 @@ export function classifyDbError(error: PgErrorLike): RestoreError | undefined {
 }
 
 /**
- * Scratch was emptied after it was loaded: its tables are UNLOGGED (activities/scratch.ts), and its server went through
+ * Scratch was emptied after it was loaded: its tables are UNLOGGED (activities/scratch/dump.ts), and its server went through
  * crash recovery (a crash, a kill, an immediate shutdown), which empties every unlogged relation. Its sentinel
  * (activities/scratch-alive.ts) says so, so that a reset scratch is never read as a backup without these tenants.
  * Not in `nonRetryableErrorTypes`: retrying the same step cannot help, but the restore can, once scratch is loaded

@@ -1,5 +1,7 @@
 /**
- * The input contract's pieces, defined once: ids, tenant ids and lists, schema.table, database references without a password, S3 locations, pgBackRest names, recovery targets. Workflow code imports this module: it must stay free of Node APIs.
+ * The input contract's pieces, defined once: ids, tenant ids and lists, schema.table, database references without a
+ * password, S3 locations, pgBackRest names, recovery targets. Workflow code imports this module: it must stay free of
+ * Node APIs.
  */
 import { z } from 'zod';
 import { canonicalUuid, type RecoveryTarget } from '../restore-types';
@@ -93,7 +95,7 @@ export const databaseRef = z.string().superRefine((ref, ctx) => {
 /** An S3 bucket name (the rules S3 and MinIO share). */
 export const bucketName = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name');
 /** An S3 key or prefix: no control characters, no `.` or `..` path segment (a prefix is joined into keys). */
-export const s3Key = (what: string, allowEmpty: boolean) =>
+const s3Key = (what: string, allowEmpty: boolean) =>
   z
     .string()
     .max(1024)
@@ -133,8 +135,8 @@ export const scratchRisksAccepted = z.array(z.enum(['on-live-server', 'as-live-r
 // ---------------------------------------------------------------------------------------------------------------
 // recovery targets: re-parsed and re-rendered, never passed through as text
 
-export const rfc3339 = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i;
-export const lsnPattern = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+const rfc3339 = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i;
+const lsnPattern = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
 
 /**
  * A time to the microsecond, as PostgreSQL keeps it: a commit in the same millisecond as the target is before or after
@@ -197,8 +199,7 @@ export const recoveryTarget = z.union([
 // passwords (DESIGN I5): no reference that carries one may enter a workflow input
 
 /** Query parameter names that hold a secret. libpq's are case-sensitive (`password`, `sslpassword`); any spelling is refused. */
-export const secretParam = (name: string): boolean =>
-  name.toLowerCase() !== 'passfile' && /pass|secret|token/i.test(name);
+const secretParam = (name: string): boolean => name.toLowerCase() !== 'passfile' && /pass|secret|token/i.test(name);
 
 export const decode = (text: string): string => {
   try {

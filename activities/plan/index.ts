@@ -26,7 +26,6 @@ export type { PlanCycle, CycleStrategy } from './order';
 export type { OwnershipPath, PathStep } from './ownership';
 export type { TableDrift, WrittenColumn } from './drift';
 export * from './types';
-export * from './refusals';
 export * from './units';
 
 function requirePrimaryKey(table: CatalogTable, where: string): string[] {

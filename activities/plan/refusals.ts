@@ -1,5 +1,6 @@
 /**
- * What a plan refuses to restore (exclusion constraints, keys no merge can use, parents excluded by the config) and the warnings about FKs it cannot order by; the tenant root resolved in both catalogs.
+ * What a plan refuses to restore (exclusion constraints, keys no merge can use, parents excluded by the config) and the
+ * warnings about FKs it cannot order by; the tenant root resolved in both catalogs.
  */
 import {
   DeferrableUniqueKeyError,

@@ -1,5 +1,6 @@
 /**
- * The plan's shapes (its tables, FKs, unique indexes), how FKs are checked during a copy, and the plan's digest, qualified names and SQL rendering context.
+ * The plan's shapes (its tables, FKs, unique indexes), how FKs are checked during a copy, and the plan's digest,
+ * qualified names and SQL rendering context.
  */
 import { createHash } from 'node:crypto';
 import { escapeIdentifier, type Pool } from '../db';

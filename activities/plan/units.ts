@@ -1,5 +1,6 @@
 /**
- * The plan cut into units of the chunked copy, the rows a tenant set holds in the backup, and the plan as text for the plan command.
+ * The plan cut into units of the chunked copy, the rows a tenant set holds in the backup, and the plan as text for the
+ * plan command.
  */
 import { escapeIdentifier, inTransaction, type Pool } from '../db';
 import type { TenantId } from '../restore-types';

@@ -74,7 +74,7 @@ export function scratchPaths(
  * socket directory for their own. A root worker runs PostgreSQL as 'postgres', which must pass through it to its own
  * directories (0700, its own): 0711 then, still neither listable nor writable by anyone else.
  */
-export function scratchBaseMode(): number {
+function scratchBaseMode(): number {
   return runAsUser() ? 0o711 : 0o700;
 }
 
@@ -109,7 +109,7 @@ export async function ensureScratchBase(base: string): Promise<void> {
 }
 
 /** PostgreSQL and pgBackRest refuse to run as root: as root they run as the 'postgres' user. */
-export function runAsUser(): string | undefined {
+function runAsUser(): string | undefined {
   return process.getuid?.() === 0 ? 'postgres' : undefined;
 }
 

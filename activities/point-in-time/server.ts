@@ -100,11 +100,7 @@ export async function archiveRange(stanza: string, signal: AbortSignal): Promise
 }
 
 /** The newest COMMIT record's time among the last few archived segments (a segment after a switch may hold none). */
-export async function newestArchivedCommit(
-  stanza: string,
-  max: string,
-  signal: AbortSignal,
-): Promise<string | undefined> {
+async function newestArchivedCommit(stanza: string, max: string, signal: AbortSignal): Promise<string | undefined> {
   // Its own directory in the private scratch area, 0700 and the server user's (archive-get runs as that user): no
   // other local user can plant a symlink named after the segment it fetches.
   const base = scratchBase();

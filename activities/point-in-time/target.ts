@@ -40,7 +40,7 @@ export interface ArchiveRange {
   status: string;
 }
 
-export interface PgbackrestInfoJson {
+interface PgbackrestInfoJson {
   name: string;
   status?: { code: number; message: string };
   archive?: Array<{ min?: string | null; max?: string | null }>;

@@ -2,7 +2,7 @@
  * The source of scratch, one home: a pg_dump archive from S3 loaded into an owned database (dump.ts, with the object's
  * checks in fetch-backup.ts and archive.ts, and pg_restore's passes in restore-archive.ts), a scratch the operator
  * gave (checkScratch), and the owned databases' names and markers (owned-database.ts) that restores, discovers and
- * drills share. A point-in-time scratch is recovered by activities/point-in-time.ts.
+ * drills share. A point-in-time scratch is recovered by activities/point-in-time/.
  */
 import { log } from '@temporalio/activity';
 import type { S3Client } from '@aws-sdk/client-s3';

@@ -1,5 +1,7 @@
 /**
- * The controls of a running restore (pause, resume, cancel, approve, concurrency): a Workflow Update answered by the restore, or a signal where no update handler can answer (cancel; no worker polling), and approved tenants checked against the restore's list first.
+ * The controls of a running restore (pause, resume, cancel, approve, concurrency): a Workflow Update answered by the
+ * restore, or a signal where no update handler can answer (cancel; no worker polling), and approved tenants checked
+ * against the restore's list first.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError } from '@temporalio/client';
@@ -37,7 +39,7 @@ export interface ControlResult {
 }
 
 /** How long a control waits for the workflow's answer; a worker takes it within a workflow task, well under this. */
-export const updateTimeoutMs = 15_000;
+const updateTimeoutMs = 15_000;
 
 /**
  * pause, resume, approve and concurrency go as Workflow Updates: a validator in the workflow refuses what it would
@@ -123,7 +125,7 @@ export async function signal(
  * Approving a tenant the restore does not hold would be sent, accepted and ignored: the operator would believe a
  * tenant's billing was released. Ids outside the restore's list are refused, nothing sent.
  */
-export async function refuseTenantsOutsideRestore(
+async function refuseTenantsOutsideRestore(
   client: Client,
   restoreId: string,
   artifacts: string | undefined,

@@ -1,20 +1,21 @@
 /**
- * Drill schedules: the cron checked as Temporal reads it, the schedule `drill/<id>` created, listed, described, paused, unpaused or deleted.
+ * Drill schedules: the cron checked as Temporal reads it, the schedule `drill/<id>` created, listed, described, paused,
+ * unpaused or deleted.
  */
 import { ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import type { RestoreDrillInput } from '../../workflows/restore-drill';
 import { UsageError } from './input';
 import { checkDrillId } from './drill';
 
-export const cronMacros = /^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/;
-export const cronFields: Array<{ name: string; min: number; max: number }> = [
+const cronMacros = /^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/;
+const cronFields: Array<{ name: string; min: number; max: number }> = [
   { name: 'minute', min: 0, max: 59 },
   { name: 'hour', min: 0, max: 23 },
   { name: 'day of month', min: 1, max: 31 },
   { name: 'month', min: 1, max: 12 },
   { name: 'day of week', min: 0, max: 7 },
 ];
-export const cronNames = /^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat)$/i;
+const cronNames = /^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat)$/i;
 
 /**
  * A cron expression, checked before anything is sent: five fields (minute hour day-of-month month day-of-week) of
@@ -106,8 +107,8 @@ export async function scheduleDrill(
   };
 }
 
-export type CalendarRange = { start: number | string; end?: number | string; step?: number };
-export const calendarFields: Array<[string, number | string, number | string]> = [
+type CalendarRange = { start: number | string; end?: number | string; step?: number };
+const calendarFields: Array<[string, number | string, number | string]> = [
   ['minute', 0, 59],
   ['hour', 0, 23],
   ['dayOfMonth', 1, 31],
@@ -116,7 +117,7 @@ export const calendarFields: Array<[string, number | string, number | string]> =
 ];
 
 /** A schedule's calendar as Temporal describes it (the cron is not kept), e.g. "minute 0, hour 3, dayOfWeek MONDAY". */
-export function calendarText(calendar: Record<string, CalendarRange[]>): string {
+function calendarText(calendar: Record<string, CalendarRange[]>): string {
   const parts: string[] = [];
   for (const [field, min, max] of calendarFields) {
     const ranges = calendar[field] ?? [];

@@ -124,7 +124,7 @@ function checkIds(entries: Array<{ id: string; where: string }>): TenantId[] {
 
 /**
  * The workflow input a command is about to start, parsed with the same contract the worker parses it with
- * (activities/input-contract.ts): what the flags' own checks let through is still refused here, exit 2.
+ * (activities/input-contract/): what the flags' own checks let through is still refused here, exit 2.
  */
 export function checkStartInput<T>(workflow: string, schema: z.ZodType<T>, input: unknown): T {
   return checkInput(

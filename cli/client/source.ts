@@ -151,7 +151,7 @@ function artifactsFromFlags(
 
 /**
  * `--backup pgbackrest:<stanza>[/<database>] --at <RFC 3339 time | LSN>` (or `--from <T0> --to <T1>`): scratch
- * recovered to that moment from the stanza's WAL archive, on a worker's host (activities/point-in-time.ts). The
+ * recovered to that moment from the stanza's WAL archive, on a worker's host (activities/point-in-time/). The
  * database defaults to live's.
  */
 function pointInTimeFromFlags(flags: SourceFlags & { backup: string }, now = new Date()): RestoreSource {

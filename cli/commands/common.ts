@@ -23,7 +23,7 @@ export type FlagSpec = NonNullable<ParseArgsConfig['options']>[string] & {
 export type Flags = Record<string, FlagSpec>;
 
 /**
- * The flags `start` and `discover` share, checked by sourceFromFlags (cli/client/start.ts): where the backup is (or
+ * The flags `start` and `discover` share, checked by sourceFromFlags (cli/client/source.ts): where the backup is (or
  * scratch), live, the tenant root, the config, the id, the artifacts and the task queue.
  */
 export const sourceFlags = {

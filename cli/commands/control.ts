@@ -1,6 +1,6 @@
 /**
  * pause, resume, approve and concurrency: Workflow Updates that the restore checks and answers with what it accepted;
- * cancel: a signal. See controlRestore in cli/client/restore.ts.
+ * cancel: a signal. See controlRestore in cli/client/control.ts.
  */
 import { UsageError } from '../client/errors';
 import type { ControlResult, RestoreControl } from '../client/restore';

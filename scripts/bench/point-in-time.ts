@@ -52,7 +52,7 @@ export async function archiveNow(database: string, timeoutMs = 120_000): Promise
 /**
  * The bench's freshly loaded databases are what autovacuum would pick during the measured window: analyzed and vacuumed
  * here, before the base backup, and autovacuum awaited idle, so that the WAL the recovery replays is the incident's,
- * not autovacuum's. (The recovery itself copes with WAL of other databases since the backup: activities/point-in-time.ts
+ * not autovacuum's. (The recovery itself copes with WAL of other databases since the backup: activities/point-in-time/
  * runs its server with ignore_invalid_pages for the zeroed files --db-include leaves; test/integration/point-in-time.test.ts
  * proves it. Before that setting, this step was what kept the bench's recovery from PANICking.)
  */

@@ -1,5 +1,5 @@
 /**
- * The input contract's pieces (activities/input-contract.ts): one rule each, shared by the command line, the config
+ * The input contract's pieces (activities/input-contract/): one rule each, shared by the command line, the config
  * file and the worker, so that what one accepts the others accept too (hardening, item 1).
  */
 import { describe, expect, it } from 'vitest';

@@ -14,7 +14,7 @@ export interface Scenario {
   holdCopies?: boolean;
   /**
    * An engine error for the copy of this unit, thrown as a non-retryable ApplicationFailure of that type; `committed`:
-   * the copy had committed some of its rows first (its details say so, as activities/restore-activities.ts copyCall does).
+   * the copy had committed some of its rows first (its details say so, as activities/boundary.ts copyCall does).
    */
   copyFails?: (tenantIds: TenantId[]) => { type: string; message: string; committed?: boolean } | undefined;
   /** Tenants that are `present` from the n-th preflight of the restore on (1-based): restored by someone in between. */
